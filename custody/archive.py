@@ -1,0 +1,250 @@
+"""An archive on disk: its config, object store, ledger and keys, and the one way to append.
+
+Layout (docs/FORMAT.md): custody.json, ledger.db, objects/sha256/ab/<hex>, objects/tmp/,
+keys/archive.key (+ .pub). Every entry is appended through `Archive.append`, which signs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from custody import canonical
+from custody import entry as entries
+from custody.custodians import REGISTRY_ACTIONS, Registry
+from custody.errors import ArchiveError, NotFound, NotPermitted, UsageError
+from custody.keyfiles import load_key, write_new_key
+from custody.signing import PublicKey, SigningKey, key_id
+from store.ledger import EntryRow, LedgerStore, LedgerStoreError, LedgerWriter
+from store.objects import LocalObjectStore
+
+FORMAT = "custody-archive"
+FORMAT_VERSION = 1
+CONFIG = "custody.json"
+
+
+def utc_now() -> str:
+    """Now, as the RFC 3339 UTC string every entry carries (microseconds, 'Z')."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_archive_path() -> Path:
+    return Path(os.environ.get("CUSTODY_ARCHIVE") or "archive")
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An entry before it has a place in the log; `metadata` is a document stored alongside."""
+
+    action: str
+    item: str | None
+    details: dict[str, Any]
+    metadata: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    name: str
+    origin: str
+    archive_key: PublicKey
+    created: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "name": self.name,
+            "origin": self.origin,
+            "archive_key": {
+                "key_id": self.archive_key.key_id,
+                "public_key": self.archive_key.b64(),
+                "name": self.archive_key.name,
+            },
+            "created": self.created,
+        }
+
+
+class Archive:
+    def __init__(self, root: Path, config: ArchiveConfig) -> None:
+        self.root = root
+        self.config = config
+        self.objects = LocalObjectStore(root / "objects")
+        self.ledger = LedgerStore(root / "ledger.db")
+
+    # Creating and opening ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path, name: str, admin: SigningKey, archive_passphrase: str) -> Archive:
+        root = Path(root)
+        if (root / CONFIG).exists():
+            raise ArchiveError(f"{root} already holds an archive")
+        if root.exists() and any(root.iterdir()):
+            raise ArchiveError(f"{root} exists and is not empty")
+        root.mkdir(parents=True, exist_ok=True)
+        archive_key = write_new_key(root / "keys" / "archive.key", f"{name} archive",
+                                    archive_passphrase)
+        now = utc_now()
+        origin = f"custody.archive/{archive_key.key_id}"
+        config = ArchiveConfig(name=name, origin=origin, archive_key=archive_key.public,
+                               created=now)
+        archive = cls(root, config)
+        archive.objects.create()
+        archive.ledger.create()
+        genesis = Draft(
+            action="init",
+            item=None,
+            details={
+                "name": name,
+                "format": FORMAT_VERSION,
+                "archive": _custodian_json(archive_key.public),
+                "admin": _custodian_json(admin.public),
+            },
+        )
+        archive.append(archive_key, [genesis], now=now, check_signer=False)
+        # custody.json is written last: a folder without it is not an archive, so a crash
+        # during init leaves nothing that could be mistaken for one.
+        tmp = root / (CONFIG + ".tmp")
+        tmp.write_text(json.dumps(config.to_json(), indent=2) + "\n")
+        os.replace(tmp, root / CONFIG)
+        return archive
+
+    @classmethod
+    def open(cls, root: Path) -> Archive:
+        root = Path(root)
+        path = root / CONFIG
+        if not path.is_file():
+            raise NotFound(
+                f"no archive at {root} (no {CONFIG})",
+                hint="make one with 'custody init DIR --name ORG' or pass --archive DIR",
+            )
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("format") != FORMAT:
+                raise ArchiveError(f"{path} is not a custody archive config")
+            if raw.get("version") != FORMAT_VERSION:
+                raise ArchiveError(f"archive format version {raw.get('version')} is not supported")
+            ak = raw["archive_key"]
+            from custody.custodians import decode_public_key
+
+            public = PublicKey(raw=decode_public_key(ak["public_key"]), name=ak.get("name", ""))
+            config = ArchiveConfig(name=raw["name"], origin=raw["origin"], archive_key=public,
+                                   created=raw["created"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"{path} is damaged: {exc}") from None
+        return cls(root, config)
+
+    def load_archive_key(self, passphrase: str) -> SigningKey:
+        key = load_key(self.root / "keys" / "archive.key", passphrase)
+        if key.public.raw != self.config.archive_key.raw:
+            raise ArchiveError("keys/archive.key is not the key named in custody.json")
+        return key
+
+    # Reading ------------------------------------------------------------------------------------
+
+    def signed_entries(self, start: int = 0) -> Iterator[tuple[EntryRow, entries.SignedEntry]]:
+        for row in self.ledger.rows(start):
+            yield row, entries.SignedEntry(body=row.body, signature=row.signature)
+
+    def registry(self) -> Registry:
+        """Custodians as of now (for acting; verify rebuilds its own as it walks the log)."""
+        reg = Registry()
+        for row in self.ledger.rows_with_action(*REGISTRY_ACTIONS):
+            reg.apply(entries.parse(row.body))
+        return reg
+
+    def resolve_item(self, ref: str) -> str:
+        """An item by full SHA-256 or a unique prefix of at least 8 hex digits."""
+        ref = ref.strip().lower()
+        if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):
+            raise UsageError(f"'{ref}' is not an item: give its SHA-256 or 8+ hex digits of it")
+        found = self.ledger.items_with_prefix(ref)
+        if not found:
+            raise NotFound(f"no item {ref} in this archive")
+        if len(found) > 1:
+            from custody.errors import AmbiguousItem
+
+            raise AmbiguousItem(f"{ref} matches more than one item; give more digits")
+        return found[0]
+
+    # Appending ----------------------------------------------------------------------------------
+
+    def append(
+        self,
+        key: SigningKey,
+        drafts: list[Draft],
+        *,
+        now: str | None = None,
+        check_signer: bool = True,
+        decide: Any = None,
+    ) -> list[entries.SignedEntry]:
+        """Sign and append drafts in one transaction: all land or none do.
+
+        `decide(writer, draft) -> Draft` may rewrite a draft inside the transaction, after the log
+        is locked (ingest uses it to tell a first ingest from a sighting without a race).
+        """
+        if check_signer:
+            self.require_active(key)
+        now = now or utc_now()
+        out: list[entries.SignedEntry] = []
+        with self.ledger.writing() as writer:
+            for draft in drafts:
+                if decide is not None:
+                    draft = decide(writer, draft)
+                signed = self._append_one(writer, key, draft, now)
+                out.append(signed)
+        return out
+
+    def _append_one(self, writer: LedgerWriter, key: SigningKey, draft: Draft,
+                    now: str) -> entries.SignedEntry:
+        entry = entries.Entry(
+            log=self.config.origin,
+            seq=writer.next_seq,
+            time=now,
+            actor=key.key_id,
+            action=draft.action,
+            item=draft.item,
+            details=draft.details,
+            prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
+        )
+        signed = entries.sign(entry, key)
+        if draft.metadata is not None and draft.item is not None:
+            writer.put_metadata(draft.item, draft.metadata)
+        try:
+            writer.append(EntryRow(
+                seq=entry.seq, body=signed.body, signature=signed.signature,
+                leaf_hash=signed.leaf_hash, time=entry.time, actor=entry.actor,
+                action=entry.action, item=entry.item,
+            ))
+        except LedgerStoreError as exc:
+            raise ArchiveError(str(exc)) from None
+        return signed
+
+    def require_active(self, key: SigningKey, roles: tuple[str, ...] = ()) -> None:
+        reg = self.registry()
+        who = reg.by_id.get(key.key_id)
+        if who is None:
+            raise NotPermitted(f"key {key.key_id} ({key.public.name or 'unnamed'}) is not enrolled "
+                               "in this archive", hint="ask an admin to run 'custody enroll'")
+        if who.revoked_seq is not None:
+            raise NotPermitted(f"key {key.key_id} ({who.name}) was revoked")
+        if roles and who.role not in roles:
+            raise NotPermitted(f"{who.name} has role '{who.role}', which may not do this "
+                               f"(needs {' or '.join(roles)})")
+
+
+def _custodian_json(public: PublicKey) -> dict[str, str]:
+    return {"key_id": key_id(public.raw), "public_key": public.b64(), "name": public.name}
+
+
+def custodian_json(public: PublicKey) -> dict[str, str]:
+    return _custodian_json(public)
+
+
+def metadata_doc(value: dict[str, Any]) -> bytes:
+    return canonical.encode(value)

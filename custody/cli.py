@@ -1,0 +1,298 @@
+"""The `custody` command: parse, call the operations, print; no logic of its own.
+
+Reports go to stdout (one JSON document with --json), progress and messages to stderr. Every
+CustodyError becomes a one-line message and its exit code in `main`, the one handler.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+
+from custody import items as views
+from custody.archive import Archive, Draft, custodian_json, default_archive_path
+from custody.custodians import ROLES
+from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, UsageError
+from custody.keyfiles import default_key_path, load_key, read_public_key, write_new_key
+from custody.signing import SigningKey
+
+app = typer.Typer(
+    name="custody",
+    help="Chain-of-custody evidence archive: store, sign, log and verify evidence files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+key_app = typer.Typer(help="Custodian keys.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+class State:
+    archive_path: Path = default_archive_path()
+    key_path: Path | None = None
+    debug: bool = False
+
+
+state = State()
+
+
+@app.callback()
+def _global(
+    archive: Path = typer.Option(None, "--archive", help="Archive folder [$CUSTODY_ARCHIVE or ./archive]"),
+    key: Path = typer.Option(None, "--key", help="Acting custodian's key [$CUSTODY_KEY or the config folder's key]"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+) -> None:
+    state.archive_path = archive or default_archive_path()
+    state.key_path = key
+    state.debug = debug
+
+
+# Helpers ---------------------------------------------------------------------------------------
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def out_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def passphrase(confirm: bool = False, env: str = "CUSTODY_PASSPHRASE", what: str = "key") -> str:
+    if (value := os.environ.get(env)) is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise UsageError(f"no passphrase for the {what}: set {env} or run on a terminal")
+    first = getpass.getpass(f"Passphrase for the {what}: ")
+    if confirm and getpass.getpass("Again: ") != first:
+        raise UsageError("the two passphrases differ")
+    return first
+
+
+def acting_key() -> SigningKey:
+    path = state.key_path or default_key_path()
+    return load_key(path, passphrase())
+
+
+def open_archive() -> Archive:
+    return Archive.open(state.archive_path)
+
+
+# Keys and archives -----------------------------------------------------------------------------
+
+@key_app.command("new")
+def key_new(
+    name: str = typer.Option(..., "--name", help="The custodian's name, as reports show it."),
+    output: Path = typer.Option(None, "-o", "--output", help="Key file [the config folder's key]"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make a custodian key (Ed25519, passphrase-encrypted, mode 0600); print its key id."""
+    path = output or state.key_path or default_key_path()
+    key = write_new_key(path, name, passphrase(confirm=True))
+    info = {"key_id": key.key_id, "name": key.public.name, "path": str(path),
+            "public_key_path": str(path) + ".pub", "public_key": key.public.openssh_line()}
+    if as_json:
+        out_json(info)
+    else:
+        print(key.key_id)
+        err(f"wrote {path} (private, 0600) and {path}.pub")
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(None, help="Archive folder [--archive, $CUSTODY_ARCHIVE or ./archive]"),
+    name: str = typer.Option(..., "--name", help="The organisation's name."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make an archive and its archive key; the acting custodian becomes its first admin.
+
+    The archive key is encrypted with $CUSTODY_ARCHIVE_PASSPHRASE, else the acting custodian's
+    passphrase.
+    """
+    root = directory or state.archive_path
+    admin = acting_key()
+    archive_pass = os.environ.get("CUSTODY_ARCHIVE_PASSPHRASE") or passphrase()
+    archive = Archive.create(root, name, admin, archive_pass)
+    info = {"archive": str(root), "name": name, "origin": archive.config.origin,
+            "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}
+    if as_json:
+        out_json(info)
+    else:
+        print(f"archive {root}: {name}, admin {admin.public.name} ({admin.key_id})")
+
+
+@app.command()
+def enroll(
+    pubkey: str = typer.Argument(..., help="The custodian's .pub file (or its ssh-ed25519 line)."),
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    name: str = typer.Option(None, "--name", help="Name to record [the .pub file's comment]"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """An admin enrols another custodian's public key with a role."""
+    if role not in ROLES:
+        raise UsageError(f"unknown role '{role}': choose one of {', '.join(ROLES)}")
+    archive = open_archive()
+    public = read_public_key(pubkey)
+    if name:
+        from custody.signing import PublicKey
+
+        public = PublicKey(raw=public.raw, name=name)
+    if not public.name:
+        raise UsageError("the public key has no name: pass --name")
+    admin = acting_key()
+    archive.require_active(admin, ("admin",))
+    draft = Draft(action="enroll", item=None,
+                  details={"custodian": custodian_json(public), "role": role})
+    signed = archive.append(admin, [draft], check_signer=False)[0]
+    info = {"seq": signed.entry().seq, "key_id": public.key_id, "name": public.name, "role": role}
+    if as_json:
+        out_json(info)
+    else:
+        print(f"enrolled {public.name} ({public.key_id}) as {role} in entry {info['seq']}")
+
+
+# Ingest and views ------------------------------------------------------------------------------
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files and folders (folders recursively)."),
+    case: str = typer.Option(None, "--case", help="Case identifier to file the items under."),
+    note: str = typer.Option(None, "--note", help="A note recorded with each ingest entry."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ingest files and folders: store each file once, sign an entry for every file seen."""
+    from custody.ingest import Ingest, find_files
+    from custody.metadata import MetadataReader
+    from custody.progress import IngestProgress
+
+    archive = open_archive()
+    key = acting_key()
+    skipped: list[dict[str, str]] = []
+    files = find_files(paths, skipped)
+    for s in skipped:
+        err(f"skipped {s['path']}: {s['reason']}")
+    with IngestProgress(files, quiet=as_json) as progress, MetadataReader() as reader:
+        run = Ingest(archive, key, reader, case=case, note=note,
+                     on_file=progress.file_done, on_bytes=progress.advance)
+        report = run.run(files)
+        report.skipped = skipped
+    if as_json:
+        out_json(report.to_json())
+    summary = report.to_json()["summary"]
+    err(f"{summary['new']} new, {summary['present']} already present, "
+        f"{summary['failed']} failed, {summary['skipped']} skipped; {summary['bytes']} bytes")
+    if summary["failed"]:
+        raise CustodyError(f"{summary['failed']} file(s) could not be read and were not stored")
+
+
+@app.command("list")
+def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every item, in order of first ingest."""
+    rows = views.listing(open_archive())
+    if as_json:
+        out_json(rows)
+        return
+    for r in rows:
+        print(f"{r['sha256'][:16]}  {r['size']:>12}  {str(r['mime']):<24} "
+              f"{r['captured_at'] or '-':<21} {r['name']}")
+    err(f"{len(rows)} item(s)")
+
+
+@app.command()
+def show(
+    item: str = typer.Argument(..., help="SHA-256 or a unique prefix of 8+ hex digits."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One item: hashes, metadata, names seen and its full history."""
+    archive = open_archive()
+    data = views.show(archive, archive.resolve_item(item))
+    if as_json:
+        out_json(data)
+        return
+    for label in ("sha256", "size", "mime", "names", "cases", "captured_at", "captured_at_basis",
+                  "gps", "device", "ingested_at", "ingested_by", "metadata_errors"):
+        print(f"{label:>18}: {data[label]}")
+    for algo, value in (data["digests"] or {}).items():
+        print(f"{algo:>18}: {value}")
+    print("           history:")
+    for h in data["history"]:
+        print(f"  #{h['seq']:<6} {h['time']}  {h['action']:<9} {h['actor_name']} ({h['actor'][:12]})")
+
+
+@app.command()
+def log(
+    item: str = typer.Argument(None, help="Only this item's entries."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines, one entry per line."),
+) -> None:
+    """Ledger entries, all or one item's."""
+    archive = open_archive()
+    rows = views.log(archive, archive.resolve_item(item) if item else None)
+    for r in rows:
+        if as_json:
+            sys.stdout.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+        else:
+            what = r["item"][:16] if r["item"] else "-"
+            print(f"#{r['seq']:<6} {r['time']}  {r['action']:<9} {what:<16}  {r['actor_name']}")
+
+
+@app.command()
+def verify(
+    item: str = typer.Argument(None, help="Only this item's object (the whole ledger is always checked)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check every object's SHA-256, every entry's signature and the hash chain; exit 1 on any problem."""
+    from custody.verify import audit
+
+    archive = open_archive()
+    target = archive.resolve_item(item) if item else None
+    report = audit(archive, target)
+    if as_json:
+        out_json(report.to_json())
+    else:
+        for p in report.problems:
+            print(f"PROBLEM: {p}")
+        for n in report.notices:
+            print(f"notice: {n}")
+        if report.ok:
+            print(f"OK: {report.entries} entries and {report.objects} objects verified")
+    if not report.ok:
+        err(f"custody: verification failed: {len(report.problems)} problem(s)")
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+# The one error handler ---------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except CustodyError as exc:
+        line = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        err(f"custody: {' '.join(line.splitlines())}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        err(f"custody: {exc.format_message()}")
+        sys.exit(EXIT_USAGE)
+    except click.Abort:
+        err("custody: aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err("custody: interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last resort must name the error, not crash
+        if state.debug:
+            raise
+        err(f"custody: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)")
+        sys.exit(EXIT_ERROR)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Ingest progress for people: a rich progress bar on stderr (terminals only) and a line per file.
+
+The per-file lines go to stdout and are printed only once the file's entry is committed, so a
+line on screen means the file is safely stored.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+
+STATUS_WORDS = {"new": "new", "present": "present", "failed": "FAILED"}
+
+
+class IngestProgress:
+    def __init__(self, files: list[Any], quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.total = sum(f.size for f in files)
+        self._console = Console(stderr=True)
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> IngestProgress:
+        if self._console.is_terminal:
+            self._bar = Progress(
+                TextColumn("ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TimeRemainingColumn(), console=self._console, transient=True,
+                redirect_stdout=False, redirect_stderr=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("ingest", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def file_done(self, result: Any) -> None:
+        if self.quiet:
+            return
+        word = STATUS_WORDS.get(result.status, result.status)
+        digest = result.sha256 or "-" * 64
+        line = f"{word:<8} {digest}  {result.path}"
+        if result.error:
+            line += f"  ({result.error})"
+        # The bar lives on stderr; the record of what was stored belongs on stdout.
+        print(line, file=sys.stdout, flush=True)

@@ -1,0 +1,136 @@
+"""Custodian and archive keys: Ed25519 (RFC 8032) signing, verification and key files.
+
+The only module that touches private key bytes or `cryptography.hazmat`; everything else holds a
+`SigningKey` (which can sign) or raw 32-byte public keys (which can only verify).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from custody.errors import BadKeyFile, WrongPassphrase
+
+# Domain tag for key ids: a key id can never collide with any other hash the archive makes.
+KEY_ID_TAG = b"custody:key-id:v1\x00"
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+
+
+def key_id(public_key: bytes) -> str:
+    """The stable key id: hex of the first 16 bytes of SHA-256(tag || raw public key)."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return hashlib.sha256(KEY_ID_TAG + public_key).hexdigest()[:32]
+
+
+def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True when `signature` is a valid Ed25519 signature of `message` by `public_key`."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """A custodian's public identity: raw key, key id and the name it was made with."""
+
+    raw: bytes
+    name: str
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.raw)
+
+    def b64(self) -> str:
+        return base64.b64encode(self.raw).decode()
+
+    def openssh_line(self) -> str:
+        """The public key as one OpenSSH line, the custodian's name as its comment."""
+        line = (
+            Ed25519PublicKey.from_public_bytes(self.raw)
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            .decode()
+        )
+        return f"{line} {self.name}" if self.name else line
+
+
+def parse_openssh_public(text: str) -> PublicKey:
+    """Read an `ssh-ed25519 AAAA… NAME` line (the .pub file `key new` writes)."""
+    parts = text.strip().split(maxsplit=2)
+    if len(parts) < 2 or parts[0] != "ssh-ed25519":
+        raise BadKeyFile("not an Ed25519 public key (expected an 'ssh-ed25519 …' line)")
+    try:
+        loaded = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+    except (ValueError, TypeError) as exc:
+        raise BadKeyFile(f"unreadable public key: {exc}") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise BadKeyFile("not an Ed25519 public key")
+    raw = loaded.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return PublicKey(raw=raw, name=parts[2].strip() if len(parts) == 3 else "")
+
+
+class SigningKey:
+    """An Ed25519 private key held in memory. Its bytes never leave this class unencrypted."""
+
+    __slots__ = ("_private", "public")
+
+    def __init__(self, private: Ed25519PrivateKey, name: str) -> None:
+        self._private = private
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public = PublicKey(raw=raw, name=name)
+
+    def __repr__(self) -> str:  # never print key material
+        return f"SigningKey(key_id={self.key_id!r}, name={self.public.name!r})"
+
+    @classmethod
+    def generate(cls, name: str) -> SigningKey:
+        return cls(Ed25519PrivateKey.generate(), name)
+
+    @classmethod
+    def from_seed(cls, seed: bytes, name: str) -> SigningKey:
+        """A key from its 32-byte RFC 8032 seed (test vectors; never used for real keys)."""
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), name)
+
+    @property
+    def key_id(self) -> str:
+        return self.public.key_id
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private.sign(message)
+
+    def to_encrypted_pem(self, passphrase: str) -> bytes:
+        """PKCS#8 `ENCRYPTED PRIVATE KEY` PEM (PBES2), readable by `openssl pkey`."""
+        if not passphrase:
+            raise WrongPassphrase("an empty passphrase cannot protect a key")
+        return self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase.encode()),
+        )
+
+    @classmethod
+    def from_encrypted_pem(cls, pem: bytes, passphrase: str, name: str) -> SigningKey:
+        if b"ENCRYPTED PRIVATE KEY" not in pem:
+            raise BadKeyFile("not an encrypted PKCS#8 private key")
+        try:
+            private = serialization.load_pem_private_key(pem, passphrase.encode())
+        except ValueError:
+            # cryptography says "Bad decrypt" for a wrong passphrase and for a damaged file alike.
+            raise WrongPassphrase("wrong passphrase for the key (or the key file is damaged)") from None
+        except TypeError as exc:
+            raise BadKeyFile(f"unreadable key file: {exc}") from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise BadKeyFile("the key file does not hold an Ed25519 key")
+        return cls(private, name)

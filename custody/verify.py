@@ -1,0 +1,189 @@
+"""Verify an archive: every entry's form, chain link and signature, and every object's fixity.
+
+`audit` walks everything and collects every finding (a reviewer sees all problems, not the first);
+`verify` raises VerificationFailed listing them. Problems fail; notices (an object left unreferenced
+by a crash, a stray temp file) are reported and do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from custody import entry as entries
+from custody.archive import Archive
+from custody.custodians import Registry, RegistryError
+from custody.errors import VerificationFailed
+from store.objects import ObjectCorrupt, ObjectMissing
+
+
+@dataclass(slots=True)
+class AuditReport:
+    entries: int = 0
+    objects: int = 0
+    items: int = 0
+    problems: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries_checked": self.entries,
+            "objects_checked": self.objects,
+            "items": self.items,
+            "problems": self.problems,
+            "notices": self.notices,
+        }
+
+
+@dataclass(slots=True)
+class _Ingested:
+    seq: int
+    size: Any
+    metadata_sha256: Any
+
+
+def audit(
+    archive: Archive,
+    item: str | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> AuditReport:
+    """Check the whole ledger, and the fixity of every object (or of `item`'s only)."""
+    report = AuditReport()
+    progress = on_progress or (lambda _stage, _n: None)
+    ingested = _check_ledger(archive, report, progress)
+    report.items = len(ingested)
+    targets = {item: ingested[item]} if item is not None and item in ingested else ingested
+    if item is not None and item not in ingested:
+        report.problems.append(f"item {item} has no ingest entry")
+    _check_objects(archive, targets, report, progress, whole=item is None)
+    _check_metadata(archive, targets, report)
+    return report
+
+
+def verify(archive: Archive, item: str | None = None) -> AuditReport:
+    report = audit(archive, item)
+    if report.problems:
+        raise VerificationFailed(report.problems)
+    return report
+
+
+def _check_ledger(archive: Archive, report: AuditReport,
+                  progress: Callable[[str, int], None]) -> dict[str, _Ingested]:
+    origin = archive.config.origin
+    archive_key = archive.config.archive_key
+    registry = Registry()
+    ingested: dict[str, _Ingested] = {}
+    expected_seq = 0
+    prev_hash: bytes | None = None
+    problems = report.problems
+    for row in archive.ledger.rows():
+        report.entries += 1
+        if row.seq != expected_seq:
+            problems.append(f"entries {expected_seq}..{row.seq - 1} are missing from the ledger"
+                            if row.seq > expected_seq else f"entry {row.seq} is out of order")
+        expected_seq = row.seq + 1
+        where = f"entry {row.seq}"
+        leaf = entries.leaf_hash(row.body)
+        if row.leaf_hash != leaf:
+            problems.append(f"{where}: stored leaf hash does not match its bytes")
+        try:
+            entry = entries.parse(row.body)
+        except entries.MalformedEntry as exc:
+            problems.append(f"{where}: malformed: {exc}")
+            prev_hash = leaf
+            continue
+        if entry.seq != row.seq:
+            problems.append(f"{where}: its bytes say it is entry {entry.seq} (reordered?)")
+        if entry.log != origin:
+            problems.append(f"{where}: belongs to log {entry.log!r}, not this archive's")
+        expected_prev = prev_hash.hex() if prev_hash is not None else None
+        if entry.prev != expected_prev:
+            problems.append(f"{where}: does not link to the entry before it (hash chain broken)")
+        columns = (row.time, row.actor, row.action, row.item)
+        if columns != (entry.time, entry.actor, entry.action, entry.item):
+            problems.append(f"{where}: index columns disagree with the signed entry")
+        signed = entries.SignedEntry(body=row.body, signature=row.signature)
+        if row.seq == 0:
+            _check_genesis(entry, signed, archive_key.raw, problems)
+        else:
+            signer = registry.signer(entry.actor, entry.seq)
+            if signer is None:
+                problems.append(f"{where}: signed by key {entry.actor}, which is not an enrolled "
+                                "custodian at that point")
+            elif not entries.signature_valid(signed, signer.public_key):
+                problems.append(f"{where}: bad signature by {signer.name} ({entry.actor})")
+        try:
+            registry.apply(entry)
+        except RegistryError as exc:
+            problems.append(f"{where}: {exc}")
+        if entry.action == "ingest" and entry.item is not None:
+            if entry.item in ingested:
+                problems.append(f"{where}: second ingest entry for item {entry.item}")
+            else:
+                ingested[entry.item] = _Ingested(entry.seq, entry.details.get("size"),
+                                                 entry.details.get("metadata_sha256"))
+        prev_hash = leaf
+        if report.entries % 10000 == 0:
+            progress("ledger", report.entries)
+    if report.entries == 0:
+        problems.append("the ledger is empty (no genesis entry)")
+    return ingested
+
+
+def _check_genesis(entry: entries.Entry, signed: entries.SignedEntry, archive_key: bytes,
+                   problems: list[str]) -> None:
+    if entry.action != "init":
+        problems.append("entry 0: is not the archive's init entry")
+        return
+    genesis_key = entry.details.get("archive", {}).get("public_key")
+    import base64
+
+    if genesis_key != base64.b64encode(archive_key).decode():
+        problems.append("entry 0: names an archive key other than the one in custody.json")
+    if not entries.signature_valid(signed, archive_key):
+        problems.append("entry 0: bad signature by the archive key")
+
+
+def _check_objects(archive: Archive, targets: dict[str, _Ingested], report: AuditReport,
+                   progress: Callable[[str, int], None], whole: bool) -> None:
+    store = archive.objects
+    for sha256, info in sorted(targets.items()):
+        try:
+            store.check(sha256)
+        except ObjectMissing:
+            report.problems.append(f"object {sha256} (ingested in entry {info.seq}) is missing")
+            continue
+        except ObjectCorrupt as exc:
+            report.problems.append(f"{exc} (ingested in entry {info.seq})")
+            continue
+        size = store.path(sha256).stat().st_size
+        if size != info.size:
+            report.problems.append(f"object {sha256} is {size} bytes; its ingest entry says "
+                                   f"{info.size}")
+        report.objects += 1
+        progress("objects", report.objects)
+    if whole:
+        for sha256 in store:
+            if sha256 not in targets:
+                report.notices.append(f"object {sha256} has no ingest entry (left by an "
+                                      "interrupted ingest; harmless, re-ingest to record it)")
+        for name in store.stray_temp_files():
+            report.notices.append(f"temporary file objects/tmp/{name} left by an interrupted "
+                                  "write (harmless)")
+
+
+def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: AuditReport) -> None:
+    for sha256, info in sorted(targets.items()):
+        doc = archive.ledger.metadata(sha256)
+        if doc is None:
+            report.problems.append(f"item {sha256}: its metadata document is missing")
+        elif hashlib.sha256(doc).hexdigest() != info.metadata_sha256:
+            report.problems.append(f"item {sha256}: metadata document does not match the digest "
+                                   f"signed in entry {info.seq}")

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what custody needs on a fresh Debian/Ubuntu machine: libmagic and ExifTool (system),
+# then custody itself with its test extras (pip). Safe to run again; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
+ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1' || need+=(libmagic1)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "setup: installing ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import custody.cli, pytest, hypothesis, PIL' >/dev/null 2>&1 \
+   || [ "$("$PY" -c 'import custody,os;print(os.path.dirname(os.path.dirname(custody.__file__)))' 2>/dev/null)" != "$PWD" ]; then
+  echo "setup: pip install -e .[test]" >&2
+  "$PY" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -i 'warning' >&2 || true
+fi
+"$PY" -c 'import custody.cli' # fail here, clearly, if the install did not work

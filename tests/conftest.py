@@ -1,0 +1,93 @@
+"""Shared fixtures: real keys, real archives on disk, and the real `custody` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from custody.archive import Archive
+from custody.keyfiles import write_new_key
+from custody.signing import SigningKey
+
+DATA = Path(__file__).parent / "data"
+PASSPHRASE = "correct horse battery staple"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+class Cli:
+    """Runs `python -m custody` as a user would, with an archive and an acting key."""
+
+    def __init__(self, tmp: Path, archive: Path, key: Path) -> None:
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            "CUSTODY_ARCHIVE": str(archive),
+            "CUSTODY_KEY": str(key),
+            "CUSTODY_PASSPHRASE": PASSPHRASE,
+            "HOME": str(tmp / "home"),
+            "XDG_CONFIG_HOME": str(tmp / "home" / ".config"),
+        }
+        self.archive = archive
+        self.key = key
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, check: bool = False,
+                 timeout: float = 120) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "custody", *map(str, args)],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"custody {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                                 f"{proc.stderr}")
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / "archive", tmp_path / "keys" / "alice.key")
+
+
+@pytest.fixture
+def cli_archive(cli: Cli) -> Cli:
+    """A CLI with Alice's key made and an archive initialised by her (admin)."""
+    cli("key", "new", "--name", "Alice Admin", check=True)
+    cli("init", "--name", "Test Documentation Centre", check=True)
+    return cli
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> SigningKey:
+    return write_new_key(tmp_path / "keys" / "alice.key", "Alice Admin", PASSPHRASE)
+
+
+@pytest.fixture
+def archive(tmp_path: Path, alice: SigningKey) -> Archive:
+    return Archive.create(tmp_path / "archive", "Test Documentation Centre", alice, PASSPHRASE)
+
+
+def one_line_error(result: Result) -> str:
+    """The stderr of a failed command: exactly one line, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) >= 1, "expected an error message on stderr"
+    return lines[-1]

@@ -1,0 +1,155 @@
+"""Tampering with a real archive, one damage at a time: `custody verify` must exit 1 and name it.
+
+Each damage works as an adversary with write access would: raw file writes and a raw SQLite
+connection with the append-only triggers dropped first (triggers stop accidents, not attackers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from custody import canonical
+from custody import entry as entries
+from custody.signing import SigningKey
+
+from .conftest import DATA
+
+
+def _db(cli):
+    conn = sqlite3.connect(cli.archive / "ledger.db", isolation_level=None)
+    for name in ("entries_no_update", "entries_no_delete", "entries_in_order",
+                 "metadata_no_update", "metadata_no_delete"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    return conn
+
+
+def _first_item(cli):
+    return cli("list", "--json", check=True).json()[0]["sha256"]
+
+
+def _rewrite_body(conn, seq, change):
+    body = conn.execute("SELECT body FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
+    value = canonical.decode(bytes(body))
+    change(value)
+    new = canonical.encode(value)
+    conn.execute("UPDATE entries SET body = ?, leaf_hash = ? WHERE seq = ?",
+                 (new, entries.leaf_hash(new), seq))
+
+
+def flip_object_byte(cli):
+    path = cli.archive / "objects" / "sha256" / _first_item(cli)[:2] / _first_item(cli)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    return "is corrupt"
+
+
+def delete_object(cli):
+    item = _first_item(cli)
+    (cli.archive / "objects" / "sha256" / item[:2] / item).unlink()
+    return "is missing"
+
+
+def edit_entry_note(cli):
+    _rewrite_body(_db(cli), 2, lambda v: v["details"].update(note="nothing happened"))
+    return "entry 2: bad signature"
+
+
+def edit_entry_and_resign_with_unenrolled_key(cli):
+    mallory = SigningKey.generate("Mallory")
+    conn = _db(cli)
+    body = conn.execute("SELECT body FROM entries WHERE seq = 2").fetchone()[0]
+    value = canonical.decode(bytes(body))
+    value["actor"] = mallory.key_id
+    value["details"]["note"] = "forged"
+    e = entries.parse(canonical.encode(value))
+    signed = entries.sign(e, mallory)
+    conn.execute("UPDATE entries SET body = ?, signature = ?, leaf_hash = ?, actor = ? "
+                 "WHERE seq = 2", (signed.body, signed.signature, signed.leaf_hash, e.actor))
+    return "not an enrolled custodian"
+
+
+def delete_entry(cli):
+    _db(cli).execute("DELETE FROM entries WHERE seq = 2")
+    return "entries 2..2 are missing"
+
+
+def swap_entries(cli):
+    conn = _db(cli)
+    a = conn.execute("SELECT body, signature FROM entries WHERE seq = 2").fetchone()
+    b = conn.execute("SELECT body, signature FROM entries WHERE seq = 3").fetchone()
+    conn.execute("UPDATE entries SET body = ?, signature = ? WHERE seq = 2", b)
+    conn.execute("UPDATE entries SET body = ?, signature = ? WHERE seq = 3", a)
+    return "reordered"
+
+
+def forge_signature(cli):
+    _db(cli).execute("UPDATE entries SET signature = ? WHERE seq = 3", (b"\x00" * 64,))
+    return "entry 3: bad signature"
+
+
+def edit_index_column(cli):
+    _db(cli).execute("UPDATE entries SET action = 'sighting' WHERE seq = 2")
+    return "index columns disagree"
+
+
+def edit_metadata_document(cli):
+    item = _first_item(cli)
+    conn = _db(cli)
+    doc = canonical.decode(bytes(conn.execute("SELECT doc FROM metadata WHERE sha256 = ?",
+                                              (item,)).fetchone()[0]))
+    doc["gps"] = {"lat": 51.5, "lon": -0.12, "alt": None}
+    conn.execute("UPDATE metadata SET doc = ? WHERE sha256 = ?", (canonical.encode(doc), item))
+    return "metadata document does not match"
+
+
+def replace_archive_key_in_config(cli):
+    path = cli.archive / "custody.json"
+    config = json.loads(path.read_text())
+    other = SigningKey.generate("other")
+    config["archive_key"]["public_key"] = other.public.b64()
+    path.write_text(json.dumps(config))
+    return "entry 0"
+
+
+DAMAGES = [flip_object_byte, delete_object, edit_entry_note,
+           edit_entry_and_resign_with_unenrolled_key, delete_entry, swap_entries, forge_signature,
+           edit_index_column, edit_metadata_document, replace_archive_key_in_config]
+
+
+@pytest.fixture
+def filled(cli_archive, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, p in enumerate(sorted((DATA / "media").iterdir())[:3]):
+        (folder / f"{i}-{p.name}").write_bytes(p.read_bytes())
+    cli_archive("ingest", folder, "--note", "original note", check=True)
+    cli_archive("verify", check=True)
+    return cli_archive
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d.__name__ for d in DAMAGES])
+def test_verify_names_the_damage(filled, damage):
+    expected = damage(filled)
+    r = filled("verify")
+    assert r.code == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert expected in r.stdout, r.stdout
+    assert "verification failed" in r.stderr
+    j = filled("verify", "--json")
+    assert j.code == 1 and not j.json()["ok"]
+
+
+def test_an_orphan_object_is_a_notice_not_a_failure(filled):
+    from store.objects import LocalObjectStore
+    import io
+
+    LocalObjectStore(filled.archive / "objects").put(io.BytesIO(b"stored, then the power went"))
+    r = filled("verify", "--json")
+    assert r.code == 0
+    assert any("has no ingest entry" in n for n in r.json()["notices"])
