@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from custody import canonical
+from custody import canonical, merkle
 from custody import entry as entries
 from custody.custodians import REGISTRY_ACTIONS, Registry
 from custody.errors import ArchiveError, NotFound, NotPermitted, UsageError
@@ -216,6 +216,10 @@ class Archive:
         if draft.metadata is not None and draft.item is not None:
             writer.put_metadata(draft.item, draft.metadata)
         try:
+            # The tree's complete-subtree nodes grow with the log, in the same transaction, so
+            # proofs never rebuild the tree (custody/merkle.py, docs/FORMAT.md §6).
+            writer.put_nodes(merkle.nodes_after_append(entry.seq, signed.leaf_hash,
+                                                       writer.get_node))
             writer.append(EntryRow(
                 seq=entry.seq, body=signed.body, signature=signed.signature,
                 leaf_hash=signed.leaf_hash, time=entry.time, actor=entry.actor,

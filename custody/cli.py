@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 
 from custody import items as views
 from custody.archive import Archive, Draft, custodian_json, default_archive_path
 from custody.custodians import ROLES
-from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, UsageError
+from custody.errors import (EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, NotFound,
+                            UsageError)
 from custody.keyfiles import default_key_path, load_key, read_public_key, write_new_key
 from custody.signing import SigningKey
 
@@ -244,14 +244,24 @@ def log(
 @app.command()
 def verify(
     item: str = typer.Argument(None, help="Only this item's object (the whole ledger is always checked)."),
+    held: list[Path] = typer.Option(None, "--checkpoint", help="A checkpoint you hold: the log must extend it."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Check every object's SHA-256, every entry's signature and the hash chain; exit 1 on any problem."""
+    """Check objects, signatures, hash chain, Merkle tree and checkpoints; exit 1 on any problem."""
+    from custody import checkpoints, proofs
+    from custody.errors import VerificationFailed
     from custody.verify import audit
 
     archive = open_archive()
     target = archive.resolve_item(item) if item else None
-    report = audit(archive, target)
+    external = []
+    for path in held or []:
+        try:
+            external.append(proofs.open_archive_checkpoint(read_text_arg(path, "checkpoint"),
+                                                           checkpoints.verifier(archive)))
+        except VerificationFailed as exc:
+            raise VerificationFailed([f"{path}: {p}" for p in exc.problems]) from None
+    report = audit(archive, target, external=external)
     if as_json:
         out_json(report.to_json())
     else:
@@ -266,23 +276,145 @@ def verify(
         raise typer.Exit(EXIT_PROBLEM)
 
 
+# Checkpoints and proofs ------------------------------------------------------------------------
+
+def archive_key(archive: Archive) -> SigningKey:
+    return archive.load_archive_key(
+        os.environ.get("CUSTODY_ARCHIVE_PASSPHRASE") or passphrase(what="archive key"))
+
+
+def read_text_arg(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise NotFound(f"no {what} file at {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CustodyError(f"{path} is not UTF-8 text, so not a {what}") from None
+
+
+def write_or_print(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err(f"wrote {output}")
+
+
+@app.command()
+def checkpoint(
+    output: Path = typer.Option(None, "-o", "--output", help="Also save the signed checkpoint here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Sign (with the archive key) and keep a checkpoint of the whole log; print it.
+
+    Appends no entry. If the latest kept checkpoint already covers the whole log, it is reused.
+    """
+    from custody import checkpoints
+
+    archive = open_archive()
+    issued = checkpoints.issue(archive, archive_key(archive))
+    if output is not None:
+        output.write_text(issued.row.note, encoding="utf-8")
+        err(f"wrote {output}")
+    if as_json:
+        out_json(issued.to_json(checkpoints.verifier(archive)))
+    else:
+        sys.stdout.write(issued.row.note)
+        err(f"checkpoint #{issued.row.id}: {issued.checkpoint.size} entries"
+            + ("" if issued.new else " (already issued)"))
+
+
+@app.command()
+def prove(
+    item: str = typer.Argument(None, help="Inclusion proofs of every entry of this item."),
+    entry: int = typer.Option(None, "--entry", help="Inclusion proof of entry N."),
+    against: Path = typer.Option(None, "--checkpoint", help="Prove against this checkpoint file [latest kept]."),
+    old: Path = typer.Option(None, "--from", help="Consistency proof from this old checkpoint file."),
+    new: Path = typer.Option(None, "--to", help="…to this newer checkpoint file [latest kept]."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the proof here, not stdout."),
+) -> None:
+    """Inclusion proofs (--entry N or ITEM) and consistency proofs (--from OLD [--to NEW]), as JSON."""
+    from custody import checkpoints
+
+    chosen = sum(x is not None for x in (item, entry, old))
+    if chosen != 1:
+        raise UsageError("give exactly one of ITEM, --entry N or --from CHECKPOINT")
+    archive = open_archive()
+    against_note = read_text_arg(against, "checkpoint") if against else None
+    result: Any
+    if old is not None:
+        to_note = read_text_arg(new, "checkpoint") if new else None
+        result = checkpoints.consistency(archive, read_text_arg(old, "checkpoint"), to_note)
+    elif entry is not None:
+        if entry < 0:
+            raise UsageError("--entry must be 0 or more")
+        result = checkpoints.inclusion(archive, entry, against_note)
+    else:
+        sha = archive.resolve_item(item)
+        result = {"item": sha, "proofs": [checkpoints.inclusion(archive, r.seq, against_note)
+                                          for r in archive.ledger.rows_for_item(sha)]}
+    write_or_print(json.dumps(result, indent=2, ensure_ascii=False) + "\n", output)
+
+
+@app.command("verify-proof")
+def verify_proof(
+    proof: Path = typer.Argument(..., help="A proof written by 'custody prove'."),
+    archive_key_arg: str = typer.Option(..., "--archive-key", help="The archive's verifier key (name+id+key), or a file holding it."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Verify a proof offline, with only the proof and the archive's public verifier key."""
+    from custody import note, proofs
+
+    text = archive_key_arg.strip()
+    if "+" not in text and Path(text).is_file():
+        text = Path(text).read_text().strip()
+    try:
+        vkey = note.parse_verifier_key(text)
+    except note.NoteError as exc:
+        raise UsageError(f"--archive-key: {exc.message}") from None
+    try:
+        bundle = json.loads(read_text_arg(proof, "proof"))
+    except json.JSONDecodeError as exc:
+        raise CustodyError(f"{proof} is not JSON: {exc}") from None
+    bundles = bundle["proofs"] if isinstance(bundle, dict) and "proofs" in bundle else [bundle]
+    verdicts = [proofs.verify_bundle(b, vkey) for b in bundles]
+    summary = [{"checkpoint_size": v.checkpoint.size,
+                "entry": v.entry.seq if v.entry else None,
+                "action": v.entry.action if v.entry else None,
+                "old_size": v.old_checkpoint.size if v.old_checkpoint else None}
+               for v in verdicts]
+    if as_json:
+        out_json({"ok": True, "verified": summary})
+    else:
+        for v in summary:
+            if v["entry"] is not None:
+                print(f"OK: entry {v['entry']} ({v['action']}) is in the log of "
+                      f"{v['checkpoint_size']} entries")
+            else:
+                print(f"OK: the log of {v['old_size']} entries is a prefix of the log of "
+                      f"{v['checkpoint_size']} entries")
+
+
 # The one error handler ---------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)  # typer.Exit(code) comes back as a return value here
     except CustodyError as exc:
         line = exc.message + (f" ({exc.hint})" if exc.hint else "")
         err(f"custody: {' '.join(line.splitlines())}")
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.UsageError as exc:
-        err(f"custody: {exc.format_message()}")
-        sys.exit(EXIT_USAGE)
-    except click.Abort:
+    except typer.Abort:
         err("custody: aborted")
         sys.exit(130)
+    except typer.TyperException as exc:  # typer's (vendored click) usage errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err(f"custody: {' '.join(message.splitlines())}")
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
     except KeyboardInterrupt:
         err("custody: interrupted")
         sys.exit(130)

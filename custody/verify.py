@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custody import entry as entries
+from custody import merkle, note, proofs
 from custody.archive import Archive
 from custody.custodians import Registry, RegistryError
 from custody.errors import VerificationFailed
+from store.ledger import LedgerStoreError
 from store.objects import ObjectCorrupt, ObjectMissing
 
 
@@ -24,6 +26,7 @@ class AuditReport:
     entries: int = 0
     objects: int = 0
     items: int = 0
+    checkpoints: int = 0
     problems: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
 
@@ -37,6 +40,7 @@ class AuditReport:
             "entries_checked": self.entries,
             "objects_checked": self.objects,
             "items": self.items,
+            "checkpoints_checked": self.checkpoints,
             "problems": self.problems,
             "notices": self.notices,
         }
@@ -53,11 +57,18 @@ def audit(
     archive: Archive,
     item: str | None = None,
     on_progress: Callable[[str, int], None] | None = None,
+    external: list[note.Checkpoint] | None = None,
 ) -> AuditReport:
-    """Check the whole ledger, and the fixity of every object (or of `item`'s only)."""
+    """Check the whole ledger, its Merkle tree against every checkpoint the archive kept (and any
+    `external` ones a reviewer holds), and the fixity of every object (or of `item`'s only)."""
+    external = external or []
     report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
-    ingested = _check_ledger(archive, report, progress)
+    kept = _open_checkpoints(archive, report)
+    wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
+    ingested, roots = _check_ledger(archive, report, progress, wanted)
+    _check_checkpoints(archive, kept, roots, report)
+    _check_external(external, roots, archive, report)
     report.items = len(ingested)
     targets = {item: ingested[item]} if item is not None and item in ingested else ingested
     if item is not None and item not in ingested:
@@ -74,8 +85,8 @@ def verify(archive: Archive, item: str | None = None) -> AuditReport:
     return report
 
 
-def _check_ledger(archive: Archive, report: AuditReport,
-                  progress: Callable[[str, int], None]) -> dict[str, _Ingested]:
+def _check_ledger(archive: Archive, report: AuditReport, progress: Callable[[str, int], None],
+                  wanted_sizes: set[int]) -> tuple[dict[str, _Ingested], dict[int, bytes]]:
     origin = archive.config.origin
     archive_key = archive.config.archive_key
     registry = Registry()
@@ -83,6 +94,8 @@ def _check_ledger(archive: Archive, report: AuditReport,
     expected_seq = 0
     prev_hash: bytes | None = None
     problems = report.problems
+    tree = merkle.TreeBuilder()  # the tree as the entries' own bytes make it
+    roots: dict[int, bytes] = {}
     for row in archive.ledger.rows():
         report.entries += 1
         if row.seq != expected_seq:
@@ -91,6 +104,9 @@ def _check_ledger(archive: Archive, report: AuditReport,
         expected_seq = row.seq + 1
         where = f"entry {row.seq}"
         leaf = entries.leaf_hash(row.body)
+        tree.append(leaf)
+        if tree.size in wanted_sizes:
+            roots[tree.size] = tree.root()
         if row.leaf_hash != leaf:
             problems.append(f"{where}: stored leaf hash does not match its bytes")
         try:
@@ -134,7 +150,73 @@ def _check_ledger(archive: Archive, report: AuditReport,
             progress("ledger", report.entries)
     if report.entries == 0:
         problems.append("the ledger is empty (no genesis entry)")
-    return ingested
+    roots[tree.size] = tree.root()
+    _check_stored_tree(archive, tree.size, roots[tree.size], problems)
+    return ingested, roots
+
+
+def _check_stored_tree(archive: Archive, size: int, root: bytes, problems: list[str]) -> None:
+    """The stored interior nodes (what proofs are made from) must give the entries' own root."""
+    try:
+        stored = merkle.root_hash(size, archive.ledger.get_node)
+    except LedgerStoreError as exc:
+        problems.append(f"Merkle tree nodes: {exc}")
+        return
+    if stored != root:
+        problems.append("stored Merkle tree nodes do not match the entries (proofs from this "
+                        "archive would be wrong)")
+
+
+def _open_checkpoints(archive: Archive, report: AuditReport) -> list[tuple[int, note.Checkpoint]]:
+    v = proofs.archive_verifier(archive.config.origin, archive.config.archive_key.raw)
+    kept: list[tuple[int, note.Checkpoint]] = []
+    for row in archive.ledger.checkpoints():
+        try:
+            cp, _ = note.open_checkpoint(row.note, [v])
+        except note.NoteError as exc:
+            report.problems.append(f"checkpoint #{row.id}: {exc.message}")
+            continue
+        if cp.size != row.size:
+            report.problems.append(f"checkpoint #{row.id}: stored size {row.size} differs from "
+                                   f"the signed size {cp.size}")
+        kept.append((row.id, cp))
+    return kept
+
+
+def _check_against(label: str, cp: note.Checkpoint, roots: dict[int, bytes], size: int,
+                   problems: list[str]) -> None:
+    if cp.size > size:
+        problems.append(f"{label} covers {cp.size} entries but the ledger holds only {size}: "
+                        "the log was truncated")
+    elif roots.get(cp.size) != cp.root_hash:
+        problems.append(f"{label} (size {cp.size}) does not match the ledger's tree at that size: "
+                        "history was rewritten since it was signed")
+
+
+def _check_checkpoints(archive: Archive, kept: list[tuple[int, note.Checkpoint]],
+                       roots: dict[int, bytes], report: AuditReport) -> None:
+    size = report.entries
+    by_size: dict[int, tuple[int, bytes]] = {}
+    for cid, cp in kept:
+        if cp.origin != archive.config.origin:
+            report.problems.append(f"checkpoint #{cid} is for another log ({cp.origin})")
+            continue
+        seen = by_size.get(cp.size)
+        if seen is not None and seen[1] != cp.root_hash:
+            report.problems.append(f"fork: checkpoints #{seen[0]} and #{cid} both sign size "
+                                   f"{cp.size} with different roots")
+        by_size.setdefault(cp.size, (cid, cp.root_hash))
+        _check_against(f"checkpoint #{cid}", cp, roots, size, report.problems)
+    report.checkpoints = len(kept)
+
+
+def _check_external(external: list[note.Checkpoint], roots: dict[int, bytes], archive: Archive,
+                    report: AuditReport) -> None:
+    for cp in external:
+        if cp.origin != archive.config.origin:
+            report.problems.append(f"the given checkpoint is for another log ({cp.origin})")
+            continue
+        _check_against("the given checkpoint", cp, roots, report.entries, report.problems)
 
 
 def _check_genesis(entry: entries.Entry, signed: entries.SignedEntry, archive_key: bytes,

@@ -40,6 +40,27 @@ CREATE TABLE IF NOT EXISTS merkle_nodes (
     hash BLOB NOT NULL,
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoint_extras (
+    id INTEGER PRIMARY KEY,
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id),
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    added TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are kept as issued: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are kept as issued: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS extras_no_update BEFORE UPDATE ON checkpoint_extras
+BEGIN SELECT RAISE(ABORT, 'checkpoint cosignatures and timestamps are kept: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS extras_no_delete BEFORE DELETE ON checkpoint_extras
+BEGIN SELECT RAISE(ABORT, 'checkpoint cosignatures and timestamps are kept: DELETE refused'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
@@ -89,6 +110,27 @@ def _row(r: sqlite3.Row | tuple) -> EntryRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """A signed checkpoint the archive issued, kept as issued (note text, C2SP signed-note)."""
+
+    id: int
+    size: int
+    note: str
+    created: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointExtra:
+    """Something added to a kept checkpoint later: a witness cosignature or an RFC 3161 token."""
+
+    checkpoint_id: int
+    kind: str
+    data: str
+    added: str
+
+
+_CP_COLUMNS = "id, size, note, created"
 _COLUMNS = "seq, body, signature, leaf_hash, time, actor, action, item"
 
 
@@ -138,6 +180,21 @@ class LedgerWriter:
 
     def put_nodes(self, nodes: list[tuple[int, int, bytes]]) -> None:
         self._conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        r = self._conn.execute(
+            f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        return None if r is None else CheckpointRow(*r)
+
+    def put_checkpoint(self, size: int, note: str, created: str) -> CheckpointRow:
+        cur = self._conn.execute(
+            "INSERT INTO checkpoints (size, note, created) VALUES (?, ?, ?)", (size, note, created))
+        return CheckpointRow(int(cur.lastrowid or 0), size, note, created)
+
+    def put_checkpoint_extra(self, checkpoint_id: int, kind: str, data: str, added: str) -> None:
+        self._conn.execute(
+            "INSERT INTO checkpoint_extras (checkpoint_id, kind, data, added) VALUES (?, ?, ?, ?)",
+            (checkpoint_id, kind, data, added))
 
 
 class LedgerStore:
@@ -236,6 +293,23 @@ class LedgerStore:
     def all_metadata(self) -> Iterator[tuple[str, bytes]]:
         for r in self.conn.execute("SELECT sha256, doc FROM metadata ORDER BY sha256"):
             yield r[0], bytes(r[1])
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        cur = self.conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")
+        return [CheckpointRow(*r) for r in cur]
+
+    def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None:
+        r = self.conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE id = ?",
+                              (checkpoint_id,)).fetchone()
+        return None if r is None else CheckpointRow(*r)
+
+    def checkpoint_extras(self, checkpoint_id: int | None = None) -> list[CheckpointExtra]:
+        sql = "SELECT checkpoint_id, kind, data, added FROM checkpoint_extras"
+        args: tuple[int, ...] = ()
+        if checkpoint_id is not None:
+            sql += " WHERE checkpoint_id = ?"
+            args = (checkpoint_id,)
+        return [CheckpointExtra(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
 
     def get_node(self, level: int, idx: int) -> bytes:
         r = self.conn.execute(
