@@ -6,12 +6,13 @@ every checkpoint issued is kept, so verify can hold today's tree to everything i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from custody import merkle, note, proofs
 from custody.archive import Archive, utc_now
-from custody.errors import NotFound, UsageError
+from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.signing import SigningKey
 from store.ledger import CheckpointRow
 
@@ -107,3 +108,74 @@ def consistency(archive: Archive, old_note: str, new_note: str | None = None) ->
     path = ([] if old.size == new.size
             else merkle.consistency_proof(old.size, new.size, archive.ledger.get_node))
     return proofs.consistency_bundle(old_note, new_note, path)
+
+
+# Timestamps and cosignatures: kept beside the checkpoint they are about -------------------------
+
+def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_pem: bytes) -> Any:
+    """Ask the TSA at `url` to timestamp the signed checkpoint note; verify it; keep it."""
+    from custody import timestamp
+
+    data = row.note.encode()
+    ts = timestamp.request_timestamp(url, data)
+    timestamp.verify_timestamp(ts.token, data, certificates_pem)  # refuse to keep what fails
+    record = {"timestamp": timestamp.to_json(ts),
+              "tsa_certificates": certificates_pem.decode("ascii", errors="strict")}
+    with archive.ledger.writing() as w:
+        w.put_checkpoint_extra(row.id, "rfc3161", json.dumps(record, sort_keys=True), utc_now())
+    return ts
+
+
+def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> tuple[int, int]:
+    """Keep a witness's cosignature of a checkpoint this archive issued; returns (id, time)."""
+    from custody import witness
+
+    text = cosigned_note.split("\n\n", 1)[0] + "\n"
+    row = next((r for r in archive.ledger.checkpoints() if r.note.startswith(text)), None)
+    if row is None:
+        raise NotFound("the cosigned checkpoint is not one this archive issued")
+    try:
+        opened = note.open_note(cosigned_note, [note.parse_verifier_key(witness_key)])
+    except note.NoteError as exc:
+        raise VerificationFailed([f"cosignature: {exc.message}"]) from None
+    names = {(v.name, v.key_id) for v in opened.verified}
+    lines = [ln for ln in cosigned_note.split("\n\n", 1)[1].splitlines(keepends=True)
+             if any(ln.startswith(f"\u2014 {name} ") for name, _ in names)]
+    if not lines:
+        raise VerificationFailed(["the note carries no cosignature by that witness key"])
+    verified = witness.cosignature_valid(text, lines[0], witness_key)
+    record = {"witness_key": witness_key, "line": lines[0]}
+    with archive.ledger.writing() as w:
+        w.put_checkpoint_extra(row.id, "cosignature", json.dumps(record, sort_keys=True),
+                               utc_now())
+    return row.id, verified.timestamp or 0
+
+
+def check_extras(archive: Archive, problems: list[str], notices: list[str]) -> None:
+    """Verify every kept timestamp and cosignature against the checkpoint it is about."""
+    from custody import timestamp, witness
+
+    kept = {r.id: r for r in archive.ledger.checkpoints()}
+    for extra in archive.ledger.checkpoint_extras():
+        row = kept.get(extra.checkpoint_id)
+        label = f"checkpoint #{extra.checkpoint_id}"
+        if row is None:
+            problems.append(f"{extra.kind} kept for {label}, which does not exist")
+            continue
+        try:
+            record = json.loads(extra.data)
+            if extra.kind == "rfc3161":
+                ts = timestamp.from_json(record["timestamp"])
+                ts = timestamp.verify_timestamp(ts.token, row.note.encode(),
+                                                record["tsa_certificates"].encode())
+                notices.append(f"{label} timestamped at {ts.gen_time} by {ts.tsa} "
+                               "(trust rests on that TSA's certificate)")
+            elif extra.kind == "cosignature":
+                text = row.note.split("\n\n", 1)[0] + "\n"
+                v = witness.cosignature_valid(text, record["line"], record["witness_key"])
+                notices.append(f"{label} cosigned by witness {v.name} at Unix time {v.timestamp}")
+            else:
+                problems.append(f"{label}: unknown kind of record {extra.kind!r}")
+        except (KeyError, TypeError, ValueError, CustodyError) as exc:
+            message = exc.message if isinstance(exc, CustodyError) else str(exc)
+            problems.append(f"{label}: {extra.kind} does not verify: {message}")

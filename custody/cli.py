@@ -303,21 +303,35 @@ def write_or_print(text: str, output: Path | None) -> None:
 @app.command()
 def checkpoint(
     output: Path = typer.Option(None, "-o", "--output", help="Also save the signed checkpoint here."),
+    tsa: str = typer.Option(None, "--tsa", envvar="CUSTODY_TSA_URL", help="RFC 3161 time-stamping authority URL to timestamp the checkpoint."),
+    tsa_certs: Path = typer.Option(None, "--tsa-certs", envvar="CUSTODY_TSA_CERTS", help="PEM bundle (CA + TSA certificate) the timestamp must verify against."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Sign (with the archive key) and keep a checkpoint of the whole log; print it.
 
     Appends no entry. If the latest kept checkpoint already covers the whole log, it is reused.
+    With --tsa, the signed checkpoint is also timestamped (RFC 3161) and the token kept.
     """
     from custody import checkpoints
 
+    if tsa and not tsa_certs:
+        raise UsageError("--tsa needs --tsa-certs (the TSA's CA and certificate, PEM)")
+    certs = read_text_arg(tsa_certs, "TSA certificate").encode() if tsa_certs else b""
     archive = open_archive()
     issued = checkpoints.issue(archive, archive_key(archive))
+    stamped = None
+    if tsa:
+        stamped = checkpoints.add_timestamp(archive, issued.row, tsa, certs)
+        err(f"timestamped at {stamped.gen_time} by {stamped.tsa}")
     if output is not None:
         output.write_text(issued.row.note, encoding="utf-8")
         err(f"wrote {output}")
     if as_json:
-        out_json(issued.to_json(checkpoints.verifier(archive)))
+        info = issued.to_json(checkpoints.verifier(archive))
+        if stamped is not None:
+            info["timestamp"] = {"gen_time": stamped.gen_time, "tsa": stamped.tsa,
+                                 "serial": str(stamped.serial)}
+        out_json(info)
     else:
         sys.stdout.write(issued.row.note)
         err(f"checkpoint #{issued.row.id}: {issued.checkpoint.size} entries"
@@ -393,6 +407,53 @@ def verify_proof(
             else:
                 print(f"OK: the log of {v['old_size']} entries is a prefix of the log of "
                       f"{v['checkpoint_size']} entries")
+
+
+# Witnesses ---------------------------------------------------------------------------------------
+
+witness_app = typer.Typer(help="Cosign checkpoints as an independent witness.", no_args_is_help=True)
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.command("cosign")
+def witness_cosign(
+    checkpoint_file: Path = typer.Argument(..., help="The archive's signed checkpoint."),
+    state: Path = typer.Option(..., "--state", help="This witness's state file (made on first use)."),
+    archive_vkey: str = typer.Option(None, "--archive-key", help="The archive's verifier key (pinned at first use)."),
+    proof: Path = typer.Option(None, "--proof", help="Consistency proof from the last checkpoint this witness cosigned."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the cosigned checkpoint here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """As a witness (--key is the witness's key): check consistency, then cosign (C2SP tlog-cosignature)."""
+    import time
+
+    from custody import witness
+
+    text = read_text_arg(checkpoint_file, "checkpoint")
+    bundle = json.loads(read_text_arg(proof, "proof")) if proof else None
+    key = acting_key()
+    done = witness.cosign(text, archive_vkey, key, state, bundle, int(time.time()))
+    if output is not None:
+        output.write_text(done.note, encoding="utf-8")
+    if as_json:
+        out_json({"size": done.size, "witness_key": done.witness_key, "note": done.note})
+    elif output is None:
+        sys.stdout.write(done.note)
+    err(f"cosigned checkpoint of size {done.size} as {done.witness_key}")
+
+
+@witness_app.command("add")
+def witness_add(
+    cosigned: Path = typer.Argument(..., help="A checkpoint note carrying the witness's cosignature."),
+    witness_key: str = typer.Option(..., "--witness-key", help="The witness's cosigner verifier key."),
+) -> None:
+    """Keep a witness's cosignature of one of this archive's checkpoints (checked on verify)."""
+    from custody import checkpoints
+
+    archive = open_archive()
+    cid, when = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
+                                            witness_key.strip())
+    print(f"kept cosignature of checkpoint #{cid} (made at Unix time {when})")
 
 
 # The one error handler ---------------------------------------------------------------------------

@@ -69,6 +69,9 @@ def audit(
     ingested, roots = _check_ledger(archive, report, progress, wanted)
     _check_checkpoints(archive, kept, roots, report)
     _check_external(external, roots, archive, report)
+    from custody.checkpoints import check_extras
+
+    check_extras(archive, report.problems, report.notices)
     report.items = len(ingested)
     targets = {item: ingested[item]} if item is not None and item in ingested else ingested
     if item is not None and item not in ingested:
