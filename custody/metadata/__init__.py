@@ -1,0 +1,67 @@
+"""Metadata adapters: MIME type, EXIF and container metadata of stored files, normalised for search.
+
+MetadataReader runs python-magic, exifread and ExifTool in one supervised worker process and
+returns one JSON-safe dict per file; bad media never raise. docs/METADATA.md describes the fields.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import TracebackType
+from typing import Any
+
+from .record import compose
+from .worker import Extract, Worker, extract
+
+__all__ = ["MetadataReader"]
+
+
+class MetadataReader:
+    """Reads metadata from files, one at a time, in a worker bounded in time and memory.
+
+    `timeout` is the time one file may take (the worker is killed and restarted when it is
+    exceeded); `memory_limit` is the worker's address-space limit in bytes (None for none);
+    `exiftool` names the ExifTool executable. Use it as a context manager, or call close().
+    """
+
+    def __init__(
+        self,
+        timeout: float = 20.0,
+        memory_limit: int | None = 1 << 30,
+        *,
+        exiftool: str = "exiftool",
+        _extract: Extract = extract,
+    ) -> None:
+        self._worker = Worker(timeout, memory_limit, exiftool, _extract)
+        self._lock = threading.Lock()
+
+    @property
+    def timeout(self) -> float:
+        return self._worker.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._worker.timeout = seconds
+
+    def read(self, path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> dict[str, Any]:
+        """The metadata record of one file. Problems with the file are in record["errors"]."""
+        name = os.path.abspath(os.fsdecode(path))
+        with self._lock:
+            parts, errors = self._worker.read(name)
+        return compose(parts, errors)
+
+    def close(self) -> None:
+        with self._lock:
+            self._worker.close()
+
+    def __enter__(self) -> MetadataReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()

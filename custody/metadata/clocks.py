@@ -1,0 +1,166 @@
+"""Clock readings: parse the date-time texts that media carry, turn them into UTC, pick captured_at.
+
+Pure functions, no I/O and no system clock: what each clock in a file said, the offset if the file
+states one, and the RFC 3339 UTC instant when it is known.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+_DATE_TIME = re.compile(
+    r"^\s*(?P<y>\d{4})[:\-](?P<mo>\d{2})[:\-](?P<d>\d{2})"
+    r"(?:[ T](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d+))?)?)?"
+    r"\s*(?P<zone>Z|[+-]\d{2}(?::?\d{2})?)?\s*$"
+)
+_OFFSET = re.compile(r"^\s*(?:(?P<z>Z)|(?P<sign>[+-])(?P<h>\d{2})(?::?(?P<m>\d{2}))?)\s*$")
+_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*$")
+
+# What each basis means is written down in docs/METADATA.md.
+GPS = "gps"
+CAMERA_OFFSET = "camera-clock+offset"
+CAMERA_NO_OFFSET = "camera-clock-offset-unknown"
+CONTAINER_UTC = "container-utc"
+CONTAINER_OFFSET = "container+offset"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one clock in a file said.
+
+    `local` is the wall-clock time it states (None when the text is only a date), `offset` the UTC
+    offset the file states for it, and `utc_by_spec` whether the format defines it as UTC (the EXIF
+    GPS clock, the QuickTime movie header), in which case no offset is needed to know the instant.
+    """
+
+    source: str
+    value: str
+    local: datetime | None
+    offset: str | None = None
+    utc_by_spec: bool = False
+
+    @property
+    def utc(self) -> str | None:
+        if self.local is None:
+            return None
+        if self.offset is not None:
+            return format_utc(self.local - offset_delta(self.offset))
+        if self.utc_by_spec:
+            return format_utc(self.local)
+        return None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"source": self.source, "value": self.value, "utc": self.utc, "offset": self.offset}
+
+
+def parse_offset(text: object) -> str | None:
+    """An offset such as "+03:00", "+0300", "+03" or "Z" as "±HH:MM"; None if it is not one."""
+    match = _OFFSET.match(str(text)) if text is not None else None
+    if match is None:
+        return None
+    if match["z"]:
+        return "+00:00"
+    hours, minutes = int(match["h"]), int(match["m"] or 0)
+    if hours > 14 or minutes > 59:
+        return None
+    return f"{match['sign']}{hours:02d}:{minutes:02d}"
+
+
+def offset_delta(offset: str) -> timedelta:
+    sign = -1 if offset[0] == "-" else 1
+    return sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
+
+
+def parse_datetime(text: object) -> tuple[datetime | None, str | None] | None:
+    """EXIF/QuickTime/ISO date-time text to (local wall-clock time, offset stated in the text).
+
+    "2016:10:03 14:22:05", "2016:10:03 14:22:05.5+03:00", "2016-10-03T11:22:05Z" all parse; a
+    date alone gives (None, None); zero dates ("0000:00:00 00:00:00"), impossible dates and
+    anything else give None.
+    """
+    match = _DATE_TIME.match(str(text)) if text is not None else None
+    if match is None:
+        return None
+    try:
+        year, month, day = int(match["y"]), int(match["mo"]), int(match["d"])
+        datetime(year, month, day)  # validates the date, zero dates included
+        if match["h"] is None:
+            return None, None
+        fraction = (match["frac"] or "")[:6].ljust(6, "0")
+        local = datetime(
+            year, month, day, int(match["h"]), int(match["mi"]), int(match["s"] or 0), int(fraction)
+        )
+    except ValueError:
+        return None
+    zone = match["zone"]
+    return local, parse_offset(zone) if zone else None
+
+
+def with_subseconds(local: datetime, subseconds: object) -> datetime:
+    """Add EXIF SubSecTime* digits ("813" is .813 s) to a time that has none of its own."""
+    digits = str(subseconds or "").strip().strip("\x00").strip()
+    if not digits.isdigit() or local.microsecond:
+        return local
+    return local.replace(microsecond=int(digits[:6].ljust(6, "0")))
+
+
+def parse_time_of_day(text: object) -> tuple[float, float, float] | None:
+    """A time such as "11:22:05" or "07:41:29.5" (ExifTool's GPSTimeStamp) as h, m, s."""
+    match = _TIME_OF_DAY.match(str(text)) if text is not None else None
+    if match is None:
+        return None
+    return float(match[1]), float(match[2]), float(match[3])
+
+
+def gps_reading(source: str, date_text: object, hms: tuple[float, float, float]) -> Reading:
+    """The GPS clock: GPSDateStamp plus GPSTimeStamp, which EXIF defines as UTC."""
+    hours, minutes, seconds = hms
+    time_text = f"{int(hours):02d}:{int(minutes):02d}:{format_seconds(seconds)}"
+    parsed = parse_datetime(f"{date_text} 00:00:00") if date_text is not None else None
+    if parsed is None or parsed[0] is None or not (0 <= hours < 24 and 0 <= minutes < 60):
+        value = f"{date_text} {time_text}" if date_text is not None else time_text
+        return Reading(source, value, None)
+    local = parsed[0] + timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    return Reading(source, f"{date_text} {time_text}", local, utc_by_spec=True)
+
+
+def format_seconds(seconds: float) -> str:
+    whole = int(seconds)
+    rest = f"{seconds - whole:.6f}"[1:].rstrip("0").rstrip(".")
+    return f"{whole:02d}{rest}"
+
+
+def format_utc(moment: datetime) -> str:
+    """RFC 3339 with 'Z', seconds precision, sub-seconds kept (trailing zeros dropped)."""
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def captured_at(candidates: list[tuple[str, Reading]]) -> tuple[str | None, str | None]:
+    """The first usable clock, in the caller's order of preference, and the basis of its instant.
+
+    Each candidate is (role, reading) with role "gps", "camera" or "container". A GPS clock counts
+    only with a full UTC instant. A camera clock without an offset is taken as if it were UTC,
+    with basis camera-clock-offset-unknown (RFC 3339 cannot say "local time, offset unknown").
+    """
+    for role, reading in candidates:
+        if reading.local is None:
+            continue
+        if role == "gps":
+            if reading.utc is not None:
+                return reading.utc, GPS
+            continue
+        if role == "container" and (reading.utc_by_spec or reading.value.rstrip().endswith("Z")):
+            return reading.utc or format_utc(reading.local), CONTAINER_UTC
+        if reading.offset is not None:
+            basis = CAMERA_OFFSET if role == "camera" else CONTAINER_OFFSET
+            return reading.utc, basis
+        return format_utc(reading.local), CAMERA_NO_OFFSET
+    return None, None

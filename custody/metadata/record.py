@@ -1,0 +1,112 @@
+"""The metadata record: merge what each reader reported into the one JSON-safe dict read() returns.
+
+Pure functions: which reader's normalised fields win, per field and per kind of file, and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+READERS = ("python-magic", "exifread", "exiftool")
+FALLBACK_MIME = "application/octet-stream"
+
+# Field groups taken whole from one reader (captured_at, its basis and the clocks belong together).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "captured_at": ("captured_at", "captured_at_basis", "clocks"),
+    "gps": ("gps",),
+    "device": ("device",),
+    "orientation": ("orientation",),
+    "dimensions": ("dimensions",),
+    "duration_s": ("duration_s",),
+    "codecs": ("codecs",),
+}
+# Which reader to ask first for each group. exifread reads images only; ExifTool reads the actual
+# image header for pixel dimensions, so it goes first there even for images.
+PREFERENCE: dict[str, dict[str, tuple[str, ...]]] = {
+    "image": {
+        "captured_at": ("exifread", "exiftool"),
+        "gps": ("exifread", "exiftool"),
+        "device": ("exifread", "exiftool"),
+        "orientation": ("exifread", "exiftool"),
+        "dimensions": ("exiftool", "exifread"),
+        "duration_s": ("exiftool",),
+        "codecs": ("exiftool",),
+    },
+}
+OTHER_PREFERENCE = {group: ("exiftool",) for group in GROUPS}
+
+NO_STREAMS = "metadata: no duration, dimensions or codecs found (damaged or unsupported container)"
+
+
+def empty_fields() -> dict[str, Any]:
+    return {
+        "captured_at": None,
+        "captured_at_basis": None,
+        "clocks": [],
+        "gps": None,
+        "device": None,
+        "orientation": None,
+        "dimensions": None,
+        "duration_s": None,
+        "codecs": [],
+    }
+
+
+def safe_text(value: object) -> str:
+    """str(value) that survives strict JSON and UTF-8 (lone surrogates become '?')."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type, and its message if it has one."""
+    message = " ".join(safe_text(error).split())
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def kind_of(mime: str) -> str:
+    major = mime.split("/", 1)[0]
+    return major if major in ("image", "video") else "other"
+
+
+def _present(group: str, fields: dict[str, Any]) -> bool:
+    if group == "captured_at":
+        return fields.get("captured_at") is not None
+    return bool(fields.get(group))
+
+
+def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> dict[str, Any]:
+    """The record from each reader's report: {"version", "errors", and "mime" or "raw"/"fields"}.
+
+    `supervisor_errors` are the worker's own (time-outs, crashes), already prefixed.
+    """
+    mime = (parts.get("python-magic") or {}).get("mime") or FALLBACK_MIME
+    kind = kind_of(mime)
+    preference = PREFERENCE.get(kind, OTHER_PREFERENCE)
+    record: dict[str, Any] = {"mime": mime, "kind": kind, **empty_fields()}
+    sources: dict[str, str] = {}
+    for group, members in GROUPS.items():
+        readers = [r for r in preference[group] if (parts.get(r) or {}).get("fields")]
+        chosen = next((r for r in readers if _present(group, parts[r]["fields"])), None)
+        if chosen is None and group == "captured_at":  # no instant anywhere: keep the clocks seen
+            chosen = next((r for r in readers if parts[r]["fields"].get("clocks")), None)
+        if chosen is not None:
+            for member in members:
+                record[member] = parts[chosen]["fields"][member]
+            sources[group] = chosen
+    record["sources"] = sources
+    record["readers"] = {
+        name: parts[name]["version"] for name in READERS if (parts.get(name) or {}).get("version")
+    }
+    record["raw"] = {
+        name: parts[name]["raw"]
+        for name in READERS
+        if (parts.get(name) or {}).get("raw") is not None
+    }
+    errors = [f"{name}: {e}" for name in READERS for e in (parts.get(name) or {}).get("errors", [])]
+    errors.extend(supervisor_errors)
+    if kind == "video" and "exiftool" in record["readers"]:
+        if not (record["duration_s"] or record["dimensions"] or record["codecs"]):
+            errors.append(NO_STREAMS)
+    record["errors"] = errors
+    return record
