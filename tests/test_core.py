@@ -154,3 +154,32 @@ def test_registry_from_entries():
                             {"key_id": field.key_id}, "x"))
     assert reg.signer(field.key_id, 4) is not None  # past entries stay valid
     assert reg.signer(field.key_id, 6) is None
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@given(_json_values)
+def test_fast_canonical_path_equals_the_rfc8785_reference(value):
+    try:
+        expected = canonical.reference_encode(value)
+    except Exception:  # noqa: BLE001 - e.g. lone surrogates: both paths must refuse
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            canonical.encode(value)
+        return
+    assert canonical.encode(value) == expected
+    assert canonical.encode(canonical.decode(expected)) == expected
+
+
+def test_fast_path_key_order_above_the_surrogates():
+    # U+1F600 (UTF-16 D83D DE00) sorts before U+E000 in UTF-16 order (RFC 8785), after it by
+    # code point: the fast path must not be taken
+    value = {"\ue000": 1, "\U0001f600": 2}
+    assert canonical.encode(value) == canonical.reference_encode(value)
+    assert canonical.encode(value).index("\U0001f600".encode()) < canonical.encode(value).index(
+        "\ue000".encode())
