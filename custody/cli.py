@@ -220,6 +220,9 @@ def show(
         print(f"{label:>18}: {data[label]}")
     for algo, value in (data["digests"] or {}).items():
         print(f"{algo:>18}: {value}")
+    for clock in data["metadata"].get("clocks") or []:  # every clock found, so offsets show
+        print(f"{'clock':>18}: {clock.get('source')}: {clock.get('value')}"
+              f" (UTC {clock.get('utc') or 'unknown'})")
     print("           history:")
     for h in data["history"]:
         print(f"  #{h['seq']:<6} {h['time']}  {h['action']:<9} {h['actor_name']} ({h['actor'][:12]})")

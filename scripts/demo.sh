@@ -16,8 +16,12 @@ set -x
 custody key new --name "Field team A"
 custody init --name "Demo Documentation Centre"
 custody ingest tests/data/media --case DEMO-2016-ALEPPO --note "demo ingest of sample media"
-custody ingest tests/data/media/photo-aleppo.jpg --case DEMO-2016-ALEPPO   # a second sighting, no second copy
+custody ingest tests/data/media/aleppo-gps.jpg --case DEMO-2016-ALEPPO   # a second sighting, no second copy
 custody list
-custody show "$(custody list --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["sha256"])')"
+photo=$(sha256sum tests/data/media/aleppo-gps.jpg | cut -c1-16)
+custody show "$photo"          # hashes, EXIF capture time and GPS, device, history
 custody log
+custody checkpoint -o "$demo/checkpoint.txt"       # signed C2SP checkpoint of the ledger
+custody prove "$photo" -o "$demo/proof.json"      # inclusion proofs of the photo's entries
+custody verify-proof "$demo/proof.json" --archive-key "$(custody checkpoint --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["verifier_key"])')"
 custody verify
