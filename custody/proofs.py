@@ -1,7 +1,7 @@
 """Proof bundles: an inclusion or consistency proof packed with the signed checkpoint(s) it is
 against, verifiable with nothing but the bundle and the archive's public key (no archive open).
 
-Pure: JSON-able dicts in, a verdict out. docs/FORMAT.md §10 specifies the two bundle types.
+Pure: JSON-able dicts in, a verdict out. docs/FORMAT.md §9 specifies the two bundle types.
 """
 
 from __future__ import annotations
