@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from custody import canonical, merkle
 from custody import entry as entries
-from custody.custodians import REGISTRY_ACTIONS, Registry
-from custody.errors import ArchiveError, NotFound, NotPermitted, UsageError
+from custody import merkle
+from custody.custodians import REGISTRY_ACTIONS, Registry, decode_public_key
+from custody.errors import AmbiguousItem, ArchiveError, NotFound, NotPermitted, UsageError
 from custody.keyfiles import load_key, write_new_key
 from custody.signing import PublicKey, SigningKey, key_id
 from store.ledger import EntryRow, LedgerStore, LedgerStoreError, LedgerWriter
@@ -87,12 +87,14 @@ class Archive:
         if root.exists() and any(root.iterdir()):
             raise ArchiveError(f"{root} exists and is not empty")
         root.mkdir(parents=True, exist_ok=True)
-        archive_key = write_new_key(root / "keys" / "archive.key", f"{name} archive",
-                                    archive_passphrase)
+        archive_key = write_new_key(
+            root / "keys" / "archive.key", f"{name} archive", archive_passphrase
+        )
         now = utc_now()
         origin = f"custody.archive/{archive_key.key_id}"
-        config = ArchiveConfig(name=name, origin=origin, archive_key=archive_key.public,
-                               created=now)
+        config = ArchiveConfig(
+            name=name, origin=origin, archive_key=archive_key.public, created=now
+        )
         archive = cls(root, config)
         archive.objects.create()
         archive.ledger.create()
@@ -102,8 +104,8 @@ class Archive:
             details={
                 "name": name,
                 "format": FORMAT_VERSION,
-                "archive": _custodian_json(archive_key.public),
-                "admin": _custodian_json(admin.public),
+                "archive": custodian_json(archive_key.public),
+                "admin": custodian_json(admin.public),
             },
         )
         archive.append(archive_key, [genesis], now=now, check_signer=False)
@@ -130,11 +132,10 @@ class Archive:
             if raw.get("version") != FORMAT_VERSION:
                 raise ArchiveError(f"archive format version {raw.get('version')} is not supported")
             ak = raw["archive_key"]
-            from custody.custodians import decode_public_key
-
             public = PublicKey(raw=decode_public_key(ak["public_key"]), name=ak.get("name", ""))
-            config = ArchiveConfig(name=raw["name"], origin=raw["origin"], archive_key=public,
-                                   created=raw["created"])
+            config = ArchiveConfig(
+                name=raw["name"], origin=raw["origin"], archive_key=public, created=raw["created"]
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{path} is damaged: {exc}") from None
         return cls(root, config)
@@ -167,8 +168,6 @@ class Archive:
         if not found:
             raise NotFound(f"no item {ref} in this archive")
         if len(found) > 1:
-            from custody.errors import AmbiguousItem
-
             raise AmbiguousItem(f"{ref} matches more than one item; give more digits")
         return found[0]
 
@@ -200,8 +199,9 @@ class Archive:
                 out.append(signed)
         return out
 
-    def _append_one(self, writer: LedgerWriter, key: SigningKey, draft: Draft,
-                    now: str) -> entries.SignedEntry:
+    def _append_one(
+        self, writer: LedgerWriter, key: SigningKey, draft: Draft, now: str
+    ) -> entries.SignedEntry:
         entry = entries.Entry(
             log=self.config.origin,
             seq=writer.next_seq,
@@ -218,13 +218,21 @@ class Archive:
         try:
             # The tree's complete-subtree nodes grow with the log, in the same transaction, so
             # proofs never rebuild the tree (custody/merkle.py, docs/FORMAT.md §6).
-            writer.put_nodes(merkle.nodes_after_append(entry.seq, signed.leaf_hash,
-                                                       writer.get_node))
-            writer.append(EntryRow(
-                seq=entry.seq, body=signed.body, signature=signed.signature,
-                leaf_hash=signed.leaf_hash, time=entry.time, actor=entry.actor,
-                action=entry.action, item=entry.item,
-            ))
+            writer.put_nodes(
+                merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node)
+            )
+            writer.append(
+                EntryRow(
+                    seq=entry.seq,
+                    body=signed.body,
+                    signature=signed.signature,
+                    leaf_hash=signed.leaf_hash,
+                    time=entry.time,
+                    actor=entry.actor,
+                    action=entry.action,
+                    item=entry.item,
+                )
+            )
         except LedgerStoreError as exc:
             raise ArchiveError(str(exc)) from None
         return signed
@@ -233,22 +241,20 @@ class Archive:
         reg = self.registry()
         who = reg.by_id.get(key.key_id)
         if who is None:
-            raise NotPermitted(f"key {key.key_id} ({key.public.name or 'unnamed'}) is not enrolled "
-                               "in this archive", hint="ask an admin to run 'custody enroll'")
+            raise NotPermitted(
+                f"key {key.key_id} ({key.public.name or 'unnamed'}) is not enrolled "
+                "in this archive",
+                hint="ask an admin to run 'custody enroll'",
+            )
         if who.revoked_seq is not None:
             raise NotPermitted(f"key {key.key_id} ({who.name}) was revoked")
         if roles and who.role not in roles:
-            raise NotPermitted(f"{who.name} has role '{who.role}', which may not do this "
-                               f"(needs {' or '.join(roles)})")
-
-
-def _custodian_json(public: PublicKey) -> dict[str, str]:
-    return {"key_id": key_id(public.raw), "public_key": public.b64(), "name": public.name}
+            raise NotPermitted(
+                f"{who.name} has role '{who.role}', which may not do this "
+                f"(needs {' or '.join(roles)})"
+            )
 
 
 def custodian_json(public: PublicKey) -> dict[str, str]:
-    return _custodian_json(public)
-
-
-def metadata_doc(value: dict[str, Any]) -> bytes:
-    return canonical.encode(value)
+    """The custodian object entries carry (docs/FORMAT.md §5.4)."""
+    return {"key_id": key_id(public.raw), "public_key": public.b64(), "name": public.name}

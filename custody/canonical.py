@@ -48,8 +48,12 @@ def decode(data: bytes) -> Any:
     """
     flags = _Flags()
     try:
-        value = json.loads(data.decode("utf-8"), parse_float=flags.float, parse_int=flags.int,
-                           parse_constant=_no_constants)
+        value = json.loads(
+            data.decode("utf-8"),
+            parse_float=flags.float,
+            parse_int=flags.int,
+            parse_constant=_no_constants,
+        )
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NotCanonical(f"not JSON: {exc}") from None
     try:
@@ -63,8 +67,9 @@ def decode(data: bytes) -> Any:
 
 
 def _fast(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def _plain(value: Any) -> bool:

@@ -63,8 +63,7 @@ def _text(signed_note: str) -> str:
 def latest(archive: Archive) -> CheckpointRow:
     kept = archive.ledger.checkpoints()
     if not kept:
-        raise NotFound("this archive has issued no checkpoint yet",
-                       hint="run 'custody checkpoint'")
+        raise NotFound("this archive has issued no checkpoint yet", hint="run 'custody checkpoint'")
     return kept[-1]
 
 
@@ -83,8 +82,10 @@ def inclusion(archive: Archive, seq: int, checkpoint_note: str | None = None) ->
         checkpoint_note = covering(archive, seq).note
     cp = proofs.open_archive_checkpoint(checkpoint_note, v)
     if cp.size > archive.ledger.size():
-        raise UsageError(f"the checkpoint is of size {cp.size}, larger than this log "
-                         f"({archive.ledger.size()} entries)")
+        raise UsageError(
+            f"the checkpoint is of size {cp.size}, larger than this log "
+            f"({archive.ledger.size()} entries)"
+        )
     if seq >= cp.size:
         raise UsageError(f"entry {seq} is not in a checkpoint of size {cp.size}")
     row = archive.ledger.row(seq)
@@ -105,12 +106,16 @@ def consistency(archive: Archive, old_note: str, new_note: str | None = None) ->
         raise UsageError(f"--from checkpoint ({old.size}) is larger than --to ({new.size})")
     if new.size > archive.ledger.size():
         raise UsageError(f"the checkpoint is of size {new.size}, larger than this log")
-    path = ([] if old.size == new.size
-            else merkle.consistency_proof(old.size, new.size, archive.ledger.get_node))
+    path = (
+        []
+        if old.size == new.size
+        else merkle.consistency_proof(old.size, new.size, archive.ledger.get_node)
+    )
     return proofs.consistency_bundle(old_note, new_note, path)
 
 
 # Timestamps and cosignatures: kept beside the checkpoint they are about -------------------------
+
 
 def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_pem: bytes) -> Any:
     """Ask the TSA at `url` to timestamp the signed checkpoint note; verify it; keep it."""
@@ -119,8 +124,10 @@ def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_p
     data = row.note.encode()
     ts = timestamp.request_timestamp(url, data)
     timestamp.verify_timestamp(ts.token, data, certificates_pem)  # refuse to keep what fails
-    record = {"timestamp": timestamp.to_json(ts),
-              "tsa_certificates": certificates_pem.decode("ascii", errors="strict")}
+    record = {
+        "timestamp": timestamp.to_json(ts),
+        "tsa_certificates": certificates_pem.decode("ascii", errors="strict"),
+    }
     with archive.ledger.writing() as w:
         w.put_checkpoint_extra(row.id, "rfc3161", json.dumps(record, sort_keys=True), utc_now())
     return ts
@@ -139,15 +146,17 @@ def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> t
     except note.NoteError as exc:
         raise VerificationFailed([f"cosignature: {exc.message}"]) from None
     names = {(v.name, v.key_id) for v in opened.verified}
-    lines = [ln for ln in cosigned_note.split("\n\n", 1)[1].splitlines(keepends=True)
-             if any(ln.startswith(f"\u2014 {name} ") for name, _ in names)]
+    lines = [
+        ln
+        for ln in cosigned_note.split("\n\n", 1)[1].splitlines(keepends=True)
+        if any(ln.startswith(f"\u2014 {name} ") for name, _ in names)
+    ]
     if not lines:
         raise VerificationFailed(["the note carries no cosignature by that witness key"])
     verified = witness.cosignature_valid(text, lines[0], witness_key)
     record = {"witness_key": witness_key, "line": lines[0]}
     with archive.ledger.writing() as w:
-        w.put_checkpoint_extra(row.id, "cosignature", json.dumps(record, sort_keys=True),
-                               utc_now())
+        w.put_checkpoint_extra(row.id, "cosignature", json.dumps(record, sort_keys=True), utc_now())
     return row.id, verified.timestamp or 0
 
 
@@ -166,10 +175,13 @@ def check_extras(archive: Archive, problems: list[str], notices: list[str]) -> N
             record = json.loads(extra.data)
             if extra.kind == "rfc3161":
                 ts = timestamp.from_json(record["timestamp"])
-                ts = timestamp.verify_timestamp(ts.token, row.note.encode(),
-                                                record["tsa_certificates"].encode())
-                notices.append(f"{label} timestamped at {ts.gen_time} by {ts.tsa} "
-                               "(trust rests on that TSA's certificate)")
+                ts = timestamp.verify_timestamp(
+                    ts.token, row.note.encode(), record["tsa_certificates"].encode()
+                )
+                notices.append(
+                    f"{label} timestamped at {ts.gen_time} by {ts.tsa} "
+                    "(trust rests on that TSA's certificate)"
+                )
             elif extra.kind == "cosignature":
                 text = row.note.split("\n\n", 1)[0] + "\n"
                 v = witness.cosignature_valid(text, record["line"], record["witness_key"])

@@ -18,10 +18,9 @@ import typer
 from custody import items as views
 from custody.archive import Archive, Draft, custodian_json, default_archive_path
 from custody.custodians import ROLES
-from custody.errors import (EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, NotFound,
-                            UsageError)
+from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, NotFound, UsageError
 from custody.keyfiles import default_key_path, load_key, read_public_key, write_new_key
-from custody.signing import SigningKey
+from custody.signing import PublicKey, SigningKey
 
 app = typer.Typer(
     name="custody",
@@ -140,8 +139,6 @@ def enroll(
     archive = open_archive()
     public = read_public_key(pubkey)
     if name:
-        from custody.signing import PublicKey
-
         public = PublicKey(raw=public.raw, name=name)
     if not public.name:
         raise UsageError("the public key has no name: pass --name")

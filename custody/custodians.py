@@ -59,8 +59,9 @@ def custodian_from(spec: object, role: str, seq: int) -> Custodian:
     name = spec.get("name")
     if not isinstance(name, str):
         raise RegistryError("custodian name is not a string")
-    return Custodian(key_id=derive_key_id(raw), public_key=raw, name=name, role=role,
-                     enrolled_seq=seq)
+    return Custodian(
+        key_id=derive_key_id(raw), public_key=raw, name=name, role=role, enrolled_seq=seq
+    )
 
 
 class Registry:

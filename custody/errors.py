@@ -1,7 +1,7 @@
 """Every error custody raises on purpose: one base class carrying a one-line message and exit code.
 
-The CLI maps these to exit codes in one place; anything else reaching it is a bug (shown as one line,
-traceback only with --debug).
+The CLI maps these to exit codes in one place; anything else reaching it is a bug (shown as one
+line, traceback only with --debug).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ without its object.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
@@ -160,8 +161,10 @@ class Ingest:
         self.archive.require_active(self.key, INGEST_ROLES)
         for found in files:
             self._one(found)
-            if (len(self._pending) >= BATCH_FILES
-                    or time.monotonic() - self._batch_started >= BATCH_SECONDS):
+            if (
+                len(self._pending) >= BATCH_FILES
+                or time.monotonic() - self._batch_started >= BATCH_SECONDS
+            ):
                 self._commit()
         self._commit()
         return self.report
@@ -199,8 +202,9 @@ class Ingest:
             details["metadata_sha256"] = _sha256_hex(metadata_bytes)
             result.mime = doc.get("mime")
             result.metadata_errors = list(doc.get("errors", []))
-        draft = Draft(action="ingest", item=digests.sha256, details=details,
-                      metadata=metadata_bytes)
+        draft = Draft(
+            action="ingest", item=digests.sha256, details=details, metadata=metadata_bytes
+        )
         self._pending.append(_Pending(result, draft))
 
     def _has_metadata(self, sha256: str) -> bool:
@@ -214,8 +218,10 @@ class Ingest:
         try:
             canonical.encode(doc)
         except ValueError as exc:  # e.g. a NaN from a reader: keep the file, record why
-            doc = {"mime": doc.get("mime"), "errors": [*doc.get("errors", []),
-                                                        f"metadata not encodable: {exc}"]}
+            doc = {
+                "mime": doc.get("mime"),
+                "errors": [*doc.get("errors", []), f"metadata not encodable: {exc}"],
+            }
         return doc
 
     def _commit(self) -> None:
@@ -230,8 +236,9 @@ class Ingest:
             # run or by a concurrent one) becomes a sighting and stores no second metadata doc.
             item = draft.item or ""
             if item in ingested_now or writer.has_action(item, "ingest"):
-                details = {k: v for k, v in draft.details.items()
-                           if k not in ("mime", "metadata_sha256")}
+                details = {
+                    k: v for k, v in draft.details.items() if k not in ("mime", "metadata_sha256")
+                }
                 return Draft(action="sighting", item=item, details=details)
             ingested_now.add(item)
             if draft.metadata is None:  # metadata stored by a crashed or concurrent run
@@ -247,8 +254,9 @@ class Ingest:
                 return Draft(action="ingest", item=item, details=details, metadata=doc)
             return draft
 
-        signed = self.archive.append(self.key, [p.draft for p in pending], decide=decide,
-                                     check_signer=False)
+        signed = self.archive.append(
+            self.key, [p.draft for p in pending], decide=decide, check_signer=False
+        )
         for p, s in zip(pending, signed, strict=True):
             e = s.entry()
             p.result.status = "new" if e.action == "ingest" else "present"
@@ -275,6 +283,4 @@ class _Counting:
 
 
 def _sha256_hex(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()

@@ -80,16 +80,18 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
         e = entries.parse(r.body)
         doc_bytes = archive.ledger.metadata(e.item or "")
         doc = canonical.decode(doc_bytes) if doc_bytes else {}
-        rows.append({
-            "sha256": e.item,
-            "size": e.details.get("size"),
-            "mime": doc.get("mime"),
-            "name": (e.details.get("source") or {}).get("name"),
-            "captured_at": doc.get("captured_at"),
-            "gps": doc.get("gps"),
-            "case": e.details.get("case"),
-            "ingested_at": e.time,
-            "ingested_by": registry.name_of(e.actor),
-            "metadata_errors": len(doc.get("errors", [])),
-        })
+        rows.append(
+            {
+                "sha256": e.item,
+                "size": e.details.get("size"),
+                "mime": doc.get("mime"),
+                "name": (e.details.get("source") or {}).get("name"),
+                "captured_at": doc.get("captured_at"),
+                "gps": doc.get("gps"),
+                "case": e.details.get("case"),
+                "ingested_at": e.time,
+                "ingested_by": registry.name_of(e.actor),
+                "metadata_errors": len(doc.get("errors", [])),
+            }
+        )
     return rows

@@ -10,8 +10,14 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 STATUS_WORDS = {"new": "new", "present": "present", "failed": "FAILED"}
 
@@ -27,9 +33,15 @@ class IngestProgress:
     def __enter__(self) -> IngestProgress:
         if self._console.is_terminal:
             self._bar = Progress(
-                TextColumn("ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), console=self._console, transient=True,
-                redirect_stdout=False, redirect_stderr=False,
+                TextColumn("ingest"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task("ingest", total=self.total)

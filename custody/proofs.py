@@ -37,8 +37,9 @@ def _unb64(value: Any, what: str) -> bytes:
         raise VerificationFailed([f"proof field {what} is not valid base64"]) from None
 
 
-def inclusion_bundle(checkpoint_note: str, seq: int, body: bytes, signature: bytes,
-                     proof: list[bytes]) -> dict[str, Any]:
+def inclusion_bundle(
+    checkpoint_note: str, seq: int, body: bytes, signature: bytes, proof: list[bytes]
+) -> dict[str, Any]:
     return {
         "type": INCLUSION,
         "checkpoint": checkpoint_note,
@@ -50,8 +51,12 @@ def inclusion_bundle(checkpoint_note: str, seq: int, body: bytes, signature: byt
 
 
 def consistency_bundle(old_note: str, new_note: str, proof: list[bytes]) -> dict[str, Any]:
-    return {"type": CONSISTENCY, "old_checkpoint": old_note, "new_checkpoint": new_note,
-            "proof": [_b64(h) for h in proof]}
+    return {
+        "type": CONSISTENCY,
+        "old_checkpoint": old_note,
+        "new_checkpoint": new_note,
+        "proof": [_b64(h) for h in proof],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +75,9 @@ def open_archive_checkpoint(text: str, verifier: note.VerifierKey) -> note.Check
     except note.NoteError as exc:
         raise VerificationFailed([f"checkpoint: {exc.message}"]) from None
     if checkpoint.origin != verifier.name:
-        raise VerificationFailed([f"checkpoint is for log {checkpoint.origin!r}, "
-                                  f"not {verifier.name!r}"])
+        raise VerificationFailed(
+            [f"checkpoint is for log {checkpoint.origin!r}, not {verifier.name!r}"]
+        )
     return checkpoint
 
 
@@ -91,8 +97,9 @@ def verify_bundle(bundle: Any, verifier: note.VerifierKey) -> ProofVerdict:
     raise VerificationFailed([f"unknown proof type {kind!r}"])
 
 
-def _verify_inclusion(bundle: dict[str, Any], proof: list[bytes],
-                      verifier: note.VerifierKey) -> ProofVerdict:
+def _verify_inclusion(
+    bundle: dict[str, Any], proof: list[bytes], verifier: note.VerifierKey
+) -> ProofVerdict:
     checkpoint = open_archive_checkpoint(str(bundle.get("checkpoint")), verifier)
     body = _unb64(bundle.get("entry"), "entry")
     index = bundle.get("leaf_index")
@@ -106,17 +113,20 @@ def _verify_inclusion(bundle: dict[str, Any], proof: list[bytes],
         raise VerificationFailed([f"entry says it is entry {entry.seq}, proof says {index}"])
     if entry.log != checkpoint.origin:
         raise VerificationFailed([f"entry belongs to log {entry.log!r}"])
-    merkle.verify_inclusion(entries.leaf_hash(body), index, checkpoint.size, proof,
-                            checkpoint.root_hash)
+    merkle.verify_inclusion(
+        entries.leaf_hash(body), index, checkpoint.size, proof, checkpoint.root_hash
+    )
     return ProofVerdict(checkpoint=checkpoint, entry=entry)
 
 
-def _verify_consistency(bundle: dict[str, Any], proof: list[bytes],
-                        verifier: note.VerifierKey) -> ProofVerdict:
+def _verify_consistency(
+    bundle: dict[str, Any], proof: list[bytes], verifier: note.VerifierKey
+) -> ProofVerdict:
     old = open_archive_checkpoint(str(bundle.get("old_checkpoint")), verifier)
     new = open_archive_checkpoint(str(bundle.get("new_checkpoint")), verifier)
     if old.size > new.size:
-        raise VerificationFailed([f"old checkpoint ({old.size}) is larger than the new one "
-                                  f"({new.size}): the log shrank"])
+        raise VerificationFailed(
+            [f"old checkpoint ({old.size}) is larger than the new one ({new.size}): the log shrank"]
+        )
     merkle.verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
     return ProofVerdict(checkpoint=new, old_checkpoint=old)

@@ -43,8 +43,11 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
         return False
     try:
         _verify_key(public_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
-            nacl.exceptions.TypeError):
+    except (
+        nacl.exceptions.BadSignatureError,
+        nacl.exceptions.ValueError,
+        nacl.exceptions.TypeError,
+    ):
         return False
     return True
 
@@ -142,7 +145,9 @@ class SigningKey:
             private = serialization.load_pem_private_key(pem, passphrase.encode())
         except ValueError:
             # cryptography says "Bad decrypt" for a wrong passphrase and for a damaged file alike.
-            raise WrongPassphrase("wrong passphrase for the key (or the key file is damaged)") from None
+            raise WrongPassphrase(
+                "wrong passphrase for the key (or the key file is damaged)"
+            ) from None
         except TypeError as exc:
             raise BadKeyFile(f"unreadable key file: {exc}") from None
         if not isinstance(private, Ed25519PrivateKey):

@@ -7,6 +7,7 @@ by a crash, a stray temp file) are reported and do not.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import multiprocessing
 import os
@@ -91,8 +92,12 @@ def verify(archive: Archive, item: str | None = None) -> AuditReport:
     return report
 
 
-def _check_ledger(archive: Archive, report: AuditReport, progress: Callable[[str, int], None],
-                  wanted_sizes: set[int]) -> tuple[dict[str, _Ingested], dict[int, bytes]]:
+def _check_ledger(
+    archive: Archive,
+    report: AuditReport,
+    progress: Callable[[str, int], None],
+    wanted_sizes: set[int],
+) -> tuple[dict[str, _Ingested], dict[int, bytes]]:
     origin = archive.config.origin
     archive_key = archive.config.archive_key
     registry = Registry()
@@ -106,8 +111,11 @@ def _check_ledger(archive: Archive, report: AuditReport, progress: Callable[[str
     for row in archive.ledger.rows():
         report.entries += 1
         if row.seq != expected_seq:
-            problems.append(f"entries {expected_seq}..{row.seq - 1} are missing from the ledger"
-                            if row.seq > expected_seq else f"entry {row.seq} is out of order")
+            problems.append(
+                f"entries {expected_seq}..{row.seq - 1} are missing from the ledger"
+                if row.seq > expected_seq
+                else f"entry {row.seq} is out of order"
+            )
         expected_seq = row.seq + 1
         where = f"entry {row.seq}"
         leaf = entries.leaf_hash(row.body)
@@ -138,8 +146,10 @@ def _check_ledger(archive: Archive, report: AuditReport, progress: Callable[[str
         else:
             signer = registry.signer(entry.actor, entry.seq)
             if signer is None:
-                problems.append(f"{where}: signed by key {entry.actor}, which is not an enrolled "
-                                "custodian at that point")
+                problems.append(
+                    f"{where}: signed by key {entry.actor}, which is not an enrolled "
+                    "custodian at that point"
+                )
             else:
                 signatures.add(row.seq, signer.public_key, row.body, row.signature)
         try:
@@ -150,8 +160,9 @@ def _check_ledger(archive: Archive, report: AuditReport, progress: Callable[[str
             if entry.item in ingested:
                 problems.append(f"{where}: second ingest entry for item {entry.item}")
             else:
-                ingested[entry.item] = _Ingested(entry.seq, entry.details.get("size"),
-                                                 entry.details.get("metadata_sha256"))
+                ingested[entry.item] = _Ingested(
+                    entry.seq, entry.details.get("size"), entry.details.get("metadata_sha256")
+                )
         prev_hash = leaf
         if report.entries % 10000 == 0:
             progress("ledger", report.entries)
@@ -173,8 +184,11 @@ SignatureJob = tuple[int, bytes, bytes, bytes]  # seq, public key, entry bytes, 
 
 
 def _failing(jobs: list[SignatureJob]) -> list[int]:
-    return [seq for seq, public_key, body, signature in jobs
-            if not entries.signature_valid(entries.SignedEntry(body, signature), public_key)]
+    return [
+        seq
+        for seq, public_key, body, signature in jobs
+        if not entries.signature_valid(entries.SignedEntry(body, signature), public_key)
+    ]
 
 
 class SignatureChecks:
@@ -221,8 +235,10 @@ def _check_stored_tree(archive: Archive, size: int, root: bytes, problems: list[
         problems.append(f"Merkle tree nodes: {exc}")
         return
     if stored != root:
-        problems.append("stored Merkle tree nodes do not match the entries (proofs from this "
-                        "archive would be wrong)")
+        problems.append(
+            "stored Merkle tree nodes do not match the entries (proofs from this "
+            "archive would be wrong)"
+        )
 
 
 def _open_checkpoints(archive: Archive, report: AuditReport) -> list[tuple[int, note.Checkpoint]]:
@@ -235,24 +251,35 @@ def _open_checkpoints(archive: Archive, report: AuditReport) -> list[tuple[int, 
             report.problems.append(f"checkpoint #{row.id}: {exc.message}")
             continue
         if cp.size != row.size:
-            report.problems.append(f"checkpoint #{row.id}: stored size {row.size} differs from "
-                                   f"the signed size {cp.size}")
+            report.problems.append(
+                f"checkpoint #{row.id}: stored size {row.size} differs from "
+                f"the signed size {cp.size}"
+            )
         kept.append((row.id, cp))
     return kept
 
 
-def _check_against(label: str, cp: note.Checkpoint, roots: dict[int, bytes], size: int,
-                   problems: list[str]) -> None:
+def _check_against(
+    label: str, cp: note.Checkpoint, roots: dict[int, bytes], size: int, problems: list[str]
+) -> None:
     if cp.size > size:
-        problems.append(f"{label} covers {cp.size} entries but the ledger holds only {size}: "
-                        "the log was truncated")
+        problems.append(
+            f"{label} covers {cp.size} entries but the ledger holds only {size}: "
+            "the log was truncated"
+        )
     elif roots.get(cp.size) != cp.root_hash:
-        problems.append(f"{label} (size {cp.size}) does not match the ledger's tree at that size: "
-                        "history was rewritten since it was signed")
+        problems.append(
+            f"{label} (size {cp.size}) does not match the ledger's tree at that size: "
+            "history was rewritten since it was signed"
+        )
 
 
-def _check_checkpoints(archive: Archive, kept: list[tuple[int, note.Checkpoint]],
-                       roots: dict[int, bytes], report: AuditReport) -> None:
+def _check_checkpoints(
+    archive: Archive,
+    kept: list[tuple[int, note.Checkpoint]],
+    roots: dict[int, bytes],
+    report: AuditReport,
+) -> None:
     size = report.entries
     by_size: dict[int, tuple[int, bytes]] = {}
     for cid, cp in kept:
@@ -261,15 +288,18 @@ def _check_checkpoints(archive: Archive, kept: list[tuple[int, note.Checkpoint]]
             continue
         seen = by_size.get(cp.size)
         if seen is not None and seen[1] != cp.root_hash:
-            report.problems.append(f"fork: checkpoints #{seen[0]} and #{cid} both sign size "
-                                   f"{cp.size} with different roots")
+            report.problems.append(
+                f"fork: checkpoints #{seen[0]} and #{cid} both sign size "
+                f"{cp.size} with different roots"
+            )
         by_size.setdefault(cp.size, (cid, cp.root_hash))
         _check_against(f"checkpoint #{cid}", cp, roots, size, report.problems)
     report.checkpoints = len(kept)
 
 
-def _check_external(external: list[note.Checkpoint], roots: dict[int, bytes], archive: Archive,
-                    report: AuditReport) -> None:
+def _check_external(
+    external: list[note.Checkpoint], roots: dict[int, bytes], archive: Archive, report: AuditReport
+) -> None:
     for cp in external:
         if cp.origin != archive.config.origin:
             report.problems.append(f"the given checkpoint is for another log ({cp.origin})")
@@ -277,22 +307,26 @@ def _check_external(external: list[note.Checkpoint], roots: dict[int, bytes], ar
         _check_against("the given checkpoint", cp, roots, report.entries, report.problems)
 
 
-def _check_genesis(entry: entries.Entry, signed: entries.SignedEntry, archive_key: bytes,
-                   problems: list[str]) -> None:
+def _check_genesis(
+    entry: entries.Entry, signed: entries.SignedEntry, archive_key: bytes, problems: list[str]
+) -> None:
     if entry.action != "init":
         problems.append("entry 0: is not the archive's init entry")
         return
     genesis_key = entry.details.get("archive", {}).get("public_key")
-    import base64
-
     if genesis_key != base64.b64encode(archive_key).decode():
         problems.append("entry 0: names an archive key other than the one in custody.json")
     if not entries.signature_valid(signed, archive_key):
         problems.append("entry 0: bad signature by the archive key")
 
 
-def _check_objects(archive: Archive, targets: dict[str, _Ingested], report: AuditReport,
-                   progress: Callable[[str, int], None], whole: bool) -> None:
+def _check_objects(
+    archive: Archive,
+    targets: dict[str, _Ingested],
+    report: AuditReport,
+    progress: Callable[[str, int], None],
+    whole: bool,
+) -> None:
     store = archive.objects
     for sha256, info in sorted(targets.items()):
         try:
@@ -305,18 +339,22 @@ def _check_objects(archive: Archive, targets: dict[str, _Ingested], report: Audi
             continue
         size = store.path(sha256).stat().st_size
         if size != info.size:
-            report.problems.append(f"object {sha256} is {size} bytes; its ingest entry says "
-                                   f"{info.size}")
+            report.problems.append(
+                f"object {sha256} is {size} bytes; its ingest entry says {info.size}"
+            )
         report.objects += 1
         progress("objects", report.objects)
     if whole:
         for sha256 in store:
             if sha256 not in targets:
-                report.notices.append(f"object {sha256} has no ingest entry (left by an "
-                                      "interrupted ingest; harmless, re-ingest to record it)")
+                report.notices.append(
+                    f"object {sha256} has no ingest entry (left by an "
+                    "interrupted ingest; harmless, re-ingest to record it)"
+                )
         for name in store.stray_temp_files():
-            report.notices.append(f"temporary file objects/tmp/{name} left by an interrupted "
-                                  "write (harmless)")
+            report.notices.append(
+                f"temporary file objects/tmp/{name} left by an interrupted write (harmless)"
+            )
 
 
 def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: AuditReport) -> None:
@@ -325,5 +363,7 @@ def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: Aud
         if doc is None:
             report.problems.append(f"item {sha256}: its metadata document is missing")
         elif hashlib.sha256(doc).hexdigest() != info.metadata_sha256:
-            report.problems.append(f"item {sha256}: metadata document does not match the digest "
-                                   f"signed in entry {info.seq}")
+            report.problems.append(
+                f"item {sha256}: metadata document does not match the digest "
+                f"signed in entry {info.seq}"
+            )

@@ -58,8 +58,14 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def cosign(checkpoint_note: str, archive_vkey: str | None, key: SigningKey, state_path: Path,
-           proof: dict[str, Any] | None, now: int) -> Cosigned:
+def cosign(
+    checkpoint_note: str,
+    archive_vkey: str | None,
+    key: SigningKey,
+    state_path: Path,
+    proof: dict[str, Any] | None,
+    now: int,
+) -> Cosigned:
     """Check `checkpoint_note` against the witness state, cosign it, and advance the state."""
     state = _load_state(state_path)
     origin = note.parse_checkpoint(checkpoint_note.split("\n\n", 1)[0] + "\n").origin
@@ -68,8 +74,9 @@ def cosign(checkpoint_note: str, archive_vkey: str | None, key: SigningKey, stat
     if vkey_text is None:
         raise UsageError(f"first checkpoint of {origin} seen by this witness: pass --archive-key")
     if known is not None and archive_vkey is not None and archive_vkey != known["verifier_key"]:
-        raise WitnessRefused([f"the archive key for {origin} differs from the one this witness "
-                              "pinned"])
+        raise WitnessRefused(
+            [f"the archive key for {origin} differs from the one this witness pinned"]
+        )
     vkey = note.parse_verifier_key(vkey_text)
     new = proofs.open_archive_checkpoint(checkpoint_note, vkey)
     if known is not None:
@@ -79,28 +86,48 @@ def cosign(checkpoint_note: str, archive_vkey: str | None, key: SigningKey, stat
     line = note.cosignature_line(new.body(), name, key, now)
     state["logs"][origin] = {"verifier_key": vkey_text, "note": checkpoint_note, "size": new.size}
     _save_state(state_path, state)
-    return Cosigned(line=line, note=checkpoint_note + line, witness_key=note.cosigner_key(
-        name, key.public.raw), size=new.size)
+    return Cosigned(
+        line=line,
+        note=checkpoint_note + line,
+        witness_key=note.cosigner_key(name, key.public.raw),
+        size=new.size,
+    )
 
 
-def _check_consistent(old: note.Checkpoint, old_note: str, new: note.Checkpoint, new_note: str,
-                      proof: dict[str, Any] | None, vkey: note.VerifierKey) -> None:
+def _check_consistent(
+    old: note.Checkpoint,
+    old_note: str,
+    new: note.Checkpoint,
+    new_note: str,
+    proof: dict[str, Any] | None,
+    vkey: note.VerifierKey,
+) -> None:
     if new.size < old.size:
-        raise WitnessRefused([f"checkpoint of size {new.size} is older than the one already "
-                              f"cosigned ({old.size}): refusing to go back"])
+        raise WitnessRefused(
+            [
+                f"checkpoint of size {new.size} is older than the one already "
+                f"cosigned ({old.size}): refusing to go back"
+            ]
+        )
     if new.size == old.size:
         if new.root_hash != old.root_hash:
-            raise WitnessRefused([f"split view: a checkpoint of size {new.size} with a different "
-                                  "root than the one already cosigned"])
+            raise WitnessRefused(
+                [
+                    f"split view: a checkpoint of size {new.size} with a different "
+                    "root than the one already cosigned"
+                ]
+            )
         return
     if proof is None:
-        raise UsageError(f"a consistency proof from size {old.size} to {new.size} is needed "
-                         "(custody prove --from OLD --to NEW)")
+        raise UsageError(
+            f"a consistency proof from size {old.size} to {new.size} is needed "
+            "(custody prove --from OLD --to NEW)"
+        )
     verdict = proofs.verify_bundle(proof, vkey)
-    if (verdict.old_checkpoint is None or verdict.old_checkpoint != old
-            or verdict.checkpoint != new):
-        raise WitnessRefused(["the consistency proof is not between the last cosigned "
-                              "checkpoint and this one"])
+    if verdict.old_checkpoint is None or verdict.old_checkpoint != old or verdict.checkpoint != new:
+        raise WitnessRefused(
+            ["the consistency proof is not between the last cosigned checkpoint and this one"]
+        )
 
 
 def cosignature_valid(checkpoint_text: str, line: str, witness_key: str) -> note.VerifiedSignature:

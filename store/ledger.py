@@ -147,7 +147,9 @@ class LedgerWriter:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        tip = conn.execute("SELECT seq, leaf_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        tip = conn.execute(
+            "SELECT seq, leaf_hash FROM entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
         self.next_seq: int = 0 if tip is None else tip[0] + 1
         self.tip_hash: bytes | None = None if tip is None else bytes(tip[1])
 
@@ -156,19 +158,32 @@ class LedgerWriter:
             raise LedgerStoreError(f"entry {row.seq} appended where {self.next_seq} was due")
         self._conn.execute(
             f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.seq, row.body, row.signature, row.leaf_hash, row.time, row.actor, row.action,
-             row.item),
+            (
+                row.seq,
+                row.body,
+                row.signature,
+                row.leaf_hash,
+                row.time,
+                row.actor,
+                row.action,
+                row.item,
+            ),
         )
         self.next_seq += 1
         self.tip_hash = row.leaf_hash
 
     def put_metadata(self, sha256: str, doc: bytes) -> None:
-        self._conn.execute("INSERT OR IGNORE INTO metadata (sha256, doc) VALUES (?, ?)", (sha256, doc))
+        self._conn.execute(
+            "INSERT OR IGNORE INTO metadata (sha256, doc) VALUES (?, ?)", (sha256, doc)
+        )
 
     def has_action(self, item: str, action: str) -> bool:
-        return self._conn.execute(
-            "SELECT 1 FROM entries WHERE item = ? AND action = ? LIMIT 1", (item, action)
-        ).fetchone() is not None
+        return (
+            self._conn.execute(
+                "SELECT 1 FROM entries WHERE item = ? AND action = ? LIMIT 1", (item, action)
+            ).fetchone()
+            is not None
+        )
 
     def get_node(self, level: int, idx: int) -> bytes:
         r = self._conn.execute(
@@ -179,22 +194,27 @@ class LedgerWriter:
         return bytes(r[0])
 
     def put_nodes(self, nodes: list[tuple[int, int, bytes]]) -> None:
-        self._conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        self._conn.executemany(
+            "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes
+        )
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         r = self._conn.execute(
-            f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+            f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         return None if r is None else CheckpointRow(*r)
 
     def put_checkpoint(self, size: int, note: str, created: str) -> CheckpointRow:
         cur = self._conn.execute(
-            "INSERT INTO checkpoints (size, note, created) VALUES (?, ?, ?)", (size, note, created))
+            "INSERT INTO checkpoints (size, note, created) VALUES (?, ?, ?)", (size, note, created)
+        )
         return CheckpointRow(int(cur.lastrowid or 0), size, note, created)
 
     def put_checkpoint_extra(self, checkpoint_id: int, kind: str, data: str, added: str) -> None:
         self._conn.execute(
             "INSERT INTO checkpoint_extras (checkpoint_id, kind, data, added) VALUES (?, ?, ?, ?)",
-            (checkpoint_id, kind, data, added))
+            (checkpoint_id, kind, data, added),
+        )
 
 
 class LedgerStore:
@@ -299,8 +319,9 @@ class LedgerStore:
         return [CheckpointRow(*r) for r in cur]
 
     def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None:
-        r = self.conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE id = ?",
-                              (checkpoint_id,)).fetchone()
+        r = self.conn.execute(
+            f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE id = ?", (checkpoint_id,)
+        ).fetchone()
         return None if r is None else CheckpointRow(*r)
 
     def checkpoint_extras(self, checkpoint_id: int | None = None) -> list[CheckpointExtra]:
