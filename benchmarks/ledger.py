@@ -1,4 +1,4 @@
-"""Ledger benchmark: signed appends, Merkle proofs and full verification at 10^4, 10^5, 10^6 entries.
+"""Ledger benchmark: signed appends, Merkle proofs and full verify at 10^4, 10^5, 10^6 entries.
 
 For each size it builds a fresh archive whose entries are ingest-sized (about 950 bytes of canonical
 JSON, signed by an enrolled custodian), then prints: append rate committed in batches of 1,000 and

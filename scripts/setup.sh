@@ -15,9 +15,14 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import custody.cli, pytest, hypothesis, PIL' >/dev/null 2>&1 \
+if ! "$PY" -c 'import custody.cli, pytest, hypothesis, ruff, mypy, nacl, rfc3161_client' >/dev/null 2>&1 \
    || [ "$("$PY" -c 'import custody,os;print(os.path.dirname(os.path.dirname(custody.__file__)))' 2>/dev/null)" != "$PWD" ]; then
-  echo "setup: pip install -e .[test]" >&2
-  "$PY" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -i 'warning' >&2 || true
+  echo "setup: pip install -e .[test,dev]" >&2
+  log=$(mktemp)
+  if ! "$PY" -m pip install -q --disable-pip-version-check -e '.[test,dev]' >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi
 "$PY" -c 'import custody.cli' # fail here, clearly, if the install did not work
