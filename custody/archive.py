@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from custody import entry as entries
-from custody import merkle
-from custody.custodians import REGISTRY_ACTIONS, Registry, decode_public_key
+from custody import merkle, permissions
+from custody.custodians import (
+    ARCHIVE_ROLE,
+    REGISTRY_ACTIONS,
+    Custodian,
+    Registry,
+    decode_public_key,
+)
 from custody.errors import AmbiguousItem, ArchiveError, NotFound, NotPermitted, UsageError
 from custody.keyfiles import load_key, write_new_key
 from custody.signing import PublicKey, SigningKey, key_id
@@ -188,7 +194,7 @@ class Archive:
         is locked (ingest uses it to tell a first ingest from a sighting without a race).
         """
         if check_signer:
-            self.require_active(key)
+            self._active(key)
         now = now or utc_now()
         out: list[entries.SignedEntry] = []
         with self.ledger.writing() as writer:
@@ -237,22 +243,72 @@ class Archive:
             raise ArchiveError(str(exc)) from None
         return signed
 
-    def require_active(self, key: SigningKey, roles: tuple[str, ...] = ()) -> None:
+    def authorize(
+        self,
+        key: SigningKey,
+        action: str,
+        *,
+        item: str | None = None,
+        attempted: str | None = None,
+        purpose: str | None = None,
+    ) -> Custodian:
+        """The acting custodian, if their role may sign `action`; else refuse, and record it.
+
+        A refusal of an enrolled custodian is itself an entry (signed by them: attempts matter in
+        an audit). An unknown or revoked key is refused without an entry: it could not sign one.
+        """
+        who = self._active(key)
+        if not permissions.may(who.role, action):
+            reason = (
+                f"{who.name} has role '{who.role}', which may not {attempted or action} "
+                f"(needs {' or '.join(permissions.roles_for(action))})"
+            )
+            self.record_refusal(key, attempted or action, reason, item=item, purpose=purpose)
+            raise NotPermitted(reason)
+        return who
+
+    def record_refusal(
+        self,
+        key: SigningKey,
+        attempted: str,
+        reason: str,
+        *,
+        item: str | None = None,
+        purpose: str | None = None,
+    ) -> None:
+        details = {"attempted": attempted, "reason": reason, "purpose": purpose}
+        self.append(key, [Draft("refused", item, details)], check_signer=False)
+
+    def resolve_custodian(self, ref: str) -> Custodian:
+        """An enrolled custodian by key id, a unique prefix of 8+ hex digits, or exact name."""
+        ref = ref.strip()
+        reg = self.registry()
+        found = [
+            c
+            for c in reg.by_id.values()
+            if c.role != ARCHIVE_ROLE
+            and (c.key_id.startswith(ref.lower()) and len(ref) >= 8 or c.name == ref)
+        ]
+        if not found:
+            raise NotFound(f"no enrolled custodian {ref!r}")
+        if len(found) > 1:
+            raise UsageError(f"{ref!r} names more than one custodian; give more of the key id")
+        return found[0]
+
+    def _active(self, key: SigningKey) -> Custodian:
         reg = self.registry()
         who = reg.by_id.get(key.key_id)
-        if who is None:
+        if who is None or who.role == ARCHIVE_ROLE:
             raise NotPermitted(
-                f"key {key.key_id} ({key.public.name or 'unnamed'}) is not enrolled "
-                "in this archive",
+                f"key {key.key_id} ({key.public.name or 'unnamed'}) is not enrolled in this "
+                "archive",
                 hint="ask an admin to run 'custody enroll'",
             )
         if who.revoked_seq is not None:
-            raise NotPermitted(f"key {key.key_id} ({who.name}) was revoked")
-        if roles and who.role not in roles:
             raise NotPermitted(
-                f"{who.name} has role '{who.role}', which may not do this "
-                f"(needs {' or '.join(roles)})"
+                f"key {key.key_id} ({who.name}) was revoked in entry {who.revoked_seq}"
             )
+        return who
 
 
 def custodian_json(public: PublicKey) -> dict[str, str]:

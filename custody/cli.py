@@ -143,7 +143,7 @@ def enroll(
     if not public.name:
         raise UsageError("the public key has no name: pass --name")
     admin = acting_key()
-    archive.require_active(admin, ("admin",))
+    archive.authorize(admin, "enroll")
     draft = Draft(action="enroll", item=None,
                   details={"custodian": custodian_json(public), "role": role})
     signed = archive.append(admin, [draft], check_signer=False)[0]
@@ -212,9 +212,16 @@ def show(
     if as_json:
         out_json(data)
         return
-    for label in ("sha256", "size", "mime", "names", "cases", "captured_at", "captured_at_basis",
-                  "gps", "device", "ingested_at", "ingested_by", "metadata_errors"):
+    for label in ("sha256", "size", "mime", "names", "cases", "incidents", "tags", "captured_at",
+                  "captured_at_basis", "gps", "device", "ingested_at", "ingested_by",
+                  "metadata_errors"):
         print(f"{label:>18}: {data[label]}")
+    holder = data["holder"]
+    print(f"{'holder':>18}: {holder['name']} ({holder['holder'][:12]}) since {holder['since']}"
+          if holder else f"{'holder':>18}: -")
+    for n in data["notes"]:
+        old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
+        print(f"{'note':>18}: #{n['seq']} {n['by']}: {n['text']}{old}")
     for algo, value in (data["digests"] or {}).items():
         print(f"{algo:>18}: {value}")
     for clock in data["metadata"].get("clocks") or []:  # every clock found, so offsets show
@@ -222,7 +229,9 @@ def show(
               f" (UTC {clock.get('utc') or 'unknown'})")
     print("           history:")
     for h in data["history"]:
-        print(f"  #{h['seq']:<6} {h['time']}  {h['action']:<9} {h['actor_name']} ({h['actor'][:12]})")
+        why = h["details"].get("purpose") or h["details"].get("reason") or ""
+        print(f"  #{h['seq']:<6} {h['time']}  {h['action']:<17} {h['actor_name']} "
+              f"({h['actor'][:12]})  holder: {h['holder_after_name']}" + (f"  [{why}]" if why else ""))
 
 
 @app.command()
@@ -245,6 +254,7 @@ def log(
 def verify(
     item: str = typer.Argument(None, help="Only this item's object (the whole ledger is always checked)."),
     held: list[Path] = typer.Option(None, "--checkpoint", help="A checkpoint you hold: the log must extend it."),
+    record: bool = typer.Option(False, "--record", help="Append the outcome as a signed verification entry (needs --key)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check objects, signatures, hash chain, Merkle tree and checkpoints; exit 1 on any problem."""
@@ -262,6 +272,14 @@ def verify(
         except VerificationFailed as exc:
             raise VerificationFailed([f"{path}: {p}" for p in exc.problems]) from None
     report = audit(archive, target, external=external)
+    if record:
+        key = acting_key()
+        archive.authorize(key, "verification", item=target)
+        details = {"ok": report.ok, "problems": len(report.problems), "entries": report.entries,
+                   "objects": report.objects, "scope": "item" if target else "archive"}
+        seq = archive.append(key, [Draft("verification", target, details)],
+                             check_signer=False)[0].entry().seq
+        err(f"recorded as entry {seq}")
     if as_json:
         out_json(report.to_json())
     else:
@@ -274,6 +292,240 @@ def verify(
     if not report.ok:
         err(f"custody: verification failed: {len(report.problems)} problem(s)")
         raise typer.Exit(EXIT_PROBLEM)
+
+
+# Access, transfer, revocation ------------------------------------------------------------------
+
+@app.command()
+def get(
+    item: str = typer.Argument(..., help="The item (SHA-256 or 8+ hex digits of it)."),
+    purpose: str = typer.Option(..., "--purpose", help="Why you read it: recorded in the ledger."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the copy (must not exist)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A logged copy of an item's content, verified against its SHA-256 as it is copied."""
+    from custody import access
+
+    archive = open_archive()
+    key = acting_key()
+    done = access.get(archive, key, archive.resolve_item(item), purpose, output)
+    if as_json:
+        out_json(done)
+    else:
+        print(f"wrote {done['path']} ({done['size']} bytes, SHA-256 verified); access recorded")
+
+
+@app.command()
+def revoke(
+    key_id: str = typer.Argument(..., help="The custodian's key id (8+ hex digits) or name."),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the ledger."),
+) -> None:
+    """An admin revokes a custodian: their past entries stay valid, new ones are refused."""
+    archive = open_archive()
+    admin = acting_key()
+    target = archive.resolve_custodian(key_id)
+    if not reason.strip():
+        raise UsageError("a revocation needs a --reason")
+    archive.authorize(admin, "revoke", attempted="revoke")
+    if target.revoked_seq is not None:
+        raise UsageError(f"{target.name} was already revoked in entry {target.revoked_seq}")
+    draft = Draft("revoke", None, {"key_id": target.key_id, "name": target.name,
+                                   "reason": reason.strip()})
+    seq = archive.append(admin, [draft], check_signer=False)[0].entry().seq
+    print(f"revoked {target.name} ({target.key_id}) in entry {seq}")
+
+
+@app.command()
+def transfer(
+    items: list[str] = typer.Argument(..., help="Items to hand over."),
+    to: str = typer.Option(..., "--to", help="The receiver's key id (8+ hex digits) or name."),
+    purpose: str = typer.Option(..., "--purpose", help="Why: recorded in the ledger."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Offer custody of items to another custodian (signed by you, the holder)."""
+    from custody import transfer as transfers
+
+    archive = open_archive()
+    key = acting_key()
+    offers = transfers.offer(archive, key, [archive.resolve_item(i) for i in items], to, purpose)
+    if as_json:
+        out_json(offers)
+        return
+    for o in offers:
+        print(f"offer {o['offer']}: {o['item'][:16]} to {o['to_name']} ({o['to'][:12]})")
+    err(f"the receiver accepts with: custody accept {offers[0]['offer']}")
+
+
+@app.command()
+def accept(
+    offer: int = typer.Argument(..., help="The offer number (its entry number)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Accept a custody offer made to you (and the rest of its transfer): you become the holder."""
+    from custody import transfer as transfers
+
+    done = transfers.accept(open_archive(), acting_key(), offer)
+    if as_json:
+        out_json(done)
+    else:
+        for d in done:
+            print(f"accepted offer {d['offer']}: you now hold {d['item'][:16]} (entry {d['seq']})")
+
+
+@app.command()
+def withdraw(
+    offer: int = typer.Argument(..., help="The offer number."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Withdraw a custody offer you made that is still pending."""
+    from custody import transfer as transfers
+
+    done = transfers.withdraw(open_archive(), acting_key(), offer)
+    if as_json:
+        out_json(done)
+    else:
+        for d in done:
+            print(f"withdrew offer {d['offer']} of {d['item'][:16]} (entry {d['seq']})")
+
+
+@app.command()
+def transfers(
+    pending: bool = typer.Option(False, "--pending", help="Only offers not yet accepted or withdrawn."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Custody offers: pending, accepted and withdrawn."""
+    from custody import transfer as transfer_ops
+
+    rows = transfer_ops.listing(open_archive(), pending)
+    if as_json:
+        out_json(rows)
+        return
+    for r in rows:
+        print(f"offer {r['offer']:<6} {r['state']:<9} {r['item'][:16]}  {r['from_name']} -> "
+              f"{r['to_name']}  [{r['purpose']}]")
+
+
+# Cases, incidents, notes, tags -------------------------------------------------------------------
+
+case_app = typer.Typer(help="File items under cases.", no_args_is_help=True)
+app.add_typer(case_app, name="case")
+incident_app = typer.Typer(help="Incidents: a date, a place and a description, grouping items.",
+                           no_args_is_help=True)
+app.add_typer(incident_app, name="incident")
+
+
+def _seqs_out(seqs: list[int], what: str, as_json: bool) -> None:
+    if as_json:
+        out_json({"entries": seqs})
+    else:
+        print(f"{what}: entr{'y' if len(seqs) == 1 else 'ies'} {', '.join(map(str, seqs))}")
+
+
+@case_app.command("add")
+def case_add(
+    items: list[str] = typer.Argument(...),
+    case: str = typer.Option(..., "--case"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """File items under a case."""
+    from custody import annotate
+
+    archive = open_archive()
+    seqs = annotate.case_add(archive, acting_key(), [archive.resolve_item(i) for i in items], case)
+    _seqs_out(seqs, f"added to case {case}", as_json)
+
+
+@case_app.command("remove")
+def case_remove(
+    items: list[str] = typer.Argument(...),
+    case: str = typer.Option(..., "--case"),
+    reason: str = typer.Option(..., "--reason"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Take items out of a case (the earlier filing stays in the history)."""
+    from custody import annotate
+
+    archive = open_archive()
+    seqs = annotate.case_remove(archive, acting_key(), [archive.resolve_item(i) for i in items],
+                                case, reason)
+    _seqs_out(seqs, f"removed from case {case}", as_json)
+
+
+@incident_app.command("new")
+def incident_new(
+    incident: str = typer.Argument(..., help="An identifier, e.g. M10-2016-10-03."),
+    date: str = typer.Option(..., "--date", help="YYYY-MM-DD or an RFC 3339 time."),
+    description: str = typer.Option(..., "--description"),
+    case: str = typer.Option(None, "--case"),
+    place: str = typer.Option(None, "--place", help="LAT,LON[,NAME]"),
+    supersedes: int = typer.Option(None, "--supersedes", help="Entry of the incident this corrects."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record an incident (or a correction of one, with --supersedes)."""
+    from custody import annotate
+
+    seq = annotate.incident_new(open_archive(), acting_key(), incident, case=case, date=date,
+                                place=place, description=description, supersedes=supersedes)
+    _seqs_out([seq], f"incident {incident}", as_json)
+
+
+@incident_app.command("add")
+def incident_add(
+    incident: str = typer.Argument(...),
+    items: list[str] = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Group items under an incident."""
+    from custody import annotate
+
+    archive = open_archive()
+    seqs = annotate.incident_add(archive, acting_key(), incident,
+                                 [archive.resolve_item(i) for i in items])
+    _seqs_out(seqs, f"added to incident {incident}", as_json)
+
+
+@incident_app.command("list")
+def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every incident as last stated, with its items."""
+    from custody import annotate
+
+    rows = annotate.incidents(open_archive())
+    if as_json:
+        out_json(rows)
+        return
+    for r in rows:
+        print(f"{r['incident']:<24} {r['date']:<12} {r['case'] or '-':<16} "
+              f"{len(r['items'])} item(s)  {r['description']}")
+
+
+@app.command()
+def note(
+    item: str = typer.Argument(...),
+    text: str = typer.Option(..., "--text"),
+    supersedes: int = typer.Option(None, "--supersedes", help="The note entry this corrects."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a note to an item (or correct one with --supersedes; both stay in the history)."""
+    from custody import annotate
+
+    archive = open_archive()
+    seq = annotate.note(archive, acting_key(), archive.resolve_item(item), text, supersedes)
+    _seqs_out([seq], "note", as_json)
+
+
+@app.command()
+def tag(
+    item: str = typer.Argument(...),
+    name: str = typer.Argument(...),
+    remove: bool = typer.Option(False, "--remove"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Tag an item (or --remove a tag)."""
+    from custody import annotate
+
+    archive = open_archive()
+    seq = annotate.tag(archive, acting_key(), archive.resolve_item(item), name, remove)
+    _seqs_out([seq], f"tag {name}" + (" removed" if remove else ""), as_json)
 
 
 # Checkpoints and proofs ------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from custody.errors import NotFound, UsageError
 from custody.signing import SigningKey
 from store.ledger import LedgerWriter
 
-INGEST_ROLES = ("admin", "field", "investigator")
 BATCH_FILES = 64  # entries committed together; one fsync of the ledger per batch
 BATCH_SECONDS = 2.0  # …or sooner, so a long ingest never holds many uncommitted files
 
@@ -158,7 +157,7 @@ class Ingest:
     def run(self, files: list[Found]) -> IngestReport:
         if self.case is not None and not self.case.strip():
             raise UsageError("--case must not be empty")
-        self.archive.require_active(self.key, INGEST_ROLES)
+        self.archive.authorize(self.key, "ingest")
         for found in files:
             self._one(found)
             if (

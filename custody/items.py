@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from custody import canonical
+from custody import canonical, transfer
 from custody import entry as entries
 from custody.archive import Archive
+from custody.chain import ARCHIVE_HOLDER
 from custody.custodians import Registry
 from store.ledger import EntryRow
 
@@ -38,28 +39,101 @@ def log(archive: Archive, item: str | None = None) -> list[dict[str, Any]]:
     return [entry_json(r, registry) for r in rows]
 
 
+def holder_name(holder: str | None, registry: Registry) -> str | None:
+    if holder is None:
+        return None
+    return "the archive (handed in by the field team)" if holder == ARCHIVE_HOLDER else (
+        registry.name_of(holder))
+
+
+def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[str, Any]:
+    """The item's history in order, each entry with the holder after it, and what is said of it:
+    cases, incidents, notes (latest and superseded), tags, accesses and refusals."""
+    book, _ = transfer.book(archive.ledger)
+    history: list[dict[str, Any]] = []
+    cases: list[str] = []
+    incidents: list[str] = []
+    notes: dict[int, dict[str, Any]] = {}
+    tags: list[str] = []
+    for row in archive.ledger.rows_for_item(item):
+        h = entry_json(row, registry)
+        e = entries.parse(row.body)
+        holder = book.holder(item, at_seq=e.seq)
+        h["holder_after"] = holder
+        h["holder_after_name"] = holder_name(holder, registry)
+        history.append(h)
+        d = e.details
+        if e.action in ("ingest", "sighting", "case-add") and d.get("case") not in (None, *cases):
+            cases.append(d["case"])
+        elif e.action == "case-remove" and d.get("case") in cases:
+            cases.remove(d["case"])
+        elif e.action == "incident-add" and d.get("incident") not in incidents:
+            incidents.append(d["incident"])
+        elif e.action == "tag":
+            if d.get("removed") and d.get("tag") in tags:
+                tags.remove(d["tag"])
+            elif not d.get("removed") and d.get("tag") not in tags:
+                tags.append(d["tag"])
+        if e.action == "note" or (e.action in ("ingest", "sighting") and d.get("note")):
+            text = d.get("text") if e.action == "note" else d.get("note")
+            notes[e.seq] = {
+                "seq": e.seq,
+                "time": e.time,
+                "by": h["actor_name"],
+                "text": text,
+                "superseded_by": None,
+            }
+            if isinstance(d.get("supersedes"), int) and d["supersedes"] in notes:
+                notes[d["supersedes"]]["superseded_by"] = e.seq
+    holders = [
+        {
+            "holder": p.holder,
+            "name": registry.name_of(p.holder),
+            "since": p.since_time,
+            "seq": p.since_seq,
+        }
+        for p in book.holdings.get(item, [])
+    ]
+    return {
+        "holder": holders[-1] if holders else None,
+        "holders": holders,
+        "cases": cases,
+        "incidents": incidents,
+        "notes": list(notes.values()),
+        "tags": tags,
+        "accesses": [
+            {k: h["details"].get(k) for k in ("purpose", "kind", "destination")}
+            | {"seq": h["seq"], "time": h["time"], "by": h["actor_name"]}
+            for h in history
+            if h["action"] == "access"
+        ],
+        "refusals": [h for h in history if h["action"] == "refused"],
+        "pending_offers": [
+            {"offer": o.seq, "to": o.to, "to_name": registry.name_of(o.to), "purpose": o.purpose}
+            for o in book.pending()
+        ],
+        "history": history,
+    }
+
+
 def show(archive: Archive, item: str) -> dict[str, Any]:
     registry = archive.registry()
-    history = [entry_json(r, registry) for r in archive.ledger.rows_for_item(item)]
+    chain = chain_of_custody(archive, item, registry)
+    history = chain["history"]
     first = next(h for h in history if h["action"] == "ingest")
     doc_bytes = archive.ledger.metadata(item)
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
     names: list[str] = []
-    cases: list[str] = []
     for h in history:
         src = h["details"].get("source") or {}
         if src.get("name") and src["name"] not in names:
             names.append(src["name"])
-        case = h["details"].get("case")
-        if case and case not in cases:
-            cases.append(case)
     return {
         "sha256": item,
         "size": first["details"].get("size"),
         "digests": first["details"].get("digests"),
         "mime": doc.get("mime"),
         "names": names,
-        "cases": cases,
         "captured_at": doc.get("captured_at"),
         "captured_at_basis": doc.get("captured_at_basis"),
         "gps": doc.get("gps"),
@@ -68,7 +142,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "ingested_by": first["actor_name"],
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
-        "history": history,
+        **chain,
     }
 
 

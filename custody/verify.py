@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custody import entry as entries
-from custody import merkle, note, proofs
+from custody import merkle, note, permissions, proofs
 from custody.archive import Archive
+from custody.chain import ChainError, CustodyBook
 from custody.checkpoints import check_extras
-from custody.custodians import Registry, RegistryError
+from custody.custodians import Custodian, Registry, RegistryError
 from custody.errors import VerificationFailed
 from store.ledger import LedgerStoreError
 from store.objects import ObjectCorrupt, ObjectMissing
@@ -108,6 +109,7 @@ def _check_ledger(
     tree = merkle.TreeBuilder()  # the tree as the entries' own bytes make it
     roots: dict[int, bytes] = {}
     signatures = SignatureChecks(parallel=archive.ledger.size() >= PARALLEL_FROM)
+    book = CustodyBook()  # the chain of custody, replayed: offers and acceptances must fit it
     for row in archive.ledger.rows():
         report.entries += 1
         if row.seq != expected_seq:
@@ -152,9 +154,12 @@ def _check_ledger(
                 )
             else:
                 signatures.add(row.seq, signer.public_key, row.body, row.signature)
+                _check_permitted(entry, signer, ingested, problems)
         try:
+            signer_now = registry.signer(entry.actor, entry.seq)
+            book.apply(entry, signer_now.role if signer_now else None)
             registry.apply(entry)
-        except RegistryError as exc:
+        except (RegistryError, ChainError) as exc:
             problems.append(f"{where}: {exc}")
         if entry.action == "ingest" and entry.item is not None:
             if entry.item in ingested:
@@ -305,6 +310,36 @@ def _check_external(
             report.problems.append(f"the given checkpoint is for another log ({cp.origin})")
             continue
         _check_against("the given checkpoint", cp, roots, report.entries, report.problems)
+
+
+# Actions about an item that must already have been ingested when the entry was made.
+_ABOUT_AN_ITEM = {
+    "sighting",
+    "access",
+    "transfer-offer",
+    "transfer-accept",
+    "transfer-withdraw",
+    "case-add",
+    "case-remove",
+    "incident-add",
+    "note",
+    "tag",
+}
+
+
+def _check_permitted(
+    entry: entries.Entry, signer: Custodian, ingested: dict[str, _Ingested], problems: list[str]
+) -> None:
+    """The signer's role (as enrolled at that entry) may sign this action, about a real item."""
+    where = f"entry {entry.seq}"
+    if entry.action not in permissions.MAY_SIGN:
+        problems.append(f"{where}: unknown action {entry.action!r}")
+    elif not permissions.may(signer.role, entry.action):
+        problems.append(
+            f"{where}: {signer.name} (role {signer.role}) may not sign a {entry.action} entry"
+        )
+    if entry.action in _ABOUT_AN_ITEM and entry.item not in ingested:
+        problems.append(f"{where}: {entry.action} of item {entry.item}, which was never ingested")
 
 
 def _check_genesis(

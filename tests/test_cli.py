@@ -148,9 +148,9 @@ def test_missing_passphrase_without_terminal_is_a_clear_error(cli):
 
 def test_every_command_is_documented():
     doc = (Path(__file__).parent.parent / "docs" / "CLI.md").read_text()
-    from custody.cli import app
-
     import typer.main
+
+    from custody.cli import app
 
     group = typer.main.get_command(app)
     for name, cmd in group.commands.items():

@@ -1,0 +1,71 @@
+"""Logged access to evidence content: the one path through which custody hands out an item's bytes.
+
+Every reader first appends a signed `access` entry (who, why, where to), and only then opens the
+object, verifying its SHA-256 as it is read. Nothing else in custody opens an object for reading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from custody.archive import Archive, Draft
+from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
+from custody.signing import SigningKey
+from store.objects import CHUNK, ObjectCorrupt, VerifyingReader
+
+KINDS = ("get", "export", "report")
+
+
+@contextmanager
+def content(
+    archive: Archive, key: SigningKey, item: str, purpose: str, kind: str, destination: str | None
+) -> Iterator[VerifyingReader]:
+    """A verifying reader of `item`, opened only after its access entry is committed."""
+    if not purpose or not purpose.strip():
+        raise UsageError("reading evidence content needs a stated purpose (--purpose TEXT)")
+    if kind not in KINDS:
+        raise ValueError(f"unknown access kind {kind!r}")
+    archive.authorize(key, "access", item=item, attempted=kind, purpose=purpose)
+    if not archive.ledger.rows_for_item(item):
+        raise NotFound(f"no item {item} in this archive")
+    details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
+    archive.append(key, [Draft("access", item, details)], check_signer=False)
+    with archive.objects.open_verified(item) as reader:
+        yield reader
+
+
+def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path) -> dict[str, Any]:
+    """Copy an item's content to `output` (never over an existing file), verified as it is copied.
+
+    The copy is written beside `output` under a temporary name and renamed into place only once
+    the whole content has hashed to the item's SHA-256: a corrupt object never reaches `output`.
+    """
+    output = Path(output)
+    if output.exists() or output.is_symlink():
+        raise CustodyError(f"{output} already exists; refusing to overwrite it")
+    if not output.parent.is_dir():
+        raise NotFound(f"no folder {output.parent} to write {output.name} into")
+    partial = output.with_name(f".{output.name}.custody-partial")
+    size = 0
+    try:
+        with (
+            content(archive, key, item, purpose, "get", str(output.absolute())) as reader,
+            open(partial, "xb") as out,
+        ):
+            while chunk := reader.read(CHUNK):
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(partial, output)  # fails rather than replace a file that appeared meanwhile
+    except ObjectCorrupt as exc:
+        raise VerificationFailed([str(exc)]) from None
+    except FileExistsError:
+        raise CustodyError(f"{output} appeared while copying; left it alone") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"item": item, "path": str(output), "size": size, "purpose": purpose.strip()}

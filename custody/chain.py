@@ -1,0 +1,114 @@
+"""The chain of custody as the log states it, pure: who holds each item, and the transfer offers.
+
+Holders are never stored: replaying `ingest` and `transfer-*` entries in order gives them, as of any
+entry. The same replay refuses an impossible sequence (an offer by someone who does not hold the
+item, an acceptance by someone else than the receiver), which is how verify catches one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from custody.entry import Entry
+
+ARCHIVE_HOLDER = "archive"
+"""The holder of an item a field custodian ingested: field teams hand evidence in to the archive
+(their role may not transfer), and admins or investigators then act for the archive."""
+CAN_HOLD = ("admin", "investigator")
+
+
+class ChainError(ValueError):
+    """An entry that the chain of custody so far does not allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    seq: int
+    group: str
+    item: str
+    sender: str
+    to: str
+    purpose: str
+    state: str = "pending"  # "pending", "accepted" (by seq `closed_by`) or "withdrawn"
+    closed_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One period of custody: `holder` held `item` from entry `since` (and its time)."""
+
+    holder: str
+    since_seq: int
+    since_time: str
+
+
+class CustodyBook:
+    """Apply entries in log order; ask for holders and offers at that point."""
+
+    def __init__(self) -> None:
+        self.holdings: dict[str, list[Holding]] = {}
+        self.offers: dict[int, Offer] = {}
+
+    def holder(self, item: str, at_seq: int | None = None) -> str | None:
+        """The holder now, or just after entry `at_seq`."""
+        periods = [p for p in self.holdings.get(item, [])
+                   if at_seq is None or p.since_seq <= at_seq]
+        return periods[-1].holder if periods else None
+
+    def pending_for(self, item: str) -> Offer | None:
+        return next(
+            (o for o in self.offers.values() if o.item == item and o.state == "pending"), None
+        )
+
+    def pending(self) -> list[Offer]:
+        return [o for o in self.offers.values() if o.state == "pending"]
+
+    def group(self, seq: int) -> list[Offer]:
+        """Every offer made together with offer `seq` (one `custody transfer` of many items)."""
+        first = self.offers.get(seq)
+        if first is None:
+            return []
+        return [o for o in self.offers.values() if o.group == first.group]
+
+    def apply(self, e: Entry, actor_role: str | None) -> None:
+        """Fold in one entry; `actor_role` is its signer's role as enrolled at that entry."""
+        d = e.details
+        if e.action == "ingest" and e.item is not None and e.item not in self.holdings:
+            first = e.actor if actor_role in CAN_HOLD else ARCHIVE_HOLDER
+            self.holdings[e.item] = [Holding(first, e.seq, e.time)]
+        elif e.action == "transfer-offer":
+            self._offer(e, str(e.item), str(d.get("to")))
+        elif e.action in ("transfer-accept", "transfer-withdraw"):
+            self._close(e, d.get("offer"))
+
+    def _offer(self, e: Entry, item: str, to: str) -> None:
+        holder = self.holder(item)
+        if holder is None:
+            raise ChainError(f"offers item {item[:16]}, which was never ingested")
+        if holder != e.actor and holder != ARCHIVE_HOLDER:
+            raise ChainError(f"offers item {item[:16]} but is not its holder")
+        if to == holder:
+            raise ChainError("offers an item to its own holder")
+        if self.pending_for(item) is not None:
+            raise ChainError(f"offers item {item[:16]}, which already has a pending offer")
+        self.offers[e.seq] = Offer(
+            e.seq, str(e.details.get("group")), item, e.actor, to, str(e.details.get("purpose"))
+        )
+
+    def _close(self, e: Entry, offer_seq: object) -> None:
+        offer = self.offers.get(offer_seq) if isinstance(offer_seq, int) else None
+        if offer is None:
+            raise ChainError(f"refers to offer {offer_seq!r}, which is not a transfer offer")
+        if offer.state != "pending":
+            raise ChainError(f"refers to offer {offer.seq}, which is already {offer.state}")
+        if e.item != offer.item:
+            raise ChainError(f"names item {str(e.item)[:16]} but offer {offer.seq} is for another")
+        if e.action == "transfer-accept":
+            if e.actor != offer.to:
+                raise ChainError(f"accepts offer {offer.seq}, which was made to someone else")
+            self.offers[offer.seq] = replace(offer, state="accepted", closed_by=e.seq)
+            self.holdings[offer.item].append(Holding(e.actor, e.seq, e.time))
+        else:
+            if e.actor != offer.sender:
+                raise ChainError(f"withdraws offer {offer.seq}, which someone else made")
+            self.offers[offer.seq] = replace(offer, state="withdrawn", closed_by=e.seq)

@@ -1,0 +1,36 @@
+"""Who may do what: the role table, pure, used both to refuse commands and by verify to reject
+entries a role could not have made (so a custodian who bypasses the command line is still caught).
+"""
+
+from __future__ import annotations
+
+ALL_ROLES = frozenset({"admin", "field", "investigator", "reviewer"})
+
+# action (as written in entries) -> roles that may sign it
+MAY_SIGN: dict[str, frozenset[str]] = {
+    "enroll": frozenset({"admin"}),
+    "revoke": frozenset({"admin"}),
+    "ingest": frozenset({"admin", "field", "investigator"}),
+    "sighting": frozenset({"admin", "field", "investigator"}),
+    "access": frozenset({"admin", "investigator", "reviewer"}),
+    "transfer-offer": frozenset({"admin", "investigator"}),
+    "transfer-accept": frozenset({"admin", "investigator"}),
+    "transfer-withdraw": frozenset({"admin", "investigator"}),
+    "case-add": frozenset({"admin", "investigator"}),
+    "case-remove": frozenset({"admin", "investigator"}),
+    "incident": frozenset({"admin", "investigator"}),
+    "incident-add": frozenset({"admin", "investigator"}),
+    "note": frozenset({"admin", "field", "investigator", "reviewer"}),
+    "tag": frozenset({"admin", "field", "investigator"}),
+    "verification": ALL_ROLES,
+    "refused": ALL_ROLES,  # a refusal is signed by the one refused: attempts matter in an audit
+}
+
+
+def may(role: str, action: str) -> bool:
+    """True when a custodian of `role` may sign an entry of `action`."""
+    return role in MAY_SIGN.get(action, frozenset())
+
+
+def roles_for(action: str) -> tuple[str, ...]:
+    return tuple(sorted(MAY_SIGN.get(action, frozenset())))
