@@ -15,6 +15,7 @@ ARCHIVE_HOLDER = "archive"
 """The holder of an item a field custodian ingested: field teams hand evidence in to the archive
 (their role may not transfer), and admins or investigators then act for the archive."""
 CAN_HOLD = ("admin", "investigator")
+FIRST_RECORD = ("ingest", "received")  # the entries that bring an item into the archive
 
 
 class ChainError(ValueError):
@@ -73,7 +74,7 @@ class CustodyBook:
     def apply(self, e: Entry, actor_role: str | None) -> None:
         """Fold in one entry; `actor_role` is its signer's role as enrolled at that entry."""
         d = e.details
-        if e.action == "ingest" and e.item is not None and e.item not in self.holdings:
+        if e.action in FIRST_RECORD and e.item is not None and e.item not in self.holdings:
             first = e.actor if actor_role in CAN_HOLD else ARCHIVE_HOLDER
             self.holdings[e.item] = [Holding(first, e.seq, e.time)]
         elif e.action == "transfer-offer":

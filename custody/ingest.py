@@ -20,6 +20,7 @@ from typing import Any
 
 from custody import canonical
 from custody.archive import Archive, Draft
+from custody.chain import FIRST_RECORD
 from custody.errors import NotFound, UsageError
 from custody.signing import SigningKey
 from store.ledger import LedgerWriter
@@ -234,7 +235,7 @@ class Ingest:
             # Under the ledger's write lock: a second copy of content already ingested (by this
             # run or by a concurrent one) becomes a sighting and stores no second metadata doc.
             item = draft.item or ""
-            if item in ingested_now or writer.has_action(item, "ingest"):
+            if item in ingested_now or any(writer.has_action(item, a) for a in FIRST_RECORD):
                 details = {
                     k: v for k, v in draft.details.items() if k not in ("mime", "metadata_sha256")
                 }

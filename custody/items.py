@@ -11,7 +11,7 @@ from typing import Any
 from custody import canonical, transfer
 from custody import entry as entries
 from custody.archive import Archive
-from custody.chain import ARCHIVE_HOLDER
+from custody.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.custodians import Registry
 from store.ledger import EntryRow
 
@@ -120,7 +120,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
     registry = archive.registry()
     chain = chain_of_custody(archive, item, registry)
     history = chain["history"]
-    first = next(h for h in history if h["action"] == "ingest")
+    first = next(h for h in history if h["action"] in FIRST_RECORD)
     doc_bytes = archive.ledger.metadata(item)
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
     names: list[str] = []
@@ -150,7 +150,7 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
     """One row per item, in order of first ingest."""
     rows: list[dict[str, Any]] = []
     registry = archive.registry()
-    for r in archive.ledger.rows_with_action("ingest"):
+    for r in archive.ledger.rows_with_action(*FIRST_RECORD):
         e = entries.parse(r.body)
         doc_bytes = archive.ledger.metadata(e.item or "")
         doc = canonical.decode(doc_bytes) if doc_bytes else {}

@@ -18,7 +18,7 @@ from custody.errors import NotFound, NotPermitted, UsageError
 from custody.signing import SigningKey
 from store.ledger import LedgerStore, LedgerWriter
 
-CHAIN_ACTIONS = ("ingest", "transfer-offer", "transfer-accept", "transfer-withdraw")
+CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
 def book(ledger: LedgerStore) -> tuple[CustodyBook, Registry]:

@@ -20,7 +20,7 @@ from typing import Any
 from custody import entry as entries
 from custody import merkle, note, permissions, proofs
 from custody.archive import Archive
-from custody.chain import ChainError, CustodyBook
+from custody.chain import FIRST_RECORD, ChainError, CustodyBook
 from custody.checkpoints import check_extras
 from custody.custodians import Custodian, Registry, RegistryError
 from custody.errors import VerificationFailed
@@ -161,9 +161,11 @@ def _check_ledger(
             registry.apply(entry)
         except (RegistryError, ChainError) as exc:
             problems.append(f"{where}: {exc}")
-        if entry.action == "ingest" and entry.item is not None:
+        if entry.action in FIRST_RECORD and entry.item is not None:
             if entry.item in ingested:
-                problems.append(f"{where}: second ingest entry for item {entry.item}")
+                problems.append(
+                    f"{where}: item {entry.item} was already recorded (second {entry.action})"
+                )
             else:
                 ingested[entry.item] = _Ingested(
                     entry.seq, entry.details.get("size"), entry.details.get("metadata_sha256")

@@ -294,13 +294,15 @@ class LedgerStore:
     def items(self) -> list[str]:
         """Every item with an ingest entry, in order of first ingest."""
         cur = self.conn.execute(
-            "SELECT item FROM entries WHERE action = 'ingest' GROUP BY item ORDER BY MIN(seq)"
+            "SELECT item FROM entries WHERE action IN ('ingest', 'received') GROUP BY item "
+            "ORDER BY MIN(seq)"
         )
         return [r[0] for r in cur]
 
     def items_with_prefix(self, prefix: str) -> list[str]:
         cur = self.conn.execute(
-            "SELECT DISTINCT item FROM entries WHERE action = 'ingest' AND item >= ? AND item < ? "
+            "SELECT DISTINCT item FROM entries WHERE action IN ('ingest', 'received') "
+            "AND item >= ? AND item < ? "
             "LIMIT 2",
             (prefix, prefix + "g"),
         )
