@@ -63,5 +63,9 @@ class IngestProgress:
         line = f"{word:<8} {digest}  {result.path}"
         if result.error:
             line += f"  ({result.error})"
-        # The bar lives on stderr; the record of what was stored belongs on stdout.
-        print(line, file=sys.stdout, flush=True)
+        if self._bar is not None and sys.stdout.isatty():
+            # One terminal shows both: print through the live bar so lines do not tear it.
+            self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            # The record of what was stored belongs on stdout (the bar lives on stderr).
+            print(line, file=sys.stdout, flush=True)
