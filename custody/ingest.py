@@ -13,9 +13,11 @@ import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 from custody import canonical
@@ -128,6 +130,19 @@ def _rfc3339(ts: float) -> str:
 class _Pending:
     result: FileResult
     draft: Draft
+    metadata: Future[dict[str, Any]] | None = None  # being read while later files are stored
+
+    def settle(self) -> None:
+        """Fold the finished metadata document into the draft (before the batch commits)."""
+        if self.metadata is None:
+            return
+        doc = self.metadata.result()
+        self.metadata = None
+        body = canonical.encode(doc)
+        details = dict(self.draft.details, mime=doc.get("mime"), metadata_sha256=_sha256_hex(body))
+        self.draft = Draft(self.draft.action, self.draft.item, details, metadata=body)
+        self.result.mime = doc.get("mime")
+        self.result.metadata_errors = list(doc.get("errors", []))
 
 
 class Ingest:
@@ -137,7 +152,7 @@ class Ingest:
         self,
         archive: Archive,
         key: SigningKey,
-        reader: Any,  # custody.metadata.MetadataReader (anything with .read(path) -> dict)
+        reader: Any,  # a MetadataReader, or a list of them to read several files at once
         *,
         case: str | None = None,
         note: str | None = None,
@@ -146,7 +161,13 @@ class Ingest:
     ) -> None:
         self.archive = archive
         self.key = key
-        self.reader = reader
+        # Each reader is one worker process: with two, metadata of file n is read while file n+1
+        # is hashed and stored, and two files' metadata at a time.
+        self._readers: Queue[Any] = Queue()
+        for one in reader if isinstance(reader, list) else [reader]:
+            self._readers.put(one)
+        self._pool = ThreadPoolExecutor(max_workers=self._readers.qsize(),
+                                        thread_name_prefix="metadata")
         self.case = case
         self.note = note
         self.on_file = on_file or (lambda _r: None)
@@ -159,14 +180,17 @@ class Ingest:
         if self.case is not None and not self.case.strip():
             raise UsageError("--case must not be empty")
         self.archive.authorize(self.key, "ingest")
-        for found in files:
-            self._one(found)
-            if (
-                len(self._pending) >= BATCH_FILES
-                or time.monotonic() - self._batch_started >= BATCH_SECONDS
-            ):
-                self._commit()
-        self._commit()
+        try:
+            for found in files:
+                self._one(found)
+                if (
+                    len(self._pending) >= BATCH_FILES
+                    or time.monotonic() - self._batch_started >= BATCH_SECONDS
+                ):
+                    self._commit()
+            self._commit()
+        finally:
+            self._pool.shutdown()
         return self.report
 
     def _one(self, found: Found) -> None:
@@ -194,27 +218,25 @@ class Ingest:
             "note": self.note,
             "batch": self.report.batch,
         }
-        metadata_bytes = None
+        reading = None
         if not self._has_metadata(digests.sha256):
-            doc = self._read_metadata(digests.sha256)
-            metadata_bytes = canonical.encode(doc)
-            details["mime"] = doc.get("mime")
-            details["metadata_sha256"] = _sha256_hex(metadata_bytes)
-            result.mime = doc.get("mime")
-            result.metadata_errors = list(doc.get("errors", []))
-        draft = Draft(
-            action="ingest", item=digests.sha256, details=details, metadata=metadata_bytes
-        )
-        self._pending.append(_Pending(result, draft))
+            reading = self._pool.submit(self._read_metadata, digests.sha256)
+        draft = Draft(action="ingest", item=digests.sha256, details=details)
+        self._pending.append(_Pending(result, draft, reading))
 
     def _has_metadata(self, sha256: str) -> bool:
-        if any(p.draft.item == sha256 and p.draft.metadata for p in self._pending):
+        if any(p.draft.item == sha256 and (p.metadata or p.draft.metadata)
+               for p in self._pending):
             return True
         return self.archive.ledger.metadata(sha256) is not None
 
     def _read_metadata(self, sha256: str) -> dict[str, Any]:
         """Metadata of the stored object (what is parsed is exactly what is kept)."""
-        doc = self.reader.read(self.archive.objects.path(sha256))
+        reader = self._readers.get()
+        try:
+            doc = reader.read(self.archive.objects.path(sha256))
+        finally:
+            self._readers.put(reader)
         try:
             canonical.encode(doc)
         except ValueError as exc:  # e.g. a NaN from a reader: keep the file, record why
@@ -229,6 +251,8 @@ class Ingest:
             self._batch_started = time.monotonic()
             return
         pending, self._pending = self._pending, []
+        for p in pending:
+            p.settle()
         ingested_now: set[str] = set()
 
         def decide(writer: LedgerWriter, draft: Draft) -> Draft:
