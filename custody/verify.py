@@ -65,9 +65,11 @@ def audit(
     item: str | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     external: list[note.Checkpoint] | None = None,
+    objects: bool = True,
 ) -> AuditReport:
     """Check the whole ledger, its Merkle tree against every checkpoint the archive kept (and any
-    `external` ones a reviewer holds), and the fixity of every object (or of `item`'s only)."""
+    `external` ones a reviewer holds), and the fixity of every object (or of `item`'s only).
+    With `objects=False` only the record is checked (entries, tree, checkpoints), not content."""
     external = external or []
     report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
@@ -81,6 +83,8 @@ def audit(
     targets = {item: ingested[item]} if item is not None and item in ingested else ingested
     if item is not None and item not in ingested:
         report.problems.append(f"item {item} has no ingest entry")
+    if not objects:
+        return report
     _check_objects(archive, targets, report, progress, whole=item is None)
     _check_metadata(archive, targets, report)
     return report
@@ -382,8 +386,9 @@ def _check_objects(
         report.objects += 1
         progress("objects", report.objects)
     if whole:
+        kept = _kept_evidence(archive, report)
         for sha256 in store:
-            if sha256 not in targets:
+            if sha256 not in targets and sha256 not in kept:
                 report.notices.append(
                     f"object {sha256} has no ingest entry (left by an "
                     "interrupted ingest; harmless, re-ingest to record it)"
@@ -392,6 +397,26 @@ def _check_objects(
             report.notices.append(
                 f"temporary file objects/tmp/{name} left by an interrupted write (harmless)"
             )
+
+
+def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
+    """Objects an import keeps as evidence (the sender's signed records, docs/PACKAGES.md): named
+    by `received`/`sighting` entries, they must be present and intact, and are no orphans."""
+    kept: dict[str, int] = {}
+    for row in archive.ledger.rows_with_action("received", "sighting"):
+        if b'"evidence"' in row.body:
+            try:
+                evidence = entries.parse(row.body).details.get("evidence")
+            except entries.MalformedEntry:
+                continue  # already a problem of the ledger check
+            if isinstance(evidence, dict):
+                kept.update({str(sha): row.seq for sha in evidence.values()})
+    for sha256, seq in sorted(kept.items()):
+        try:
+            archive.objects.check(sha256)
+        except (ObjectMissing, ObjectCorrupt, ValueError) as exc:
+            report.problems.append(f"evidence kept by entry {seq}: {exc}")
+    return set(kept)
 
 
 def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: AuditReport) -> None:
