@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 need=()
 command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
 ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1' || need+=(libmagic1)
+# Reports: WeasyPrint needs Pango; Noto Naskh Arabic shapes Arabic names; pdftotext reads PDFs back.
+ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1\.0\.so\.0' || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+[ -e /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf ] || need+=(fonts-noto-core)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
+command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "setup: installing ${need[*]}" >&2
@@ -15,7 +20,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import custody.cli, pytest, hypothesis, ruff, mypy, nacl, rfc3161_client' >/dev/null 2>&1 \
+if ! "$PY" -c 'import custody.cli, pytest, hypothesis, ruff, mypy, nacl, rfc3161_client, weasyprint, jinja2, PIL' >/dev/null 2>&1 \
    || [ "$("$PY" -c 'import custody,os;print(os.path.dirname(os.path.dirname(custody.__file__)))' 2>/dev/null)" != "$PWD" ]; then
   echo "setup: pip install -e .[test,dev]" >&2
   log=$(mktemp)

@@ -1,0 +1,164 @@
+"""Render a report model as one self-contained HTML page: Jinja2 template, CSS and previews inline.
+
+The model itself is embedded as JSON (`script#custody-report-model`) so the page can be re-checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from custody.report import places
+from custody.report.model import Report
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+ACTIONS = {
+    "ingest": "Ingested",
+    "sighting": "Seen again",
+    "received": "Received from a package",
+    "access": "Content read",
+    "transfer-offer": "Custody offered",
+    "transfer-accept": "Custody accepted",
+    "transfer-withdraw": "Offer withdrawn",
+    "case-add": "Filed under a case",
+    "case-remove": "Removed from a case",
+    "incident-add": "Added to an incident",
+    "note": "Note",
+    "tag": "Tag",
+    "verification": "Verification",
+    "refused": "Refused",
+}
+
+BASIS = {
+    "gps": "GPS clock: satellite time of the last position fix, not settable by the user",
+    "camera-clock+offset": "camera clock with the UTC offset the file states",
+    "camera-clock-offset-unknown": "camera clock with NO UTC offset: shown as if UTC, the true "
+    "instant may differ by up to 14 hours",
+    "container+offset": "the video container's creation date with the offset it states",
+    "container-utc": "the video container's header time (UTC by the QuickTime specification)",
+}
+
+
+def textdir(text: Any) -> str:
+    """`rtl` when the first strong character is right-to-left (what HTML's dir=auto does)."""
+    for ch in str(text or ""):
+        kind = unicodedata.bidirectional(ch)
+        if kind in ("R", "AL"):
+            return "rtl"
+        if kind == "L":
+            return "ltr"
+    return "ltr"
+
+
+def when(rfc3339: str | None) -> str:
+    """`2016-10-03T11:22:05.123456Z` as `2016-10-03 11:22:05 UTC` (the model keeps the exact)."""
+    if not rfc3339:
+        return "unknown"
+    text = rfc3339.replace("T", " ")
+    if text.endswith("Z"):
+        text = text[:-1].split(".")[0] + " UTC"
+    return text
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n:,} bytes ({n / scale:.1f} {unit})"
+    return f"{n:,} bytes"
+
+
+def details(row: dict[str, Any], names: dict[str, str]) -> list[tuple[str, str]]:
+    """What an entry says, as (label, value) lines; values may be in any script."""
+    d, a = row["details"], row["action"]
+    src = d.get("source") or {}
+    lines: list[tuple[str, Any]] = []
+    if a in ("ingest", "sighting", "received"):
+        lines += [("as", src.get("name")), ("from", src.get("path")),
+                  ("file time (claimed)", when(src.get("mtime")) if src.get("mtime") else None),
+                  ("case", d.get("case")), ("note", d.get("note"))]
+    elif a == "access":
+        lines += [("kind", d.get("kind")), ("to", d.get("destination"))]
+    elif a == "transfer-offer":
+        lines += [("to", names.get(d.get("to"), "(unknown key)")), ("key", str(d.get("to"))[:16])]
+    elif a in ("transfer-accept", "transfer-withdraw"):
+        lines += [("offer", f"entry #{d.get('offer')}")]
+    elif a in ("case-add", "case-remove"):
+        lines += [("case", d.get("case"))]
+    elif a == "incident-add":
+        lines += [("incident", d.get("incident"))]
+    elif a == "note":
+        lines += [("text", d.get("text")),
+                  ("corrects", f"note #{d['supersedes']}" if d.get("supersedes") else None)]
+    elif a == "tag":
+        lines += [("tag", f"{d.get('tag')}" + (" (removed)" if d.get("removed") else ""))]
+    elif a == "verification":
+        ok = "all checks passed" if d.get("ok") else f"{d.get('problems')} problem(s)"
+        lines += [("result", f"{ok}; {d.get('entries')} entries, scope {d.get('scope')}")]
+    elif a == "refused":
+        lines += [("attempted", d.get("attempted"))]
+    return [(k, str(v)) for k, v in lines if v not in (None, "")]
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(textdir=textdir, when=when, size=size)
+    env.globals.update(ACTIONS=ACTIONS, BASIS=BASIS, details=details)
+    return env
+
+
+def _css_string(text: str) -> str:
+    """A value for a CSS string literal (the PDF's running footer)."""
+    safe = " .,:;-_/()#·…"
+    return "".join(ch if ch.isalnum() or ch in safe else f"\\{ord(ch):x} " for ch in text)
+
+
+def render(report: Report, *, for_pdf: bool = False) -> str:
+    model = report.model
+    names = {c["key_id"]: c["name"] for c in model["custodians"]}
+    cp = model["checkpoint"]
+    scope = (f"Case {model['scope']['case']}" if model["scope"]["case"]
+             else ", ".join(i["names"][0] if i["names"] else i["sha256"][:16]
+                            for i in model["items"][:3])
+             + ("…" if len(model["items"]) > 3 else ""))
+    cases = list(dict.fromkeys(c for i in model["items"] for c in i["cases"]))
+    named = scope if model["scope"]["case"] else (
+        (f"Case {', '.join(cases)}" if cases else "No case") + f" · {scope}")
+    footer = (named if len(named) <= 70 else named[:69] + "…") + (
+        f" · Checkpoint: {cp['size']} entries, root {cp['root_hash'][:16]}…" if cp
+        else " · no checkpoint")
+    previews = {sha: "data:image/png;base64," + base64.b64encode(png).decode()
+                for sha, png in report.previews.items()}
+    maps = {i["sha256"]: Markup(places.svg_map(i["place"]))
+            for i in model["items"] if i["place"].get("known")}
+    label = {i["sha256"]: i["names"][0] if i["names"] else i["sha256"][:16] for i in model["items"]}
+    problems = [("Ledger", p) for p in model["verification"]["problems"]] + [
+        (label[i["sha256"]], p) for i in model["items"] for p in i["problems"]]
+    unproven = [(label[i["sha256"]], f"{c['check']}: {c['detail']}")
+                for i in model["items"] for c in i["checks"] if c["ok"] is None]
+    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    return _environment().get_template("report.html").render(
+        m=model, digest=report.digest, problems=problems, unproven=unproven, names=names,
+        previews=previews, maps=maps,
+        css=Markup(css), for_pdf=for_pdf, scope=scope,
+        footer=Markup(_css_string(footer)), header=Markup(_css_string(model["archive"]["name"])),
+        digest_footer=Markup(_css_string(report.digest[:16])),
+    )
+
+
+def write(report: Report, path: Path) -> None:
+    """Write the page to `path` (via a temporary name beside it, so no half file is left)."""
+    partial = path.with_name(f".{path.name}.custody-partial")
+    try:
+        partial.write_text(render(report), encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)

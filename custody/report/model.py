@@ -1,0 +1,317 @@
+"""The data of a chain-of-custody report, built from the archive as plain JSON values (the model).
+
+`build` reads content only through access.content (when a purpose is stated), makes sure a signed
+checkpoint covers the log, verifies, and returns the model whose RFC 8785 digest the report prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from custody import annotate, canonical, checkpoints, note
+from custody import entry as entries
+from custody import items as views
+from custody.archive import Archive, utc_now
+from custody.chain import FIRST_RECORD
+from custody.custodians import REGISTRY_ACTIONS, Registry
+from custody.errors import CustodyError, NotFound, UsageError
+from custody.report import checks, content, places
+from custody.signing import SigningKey
+from custody.verify import audit
+from store.ledger import CheckpointRow
+
+REPORT_TYPE = "custody/report/v1"
+
+
+@dataclass(slots=True)
+class Report:
+    """The model (what the digest covers) and the previews made from content read for it."""
+
+    model: dict[str, Any]
+    previews: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return digest(self.model)
+
+    @property
+    def ok(self) -> bool:
+        return self.model["status"] != "failed"
+
+
+def digest(model: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the RFC 8785 encoding of a report model: what the report prints."""
+    return hashlib.sha256(canonical.encode(model)).hexdigest()
+
+
+def case_items(archive: Archive, case: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Items filed under `case` now (in order of filing), and those taken out of it (and why)."""
+    members: dict[str, int] = {}
+    removed: list[dict[str, Any]] = []
+    actions = ("ingest", "received", "sighting", "case-add", "case-remove")
+    for r in archive.ledger.rows_with_action(*actions):
+        e = entries.parse(r.body)
+        if e.item is None or e.details.get("case") != case:
+            continue
+        if e.action != "case-remove":
+            members.setdefault(e.item, e.seq)
+            removed = [x for x in removed if x["item"] != e.item]
+        elif e.item in members:
+            del members[e.item]
+            removed.append({"item": e.item, "seq": e.seq, "time": e.time,
+                            "reason": e.details.get("reason")})
+    return list(members), removed
+
+
+def build(
+    archive: Archive,
+    items: list[str],
+    *,
+    case: str | None = None,
+    purpose: str | None = None,
+    reader: SigningKey | None = None,
+    destination: str | None = None,
+    unlock_archive_key: Callable[[], SigningKey] | None = None,
+    now: str | None = None,
+) -> Report:
+    """Build the report of `items` (or of every item of `case`), reading content for `purpose`."""
+    removed: list[dict[str, Any]] = []
+    targets = list(dict.fromkeys(items))
+    if case is not None:
+        members, removed = case_items(archive, case)
+        if not members:
+            raise NotFound(f"no item is filed under case {case!r}")
+        targets = list(dict.fromkeys(targets + members))
+    if not targets:
+        raise UsageError("name the items to report on, or --case ID")
+    if purpose is not None and not purpose.strip():
+        raise UsageError("--purpose needs some text: why the content is read")
+    if purpose and reader is None:
+        raise UsageError("reading content for a report needs the acting custodian's key")
+    reads: dict[str, content.ContentRead] = {}
+    if purpose:  # first, so that these access entries are under the checkpoint issued next
+        for sha in targets:
+            mime = (canonical.decode(archive.ledger.metadata(sha) or b"{}")).get("mime")
+            assert reader is not None
+            reads[sha] = content.read(archive, reader, sha, purpose, mime, destination or "")
+    row, issued, warnings = _checkpoint(archive, unlock_archive_key)
+    whole = audit(archive, targets[0])
+    cp = note.parse_checkpoint(row.note.split("\n\n", 1)[0] + "\n") if row else None
+    registry = archive.registry()
+    incidents = annotate.incidents(archive)
+    model_items = [
+        _item(archive, sha, registry, reads.get(sha), row, cp, incidents) for sha in targets
+    ]
+    first_object = (f"object {targets[0]}", f"item {targets[0]}: metadata")  # shown per item
+    ledger_problems = [p for p in whole.problems if not p.startswith(first_object)]
+    status = _status(ledger_problems, model_items, warnings)
+    model: dict[str, Any] = {
+        "type": REPORT_TYPE,
+        "generated_at": now or utc_now(),
+        "archive": {"name": archive.config.name, "origin": archive.config.origin,
+                    "verifier_key": str(checkpoints.verifier(archive))},
+        "scope": {"case": case, "items": targets, "removed_from_case": removed},
+        "generated_by": _who(reader, registry),
+        "purpose": purpose.strip() if purpose else None,
+        "content_read": bool(purpose),
+        "log_size": archive.ledger.size(),
+        "checkpoint": _checkpoint_json(row, cp, issued),
+        "verification": {"ok": not ledger_problems, "entries_checked": whole.entries,
+                         "checkpoints_checked": whole.checkpoints, "problems": ledger_problems,
+                         "notices": whole.notices},
+        "warnings": warnings,
+        "status": status,
+        "summary": _summary(model_items, incidents, targets, case),
+        "custodians": _custodians(model_items, registry),
+        "items": model_items,
+        "registry_proofs": _registry_proofs(archive, row, cp),
+    }
+    previews = {sha: r.thumbnail_png for sha, r in reads.items() if r.thumbnail_png}
+    return Report(model, previews)
+
+
+def _checkpoint(
+    archive: Archive, unlock: Callable[[], SigningKey] | None
+) -> tuple[CheckpointRow | None, bool, list[str]]:
+    """The latest checkpoint if it covers the whole log; else a new one, if the key unlocks."""
+    kept = archive.ledger.checkpoints()
+    latest = kept[-1] if kept else None
+    if latest is not None and latest.size == archive.ledger.size():
+        return latest, False, []
+    reason = "no archive key passphrase was given"
+    if unlock is not None:
+        try:
+            issued = checkpoints.issue(archive, unlock())
+            return issued.row, issued.new, []
+        except CustodyError as exc:
+            reason = exc.message
+    newest = "no checkpoint at all" if latest is None else f"the latest, of size {latest.size}"
+    return latest, False, [f"no new checkpoint could be signed ({reason}): the report uses "
+                           f"{newest}, so later entries are not proven"]
+
+
+def _checkpoint_json(row: CheckpointRow | None, cp: Any, issued: bool) -> dict[str, Any] | None:
+    if row is None or cp is None:
+        return None
+    return {"id": row.id, "size": cp.size, "root_hash": cp.root_hash.hex(),
+            "created": row.created, "issued_for_report": issued, "note": row.note}
+
+
+def _who(key: SigningKey | None, registry: Registry) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    c = registry.by_id.get(key.key_id)
+    return {"key_id": key.key_id, "name": c.name if c else key.public.name,
+            "role": c.role if c else None}
+
+
+def _item(
+    archive: Archive,
+    sha: str,
+    registry: Registry,
+    read: content.ContentRead | None,
+    row: CheckpointRow | None,
+    cp: Any,
+    incidents: list[dict[str, Any]],
+) -> dict[str, Any]:
+    shown = views.show(archive, sha)
+    history = shown["history"]
+    signed = next(h for h in history if h["action"] in FIRST_RECORD)["details"]
+    doc = shown["metadata"]
+    holders = [{**h, "name": views.holder_name(h["holder"], registry)} for h in shown["holders"]]
+    mine = [i for i in incidents if sha in i.get("items", [])]
+    place = places.describe(shown["gps"], [
+        {"incident": i["incident"], **i["place"]} for i in mine if i.get("place")])
+    checklist = [
+        checks.fixity(archive, sha, signed, read.digests if read else None,
+                      read.error if read else None),
+        checks.metadata(archive, sha, signed),
+        checks.signatures(archive, sha, registry),
+    ]
+    seqs = [h["seq"] for h in history]
+    bundles: list[dict[str, Any]] = []
+    if row is None:
+        checklist.append(checks.row("inclusion", None, "no checkpoint: inclusion not proven"))
+    else:
+        inc, bundles = checks.inclusion(archive, seqs, row.note, cp)
+        checklist.append(inc)
+    return {
+        "sha256": sha,
+        "size": shown["size"],
+        "digests": shown["digests"],
+        "mime": shown["mime"],
+        "kind": doc.get("kind"),
+        "names": shown["names"],
+        "ingested_at": shown["ingested_at"],
+        "ingested_by": shown["ingested_by"],
+        "captured_at": shown["captured_at"],
+        "captured_at_basis": shown["captured_at_basis"],
+        "clocks": doc.get("clocks") or [],
+        "gps": shown["gps"],
+        "place": place,
+        "device": shown["device"],
+        "dimensions": doc.get("dimensions"),
+        "duration_s": doc.get("duration_s"),
+        "codecs": doc.get("codecs") or [],
+        "metadata_errors": shown["metadata_errors"],
+        "cases": shown["cases"],
+        "incidents": [{k: i.get(k) for k in ("incident", "date", "description", "place", "case")}
+                      for i in mine],
+        "tags": shown["tags"],
+        "notes": shown["notes"],
+        "holder": holders[-1] if holders else None,
+        "holders": holders,
+        "pending_offers": [o for o in shown["pending_offers"] if _offer_is_for(o, history)],
+        "timeline": [_timeline_row(h) for h in history],
+        "content": {
+            "read": read is not None,
+            "access_entry": read.access_seq if read else None,
+            "preview": read.preview_note if read else None,
+        },
+        "checks": checklist,
+        "problems": [f"{c['check']}: {c['detail']}" for c in checklist if c["ok"] is False],
+        "proofs": bundles,
+        "metadata_document": doc,
+    }
+
+
+def _offer_is_for(offer: dict[str, Any], history: list[dict[str, Any]]) -> bool:
+    return any(h["seq"] == offer["offer"] for h in history)
+
+
+def _timeline_row(h: dict[str, Any]) -> dict[str, Any]:
+    d = h["details"]
+    return {
+        "seq": h["seq"], "time": h["time"], "action": h["action"],
+        "actor": h["actor"], "actor_name": h["actor_name"],
+        "purpose": d.get("purpose"), "reason": d.get("reason"),
+        "details": d,
+        "holder_after": h["holder_after"], "holder_after_name": h["holder_after_name"],
+        "leaf_hash": h["leaf_hash"], "signature": h["signature"],
+    }
+
+
+def _status(ledger_problems: list[str], items: list[dict[str, Any]], warnings: list[str]) -> str:
+    if ledger_problems or any(i["problems"] for i in items):
+        return "failed"
+    if warnings or any(c["ok"] is None for i in items for c in i["checks"]):
+        return "incomplete"
+    return "passed"
+
+
+def _summary(
+    items: list[dict[str, Any]], incidents: list[dict[str, Any]], targets: list[str],
+    case: str | None,
+) -> dict[str, Any]:
+    holders: dict[str, dict[str, Any]] = {}
+    for i in items:
+        h = i["holder"]
+        if h:
+            entry = holders.setdefault(h["holder"], {"holder": h["holder"], "name": h["name"],
+                                                     "items": 0})
+            entry["items"] += 1
+    related = [i for i in incidents
+               if (case is not None and i.get("case") == case)
+               or any(t in i.get("items", []) for t in targets)]
+    return {
+        "items": len(items),
+        "failed_items": sum(1 for i in items if i["problems"]),
+        "holders": list(holders.values()),
+        "incidents": [{k: i.get(k) for k in ("incident", "date", "description", "place", "case")}
+                      | {"items": [t for t in i.get("items", []) if t in targets]}
+                      for i in related],
+    }
+
+
+def _custodians(items: list[dict[str, Any]], registry: Registry) -> list[dict[str, Any]]:
+    """Everyone named in the report: key id, name, role, public key, enrolment and revocation."""
+    ids: dict[str, None] = {}
+    for i in items:
+        for t in i["timeline"]:
+            ids.setdefault(t["actor"])
+            for other in (t["holder_after"], t["details"].get("to")):
+                if other in registry.by_id:
+                    ids.setdefault(other)
+    out: list[dict[str, Any]] = []
+    for kid in ids:
+        c = registry.by_id.get(kid)
+        if c is None:
+            out.append({"key_id": kid, "name": "(unknown key)", "role": None, "public_key": None,
+                        "enrolled_in": None, "revoked_in": None})
+            continue
+        out.append({"key_id": kid, "name": c.name, "role": c.role,
+                    "public_key": base64.b64encode(c.public_key).decode(),
+                    "enrolled_in": c.enrolled_seq, "revoked_in": c.revoked_seq})
+    return out
+
+
+def _registry_proofs(archive: Archive, row: CheckpointRow | None, cp: Any) -> list[dict[str, Any]]:
+    """Inclusion proofs of every init/enroll/revoke entry: who could sign, provable offline."""
+    if row is None:
+        return []
+    return [checkpoints.inclusion(archive, r.seq, row.note)
+            for r in archive.ledger.rows_with_action(*REGISTRY_ACTIONS) if r.seq < cp.size]

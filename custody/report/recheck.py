@@ -1,0 +1,235 @@
+"""Re-check a report without the archive: its data against the archive-signed checkpoint it names.
+
+Every timeline row must be a proven, validly signed entry saying the same; the digests, metadata
+and holders shown must follow from those entries. Fixity needs the objects, so it is not redone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from custody import canonical, note, proofs
+from custody import entry as entries
+from custody.chain import FIRST_RECORD, ChainError, CustodyBook
+from custody.custodians import Registry, RegistryError
+from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
+from custody.items import holder_name
+from custody.report.model import REPORT_TYPE, digest
+
+SHOWN_FROM_METADATA = ("mime", "captured_at", "captured_at_basis", "gps", "device")
+
+
+@dataclass(slots=True)
+class Recheck:
+    digest: str
+    checkpoint_size: int | None = None
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "digest": self.digest, "checkpoint_size": self.checkpoint_size,
+                "entries_proven": self.entries, "problems": self.problems,
+                "notices": self.notices}
+
+
+class _Embedded(HTMLParser):
+    """The model in script#custody-report-model and the digest printed in #report-digest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: str | None = None
+        self.digest: str | None = None
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        ident = dict(attrs).get("id")
+        if ident in ("custody-report-model", "report-digest"):
+            self._in = ident
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "custody-report-model":
+            self.model = (self.model or "") + data
+        elif self._in == "report-digest":
+            self.digest = (self.digest or "") + data.strip()
+
+
+def check_file(path: Path, verifier_text: str | None) -> Recheck:
+    if not path.is_file():
+        raise NotFound(f"no report at {path}")
+    if path.suffix.lower() == ".pdf":
+        raise UsageError("re-check the PDF's data: pdfdetach -savefile custody-report.json "
+                         f"{path} (poppler-utils), then custody verify-report custody-report.json")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    printed = None
+    if path.suffix.lower() in (".html", ".htm"):
+        parser = _Embedded()
+        parser.feed(text)
+        if parser.model is None:
+            raise CustodyError(f"{path} embeds no report data (not made by custody report?)")
+        text, printed = parser.model, parser.digest
+    try:
+        model = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CustodyError(f"{path}: the report data is not JSON: {exc}") from None
+    if not isinstance(model, dict) or model.get("type") != REPORT_TYPE:
+        raise CustodyError(f"{path} is not report data of type {REPORT_TYPE}")
+    result = check(model, verifier_text)
+    if printed is not None and printed != result.digest:
+        result.problems.append(f"the page prints digest {printed}, but its data hashes to "
+                               f"{result.digest}")
+    return result
+
+
+def check(model: dict[str, Any], verifier_text: str | None) -> Recheck:
+    result = Recheck(digest=digest(model))
+    if verifier_text is None:
+        verifier_text = model["archive"]["verifier_key"]
+        result.notices.append("checked against the verifier key the report names; pass "
+                              "--archive-key from a source you trust to prove who signed it")
+    elif "+" not in verifier_text and Path(verifier_text).is_file():
+        verifier_text = Path(verifier_text).read_text().strip()
+    try:
+        verifier = note.parse_verifier_key(verifier_text.strip())
+    except note.NoteError as exc:
+        raise UsageError(f"--archive-key: {exc.message}") from None
+    cp_json = model.get("checkpoint")
+    if not cp_json:
+        result.problems.append("the report names no checkpoint: nothing in it is proven")
+        return result
+    try:
+        cp = proofs.open_archive_checkpoint(cp_json["note"], verifier)
+    except VerificationFailed as exc:
+        result.problems.extend(exc.problems)
+        return result
+    result.checkpoint_size = cp.size
+    if cp.size != cp_json["size"] or cp.root_hash.hex() != cp_json["root_hash"]:
+        result.problems.append("the checkpoint's size or root shown differ from its signed note")
+    proven = _proven(model, cp, verifier, result)
+    registry = _registry(proven, verifier, result)
+    for item in model["items"]:
+        _check_item(item, proven, registry, result)
+    for c in model.get("custodians", []):
+        known = registry.by_id.get(c["key_id"])
+        if known is None and (c.get("enrolled_in") or 0) >= cp.size:
+            result.notices.append(f"custodian {c['key_id']}: enrolled after the checkpoint")
+        elif known is None or known.name != c["name"] or c["public_key"] != base64.b64encode(
+                known.public_key).decode():
+            result.problems.append(f"custodian {c['key_id']}: not enrolled as shown")
+    return result
+
+
+def _proven(
+    model: dict[str, Any], cp: note.Checkpoint, verifier: note.VerifierKey, result: Recheck
+) -> dict[int, Any]:
+    """Every bundle in the report that verifies: seq -> (entry, body, signature)."""
+    out: dict[int, Any] = {}
+    bundles = list(model.get("registry_proofs", []))
+    for item in model["items"]:
+        bundles += item.get("proofs", [])
+    for b in bundles:
+        try:
+            verdict = proofs.verify_bundle(b, verifier)
+        except VerificationFailed as exc:
+            result.problems.append(f"proof of entry {b.get('leaf_index')}: {exc.problems[0]}")
+            continue
+        if verdict.checkpoint != cp:
+            result.problems.append(f"entry {b.get('leaf_index')} is proven in another checkpoint")
+            continue
+        assert verdict.entry is not None
+        out[verdict.entry.seq] = (verdict.entry, _unb64(b["entry"]),
+                                  _unb64(b["entry_signature"]))
+    return out
+
+
+def _unb64(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+def _registry(proven: dict[int, Any], verifier: note.VerifierKey, result: Recheck) -> Registry:
+    """Who could sign what, replayed from the proven init/enroll/revoke entries."""
+    registry = Registry()
+    for seq in sorted(proven):
+        e, body, signature = proven[seq]
+        if e.action not in ("init", "enroll", "revoke"):
+            continue
+        signed = entries.SignedEntry(body, signature)
+        if seq == 0:
+            key = e.details.get("archive", {}).get("public_key", "")
+            ok = key and entries.signature_valid(signed, _unb64(key))
+            if not ok or _unb64(key) != verifier.public_key:
+                result.problems.append("entry 0 is not signed by the archive's key")
+        else:
+            signer = registry.signer(e.actor, seq)
+            if signer is None or not entries.signature_valid(signed, signer.public_key):
+                result.problems.append(f"registry entry {seq}: bad or unauthorised signature")
+        try:
+            registry.apply(e)
+        except RegistryError as exc:
+            result.problems.append(f"registry entry {seq}: {exc}")
+    return registry
+
+
+def _check_item(
+    item: dict[str, Any], proven: dict[int, Any], registry: Registry, result: Recheck
+) -> None:
+    sha = item["sha256"]
+    where = f"item {sha[:16]}"
+    book = CustodyBook()
+    for row in item["timeline"]:
+        seq = row["seq"]
+        if seq not in proven:
+            result.notices.append(f"{where}: entry {seq} is newer than the checkpoint: unproven")
+            continue
+        e, body, signature = proven[seq]
+        result.entries += 1
+        signer = registry.signer(e.actor, seq)
+        if signer is None or not entries.signature_valid(entries.SignedEntry(body, signature),
+                                                          signer.public_key):
+            result.problems.append(f"{where}: entry {seq} has a bad or unauthorised signature")
+        said = {"time": e.time, "action": e.action, "actor": e.actor, "details": e.details,
+                "actor_name": registry.name_of(e.actor)}
+        for k, v in said.items():
+            if row.get(k) != v:
+                result.problems.append(f"{where}: entry {seq}'s {k} as shown differs from "
+                                       "the signed entry")
+        if e.item != sha:
+            result.problems.append(f"{where}: entry {seq} is about another item")
+        try:
+            book.apply(e, signer.role if signer else None)
+        except ChainError as exc:
+            result.problems.append(f"{where}: entry {seq}: {exc}")
+        holder = book.holder(sha, at_seq=seq)
+        if row.get("holder_after") != holder or row.get("holder_after_name") != holder_name(
+                holder, registry):
+            result.problems.append(f"{where}: the holder shown after entry {seq} does not "
+                                   "follow from the entries")
+        if e.action in FIRST_RECORD:
+            _check_first_record(item, e.details, result, where)
+
+
+def _check_first_record(
+    item: dict[str, Any], signed: dict[str, Any], result: Recheck, where: str
+) -> None:
+    if item["digests"] != signed.get("digests") or item["size"] != signed.get("size"):
+        result.problems.append(f"{where}: the digests or size shown differ from those signed")
+    doc = item.get("metadata_document") or {}
+    if hashlib.sha256(canonical.encode(doc)).hexdigest() != signed.get("metadata_sha256"):
+        result.problems.append(f"{where}: the metadata shown is not the document signed")
+        return
+    for k in SHOWN_FROM_METADATA:
+        if item.get(k) != doc.get(k):
+            result.problems.append(f"{where}: {k} as shown differs from the signed metadata")
