@@ -1,0 +1,696 @@
+"""The search index: rows about items (time, place, device, type, names, notes, cases,
+incidents) in its own SQLite file, derived from the ledger; and a track's temporary tables.
+
+Bytes and rows only; what the rows mean is custody's business (custody/search.py). Nothing here is
+evidence: the file can be deleted at any time and is rebuilt from the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 120_000
+BATCH = 2000
+NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
+
+Box = tuple[float, float, float, float]  # (min_lat, max_lat, min_lon, max_lon)
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    first_seq INTEGER NOT NULL,
+    captured_at TEXT,           -- UTC, sortable: YYYY-MM-DDTHH:MM:SS.ffffffZ
+    captured_text TEXT,         -- as the metadata document has it
+    captured_t REAL,            -- Unix seconds
+    basis TEXT,
+    lat REAL, lon REAL, alt REAL,
+    make TEXT, model TEXT,
+    device TEXT,                -- lower-case "make model", for substring search
+    mime TEXT,
+    warnings TEXT,              -- JSON list, or NULL
+    names TEXT, notes TEXT, cases TEXT, incidents TEXT, tags TEXT  -- lists, for output (_pack)
+);
+CREATE INDEX IF NOT EXISTS items_time ON items(captured_at);
+CREATE INDEX IF NOT EXISTS items_place ON items(lat, lon);
+CREATE INDEX IF NOT EXISTS items_mime ON items(mime);
+CREATE TABLE IF NOT EXISTS item_names (
+    sha256 TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (sha256, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS item_cases (
+    case_id TEXT NOT NULL, sha256 TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (case_id, sha256)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_cases_item ON item_cases(sha256);
+CREATE TABLE IF NOT EXISTS item_incidents (
+    incident TEXT NOT NULL, sha256 TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (incident, sha256)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_incidents_item ON item_incidents(sha256);
+CREATE TABLE IF NOT EXISTS item_tags (
+    tag TEXT NOT NULL, sha256 TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (tag, sha256)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_tags_item ON item_tags(sha256);
+CREATE TABLE IF NOT EXISTS notes (
+    seq INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notes_item ON notes(sha256, seq);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident TEXT PRIMARY KEY, seq INTEGER NOT NULL, case_id TEXT, date TEXT,
+    t_lo REAL, t_hi REAL, offset_unknown INTEGER NOT NULL DEFAULT 0,
+    lat REAL, lon REAL, place_name TEXT, description TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_case ON incidents(case_id);
+"""
+_GEO_RTREE = ("CREATE VIRTUAL TABLE IF NOT EXISTS item_geo USING rtree("
+              "id, min_t, max_t, min_lat, max_lat, min_lon, max_lon)")
+_GEO_PLAIN = """
+CREATE TABLE IF NOT EXISTS item_geo (id INTEGER PRIMARY KEY, min_t REAL, max_t REAL,
+    min_lat REAL, max_lat REAL, min_lon REAL, max_lon REAL);
+CREATE INDEX IF NOT EXISTS item_geo_place ON item_geo(min_lat, min_lon);
+"""
+_TEXT_FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS item_text USING fts5(body, tokenize='trigram')"
+_TEXT_PLAIN = "CREATE TABLE IF NOT EXISTS item_text (rowid INTEGER PRIMARY KEY, body TEXT)"
+_DROP = ["item_text", "item_geo", "incidents", "notes", "item_tags", "item_incidents",
+         "item_cases", "item_names", "items", "state"]
+
+_ITEM_COLUMNS = ("id, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
+                 "alt, make, model, mime, warnings, names, notes, cases, incidents, tags")
+_LEG_COLUMNS = "seg, t0, lat0, lon0, alt0, ref0, t1, lat1, lon1, alt1, ref1"
+
+
+class IndexStoreError(Exception):
+    pass
+
+
+class ItemRow(NamedTuple):
+    """One indexed item. A named tuple, not a frozen dataclass: a search may build 10^5 of them,
+    and a frozen dataclass's __init__ costs several times more."""
+
+    id: int
+    sha256: str
+    first_seq: int
+    captured_at: str | None
+    captured_text: str | None
+    captured_t: float | None
+    basis: str | None
+    lat: float | None
+    lon: float | None
+    alt: float | None
+    make: str | None
+    model: str | None
+    mime: str | None
+    names: list[str]
+    notes: list[str]
+    cases: list[str]
+    incidents: list[str]
+    tags: list[str]
+    warnings: list[str]
+
+
+def _item(r: tuple[Any, ...]) -> ItemRow:
+    return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                   r[12], _unpack(r[14]), _unpack(r[15]), _unpack(r[16]), _unpack(r[17]),
+                   _unpack(r[18]), json.loads(r[13]) if r[13] else [])
+
+
+# The output lists are read for every row a search returns, so they are stored in a form cheaper
+# to read than JSON: NULL for none, else the values joined by U+001F; JSON after U+001E when a
+# value holds either separator.
+_SEP, _JSON = "\x1f", "\x1e"
+
+
+def _pack(values: list[str]) -> str | None:
+    if not values:
+        return None
+    if any(_SEP in v or _JSON in v for v in values):
+        return _JSON + json.dumps(values)
+    return _SEP.join(values)
+
+
+def _unpack(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    if text.startswith(_JSON):
+        return list(json.loads(text[1:]))
+    return text.split(_SEP)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    incident: str
+    seq: int
+    case_id: str | None
+    date: str | None
+    t_lo: float | None  # the date as an interval of Unix seconds (equal for an instant)
+    t_hi: float | None
+    offset_unknown: bool
+    lat: float | None
+    lon: float | None
+    place_name: str | None
+    description: str | None
+
+
+_INCIDENT_COLUMNS = ("incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
+                     "place_name, description")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """captured_at bounds (inclusive, sortable text); rows of `wide_basis` use the wide ones."""
+
+    lo: str
+    hi: str
+    wide_basis: str | None = None
+    wide_lo: str = ""
+    wide_hi: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemQuery:
+    """Filters that combine (AND). `boxes` is a prefilter: exact distances are the caller's."""
+
+    case: str | None = None
+    incident: str | None = None
+    tag: str | None = None
+    time: TimeRange | None = None
+    boxes: tuple[Box, ...] | None = None
+    device: str | None = None
+    mime: str | None = None  # exact, or a prefix ending in "/"
+    words: tuple[str, ...] = field(default=())
+
+
+class IndexStore:
+    """The index database: `index.db` beside the ledger, or in memory (path None)."""
+
+    def __init__(self, path: Path | None, *, rtree: bool | None = None,
+                 fts: bool | None = None) -> None:
+        self.path = path
+        self._want_rtree = rtree
+        self._want_fts = fts
+        self._conn: sqlite3.Connection | None = None
+        self.rtree = False
+        self.fts = False
+
+    # Opening ------------------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        target = ":memory:" if self.path is None else str(self.path)
+        try:
+            conn = self._connect(target)
+        except sqlite3.OperationalError:
+            raise  # cannot open or write it (a read-only folder): the caller decides
+        except sqlite3.DatabaseError:
+            if self.path is None:
+                raise
+            # Derived state: a damaged index is deleted and rebuilt, never trusted.
+            for suffix in ("", "-wal", "-shm"):
+                with suppress(FileNotFoundError):
+                    Path(str(self.path) + suffix).unlink()
+            conn = self._connect(target)
+        return conn
+
+    def _connect(self, target: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if target != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # derived: a lost tail is re-indexed
+            conn.execute("PRAGMA temp_store = FILE")  # a huge track's tables go to disk
+            conn.execute("PRAGMA foreign_keys = OFF")
+            self._prepare(conn)
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        version = None
+        if "state" in have:
+            r = conn.execute("SELECT value FROM state WHERE key = 'schema'").fetchone()
+            version = r[0] if r else None
+        if version != str(SCHEMA_VERSION) or self._mismatch(conn):
+            self._create(conn, drop=bool(have))
+        self.rtree = self._state(conn, "rtree") == "1"
+        self.fts = self._state(conn, "fts") == "1"
+
+    def _mismatch(self, conn: sqlite3.Connection) -> bool:
+        """A forced choice of R*Tree or FTS5 differs from the one the file was built with."""
+        for key, want in (("rtree", self._want_rtree), ("fts", self._want_fts)):
+            if want is not None and (self._state(conn, key) == "1") != want:
+                return True
+        return False
+
+    @staticmethod
+    def _state(conn: sqlite3.Connection, key: str) -> str | None:
+        r = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if r is None else str(r[0])
+
+    def _create(self, conn: sqlite3.Connection, drop: bool) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if drop:
+                for table in _DROP:
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+            rtree = _supported(conn, "rtree(id, a, b)") if self._want_rtree is None \
+                else self._want_rtree
+            fts = _supported(conn, "fts5(x, tokenize='trigram')") if self._want_fts is None \
+                else self._want_fts
+            _make_tables(conn, rtree, fts)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def reset(self) -> None:
+        """Drop every row and table and start empty (inside `writing`)."""
+        conn = self.conn
+        for table in _DROP:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        _make_tables(conn, self.rtree, self.fts)
+
+    @contextmanager
+    def writing(self) -> Iterator[IndexStore]:
+        """One IMMEDIATE transaction: concurrent refreshers wait for each other."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # State --------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        return self._state(self.conn, key)
+
+    def put(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    # Writing items ------------------------------------------------------------------------------
+
+    def ensure_item(self, sha256: str, seq: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO items (sha256, first_seq) VALUES (?, ?)",
+                          (sha256, seq))
+
+    def set_facts(self, sha256: str, *, captured_at: str | None, captured_text: str | None,
+                  captured_t: float | None, basis: str | None, lat: float | None,
+                  lon: float | None, alt: float | None, make: str | None, model: str | None,
+                  mime: str | None, time_bounds: tuple[float, float] | None,
+                  warnings: list[str]) -> None:
+        """The facts read from an item's metadata; `time_bounds` is its place row's time extent
+        (the caller widens it for clocks of unknown offset)."""
+        device = " ".join(p for p in (make, model) if p).lower() or None
+        conn = self.conn
+        conn.execute(
+            "UPDATE items SET captured_at = ?, captured_text = ?, captured_t = ?, basis = ?, "
+            "lat = ?, lon = ?, alt = ?, make = ?, model = ?, device = ?, mime = ?, warnings = ? "
+            "WHERE sha256 = ?",
+            (captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model, device,
+             mime, json.dumps(warnings) if warnings else None, sha256))
+        rowid = self._id(sha256)
+        conn.execute("DELETE FROM item_geo WHERE id = ?", (rowid,))
+        if lat is not None and lon is not None:
+            lo, hi = time_bounds or (-NO_TIME, NO_TIME)
+            conn.execute("INSERT INTO item_geo (id, min_t, max_t, min_lat, max_lat, min_lon, "
+                         "max_lon) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (rowid, lo, hi, lat, lat, lon, lon))
+
+    def set_mime(self, sha256: str, mime: str) -> None:
+        self.conn.execute("UPDATE items SET mime = ? WHERE sha256 = ? AND mime IS NULL",
+                          (mime, sha256))
+
+    def _id(self, sha256: str) -> int:
+        r = self.conn.execute("SELECT id FROM items WHERE sha256 = ?", (sha256,)).fetchone()
+        if r is None:
+            raise IndexStoreError(f"no item {sha256} in the index")
+        return int(r[0])
+
+    def add_name(self, sha256: str, name: str, seq: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, ?)",
+                          (sha256, name, seq))
+
+    def link(self, kind: str, key: str, sha256: str, seq: int, present: bool = True) -> None:
+        """Put an item in (or take it out of) a case, an incident or a tag."""
+        table, column = {"case": ("item_cases", "case_id"),
+                         "incident": ("item_incidents", "incident"),
+                         "tag": ("item_tags", "tag")}[kind]
+        if present:
+            self.conn.execute(f"INSERT OR IGNORE INTO {table} ({column}, sha256, seq) "
+                              "VALUES (?, ?, ?)", (key, sha256, seq))
+        else:
+            self.conn.execute(f"DELETE FROM {table} WHERE {column} = ? AND sha256 = ?",
+                              (key, sha256))
+
+    def put_note(self, seq: int, sha256: str, text: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO notes (seq, sha256, text) VALUES (?, ?, ?)",
+                          (seq, sha256, text))
+
+    def drop_note(self, seq: int) -> str | None:
+        """Remove the note made by entry `seq`; the item it was about, if any."""
+        r = self.conn.execute("SELECT sha256 FROM notes WHERE seq = ?", (seq,)).fetchone()
+        if r is None:
+            return None
+        self.conn.execute("DELETE FROM notes WHERE seq = ?", (seq,))
+        return str(r[0])
+
+    def put_incident(self, row: IncidentRow) -> None:
+        self.conn.execute(f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLUMNS}) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (row.incident, row.seq, row.case_id, row.date, row.t_lo, row.t_hi,
+                           int(row.offset_unknown), row.lat, row.lon, row.place_name,
+                           row.description))
+
+    def drop_incident_version(self, seq: int, keep: str) -> None:
+        """Remove an incident whose current version is entry `seq`, unless it is `keep`."""
+        self.conn.execute("DELETE FROM incidents WHERE seq = ? AND incident != ?", (seq, keep))
+
+    def refresh_item(self, sha256: str, text_extra: Iterable[str] = ()) -> None:
+        """Rebuild an item's output lists and its text row from the link tables."""
+        conn = self.conn
+
+        def column(sql: str) -> list[str]:
+            return [str(r[0]) for r in conn.execute(sql, (sha256,))]
+
+        names = column("SELECT name FROM item_names WHERE sha256 = ? ORDER BY seq, name")
+        notes = column("SELECT text FROM notes WHERE sha256 = ? ORDER BY seq")
+        cases = column("SELECT case_id FROM item_cases WHERE sha256 = ? ORDER BY seq, case_id")
+        incidents = column("SELECT incident FROM item_incidents WHERE sha256 = ? "
+                           "ORDER BY seq, incident")
+        tags = column("SELECT tag FROM item_tags WHERE sha256 = ? ORDER BY seq, tag")
+        conn.execute("UPDATE items SET names = ?, notes = ?, cases = ?, incidents = ?, tags = ? "
+                     "WHERE sha256 = ?", (_pack(names), _pack(notes), _pack(cases),
+                                          _pack(incidents), _pack(tags), sha256))
+        rowid = self._id(sha256)
+        body = "\n".join([*names, *notes, *text_extra]).lower()
+        conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
+        conn.execute("INSERT INTO item_text (rowid, body) VALUES (?, ?)", (rowid, body))
+
+    # Reading ------------------------------------------------------------------------------------
+
+    def count_items(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def case_known(self, case: str) -> bool:
+        conn = self.conn
+        return (conn.execute("SELECT 1 FROM item_cases WHERE case_id = ? LIMIT 1",
+                             (case,)).fetchone() is not None
+                or conn.execute("SELECT 1 FROM incidents WHERE case_id = ? LIMIT 1",
+                                (case,)).fetchone() is not None)
+
+    def incident(self, incident: str) -> IncidentRow | None:
+        r = self.conn.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE incident = ?",
+                              (incident,)).fetchone()
+        return None if r is None else _incident(r)
+
+    def incidents(self, case: str | None = None) -> list[IncidentRow]:
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        args: tuple[str, ...] = ()
+        if case is not None:
+            sql, args = sql + " WHERE case_id = ?", (case,)
+        return [_incident(r) for r in self.conn.execute(sql + " ORDER BY incident", args)]
+
+    def count(self, query: ItemQuery, *, time: str = "match", place: str = "match") -> int:
+        where, params = self.where(query, time, place)
+        sql = "SELECT COUNT(*) FROM items i" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.conn.execute(sql, params).fetchone()[0])
+
+    def count_missing(self, query: ItemQuery) -> tuple[int, int]:
+        """(items without a capture time, items with one but without a place) that pass the
+        other filters."""
+        where, params = self.where(query, "match", "match")
+        extra = "".join(" AND " + w for w in where)
+        no_time = self.conn.execute(f"SELECT COUNT(*) FROM items i WHERE i.captured_t IS NULL"
+                                    f"{extra}", params).fetchone()[0]
+        no_place = self.conn.execute(f"SELECT COUNT(*) FROM items i WHERE i.captured_t IS NOT "
+                                     f"NULL AND i.lat IS NULL{extra}", params).fetchone()[0]
+        return int(no_time), int(no_place)
+
+    def incident_linked(self, incident: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM item_incidents WHERE incident = ? LIMIT 1",
+                                 (incident,)).fetchone() is not None
+
+    def select(self, query: ItemQuery, *, time: str = "match", place: str = "match",
+               limit: int | None = None) -> Iterator[ItemRow]:
+        """Items passing the filters. `time`/`place` say how the time and place filters (when
+        given) apply: "match" (the row passes), "missing" (the row lacks the field), "either"."""
+        where, params = self.where(query, time, place)
+        columns = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
+        # Dated rows in capture-time order, then the undated: two walks of the time index
+        # rather than one sort of everything.
+        left = limit
+        for dated in ("i.captured_at IS NOT NULL", "i.captured_at IS NULL"):
+            if left is not None and left <= 0:
+                return
+            sql = (f"SELECT {columns} FROM items i WHERE {' AND '.join([*where, dated])} "
+                   "ORDER BY i.captured_at, i.first_seq"
+                   + (f" LIMIT {int(left)}" if left is not None else ""))
+            for r in self.conn.execute(sql, params):
+                if left is not None:
+                    left -= 1
+                yield _item(r)
+
+    def where(self, q: ItemQuery, time: str, place: str) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if q.case is not None:
+            where.append("(i.sha256 IN (SELECT sha256 FROM item_cases WHERE case_id = ?) OR "
+                         "i.sha256 IN (SELECT l.sha256 FROM item_incidents l JOIN incidents n "
+                         "ON n.incident = l.incident WHERE n.case_id = ?))")
+            params += [q.case, q.case]
+        if q.incident is not None:
+            where.append("i.sha256 IN (SELECT sha256 FROM item_incidents WHERE incident = ?)")
+            params.append(q.incident)
+        if q.tag is not None:
+            where.append("i.sha256 IN (SELECT sha256 FROM item_tags WHERE tag = ?)")
+            params.append(q.tag)
+        if q.device is not None:
+            where.append("i.device LIKE ? ESCAPE '\\'")
+            params.append("%" + _like(q.device.lower()) + "%")
+        if q.mime is not None:
+            if q.mime.endswith("/"):
+                where.append("i.mime >= ? AND i.mime < ?")
+                params += [q.mime, q.mime[:-1] + "0"]
+            else:
+                where.append("i.mime = ?")
+                params.append(q.mime)
+        for word in q.words:
+            if self.fts and len(word) >= 3:
+                where.append("i.id IN (SELECT rowid FROM item_text WHERE item_text MATCH ?)")
+                params.append('"' + word.replace('"', '""') + '"')
+            else:
+                where.append("i.id IN (SELECT rowid FROM item_text WHERE instr(body, ?) > 0)")
+                params.append(word)
+        if q.time is not None:
+            match, args = _time_match(q.time)
+            _apply(where, params, match, args, "i.captured_at IS NULL", time)
+        if q.boxes is not None:
+            match, args = self._place_match(q.boxes)
+            _apply(where, params, match, args, "i.lat IS NULL", place)
+        return where, params
+
+    def _place_match(self, boxes: tuple[Box, ...]) -> tuple[str, list[Any]]:
+        exact = " OR ".join("(i.lat BETWEEN ? AND ? AND i.lon BETWEEN ? AND ?)" for _ in boxes)
+        args: list[Any] = [v for b in boxes for v in b]
+        if not self.rtree:
+            return f"({exact})", args
+        overlap = " UNION ".join("SELECT id FROM item_geo WHERE max_lat >= ? AND min_lat <= ? "
+                                 "AND max_lon >= ? AND min_lon <= ?" for _ in boxes)
+        return f"(i.id IN ({overlap}) AND ({exact}))", args + args
+
+    # Track cross-reference: temporary tables ------------------------------------------------------
+
+    @contextmanager
+    def track(self) -> Iterator[TrackTables]:
+        """Temporary tables for one track (on disk when large; dropped afterwards)."""
+        tables = TrackTables(self.conn, self.rtree)
+        tables.create()
+        try:
+            yield tables
+        finally:
+            tables.drop()
+
+
+class TrackTables:
+    """A track's points (any order), its legs and their search boxes, in the temp schema."""
+
+    def __init__(self, conn: sqlite3.Connection, rtree: bool) -> None:
+        self.conn = conn
+        self.rtree = rtree
+
+    def create(self) -> None:
+        self.drop()
+        c = self.conn
+        c.execute("CREATE TEMP TABLE xr_points (seg TEXT NOT NULL, t REAL NOT NULL, "
+                  "lat REAL NOT NULL, lon REAL NOT NULL, alt REAL, ref TEXT NOT NULL)")
+        c.execute(f"CREATE TEMP TABLE xr_legs (id INTEGER PRIMARY KEY, {_LEG_COLUMNS})")
+        if self.rtree:
+            c.execute("CREATE VIRTUAL TABLE temp.xr_boxes USING rtree(id, min_t, max_t, "
+                      "min_lat, max_lat, min_lon, max_lon, +leg INTEGER)")
+        else:
+            c.execute("CREATE TEMP TABLE xr_boxes (id INTEGER PRIMARY KEY, min_t REAL, "
+                      "max_t REAL, min_lat REAL, max_lat REAL, min_lon REAL, max_lon REAL, "
+                      "leg INTEGER)")
+            c.execute("CREATE INDEX temp.xr_boxes_t ON xr_boxes(min_t)")
+
+    def drop(self) -> None:
+        for table in ("xr_points", "xr_legs", "xr_boxes"):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def add_points(self, rows: Iterable[tuple[str, float, float, float, float | None,
+                                              str]]) -> None:
+        """Store points as they stream in (any order)."""
+        with self._transaction():
+            self.conn.executemany("INSERT INTO xr_points (seg, t, lat, lon, alt, ref) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def build_legs(self, make: Callable[[Iterator[tuple[Any, ...]]], Iterable[tuple[
+            tuple[Any, ...], list[tuple[float, ...]]]]]) -> int:
+        """Feed the points, by segment then time (then file order), to `make`, which yields
+        legs (the _LEG_COLUMNS values) each with its search boxes; store them. Streamed."""
+        count = 0
+        leg_rows: list[tuple[Any, ...]] = []
+        box_rows: list[tuple[Any, ...]] = []
+        with self._transaction():
+            points = self.conn.execute("SELECT seg, t, lat, lon, alt, ref FROM xr_points "
+                                       "ORDER BY seg, t, rowid")
+            for row, boxes in make(points):
+                count += 1
+                leg_rows.append((count, *row))
+                box_rows.extend((*b, count) for b in boxes)
+                if len(leg_rows) >= BATCH:
+                    self._flush(leg_rows, box_rows)
+            self._flush(leg_rows, box_rows)
+        return count
+
+    def _flush(self, legs: list[tuple[Any, ...]], boxes: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(f"INSERT INTO xr_legs (id, {_LEG_COLUMNS}) "
+                              f"VALUES ({', '.join('?' * 12)})", legs)
+        self.conn.executemany("INSERT INTO xr_boxes (min_t, max_t, min_lat, max_lat, min_lon, "
+                              "max_lon, leg) VALUES (?, ?, ?, ?, ?, ?, ?)", boxes)
+        legs.clear()
+        boxes.clear()
+
+    def item_pairs(self, store: IndexStore, query: ItemQuery) -> Iterator[tuple[ItemRow, tuple[
+            Any, ...]]]:
+        """(item, leg) for every timed, placed item whose place row meets a leg's search box."""
+        where, params = store.where(query, "match", "match")
+        columns = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
+        legs = ", ".join("l." + c for c in _LEG_COLUMNS.split(", "))
+        sql = (f"SELECT {columns}, {legs} FROM xr_boxes b "
+               "JOIN item_geo g ON g.max_t >= b.min_t AND g.min_t <= b.max_t "
+               "AND g.max_lat >= b.min_lat AND g.min_lat <= b.max_lat "
+               "AND g.max_lon >= b.min_lon AND g.min_lon <= b.max_lon "
+               "JOIN items i ON i.id = g.id JOIN xr_legs l ON l.id = b.leg "
+               "WHERE i.captured_t IS NOT NULL AND i.lat IS NOT NULL"
+               + "".join(" AND " + w for w in where))
+        n = len(_ITEM_COLUMNS.split(", "))
+        for r in self.conn.execute(sql, params):
+            yield _item(r[:n]), tuple(r[n:])
+
+    def segments(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(DISTINCT seg) FROM xr_points").fetchone()[0])
+
+    def lines(self) -> Iterator[tuple[str, list[tuple[float, float]]]]:
+        """Each segment's positions in time order, (lon, lat) pairs, for drawing."""
+        current: str | None = None
+        coords: list[tuple[float, float]] = []
+        for seg, lat, lon in self.conn.execute("SELECT seg, lat, lon FROM xr_points "
+                                               "ORDER BY seg, t, rowid"):
+            if seg != current and current is not None:
+                yield current, coords
+                coords = []
+            current = seg
+            coords.append((lon, lat))
+        if current is not None:
+            yield current, coords
+
+    def legs_near(self, t_lo: float, t_hi: float, lat: float, lon: float) -> Iterator[tuple[
+            Any, ...]]:
+        """Legs whose search box holds the place and meets the time interval."""
+        yield from self.conn.execute(
+            f"SELECT DISTINCT {', '.join('l.' + c for c in _LEG_COLUMNS.split(', '))} "
+            "FROM xr_boxes b JOIN xr_legs l ON l.id = b.leg WHERE b.max_t >= ? AND b.min_t <= ? "
+            "AND b.max_lat >= ? AND b.min_lat <= ? AND b.max_lon >= ? AND b.min_lon <= ?",
+            (t_lo, t_hi, lat, lat, lon, lon))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+
+def _make_tables(conn: sqlite3.Connection, rtree: bool, fts: bool) -> None:
+    """The schema, statement by statement (executescript would commit the open transaction)."""
+    script = (_TABLES + (_GEO_RTREE + ";" if rtree else _GEO_PLAIN)
+              + (_TEXT_FTS if fts else _TEXT_PLAIN))
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                     [("schema", str(SCHEMA_VERSION)), ("rtree", "1" if rtree else "0"),
+                      ("fts", "1" if fts else "0")])
+
+
+def _incident(r: tuple[Any, ...]) -> IncidentRow:
+    return IncidentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
+
+
+def _time_match(t: TimeRange) -> tuple[str, list[Any]]:
+    if t.wide_basis is None:
+        return "i.captured_at BETWEEN ? AND ?", [t.lo, t.hi]
+    return ("(i.captured_at BETWEEN ? AND ? AND (i.basis = ? OR i.captured_at BETWEEN ? AND ?))",
+            [t.wide_lo, t.wide_hi, t.wide_basis, t.lo, t.hi])
+
+
+def _apply(where: list[str], params: list[Any], match: str, args: list[Any], absent: str,
+           mode: str) -> None:
+    if mode == "match":
+        where.append(match)
+        params += args
+    elif mode == "missing":
+        where.append(absent)
+    else:  # either: passes, or lacks the field
+        where.append(f"({match} OR {absent})")
+        params += args
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _supported(conn: sqlite3.Connection, module: str) -> bool:
+    try:
+        conn.execute(f"CREATE VIRTUAL TABLE temp.probe USING {module}")
+    except sqlite3.OperationalError:
+        return False
+    conn.execute("DROP TABLE temp.probe")
+    return True
