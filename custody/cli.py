@@ -6,6 +6,7 @@ CustodyError becomes a one-line message and its exit code in `main`, the one han
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say "[default …]" literally; no markup in them
 )
 key_app = typer.Typer(help="Custodian keys.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -174,8 +176,10 @@ def ingest(
     files = find_files(paths, skipped)
     for s in skipped:
         err(f"skipped {s['path']}: {s['reason']}")
-    with IngestProgress(files, quiet=as_json) as progress, MetadataReader() as reader:
-        run = Ingest(archive, key, reader, case=case, note=note,
+    with IngestProgress(files, quiet=as_json) as progress, contextlib.ExitStack() as stack:
+        # one metadata worker per core: each is started only when first needed
+        readers = [stack.enter_context(MetadataReader()) for _ in range(min(2, os.cpu_count() or 1))]
+        run = Ingest(archive, key, readers, case=case, note=note,
                      on_file=progress.file_done, on_bytes=progress.advance)
         report = run.run(files)
         report.skipped = skipped
@@ -237,17 +241,23 @@ def show(
 @app.command()
 def log(
     item: str = typer.Argument(None, help="Only this item's entries."),
-    as_json: bool = typer.Option(False, "--json", help="JSON Lines, one entry per line."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines, one entry per line (as --format jsonl)."),
+    fmt: str = typer.Option(None, "--format", help="jsonl or csv: every column of docs/REPORTS.md, for a reviewer's tools."),
 ) -> None:
     """Ledger entries, all or one item's."""
+    if fmt is not None and fmt not in ("jsonl", "csv"):
+        raise UsageError(f"unknown --format '{fmt}': choose jsonl or csv")
     archive = open_archive()
+    if as_json or fmt is not None:
+        from custody.report import logs
+
+        write = logs.write_csv if fmt == "csv" else logs.write_jsonl
+        write(sys.stdout, archive, archive.resolve_item(item) if item else None)
+        return
     rows = views.log(archive, archive.resolve_item(item) if item else None)
     for r in rows:
-        if as_json:
-            sys.stdout.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
-        else:
-            what = r["item"][:16] if r["item"] else "-"
-            print(f"#{r['seq']:<6} {r['time']}  {r['action']:<9} {what:<16}  {r['actor_name']}")
+        what = r["item"][:16] if r["item"] else "-"
+        print(f"#{r['seq']:<6} {r['time']}  {r['action']:<9} {what:<16}  {r['actor_name']}")
 
 
 @app.command()
@@ -255,6 +265,7 @@ def verify(
     item: str = typer.Argument(None, help="Only this item's object (the whole ledger is always checked)."),
     held: list[Path] = typer.Option(None, "--checkpoint", help="A checkpoint you hold: the log must extend it."),
     record: bool = typer.Option(False, "--record", help="Append the outcome as a signed verification entry (needs --key)."),
+    ledger_only: bool = typer.Option(False, "--ledger-only", help="Check the record only (entries, tree, checkpoints), not the objects' content."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check objects, signatures, hash chain, Merkle tree and checkpoints; exit 1 on any problem."""
@@ -271,7 +282,7 @@ def verify(
                                                            checkpoints.verifier(archive)))
         except VerificationFailed as exc:
             raise VerificationFailed([f"{path}: {p}" for p in exc.problems]) from None
-    report = audit(archive, target, external=external)
+    report = audit(archive, target, external=external, objects=not ledger_only)
     if record:
         key = acting_key()
         archive.authorize(key, "verification", item=target)
@@ -706,6 +717,267 @@ def witness_add(
     cid, when = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
                                             witness_key.strip())
     print(f"kept cosignature of checkpoint #{cid} (made at Unix time {when})")
+
+
+# Chain-of-custody reports ------------------------------------------------------------------------
+
+@app.command()
+def report(
+    items: list[str] = typer.Argument(None, help="Items to report on (SHA-256 or 8+ hex digits), or use --case."),
+    case: str = typer.Option(None, "--case", help="Report on every item filed under this case, with a summary page."),
+    output: Path = typer.Option(None, "-o", "--output", help="FILE.html or FILE.pdf."),
+    purpose: str = typer.Option(None, "--purpose", help="Why you read the content: previews are made, and each item's read is a signed access entry."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report's data (what its digest covers) on stdout."),
+) -> None:
+    """A chain-of-custody report of items or a case, as HTML or PDF; exit 1 if a check failed.
+
+    Without --purpose no content is read and no entry is appended. A new checkpoint is signed when
+    the latest does not cover the log: the archive key's passphrase is $CUSTODY_ARCHIVE_PASSPHRASE,
+    else the acting custodian's; without it the report uses the latest and says what is unproven.
+    """
+    from custody import report as reports
+    from custody.report import model
+
+    if output is None and not as_json:
+        raise UsageError("give -o FILE.html or -o FILE.pdf (or --json)")
+    if output is not None:
+        reports.output_format(output)  # refuse a bad name before anything is read or recorded
+    if not items and case is None:
+        raise UsageError("name the items to report on, or give --case ID")
+    archive = open_archive()
+    targets = [archive.resolve_item(i) for i in items or []]
+    reader = acting_key() if purpose is not None else None
+    built = model.build(archive, targets, case=case, purpose=purpose, reader=reader,
+                        destination=str(output.absolute()) if output else None,
+                        unlock_archive_key=lambda: archive_key(archive))
+    for warning in built.model["warnings"]:
+        err(f"custody: warning: {warning}")
+    if output is not None:
+        reports.save(built, output)
+        err(f"wrote {output}: {len(built.model['items'])} item(s), {built.model['status']}, "
+            f"report digest {built.digest}")
+    if as_json:
+        out_json(built.model)
+    if not built.ok:
+        err("custody: the report found problems (listed at its top)")
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+@app.command("verify-report")
+def verify_report(
+    path: Path = typer.Argument(..., help="A report: the .html, or its data as JSON (report --json, or the PDF's attachment)."),
+    archive_vkey: str = typer.Option(None, "--archive-key", help="The archive's verifier key, or a file holding it [the key the report names, which proves less]."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-check a report offline: its digest, checkpoint, proofs, signatures and what it shows."""
+    from custody.report import recheck
+
+    result = recheck.check_file(path, archive_vkey)
+    if as_json:
+        out_json(result.to_json())
+    else:
+        for p in result.problems:
+            print(f"PROBLEM: {p}")
+        for n in result.notices:
+            print(f"notice: {n}")
+        if result.ok:
+            print(f"OK: report {result.digest} re-checked: {result.entries} entries proven in "
+                  f"checkpoint of size {result.checkpoint_size}")
+    if not result.ok:
+        err(f"custody: the report does not re-check: {len(result.problems)} problem(s)")
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+# Evidence packages -------------------------------------------------------------------------------
+
+@app.command()
+def export(
+    items: list[str] = typer.Argument(None, help="Items to export (or use --case)."),
+    case: str = typer.Option(None, "--case", help="Export every item filed under this case."),
+    purpose: str = typer.Option(..., "--purpose", help="Why: recorded in each item's access entry and in the package."),
+    output: Path = typer.Option(..., "-o", "--output", help="A folder, or a .zip/.tar file (must not exist)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Export items as a BagIt evidence package with their signed history, proofs and keys."""
+    from custody.package.export import export as export_package
+
+    archive = open_archive()
+    key = acting_key()
+    refs = [archive.resolve_item(i) for i in items or []]
+    done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose, output)
+    if as_json:
+        out_json(done)
+        return
+    print(f"wrote {done['path']}: {done['items']} item(s), {done['bytes']} bytes, "
+          f"{done['entries']} signed entries proven against checkpoint of size "
+          f"{done['checkpoint']['size']}")
+    print(f"package SHA-256 (of tagmanifest-sha256.txt): {done['package_sha256']}")
+    print(f"archive verifier key: {done['verifier_key']}")
+
+
+def _package_report(report: Any, as_json: bool) -> None:
+    from custody.errors import VerificationFailed
+
+    if as_json:
+        out_json(report.to_json())
+    else:
+        for p in report.problems:
+            print(f"PROBLEM: {p}")
+        for n in report.notices:
+            print(f"notice: {n}")
+        if report.ok:
+            print(f"OK: {len(report.items)} item(s), {report.entries} signed entries, "
+                  f"{report.bytes} bytes; from {report.archive.get('name')} "
+                  f"({report.archive.get('origin')}), exported by "
+                  f"{report.exported_by.get('name')} at {report.time}")
+            print(report.verdict)
+    if not report.ok:
+        raise VerificationFailed(report.problems)
+
+
+@app.command("verify-package")
+def verify_package(
+    path: Path = typer.Argument(..., help="The package: a bag folder, .zip or .tar."),
+    archive_key_arg: str = typer.Option(None, "--archive-key", help="The sender archive's verifier key you trust (or a file holding it)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Verify a package offline (no archive needed): fixity, signatures, proofs, checkpoint."""
+    from custody.package.verify import parse_pinned
+    from custody.package.verify import verify_package as verify_one
+
+    _package_report(verify_one(path, parse_pinned(archive_key_arg)), as_json)
+
+
+@app.command("import")
+def import_package(
+    path: Path = typer.Argument(..., help="The package: a bag folder, .zip or .tar."),
+    case: str = typer.Option(None, "--case", help="Also file the received items under this case."),
+    archive_key_arg: str = typer.Option(None, "--archive-key", help="Accept the package only from the archive with this verifier key."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Verify a package completely, then store its items with a `received` entry each."""
+    from custody.package.importing import import_package as import_one
+    from custody.package.verify import parse_pinned
+
+    archive = open_archive()
+    key = acting_key()
+    done = import_one(archive, key, path, case=case, pinned=parse_pinned(archive_key_arg))
+    if as_json:
+        out_json(done)
+        return
+    for i in done["items"]:
+        what = "received" if i["action"] == "received" else "present "
+        print(f"{what} {i['sha256']} {i['path']}  (entry {i['seq']})")
+    err(f"{done['received']} received, {done['present']} already present, from "
+        f"{done['archive'].get('name')}; {done['verdict']}")
+
+
+@app.command()
+def provenance(
+    item: str = typer.Argument(..., help="A received item (SHA-256 or 8+ hex digits of it)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Where a received item came from: the sender's kept records, re-verified, and its history."""
+    from custody.errors import VerificationFailed
+    from custody.package.importing import provenance as provenance_of
+
+    archive = open_archive()
+    data = provenance_of(archive, archive.resolve_item(item))
+    if as_json:
+        out_json(data)
+    else:
+        if not data["receipts"]:
+            print("no package receipt recorded for this item (it was ingested here)")
+        for r in data["receipts"]:
+            state = "verified" if r["verified"] else "DOES NOT VERIFY"
+            print(f"#{r['seq']} {r['time']} {r['action']} from {r['from']} ({r['origin']}), "
+                  f"package {r['package_sha256']}: kept records {state}")
+            for p in r["problems"]:
+                print(f"  PROBLEM: {p}")
+            for h in r["sender_history"]:
+                why = h["details"].get("purpose") or ""
+                print(f"  sender #{h['seq']:<6} {h['time']}  {h['action']:<17} "
+                      f"{h['actor_name']}" + (f"  [{why}]" if why else ""))
+    problems = [p for r in data["receipts"] for p in r["problems"]]
+    if problems:
+        raise VerificationFailed(problems)
+
+
+# Search and cross-reference ----------------------------------------------------------------------
+
+@app.command()
+def search(
+    case: str = typer.Option(None, "--case", help="Items in this case (directly, or through one of its incidents)."),
+    incident: str = typer.Option(None, "--incident", help="Items in this incident (the incident is shown too)."),
+    tag: str = typer.Option(None, "--tag", help="Items with this tag."),
+    since: str = typer.Option(None, "--since", help="Captured at or after: YYYY-MM-DD (UTC) or an RFC 3339 time with offset."),
+    until: str = typer.Option(None, "--until", help="Captured at or before: YYYY-MM-DD (the whole UTC day) or an RFC 3339 time."),
+    near: str = typer.Option(None, "--near", help="LAT,LON in decimal degrees (with --within-km)."),
+    within_km: float = typer.Option(None, "--within-km", help="Great-circle distance from --near, in km."),
+    bbox: str = typer.Option(None, "--bbox", help="WEST,SOUTH,EAST,NORTH: min lon, min lat, max lon, max lat (GeoJSON's order)."),
+    device: str = typer.Option(None, "--device", help="Camera make or model contains this (any case)."),
+    mime: str = typer.Option(None, "--mime", help="MIME type (video/mp4) or a family (video/* or video)."),
+    text: str = typer.Option(None, "--text", help="Every word appears in a file name or note (any case)."),
+    limit: int = typer.Option(None, "--limit", help="At most N items in each list."),
+    list_unplaced: bool = typer.Option(False, "--list-unplaced", help="List the items without a position (with --near/--bbox), not only count them."),
+    reindex: bool = typer.Option(False, "--reindex", help="Drop the search index and rebuild it from the ledger first."),
+    as_json: bool = typer.Option(False, "--json"),
+    as_geojson: bool = typer.Option(False, "--geojson", help="An RFC 7946 FeatureCollection of the items that have a position."),
+) -> None:
+    """Find items by case, incident, tag, capture time, place, device, type and text (filters combine)."""
+    from custody import search as finder
+
+    if as_json and as_geojson:
+        raise UsageError("give --json or --geojson, not both")
+    query = finder.Search(case=case, incident=incident, tag=tag, since=since, until=until,
+                          near=near, within_km=within_km, bbox=bbox, device=device, mime=mime,
+                          text=text, limit=limit, list_unplaced=list_unplaced)
+    result = finder.search(open_archive(), query, rebuild=reindex)
+    if as_json:
+        out_json(result)
+    elif as_geojson:
+        out_json(finder.search_geojson(result))
+    else:
+        for line in finder.search_lines(result):
+            print(line)
+    err(f"{result['count']} item(s); {result['undetermined_count']} without a capture time to "
+        f"test, {result.get('unplaced_count', 0)} without a position to test")
+
+
+@app.command()
+def crossref(
+    track: Path = typer.Argument(..., help="GPX, GeoJSON (or a GeoJSON text sequence) or CSV of timed positions."),
+    km: float = typer.Option(..., "--km", help="Within this great-circle distance of the track, in km..."),
+    minutes: float = typer.Option(..., "--minutes", help="...and this many minutes of it."),
+    clock_tolerance: float = typer.Option(0.0, "--clock-tolerance", help="Widen every time window by this many minutes (clocks set wrong or drifting)."),
+    max_gap: float = typer.Option(None, "--max-gap", help="Do not interpolate between track points more than this many minutes apart."),
+    incidents: bool = typer.Option(False, "--incidents", help="Cross-reference incidents (their date and place) instead of items."),
+    case: str = typer.Option(None, "--case", help="Only items (or incidents) of this case."),
+    fmt: str = typer.Option(None, "--format", help="gpx, geojson, geojsonseq or csv (default: told from the content)."),
+    assume_utc: bool = typer.Option(False, "--assume-utc", help="Read track times without an offset as UTC (GPX times always are)."),
+    limit: int = typer.Option(None, "--limit", help="At most the N best matches."),
+    as_json: bool = typer.Option(False, "--json"),
+    as_geojson: bool = typer.Option(False, "--geojson", help="An RFC 7946 FeatureCollection: matches, track positions, links, the track."),
+) -> None:
+    """Items (or incidents) captured within --km and --minutes of a timed track, best first."""
+    from custody import search as finder
+
+    if as_json and as_geojson:
+        raise UsageError("give --json or --geojson, not both")
+    query = finder.Crossref(track=track, km=km, minutes=minutes, clock_tolerance=clock_tolerance,
+                            max_gap=max_gap, incidents=incidents, case=case, fmt=fmt,
+                            naive_utc=assume_utc, limit=limit)
+    result = finder.crossref(open_archive(), query, draw_track=as_geojson)
+    if as_json:
+        out_json(result)
+    elif as_geojson:
+        out_json(finder.crossref_geojson(result))
+    else:
+        for line in finder.crossref_lines(result):
+            print(line)
+    t = result["track"]
+    err(f"{result['count']} match(es); track: {t['points']} points in {t['segments']} "
+        f"segment(s), {t['start']} to {t['end']}; not checked: {finder.not_checked_text(result)}")
 
 
 # The one error handler ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import custody.cli, pytest, hypothesis, ruff, mypy, nacl, rfc3161_client, weasyprint, jinja2, PIL' >/dev/null 2>&1 \
+if ! "$PY" -c 'import custody.cli, pytest, hypothesis, ruff, mypy, nacl, rfc3161_client, weasyprint, jinja2, PIL, bagit' >/dev/null 2>&1 \
    || [ "$("$PY" -c 'import custody,os;print(os.path.dirname(os.path.dirname(custody.__file__)))' 2>/dev/null)" != "$PWD" ]; then
   echo "setup: pip install -e .[test,dev]" >&2
   log=$(mktemp)

@@ -1,0 +1,315 @@
+"""Export items (or a case) as a custody package: each file read through a logged access, then
+its signed history, inclusion proofs against a fresh checkpoint and the signers' keys beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from custody import access, canonical, checkpoints, merkle
+from custody import entry as entries
+from custody.archive import Archive, utc_now
+from custody.chain import FIRST_RECORD
+from custody.custodians import ARCHIVE_ROLE, REGISTRY_ACTIONS, Registry
+from custody.errors import (
+    ArchiveError,
+    CustodyError,
+    NotFound,
+    NotPermitted,
+    UsageError,
+    VerificationFailed,
+)
+from custody.package import layout
+from custody.signing import SigningKey
+from store.ledger import EntryRow
+from store.objects import ObjectCorrupt
+
+EXPORT_ROLES = layout.EXPORT_ROLES
+SOFTWARE = "custody 0.1.0 (BagIt 1.0, custody-package v1)"
+
+
+def case_items(archive: Archive, case: str) -> list[str]:
+    """The items filed under `case` now, in order of filing (ingest --case, case-add, -remove)."""
+    members: dict[str, None] = {}
+    actions = ("ingest", "sighting", "received", "case-add", "case-remove")
+    for row in archive.ledger.rows_with_action(*actions):
+        e = entries.parse(row.body)
+        if e.item is None or e.details.get("case") != case:
+            continue
+        if e.action == "case-remove":
+            members.pop(e.item, None)
+        else:
+            members.setdefault(e.item, None)
+    return list(members)
+
+
+def _authorize(archive: Archive, key: SigningKey, purpose: str) -> None:
+    who = archive.authorize(key, "access", attempted="export", purpose=purpose)
+    if who.role not in EXPORT_ROLES:
+        reason = (
+            f"{who.name} has role '{who.role}', which may not export evidence "
+            f"(needs {' or '.join(EXPORT_ROLES)})"
+        )
+        archive.record_refusal(key, "export", reason, purpose=purpose)
+        raise NotPermitted(reason)
+
+
+def _describe(rows: list[EntryRow]) -> tuple[entries.Entry, list[str], list[str]]:
+    """An item's first record, the names it was seen under, and its cases, from its history."""
+    parsed = [entries.parse(r.body) for r in rows]
+    first = next((e for e in parsed if e.action in FIRST_RECORD), None)
+    if first is None:
+        raise ArchiveError(f"item {rows[0].item} has no ingest entry")
+    names: list[str] = []
+    cases: list[str] = []
+    for e in parsed:
+        name = (e.details.get("source") or {}).get("name")
+        if e.action in (*FIRST_RECORD, "sighting") and isinstance(name, str) and name not in names:
+            names.append(name)
+        case = e.details.get("case")
+        if e.action == "case-remove" and case in cases:
+            cases.remove(case)
+        elif isinstance(case, str) and case not in cases and e.action != "case-remove":
+            cases.append(case)
+    return first, names, cases
+
+
+def export(
+    archive: Archive,
+    key: SigningKey,
+    load_archive_key: Callable[[], SigningKey],
+    items: list[str],
+    case: str | None,
+    purpose: str,
+    output: Path,
+) -> dict[str, Any]:
+    """Write the package to `output` (a folder, or a .zip/.tar by its suffix); return a summary."""
+    output = Path(output)
+    purpose = (purpose or "").strip()
+    if not purpose:
+        raise UsageError("an export needs a stated purpose (--purpose TEXT)")
+    if bool(items) == bool(case):
+        raise UsageError("give ITEM… or --case ID (one of the two)")
+    if output.exists() or output.is_symlink():
+        raise CustodyError(f"{output} already exists; refusing to overwrite it")
+    if not output.parent.is_dir():
+        raise NotFound(f"no folder {output.parent} to write {output.name} into")
+    _authorize(archive, key, purpose)
+    archive_key = load_archive_key()
+    chosen = list(dict.fromkeys(items)) if items else case_items(archive, case or "")
+    if not chosen:
+        raise NotFound(f"no items in case {case}")
+
+    described = {}
+    for sha in chosen:
+        rows = archive.ledger.rows_for_item(sha)
+        if not rows:
+            raise NotFound(f"no item {sha} in this archive")
+        described[sha] = _describe(rows)
+    paths = layout.payload_paths(
+        [(sha, case or (d[2][0] if d[2] else None), d[1][0] if d[1] else None)
+         for sha, d in described.items()]
+    )
+    destination = str(output.absolute())
+    try:
+        writer = layout.writer_for(output)
+    except FileExistsError:
+        raise CustodyError(
+            f"an interrupted export left .{output.name}.custody-partial beside {output.name}",
+            hint="remove it and export again",
+        ) from None
+    except OSError as exc:
+        raise CustodyError(f"cannot write {output}: {exc.strerror or exc}") from None
+    try:
+        for sha in chosen:
+            first = described[sha][0]
+            with (
+                access.content(archive, key, sha, purpose, "export", destination) as reader,
+                layout.Prefetch(reader) as ahead,
+            ):
+                writer.add_stream(paths[sha], int(first.details["size"]), ahead)
+        issued = checkpoints.issue(archive, archive_key)
+        tags, summary = _tag_files(archive, key, chosen, described, paths, purpose, issued)
+        for rel, data in tags.items():
+            writer.add_bytes(rel, data)
+        writer.commit()
+    except ObjectCorrupt as exc:
+        writer.abort()
+        raise VerificationFailed([str(exc)]) from None
+    except OSError as exc:
+        writer.abort()
+        raise CustodyError(f"cannot write {output}: {exc.strerror or exc}") from None
+    except BaseException:
+        writer.abort()
+        raise
+    summary["path"] = str(output)
+    return summary
+
+
+def _tag_files(
+    archive: Archive,
+    key: SigningKey,
+    chosen: list[str],
+    described: dict[str, tuple[entries.Entry, list[str], list[str]]],
+    paths: dict[str, str],
+    purpose: str,
+    issued: checkpoints.Issued,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every tag file of the package, and the summary `export` returns."""
+    ledger = archive.ledger
+    size = issued.checkpoint.size
+    now = utc_now()
+    history = {sha: [r for r in ledger.rows_for_item(sha) if r.seq < size] for sha in chosen}
+    registry_rows = [r for r in ledger.rows_with_action(*REGISTRY_ACTIONS) if r.seq < size]
+    rows = {r.seq: r for r in registry_rows} | {r.seq: r for h in history.values() for r in h}
+    registry = Registry()
+    for r in registry_rows:
+        registry.apply(entries.parse(r.body))
+
+    ledger_lines = b"".join(
+        canonical.encode({"seq": seq, "entry": _b64(r.body), "signature": _b64(r.signature)})
+        + b"\n"
+        for seq, r in sorted(rows.items())
+    )
+    proofs = {
+        "checkpoint": layout.CHECKPOINT,
+        "tree_size": size,
+        "root_hash": issued.checkpoint.root_hash.hex(),
+        "proofs": [
+            {"leaf_index": seq, "proof": [_b64(h) for h in merkle.inclusion_proof(
+                seq, size, ledger.get_node)]}
+            for seq in sorted(rows)
+        ],
+    }
+    config = archive.config
+    verifier = checkpoints.verifier(archive)
+    keys = {
+        "archive": {
+            "name": config.archive_key.name,
+            "origin": config.origin,
+            "key_id": config.archive_key.key_id,
+            "public_key": config.archive_key.b64(),
+            "public_key_pem": layout.public_key_pem(config.archive_key.raw),
+            "verifier_key": str(verifier),
+        },
+        "custodians": [
+            {
+                "key_id": c.key_id,
+                "name": c.name,
+                "role": c.role,
+                "public_key": _b64(c.public_key),
+                "public_key_pem": layout.public_key_pem(c.public_key),
+                "enrolled": c.enrolled_seq,
+                "revoked": c.revoked_seq,
+            }
+            for c in sorted(registry.by_id.values(), key=lambda c: c.enrolled_seq)
+            if c.role != ARCHIVE_ROLE
+        ],
+    }
+    tags: dict[str, bytes] = {}
+    item_rows = []
+    metadata_docs = {}
+    for sha in chosen:
+        first, names, cases = described[sha]
+        doc = ledger.metadata(sha)
+        if doc is None:
+            raise ArchiveError(f"item {sha}: its metadata document is missing")
+        metadata_docs[layout.metadata_path(sha)] = doc
+        item_rows.append({
+            "sha256": sha,
+            "path": paths[sha],
+            "size": first.details.get("size"),
+            "digests": first.details.get("digests"),
+            "mime": first.details.get("mime"),
+            "names": names,
+            "cases": cases,
+            "first_record": first.seq,
+            "entries": [r.seq for r in history[sha]],
+            "metadata": layout.metadata_path(sha),
+        })
+    manifests = {
+        f"manifest-{alg}.txt": layout.manifest(
+            {paths[sha]: described[sha][0].details["digests"][alg] for sha in chosen}
+        )
+        for alg in layout.PAYLOAD_ALGORITHMS
+    }
+    octets = sum(int(described[sha][0].details["size"]) for sha in chosen)
+    who = registry.by_id[key.key_id]
+    package_id = str(uuid.uuid4())
+    info = layout.bag_info([
+        ("Source-Organization", config.name),
+        ("Bagging-Date", now[:10]),
+        ("Bag-Software-Agent", SOFTWARE),
+        ("External-Identifier", package_id),
+        ("External-Description",
+         f"{len(chosen)} evidence item(s) exported from {config.name} for: {purpose}"),
+        ("Payload-Oxum", f"{octets}.{len(chosen)}"),
+        ("Custody-Origin", config.origin),
+        ("Custody-Archive-Key", str(verifier)),
+        ("Custody-Exported-By", f"{who.name} ({who.key_id})"),
+        ("Custody-Purpose", purpose),
+        ("Custody-Export-Time", now),
+        ("Custody-Checkpoint-Size", str(size)),
+    ])
+    tags = {
+        "bagit.txt": layout.bagit_txt(),
+        "bag-info.txt": info,
+        **manifests,
+        layout.CHECKPOINT: issued.row.note.encode("utf-8"),
+        layout.KEYS: layout.json_bytes(keys),
+        layout.ITEMS: layout.json_bytes({"items": item_rows}),
+        layout.LEDGER: ledger_lines,
+        layout.PROOFS: layout.json_bytes(proofs),
+        **metadata_docs,
+    }
+    signed_files = {rel: _sha256(data) for rel, data in tags.items()}
+    statement = {
+        "format": layout.FORMAT,
+        "version": layout.VERSION,
+        "id": package_id,
+        "time": now,
+        "purpose": purpose,
+        "archive": {
+            "name": config.name,
+            "origin": config.origin,
+            "public_key": config.archive_key.b64(),
+            "verifier_key": str(verifier),
+        },
+        "exported_by": {"key_id": who.key_id, "public_key": _b64(who.public_key),
+                        "name": who.name},
+        "checkpoint": {"size": size, "root_hash": issued.checkpoint.root_hash.hex(),
+                       "sha256": _sha256(tags[layout.CHECKPOINT])},
+        "items": [{"sha256": sha, "path": paths[sha], "entries": [r.seq for r in history[sha]]}
+                  for sha in chosen],
+        "registry": [r.seq for r in registry_rows],
+        "files": signed_files,
+    }
+    package_json = canonical.encode(statement)
+    tags[layout.PACKAGE] = package_json
+    signature = key.sign(layout.statement_message(package_json))
+    tags[layout.SIGNATURE] = (_b64(signature) + "\n").encode()
+    tags.update(layout.tag_manifests(tags))
+    summary = {
+        "items": len(chosen),
+        "bytes": octets,
+        "entries": len(rows),
+        "package_sha256": _sha256(tags["tagmanifest-sha256.txt"]),
+        "package_id": package_id,
+        "checkpoint": {"size": size, "root_hash": issued.checkpoint.root_hash.hex()},
+        "verifier_key": str(verifier),
+        "files": [{"sha256": sha, "path": paths[sha]} for sha in chosen],
+    }
+    return tags, summary
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,194 @@
+"""Import a custody package: verify all of it first, then store its files and record one
+`received` entry per item in one transaction, keeping the sender's signed records as evidence.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+from custody import canonical, note
+from custody import entry as entries
+from custody.annotate import _check_id
+from custody.archive import Archive, Draft
+from custody.chain import FIRST_RECORD
+from custody.custodians import Registry
+from custody.errors import VerificationFailed
+from custody.package import layout
+from custody.package.bagsafe import Limits, open_file
+from custody.package.verify import PackageReport, audit, checked
+from custody.signing import SigningKey
+from store.ledger import LedgerWriter
+from store.objects import ObjectError
+
+# Tag files kept as evidence with every received item (plus that item's own metadata document).
+KEPT = ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt",
+        "tagmanifest-sha256.txt", "tagmanifest-sha512.txt", layout.PACKAGE, layout.SIGNATURE,
+        layout.CHECKPOINT, layout.KEYS, layout.ITEMS, layout.LEDGER, layout.PROOFS)
+
+
+def import_package(
+    archive: Archive,
+    key: SigningKey,
+    path: Path,
+    *,
+    case: str | None = None,
+    pinned: note.VerifierKey | None = None,
+    limits: Limits | None = None,
+) -> dict[str, Any]:
+    """Verify the package at `path`; only if it all verifies, store and record its items."""
+    if case is not None:
+        case = _check_id(case, "case")
+    archive.authorize(key, "received", attempted="import")
+    with checked(Path(path), pinned, limits) as c:
+        report = c.report
+        if not report.ok:
+            raise VerificationFailed(report.problems)
+        # Nothing was written before this point. Objects first, then every entry at once.
+        evidence = {
+            rel: archive.objects.put(io.BytesIO(c.tags[rel])).digests.sha256
+            for rel in KEPT if rel in c.tags
+        }
+        for item in report.items:
+            meta = layout.metadata_path(item.sha256)
+            evidence[meta] = archive.objects.put(io.BytesIO(c.tags[meta])).digests.sha256
+        mismatched = []
+        for item in report.items:
+            with open_file(c.listing, item.path) as stream:
+                got = archive.objects.put(stream).digests.as_dict()
+            signed = item.first.details.get("digests") or {}
+            if any(got[a] != signed.get(a) for a in ("sha256", "sha512", "sha1", "md5")):
+                mismatched.append(f"{item.path}: its digests differ from those signed in entry "
+                                  f"{item.first.seq} (or it changed during the import)")
+        if mismatched:
+            raise VerificationFailed(mismatched)
+        drafts = _drafts(report, c.tags, evidence, case)
+    recorded: set[str] = set()
+
+    def decide(writer: LedgerWriter, draft: Draft) -> Draft:
+        # Under the write lock: content this archive already holds is a sighting, not a receipt.
+        item = draft.item or ""
+        if draft.action != "received":
+            return draft
+        if item in recorded or any(writer.has_action(item, a) for a in FIRST_RECORD):
+            details = {k: v for k, v in draft.details.items()
+                       if k not in ("mime", "metadata_sha256")}
+            return Draft("sighting", item, details)
+        recorded.add(item)
+        return draft
+
+    signed = archive.append(key, drafts, decide=decide, check_signer=False)
+    done = [s.entry() for s in signed]
+    firsts = [e for e in done if e.action in ("received", "sighting")]
+    return {
+        "package": str(path),
+        "package_sha256": report.package_sha256,
+        "package_id": report.package_id,
+        "archive": report.archive,
+        "verdict": report.verdict,
+        "items": [
+            {"sha256": e.item, "action": e.action, "seq": e.seq,
+             "path": e.details["source"]["path"]}
+            for e in firsts
+        ],
+        "received": sum(e.action == "received" for e in firsts),
+        "present": sum(e.action == "sighting" for e in firsts),
+        "entries": [e.seq for e in done],
+    }
+
+
+def _drafts(
+    report: PackageReport, tags: dict[str, bytes], evidence: dict[str, str], case: str | None
+) -> list[Draft]:
+    batch = str(uuid.uuid4())
+    checkpoint_note = tags[layout.CHECKPOINT].decode("utf-8")
+    statement = canonical.decode(tags[layout.PACKAGE])
+    drafts = []
+    for item in report.items:
+        fr = item.first.details
+        meta = layout.metadata_path(item.sha256)
+        details = {
+            "digests": fr["digests"],
+            "size": fr["size"],
+            "mime": fr.get("mime"),
+            "metadata_sha256": fr["metadata_sha256"],
+            "source": {
+                "archive": report.archive.get("name"),
+                "origin": report.archive["origin"],
+                "archive_key": statement["archive"]["public_key"],
+                "checkpoint": checkpoint_note,
+                "package_sha256": report.package_sha256,
+                "package_id": report.package_id,
+                "entries": item.entries,
+                "name": item.names[0] if item.names else None,
+                "path": item.path,
+            },
+            "evidence": {rel: sha for rel, sha in evidence.items()
+                         if not rel.startswith(layout.METADATA) or rel == meta},
+            "case": case,
+            "batch": batch,
+        }
+        drafts.append(Draft("received", item.sha256, details, metadata=tags[meta]))
+        if case is not None:
+            drafts.append(Draft("case-add", item.sha256, {"case": case}))
+    return drafts
+
+
+def provenance(archive: Archive, item: str) -> dict[str, Any]:
+    """How an item came in from packages: each receipt, the sender's kept records re-verified,
+    and the sender's history of the item as those records show it."""
+    out = []
+    for row in archive.ledger.rows_for_item(item):
+        e = entries.parse(row.body)
+        evidence = e.details.get("evidence")
+        if e.action not in ("received", "sighting") or not isinstance(evidence, dict):
+            continue
+        tags: dict[str, bytes] = {}
+        report = PackageReport()
+        for rel, sha in sorted(evidence.items()):
+            try:
+                with archive.objects.open_verified(sha) as reader:
+                    tags[rel] = reader.read()
+                    reader.read()  # end of file: the digest is checked here
+            except (ObjectError, OSError, ValueError) as exc:
+                report.problems.append(f"kept evidence {rel} ({sha[:16]}…): {exc}")
+        source = e.details.get("source") or {}
+        digests = e.details.get("digests") or {}
+        payload = {source.get("path", ""): {"sha256": item, "sha512": digests.get("sha512"),
+                                            "size": e.details.get("size")}}
+        if not report.problems:
+            audit(tags, payload, None, report, only={item})
+        out.append({
+            "seq": e.seq,
+            "action": e.action,
+            "time": e.time,
+            "from": source.get("archive"),
+            "origin": source.get("origin"),
+            "package_sha256": source.get("package_sha256"),
+            "verified": report.ok,
+            "problems": report.problems,
+            "sender_history": _sender_history(tags, item) if report.ok else [],
+        })
+    return {"item": item, "receipts": out}
+
+
+def _sender_history(tags: dict[str, bytes], item: str) -> list[dict[str, Any]]:
+    registry = Registry()
+    history = []
+    for line in tags[layout.LEDGER].decode("utf-8").splitlines():
+        row = canonical.decode(line.encode())
+        signed = entries.SignedEntry(base64.b64decode(row["entry"]),
+                                     base64.b64decode(row["signature"]))
+        e = signed.entry()
+        if e.action in ("init", "enroll", "revoke"):
+            registry.apply(e)
+        if e.item == item:
+            history.append({
+                "seq": e.seq, "time": e.time, "action": e.action, "actor": e.actor,
+                "actor_name": registry.name_of(e.actor), "details": e.details,
+                "signature": row["signature"],
+            })
+    return history
