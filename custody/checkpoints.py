@@ -48,16 +48,12 @@ def issue(archive: Archive, archive_key: SigningKey) -> Issued:
         size = w.next_seq
         latest = w.latest_checkpoint()
         if latest is not None and latest.size == size:
-            return Issued(latest, note.parse_checkpoint(_text(latest.note)), new=False)
+            return Issued(latest, note.parse_checkpoint(note.split_note(latest.note)[0]), new=False)
         root = merkle.root_hash(size, w.get_node)
         body = note.format_checkpoint(archive.config.origin, size, root)
         signed = note.sign_note(body, archive.config.origin, archive_key)
         row = w.put_checkpoint(size, signed, utc_now())
     return Issued(row, note.parse_checkpoint(body), new=True)
-
-
-def _text(signed_note: str) -> str:
-    return signed_note.split("\n\n", 1)[0] + "\n"
 
 
 def latest(archive: Archive) -> CheckpointRow:
@@ -137,8 +133,10 @@ def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> t
     """Keep a witness's cosignature of a checkpoint this archive issued; returns (id, time)."""
     from custody import witness
 
-    text = cosigned_note.split("\n\n", 1)[0] + "\n"
-    row = next((r for r in archive.ledger.checkpoints() if r.note.startswith(text)), None)
+    text, block = note.split_note(cosigned_note)
+    row = next(
+        (r for r in archive.ledger.checkpoints() if note.split_note(r.note)[0] == text), None
+    )
     if row is None:
         raise NotFound("the cosigned checkpoint is not one this archive issued")
     try:
@@ -148,7 +146,7 @@ def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> t
     names = {(v.name, v.key_id) for v in opened.verified}
     lines = [
         ln
-        for ln in cosigned_note.split("\n\n", 1)[1].splitlines(keepends=True)
+        for ln in block.splitlines(keepends=True)
         if any(ln.startswith(f"\u2014 {name} ") for name, _ in names)
     ]
     if not lines:
@@ -183,7 +181,7 @@ def check_extras(archive: Archive, problems: list[str], notices: list[str]) -> N
                     "(trust rests on that TSA's certificate)"
                 )
             elif extra.kind == "cosignature":
-                text = row.note.split("\n\n", 1)[0] + "\n"
+                text = note.split_note(row.note)[0]
                 v = witness.cosignature_valid(text, record["line"], record["witness_key"])
                 notices.append(f"{label} cosigned by witness {v.name} at Unix time {v.timestamp}")
             else:

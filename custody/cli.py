@@ -375,12 +375,8 @@ def accept(
     """Accept a custody offer made to you (and the rest of its transfer): you become the holder."""
     from custody import transfer as transfers
 
-    done = transfers.accept(open_archive(), acting_key(), offer)
-    if as_json:
-        out_json(done)
-    else:
-        for d in done:
-            print(f"accepted offer {d['offer']}: you now hold {d['item'][:16]} (entry {d['seq']})")
+    _closed(transfers.accept(open_archive(), acting_key(), offer), "accepted offer {offer}: "
+            "you now hold {item} (entry {seq})", as_json)
 
 
 @app.command()
@@ -391,12 +387,16 @@ def withdraw(
     """Withdraw a custody offer you made that is still pending."""
     from custody import transfer as transfers
 
-    done = transfers.withdraw(open_archive(), acting_key(), offer)
+    _closed(transfers.withdraw(open_archive(), acting_key(), offer),
+            "withdrew offer {offer} of {item} (entry {seq})", as_json)
+
+
+def _closed(done: list[dict[str, Any]], line: str, as_json: bool) -> None:
     if as_json:
         out_json(done)
-    else:
-        for d in done:
-            print(f"withdrew offer {d['offer']} of {d['item'][:16]} (entry {d['seq']})")
+        return
+    for d in done:
+        print(line.format(offer=d["offer"], item=d["item"][:16], seq=d["seq"]))
 
 
 @app.command()

@@ -481,6 +481,11 @@ def _check_note_text(text: str) -> None:
         raise MalformedNote("not-utf8", "note text is not valid UTF-8") from None
 
 
+def split_note(note: str) -> tuple[str, str]:
+    """A signed note's (text, signature block), checked for form but not for signatures."""
+    return _split_note(note)
+
+
 def _split_note(note: str) -> tuple[str, str]:
     """(text, signature block), split at the last blank line, after the character checks."""
     found = _CONTROL_NOT_NEWLINE.search(note)

@@ -68,7 +68,7 @@ def cosign(
 ) -> Cosigned:
     """Check `checkpoint_note` against the witness state, cosign it, and advance the state."""
     state = _load_state(state_path)
-    origin = note.parse_checkpoint(checkpoint_note.split("\n\n", 1)[0] + "\n").origin
+    origin = note.parse_checkpoint(note.split_note(checkpoint_note)[0]).origin
     known = state["logs"].get(origin)
     vkey_text = archive_vkey or (known or {}).get("verifier_key")
     if vkey_text is None:

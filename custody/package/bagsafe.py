@@ -13,7 +13,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +240,29 @@ def _write_member(src: IO[bytes], target: Path, size: int, rel: str, budget: lis
         raise PackageRefused(f"member {rel!r} is shorter than it declares")
 
 
+def _write_members(
+    members: list[_Member],
+    kind: str,
+    work: Path,
+    limits: Limits,
+    open_member: Callable[[_Member], IO[bytes] | None],
+) -> Path:
+    """Unpack checked members into `work` under one byte budget; returns the bag's top folder."""
+    top = _plan(members, kind, limits, shutil.disk_usage(work).free)
+    budget = [limits.max_bytes]
+    for m in members:
+        target = work.joinpath(*m.parts)
+        if m.is_dir:
+            target.mkdir(parents=True, exist_ok=True, mode=0o700)
+            continue
+        src = open_member(m)
+        if src is None:
+            raise PackageRefused(f"{kind} member {'/'.join(m.parts)!r} cannot be read")
+        with src:
+            _write_member(src, target, m.size, "/".join(m.parts), budget)
+    return work / top
+
+
 def _unpack_zip(path: Path, work: Path, limits: Limits) -> Path:
     with zipfile.ZipFile(path) as zf:
         members = []
@@ -255,17 +278,7 @@ def _unpack_zip(path: Path, work: Path, limits: Limits) -> Path:
             members.append(
                 _Member(parts, info.is_dir(), info.file_size, info.compress_size, info)
             )
-        top = _plan(members, "zip", limits, shutil.disk_usage(work).free)
-        budget = [limits.max_bytes]
-        for m in members:
-            target = work.joinpath(*m.parts)
-            if m.is_dir:
-                target.mkdir(parents=True, exist_ok=True, mode=0o700)
-                continue
-            assert isinstance(m.ref, zipfile.ZipInfo)
-            with zf.open(m.ref) as src:
-                _write_member(src, target, m.size, "/".join(m.parts), budget)
-    return work / top
+        return _write_members(members, "zip", work, limits, lambda m: zf.open(m.ref))
 
 
 def _unpack_tar(path: Path, work: Path, limits: Limits) -> Path:
@@ -288,20 +301,7 @@ def _unpack_tar(path: Path, work: Path, limits: Limits) -> Path:
             except tarfile.FilterError as exc:
                 raise PackageRefused(f"tar member {info.name!r}: {exc}") from None
             members.append(_Member(parts, info.isdir(), info.size, None, info))
-        top = _plan(members, "tar", limits, shutil.disk_usage(work).free)
-        budget = [limits.max_bytes]
-        for m in members:
-            target = work.joinpath(*m.parts)
-            if m.is_dir:
-                target.mkdir(parents=True, exist_ok=True, mode=0o700)
-                continue
-            assert isinstance(m.ref, tarfile.TarInfo)
-            src = tf.extractfile(m.ref)
-            if src is None:
-                raise PackageRefused(f"tar member {'/'.join(m.parts)!r} cannot be read")
-            with src:
-                _write_member(src, target, m.size, "/".join(m.parts), budget)
-    return work / top
+        return _write_members(members, "tar", work, limits, lambda m: tf.extractfile(m.ref))
 
 
 def _workdir(path: Path) -> Path:

@@ -100,7 +100,7 @@ def build(
             reads[sha] = content.read(archive, reader, sha, purpose, mime, destination or "")
     row, issued, warnings = _checkpoint(archive, unlock_archive_key)
     whole = audit(archive, targets[0])
-    cp = note.parse_checkpoint(row.note.split("\n\n", 1)[0] + "\n") if row else None
+    cp = note.parse_checkpoint(note.split_note(row.note)[0]) if row else None
     registry = archive.registry()
     incidents = annotate.incidents(archive)
     model_items = [
