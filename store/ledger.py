@@ -234,6 +234,7 @@ class LedgerStore:
 
     @property
     def db(self) -> sqlite_utils.Database:
+        """The same connection through sqlite-utils, for row-shaped (dict) reads."""
         return sqlite_utils.Database(self.conn)
 
     def create(self) -> None:
@@ -293,11 +294,11 @@ class LedgerStore:
 
     def items(self) -> list[str]:
         """Every item with an ingest entry, in order of first ingest."""
-        cur = self.conn.execute(
+        rows = self.db.query(
             "SELECT item FROM entries WHERE action IN ('ingest', 'received') GROUP BY item "
             "ORDER BY MIN(seq)"
         )
-        return [r[0] for r in cur]
+        return [r["item"] for r in rows]
 
     def items_with_prefix(self, prefix: str) -> list[str]:
         cur = self.conn.execute(
@@ -317,8 +318,8 @@ class LedgerStore:
             yield r[0], bytes(r[1])
 
     def checkpoints(self) -> list[CheckpointRow]:
-        cur = self.conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")
-        return [CheckpointRow(*r) for r in cur]
+        rows = self.db.query(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")
+        return [CheckpointRow(**r) for r in rows]
 
     def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None:
         r = self.conn.execute(
