@@ -6,7 +6,9 @@ sharded folder with restic's write order (temp file, fsync, link into place, fsy
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import os
 import re
 import stat
@@ -14,12 +16,14 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib releases the GIL, small enough for flat memory
 DIGEST_NAMES = ("sha256", "sha512", "sha1", "md5")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+QUARANTINE = "quarantine"  # damaged files found at an object's name, kept aside
 
 
 class ObjectError(Exception):
@@ -32,6 +36,26 @@ class ObjectMissing(ObjectError):
 
 class ObjectCorrupt(ObjectError):
     pass
+
+
+class ObjectWriteError(ObjectError):
+    """The store could not write an object (the source may be fine): nothing was placed."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+class StoreFull(ObjectWriteError):
+    """No space (or quota) left on the file system holding the objects."""
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _write_error(exc: OSError, doing: str) -> ObjectWriteError:
+    kind = StoreFull if exc.errno in _FULL else ObjectWriteError
+    return kind(f"{doing}: {exc.strerror or exc}", exc.errno)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +79,19 @@ class Digests:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """A file found at an object's name that did not hold the object: moved aside, never deleted."""
+
+    path: str  # relative to the store's root: "quarantine/<sha256>.<UTC time>"
+    sha256: str | None  # what its content hashes to; None if it was no readable regular file
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class PutResult:
     digests: Digests
-    created: bool  # False when the object was already stored (nothing was rewritten)
+    created: bool  # False when the object was already stored, intact (nothing was rewritten)
+    replaced: SetAside | None = None  # a damaged file that was at the object's name
 
 
 class ObjectStore(Protocol):
@@ -113,6 +147,35 @@ def is_sha256_hex(value: str) -> bool:
     return bool(_HEX64.match(value))
 
 
+def _write_all(fd: int, chunk: memoryview) -> None:
+    """os.write may write less than asked (a filling disk does): loop until all is written."""
+    while chunk:
+        try:
+            n = os.write(fd, chunk)
+        except OSError as exc:
+            raise _write_error(exc, "cannot write an object") from None
+        if n <= 0:
+            raise StoreFull("cannot write an object: the file system took no more", errno.ENOSPC)
+        chunk = chunk[n:]
+
+
+def _fingerprint(path: Path) -> tuple[str | None, int | None]:
+    """SHA-256 and size of the regular file at `path`; (None, None) if it is none or unreadable."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None, None
+        h = hashlib.sha256()
+        size = 0
+        view = memoryview(bytearray(CHUNK))
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                h.update(view[:n])
+                size += n
+        return h.hexdigest(), size
+    except OSError:
+        return None, None  # unreadable: not to be trusted; set aside, not lost
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -143,21 +206,43 @@ class LocalObjectStore:
         return self.path(sha256).is_file()
 
     def put(self, stream: BinaryIO) -> PutResult:
-        """Stream into a temp file while hashing, then link it into place (never over an object)."""
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        """Stream into a temp file while hashing, then link it into place (never over an object).
+
+        A file already at the object's name is trusted only if it holds exactly these bytes;
+        otherwise it is set aside in `quarantine/` and replaced. Errors of the source's reads pass
+        through as they are; every failure to write raises ObjectWriteError (StoreFull when the
+        disk is full) and leaves no temp file and no partial object behind.
+        """
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        except OSError as exc:
+            raise _write_error(exc, "cannot create a temporary file in the object store") from None
         tmp = Path(tmp_name)
         try:
-            hasher = MultiHasher(self._pool)
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                while n := stream.readinto(view):  # type: ignore[attr-defined]
-                    chunk = view[:n]
-                    hasher.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            digests = hasher.digests()
+            try:
+                digests = self._fill(fd, stream)
+            finally:
+                os.close(fd)
+            return self._place(tmp, digests)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _fill(self, fd: int, stream: BinaryIO) -> Digests:
+        hasher = MultiHasher(self._pool)
+        view = memoryview(bytearray(CHUNK))
+        while n := stream.readinto(view):  # type: ignore[attr-defined]
+            chunk = view[:n]
+            hasher.update(chunk)
+            _write_all(fd, chunk)
+        try:
+            os.fsync(fd)  # an fsync error means the bytes may not be on disk: never link them
+        except OSError as exc:
+            raise _write_error(exc, "cannot flush an object to disk") from None
+        return hasher.digests()
+
+    def _place(self, tmp: Path, digests: Digests) -> PutResult:
+        try:
             os.chmod(tmp, 0o444)
             final = self.path(digests.sha256)
             shard = final.parent
@@ -166,16 +251,43 @@ class LocalObjectStore:
                 _fsync_dir(self._objects)
             try:
                 os.link(tmp, final)  # atomic, and fails rather than replace an existing object
-                created = True
             except FileExistsError:
-                created = False
-            tmp.unlink()
-            if created:
+                if _fingerprint(final) == (digests.sha256, digests.size):
+                    tmp.unlink()
+                    return PutResult(digests=digests, created=False)
+                aside = self._set_aside(final)
+                os.replace(tmp, final)  # atomic: the name never points at nothing
                 _fsync_dir(shard)
-            return PutResult(digests=digests, created=created)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+                return PutResult(digests=digests, created=True, replaced=aside)
+            tmp.unlink()
+            _fsync_dir(shard)
+            return PutResult(digests=digests, created=True)
+        except OSError as exc:
+            raise _write_error(exc, "cannot place an object") from None
+
+    def _set_aside(self, final: Path) -> SetAside:
+        """Keep the file at `final` under quarantine/ (a second link, so the name never empties)."""
+        found_sha256, found_size = _fingerprint(final)
+        quarantine = self.root / QUARANTINE
+        quarantine.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        for n in itertools.count():
+            name = f"{final.name}.{stamp}" + (f".{n}" if n else "")
+            target = quarantine / name
+            try:
+                os.link(final, target, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except (PermissionError, IsADirectoryError):  # a folder cannot be linked: move it
+                os.rename(final, target)
+            break
+        _fsync_dir(quarantine)
+        return SetAside(path=f"{QUARANTINE}/{name}", sha256=found_sha256, size=found_size)
+
+    def quarantined(self) -> list[str]:
+        """Damaged files set aside by `put` (named in the ingest or sighting that replaced them)."""
+        folder = self.root / QUARANTINE
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def open(self, sha256: str) -> BinaryIO:
         try:

@@ -115,3 +115,72 @@ def test_ledger_batch_is_all_or_nothing(tmp_path):
             w.put_metadata("ab" * 32, b"{}")
             raise RuntimeError("crash mid-batch")
     assert ledger.size() == 0 and ledger.metadata("ab" * 32) is None
+
+
+def test_put_sets_aside_a_damaged_file_at_the_objects_name(objects):
+    data = b"the real evidence"
+    sha = hashlib.sha256(data).hexdigest()
+    final = objects.path(sha)
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"junk")
+    result = objects.put(io.BytesIO(data))
+    assert result.created and result.replaced is not None
+    assert result.replaced.sha256 == hashlib.sha256(b"junk").hexdigest()
+    assert result.replaced.size == 4
+    assert final.read_bytes() == data and final.stat().st_mode & 0o777 == 0o444
+    assert (objects.root / result.replaced.path).read_bytes() == b"junk"
+    assert objects.quarantined() == [result.replaced.path.split("/", 1)[1]]
+    assert objects.stray_temp_files() == []
+
+
+def test_put_sets_aside_a_folder_at_the_objects_name(objects):
+    data = b"more evidence"
+    final = objects.path(hashlib.sha256(data).hexdigest())
+    (final / "inside").mkdir(parents=True)
+    result = objects.put(io.BytesIO(data))
+    assert result.replaced is not None and result.replaced.sha256 is None
+    assert (objects.root / result.replaced.path / "inside").is_dir()
+    assert final.read_bytes() == data
+
+
+def test_unsigned_metadata_row_is_set_aside_and_signed_rows_stay(tmp_path):
+    ledger = LedgerStore(tmp_path / "ledger.db")
+    ledger.create()
+    item = "ab" * 32
+    with ledger.writing() as w:
+        w.put_metadata(item, b'{"planted":true}')  # no entry records the item: unsigned
+    with ledger.writing() as w:
+        w.put_metadata(item, b'{"read":true}')
+        w.append(EntryRow(seq=0, body=b"{}", signature=b"s" * 64, leaf_hash=b"\0" * 32,
+                          time="t", actor="a", action="ingest", item=item))
+    assert ledger.metadata(item) == b'{"read":true}'
+    kept = ledger.conn.execute("SELECT sha256, doc FROM metadata_set_aside").fetchall()
+    assert kept == [(item, b'{"planted":true}')]
+    conn = sqlite3.connect(tmp_path / "ledger.db")
+    for sql in ["UPDATE metadata SET doc = x'00'", "DELETE FROM metadata",
+                "DELETE FROM metadata_set_aside", "UPDATE metadata_set_aside SET doc = x'00'"]:
+        with pytest.raises(sqlite3.DatabaseError):
+            conn.execute(sql)
+
+
+def test_a_version_1_ledger_is_upgraded_in_its_first_write(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = LedgerStore(path)
+    ledger.create()
+    ledger.close()
+    conn = sqlite3.connect(path)  # as round 1 made it: no set-aside table, strict triggers
+    conn.executescript("""
+        DROP TABLE metadata_set_aside;
+        DROP TRIGGER metadata_no_update;
+        CREATE TRIGGER metadata_no_update BEFORE UPDATE ON metadata
+        BEGIN SELECT RAISE(ABORT, 'metadata is write-once: UPDATE refused'); END;
+        PRAGMA user_version = 1;
+    """)
+    conn.execute("INSERT INTO metadata VALUES (?, ?)", ("cd" * 32, b"planted"))
+    conn.commit()
+    conn.close()
+    ledger = LedgerStore(path)
+    with ledger.writing() as w:
+        w.put_metadata("cd" * 32, b"read")
+    assert ledger.metadata("cd" * 32) == b"read"
+    assert ledger.conn.execute("PRAGMA user_version").fetchone()[0] == 2
