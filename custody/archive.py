@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +24,17 @@ from custody.custodians import (
     Registry,
     decode_public_key,
 )
-from custody.errors import AmbiguousItem, ArchiveError, NotFound, NotPermitted, UsageError
+from custody.errors import (
+    AmbiguousItem,
+    ArchiveError,
+    DiskFull,
+    NotFound,
+    NotPermitted,
+    UsageError,
+)
 from custody.keyfiles import load_key, write_new_key
 from custody.signing import PublicKey, SigningKey, key_id
-from store.ledger import EntryRow, LedgerStore, LedgerStoreError, LedgerWriter
+from store.ledger import EntryRow, LedgerFull, LedgerStore, LedgerStoreError, LedgerWriter
 from store.objects import LocalObjectStore
 
 FORMAT = "custody-archive"
@@ -81,7 +89,24 @@ class Archive:
         self.root = root
         self.config = config
         self.objects = LocalObjectStore(root / "objects")
-        self.ledger = LedgerStore(root / "ledger.db")
+        self._ledger = LedgerStore(root / "ledger.db")
+
+    @property
+    def ledger(self) -> LedgerStore:
+        """The ledger database. On a full disk SQLite cannot even open it for reading: that is
+        said as such, whichever command met it first."""
+        try:
+            _ = self._ledger.conn  # opens it once; later calls cost nothing
+        except LedgerFull:
+            raise self._full() from None
+        return self._ledger
+
+    def _full(self) -> DiskFull:
+        return DiskFull(
+            f"the disk holding the archive's ledger ({self._ledger.path}) is full: "
+            "nothing was recorded",
+            hint="free space, then run the command again",
+        )
 
     # Creating and opening ---------------------------------------------------------------------
 
@@ -103,7 +128,7 @@ class Archive:
         )
         archive = cls(root, config)
         archive.objects.create()
-        archive.ledger.create()
+        archive._ledger.create()
         genesis = Draft(
             action="init",
             item=None,
@@ -197,13 +222,25 @@ class Archive:
             self._active(key)
         now = now or utc_now()
         out: list[entries.SignedEntry] = []
-        with self.ledger.writing() as writer:
+        with self.writing() as writer:
             for draft in drafts:
                 if decide is not None:
                     draft = decide(writer, draft)
                 signed = self._append_one(writer, key, draft, now)
                 out.append(signed)
         return out
+
+    @contextmanager
+    def writing(self) -> Iterator[LedgerWriter]:
+        """The ledger's write transaction, its failures turned into one-line errors: all of it
+        lands, or (disk full, database unwritable) none of it and the caller hears why."""
+        try:
+            with self._ledger.writing() as writer:
+                yield writer
+        except LedgerFull:
+            raise self._full() from None
+        except LedgerStoreError as exc:
+            raise ArchiveError(f"nothing was recorded: {exc}") from None
 
     def _append_one(
         self, writer: LedgerWriter, key: SigningKey, draft: Draft, now: str
@@ -220,7 +257,7 @@ class Archive:
         )
         signed = entries.sign(entry, key)
         if draft.metadata is not None and draft.item is not None:
-            writer.put_metadata(draft.item, draft.metadata)
+            writer.put_metadata(draft.item, draft.metadata)  # before the entry that records it
         try:
             # The tree's complete-subtree nodes grow with the log, in the same transaction, so
             # proofs never rebuild the tree (custody/merkle.py, docs/FORMAT.md §6).

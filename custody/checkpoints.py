@@ -43,8 +43,7 @@ def issue(archive: Archive, archive_key: SigningKey) -> Issued:
     """Sign a checkpoint of the whole log, unless the latest kept one already covers it."""
     if archive_key.public.raw != archive.config.archive_key.raw:
         raise UsageError("checkpoints must be signed by the archive key")
-    ledger = archive.ledger
-    with ledger.writing() as w:  # holds the write lock: the size cannot move under us
+    with archive.writing() as w:  # holds the write lock: the size cannot move under us
         size = w.next_seq
         latest = w.latest_checkpoint()
         if latest is not None and latest.size == size:
@@ -124,7 +123,7 @@ def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_p
         "timestamp": timestamp.to_json(ts),
         "tsa_certificates": certificates_pem.decode("ascii", errors="strict"),
     }
-    with archive.ledger.writing() as w:
+    with archive.writing() as w:
         w.put_checkpoint_extra(row.id, "rfc3161", json.dumps(record, sort_keys=True), utc_now())
     return ts
 
@@ -153,7 +152,7 @@ def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> t
         raise VerificationFailed(["the note carries no cosignature by that witness key"])
     verified = witness.cosignature_valid(text, lines[0], witness_key)
     record = {"witness_key": witness_key, "line": lines[0]}
-    with archive.ledger.writing() as w:
+    with archive.writing() as w:
         w.put_checkpoint_extra(row.id, "cosignature", json.dumps(record, sort_keys=True), utc_now())
     return row.id, verified.timestamp or 0
 

@@ -47,6 +47,10 @@ class ArchiveError(CustodyError):
     """The archive is missing, of an unknown format, or cannot be written."""
 
 
+class DiskFull(ArchiveError):
+    """The disk holding the archive (its objects or its ledger) has no space left."""
+
+
 class NotPermitted(CustodyError):
     """The acting custodian is not enrolled, or their role does not allow the action."""
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: unsigned metadata rows can be set aside (metadata_set_aside)
 BUSY_TIMEOUT_MS = 120_000  # a second ingest waits for the first one's batch, never fails on it
+
+_RECORDED = (
+    "EXISTS (SELECT 1 FROM entries WHERE item = OLD.sha256 AND action IN ('ingest', 'received'))"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -68,19 +72,57 @@ BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only: DELETE refused'); END
 CREATE TRIGGER IF NOT EXISTS entries_in_order BEFORE INSERT ON entries
 WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq) + 1, 0) FROM entries)
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only: out-of-order INSERT refused'); END;
-CREATE TRIGGER IF NOT EXISTS metadata_no_update BEFORE UPDATE ON metadata
-BEGIN SELECT RAISE(ABORT, 'metadata is write-once: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS metadata_no_delete BEFORE DELETE ON metadata
-BEGIN SELECT RAISE(ABORT, 'metadata is write-once: DELETE refused'); END;
 CREATE TRIGGER IF NOT EXISTS nodes_no_update BEFORE UPDATE ON merkle_nodes
 BEGIN SELECT RAISE(ABORT, 'tree nodes are write-once: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS nodes_no_delete BEFORE DELETE ON merkle_nodes
 BEGIN SELECT RAISE(ABORT, 'tree nodes are write-once: DELETE refused'); END;
 """
 
+# Version 2. A metadata row is write-once from the moment an entry records its item (`ingest`,
+# `received`); before that no signature vouches for it, and a row found there (planted, since
+# rows are only ever written with their entry) is set aside, kept, and replaced by what the
+# ingest itself read from the object.
+_V2 = [
+    """CREATE TABLE IF NOT EXISTS metadata_set_aside (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    set_aside TEXT NOT NULL
+)""",
+    """CREATE TRIGGER IF NOT EXISTS set_aside_no_update BEFORE UPDATE ON metadata_set_aside
+BEGIN SELECT RAISE(ABORT, 'set-aside metadata is kept as found: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS set_aside_no_delete BEFORE DELETE ON metadata_set_aside
+BEGIN SELECT RAISE(ABORT, 'set-aside metadata is kept as found: DELETE refused'); END""",
+    "DROP TRIGGER IF EXISTS metadata_no_update",
+    "DROP TRIGGER IF EXISTS metadata_no_delete",
+    f"""CREATE TRIGGER metadata_no_update BEFORE UPDATE ON metadata WHEN {_RECORDED}
+BEGIN SELECT RAISE(ABORT, 'metadata is write-once: UPDATE refused'); END""",
+    f"""CREATE TRIGGER metadata_no_delete BEFORE DELETE ON metadata WHEN {_RECORDED}
+BEGIN SELECT RAISE(ABORT, 'metadata is write-once: DELETE refused'); END""",
+]
+
+# SQLite's codes for a full disk: SQLITE_FULL, and the shared-memory file of the WAL that
+# cannot grow (how a full tmpfs shows itself before any page is written).
+_DISK_FULL = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE}
+
 
 class LedgerStoreError(Exception):
     pass
+
+
+class LedgerFull(LedgerStoreError):
+    """The disk holding ledger.db is full: the transaction was rolled back, nothing written."""
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in _DISK_FULL or (code is not None and code & 0xFF == sqlite3.SQLITE_FULL)
+
+
+def _write_failure(exc: sqlite3.OperationalError, path: Path) -> LedgerStoreError:
+    if _is_full(exc):
+        return LedgerFull(f"no space left on the disk holding {path}")
+    return LedgerStoreError(f"cannot write {path.name}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +178,13 @@ _COLUMNS = "seq, body, signature, leaf_hash, time, actor, action, item"
 
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")  # a committed entry survives power loss
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")  # a committed entry survives power loss
+    except sqlite3.Error:
+        conn.close()
+        raise
     return conn
 
 
@@ -172,10 +218,28 @@ class LedgerWriter:
         self.next_seq += 1
         self.tip_hash = row.leaf_hash
 
+    def metadata(self, sha256: str) -> bytes | None:
+        r = self._conn.execute("SELECT doc FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if r is None else bytes(r[0])
+
     def put_metadata(self, sha256: str, doc: bytes) -> None:
-        self._conn.execute(
-            "INSERT OR IGNORE INTO metadata (sha256, doc) VALUES (?, ?)", (sha256, doc)
-        )
+        """Store `doc` as the item's metadata; call it before the entry that records the item.
+
+        A different row already there is unsigned (rows are only ever written with their entry):
+        it is set aside in `metadata_set_aside`, kept, and replaced. Once an entry records the
+        item, the triggers refuse to replace its row.
+        """
+        found = self.metadata(sha256)
+        if found == doc:
+            return
+        if found is not None:
+            self._conn.execute(
+                "INSERT INTO metadata_set_aside (sha256, doc, set_aside) "
+                "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                (sha256, found),
+            )
+            self._conn.execute("DELETE FROM metadata WHERE sha256 = ?", (sha256,))
+        self._conn.execute("INSERT INTO metadata (sha256, doc) VALUES (?, ?)", (sha256, doc))
 
     def has_action(self, item: str, action: str) -> bool:
         return (
@@ -217,6 +281,15 @@ class LedgerWriter:
         )
 
 
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring an older ledger.db to SCHEMA_VERSION, inside the caller's write transaction."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    for statement in _V2:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 class LedgerStore:
     """The SQLite file that holds entries, metadata documents and Merkle tree nodes."""
 
@@ -229,7 +302,12 @@ class LedgerStore:
         if self._conn is None:
             if not self.path.is_file():
                 raise LedgerStoreError(f"no ledger database at {self.path}")
-            self._conn = connect(self.path)
+            try:  # opening reads through the WAL index, which a full disk cannot hold
+                self._conn = connect(self.path)
+            except sqlite3.OperationalError as exc:
+                if _is_full(exc):
+                    raise LedgerFull(f"no space left on the disk holding {self.path}") from None
+                raise
         return self._conn
 
     @property
@@ -240,7 +318,9 @@ class LedgerStore:
     def create(self) -> None:
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("BEGIN IMMEDIATE")
+        _upgrade(conn)
+        conn.execute("COMMIT")
         self._conn = conn
 
     def close(self) -> None:
@@ -250,14 +330,24 @@ class LedgerStore:
 
     @contextmanager
     def writing(self) -> Iterator[LedgerWriter]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        """One IMMEDIATE transaction; SQLite's write failures become LedgerStoreError (LedgerFull
+        for a full disk), always after the transaction was rolled back."""
         try:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _write_failure(exc, self.path) from None
+        try:
+            _upgrade(conn)
             yield LedgerWriter(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:  # SQLite may already have rolled back (e.g. SQLITE_FULL)
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise _write_failure(exc, self.path) from None
             raise
-        conn.execute("COMMIT")
 
     # Reads -----------------------------------------------------------------------------------
 
@@ -308,6 +398,14 @@ class LedgerStore:
             (prefix, prefix + "g"),
         )
         return [r[0] for r in cur]
+
+    def recorded(self, item: str) -> bool:
+        """True if an entry brings `item` into the archive (`ingest` or `received`)."""
+        r = self.conn.execute(
+            "SELECT 1 FROM entries WHERE item = ? AND action IN ('ingest', 'received') LIMIT 1",
+            (item,),
+        ).fetchone()
+        return r is not None
 
     def metadata(self, sha256: str) -> bytes | None:
         r = self.conn.execute("SELECT doc FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
