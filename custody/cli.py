@@ -176,13 +176,20 @@ def ingest(
     files = find_files(paths, skipped)
     for s in skipped:
         err(f"skipped {s['path']}: {s['reason']}")
+    def file_done(result: Any) -> None:
+        progress.file_done(result)
+        if result.replaced:
+            err(f"repaired {result.sha256}: the damaged file at its name is kept as "
+                f"{result.replaced}")
+
     with IngestProgress(files, quiet=as_json) as progress, contextlib.ExitStack() as stack:
         # one metadata worker per core: each is started only when first needed
         readers = [stack.enter_context(MetadataReader()) for _ in range(min(2, os.cpu_count() or 1))]
         run = Ingest(archive, key, readers, case=case, note=note,
-                     on_file=progress.file_done, on_bytes=progress.advance)
+                     on_file=file_done, on_bytes=progress.advance,
+                     on_skip=lambda s: err(f"skipped {s['path']}: {s['reason']}"))
         report = run.run(files)
-        report.skipped = skipped
+        report.skipped[:0] = skipped  # the walk's skips first, then those found when opening
     if as_json:
         out_json(report.to_json())
     summary = report.to_json()["summary"]

@@ -7,6 +7,8 @@ without its object.
 
 from __future__ import annotations
 
+import base64
+import errno
 import hashlib
 import os
 import stat
@@ -14,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +26,10 @@ from typing import Any
 from custody import canonical
 from custody.archive import Archive, Draft
 from custody.chain import FIRST_RECORD
-from custody.errors import NotFound, UsageError
+from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
 from custody.signing import SigningKey
 from store.ledger import LedgerWriter
+from store.objects import ObjectWriteError, SetAside, StoreFull
 
 BATCH_FILES = 64  # entries committed together; one fsync of the ledger per batch
 BATCH_SECONDS = 2.0  # …or sooner, so a long ingest never holds many uncommitted files
@@ -49,6 +53,7 @@ class FileResult:
     seq: int | None = None
     error: str | None = None
     metadata_errors: list[str] = field(default_factory=list)
+    replaced: str | None = None  # where a damaged file found at the object's name was kept
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +65,7 @@ class FileResult:
             "seq": self.seq,
             "error": self.error,
             "metadata_errors": self.metadata_errors,
+            "replaced": self.replaced,
         }
 
 
@@ -90,7 +96,7 @@ class IngestReport:
 def find_files(paths: list[Path], skipped: list[dict[str, str]]) -> list[Found]:
     """Every regular file under `paths`, sorted; symlinked folders and special files are skipped
     (and said so), so a walk can neither loop nor block on a FIFO."""
-    missing = [str(p) for p in paths if not os.path.lexists(p)]
+    missing = [shown(p) for p in paths if not os.path.lexists(p)]
     if missing:
         raise NotFound(f"no such file or folder: {missing[0]}")
     found: list[Found] = []
@@ -103,23 +109,64 @@ def _walk(top: Path, skipped: list[dict[str, str]]) -> Iterator[Found]:
     try:
         st = top.stat()
     except OSError as exc:
-        skipped.append({"path": str(top), "reason": exc.strerror or str(exc)})
+        skipped.append({"path": shown(top), "reason": exc.strerror or str(exc)})
         return
     if stat.S_ISREG(st.st_mode):
         yield Found(top, st.st_size)
     elif stat.S_ISDIR(st.st_mode):
         if top.is_symlink():
-            skipped.append({"path": str(top), "reason": "symbolic link to a folder"})
+            skipped.append({"path": shown(top), "reason": "symbolic link to a folder"})
             return
         try:
             children = sorted(top.iterdir())
         except OSError as exc:
-            skipped.append({"path": str(top), "reason": exc.strerror or str(exc)})
+            skipped.append({"path": shown(top), "reason": exc.strerror or str(exc)})
             return
         for child in children:
             yield from _walk(child, skipped)
     else:
-        skipped.append({"path": str(top), "reason": "not a regular file"})
+        skipped.append({"path": shown(top), "reason": f"not a regular file ({_kind(st.st_mode)})"})
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as text that can be printed and signed: undecodable bytes become `\\xNN`."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def claimed_name(path: str | os.PathLike[str], key: str) -> dict[str, str]:
+    """`{key: text}` for a name or path the file system gave; a name that is not UTF-8 is kept
+    losslessly: shown with `\\xNN` escapes, and its exact bytes in `<key>_b64` (docs/FORMAT.md)."""
+    raw = os.fsencode(path)
+    try:
+        return {key: raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {key: shown(path), f"{key}_b64": base64.b64encode(raw).decode("ascii")}
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _open_regular(path: Path) -> tuple[Any, os.stat_result] | str:
+    """The file opened for reading with its fstat, or why it is not a regular file. O_NONBLOCK: a
+    FIFO put in its place after the walk must not block the ingest in open()."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket (or a device with nothing behind it)
+            return "not a regular file when opened (a socket or an absent device)"
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return f"not a regular file when opened ({_kind(st.st_mode)})"
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), st
 
 
 def _rfc3339(ts: float) -> str:
@@ -158,6 +205,7 @@ class Ingest:
         note: str | None = None,
         on_file: Callable[[FileResult], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        on_skip: Callable[[dict[str, str]], None] | None = None,
     ) -> None:
         self.archive = archive
         self.key = key
@@ -172,6 +220,7 @@ class Ingest:
         self.note = note
         self.on_file = on_file or (lambda _r: None)
         self.on_bytes = on_bytes or (lambda _n: None)
+        self.on_skip = on_skip or (lambda _s: None)
         self.report = IngestReport(batch=str(uuid.uuid4()))
         self._pending: list[_Pending] = []
         self._batch_started = time.monotonic()
@@ -181,25 +230,60 @@ class Ingest:
             raise UsageError("--case must not be empty")
         self.archive.authorize(self.key, "ingest")
         try:
-            for found in files:
-                self._one(found)
+            for i, found in enumerate(files):
+                try:
+                    self._one(found)
+                except ObjectWriteError as exc:
+                    # What is already stored is whole: record it, if the ledger still has room.
+                    with suppress(ArchiveError):
+                        self._commit()
+                    full = isinstance(exc, StoreFull)
+                    why = "the disk holding the archive is full" if full else str(exc)
+                    raise self._stopped(why, files[i:], full) from None
                 if (
                     len(self._pending) >= BATCH_FILES
                     or time.monotonic() - self._batch_started >= BATCH_SECONDS
                 ):
-                    self._commit()
-            self._commit()
+                    self._commit_or_stop(files[i + 1 :])
+            self._commit_or_stop([])
         finally:
             self._pool.shutdown()
         return self.report
 
-    def _one(self, found: Found) -> None:
-        result = FileResult(path=str(found.path), status="failed")
+    def _commit_or_stop(self, rest: list[Found]) -> None:
         try:
-            with open(found.path, "rb") as stream:
-                st = os.fstat(stream.fileno())
+            self._commit()
+        except DiskFull:
+            raise self._stopped("the disk holding the archive is full", rest, True) from None
+        except ArchiveError as exc:
+            raise self._stopped(exc.message, rest, False) from None
+
+    def _stopped(self, why: str, rest: list[Found], full: bool) -> CustodyError:
+        """One line saying what was not recorded: the uncommitted batch and every file after it.
+        Their objects may stay stored (whole, never partial); a later ingest records them."""
+        left = [p.result.path for p in self._pending] + [shown(f.path) for f in rest]
+        recorded = self.report.count("new") + self.report.count("present")
+        what = left[0] + (f" and {len(left) - 1} file(s) after it" if len(left) > 1 else "")
+        message = (
+            f"{why}: nothing was recorded for {what if left else 'the last files'}; "
+            f"{recorded} file(s) before were stored and recorded"
+        )
+        hint = "free space, then ingest the same paths again" if full else ""
+        return (DiskFull if full else ArchiveError)(message, hint=hint)
+
+    def _one(self, found: Found) -> None:
+        result = FileResult(path=shown(found.path), status="failed")
+        try:
+            opened = _open_regular(found.path)
+            if isinstance(opened, str):  # not a regular file any more: not evidence of anything
+                skip = {"path": result.path, "reason": opened}
+                self.report.skipped.append(skip)
+                self.on_skip(skip)
+                return
+            stream, st = opened
+            with stream:
                 put = self.archive.objects.put(_Counting(stream, self.on_bytes))
-        except OSError as exc:
+        except OSError as exc:  # the source could not be read (writes raise ObjectWriteError)
             result.error = exc.strerror or str(exc)
             self.report.files.append(result)
             self.on_file(result)
@@ -210,25 +294,31 @@ class Ingest:
             "digests": {k: v for k, v in digests.as_dict().items() if k != "size"},
             "size": digests.size,
             "source": {  # what the filesystem claimed at ingest: claims, not truth
-                "name": found.path.name,
-                "path": str(found.path.absolute()),
+                **claimed_name(found.path.name, "name"),
+                **claimed_name(found.path.absolute(), "path"),
                 "mtime": _rfc3339(st.st_mtime),
             },
             "case": self.case,
             "note": self.note,
             "batch": self.report.batch,
         }
+        if put.replaced is not None:
+            details["replaced"] = _replaced(put.replaced)
+            result.replaced = details["replaced"]["kept_at"]
         reading = None
-        if not self._has_metadata(digests.sha256):
+        if not self._recorded_or_being_read(digests.sha256):
             reading = self._pool.submit(self._read_metadata, digests.sha256)
         draft = Draft(action="ingest", item=digests.sha256, details=details)
         self._pending.append(_Pending(result, draft, reading))
 
-    def _has_metadata(self, sha256: str) -> bool:
+    def _recorded_or_being_read(self, sha256: str) -> bool:
+        """True if this content needs no metadata reading: it is recorded already (this file will
+        be a sighting) or an earlier file of this run is being read for it. A metadata row alone
+        never counts: nothing signed vouches for it."""
         if any(p.draft.item == sha256 and (p.metadata or p.draft.metadata)
                for p in self._pending):
             return True
-        return self.archive.ledger.metadata(sha256) is not None
+        return self.archive.ledger.recorded(sha256)
 
     def _read_metadata(self, sha256: str) -> dict[str, Any]:
         """Metadata of the stored object (what is parsed is exactly what is kept)."""
@@ -250,7 +340,7 @@ class Ingest:
         if not self._pending:
             self._batch_started = time.monotonic()
             return
-        pending, self._pending = self._pending, []
+        pending = self._pending
         for p in pending:
             p.settle()
         ingested_now: set[str] = set()
@@ -265,22 +355,23 @@ class Ingest:
                 }
                 return Draft(action="sighting", item=item, details=details)
             ingested_now.add(item)
-            if draft.metadata is None:  # metadata stored by a crashed or concurrent run
-                stored = self.archive.ledger.metadata(item)
-                details = dict(draft.details)
-                if stored is not None:
-                    details["metadata_sha256"] = _sha256_hex(stored)
-                    details["mime"] = canonical.decode(stored).get("mime")
-                    return Draft(action="ingest", item=item, details=details)
+            if draft.metadata is None:  # its reading was skipped as recorded elsewhere: read now
                 doc = canonical.encode(self._read_metadata(item))
-                details["metadata_sha256"] = _sha256_hex(doc)
-                details["mime"] = canonical.decode(doc).get("mime")
-                return Draft(action="ingest", item=item, details=details, metadata=doc)
+                details = dict(draft.details, mime=canonical.decode(doc).get("mime"),
+                               metadata_sha256=_sha256_hex(doc))
+                draft = Draft("ingest", item, details, metadata=doc)
+            found = writer.metadata(item)
+            if found is not None and found != draft.metadata:
+                # A row no entry signed (planted: rows are written only with their entry). It is
+                # never signed as extracted: set aside (kept) by put_metadata, named here.
+                details = dict(draft.details, metadata_set_aside=_sha256_hex(found))
+                draft = Draft("ingest", item, details, metadata=draft.metadata)
             return draft
 
         signed = self.archive.append(
             self.key, [p.draft for p in pending], decide=decide, check_signer=False
         )
+        self._pending = []  # committed: only now is each file reported as stored
         for p, s in zip(pending, signed, strict=True):
             e = s.entry()
             p.result.status = "new" if e.action == "ingest" else "present"
@@ -304,6 +395,11 @@ class _Counting:
         if n:
             self._on_bytes(n)
         return n
+
+
+def _replaced(aside: SetAside) -> dict[str, Any]:
+    """What was at the object's name and where it is kept (docs/FORMAT.md, `replaced`)."""
+    return {"kept_at": f"objects/{aside.path}", "sha256": aside.sha256, "size": aside.size}
 
 
 def _sha256_hex(data: bytes) -> str:
