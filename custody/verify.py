@@ -87,6 +87,8 @@ def audit(
         return report
     _check_objects(archive, targets, report, progress, whole=item is None)
     _check_metadata(archive, targets, report)
+    if item is None:
+        _check_unrecorded_metadata(archive, ingested, report)
     return report
 
 
@@ -393,6 +395,11 @@ def _check_objects(
                     f"object {sha256} has no ingest entry (left by an "
                     "interrupted ingest; harmless, re-ingest to record it)"
                 )
+        for name in store.quarantined():
+            report.notices.append(
+                f"objects/quarantine/{name}: a damaged file set aside when its object was "
+                "repaired (kept; the entry that repaired it names it)"
+            )
         for name in store.stray_temp_files():
             report.notices.append(
                 f"temporary file objects/tmp/{name} left by an interrupted write (harmless)"
@@ -428,4 +435,17 @@ def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: Aud
             report.problems.append(
                 f"item {sha256}: metadata document does not match the digest "
                 f"signed in entry {info.seq}"
+            )
+
+
+def _check_unrecorded_metadata(
+    archive: Archive, ingested: dict[str, _Ingested], report: AuditReport
+) -> None:
+    """custody writes a metadata row only with the entry that records its item: any other row was
+    put there by hand. It is never signed; the ingest that first records the item sets it aside."""
+    for sha256 in archive.ledger.metadata_items():
+        if sha256 not in ingested:
+            report.problems.append(
+                f"metadata row for {sha256} belongs to no recorded item "
+                "(not written by custody: ledger.db was edited)"
             )

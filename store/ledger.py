@@ -411,6 +411,10 @@ class LedgerStore:
         r = self.conn.execute("SELECT doc FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
         return None if r is None else bytes(r[0])
 
+    def metadata_items(self) -> Iterator[str]:
+        for r in self.conn.execute("SELECT sha256 FROM metadata ORDER BY sha256"):
+            yield r[0]
+
     def all_metadata(self) -> Iterator[tuple[str, bytes]]:
         for r in self.conn.execute("SELECT sha256, doc FROM metadata ORDER BY sha256"):
             yield r[0], bytes(r[1])

@@ -74,7 +74,9 @@ def test_a_damaged_object_is_repaired_by_ingesting_its_file_again(cli_archive, t
         "size": 4096,
     }
     assert (cli_archive.archive / result["replaced"]).read_bytes() == src.read_bytes()[:4096]
-    assert cli_archive("verify").code == 0
+    verified = cli_archive("verify", "--json")
+    assert verified.code == 0
+    assert any(n.startswith(result["replaced"]) for n in verified.json()["notices"])
 
 
 def test_an_intact_object_is_trusted_and_kept_as_it_is(cli_archive, tmp_path):
@@ -99,6 +101,8 @@ def test_a_planted_metadata_row_is_never_signed_as_extracted(cli_archive, tmp_pa
     planted = canonical.encode(PLANTED)
     with sqlite3.connect(cli_archive.archive / "ledger.db") as conn:  # an insider, no passphrase
         conn.execute("INSERT INTO metadata (sha256, doc) VALUES (?, ?)", (sha, planted))
+    before = cli_archive("verify")
+    assert before.code == 1 and f"metadata row for {sha} belongs to no recorded item" in before.stdout
     src = tmp_path / "photo.jpg"
     src.write_bytes(data)
     cli_archive("ingest", src, check=True)
