@@ -188,7 +188,13 @@ def ingest(
         run = Ingest(archive, key, readers, case=case, note=note,
                      on_file=file_done, on_bytes=progress.advance,
                      on_skip=lambda s: err(f"skipped {s['path']}: {s['reason']}"))
-        report = run.run(files)
+        try:
+            report = run.run(files)
+        except CustodyError:  # e.g. a full disk: --json still says what was stored and recorded
+            if as_json:
+                run.report.skipped[:0] = skipped
+                out_json(run.report.to_json())
+            raise
         report.skipped[:0] = skipped  # the walk's skips first, then those found when opening
     if as_json:
         out_json(report.to_json())

@@ -98,6 +98,16 @@ def test_full_disk_never_stores_a_truncated_object(cli_archive, tmp_path, mount_
     assert list((objects / "tmp").iterdir()) == []
     assert cli_archive("verify").code == 0
 
+    _resize(objects, "3800k")  # room for one more file: --json still reports what was recorded
+    (tmp_path / "src2").mkdir()
+    for i, data in enumerate(list(files.values())[:3]):
+        (tmp_path / "src2" / f"g{i}.bin").write_bytes(data + b"!")
+    r = cli_archive("ingest", tmp_path / "src2", "--json")
+    assert r.code == 3 and "disk holding the archive is full" in one_line_error(r)
+    partial = r.json()
+    assert 1 <= partial["summary"]["new"] < 3
+    assert all(f["status"] == "new" and f["seq"] is not None for f in partial["files"])
+
     _resize(objects, "16m")  # space again: the same ingest records the rest
     r = cli_archive("ingest", tmp_path / "src")
     assert r.code == 0, r.stderr
