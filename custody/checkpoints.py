@@ -16,6 +16,9 @@ from custody.errors import CustodyError, NotFound, UsageError, VerificationFaile
 from custody.signing import SigningKey
 from store.ledger import CheckpointRow
 
+# A kept checkpoint's `created` column is the issuing machine's clock, outside the signed note.
+CREATED_BASIS = "unsigned: the archive's local clock"
+
 
 @dataclass(frozen=True, slots=True)
 class Issued:
@@ -29,6 +32,7 @@ class Issued:
             "size": self.checkpoint.size,
             "root_hash": self.checkpoint.root_hash.hex(),
             "created": self.row.created,
+            "created_basis": CREATED_BASIS,
             "new": self.new,
             "note": self.row.note,
             "verifier_key": str(verifier),

@@ -27,7 +27,17 @@ from custody.archive import Archive
 from custody.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.errors import NotFound, UsageError
 from custody.tracks import Tally, TrackError, TrackPoint
-from store.index import IncidentRow, IndexStore, ItemQuery, ItemRow, TimeRange, TrackTables
+from store.index import (
+    COMPARED,
+    IncidentRow,
+    IndexStore,
+    IndexStoreError,
+    ItemQuery,
+    ItemRow,
+    TimeRange,
+    TrackTables,
+)
+from store.ledger import LedgerStoreError
 
 INDEX_FILE = "index.db"
 OFFSET_UNKNOWN = "camera-clock-offset-unknown"  # docs/METADATA.md: wall clock read as if UTC
@@ -47,14 +57,16 @@ def open_index(archive: Archive) -> IndexStore:
     store = IndexStore(archive.root / INDEX_FILE)
     try:
         store.conn  # noqa: B018 - opens, creates or repairs the file
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, OSError):  # read-only storage: a damaged file stays
         store = IndexStore(None)
     return store
 
 
-def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False) -> dict[str, Any]:
+def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False,
+            until: int | None = None) -> dict[str, Any]:
     """Index the ledger entries added since the last refresh (all of them when rebuilding, when
-    the index belongs to another archive, or when the entry it stopped at is no longer there)."""
+    the index belongs to another archive, or when the entry it stopped at is no longer there);
+    with `until`, only up to that entry."""
     with store.writing():
         last = int(store.get("last_seq") or -1)
         reason = "asked" if rebuild else None
@@ -73,6 +85,8 @@ def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False) -> di
         count = 0
         leaf = None
         for row in archive.ledger.rows(last + 1):
+            if until is not None and row.seq > until:
+                break
             indexer.apply(row.seq, row.body)
             last, count, leaf = row.seq, count + 1, row.leaf_hash
         indexer.finish()
@@ -83,6 +97,97 @@ def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False) -> di
     return {"file": str(store.path) if store.path else None, "entries": last + 1,
             "indexed_now": count, "rebuilt": reason, "items": store.count_items(),
             "skipped_entries": indexer.skipped}
+
+
+@dataclass(slots=True)
+class IndexCheck:
+    problems: list[str]
+    notices: list[str]
+
+
+MAX_NAMED = 20  # index differences named one by one; the rest are counted
+
+
+def index_differences(archive: Archive) -> IndexCheck:
+    """index.db against a replay of the ledger up to the entry it says it indexed: every row that
+    differs is named (an edited index hides items from search). Reads index.db, writes nothing;
+    what search would rebuild anyway (another archive's index, a damaged file) is a notice."""
+    check = IndexCheck([], [])
+    path = archive.root / INDEX_FILE
+    if not path.exists():
+        return check
+    try:
+        disk = IndexStore.for_reading(path)
+    except (LedgerStoreError, IndexStoreError, sqlite3.DatabaseError) as exc:
+        check.notices.append(f"search index {path.name} is unusable ({exc}); search rebuilds it")
+        return check
+    try:
+        last = int(disk.get("last_seq") or -1)
+        row = archive.ledger.row(last) if last >= 0 else None
+        if disk.get("origin") not in (None, archive.config.origin) or (
+                last >= 0 and (row is None or row.leaf_hash.hex() != disk.get("last_leaf"))):
+            check.notices.append(f"search index {path.name} is of another ledger; search "
+                                 "rebuilds it")
+            return check
+        fresh = IndexStore(None, rtree=disk.rtree, fts=disk.fts)
+        try:
+            refresh(archive, fresh, until=last)
+            named = list(_differences(disk, fresh))
+        finally:
+            fresh.close()
+    finally:
+        disk.close()
+    for text in named[:MAX_NAMED]:
+        check.problems.append(f"search index: {text}, unlike the ledger (search results would "
+                              "be wrong; 'custody search --reindex' rebuilds it)")
+    if len(named) > MAX_NAMED:
+        check.problems.append(f"search index: {len(named) - MAX_NAMED} more differences")
+    return check
+
+
+# What a difference in each index table means, in a reviewer's words.
+_TABLE_WORDS = {"items": "facts", "item_names": "file name", "item_cases": "case",
+                "item_incidents": "incident link", "item_tags": "tag", "notes": "note",
+                "incidents": "incident", "item_geo": "position (place index)",
+                "item_text": "searchable text"}
+_COLUMN_WORDS = {"first_seq": "first entry", "captured_at": "capture time",
+                 "captured_text": "capture time", "captured_t": "capture time",
+                 "basis": "capture time basis", "lat": "position", "lon": "position",
+                 "alt": "position", "make": "device", "model": "device", "device": "device",
+                 "mime": "type", "warnings": "warnings", "names": "file names", "notes": "notes",
+                 "cases": "cases", "incidents": "incidents", "tags": "tags"}
+_ITEM_COLUMNS = ["sha256", *_COLUMN_WORDS]
+
+
+def _differences(disk: IndexStore, fresh: IndexStore) -> Iterator[str]:
+    """Every keyed row that is only in one index, or differs, merged in key order."""
+    for table, (_, width) in COMPARED.items():
+        words = _TABLE_WORDS[table]
+        a, b = disk.table_rows(table), fresh.table_rows(table)
+        x, y = next(a, None), next(b, None)
+        while x is not None or y is not None:
+            kx = x[:width] if x is not None else None
+            ky = y[:width] if y is not None else None
+            subject = "incident" if table == "incidents" else "item"
+            if ky is None or (kx is not None and kx < ky):
+                yield f"{subject} {kx[0]}: {words} {_rest(kx)}has no ledger entry behind it"
+                x = next(a, None)
+            elif kx is None or ky < kx:
+                yield f"{subject} {ky[0]}: {words} {_rest(ky)}is missing"
+                y = next(b, None)
+            else:
+                if x != y:
+                    what = words
+                    if table == "items":
+                        what = ", ".join(dict.fromkeys(
+                            _COLUMN_WORDS[c] for c, u, v in zip(_ITEM_COLUMNS, x, y, strict=True)
+                            if u != v))
+                    yield f"{subject} {kx[0]}: {what} {_rest(kx)}differs"
+                x, y = next(a, None), next(b, None)
+
+
+def _rest(key: tuple[Any, ...]) -> str:
+    return "".join(f"{part!r} " for part in key[1:])
 
 
 class _Indexer:

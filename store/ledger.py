@@ -2,10 +2,13 @@
 
 Bytes and rows only: what an entry means, and whether its signature holds, is custody's business.
 UPDATE and DELETE are refused by triggers; that stops accidents, signatures catch tampering.
+Reads never write: a connection is query-only until `writing()`, and on read-only storage (a
+write-blocked copy) the file is opened read-only, so nothing beside it is created.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +86,22 @@ class LedgerStoreError(Exception):
     pass
 
 
+class LedgerDamaged(LedgerStoreError):
+    """ledger.db is missing, is not an SQLite database, or lacks the ledger's tables."""
+
+
+class LedgerUnreadable(LedgerStoreError):
+    """ledger.db exists but cannot be read here (permissions, or a WAL it cannot see)."""
+
+
+class LedgerReadOnly(LedgerStoreError):
+    """A write on read-only storage."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+TABLES = ("entries", "metadata", "merkle_nodes", "checkpoints", "checkpoint_extras")
+
+
 @dataclass(frozen=True, slots=True)
 class EntryRow:
     """One stored entry: its bytes and signature, plus columns copied out of it for queries."""
@@ -134,11 +153,65 @@ _CP_COLUMNS = "id, size, note, created"
 _COLUMNS = "seq, body, signature, leaf_hash, time, actor, action, item"
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+def connect(path: Path | str, uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=uri)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # a committed entry survives power loss
+    return conn
+
+
+def check_file(path: Path) -> None:
+    """Refuse, before SQLite opens (and so possibly rewrites) it, a file that is not a ledger."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        raise LedgerDamaged(f"{path} is missing") from None
+    except IsADirectoryError:
+        raise LedgerDamaged(f"{path} is a folder, not the ledger database") from None
+    except OSError as exc:
+        raise LedgerUnreadable(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if header != SQLITE_HEADER:
+        what = "is empty (zero bytes)" if not header else "is not an SQLite database"
+        raise LedgerDamaged(f"{path} {what}")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the ledger and create its -wal/-shm beside it (False on a
+    read-only mount even for root: access(2) reports EROFS)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def open_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """An existing SQLite file, opened so that reading it writes nothing: query-only where this
+    process may write (SQLite then removes its own -wal/-shm on close, as after any use), else
+    read-only. Returns the connection and whether the storage is read-only."""
+    check_file(path)
+    if not _writable(path):
+        return open_read_only(path), True
+    conn = connect(path)
+    conn.execute("PRAGMA query_only = ON")  # lifted only inside a write transaction
+    return conn, False
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The ledger on storage this process cannot write. SQLite reads a WAL database read-only
+    when its -wal and -shm files exist; with no WAL there is nothing beyond the main file, so it
+    is opened `immutable` (no locks, no -shm). A -wal without its -shm cannot be read without
+    writing: refused rather than read without its newest entries."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    has_wal = wal.exists() and wal.stat().st_size > 0
+    if has_wal and not shm.exists():
+        raise LedgerUnreadable(
+            f"{wal} holds entries not yet in {path.name}, and without {shm.name} SQLite cannot "
+            "read them from read-only storage: verify a writable copy of the archive"
+        )
+    uri = path.absolute().as_uri() + ("?mode=ro" if has_wal else "?mode=ro&immutable=1")
+    try:
+        conn = connect(uri, uri=True)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise LedgerUnreadable(f"{path} cannot be opened read-only: {exc}") from None
     return conn
 
 
@@ -223,14 +296,25 @@ class LedgerStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self.read_only = False
 
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            if not self.path.is_file():
-                raise LedgerStoreError(f"no ledger database at {self.path}")
-            self._conn = connect(self.path)
+            self._conn = self._open()
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn, self.read_only = open_for_reading(self.path)
+        try:
+            have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise LedgerDamaged(f"{self.path} is damaged: {exc}") from None
+        if missing := [t for t in TABLES if t not in have]:
+            conn.close()
+            raise LedgerDamaged(f"{self.path} has no {missing[0]} table: it is not a ledger")
+        return conn
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -239,6 +323,7 @@ class LedgerStore:
 
     def create(self) -> None:
         conn = connect(self.path)
+        conn.execute("PRAGMA journal_mode = WAL")  # kept in the file: every later open uses it
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._conn = conn
@@ -251,13 +336,20 @@ class LedgerStore:
     @contextmanager
     def writing(self) -> Iterator[LedgerWriter]:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        if self.read_only:
+            raise LedgerReadOnly(f"{self.path} is on read-only storage (or not writable by "
+                                 "this user): this command needs to write to the archive")
+        conn.execute("PRAGMA query_only = OFF")
         try:
-            yield LedgerWriter(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield LedgerWriter(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.execute("PRAGMA query_only = ON")
 
     # Reads -----------------------------------------------------------------------------------
 
@@ -342,3 +434,14 @@ class LedgerStore:
         if r is None:
             raise LedgerStoreError(f"tree node ({level}, {idx}) is missing")
         return bytes(r[0])
+
+    def nodes(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """Every stored node of one level as (index, hash), in index order."""
+        cur = self.conn.execute(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = ? ORDER BY idx", (level,)
+        )
+        for idx, value in cur:
+            yield int(idx), bytes(value)
+
+    def node_levels(self) -> list[int]:
+        return [int(r[0]) for r in self.conn.execute("SELECT DISTINCT level FROM merkle_nodes")]

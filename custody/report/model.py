@@ -158,7 +158,8 @@ def _checkpoint_json(row: CheckpointRow | None, cp: Any, issued: bool) -> dict[s
     if row is None or cp is None:
         return None
     return {"id": row.id, "size": cp.size, "root_hash": cp.root_hash.hex(),
-            "created": row.created, "issued_for_report": issued, "note": row.note}
+            "created": row.created, "created_basis": checkpoints.CREATED_BASIS,
+            "issued_for_report": issued, "note": row.note}
 
 
 def _who(key: SigningKey | None, registry: Registry) -> dict[str, Any] | None:
