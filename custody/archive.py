@@ -339,7 +339,8 @@ class Archive:
 
 
 def signed_config(row: EntryRow | None) -> ArchiveConfig | None:
-    """The archive's identity from its init entry (entry 0), or None if that is unusable."""
+    """The archive's identity from its init entry (entry 0), or None if that is unusable (not an
+    init entry, or not signed by the key it names)."""
     if row is None:
         return None
     try:
@@ -350,6 +351,8 @@ def signed_config(row: EntryRow | None) -> ArchiveConfig | None:
         public = PublicKey(
             raw=decode_public_key(archive_key["public_key"]), name=str(archive_key.get("name", ""))
         )
+        if not entries.signature_valid(entries.SignedEntry(row.body, row.signature), public.raw):
+            return None
         return ArchiveConfig(
             name=entry.details["name"], origin=entry.log, archive_key=public, created=entry.time
         )

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,10 +55,15 @@ SEQ_SUFFIXES = (".geojsons", ".geojsonl", ".geojsonseq", ".ndjson", ".jsonl")
 
 def open_index(archive: Archive) -> IndexStore:
     """ARCHIVE/index.db; in memory (rebuilt for this run) when the folder cannot be written."""
-    store = IndexStore(archive.root / INDEX_FILE)
+    path = archive.root / INDEX_FILE
+    may_write = os.access(archive.root, os.W_OK) and (
+        not path.exists() or os.access(path, os.W_OK))  # False on a read-only mount, even for root
+    if not may_write:  # a write-blocked copy: nothing is created or changed beside the ledger
+        return IndexStore(None)
+    store = IndexStore(path)
     try:
         store.conn  # noqa: B018 - opens, creates or repairs the file
-    except (sqlite3.OperationalError, OSError):  # read-only storage: a damaged file stays
+    except (sqlite3.OperationalError, OSError):
         store = IndexStore(None)
     return store
 

@@ -63,6 +63,17 @@ def test_a_tampered_interior_merkle_node_fails_verify_not_only_later_proofs(fill
     assert any("stored Merkle tree node (0, 2) does not match" in p for p in r.json()["problems"])
 
 
+def test_prove_refuses_to_hand_out_a_proof_made_from_a_tampered_node(filled):
+    filled("checkpoint", check=True)
+    conn = sqlite3.connect(filled.archive / "ledger.db", isolation_level=None)
+    conn.execute("DROP TRIGGER nodes_no_update")
+    conn.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 1", (b"\x13" * 32,))
+    conn.close()
+    r = filled("prove", "--entry", "0")
+    assert r.code == 1 and r.stdout == ""
+    assert "does not hold" in one_line_error(r) and "custody verify" in one_line_error(r)
+
+
 # Item 5: names and keys outside the signed record -----------------------------------------------------
 
 def test_export_takes_the_archive_name_from_entry_0_not_custody_json(filled, tmp_path):
@@ -199,7 +210,8 @@ def test_a_write_blocked_copy_can_be_verified_listed_shown_and_searched(filled, 
     with _read_only_mount(copy, tmp_path / "blocked") as blocked:
         env = {"CUSTODY_ARCHIVE": str(blocked)}
         for args in [*READ_ONLY_COMMANDS, ("show", sha), ("show", sha[:12], "--json"),
-                     ("log", sha), ("verify", sha)]:
+                     ("log", sha), ("verify", sha), ("provenance", sha),
+                     ("report", sha, "--json")]:  # no checkpoint can be signed: a warning
             r = filled(*args, env=env)
             assert r.code == 0, f"{args}: {r.stderr}"
         assert filled("search", "--case", "C-1", "--json", env=env).json()["count"] == 3

@@ -22,7 +22,7 @@ from custody.errors import CustodyError, NotFound, UsageError
 from custody.report import checks, content, places
 from custody.signing import SigningKey
 from custody.verify import audit
-from store.ledger import CheckpointRow
+from store.ledger import CheckpointRow, LedgerReadOnly
 
 REPORT_TYPE = "custody/report/v1"
 
@@ -149,6 +149,8 @@ def _checkpoint(
             return issued.row, issued.new, []
         except CustodyError as exc:
             reason = exc.message
+        except LedgerReadOnly as exc:  # a write-blocked copy: report on what it holds
+            reason = str(exc)
     newest = "no checkpoint at all" if latest is None else f"the latest, of size {latest.size}"
     return latest, False, [f"no new checkpoint could be signed ({reason}): the report uses "
                            f"{newest}, so later entries are not proven"]
