@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,8 +161,7 @@ def _check_ledger(
         expected_seq = row.seq + 1
         where = f"entry {row.seq}"
         leaf = entries.leaf_hash(row.body)
-        for level, index, value in tree.append(leaf):
-            stored_tree.expect(level, index, value)
+        stored_tree.expect(tree.append(leaf))
         if tree.size in wanted_sizes:
             roots[tree.size] = tree.root()
         if row.leaf_hash != leaf:
@@ -277,56 +276,57 @@ class SignatureChecks:
 
 class StoredTree:
     """Every stored Merkle node (what proofs and exports are made from) against the tree the
-    entries' own bytes make, streamed level by level in index order: a node off the root's path
-    is checked too, not only the root. At most NODE_PROBLEMS are named, then counted."""
+    entries' own bytes make: a node off the root's path is checked too, not only the root.
+    Nodes are compared a batch of one level at a time (one query, one list comparison); at most
+    NODE_PROBLEMS are named."""
 
+    BATCH = 4096
     NODE_PROBLEMS = 20
 
     def __init__(self, ledger: LedgerStore) -> None:
         self._ledger = ledger
-        self._levels: dict[int, Iterator[tuple[int, bytes]]] = {}
-        self._ahead: dict[int, tuple[int, bytes] | None] = {}
-        self._problems: list[str] = []
-        self._more = 0
+        self._pending: dict[int, list[tuple[int, bytes]]] = {}
+        self.problems: list[str] = []
 
-    def _peek(self, level: int) -> tuple[int, bytes] | None:
-        if level not in self._ahead:
-            stream = self._levels.setdefault(level, self._ledger.nodes(level))
-            self._ahead[level] = next(stream, None)
-        return self._ahead[level]
+    def expect(self, created: list[merkle.NodeEntry]) -> None:
+        """The nodes one appended leaf creates (TreeBuilder.append's result)."""
+        for level, index, value in created:
+            batch = self._pending.setdefault(level, [])
+            batch.append((index, value))
+            if len(batch) >= self.BATCH:
+                self._compare(level)
 
-    def _take(self, level: int) -> None:
-        del self._ahead[level]
-
-    def _problem(self, text: str) -> None:
-        if len(self._problems) < self.NODE_PROBLEMS:
-            self._problems.append(text)
-        else:
-            self._more += 1
-
-    def expect(self, level: int, index: int, value: bytes) -> None:
-        where = f"stored Merkle tree node ({level}, {index})"
-        stored = self._peek(level)
-        if stored is None or stored[0] != index:  # rows come in index order: this one is absent
-            self._problem(f"{where} is missing (proofs from this archive would fail)")
+    def _compare(self, level: int) -> None:
+        expected = self._pending.pop(level, [])
+        if not expected:
             return
-        self._take(level)
-        if stored[1] != value:
-            self._problem(
-                f"{where} does not match the entries (proofs and exports using it would fail)"
-            )
+        stored = self._ledger.nodes_between(level, expected[0][0], expected[-1][0])
+        if stored == expected:
+            return
+        have = dict(stored)
+        for index, value in expected:
+            where = f"stored Merkle tree node ({level}, {index})"
+            if index not in have:
+                self.problems.append(f"{where} is missing (proofs from this archive would fail)")
+            elif have[index] != value:
+                self.problems.append(
+                    f"{where} does not match the entries (proofs and exports using it would fail)"
+                )
 
     def finish(self, size: int) -> list[str]:
-        for level in sorted(set(self._ledger.node_levels()) | set(self._levels)):
-            while (stored := self._peek(level)) is not None:
-                self._take(level)
-                self._problem(
-                    f"stored Merkle tree node ({level}, {stored[0]}) lies beyond the ledger's "
-                    f"{size} entries"
-                )
-        if self._more:
-            self._problems.append(f"... and {self._more} more stored Merkle tree node problems")
-        return self._problems
+        for level in sorted(self._pending):
+            self._compare(level)
+        for level, index in self._ledger.nodes_beyond(size, self.NODE_PROBLEMS):
+            self.problems.append(
+                f"stored Merkle tree node ({level}, {index}) lies beyond the ledger's "
+                f"{size} entries"
+            )
+        if len(self.problems) > self.NODE_PROBLEMS:
+            more = len(self.problems) - self.NODE_PROBLEMS
+            self.problems[self.NODE_PROBLEMS:] = [
+                f"... and {more} more stored Merkle tree node problems"
+            ]
+        return self.problems
 
 
 def _open_checkpoints(archive: Archive, report: AuditReport) -> list[tuple[int, note.Checkpoint]]:

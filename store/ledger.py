@@ -196,17 +196,21 @@ def open_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
 
 def open_read_only(path: Path) -> sqlite3.Connection:
     """The ledger on storage this process cannot write. SQLite reads a WAL database read-only
-    when its -wal and -shm files exist; with no WAL there is nothing beyond the main file, so it
-    is opened `immutable` (no locks, no -shm). A -wal without its -shm cannot be read without
-    writing: refused rather than read without its newest entries."""
+    when its -wal and -shm files both exist (a copy taken in use, or another user's live archive:
+    SQLite then follows that WAL). With no WAL content the main file is the whole database, so it
+    is opened `immutable` (no locks, no -shm: nothing is created). A non-empty -wal without its
+    -shm holds committed entries SQLite cannot read without writing: refused, never read as if
+    they were not there."""
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
-    has_wal = wal.exists() and wal.stat().st_size > 0
-    if has_wal and not shm.exists():
+    if wal.exists() and shm.exists():
+        uri = path.absolute().as_uri() + "?mode=ro"
+    elif wal.exists() and wal.stat().st_size > 0:
         raise LedgerUnreadable(
             f"{wal} holds entries not yet in {path.name}, and without {shm.name} SQLite cannot "
             "read them from read-only storage: verify a writable copy of the archive"
         )
-    uri = path.absolute().as_uri() + ("?mode=ro" if has_wal else "?mode=ro&immutable=1")
+    else:
+        uri = path.absolute().as_uri() + "?mode=ro&immutable=1"
     try:
         conn = connect(uri, uri=True)
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -435,13 +439,19 @@ class LedgerStore:
             raise LedgerStoreError(f"tree node ({level}, {idx}) is missing")
         return bytes(r[0])
 
-    def nodes(self, level: int) -> Iterator[tuple[int, bytes]]:
-        """Every stored node of one level as (index, hash), in index order."""
-        cur = self.conn.execute(
-            "SELECT idx, hash FROM merkle_nodes WHERE level = ? ORDER BY idx", (level,)
-        )
-        for idx, value in cur:
-            yield int(idx), bytes(value)
+    def nodes_between(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
+        """The stored nodes (index, hash) of one level with first <= index <= last, in order."""
+        return self.conn.execute(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? "
+            "ORDER BY idx",
+            (level, first, last),
+        ).fetchall()
 
-    def node_levels(self) -> list[int]:
-        return [int(r[0]) for r in self.conn.execute("SELECT DISTINCT level FROM merkle_nodes")]
+    def nodes_beyond(self, size: int, limit: int) -> list[tuple[int, int]]:
+        """(level, index) of stored nodes that are no complete subtree of the first `size`
+        leaves (a level holds size >> level of them), at most `limit`."""
+        return self.conn.execute(
+            "SELECT level, idx FROM merkle_nodes WHERE level < 0 OR level > 62 OR idx < 0 "
+            "OR idx >= (? >> level) ORDER BY level, idx LIMIT ?",
+            (size, limit),
+        ).fetchall()

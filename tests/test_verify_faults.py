@@ -238,6 +238,21 @@ def test_a_write_blocked_copy_taken_mid_use_still_reads_the_entries_in_its_wal(f
         assert filled("verify", env=env).code == 0
 
 
+def test_a_write_blocked_copy_whose_wal_cannot_be_read_is_refused_not_read_short(filled,
+                                                                                tmp_path):
+    holder = sqlite3.connect(filled.archive / "ledger.db")
+    holder.execute("SELECT COUNT(*) FROM entries").fetchone()
+    filled("note", _items(filled)[GPS_JPEG], "--text", "only in the WAL", check=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(filled.archive, copy)
+    holder.close()
+    (copy / "ledger.db-shm").unlink()
+    with _read_only_mount(copy, tmp_path / "blocked") as blocked:
+        r = filled("verify", env={"CUSTODY_ARCHIVE": str(blocked)})
+    assert r.code == 3, r.stdout + r.stderr
+    assert "verify a writable copy" in r.stdout and "could not be read" in one_line_error(r)
+
+
 def test_read_only_commands_leave_no_file_behind_in_a_writable_archive(filled):
     before = sorted(p.name for p in filled.archive.iterdir())
     sha = _items(filled)[GPS_JPEG]
