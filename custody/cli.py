@@ -273,7 +273,8 @@ def verify(
     ledger_only: bool = typer.Option(False, "--ledger-only", help="Check the record only (entries, tree, checkpoints), not the objects' content."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Check objects, signatures, hash chain, Merkle tree and checkpoints; exit 1 on any problem."""
+    """Check objects, signatures, hash chain, Merkle tree, checkpoints, key files and the search
+    index; exit 1 on any problem, 3 if nothing is wrong but something could not be read."""
     from custody import checkpoints, proofs
     from custody.errors import VerificationFailed
     from custody.verify import audit
