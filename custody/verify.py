@@ -4,7 +4,7 @@
 `verify` raises VerificationFailed listing them. Problems fail (exit 1); what could not be read
 (`unreadable`: permissions, I/O errors) fails with exit 3 when nothing else is wrong; notices (an
 object left unreferenced by a crash, a stray temp file) are reported and do not fail.
-Verify only reads: nothing in the archive is written (docs/VERIFYING.md).
+Verify only reads: nothing in the archive is written (docs/FORMAT.md §6.3).
 """
 
 from __future__ import annotations
