@@ -31,6 +31,7 @@ from custody.errors import (
     NotFound,
     NotPermitted,
     UsageError,
+    VerificationFailed,
 )
 from custody.keyfiles import load_key, write_new_key
 from custody.signing import PublicKey, SigningKey, key_id
@@ -85,9 +86,13 @@ class ArchiveConfig:
 
 
 class Archive:
-    def __init__(self, root: Path, config: ArchiveConfig) -> None:
+    """`stated` is custody.json, unsigned; `config` is what entry 0 signed (the archive's name,
+    origin and key), read on first use. verify names any difference between the two."""
+
+    def __init__(self, root: Path, config: ArchiveConfig, *, signed: bool = False) -> None:
         self.root = root
-        self.config = config
+        self.stated = config
+        self._signed: ArchiveConfig | None = config if signed else None
         self.objects = LocalObjectStore(root / "objects")
         self._ledger = LedgerStore(root / "ledger.db")
 
@@ -108,6 +113,14 @@ class Archive:
             hint="free space, then run the command again",
         )
 
+    @property
+    def config(self) -> ArchiveConfig:
+        """The archive's identity as entry 0 signed it; custody.json's only when entry 0 cannot
+        be read as an init entry (verify reports that as a problem of its own)."""
+        if self._signed is None:
+            self._signed = signed_config(self.ledger.row(0)) or self.stated
+        return self._signed
+
     # Creating and opening ---------------------------------------------------------------------
 
     @classmethod
@@ -126,7 +139,7 @@ class Archive:
         config = ArchiveConfig(
             name=name, origin=origin, archive_key=archive_key.public, created=now
         )
-        archive = cls(root, config)
+        archive = cls(root, config, signed=True)
         archive.objects.create()
         archive._ledger.create()
         genesis = Draft(
@@ -158,6 +171,11 @@ class Archive:
             )
         try:
             raw = json.loads(path.read_text())
+        except OSError as exc:
+            raise ArchiveError(f"{path} cannot be read: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise ArchiveError(f"{path} is damaged: {exc}") from None
+        try:
             if raw.get("format") != FORMAT:
                 raise ArchiveError(f"{path} is not a custody archive config")
             if raw.get("version") != FORMAT_VERSION:
@@ -167,14 +185,17 @@ class Archive:
             config = ArchiveConfig(
                 name=raw["name"], origin=raw["origin"], archive_key=public, created=raw["created"]
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{path} is damaged: {exc}") from None
         return cls(root, config)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         key = load_key(self.root / "keys" / "archive.key", passphrase)
         if key.public.raw != self.config.archive_key.raw:
-            raise ArchiveError("keys/archive.key is not the key named in custody.json")
+            raise VerificationFailed(
+                [f"keys/archive.key is not the archive key signed in entry 0 (it holds key "
+                 f"{key.key_id}, entry 0 names {self.config.archive_key.key_id})"]
+            )
         return key
 
     # Reading ------------------------------------------------------------------------------------
@@ -346,6 +367,28 @@ class Archive:
                 f"key {key.key_id} ({who.name}) was revoked in entry {who.revoked_seq}"
             )
         return who
+
+
+def signed_config(row: EntryRow | None) -> ArchiveConfig | None:
+    """The archive's identity from its init entry (entry 0), or None if that is unusable (not an
+    init entry, or not signed by the key it names)."""
+    if row is None:
+        return None
+    try:
+        entry = entries.parse(row.body)
+        archive_key = entry.details["archive"]
+        if entry.seq != 0 or entry.action != "init" or not isinstance(entry.details["name"], str):
+            return None
+        public = PublicKey(
+            raw=decode_public_key(archive_key["public_key"]), name=str(archive_key.get("name", ""))
+        )
+        if not entries.signature_valid(entries.SignedEntry(row.body, row.signature), public.raw):
+            return None
+        return ArchiveConfig(
+            name=entry.details["name"], origin=entry.log, archive_key=public, created=entry.time
+        )
+    except (entries.MalformedEntry, KeyError, TypeError, ValueError, AttributeError):
+        return None  # RegistryError is a ValueError
 
 
 def custodian_json(public: PublicKey) -> dict[str, str]:

@@ -10,11 +10,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from custody import entry as entries
 from custody import merkle, note, proofs
 from custody.archive import Archive, utc_now
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.signing import SigningKey
 from store.ledger import CheckpointRow
+
+# A kept checkpoint's `created` column is the issuing machine's clock, outside the signed note.
+CREATED_BASIS = "unsigned: the archive's local clock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,7 @@ class Issued:
             "size": self.checkpoint.size,
             "root_hash": self.checkpoint.root_hash.hex(),
             "created": self.row.created,
+            "created_basis": CREATED_BASIS,
             "new": self.new,
             "note": self.row.note,
             "verifier_key": str(verifier),
@@ -87,6 +92,10 @@ def inclusion(archive: Archive, seq: int, checkpoint_note: str | None = None) ->
     if row is None:
         raise NotFound(f"no entry {seq} in the ledger")
     path = merkle.inclusion_proof(seq, cp.size, archive.ledger.get_node)
+    try:  # a proof is only handed out if it holds: stored nodes can be damaged or edited
+        merkle.verify_inclusion(entries.leaf_hash(row.body), seq, cp.size, path, cp.root_hash)
+    except merkle.ProofError as exc:
+        raise VerificationFailed([_BAD_NODES.format(what=f"entry {seq}", why=exc)]) from None
     return proofs.inclusion_bundle(checkpoint_note, seq, row.body, row.signature, path)
 
 
@@ -106,7 +115,18 @@ def consistency(archive: Archive, old_note: str, new_note: str | None = None) ->
         if old.size == new.size
         else merkle.consistency_proof(old.size, new.size, archive.ledger.get_node)
     )
+    try:
+        merkle.verify_consistency(old.size, new.size, path, old.root_hash, new.root_hash)
+    except merkle.ProofError as exc:
+        what = f"sizes {old.size} to {new.size}"
+        raise VerificationFailed([_BAD_NODES.format(what=what, why=exc)]) from None
     return proofs.consistency_bundle(old_note, new_note, path)
+
+
+_BAD_NODES = (
+    "the proof for {what} made from the stored Merkle tree nodes does not hold ({why}): "
+    "run 'custody verify'"
+)
 
 
 # Timestamps and cosignatures: kept beside the checkpoint they are about -------------------------

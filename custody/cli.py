@@ -22,6 +22,7 @@ from custody.custodians import ROLES
 from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, NotFound, UsageError
 from custody.keyfiles import default_key_path, load_key, read_public_key, write_new_key
 from custody.signing import PublicKey, SigningKey
+from store.ledger import LedgerDamaged, LedgerStoreError
 
 app = typer.Typer(
     name="custody",
@@ -201,8 +202,12 @@ def ingest(
     summary = report.to_json()["summary"]
     err(f"{summary['new']} new, {summary['present']} already present, "
         f"{summary['failed']} failed, {summary['skipped']} skipped; {summary['bytes']} bytes")
-    if summary["failed"]:
-        raise CustodyError(f"{summary['failed']} file(s) could not be read and were not stored")
+    unreadable = [s for s in skipped if s.get("unreadable")]
+    if summary["failed"] or unreadable:
+        what = [f"{summary['failed']} file(s)"] if summary["failed"] else []
+        what += [f"{len(unreadable)} path(s) given or found in a folder"] if unreadable else []
+        raise CustodyError(f"{' and '.join(what)} could not be read and were not stored "
+                           "(everything else was)")
 
 
 @app.command("list")
@@ -281,7 +286,8 @@ def verify(
     ledger_only: bool = typer.Option(False, "--ledger-only", help="Check the record only (entries, tree, checkpoints), not the objects' content."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Check objects, signatures, hash chain, Merkle tree and checkpoints; exit 1 on any problem."""
+    """Check objects, signatures, hash chain, Merkle tree, checkpoints, key files and the search
+    index; exit 1 on any problem, 3 if nothing is wrong but something could not be read."""
     from custody import checkpoints, proofs
     from custody.errors import VerificationFailed
     from custody.verify import audit
@@ -309,13 +315,21 @@ def verify(
     else:
         for p in report.problems:
             print(f"PROBLEM: {p}")
+        for u in report.unreadable:
+            print(f"CANNOT READ: {u}")
         for n in report.notices:
             print(f"notice: {n}")
         if report.ok:
             print(f"OK: {report.entries} entries and {report.objects} objects verified")
-    if not report.ok:
-        err(f"custody: verification failed: {len(report.problems)} problem(s)")
-        raise typer.Exit(EXIT_PROBLEM)
+    if report.problems:
+        more = f", and {len(report.unreadable)} thing(s) could not be read" \
+            if report.unreadable else ""
+        err(f"custody: verification failed: {len(report.problems)} problem(s){more}")
+    elif report.unreadable:
+        err(f"custody: verification incomplete: {len(report.unreadable)} thing(s) could not be "
+            "read (no problem found in the rest)")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 # Access, transfer, revocation ------------------------------------------------------------------
@@ -1004,6 +1018,9 @@ def main(argv: list[str] | None = None) -> None:
         line = exc.message + (f" ({exc.hint})" if exc.hint else "")
         err(f"custody: {' '.join(line.splitlines())}")
         sys.exit(exc.exit_code)
+    except LedgerStoreError as exc:  # ledger.db missing, destroyed, unreadable or read-only
+        err(f"custody: {' '.join(str(exc).splitlines())}")
+        sys.exit(EXIT_PROBLEM if isinstance(exc, LedgerDamaged) else EXIT_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

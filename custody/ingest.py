@@ -108,8 +108,13 @@ def find_files(paths: list[Path], skipped: list[dict[str, str]]) -> list[Found]:
 def _walk(top: Path, skipped: list[dict[str, str]]) -> Iterator[Found]:
     try:
         st = top.stat()
-    except OSError as exc:
-        skipped.append({"path": shown(top), "reason": exc.strerror or str(exc)})
+    except FileNotFoundError:  # a dangling symbolic link (or gone since the folder was read)
+        skipped.append({"path": shown(top), "reason": "no such file (a dangling link?)"})
+        return
+    except OSError as exc:  # could not be read: not a choice, so ingest exits non-zero
+        skipped.append(
+            {"path": shown(top), "reason": exc.strerror or str(exc), "unreadable": "yes"}
+        )
         return
     if stat.S_ISREG(st.st_mode):
         yield Found(top, st.st_size)
@@ -120,7 +125,8 @@ def _walk(top: Path, skipped: list[dict[str, str]]) -> Iterator[Found]:
         try:
             children = sorted(top.iterdir())
         except OSError as exc:
-            skipped.append({"path": shown(top), "reason": exc.strerror or str(exc)})
+            skipped.append({"path": shown(top), "reason": exc.strerror or str(exc),
+                            "unreadable": "yes"})
             return
         for child in children:
             yield from _walk(child, skipped)

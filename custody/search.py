@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,17 @@ from custody.archive import Archive
 from custody.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.errors import NotFound, UsageError
 from custody.tracks import Tally, TrackError, TrackPoint
-from store.index import IncidentRow, IndexStore, ItemQuery, ItemRow, TimeRange, TrackTables
+from store.index import (
+    COMPARED,
+    IncidentRow,
+    IndexStore,
+    IndexStoreError,
+    ItemQuery,
+    ItemRow,
+    TimeRange,
+    TrackTables,
+)
+from store.ledger import LedgerStoreError
 
 INDEX_FILE = "index.db"
 OFFSET_UNKNOWN = "camera-clock-offset-unknown"  # docs/METADATA.md: wall clock read as if UTC
@@ -44,17 +55,24 @@ SEQ_SUFFIXES = (".geojsons", ".geojsonl", ".geojsonseq", ".ndjson", ".jsonl")
 
 def open_index(archive: Archive) -> IndexStore:
     """ARCHIVE/index.db; in memory (rebuilt for this run) when the folder cannot be written."""
-    store = IndexStore(archive.root / INDEX_FILE)
+    path = archive.root / INDEX_FILE
+    may_write = os.access(archive.root, os.W_OK) and (
+        not path.exists() or os.access(path, os.W_OK))  # False on a read-only mount, even for root
+    if not may_write:  # a write-blocked copy: nothing is created or changed beside the ledger
+        return IndexStore(None)
+    store = IndexStore(path)
     try:
         store.conn  # noqa: B018 - opens, creates or repairs the file
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, OSError):
         store = IndexStore(None)
     return store
 
 
-def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False) -> dict[str, Any]:
+def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False,
+            until: int | None = None) -> dict[str, Any]:
     """Index the ledger entries added since the last refresh (all of them when rebuilding, when
-    the index belongs to another archive, or when the entry it stopped at is no longer there)."""
+    the index belongs to another archive, or when the entry it stopped at is no longer there);
+    with `until`, only up to that entry."""
     with store.writing():
         last = int(store.get("last_seq") or -1)
         reason = "asked" if rebuild else None
@@ -73,6 +91,8 @@ def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False) -> di
         count = 0
         leaf = None
         for row in archive.ledger.rows(last + 1):
+            if until is not None and row.seq > until:
+                break
             indexer.apply(row.seq, row.body)
             last, count, leaf = row.seq, count + 1, row.leaf_hash
         indexer.finish()
@@ -83,6 +103,104 @@ def refresh(archive: Archive, store: IndexStore, *, rebuild: bool = False) -> di
     return {"file": str(store.path) if store.path else None, "entries": last + 1,
             "indexed_now": count, "rebuilt": reason, "items": store.count_items(),
             "skipped_entries": indexer.skipped}
+
+
+@dataclass(slots=True)
+class IndexCheck:
+    problems: list[str]
+    notices: list[str]
+
+
+MAX_NAMED = 20  # index differences named one by one; the rest are counted
+
+
+def index_differences(archive: Archive) -> IndexCheck:
+    """index.db against a replay of the ledger up to the entry it says it indexed: every row that
+    differs is named (an edited index hides items from search). Reads index.db, writes nothing;
+    what search would rebuild anyway (another archive's index, a damaged file) is a notice."""
+    check = IndexCheck([], [])
+    path = archive.root / INDEX_FILE
+    if not path.exists():
+        return check
+    try:
+        disk = IndexStore.for_reading(path)
+    except (LedgerStoreError, IndexStoreError, sqlite3.DatabaseError) as exc:
+        check.notices.append(f"search index {path.name} is unusable ({exc}); search rebuilds it")
+        return check
+    try:
+        last = int(disk.get("last_seq") or -1)
+        row = archive.ledger.row(last) if last >= 0 else None
+        if disk.get("origin") not in (None, archive.config.origin) or (
+                last >= 0 and (row is None or row.leaf_hash.hex() != disk.get("last_leaf"))):
+            check.notices.append(f"search index {path.name} is of another ledger; search "
+                                 "rebuilds it")
+            return check
+        fresh = IndexStore(None, rtree=disk.rtree, fts=disk.fts)
+        try:
+            refresh(archive, fresh, until=last)
+            named = list(_differences(disk, fresh))
+        finally:
+            fresh.close()
+    finally:
+        disk.close()
+    for text in named[:MAX_NAMED]:
+        check.problems.append(f"search index: {text}, unlike the ledger (search results would "
+                              "be wrong; 'custody search --reindex' rebuilds it)")
+    if len(named) > MAX_NAMED:
+        check.problems.append(f"search index: {len(named) - MAX_NAMED} more differences")
+    return check
+
+
+# What a difference in each index table means, in a reviewer's words.
+_TABLE_WORDS = {"items": "row", "item_names": "file name", "item_cases": "case",
+                "item_incidents": "incident link", "item_tags": "tag", "notes": "note",
+                "incidents": "incident", "item_geo": "position (place index)",
+                "item_text": "searchable text"}
+_COLUMN_WORDS = {"first_seq": "first entry", "captured_at": "capture time",
+                 "captured_text": "capture time", "captured_t": "capture time",
+                 "basis": "capture time basis", "lat": "position", "lon": "position",
+                 "alt": "position", "make": "device", "model": "device", "device": "device",
+                 "mime": "type", "warnings": "warnings", "names": "file names", "notes": "notes",
+                 "cases": "cases", "incidents": "incidents", "tags": "tags"}
+_ITEM_COLUMNS = ["sha256", *_COLUMN_WORDS]
+
+
+def _differences(disk: IndexStore, fresh: IndexStore) -> Iterator[str]:
+    """Every keyed row that is only in one index, or differs, merged in key order."""
+    for table, (_, width) in COMPARED.items():
+        try:
+            yield from _table_differences(table, width, disk, fresh)
+        except TypeError:  # a key of another type (a BLOB where text belongs): edited by hand
+            yield f"table {table} holds values of a type the index never writes"
+
+
+def _table_differences(table: str, width: int, disk: IndexStore,
+                       fresh: IndexStore) -> Iterator[str]:
+    words = _TABLE_WORDS[table]
+    subject = "incident" if table == "incidents" else "item"
+    a, b = disk.table_rows(table), fresh.table_rows(table)
+    x, y = next(a, None), next(b, None)
+    while x is not None or y is not None:
+        if y is None or (x is not None and x[:width] < y[:width]):
+            assert x is not None
+            yield f"{subject} {x[0]}: {words} {_rest(x[:width])}has no ledger entry behind it"
+            x = next(a, None)
+        elif x is None or y[:width] < x[:width]:
+            yield f"{subject} {y[0]}: {words} {_rest(y[:width])}is missing"
+            y = next(b, None)
+        else:
+            if x != y:
+                what = words
+                if table == "items":
+                    what = ", ".join(dict.fromkeys(
+                        _COLUMN_WORDS[c] for c, u, v in zip(_ITEM_COLUMNS, x, y, strict=True)
+                        if u != v))
+                yield f"{subject} {x[0]}: {what} {_rest(x[:width])}differs"
+            x, y = next(a, None), next(b, None)
+
+
+def _rest(key: tuple[Any, ...]) -> str:
+    return "".join(f"{part!r} " for part in key[1:])
 
 
 class _Indexer:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -153,3 +154,16 @@ class SigningKey:
         if not isinstance(private, Ed25519PrivateKey):
             raise BadKeyFile("the key file does not hold an Ed25519 key")
         return cls(private, name)
+
+
+def private_key_form(pem: bytes) -> str:
+    """What a private key file holds, told without a passphrase: "encrypted" (a well-formed
+    PKCS#8 EncryptedPrivateKeyInfo: its public key is inside the encryption, so which key it is
+    cannot be known without the passphrase), "unencrypted", or "not a private key"."""
+    try:
+        serialization.load_pem_private_key(pem, None)
+    except TypeError:
+        return "encrypted"  # cryptography: "Password was not given but private key is encrypted"
+    except (ValueError, UnsupportedAlgorithm):
+        return "not a private key"
+    return "unencrypted"

@@ -1,8 +1,10 @@
 """Verify an archive: every entry's form, chain link and signature, and every object's fixity.
 
 `audit` walks everything and collects every finding (a reviewer sees all problems, not the first);
-`verify` raises VerificationFailed listing them. Problems fail; notices (an object left unreferenced
-by a crash, a stray temp file) are reported and do not.
+`verify` raises VerificationFailed listing them. Problems fail (exit 1); what could not be read
+(`unreadable`: permissions, I/O errors) fails with exit 3 when nothing else is wrong; notices (an
+object left unreferenced by a crash, a stray temp file) are reported and do not fail.
+Verify only reads: nothing in the archive is written (docs/FORMAT.md §6.3).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import hashlib
 import multiprocessing
 import os
+import sqlite3
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,12 +22,21 @@ from typing import Any
 
 from custody import entry as entries
 from custody import merkle, note, permissions, proofs
-from custody.archive import Archive
+from custody.archive import Archive, signed_config
 from custody.chain import FIRST_RECORD, ChainError, CustodyBook
 from custody.checkpoints import check_extras
 from custody.custodians import Custodian, Registry, RegistryError
-from custody.errors import VerificationFailed
-from store.ledger import LedgerStoreError
+from custody.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    CustodyError,
+    NotFound,
+    VerificationFailed,
+)
+from custody.keyfiles import read_public_key
+from custody.signing import private_key_form
+from store.ledger import LedgerDamaged, LedgerStore, LedgerUnreadable
 from store.objects import ObjectCorrupt, ObjectMissing
 
 
@@ -36,10 +48,18 @@ class AuditReport:
     checkpoints: int = 0
     problems: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # could not be read, so not checked
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unreadable
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a problem was found, else 3 when something could not be read, else 0."""
+        if self.problems:
+            return EXIT_PROBLEM
+        return EXIT_ERROR if self.unreadable else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +69,7 @@ class AuditReport:
             "items": self.items,
             "checkpoints_checked": self.checkpoints,
             "problems": self.problems,
+            "unreadable": self.unreadable,
             "notices": self.notices,
         }
 
@@ -73,12 +94,24 @@ def audit(
     external = external or []
     report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
-    kept = _open_checkpoints(archive, report)
-    wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
-    ingested, roots = _check_ledger(archive, report, progress, wanted)
-    _check_checkpoints(archive, kept, roots, report)
-    _check_external(external, roots, archive, report)
-    check_extras(archive, report.problems, report.notices)
+    try:
+        archive.ledger.conn  # noqa: B018 - opens it read-only, or says why it cannot
+        kept = _open_checkpoints(archive, report)
+        wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
+        ingested, roots = _check_ledger(archive, report, progress, wanted)
+        _check_checkpoints(archive, kept, roots, report)
+        _check_external(external, roots, archive, report)
+        check_extras(archive, report.problems, report.notices)
+        _check_identity(archive, report)
+    except LedgerDamaged as exc:
+        report.problems.append(f"the ledger is destroyed: {exc}")
+        return report
+    except LedgerUnreadable as exc:
+        report.unreadable.append(f"cannot read the ledger: {exc}")
+        return report
+    except sqlite3.DatabaseError as exc:  # a page torn or overwritten inside the file
+        report.problems.append(f"the ledger is damaged: {archive.ledger.path}: {exc}")
+        return report
     report.items = len(ingested)
     targets = {item: ingested[item]} if item is not None and item in ingested else ingested
     if item is not None and item not in ingested:
@@ -89,13 +122,14 @@ def audit(
     _check_metadata(archive, targets, report)
     if item is None:
         _check_unrecorded_metadata(archive, ingested, report)
+        _check_search_index(archive, report)
     return report
 
 
 def verify(archive: Archive, item: str | None = None) -> AuditReport:
     report = audit(archive, item)
-    if report.problems:
-        raise VerificationFailed(report.problems)
+    if report.problems or report.unreadable:
+        raise VerificationFailed(report.problems + report.unreadable)
     return report
 
 
@@ -115,6 +149,7 @@ def _check_ledger(
     tree = merkle.TreeBuilder()  # the tree as the entries' own bytes make it
     roots: dict[int, bytes] = {}
     signatures = SignatureChecks(parallel=archive.ledger.size() >= PARALLEL_FROM)
+    stored_tree = StoredTree(archive.ledger)
     book = CustodyBook()  # the chain of custody, replayed: offers and acceptances must fit it
     for row in archive.ledger.rows():
         report.entries += 1
@@ -127,7 +162,7 @@ def _check_ledger(
         expected_seq = row.seq + 1
         where = f"entry {row.seq}"
         leaf = entries.leaf_hash(row.body)
-        tree.append(leaf)
+        stored_tree.expect(tree.append(leaf))
         if tree.size in wanted_sizes:
             roots[tree.size] = tree.root()
         if row.leaf_hash != leaf:
@@ -185,7 +220,7 @@ def _check_ledger(
     if report.entries == 0:
         problems.append("the ledger is empty (no genesis entry)")
     roots[tree.size] = tree.root()
-    _check_stored_tree(archive, tree.size, roots[tree.size], problems)
+    problems.extend(stored_tree.finish(tree.size))
     return ingested, roots
 
 
@@ -240,18 +275,59 @@ class SignatureChecks:
         return sorted(self._failed)
 
 
-def _check_stored_tree(archive: Archive, size: int, root: bytes, problems: list[str]) -> None:
-    """The stored interior nodes (what proofs are made from) must give the entries' own root."""
-    try:
-        stored = merkle.root_hash(size, archive.ledger.get_node)
-    except LedgerStoreError as exc:
-        problems.append(f"Merkle tree nodes: {exc}")
-        return
-    if stored != root:
-        problems.append(
-            "stored Merkle tree nodes do not match the entries (proofs from this "
-            "archive would be wrong)"
-        )
+class StoredTree:
+    """Every stored Merkle node (what proofs and exports are made from) against the tree the
+    entries' own bytes make: a node off the root's path is checked too, not only the root.
+    Nodes are compared a batch of one level at a time (one query, one list comparison); at most
+    NODE_PROBLEMS are named."""
+
+    BATCH = 4096
+    NODE_PROBLEMS = 20
+
+    def __init__(self, ledger: LedgerStore) -> None:
+        self._ledger = ledger
+        self._pending: dict[int, list[tuple[int, bytes]]] = {}
+        self.problems: list[str] = []
+
+    def expect(self, created: list[merkle.NodeEntry]) -> None:
+        """The nodes one appended leaf creates (TreeBuilder.append's result)."""
+        for level, index, value in created:
+            batch = self._pending.setdefault(level, [])
+            batch.append((index, value))
+            if len(batch) >= self.BATCH:
+                self._compare(level)
+
+    def _compare(self, level: int) -> None:
+        expected = self._pending.pop(level, [])
+        if not expected:
+            return
+        stored = self._ledger.nodes_between(level, expected[0][0], expected[-1][0])
+        if stored == expected:
+            return
+        have = dict(stored)
+        for index, value in expected:
+            where = f"stored Merkle tree node ({level}, {index})"
+            if index not in have:
+                self.problems.append(f"{where} is missing (proofs from this archive would fail)")
+            elif have[index] != value:
+                self.problems.append(
+                    f"{where} does not match the entries (proofs and exports using it would fail)"
+                )
+
+    def finish(self, size: int) -> list[str]:
+        for level in sorted(self._pending):
+            self._compare(level)
+        for level, index in self._ledger.nodes_beyond(size, self.NODE_PROBLEMS):
+            self.problems.append(
+                f"stored Merkle tree node ({level}, {index}) lies beyond the ledger's "
+                f"{size} entries"
+            )
+        if len(self.problems) > self.NODE_PROBLEMS:
+            more = len(self.problems) - self.NODE_PROBLEMS
+            self.problems[self.NODE_PROBLEMS:] = [
+                f"... and {more} more stored Merkle tree node problems"
+            ]
+        return self.problems
 
 
 def _open_checkpoints(archive: Archive, report: AuditReport) -> list[tuple[int, note.Checkpoint]]:
@@ -374,13 +450,19 @@ def _check_objects(
     for sha256, info in sorted(targets.items()):
         try:
             store.check(sha256)
+            size = store.path(sha256).stat().st_size
         except ObjectMissing:
             report.problems.append(f"object {sha256} (ingested in entry {info.seq}) is missing")
             continue
         except ObjectCorrupt as exc:
             report.problems.append(f"{exc} (ingested in entry {info.seq})")
             continue
-        size = store.path(sha256).stat().st_size
+        except OSError as exc:  # permissions, an I/O error: not checked, and said so
+            report.unreadable.append(
+                f"cannot read object {sha256} (ingested in entry {info.seq}): "
+                f"{exc.strerror or exc}"
+            )
+            continue
         if size != info.size:
             report.problems.append(
                 f"object {sha256} is {size} bytes; its ingest entry says {info.size}"
@@ -389,20 +471,25 @@ def _check_objects(
         progress("objects", report.objects)
     if whole:
         kept = _kept_evidence(archive, report)
-        for sha256 in store:
-            if sha256 not in targets and sha256 not in kept:
+        try:
+            for sha256 in store:
+                if sha256 not in targets and sha256 not in kept:
+                    report.notices.append(
+                        f"object {sha256} has no ingest entry (left by an "
+                        "interrupted ingest; harmless, re-ingest to record it)"
+                    )
+            for name in store.stray_temp_files():
                 report.notices.append(
-                    f"object {sha256} has no ingest entry (left by an "
-                    "interrupted ingest; harmless, re-ingest to record it)"
+                    f"temporary file objects/tmp/{name} left by an interrupted write (harmless)"
                 )
-        for name in store.quarantined():
-            report.notices.append(
-                f"objects/quarantine/{name}: a damaged file set aside when its object was "
-                "repaired (kept; the entry that repaired it names it)"
-            )
-        for name in store.stray_temp_files():
-            report.notices.append(
-                f"temporary file objects/tmp/{name} left by an interrupted write (harmless)"
+            for name in store.quarantined():
+                report.notices.append(
+                    f"objects/quarantine/{name}: a damaged file set aside when its object was "
+                    "repaired (kept; the entry that repaired it names it)"
+                )
+        except OSError as exc:
+            report.unreadable.append(
+                f"cannot list the object folders: {exc.filename}: {exc.strerror or exc}"
             )
 
 
@@ -423,6 +510,10 @@ def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
             archive.objects.check(sha256)
         except (ObjectMissing, ObjectCorrupt, ValueError) as exc:
             report.problems.append(f"evidence kept by entry {seq}: {exc}")
+        except OSError as exc:
+            report.unreadable.append(
+                f"cannot read evidence {sha256} kept by entry {seq}: {exc.strerror or exc}"
+            )
     return set(kept)
 
 
@@ -449,3 +540,71 @@ def _check_unrecorded_metadata(
                 f"metadata row for {sha256} belongs to no recorded item "
                 "(not written by custody: ledger.db was edited)"
             )
+
+
+def _check_identity(archive: Archive, report: AuditReport) -> None:
+    """custody.json and keys/archive.key(.pub) are unsigned files: each must agree with what
+    entry 0 signed (the archive's name, origin, creation time and key), or it is named."""
+    signed = signed_config(archive.ledger.row(0))
+    if signed is None:
+        return  # entry 0 itself is unusable: the ledger check names that
+    stated = archive.stated
+    for what, claimed, real in (
+        ("name", stated.name, signed.name),
+        ("origin", stated.origin, signed.origin),
+        ("created", stated.created, signed.created),
+        ("archive_key name", stated.archive_key.name, signed.archive_key.name),
+    ):
+        if claimed != real:
+            report.problems.append(
+                f"custody.json: {what} {claimed!r} differs from entry 0's {real!r} "
+                "(custody.json is unsigned; the archive is what entry 0 signed)"
+            )
+    if stated.archive_key.raw != signed.archive_key.raw:
+        report.problems.append(
+            "custody.json: archive_key is not the archive key signed in entry 0"
+        )
+    keys = archive.root / "keys"
+    try:
+        public = read_public_key(keys / "archive.key.pub")
+        if public.raw != signed.archive_key.raw:
+            report.problems.append(
+                f"keys/archive.key.pub is not the archive key signed in entry 0 (it holds key "
+                f"{public.key_id}, entry 0 names {signed.archive_key.key_id})"
+            )
+    except NotFound:
+        report.notices.append("keys/archive.key.pub is missing (entry 0 holds the archive key)")
+    except OSError as exc:
+        report.unreadable.append(f"cannot read keys/archive.key.pub: {exc.strerror or exc}")
+    except CustodyError as exc:
+        report.problems.append(f"keys/archive.key.pub is not a public key file: {exc.message}")
+    try:
+        form = private_key_form((keys / "archive.key").read_bytes())
+    except FileNotFoundError:
+        report.notices.append(
+            "keys/archive.key is not in this copy: new checkpoints cannot be signed here"
+        )
+        return
+    except OSError as exc:
+        report.unreadable.append(f"cannot read keys/archive.key: {exc.strerror or exc}")
+        return
+    # Which key an encrypted file holds is inside the encryption: it is checked against entry 0
+    # whenever the key is unlocked (Archive.load_archive_key), not here.
+    if form == "unencrypted":
+        report.problems.append("keys/archive.key is not encrypted (anyone who reads it can sign)")
+    elif form != "encrypted":
+        report.problems.append("keys/archive.key is not an encrypted private key")
+
+
+def _check_search_index(archive: Archive, report: AuditReport) -> None:
+    """index.db is derived, but a search that drops an item misrepresents the archive: its rows
+    must be what a replay of the ledger gives (custody/search.py, docs/SEARCH.md)."""
+    from custody.search import index_differences  # search is heavy; only verify needs this
+
+    try:
+        differences = index_differences(archive)
+    except OSError as exc:
+        report.unreadable.append(f"cannot read the search index: {exc.strerror or exc}")
+        return
+    report.problems.extend(differences.problems)
+    report.notices.extend(differences.notices)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from store.ledger import open_for_reading
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
@@ -89,6 +91,28 @@ _LEG_COLUMNS = "seg, t0, lat0, lon0, alt0, ref0, t1, lat1, lon1, alt1, ref1"
 
 class IndexStoreError(Exception):
     pass
+
+
+# table: (its rows keyed by item SHA-256, not by this file's row ids; how many leading columns
+# are the key). Rows come ordered by the key, so two indexes compare in one merge.
+COMPARED: dict[str, tuple[str, int]] = {
+    "items": ("SELECT sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
+              "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags "
+              "FROM items ORDER BY sha256", 1),
+    "item_names": ("SELECT sha256, name, seq FROM item_names ORDER BY sha256, name", 2),
+    "item_cases": ("SELECT sha256, case_id, seq FROM item_cases ORDER BY sha256, case_id", 2),
+    "item_incidents": ("SELECT sha256, incident, seq FROM item_incidents "
+                       "ORDER BY sha256, incident", 2),
+    "item_tags": ("SELECT sha256, tag, seq FROM item_tags ORDER BY sha256, tag", 2),
+    "notes": ("SELECT sha256, seq, text FROM notes ORDER BY sha256, seq", 2),
+    "incidents": ("SELECT incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
+                  "place_name, description FROM incidents ORDER BY incident", 1),
+    "item_geo": ("SELECT COALESCE(i.sha256, '#' || g.id), g.min_t, g.max_t, g.min_lat, "
+                 "g.max_lat, g.min_lon, g.max_lon FROM item_geo g LEFT JOIN items i "
+                 "ON i.id = g.id ORDER BY 1", 1),
+    "item_text": ("SELECT COALESCE(i.sha256, '#' || t.rowid), t.body FROM item_text t "
+                  "LEFT JOIN items i ON i.id = t.rowid ORDER BY 1", 1),
+}
 
 
 class ItemRow(NamedTuple):
@@ -201,6 +225,25 @@ class IndexStore:
         self.fts = False
 
     # Opening ------------------------------------------------------------------------------------
+
+    @classmethod
+    def for_reading(cls, path: Path) -> IndexStore:
+        """An existing index file opened only to be read: nothing is created, repaired or
+        rebuilt (verify compares it with the ledger). Raises LedgerStoreError for a file that
+        is not SQLite, IndexStoreError for one that is not an index of this version."""
+        store = cls(path)
+        conn, _ = open_for_reading(path)
+        try:
+            have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "state" not in have or store._state(conn, "schema") != str(SCHEMA_VERSION):
+                raise IndexStoreError(f"{path} is not a search index of version {SCHEMA_VERSION}")
+        except (sqlite3.DatabaseError, IndexStoreError):
+            conn.close()
+            raise
+        store._conn = conn
+        store.rtree = store._state(conn, "rtree") == "1"
+        store.fts = store._state(conn, "fts") == "1"
+        return store
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -520,6 +563,12 @@ class IndexStore:
         overlap = " UNION ".join("SELECT id FROM item_geo WHERE max_lat >= ? AND min_lat <= ? "
                                  "AND max_lon >= ? AND min_lon <= ?" for _ in boxes)
         return f"(i.id IN ({overlap}) AND ({exact}))", args + args
+
+    def table_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of one index table in a form two indexes can be compared by: the item's
+        SHA-256 in place of the file's row id, ordered by the key `COMPARED[table]` gives."""
+        sql, _ = COMPARED[table]
+        yield from self.conn.execute(sql)
 
     # Track cross-reference: temporary tables ------------------------------------------------------
 

@@ -2,10 +2,13 @@
 
 Bytes and rows only: what an entry means, and whether its signature holds, is custody's business.
 UPDATE and DELETE are refused by triggers; that stops accidents, signatures catch tampering.
+Reads never write: a connection is query-only until `writing()`, and on read-only storage (a
+write-blocked copy) the file is opened read-only, so nothing beside it is created.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -114,6 +117,22 @@ class LedgerFull(LedgerStoreError):
     """The disk holding ledger.db is full: the transaction was rolled back, nothing written."""
 
 
+class LedgerDamaged(LedgerStoreError):
+    """ledger.db is missing, is not an SQLite database, or lacks the ledger's tables."""
+
+
+class LedgerUnreadable(LedgerStoreError):
+    """ledger.db exists but cannot be read here (permissions, or a WAL it cannot see)."""
+
+
+class LedgerReadOnly(LedgerStoreError):
+    """A write on read-only storage."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+TABLES = ("entries", "metadata", "merkle_nodes", "checkpoints", "checkpoint_extras")
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code in _DISK_FULL or (code is not None and code & 0xFF == sqlite3.SQLITE_FULL)
@@ -176,15 +195,73 @@ _CP_COLUMNS = "id, size, note, created"
 _COLUMNS = "seq, body, signature, leaf_hash, time, actor, action, item"
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+def connect(path: Path | str, uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=uri)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")  # a committed entry survives power loss
     except sqlite3.Error:
         conn.close()
         raise
+    return conn
+
+
+def check_file(path: Path) -> None:
+    """Refuse, before SQLite opens (and so possibly rewrites) it, a file that is not a ledger."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        raise LedgerDamaged(f"{path} is missing") from None
+    except IsADirectoryError:
+        raise LedgerDamaged(f"{path} is a folder, not the ledger database") from None
+    except OSError as exc:
+        raise LedgerUnreadable(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if header != SQLITE_HEADER:
+        what = "is empty (zero bytes)" if not header else "is not an SQLite database"
+        raise LedgerDamaged(f"{path} {what}")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the ledger and create its -wal/-shm beside it (False on a
+    read-only mount even for root: access(2) reports EROFS)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def open_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """An existing SQLite file, opened so that reading it writes nothing: query-only where this
+    process may write (SQLite then removes its own -wal/-shm on close, as after any use), else
+    read-only. Returns the connection and whether the storage is read-only."""
+    check_file(path)
+    if not _writable(path):
+        return open_read_only(path), True
+    conn = connect(path)
+    conn.execute("PRAGMA query_only = ON")  # lifted only inside a write transaction
+    return conn, False
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The ledger on storage this process cannot write. SQLite reads a WAL database read-only
+    when its -wal and -shm files both exist (a copy taken in use, or another user's live archive:
+    SQLite then follows that WAL). With no WAL content the main file is the whole database, so it
+    is opened `immutable` (no locks, no -shm: nothing is created). A non-empty -wal without its
+    -shm holds committed entries SQLite cannot read without writing: refused, never read as if
+    they were not there."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if wal.exists() and shm.exists():
+        uri = path.absolute().as_uri() + "?mode=ro"
+    elif wal.exists() and wal.stat().st_size > 0:
+        raise LedgerUnreadable(
+            f"{wal} holds entries not yet in {path.name}, and without {shm.name} SQLite cannot "
+            "read them from read-only storage: verify a writable copy of the archive"
+        )
+    else:
+        uri = path.absolute().as_uri() + "?mode=ro&immutable=1"
+    try:
+        conn = connect(uri, uri=True)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise LedgerUnreadable(f"{path} cannot be opened read-only: {exc}") from None
     return conn
 
 
@@ -296,19 +373,32 @@ class LedgerStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self.read_only = False
 
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            if not self.path.is_file():
-                raise LedgerStoreError(f"no ledger database at {self.path}")
             try:  # opening reads through the WAL index, which a full disk cannot hold
-                self._conn = connect(self.path)
+                self._conn = self._open()
             except sqlite3.OperationalError as exc:
                 if _is_full(exc):
                     raise LedgerFull(f"no space left on the disk holding {self.path}") from None
                 raise
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn, self.read_only = open_for_reading(self.path)
+        try:
+            have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _is_full(exc):
+                raise LedgerFull(f"no space left on the disk holding {self.path}") from None
+            raise LedgerDamaged(f"{self.path} is damaged: {exc}") from None
+        if missing := [t for t in TABLES if t not in have]:
+            conn.close()
+            raise LedgerDamaged(f"{self.path} has no {missing[0]} table: it is not a ledger")
+        return conn
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -317,6 +407,7 @@ class LedgerStore:
 
     def create(self) -> None:
         conn = connect(self.path)
+        conn.execute("PRAGMA journal_mode = WAL")  # kept in the file: every later open uses it
         conn.executescript(_SCHEMA)
         conn.execute("BEGIN IMMEDIATE")
         _upgrade(conn)
@@ -332,22 +423,30 @@ class LedgerStore:
     def writing(self) -> Iterator[LedgerWriter]:
         """One IMMEDIATE transaction; SQLite's write failures become LedgerStoreError (LedgerFull
         for a full disk), always after the transaction was rolled back."""
+        conn = self.conn
+        if self.read_only:
+            raise LedgerReadOnly(f"{self.path} is on read-only storage (or not writable by "
+                                 "this user): this command needs to write to the archive")
         try:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise _write_failure(exc, self.path) from None
-        try:
-            _upgrade(conn)
-            yield LedgerWriter(conn)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:  # SQLite may already have rolled back (e.g. SQLITE_FULL)
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
+            conn.execute("PRAGMA query_only = OFF")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
                 raise _write_failure(exc, self.path) from None
-            raise
+            try:
+                _upgrade(conn)
+                yield LedgerWriter(conn)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:  # SQLite may already have rolled back (e.g. SQLITE_FULL)
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise _write_failure(exc, self.path) from None
+                raise
+        finally:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA query_only = ON")
 
     # Reads -----------------------------------------------------------------------------------
 
@@ -444,3 +543,20 @@ class LedgerStore:
         if r is None:
             raise LedgerStoreError(f"tree node ({level}, {idx}) is missing")
         return bytes(r[0])
+
+    def nodes_between(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
+        """The stored nodes (index, hash) of one level with first <= index <= last, in order."""
+        return self.conn.execute(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? "
+            "ORDER BY idx",
+            (level, first, last),
+        ).fetchall()
+
+    def nodes_beyond(self, size: int, limit: int) -> list[tuple[int, int]]:
+        """(level, index) of stored nodes that are no complete subtree of the first `size`
+        leaves (a level holds size >> level of them), at most `limit`."""
+        return self.conn.execute(
+            "SELECT level, idx FROM merkle_nodes WHERE level < 0 OR level > 62 OR idx < 0 "
+            "OR idx >= (? >> level) ORDER BY level, idx LIMIT ?",
+            (size, limit),
+        ).fetchall()

@@ -117,9 +117,55 @@ def replace_archive_key_in_config(cli):
     return "entry 0"
 
 
+def edit_interior_merkle_node(cli):
+    # A level-0 node under a complete parent: the root (from the parent) stays right, but
+    # every proof that uses this node as a sibling is wrong.
+    conn = _db(cli)
+    conn.execute("DROP TRIGGER IF EXISTS nodes_no_update")
+    conn.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 1", (b"\x42" * 32,))
+    return "stored Merkle tree node (0, 1) does not match"
+
+
+def drop_merkle_node(cli):
+    conn = _db(cli)
+    conn.execute("DROP TRIGGER IF EXISTS nodes_no_delete")
+    conn.execute("DELETE FROM merkle_nodes WHERE level = 1 AND idx = 0")
+    return "stored Merkle tree node (1, 0) is missing"
+
+
+def replace_archive_public_key_file(cli):
+    other = SigningKey.generate("Test Documentation Centre archive")
+    (cli.archive / "keys" / "archive.key.pub").write_text(other.public.openssh_line() + "\n")
+    return "keys/archive.key.pub is not the archive key signed in entry 0"
+
+
+def replace_archive_key_file_with_junk(cli):
+    (cli.archive / "keys" / "archive.key").write_text("not a key\n")
+    return "keys/archive.key is not an encrypted private key"
+
+
+def edit_archive_name_in_config(cli):
+    path = cli.archive / "custody.json"
+    config = json.loads(path.read_text())
+    config["name"] = "Ministry of Truth"
+    path.write_text(json.dumps(config))
+    return "custody.json: name 'Ministry of Truth' differs from entry 0's"
+
+
+def edit_origin_in_config(cli):
+    path = cli.archive / "custody.json"
+    config = json.loads(path.read_text())
+    config["origin"] = "custody.archive/00000000"
+    path.write_text(json.dumps(config))
+    return "custody.json: origin 'custody.archive/00000000' differs from entry 0's"
+
+
 DAMAGES = [flip_object_byte, delete_object, edit_entry_note,
            edit_entry_and_resign_with_unenrolled_key, delete_entry, swap_entries, forge_signature,
-           edit_index_column, edit_metadata_document, replace_archive_key_in_config]
+           edit_index_column, edit_metadata_document, replace_archive_key_in_config,
+           edit_interior_merkle_node, drop_merkle_node, replace_archive_public_key_file,
+           replace_archive_key_file_with_junk, edit_archive_name_in_config,
+           edit_origin_in_config]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from custody.errors import CustodyError, NotFound, UsageError
 from custody.report import checks, content, places
 from custody.signing import SigningKey
 from custody.verify import audit
-from store.ledger import CheckpointRow
+from store.ledger import CheckpointRow, LedgerReadOnly
 
 REPORT_TYPE = "custody/report/v1"
 
@@ -149,6 +149,8 @@ def _checkpoint(
             return issued.row, issued.new, []
         except CustodyError as exc:
             reason = exc.message
+        except LedgerReadOnly as exc:  # a write-blocked copy: report on what it holds
+            reason = str(exc)
     newest = "no checkpoint at all" if latest is None else f"the latest, of size {latest.size}"
     return latest, False, [f"no new checkpoint could be signed ({reason}): the report uses "
                            f"{newest}, so later entries are not proven"]
@@ -158,7 +160,8 @@ def _checkpoint_json(row: CheckpointRow | None, cp: Any, issued: bool) -> dict[s
     if row is None or cp is None:
         return None
     return {"id": row.id, "size": cp.size, "root_hash": cp.root_hash.hex(),
-            "created": row.created, "issued_for_report": issued, "note": row.note}
+            "created": row.created, "created_basis": checkpoints.CREATED_BASIS,
+            "issued_for_report": issued, "note": row.note}
 
 
 def _who(key: SigningKey | None, registry: Registry) -> dict[str, Any] | None:
