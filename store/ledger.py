@@ -6,6 +6,7 @@ UPDATE and DELETE are refused by triggers; that stops accidents, signatures catc
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -238,6 +239,10 @@ class LedgerStore:
         return sqlite_utils.Database(self.conn)
 
     def create(self) -> None:
+        # SQLite would create the file 0644 (less the umask); made 0600 first, its -wal and -shm
+        # files take the same mode.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.chmod(self.path, 0o600)
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

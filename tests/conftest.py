@@ -17,6 +17,7 @@ from custody.signing import SigningKey
 
 DATA = Path(__file__).parent / "data"
 PASSPHRASE = "correct horse battery staple"
+ARCHIVE_PASSPHRASE = "archive key: tulip ember quarry lantern"  # its own, never a custodian's
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Cli:
             "CUSTODY_ARCHIVE": str(archive),
             "CUSTODY_KEY": str(key),
             "CUSTODY_PASSPHRASE": PASSPHRASE,
+            "CUSTODY_ARCHIVE_PASSPHRASE": ARCHIVE_PASSPHRASE,
             "HOME": str(tmp / "home"),
             "XDG_CONFIG_HOME": str(tmp / "home" / ".config"),
         }
@@ -82,7 +84,8 @@ def alice(tmp_path: Path) -> SigningKey:
 
 @pytest.fixture
 def archive(tmp_path: Path, alice: SigningKey) -> Archive:
-    return Archive.create(tmp_path / "archive", "Test Documentation Centre", alice, PASSPHRASE)
+    return Archive.create(tmp_path / "archive", "Test Documentation Centre", alice,
+                          ARCHIVE_PASSPHRASE)
 
 
 def one_line_error(result: Result) -> str:
