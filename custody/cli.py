@@ -23,6 +23,7 @@ from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, N
 from custody.isolation import harden_process
 from custody.keyfiles import (
     change_passphrase,
+    check_archive_passphrase,
     default_key_path,
     load_key,
     read_public_key,
@@ -144,8 +145,7 @@ def key_passwd(
         old = passphrase(env=ARCHIVE_PASSPHRASE, what="archive key")
         archive.load_archive_key(old)  # the key custody.json names, and the right passphrase
         new = passphrase(confirm=True, env=NEW_PASSPHRASE, what="archive key (new)")
-        if new == os.environ.get("CUSTODY_PASSPHRASE"):
-            raise UsageError("the archive key needs its own passphrase, not your personal one")
+        check_archive_passphrase(new, os.environ.get("CUSTODY_PASSPHRASE"))
     else:
         path = state.key_path or default_key_path()
         old = passphrase()
@@ -174,10 +174,7 @@ def init(
     admin = load_key(path, admin_pass)
     warn_if_weakly_protected(path, "custody key passwd")
     archive_pass = passphrase(confirm=True, env=ARCHIVE_PASSPHRASE, what="archive key")
-    if archive_pass == admin_pass:
-        raise UsageError(
-            "the archive key needs its own passphrase, not yours: set $CUSTODY_ARCHIVE_PASSPHRASE "
-            "to a different one (other admins may need it; your own stays yours)")
+    check_archive_passphrase(archive_pass, admin_pass)
     archive = Archive.create(root, name, admin, archive_pass)
     info = {"archive": str(root), "name": name, "origin": archive.config.origin,
             "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}

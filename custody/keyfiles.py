@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from custody import pkcs8
-from custody.errors import BadKeyFile, CustodyError, NotFound, WeakPassphrase
+from custody.errors import BadKeyFile, CustodyError, NotFound, UsageError, WeakPassphrase
 from custody.signing import (
     SCRYPT_N,
     SCRYPT_P,
@@ -50,6 +50,17 @@ def check_new_passphrase(passphrase: str, what: str = "key") -> None:
     text = passphrase.strip()
     if len(text) < MIN_PASSPHRASE_CHARS or len(set(text)) < MIN_DISTINCT_CHARS:
         raise WeakPassphrase(f"the passphrase for the {what} is too weak: use {PASSPHRASE_RULE}")
+
+
+def check_archive_passphrase(passphrase: str, personal: str | None) -> None:
+    """The archive key's passphrase must pass the rule and differ from the custodian's own: the
+    archive key signs for the whole organisation and may be shared among admins."""
+    if personal is not None and passphrase == personal:
+        raise UsageError(
+            "the archive key needs its own passphrase, not your personal one: set "
+            "$CUSTODY_ARCHIVE_PASSPHRASE to a different one"
+        )
+    check_new_passphrase(passphrase, "archive key")
 
 
 def _make_private_folder(folder: Path) -> None:
