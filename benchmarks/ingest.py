@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_JPEG = ROOT / "tests" / "data" / "media" / "aleppo-gps.jpg"
 PASSPHRASE = "benchmark passphrase"
+ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -46,7 +47,7 @@ def peak_rss_kib(cmd: list[str], env: dict[str, str]) -> int:
 def custody_env(work: Path, tag: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(CUSTODY_ARCHIVE=str(work / f"archive-{tag}"), CUSTODY_KEY=str(work / "bench.key"),
-               CUSTODY_PASSPHRASE=PASSPHRASE)
+               CUSTODY_PASSPHRASE=PASSPHRASE, CUSTODY_ARCHIVE_PASSPHRASE=ARCHIVE_PASSPHRASE)
     return env
 
 

@@ -28,7 +28,8 @@ from custody.keyfiles import write_new_key
 from custody.verify import audit
 
 BATCH = 1000
-PASSPHRASE = "benchmark"
+PASSPHRASE = "benchmark passphrase"
+ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
 
 
 def draft(i: int) -> Draft:
@@ -51,7 +52,7 @@ def draft(i: int) -> Draft:
 def run(size: int, work: Path) -> None:
     root = work / f"archive-{size}"
     key = write_new_key(work / f"key-{size}", "Bench Custodian", PASSPHRASE)
-    archive = Archive.create(root, "bench", key, PASSPHRASE)
+    archive = Archive.create(root, "bench", key, ARCHIVE_PASSPHRASE)
     start = time.perf_counter()
     done = archive.ledger.size()
     while done < size:
@@ -67,7 +68,7 @@ def run(size: int, work: Path) -> None:
     single = singles / (time.perf_counter() - start)
     total = archive.ledger.size()
 
-    cp = checkpoints.issue(archive, archive.load_archive_key(PASSPHRASE)).checkpoint
+    cp = checkpoints.issue(archive, archive.load_archive_key(ARCHIVE_PASSPHRASE)).checkpoint
     rng = random.Random(size)
     get = archive.ledger.get_node
     leaves = {i: archive.ledger.row(i).leaf_hash for i in rng.sample(range(total), 1000)}

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 PASSPHRASE = "benchmark passphrase"
+ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
 CASE = "BENCH-1"
 TARGET = 1.25
 
@@ -81,7 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="custody-bench-package-", dir=args.dir))
     env = dict(os.environ, CUSTODY_ARCHIVE=str(work / "archive"),
-               CUSTODY_KEY=str(work / "bench.key"), CUSTODY_PASSPHRASE=PASSPHRASE)
+               CUSTODY_KEY=str(work / "bench.key"), CUSTODY_PASSPHRASE=PASSPHRASE,
+               CUSTODY_ARCHIVE_PASSPHRASE=ARCHIVE_PASSPHRASE)
     custody = [sys.executable, "-m", "custody"]
     try:
         size = args.size_mib << 20

@@ -185,8 +185,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
 def ledger(n: int, work: Path) -> None:
     """Index a real archive: signed ingest entries with metadata documents."""
-    key = write_new_key(work / "key", "Bench", "bench")
-    archive = Archive.create(work / "archive", "bench", key, "bench")
+    key = write_new_key(work / "key", "Bench", "benchmark passphrase")
+    archive = Archive.create(work / "archive", "bench", key, "benchmark archive passphrase")
     rng = random.Random(3)
 
     def drafts(lo: int, hi: int) -> list[Draft]:

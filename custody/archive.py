@@ -33,7 +33,7 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-from custody.keyfiles import load_key, write_new_key
+from custody.keyfiles import check_new_passphrase, load_key, write_new_key
 from custody.signing import PublicKey, SigningKey, key_id
 from store.ledger import EntryRow, LedgerFull, LedgerStore, LedgerStoreError, LedgerWriter
 from store.objects import LocalObjectStore
@@ -41,6 +41,7 @@ from store.objects import LocalObjectStore
 FORMAT = "custody-archive"
 FORMAT_VERSION = 1
 CONFIG = "custody.json"
+PRIVATE_FOLDER, PRIVATE_FILE = 0o700, 0o600  # whatever the umask: evidence is owner-only
 
 
 def utc_now() -> str:
@@ -130,9 +131,12 @@ class Archive:
             raise ArchiveError(f"{root} already holds an archive")
         if root.exists() and any(root.iterdir()):
             raise ArchiveError(f"{root} exists and is not empty")
-        root.mkdir(parents=True, exist_ok=True)
+        check_new_passphrase(archive_passphrase, "archive key")
+        root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
+        os.chmod(root, PRIVATE_FOLDER)
         archive_key = write_new_key(
-            root / "keys" / "archive.key", f"{name} archive", archive_passphrase
+            root / "keys" / "archive.key", f"{name} archive", archive_passphrase,
+            what="archive key",
         )
         now = utc_now()
         origin = f"custody.archive/{archive_key.key_id}"
@@ -156,7 +160,10 @@ class Archive:
         # custody.json is written last: a folder without it is not an archive, so a crash
         # during init leaves nothing that could be mistaken for one.
         tmp = root / (CONFIG + ".tmp")
-        tmp.write_text(json.dumps(config.to_json(), indent=2) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), PRIVATE_FILE)
+            out.write(json.dumps(config.to_json(), indent=2) + "\n")
         os.replace(tmp, root / CONFIG)
         return archive
 

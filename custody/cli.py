@@ -20,7 +20,16 @@ from custody import items as views
 from custody.archive import Archive, Draft, custodian_json, default_archive_path
 from custody.custodians import ROLES
 from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, NotFound, UsageError
-from custody.keyfiles import default_key_path, load_key, read_public_key, write_new_key
+from custody.isolation import harden_process
+from custody.keyfiles import (
+    change_passphrase,
+    check_archive_passphrase,
+    default_key_path,
+    load_key,
+    read_public_key,
+    weak_protection,
+    write_new_key,
+)
 from custody.signing import PublicKey, SigningKey
 from store.ledger import LedgerDamaged, LedgerStoreError
 
@@ -77,9 +86,20 @@ def passphrase(confirm: bool = False, env: str = "CUSTODY_PASSPHRASE", what: str
     return first
 
 
+ARCHIVE_PASSPHRASE = "CUSTODY_ARCHIVE_PASSPHRASE"
+NEW_PASSPHRASE = "CUSTODY_NEW_PASSPHRASE"
+
+
+def warn_if_weakly_protected(path: Path, upgrade: str) -> None:
+    if why := weak_protection(path):
+        err(f"custody: warning: {why}; re-encrypt it with '{upgrade}'")
+
+
 def acting_key() -> SigningKey:
     path = state.key_path or default_key_path()
-    return load_key(path, passphrase())
+    key = load_key(path, passphrase())
+    warn_if_weakly_protected(path, "custody key passwd")
+    return key
 
 
 def open_archive() -> Archive:
@@ -94,7 +114,10 @@ def key_new(
     output: Path = typer.Option(None, "-o", "--output", help="Key file [the config folder's key]"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Make a custodian key (Ed25519, passphrase-encrypted, mode 0600); print its key id."""
+    """Make a custodian key (Ed25519, passphrase-encrypted, mode 0600); print its key id.
+
+    The passphrase ($CUSTODY_PASSPHRASE, else asked twice) needs at least 12 characters.
+    """
     path = output or state.key_path or default_key_path()
     key = write_new_key(path, name, passphrase(confirm=True))
     info = {"key_id": key.key_id, "name": key.public.name, "path": str(path),
@@ -106,6 +129,35 @@ def key_new(
         err(f"wrote {path} (private, 0600) and {path}.pub")
 
 
+@key_app.command("passwd")
+def key_passwd(
+    of_archive: bool = typer.Option(False, "--archive-key", help="Re-encrypt the archive's own key (ARCHIVE/keys/archive.key) instead of yours."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-encrypt a key under a new passphrase, with today's key derivation (scrypt).
+
+    The key, and so its key id, stays the same. The current passphrase comes from
+    $CUSTODY_PASSPHRASE (with --archive-key: $CUSTODY_ARCHIVE_PASSPHRASE), the new one from
+    $CUSTODY_NEW_PASSPHRASE, else each is asked on the terminal.
+    """
+    if of_archive:
+        archive = open_archive()
+        path = archive.root / "keys" / "archive.key"
+        old = passphrase(env=ARCHIVE_PASSPHRASE, what="archive key")
+        archive.load_archive_key(old)  # the key custody.json names, and the right passphrase
+        new = passphrase(confirm=True, env=NEW_PASSPHRASE, what="archive key (new)")
+        check_archive_passphrase(new, os.environ.get("CUSTODY_PASSPHRASE"))
+    else:
+        path = state.key_path or default_key_path()
+        old = passphrase()
+        new = passphrase(confirm=True, env=NEW_PASSPHRASE, what="key (new)")
+    key = change_passphrase(path, old, new, what="archive key" if of_archive else "key")
+    if as_json:
+        out_json({"key_id": key.key_id, "path": str(path)})
+    else:
+        err(f"re-encrypted {path} (key {key.key_id}) under the new passphrase")
+
+
 @app.command()
 def init(
     directory: Path = typer.Argument(None, help="Archive folder [--archive, $CUSTODY_ARCHIVE or ./archive]"),
@@ -114,12 +166,16 @@ def init(
 ) -> None:
     """Make an archive and its archive key; the acting custodian becomes its first admin.
 
-    The archive key is encrypted with $CUSTODY_ARCHIVE_PASSPHRASE, else the acting custodian's
-    passphrase.
+    The archive key gets its own passphrase: $CUSTODY_ARCHIVE_PASSPHRASE, else asked twice. It
+    needs at least 12 characters and must differ from the admin's own passphrase.
     """
     root = directory or state.archive_path
-    admin = acting_key()
-    archive_pass = os.environ.get("CUSTODY_ARCHIVE_PASSPHRASE") or passphrase()
+    path = state.key_path or default_key_path()
+    admin_pass = passphrase()
+    admin = load_key(path, admin_pass)
+    warn_if_weakly_protected(path, "custody key passwd")
+    archive_pass = passphrase(confirm=True, env=ARCHIVE_PASSPHRASE, what="archive key")
+    check_archive_passphrase(archive_pass, admin_pass)
     archive = Archive.create(root, name, admin, archive_pass)
     info = {"archive": str(root), "name": name, "origin": archive.config.origin,
             "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}
@@ -569,8 +625,10 @@ def tag(
 # Checkpoints and proofs ------------------------------------------------------------------------
 
 def archive_key(archive: Archive) -> SigningKey:
-    return archive.load_archive_key(
-        os.environ.get("CUSTODY_ARCHIVE_PASSPHRASE") or passphrase(what="archive key"))
+    key = archive.load_archive_key(passphrase(env=ARCHIVE_PASSPHRASE, what="archive key"))
+    warn_if_weakly_protected(archive.root / "keys" / "archive.key",
+                             "custody key passwd --archive-key")
+    return key
 
 
 def read_text_arg(path: Path, what: str) -> str:
@@ -759,8 +817,8 @@ def report(
     """A chain-of-custody report of items or a case, as HTML or PDF; exit 1 if a check failed.
 
     Without --purpose no content is read and no entry is appended. A new checkpoint is signed when
-    the latest does not cover the log: the archive key's passphrase is $CUSTODY_ARCHIVE_PASSPHRASE,
-    else the acting custodian's; without it the report uses the latest and says what is unproven.
+    the latest does not cover the log: the archive key's passphrase is $CUSTODY_ARCHIVE_PASSPHRASE
+    (else asked); without it the report uses the latest and says what is unproven.
     """
     from custody import report as reports
     from custody.report import model
@@ -1010,6 +1068,7 @@ def crossref(
 # The one error handler ---------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
+    harden_process()  # owner-only files; no core dumps or same-user memory reads of loaded keys
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:

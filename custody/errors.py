@@ -43,6 +43,10 @@ class WrongPassphrase(CustodyError):
     """The passphrase does not decrypt the key."""
 
 
+class WeakPassphrase(UsageError):
+    """A new passphrase too short or too repetitive to protect a key."""
+
+
 class ArchiveError(CustodyError):
     """The archive is missing, of an unknown format, or cannot be written."""
 

@@ -1,18 +1,35 @@
 """Custodian key files on disk: the encrypted private key (PKCS#8 PEM, mode 0600) and its .pub.
 
 The .pub is one OpenSSH line whose comment is the custodian's name; `openssl pkey` and `ssh-keygen`
-read both files, so no custody code is needed to inspect a key.
+read both files, so no custody code is needed to inspect a key. New passphrases must pass
+`check_new_passphrase` (docs/CLI.md, "Passphrases").
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-from custody.errors import BadKeyFile, CustodyError, NotFound
-from custody.signing import PublicKey, SigningKey, parse_openssh_public
+from custody import pkcs8
+from custody.errors import BadKeyFile, CustodyError, NotFound, UsageError, WeakPassphrase
+from custody.signing import (
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    PublicKey,
+    SigningKey,
+    parse_openssh_public,
+)
 
 KEY_FILE_MODE = 0o600
+KEY_FOLDER_MODE = 0o700
+MIN_PASSPHRASE_CHARS = 12
+MIN_DISTINCT_CHARS = 5  # refuses "aaaaaaaaaaaa" and "abababababab"
+PASSPHRASE_RULE = (
+    f"at least {MIN_PASSPHRASE_CHARS} characters, not one character or pattern repeated "
+    "(four or more random words are easy to type and hard to guess)"
+)
 
 
 def default_key_path() -> Path:
@@ -27,25 +44,75 @@ def public_path(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + ".pub")
 
 
-def write_new_key(path: Path, name: str, passphrase: str, *, overwrite: bool = False) -> SigningKey:
+def check_new_passphrase(passphrase: str, what: str = "key") -> None:
+    """Refuse a passphrase too weak to protect a key (checked when a key is encrypted, never when
+    one is read, so old keys keep opening)."""
+    text = passphrase.strip()
+    if len(text) < MIN_PASSPHRASE_CHARS or len(set(text)) < MIN_DISTINCT_CHARS:
+        raise WeakPassphrase(f"the passphrase for the {what} is too weak: use {PASSPHRASE_RULE}")
+
+
+def check_archive_passphrase(passphrase: str, personal: str | None) -> None:
+    """The archive key's passphrase must pass the rule and differ from the custodian's own: the
+    archive key signs for the whole organisation and may be shared among admins."""
+    if personal is not None and passphrase == personal:
+        raise UsageError(
+            "the archive key needs its own passphrase, not your personal one: set "
+            "$CUSTODY_ARCHIVE_PASSPHRASE to a different one"
+        )
+    check_new_passphrase(passphrase, "archive key")
+
+
+def _make_private_folder(folder: Path) -> None:
+    """Create missing folders owner-only (0700); folders that already exist are left as they are."""
+    missing = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for created in reversed(missing):
+        created.mkdir(mode=KEY_FOLDER_MODE, exist_ok=True)
+        os.chmod(created, KEY_FOLDER_MODE)  # mkdir's mode is narrowed by the umask, never widened
+
+
+def _write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """Write `path` mode 0600, created exclusively (or atomically replaced), fsynced."""
+    if replace:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+    else:
+        fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE), str(path)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), KEY_FILE_MODE)  # in case a umask or an ACL widened it
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if replace:
+            os.replace(tmp, path)
+    except BaseException:
+        if replace:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_new_key(
+    path: Path, name: str, passphrase: str, *, overwrite: bool = False, what: str = "key"
+) -> SigningKey:
     """Make a key and write it (0600, created exclusively so no other mode is ever visible)."""
     if not name.strip() or "\n" in name:
         raise CustodyError("a key name must be one non-empty line")
     if path.exists() and not overwrite:
         raise CustodyError(f"{path} already exists; refusing to overwrite a key")
+    check_new_passphrase(passphrase, what)
     key = SigningKey.generate(name.strip())
     pem = key.to_encrypted_pem(passphrase)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    _make_private_folder(path.parent)
     if overwrite:
         path.unlink(missing_ok=True)
-    fd = os.open(path, flags, KEY_FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(path, KEY_FILE_MODE)  # in case a umask or an ACL widened it
-    public_path(path).write_text(key.public.openssh_line() + "\n")
+    _write_private(path, pem)
+    pub = public_path(path)
+    pub.unlink(missing_ok=True)
+    _write_private(pub, (key.public.openssh_line() + "\n").encode())
     return key
 
 
@@ -62,6 +129,32 @@ def load_key(path: Path, passphrase: str) -> SigningKey:
     key = SigningKey.from_encrypted_pem(path.read_bytes(), passphrase, name)
     if pub.is_file() and read_public_key(pub).raw != key.public.raw:
         raise BadKeyFile(f"{pub} does not belong to the key in {path}")
+    return key
+
+
+def weak_protection(path: Path) -> str | None:
+    """Why the key file's encryption is weaker than what `key new` writes today, or None.
+
+    Keys made before scrypt (PBKDF2 with 2,048 iterations) still open; `custody key passwd`
+    re-encrypts them.
+    """
+    try:
+        found = pkcs8.protection(path.read_bytes())
+    except (OSError, pkcs8.MalformedDer):
+        return None  # load_key names real problems with the file
+    if found.kdf == "scrypt" and (found.n, found.r, found.p) >= (SCRYPT_N, SCRYPT_R, SCRYPT_P):
+        return None
+    if found.kdf == "pbkdf2" and found.iterations >= 600_000:  # OWASP's count for SHA-256
+        return None
+    return f"{path} is protected by {found.describe()} only"
+
+
+def change_passphrase(path: Path, old: str, new: str, *, what: str = "key") -> SigningKey:
+    """Re-encrypt a key file under a new passphrase with today's KDF; the file is replaced
+    atomically (the key, and so its key id, stays the same)."""
+    key = load_key(path, old)
+    check_new_passphrase(new, what)
+    _write_private(path, key.to_encrypted_pem(new), replace=True)
     return key
 
 

@@ -9,20 +9,29 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from custody import pkcs8
 from custody.errors import BadKeyFile, WrongPassphrase
 
 # Domain tag for key ids: a key id can never collide with any other hash the archive makes.
 KEY_ID_TAG = b"custody:key-id:v1\x00"
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
+
+# Key files: scrypt at OWASP's 16 MiB setting (N=2^14, r=8, p=5; about 0.25 s here). OpenSSL
+# decrypts scrypt keys only up to 32 MiB by default, so a costlier N would lock out `openssl pkey`.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 5
+AES_KEY_SIZE = 32
 
 
 def key_id(public_key: bytes) -> str:
@@ -129,14 +138,28 @@ class SigningKey:
         return self._private.sign(message)
 
     def to_encrypted_pem(self, passphrase: str) -> bytes:
-        """PKCS#8 `ENCRYPTED PRIVATE KEY` PEM (PBES2), readable by `openssl pkey`."""
+        """PKCS#8 `ENCRYPTED PRIVATE KEY` PEM: PBES2 with scrypt and AES-256-CBC (RFC 8018,
+        RFC 7914 §7), readable by `openssl pkey` and by `cryptography`."""
         if not passphrase:
             raise WrongPassphrase("an empty passphrase cannot protect a key")
-        return self._private.private_bytes(
-            serialization.Encoding.PEM,
+        plain = self._private.private_bytes(
+            serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode()),
+            serialization.NoEncryption(),
         )
+        salt, iv = os.urandom(16), os.urandom(16)
+        kek = Scrypt(salt=salt, length=AES_KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(
+            passphrase.encode()
+        )
+        padder = padding.PKCS7(128).padder()
+        padded = padder.update(plain) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(kek), modes.CBC(iv)).encryptor()
+        ciphertext = encryptor.update(padded) + encryptor.finalize()
+        der = pkcs8.scrypt_pbes2_der(
+            salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, key_length=AES_KEY_SIZE, iv=iv,
+            ciphertext=ciphertext,
+        )
+        return pkcs8.pem(der)
 
     @classmethod
     def from_encrypted_pem(cls, pem: bytes, passphrase: str, name: str) -> SigningKey:

@@ -10,6 +10,8 @@ rm -rf "$demo"
 mkdir -p "$demo"
 export CUSTODY_ARCHIVE="$demo/archive" CUSTODY_KEY="$demo/field-team.key"
 export CUSTODY_PASSPHRASE=${CUSTODY_PASSPHRASE:-demo passphrase, use a real one}
+# The archive key has its own passphrase, never a custodian's (docs/CLI.md).
+export CUSTODY_ARCHIVE_PASSPHRASE=${CUSTODY_ARCHIVE_PASSPHRASE:-demo archive passphrase, use a real one}
 custody() { "$PY" -m custody "$@"; }
 
 set -x

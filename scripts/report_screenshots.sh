@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 media=tests/data/media
 export CUSTODY_ARCHIVE="$work/archive" CUSTODY_KEY="$work/keys/admin.key"
-export CUSTODY_PASSPHRASE="example passphrase" HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
+export CUSTODY_PASSPHRASE="example passphrase" CUSTODY_ARCHIVE_PASSPHRASE="example archive passphrase" HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
 c() { "$PY" -m custody "$@"; }
 as() { local who=$1; shift; CUSTODY_KEY="$work/keys/$who.key" "$PY" -m custody "$@"; }
 

@@ -8,6 +8,7 @@ evidence: the file can be deleted at any time and is rebuilt from the ledger.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -268,6 +269,10 @@ class IndexStore:
         return conn
 
     def _connect(self, target: str) -> sqlite3.Connection:
+        if target != ":memory:":
+            # Owner-only (SQLite would make it 0644 less the umask; its -wal, -shm follow it).
+            with suppress(OSError):  # a read-only folder: sqlite3 says so below
+                os.close(os.open(target, os.O_RDONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

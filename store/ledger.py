@@ -406,6 +406,10 @@ class LedgerStore:
         return sqlite_utils.Database(self.conn)
 
     def create(self) -> None:
+        # SQLite would create the file 0644 (less the umask); made 0600 first, its -wal and -shm
+        # files take the same mode.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.chmod(self.path, 0o600)
         conn = connect(self.path)
         conn.execute("PRAGMA journal_mode = WAL")  # kept in the file: every later open uses it
         conn.executescript(_SCHEMA)

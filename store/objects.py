@@ -22,6 +22,7 @@ from typing import BinaryIO, Protocol
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib releases the GIL, small enough for flat memory
 DIGEST_NAMES = ("sha256", "sha512", "sha1", "md5")
+FOLDER_MODE, OBJECT_MODE = 0o700, 0o400  # owner-only whatever the umask: no reading around the log
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 QUARANTINE = "quarantine"  # damaged files found at an object's name, kept aside
 
@@ -194,8 +195,9 @@ class LocalObjectStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
 
     def create(self) -> None:
-        self._objects.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self._objects, self._tmp):
+            folder.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+            os.chmod(folder, FOLDER_MODE)
 
     def path(self, sha256: str) -> Path:
         if not is_sha256_hex(sha256):
@@ -243,11 +245,12 @@ class LocalObjectStore:
 
     def _place(self, tmp: Path, digests: Digests) -> PutResult:
         try:
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, OBJECT_MODE)
             final = self.path(digests.sha256)
             shard = final.parent
             if not shard.is_dir():
-                shard.mkdir(exist_ok=True)
+                shard.mkdir(exist_ok=True, mode=FOLDER_MODE)
+                os.chmod(shard, FOLDER_MODE)
                 _fsync_dir(self._objects)
             try:
                 os.link(tmp, final)  # atomic, and fails rather than replace an existing object
@@ -269,7 +272,8 @@ class LocalObjectStore:
         """Keep the file at `final` under quarantine/ (a second link, so the name never empties)."""
         found_sha256, found_size = _fingerprint(final)
         quarantine = self.root / QUARANTINE
-        quarantine.mkdir(exist_ok=True)
+        quarantine.mkdir(exist_ok=True, mode=FOLDER_MODE)
+        os.chmod(quarantine, FOLDER_MODE)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         for n in itertools.count():
             name = f"{final.name}.{stamp}" + (f".{n}" if n else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from custody.signing import SigningKey
 
 DATA = Path(__file__).parent / "data"
 PASSPHRASE = "correct horse battery staple"
+ARCHIVE_PASSPHRASE = "archive key: tulip ember quarry lantern"  # its own, never a custodian's
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Cli:
             "CUSTODY_ARCHIVE": str(archive),
             "CUSTODY_KEY": str(key),
             "CUSTODY_PASSPHRASE": PASSPHRASE,
+            "CUSTODY_ARCHIVE_PASSPHRASE": ARCHIVE_PASSPHRASE,
             "HOME": str(tmp / "home"),
             "XDG_CONFIG_HOME": str(tmp / "home" / ".config"),
         }
@@ -62,27 +65,54 @@ class Cli:
         return result
 
 
+_MADE_KEYS: dict[str, tuple[Path, SigningKey]] = {}
+
+
+@pytest.fixture(scope="session")
+def _key_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("made-keys")
+
+
+@pytest.fixture
+def made_key(_key_folder: Path):
+    """made_key(path, name): a custodian key (PASSPHRASE) at path, made once per session and
+    copied: key files cost a quarter second each (scrypt at its real cost, never lowered)."""
+
+    def make(path: Path, name: str) -> SigningKey:
+        if name not in _MADE_KEYS:
+            made = _key_folder / f"key-{len(_MADE_KEYS)}"
+            _MADE_KEYS[name] = (made, write_new_key(made, name, PASSPHRASE))
+        made, key = _MADE_KEYS[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(made, path)
+        shutil.copy2(str(made) + ".pub", str(path) + ".pub")
+        return key
+
+    return make
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / "archive", tmp_path / "keys" / "alice.key")
 
 
 @pytest.fixture
-def cli_archive(cli: Cli) -> Cli:
+def cli_archive(cli: Cli, made_key) -> Cli:
     """A CLI with Alice's key made and an archive initialised by her (admin)."""
-    cli("key", "new", "--name", "Alice Admin", check=True)
+    made_key(cli.key, "Alice Admin")
     cli("init", "--name", "Test Documentation Centre", check=True)
     return cli
 
 
 @pytest.fixture
-def alice(tmp_path: Path) -> SigningKey:
-    return write_new_key(tmp_path / "keys" / "alice.key", "Alice Admin", PASSPHRASE)
+def alice(tmp_path: Path, made_key) -> SigningKey:
+    return made_key(tmp_path / "keys" / "alice.key", "Alice Admin")
 
 
 @pytest.fixture
 def archive(tmp_path: Path, alice: SigningKey) -> Archive:
-    return Archive.create(tmp_path / "archive", "Test Documentation Centre", alice, PASSPHRASE)
+    return Archive.create(tmp_path / "archive", "Test Documentation Centre", alice,
+                          ARCHIVE_PASSPHRASE)
 
 
 def one_line_error(result: Result) -> str:

@@ -20,7 +20,7 @@ from custody import entry as entries
 from custody.archive import Archive
 from custody.keyfiles import load_key
 
-from .conftest import PASSPHRASE, one_line_error
+from .conftest import ARCHIVE_PASSPHRASE, PASSPHRASE, one_line_error
 
 TRIGGERS = ("entries_no_update", "entries_no_delete", "entries_in_order", "nodes_no_update",
             "nodes_no_delete", "checkpoints_no_update", "checkpoints_no_delete")
@@ -144,7 +144,7 @@ def _keys(cli):
     archive = Archive.open(cli.archive)
     alice = load_key(cli.key, PASSPHRASE)
     return archive, {alice.key_id: alice,
-                     archive.config.archive_key.key_id: archive.load_archive_key(PASSPHRASE)}
+                     archive.config.archive_key.key_id: archive.load_archive_key(ARCHIVE_PASSPHRASE)}
 
 
 def _rebuild(cli, bodies):

@@ -21,16 +21,16 @@ VIDEO = DATA / "media" / "homs-loci.mp4"
 
 
 @pytest.fixture
-def team(cli_archive, tmp_path):
+def team(cli_archive, tmp_path, made_key):
     """Alice (admin) enrols Farah (field), Ivan and Jana (investigators), Rami (reviewer)."""
     cli = cli_archive
     keys = {}
     for name, role in [("Farah Field", "field"), ("Ivan Investigator", "investigator"),
                        ("Jana Investigator", "investigator"), ("Rami Reviewer", "reviewer")]:
         path = tmp_path / "keys" / (name.split()[0].lower() + ".key")
-        info = cli("key", "new", "--name", name, "-o", path, "--json", check=True).json()
+        key = made_key(path, name)
         cli("enroll", str(path) + ".pub", "--role", role, check=True)
-        keys[name.split()[0].lower()] = (path, info["key_id"])
+        keys[name.split()[0].lower()] = (path, key.key_id)
     cli.keys = keys
     cli.as_ = lambda who: {"CUSTODY_KEY": str(keys[who][0])}
     return cli

@@ -31,7 +31,7 @@ def test_put_stores_once_under_sha256_with_all_digests(objects):
     path = objects.path(d.sha256)
     assert path == objects.root / "sha256" / d.sha256[:2] / d.sha256
     assert path.read_bytes() == data
-    assert path.stat().st_mode & 0o777 == 0o444
+    assert path.stat().st_mode & 0o777 == 0o400  # owner-only, read-only
     assert objects.has(d.sha256) and list(objects) == [d.sha256]
     assert objects.stray_temp_files() == []
 

@@ -11,7 +11,7 @@ import pytest
 from custody import note
 from custody.archive import Archive
 
-from .conftest import PASSPHRASE, one_line_error
+from .conftest import ARCHIVE_PASSPHRASE, one_line_error
 from .tsa import LocalTSA, make_pki, openssl
 
 
@@ -60,7 +60,7 @@ def test_witness_refuses_a_split_view(two_checkpoints, tmp_path):
     cli("witness", "cosign", tmp_path / "cp2.txt", "--state", state, "--archive-key", cli.vkey,
         env=cli.witness, check=True)
     archive = Archive.open(cli.archive)
-    key = archive.load_archive_key(PASSPHRASE)
+    key = archive.load_archive_key(ARCHIVE_PASSPHRASE)
     size = archive.ledger.size()
     fork = note.sign_note(note.format_checkpoint(archive.config.origin, size,
                                                  hashlib.sha256(b"other history").digest()),

@@ -2,10 +2,14 @@
 
 The child owns python-magic, exifread and one stay-open ExifTool and limits its own address space;
 the parent gives each file a deadline and kills the child's whole process group when it passes.
+The child is a fresh interpreter (exec'd, not forked: none of the parent's memory, such as loaded
+keys) with an allow-listed environment (custody/isolation.py: no passphrase) and no inherited file
+descriptors but its end of the pipe.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
@@ -13,6 +17,8 @@ import os
 import resource
 import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from importlib import metadata as dist
@@ -23,6 +29,8 @@ import exifread
 import exiftool
 import magic
 from exifread.core.exceptions import ExifNotFound
+
+from custody.isolation import reader_environment
 
 from . import images, video
 from .record import kind_of, one_line
@@ -59,6 +67,7 @@ class Tools:
                 common_args=EXIFTOOL_ARGS,
                 check_execute=False,
                 encoding="utf-8",
+                config_file="",  # no ~/.ExifTool_config: the same tags whoever runs it
             )
             helper.run()
         except FileNotFoundError:
@@ -191,10 +200,6 @@ def _send(conn: Connection, message: Message) -> None:
 
 def serve(conn: Connection, memory_limit: int | None, exiftool_path: str, run: Extract) -> None:
     """The child's main loop: one request at a time until the parent closes the pipe."""
-    try:
-        os.setsid()  # its own process group, so the parent can kill it together with ExifTool
-    except OSError:
-        pass  # already a group leader; ExifTool still dies with it (pyexiftool sets PDEATHSIG)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the worker stops
     if memory_limit:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -221,6 +226,24 @@ def serve(conn: Connection, memory_limit: int | None, exiftool_path: str, run: E
         tools.close()
 
 
+def child_main(spec: str) -> None:
+    """Entry of the exec'd child (see Worker._start): the pipe's descriptor, limits, the reader."""
+    args = json.loads(spec)
+    module, _, name = args["run"].partition(":")
+    run: Any = importlib.import_module(module)
+    for part in name.split("."):
+        run = getattr(run, part)
+    serve(Connection(args["fd"]), args["memory_limit"], args["exiftool"], run)
+
+
+# The child's command: the parent's sys.path (so it runs this same code), then child_main. `-I`
+# ignores PYTHON* variables and the user's site folder; the path is passed explicitly instead.
+_CHILD_CODE = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from custody.metadata.worker import child_main; child_main(sys.argv[2])"
+)
+
+
 # ---- in the parent -----------------------------------------------------------------------------
 
 
@@ -233,6 +256,13 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
+
+
+def _wait(process: subprocess.Popen[bytes], seconds: float) -> None:
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class Worker:
@@ -252,16 +282,18 @@ class Worker:
 
     def _start(self) -> str | None:
         """Start the child and wait until it is ready; an error string if it could not."""
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=serve,
-            args=(theirs, self.memory_limit, self.exiftool_path, self.run),
-            name="custody-metadata",
-            daemon=True,
-        )
+        ours, theirs = multiprocessing.Pipe()  # a socket pair on POSIX
+        spec = {"fd": theirs.fileno(), "memory_limit": self.memory_limit,
+                "exiftool": self.exiftool_path,
+                "run": f"{self.run.__module__}:{self.run.__qualname__}"}  # fmt: skip
         try:
-            process.start()
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _CHILD_CODE, json.dumps(sys.path), json.dumps(spec)],
+                env=reader_environment(),
+                pass_fds=(theirs.fileno(),),  # and nothing else: close_fds is on
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, killed with its ExifTool
+            )
         except OSError as error:
             return f"worker: could not start: {one_line(error)}"
         finally:
@@ -290,15 +322,15 @@ class Worker:
         if process is None:
             return None
         if grace:
-            process.join(grace)
-        if process.exitcode is None:
+            _wait(process, grace)
+        if process.poll() is None:
             try:
-                os.killpg(process.pid, signal.SIGKILL)  # group id = its pid after setsid()
+                os.killpg(process.pid, signal.SIGKILL)  # group id = its pid (a new session)
             except (ProcessLookupError, PermissionError):
-                pass  # not yet its own group leader, or already gone
+                pass  # already gone
             process.kill()
-        process.join(5)
-        code: int | None = process.exitcode
+        _wait(process, 5)
+        code: int | None = process.returncode
         return code
 
     def close(self) -> None:
@@ -309,12 +341,12 @@ class Worker:
         if conn is not None:
             conn.close()
             self._conn = None
-        process.join(5)
+        _wait(process, 5)
         self.kill()
 
     def read(self, path: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """Each reader's report for one file, and the supervisor's own errors."""
-        if self._process is None or not self._process.is_alive():
+        if self._process is None or self._process.poll() is not None:
             if self._process is not None:
                 self.kill()
             problem = self._start()
