@@ -171,6 +171,15 @@ def _nul_in_tag(bag):
         f.write(b"Contact-Name: a\x00b\n")
 
 
+def _deeply_nested(rel, depth=200_000):
+    """A tag file of `depth` nested brackets (RecursionError in Python's JSON parser), rebagged
+    so that only the custody layer can object."""
+    def harm(bag):
+        (bag / rel).write_bytes(b"[" * depth + b"]" * depth + (b"\n" if rel.endswith("l") else b""))
+        rebag(bag)
+    return harm
+
+
 FOLDER = {
     "symlink-file": (_symlink_file, "symbolic link", 3),
     "symlink-folder": (_symlink_folder, "symbolic link", 3),
@@ -192,6 +201,9 @@ FOLDER = {
     "custody-tag-crlf": (_crlf_ledger, "line endings must be LF", 1),
     "manifest-mixed-line-endings": (_mixed_line_endings, "mixes line endings", 1),
     "fetch-txt": (_fetch, "fetch.txt is not allowed", 1),
+    "package-json-200000-nested": (_deeply_nested("custody/package.json"),
+                                   "nested more than 128 levels deep", 1),
+    "ledger-line-nested": (_deeply_nested("custody/ledger.jsonl"), "nested more than 128", 1),
 }
 
 
@@ -343,6 +355,21 @@ def test_hostile_inputs_through_the_command_line(world):
         assert state(world.archive) == before
         r = world("verify-package", path)
         assert r.code == code and expect in one_line_error(r), r.stderr
+
+
+def test_a_package_json_of_200000_nested_brackets_is_a_named_verification_failure(world):
+    """Not "unexpected error: RecursionError": verify-package and import both read the package,
+    find it does not verify (exit 1, as for any malformed tag file) and say why in one line."""
+    bag = bag_copy(world, "cli-nested")
+    _deeply_nested("custody/package.json")(bag)
+    before = state(world.archive)
+    for command in ("verify-package", "import"):
+        r = world(command, bag)
+        line = one_line_error(r)
+        assert r.code == 1, (command, r.stderr)
+        assert "package.json" in line and "nested more than 128 levels deep" in line, line
+        assert "RecursionError" not in r.stderr + r.stdout
+    assert state(world.archive) == before
 
 
 # The Library of Congress BagIt conformance suite --------------------------------------------------
