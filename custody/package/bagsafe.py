@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import fcntl
 import gzip
+import io
 import lzma
 import os
 import re
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from custody.errors import CustodyError, NotFound
 
@@ -333,7 +334,9 @@ class _Bounded:
     `allowance` bytes: tarfile reads headers (pax, GNU long names) whole into memory and skips
     member data by decompressing it, so the bound must sit under tarfile itself."""
 
-    def __init__(self, raw: IO[bytes], allowance: int, on_exceed: Callable[[], Exception]):
+    def __init__(
+        self, raw: io.BufferedIOBase, allowance: int, on_exceed: Callable[[], Exception]
+    ) -> None:
         self._raw = raw
         self._allowance = allowance
         self._on_exceed = on_exceed
@@ -375,7 +378,7 @@ def _tar_stream(path: Path, limits: Limits) -> _Bounded:
     """The tar inside `path` (plain, gzip, bzip2 or xz, by its magic bytes), bounded."""
     with open(path, "rb") as f:
         magic = f.read(6)
-    opener: Callable[[Path], IO[bytes]]
+    opener: Callable[..., Any]
     if magic.startswith(b"\x1f\x8b"):
         opener = gzip.open
     elif magic.startswith(b"BZh"):
@@ -390,9 +393,18 @@ def _tar_stream(path: Path, limits: Limits) -> _Bounded:
                     lambda: _bomb("tar", allowance, packed, limits))
 
 
+@contextmanager
+def _open_tar(path: Path, limits: Limits) -> Iterator[tarfile.TarFile]:
+    with (
+        _tar_stream(path, limits) as stream,
+        tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:") as tf,
+    ):
+        yield tf
+
+
 def _unpack_tar(path: Path, work: Path, limits: Limits) -> Path:
     packed = path.stat().st_size
-    with _tar_stream(path, limits) as stream, tarfile.open(fileobj=stream, mode="r:") as tf:
+    with _open_tar(path, limits) as tf:
         members: list[_Member] = []
         declared = 0
         while (info := tf.next()) is not None:
@@ -435,7 +447,7 @@ def _locked(folder: Path) -> int:
 def clear_stale_unpacks(folder: Path) -> list[str]:
     """Remove unpack folders that a killed import or verify-package left in `folder`: ours (same
     owner, our prefix) and no longer locked by the process that made them."""
-    removed = []
+    removed: list[str] = []
     try:
         candidates = [e for e in os.scandir(folder) if e.name.startswith(UNPACK_PREFIXES)]
     except OSError:
@@ -482,7 +494,7 @@ def container_kind(path: Path, limits: Limits) -> str:
     if zipfile.is_zipfile(path):
         return "zip"
     try:  # as tarfile.is_tarfile does, but bounded: reading the first member may decompress
-        with _tar_stream(path, limits) as stream, tarfile.open(fileobj=stream, mode="r:"):
+        with _open_tar(path, limits):
             return "tar"
     except (OSError, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
         pass
