@@ -219,10 +219,12 @@ class Archive:
         return reg
 
     def resolve_item(self, ref: str) -> str:
-        """An item by full SHA-256 or a unique prefix of at least 8 hex digits."""
+        """An item by full SHA-256 or a unique prefix of 8 to 64 hex digits."""
         ref = ref.strip().lower()
-        if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):
-            raise UsageError(f"'{ref}' is not an item: give its SHA-256 or 8+ hex digits of it")
+        if not 8 <= len(ref) <= 64 or any(c not in "0123456789abcdef" for c in ref):
+            shown = ref if len(ref) <= 72 else f"{ref[:64]}… ({len(ref)} characters)"
+            raise UsageError(f"'{shown}' is not an item: give its SHA-256 (64 hex digits) or "
+                             "a prefix of at least 8")
         found = self.ledger.items_with_prefix(ref)
         if not found:
             raise NotFound(f"no item {ref} in this archive")

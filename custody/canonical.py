@@ -15,11 +15,52 @@ from typing import Any
 import rfc8785
 
 MAX_SAFE_INTEGER = (1 << 53) - 1  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles
+# Arrays and objects nested deeper are refused before anything recurses over them: nothing custody
+# writes comes near it, and Python's parsers and encoders recurse once per level.
+MAX_DEPTH = 128
 _FIRST_SURROGATE = "\ud800"
 
 
 class NotCanonical(ValueError):
     """Bytes that are not the RFC 8785 encoding of the value they hold."""
+
+
+class TooDeep(json.JSONDecodeError):
+    """JSON nested more than MAX_DEPTH levels (caught wherever a JSONDecodeError is)."""
+
+    def __init__(self, doc: str) -> None:
+        super().__init__(f"arrays or objects nested more than {MAX_DEPTH} levels deep", doc, 0)
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def load_json(text: str, **hooks: Any) -> Any:
+    """json.loads for untrusted text, refusing nesting deeper than MAX_DEPTH (TooDeep) instead of
+    running out of stack."""
+    try:
+        value = json.loads(text, **hooks)
+    except RecursionError:
+        raise TooDeep(text[:80]) from None
+    if (text.count("[") + text.count("{") > MAX_DEPTH) and _depth(value) > MAX_DEPTH:
+        raise TooDeep(text[:80])
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, level = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((c, level + 1) for c in children)
+    return deepest
 
 
 def encode(value: Any) -> bytes:
@@ -48,12 +89,14 @@ def decode(data: bytes) -> Any:
     """
     flags = _Flags()
     try:
-        value = json.loads(
+        value = load_json(
             data.decode("utf-8"),
             parse_float=flags.float,
             parse_int=flags.int,
             parse_constant=_no_constants,
         )
+    except TooDeep as exc:
+        raise NotCanonical(f"not accepted: {exc.msg}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NotCanonical(f"not JSON: {exc}") from None
     try:

@@ -107,6 +107,13 @@ def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> li
     if not offers:
         raise NotFound(f"no transfer offer {offer_seq}")
     pending = [o for o in offers if o.state == "pending"]
+    state = "accepted" if action == "transfer-accept" else "withdrawn"
+    closer = offers[0].to if action == "transfer-accept" else offers[0].sender
+    if not pending and all(o.state == state for o in offers) and closer == key.key_id:
+        # The same person repeating the same step (a retry after a crash or a lost reply): it
+        # is done already; say which entries did it rather than fail.
+        return [{"seq": o.closed_by, "item": o.item, "offer": o.seq, "already": True}
+                for o in offers]
     if not pending:
         raise UsageError(f"offer {offer_seq} is already {offers[0].state}")
     attempted = "accept" if action == "transfer-accept" else "withdraw"

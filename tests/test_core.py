@@ -51,6 +51,17 @@ def test_canonical_decode_rejects_non_canonical_bytes():
             canonical.decode(bad)
 
 
+def test_canonical_decode_refuses_deep_nesting_by_name_not_recursion_error():
+    """200,000 nested brackets made Python's parser raise RecursionError; 129 levels parse but
+    would recurse in the encoders. Both are refused with a named NotCanonical (a ValueError)."""
+    assert canonical.decode(b"[" * 128 + b"]" * 128) is not None
+    for depth in (129, 200_000):
+        with pytest.raises(canonical.NotCanonical, match="nested more than 128 levels deep"):
+            canonical.decode(b"[" * depth + b"]" * depth)
+        with pytest.raises(ValueError, match="nested more than 128 levels deep"):
+            canonical.load_json('{"a":' * depth + "1" + "}" * depth)
+
+
 def test_rfc8032_test_vector_1():
     # RFC 8032 §7.1 TEST 1: empty message
     seed = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

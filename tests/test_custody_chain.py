@@ -207,6 +207,25 @@ def test_withdraw_and_second_offer(team, tmp_path):
     cli("verify", check=True)
 
 
+def test_accepting_an_accepted_offer_again_reports_the_earlier_acceptance(team):
+    """A retry after a crash or a lost reply: the receiver repeating `accept` is told it is done
+    (exit 0, the same entry), and nothing is appended; anyone else is still refused."""
+    cli = team
+    cli("ingest", VIDEO, env=cli.as_("ivan"), check=True)
+    item = hashlib.sha256(VIDEO.read_bytes()).hexdigest()[:12]
+    offer = cli("transfer", item, "--to", "Jana Investigator", "--purpose", "a", "--json",
+                env=cli.as_("ivan"), check=True).json()[0]["offer"]
+    first = cli("accept", str(offer), "--json", env=cli.as_("jana"), check=True).json()
+    size = len(_log(cli))
+    again = cli("accept", str(offer), "--json", env=cli.as_("jana"), check=True).json()
+    assert [a["seq"] for a in again] == [f["seq"] for f in first]
+    assert again[0]["already"] is True
+    assert len(_log(cli)) == size
+    other = cli("accept", str(offer), env=cli.as_("ivan"))
+    assert other.code == 2 and "already accepted" in one_line_error(other)
+    cli("verify", check=True)
+
+
 def test_incidents_and_corrections_keep_both_statements(team, tmp_path):
     cli = team
     cli("ingest", PHOTO, VIDEO, env=cli.as_("ivan"), check=True)

@@ -4,6 +4,7 @@ files left behind). Also the Library of Congress BagIt conformance suite, read b
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -171,6 +172,15 @@ def _nul_in_tag(bag):
         f.write(b"Contact-Name: a\x00b\n")
 
 
+def _deeply_nested(rel, depth=200_000):
+    """A tag file of `depth` nested brackets (RecursionError in Python's JSON parser), rebagged
+    so that only the custody layer can object."""
+    def harm(bag):
+        (bag / rel).write_bytes(b"[" * depth + b"]" * depth + (b"\n" if rel.endswith("l") else b""))
+        rebag(bag)
+    return harm
+
+
 FOLDER = {
     "symlink-file": (_symlink_file, "symbolic link", 3),
     "symlink-folder": (_symlink_folder, "symbolic link", 3),
@@ -192,6 +202,9 @@ FOLDER = {
     "custody-tag-crlf": (_crlf_ledger, "line endings must be LF", 1),
     "manifest-mixed-line-endings": (_mixed_line_endings, "mixes line endings", 1),
     "fetch-txt": (_fetch, "fetch.txt is not allowed", 1),
+    "package-json-200000-nested": (_deeply_nested("custody/package.json"),
+                                   "nested more than 128 levels deep", 1),
+    "ledger-line-nested": (_deeply_nested("custody/ledger.jsonl"), "nested more than 128", 1),
 }
 
 
@@ -298,6 +311,88 @@ def test_size_and_count_caps(world):
     refused(world, gz, "over the limit", 3, limits=Limits(max_bytes=4 << 20))
 
 
+class _Zeros(io.RawIOBase):
+    """`n` zero bytes, read as a stream (a bomb is built without holding it in memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def readinto(self, buf) -> int:
+        k = min(len(buf), self.left)
+        buf[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def _bytes_written() -> int:
+    """What this process has passed to write() so far (Linux /proc/self/io `wchar`)."""
+    text = Path("/proc/self/io").read_text()
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("wchar:")))
+
+
+def _gz_with_zeros(world, path: Path, members: list[tuple[str, int]]) -> Path:
+    with tarfile.open(path, "w:gz", compresslevel=9) as tf:
+        for name, data in _bag_members(world):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, size in members:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tf.addfile(info, _Zeros(size))
+    return path
+
+
+def test_a_small_tar_gz_of_zeros_is_refused_as_a_bomb_before_much_is_written(world):
+    """Issue 10 #12: a 1.36 MB .tar.gz unpacked 900 MB before it was refused. The ratio and size
+    caps now hold for tar members as for zip members, checked as each header is read and as each
+    byte is written."""
+    path = _gz_with_zeros(world, world.work / "bomb.tar.gz", [("pkg/data/C1/zeros.bin", 400 << 20)])
+    packed = path.stat().st_size
+    assert packed < 1 << 20
+    before = _bytes_written()
+    message = refused(world, path, "decompression bomb", 3)
+    assert _bytes_written() - before < 2 << 20, "the refusal came after unpacking"
+    assert f"from {packed}" in message and "CUSTODY_PACKAGE_MAX_RATIO" in message
+
+
+def test_many_small_zero_members_are_refused_by_the_total_ratio(world):
+    """No member is over the 1 MiB floor, together they are 300 MiB: the whole counts."""
+    path = _gz_with_zeros(world, world.work / "many.tar.gz",
+                          [(f"pkg/data/C1/z{i:03}.bin", 1 << 20) for i in range(300)])
+    before = _bytes_written()
+    refused(world, path, "decompression bomb", 3)
+    assert _bytes_written() - before < 2 << 20
+    zipped = make_zip(world, world.work / "many.zip",
+                      [(f"pkg/data/C1/z{i:03}.bin", bytes(1 << 20)) for i in range(300)],
+                      compress_extra=True)
+    before = _bytes_written()
+    refused(world, zipped, "decompression bomb", 3)
+    assert _bytes_written() - before < 2 << 20
+
+
+def test_a_huge_pax_header_is_refused_before_it_is_read_into_memory(world):
+    """tarfile reads an extended header whole: a gzip of a 'pax header' of 1 GiB of zeros would
+    be held in memory (and was, first by the container check) before any member was seen."""
+    path = world.work / "pax-bomb.tar.gz"
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = 1 << 30
+    with gzip.open(path, "wb", compresslevel=9) as gz:
+        gz.write(header.tobuf(tarfile.USTAR_FORMAT))
+        shutil.copyfileobj(_Zeros(1 << 30), gz, 4 << 20)
+    assert path.stat().st_size < 2 << 20
+    refused(world, path, "decompression bomb", 3)
+
+
+def test_a_plain_tar_and_a_modest_tar_gz_still_unpack(world):
+    from custody.package.verify import verify_package
+
+    assert verify_package(make_tar(world, world.work / "plain.tar")).ok
+    assert verify_package(make_tar(world, world.work / "fine.tar.xz", mode="w:xz")).ok
+    assert verify_package(make_tar(world, world.work / "fine.tar.bz2", mode="w:bz2")).ok
+
+
 def test_corrupt_or_unknown_containers(world):
     good = make_zip(world, world.work / "good.zip")
     cut = world.work / "cut.zip"
@@ -343,6 +438,21 @@ def test_hostile_inputs_through_the_command_line(world):
         assert state(world.archive) == before
         r = world("verify-package", path)
         assert r.code == code and expect in one_line_error(r), r.stderr
+
+
+def test_a_package_json_of_200000_nested_brackets_is_a_named_verification_failure(world):
+    """Not "unexpected error: RecursionError": verify-package and import both read the package,
+    find it does not verify (exit 1, as for any malformed tag file) and say why in one line."""
+    bag = bag_copy(world, "cli-nested")
+    _deeply_nested("custody/package.json")(bag)
+    before = state(world.archive)
+    for command in ("verify-package", "import"):
+        r = world(command, bag)
+        line = one_line_error(r)
+        assert r.code == 1, (command, r.stderr)
+        assert "package.json" in line and "nested more than 128 levels deep" in line, line
+        assert "RecursionError" not in r.stderr + r.stdout
+    assert state(world.archive) == before
 
 
 # The Library of Congress BagIt conformance suite --------------------------------------------------

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import html
 import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import time
 import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
@@ -238,6 +240,47 @@ def test_html_report_holds_the_timeline_rows_and_rechecks(cli, tmp_path):
     data = cli("report", sha(VIDEO)[:12], "--json", check=True).json()
     assert data["type"] == "custody/report/v1" and data["content_read"] is False
     assert data["items"][0]["digests"]["md5"] == hashlib.md5(VIDEO.read_bytes()).hexdigest()
+
+
+def _timed(cli: Cli, *args) -> float:
+    start = time.monotonic()
+    cli(*args, check=True, timeout=600)
+    return time.monotonic() - start
+
+
+def test_a_131000_character_purpose_neither_slows_the_report_nor_is_lost(cli, tmp_path):
+    """Issue 10 #13: one 131,000-character purpose without spaces made `report` run for over
+    5 minutes. Long values are now cut at 1,000 characters with a visible marker and laid out in
+    short pieces; the whole value stays in the report's data, which the digest covers."""
+    photo = sha(PHOTO)[:12]
+    long = "".join(f"{n:06d}" for n in range(131_000 // 6)).ljust(131_000, "x")  # no spaces
+    normal = {fmt: _timed(cli, "report", photo, "--purpose", REVIEW, "-o", tmp_path / f"n.{fmt}")
+              for fmt in ("html", "pdf")}
+    cli("get", photo, "--purpose", long, "-o", tmp_path / "copy.jpg", check=True)
+    slow = {fmt: _timed(cli, "report", photo, "--purpose", long, "-o", tmp_path / f"l.{fmt}")
+            for fmt in ("html", "pdf")}
+    for fmt in ("html", "pdf"):
+        assert slow[fmt] < 3 * normal[fmt], (fmt, slow[fmt], normal[fmt])
+
+    marker = "[cut: 1,000 of 131,000 characters shown; the whole text is in this report's data"
+    page = (tmp_path / "l.html").read_text(encoding="utf-8")
+    visible = re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", "", visible))  # the page as read: pieces join up
+    # about this report, and in the timeline the `get` and the report's own access entry
+    assert text.count(long[:1000] + "… " + marker) == 3
+    assert long[:1001] not in text.replace(long[:1000] + "…", "")
+    model = json.loads(re.search(r'id="custody-report-model">(.*?)</script>', page, re.S)[1])
+    assert model["purpose"] == long
+    assert [r["purpose"] for r in model["items"][0]["timeline"] if r.get("purpose") == long]
+    assert cli("verify-report", tmp_path / "l.html").code == 0
+
+    pdf_text = pdftotext(tmp_path / "l.pdf")
+    # and the HTML report's access entry, made before the PDF
+    assert " ".join(pdf_text.split()).count(" ".join(marker.split())) == 4
+    data = tmp_path / "l.json"
+    subprocess.run(["pdfdetach", "-savefile", "custody-report.json", "-o", str(data),
+                    str(tmp_path / "l.pdf")], check=True, capture_output=True)
+    assert json.loads(data.read_text())["purpose"] == long
 
 
 def test_an_edited_report_does_not_recheck(cli, tmp_path):

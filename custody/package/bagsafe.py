@@ -4,6 +4,11 @@ before a byte is read or written, containers unpacked into a private folder unde
 
 from __future__ import annotations
 
+import bz2
+import fcntl
+import gzip
+import io
+import lzma
 import os
 import re
 import shutil
@@ -17,13 +22,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from custody.errors import CustodyError, NotFound
 
 MAX_BYTES = 1 << 40  # 1 TiB unpacked; and never more than the free space where it unpacks
 MAX_FILES = 100_000  # files and folders in one package
-MAX_RATIO = 100  # unpacked : packed, for any member larger than RATIO_FLOOR
+MAX_RATIO = 100  # unpacked : packed, for any member, and the whole, larger than RATIO_FLOOR
 RATIO_FLOOR = 1 << 20
 FREE_MARGIN = 64 << 20  # leave this much free when unpacking
 COPY_CHUNK = 1 << 20
@@ -56,7 +61,12 @@ class Limits:
         return cls(
             max_bytes=number("CUSTODY_PACKAGE_MAX_BYTES", MAX_BYTES),
             max_files=number("CUSTODY_PACKAGE_MAX_FILES", MAX_FILES),
+            max_ratio=number("CUSTODY_PACKAGE_MAX_RATIO", MAX_RATIO),
         )
+
+    def unpacked_allowance(self, packed: int) -> int:
+        """The most a container of `packed` bytes may unpack to (or decompress to) in all."""
+        return max(RATIO_FLOOR, self.max_ratio * packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +187,32 @@ def member_parts(name: str, container: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _plan(members: list[_Member], container: str, limits: Limits, free: int) -> str:
+def _bomb(container: str, unpacked: int, packed: int, limits: Limits) -> PackageRefused:
+    return PackageRefused(
+        f"the {container} unpacks to more than {unpacked} bytes from {packed}, over "
+        f"{limits.max_ratio} times its size: refused as a decompression bomb "
+        "(set CUSTODY_PACKAGE_MAX_RATIO to raise it)"
+    )
+
+
+def _over_limit(container: str, total: int, limits: Limits) -> PackageRefused:
+    return PackageRefused(
+        f"the {container} unpacks to {total} bytes, over the limit of {limits.max_bytes} "
+        "(set CUSTODY_PACKAGE_MAX_BYTES to raise it)"
+    )
+
+
+def _check_total(container: str, total: int, packed: int, limits: Limits) -> None:
+    """The declared (or so far written) total against the size cap and the ratio cap."""
+    if total > limits.max_bytes:
+        raise _over_limit(container, total, limits)
+    if total > limits.unpacked_allowance(packed):
+        raise _bomb(container, limits.unpacked_allowance(packed), packed, limits)
+
+
+def _plan(
+    members: list[_Member], container: str, limits: Limits, free: int, packed: int
+) -> str:
     """Check the whole member list before anything is written; the bag folder's name."""
     if len(members) > limits.max_files:
         raise PackageRefused(f"the {container} holds more than {limits.max_files} members")
@@ -215,26 +250,36 @@ def _plan(members: list[_Member], container: str, limits: Limits, free: int) -> 
         raise PackageRefused(
             f"a packed bag must unpack into exactly one folder (RFC 8493 §4); found {len(tops)}"
         )
-    if total > limits.max_bytes:
-        raise PackageRefused(
-            f"the {container} unpacks to {total} bytes, over the limit of {limits.max_bytes} "
-            "(set CUSTODY_PACKAGE_MAX_BYTES to raise it)"
-        )
+    _check_total(container, total, packed, limits)
     if total > free - FREE_MARGIN:
         raise PackageRefused(f"the {container} unpacks to {total} bytes; only {free} are free")
     return tops.pop()
 
 
-def _write_member(src: IO[bytes], target: Path, size: int, rel: str, budget: list[int]) -> None:
+@dataclass(slots=True)
+class _Tally:
+    """Bytes unpacked so far, counted as they are written, held to the caps the plan checked."""
+
+    container: str
+    packed: int
+    limits: Limits
+    written: int = 0
+
+    def add(self, n: int) -> None:
+        self.written += n
+        _check_total(self.container, self.written, self.packed, self.limits)
+
+
+def _write_member(src: IO[bytes], target: Path, size: int, rel: str, tally: _Tally) -> None:
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     written = 0
     with os.fdopen(fd, "wb") as out:
         while chunk := src.read(COPY_CHUNK):
             written += len(chunk)
-            budget[0] -= len(chunk)
-            if written > size or budget[0] < 0:
+            if written > size:
                 raise PackageRefused(f"member {rel!r} unpacks to more than it declares")
+            tally.add(len(chunk))  # stops the moment the total or the ratio is crossed
             out.write(chunk)
     if written != size:
         raise PackageRefused(f"member {rel!r} is shorter than it declares")
@@ -246,10 +291,12 @@ def _write_members(
     work: Path,
     limits: Limits,
     open_member: Callable[[_Member], IO[bytes] | None],
+    packed: int,
 ) -> Path:
-    """Unpack checked members into `work` under one byte budget; returns the bag's top folder."""
-    top = _plan(members, kind, limits, shutil.disk_usage(work).free)
-    budget = [limits.max_bytes]
+    """Unpack checked members into `work`, counting every byte against the caps; returns the
+    bag's top folder."""
+    top = _plan(members, kind, limits, shutil.disk_usage(work).free, packed)
+    tally = _Tally(kind, packed, limits)
     for m in members:
         target = work.joinpath(*m.parts)
         if m.is_dir:
@@ -259,7 +306,7 @@ def _write_members(
         if src is None:
             raise PackageRefused(f"{kind} member {'/'.join(m.parts)!r} cannot be read")
         with src:
-            _write_member(src, target, m.size, "/".join(m.parts), budget)
+            _write_member(src, target, m.size, "/".join(m.parts), tally)
     return work / top
 
 
@@ -278,15 +325,93 @@ def _unpack_zip(path: Path, work: Path, limits: Limits) -> Path:
             members.append(
                 _Member(parts, info.is_dir(), info.file_size, info.compress_size, info)
             )
-        return _write_members(members, "zip", work, limits, lambda m: zf.open(m.ref))
+        return _write_members(members, "zip", work, limits, lambda m: zf.open(m.ref),
+                              path.stat().st_size)
+
+
+class _Bounded:
+    """The decompressed stream of a (possibly compressed) tar, refusing to read or seek past
+    `allowance` bytes: tarfile reads headers (pax, GNU long names) whole into memory and skips
+    member data by decompressing it, so the bound must sit under tarfile itself."""
+
+    def __init__(
+        self, raw: io.BufferedIOBase, allowance: int, on_exceed: Callable[[], Exception]
+    ) -> None:
+        self._raw = raw
+        self._allowance = allowance
+        self._on_exceed = on_exceed
+
+    def _check(self, end: int) -> None:
+        if end > self._allowance:
+            raise self._on_exceed()
+
+    def read(self, size: int = -1) -> bytes:
+        here = self._raw.tell()
+        if size is None or size < 0:  # all that is left, but never more than the allowance
+            data = self._raw.read(self._allowance - here + 1)
+            self._check(here + len(data))
+            return data
+        self._check(here + size)  # before a huge header or skip is decompressed
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == os.SEEK_SET else self._raw.tell() + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR):
+            raise OSError("seeking from the end of a package stream is not supported")
+        self._check(target)
+        return self._raw.seek(target)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _Bounded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tar_stream(path: Path, limits: Limits) -> _Bounded:
+    """The tar inside `path` (plain, gzip, bzip2 or xz, by its magic bytes), bounded."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    opener: Callable[..., Any]
+    if magic.startswith(b"\x1f\x8b"):
+        opener = gzip.open
+    elif magic.startswith(b"BZh"):
+        opener = bz2.open
+    elif magic.startswith(b"\xfd7zXZ\x00"):
+        opener = lzma.open
+    else:
+        opener = open
+    packed = path.stat().st_size
+    allowance = limits.unpacked_allowance(packed)
+    return _Bounded(opener(path, "rb"), allowance,
+                    lambda: _bomb("tar", allowance, packed, limits))
+
+
+@contextmanager
+def _open_tar(path: Path, limits: Limits) -> Iterator[tarfile.TarFile]:
+    with (
+        _tar_stream(path, limits) as stream,
+        tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:") as tf,
+    ):
+        yield tf
 
 
 def _unpack_tar(path: Path, work: Path, limits: Limits) -> Path:
-    with tarfile.open(path, "r:*") as tf:
+    packed = path.stat().st_size
+    with _open_tar(path, limits) as tf:
         members: list[_Member] = []
+        declared = 0
         while (info := tf.next()) is not None:
             if len(members) >= limits.max_files:
                 raise PackageRefused(f"the tar holds more than {limits.max_files} members")
+            declared += info.size
+            _check_total("tar", declared, packed, limits)  # before its data is read or skipped
             parts = member_parts(info.name, "tar")
             kind = (
                 "a symbolic link" if info.issym()
@@ -301,28 +426,77 @@ def _unpack_tar(path: Path, work: Path, limits: Limits) -> Path:
             except tarfile.FilterError as exc:
                 raise PackageRefused(f"tar member {info.name!r}: {exc}") from None
             members.append(_Member(parts, info.isdir(), info.size, None, info))
-        return _write_members(members, "tar", work, limits, lambda m: tf.extractfile(m.ref))
+        return _write_members(members, "tar", work, limits, lambda m: tf.extractfile(m.ref),
+                              packed)
 
 
-def _workdir(path: Path) -> Path:
-    """A private folder beside the package (same filesystem), else in the system temp folder."""
+UNPACK_PREFIXES = (".custody-unpack-", "custody-unpack-")
+
+
+def _locked(folder: Path) -> int:
+    """Hold an exclusive lock on `folder` while its fd is open (BlockingIOError if held)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        return Path(tempfile.mkdtemp(prefix=".custody-unpack-", dir=path.parent))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return Path(tempfile.mkdtemp(prefix="custody-unpack-"))
+        os.close(fd)
+        raise
+    return fd
 
 
-def container_kind(path: Path) -> str:
+def clear_stale_unpacks(folder: Path) -> list[str]:
+    """Remove unpack folders that a killed import or verify-package left in `folder`: ours (same
+    owner, our prefix) and no longer locked by the process that made them."""
+    removed: list[str] = []
+    try:
+        candidates = [e for e in os.scandir(folder) if e.name.startswith(UNPACK_PREFIXES)]
+    except OSError:
+        return removed
+    for e in candidates:
+        try:
+            st = e.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            fd = _locked(Path(e.path))
+        except OSError:  # in use by a running import, or gone meanwhile
+            continue
+        try:
+            shutil.rmtree(e.path, ignore_errors=True)
+            removed.append(e.name)
+        finally:
+            os.close(fd)
+    return removed
+
+
+@contextmanager
+def _workdir(path: Path) -> Iterator[Path]:
+    """A private folder beside the package (same filesystem), else in the system temp folder,
+    locked while in use and removed afterwards; stale ones a killed run left are removed first."""
+    try:
+        clear_stale_unpacks(path.parent)
+        work = Path(tempfile.mkdtemp(prefix=UNPACK_PREFIXES[0], dir=path.parent))
+    except OSError:
+        clear_stale_unpacks(Path(tempfile.gettempdir()))
+        work = Path(tempfile.mkdtemp(prefix=UNPACK_PREFIXES[1]))
+    fd = _locked(work)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        os.close(fd)
+
+
+def container_kind(path: Path, limits: Limits) -> str:
     if path.is_dir():
         return "folder"
     if not path.is_file():
         raise PackageRefused(f"{path} is not a folder, .zip or .tar file")
     if zipfile.is_zipfile(path):
         return "zip"
-    try:
-        if tarfile.is_tarfile(path):
+    try:  # as tarfile.is_tarfile does, but bounded: reading the first member may decompress
+        with _open_tar(path, limits):
             return "tar"
-    except (OSError, tarfile.TarError, EOFError, zlib.error):
+    except (OSError, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
         pass
     raise PackageRefused(f"{path} is not a folder, .zip or .tar file")
 
@@ -335,12 +509,11 @@ def opened(path: Path, limits: Limits | None = None) -> Iterator[Listing]:
     path = Path(path)
     if not os.path.lexists(path):
         raise NotFound(f"no package at {path}")
-    kind = container_kind(path)
+    kind = container_kind(path, limits)
     if kind == "folder":
         yield walk(path.resolve(), limits)
         return
-    work = _workdir(path)
-    try:
+    with _workdir(path) as work:
         try:
             root = (_unpack_zip if kind == "zip" else _unpack_tar)(path, work, limits)
         except (
@@ -349,13 +522,14 @@ def opened(path: Path, limits: Limits | None = None) -> Iterator[Listing]:
             tarfile.TarError,
             NotImplementedError,
             zlib.error,
+            lzma.LZMAError,
             EOFError,
             UnicodeError,
             ValueError,
         ) as exc:
             raise PackageRefused(f"{path.name} is not a readable {kind} file: {exc}") from None
         except OSError as exc:
-            raise PackageRefused(f"{path.name} cannot be unpacked: {exc}") from None
+            raise PackageRefused(
+                f"{path.name} cannot be unpacked: {exc.strerror or exc}; nothing was left behind"
+            ) from None
         yield walk(root, limits)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

@@ -5,6 +5,7 @@ its signed history, inclusion proofs against a fresh checkpoint and the signers'
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -118,11 +119,8 @@ def export(
     destination = str(output.absolute())
     try:
         writer = layout.writer_for(output)
-    except FileExistsError:
-        raise CustodyError(
-            f"an interrupted export left .{output.name}.custody-partial beside {output.name}",
-            hint="remove it and export again",
-        ) from None
+    except FileExistsError:  # another export created it between the check and now
+        raise CustodyError(f"another export is writing .{output.name}.custody-partial") from None
     except OSError as exc:
         raise CustodyError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
@@ -143,7 +141,11 @@ def export(
         raise VerificationFailed([str(exc)]) from None
     except OSError as exc:
         writer.abort()
-        raise CustodyError(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise CustodyError(
+            f"cannot write {output}: {exc.strerror or exc}; nothing was left there",
+            hint="free some space or choose another place, and export again"
+            if exc.errno == errno.ENOSPC else "",
+        ) from None
     except BaseException:
         writer.abort()
         raise

@@ -5,6 +5,8 @@ payload file naming, and writers that put a bag into a folder, a .zip or a .tar.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -151,6 +153,8 @@ class BagWriter(Protocol):
 
 
 def writer_for(output: Path, mtime: float | None = None) -> BagWriter:
+    """A writer for `output`, after clearing a partial package an interrupted export left."""
+    clear_stale_partial(output)
     suffix = output.suffix.lower()
     if suffix == ".zip":
         return ZipWriter(output)
@@ -161,6 +165,45 @@ def writer_for(output: Path, mtime: float | None = None) -> BagWriter:
 
 def _partial(output: Path) -> Path:
     return output.with_name(f".{output.name}.custody-partial")
+
+
+def _hold(path: Path) -> int:
+    """Lock the partial package at `path` (file or folder) for as long as the returned file
+    descriptor stays open: the lock is what tells a live export's partial from a dead one's."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CustodyError(
+            f"another export is writing {path.name}", hint="wait for it to finish"
+        ) from None
+    return fd
+
+
+def clear_stale_partial(output: Path) -> bool:
+    """Remove `.NAME.custody-partial` if the export that wrote it is gone (its lock is free), so
+    an interrupted export never blocks the next one; refuse if an export is still writing it."""
+    partial = _partial(output)
+    if not os.path.lexists(partial):
+        return False
+    if partial.is_symlink():
+        raise CustodyError(f"{partial} is a symbolic link, not a partial package; remove it")
+    fd = _hold(partial)
+    try:
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        else:
+            partial.unlink()
+    finally:
+        os.close(fd)
+    return True
+
+
+def _release(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _place(partial: Path, output: Path) -> None:
@@ -176,7 +219,8 @@ class FolderWriter:
     def __init__(self, output: Path) -> None:
         self.output = output
         self.root = _partial(output)
-        self.root.mkdir()
+        self.root.mkdir(mode=0o700)
+        self.lock: int | None = _hold(self.root)
 
     def _open(self, rel: str) -> BinaryIO:
         target = self.root / rel
@@ -194,9 +238,11 @@ class FolderWriter:
 
     def commit(self) -> None:
         _place(self.root, self.output)
+        _release(self.lock)
 
     def abort(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        _release(self.lock)
 
 
 class ZipWriter:
@@ -208,6 +254,7 @@ class ZipWriter:
         self.partial = _partial(output)
         self.base = output.stem
         self.zf = zipfile.ZipFile(self.partial, "x", zipfile.ZIP_STORED, allowZip64=True)
+        self.lock: int | None = _hold(self.partial)
 
     def _info(self, rel: str, size: int) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(f"{self.base}/{rel}", time.gmtime()[:6])
@@ -226,10 +273,18 @@ class ZipWriter:
     def commit(self) -> None:
         self.zf.close()
         _place(self.partial, self.output)
+        _release(self.lock)
 
     def abort(self) -> None:
-        self.zf.close()
+        # Closing writes the central directory, which fails on a full disk: drop the file anyway.
+        try:
+            self.zf.close()
+        except (OSError, ValueError):
+            if self.zf.fp is not None:
+                with contextlib.suppress(OSError):
+                    self.zf.fp.close()
         self.partial.unlink(missing_ok=True)
+        _release(self.lock)
 
 
 class TarWriter:
@@ -241,6 +296,7 @@ class TarWriter:
         self.base = output.stem
         self.mtime = int(mtime)
         self.tf = tarfile.open(self.partial, "x", format=tarfile.PAX_FORMAT)
+        self.lock: int | None = _hold(self.partial)
 
     def _info(self, rel: str, size: int) -> tarfile.TarInfo:
         info = tarfile.TarInfo(f"{self.base}/{rel}")
@@ -256,10 +312,17 @@ class TarWriter:
     def commit(self) -> None:
         self.tf.close()
         _place(self.partial, self.output)
+        _release(self.lock)
 
     def abort(self) -> None:
-        self.tf.close()
+        # Closing writes the end-of-archive blocks, which fails on a full disk: drop it anyway.
+        try:
+            self.tf.close()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.tf.fileobj.close()
         self.partial.unlink(missing_ok=True)
+        _release(self.lock)
 
 
 class Prefetch:

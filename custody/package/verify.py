@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -218,7 +217,7 @@ def _json(tags: Mapping[str, bytes], rel: str, problems: list[str]) -> Any:
         return dict(pairs)
 
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates)
+        return canonical.load_json(text, object_pairs_hook=no_duplicates)
     except ValueError as exc:
         problems.append(f"{rel} is not valid JSON: {exc}")
         raise _Stop from None
@@ -292,7 +291,7 @@ def _audit(
     carried: dict[int, tuple[entries.SignedEntry, entries.Entry]] = {}
     for n, line in enumerate(_text(tags, layout.LEDGER, problems).splitlines(), 1):
         try:
-            row = json.loads(line)
+            row = canonical.load_json(line)
             signed = entries.SignedEntry(_unb64(row["entry"]), _unb64(row["signature"]))
             e = entries.parse(signed.body)
         except (ValueError, KeyError, TypeError, entries.MalformedEntry) as exc:

@@ -6,12 +6,13 @@ The model itself is embedded as JSON (`script#custody-report-model`) so the page
 from __future__ import annotations
 
 import base64
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from custody.report import places
 from custody.report.model import Report
@@ -43,6 +44,54 @@ BASIS = {
     "container+offset": "the video container's creation date with the offset it states",
     "container-utc": "the video container's header time (UTC by the QuickTime specification)",
 }
+
+
+# Long values (docs/REPORTS.md "Long values"): WeasyPrint lays a text out again for every line it
+# breaks, so one long text costs time quadratic in its length (20,000 characters: 48 s). Every
+# value printed into the page is cut at MAX_SHOWN characters, with a visible marker (the whole
+# value stays in the report's data and the ledger), and laid out as short pieces.
+MAX_SHOWN = 1000
+LEFT_WHOLE = 160  # shorter values (every hash, key and name in practice) are printed as they are
+PIECE = 16  # characters of an unbroken run per piece (a timeline cell holds about 18)
+TITLE = 100  # characters of a value in an attribute or the page title
+_PIECES = re.compile(rf"\s*\S{{1,{PIECE}}}")
+
+
+def _pieces(text: str) -> Markup:
+    """`text` as short inline pieces: words kept whole (Arabic letters join within a word), an
+    unbroken run longer than PIECE split with a break opportunity (<wbr>) between its pieces."""
+    spans = "".join(
+        ("" if n == 0 or p[0].isspace() else "<wbr>") + f"<span>{escape(p)}</span>"
+        for n, p in enumerate(_PIECES.findall(text))
+    )
+    return Markup(f'<span class="long">{spans}</span>')
+
+
+def shown(value: Any) -> Any:
+    """Every value the template prints (Jinja's `finalize`): long text cut and laid out in
+    pieces; markup made here (Markup) and non-text values pass unchanged."""
+    if isinstance(value, Markup) or not isinstance(value, str) or len(value) <= LEFT_WHOLE:
+        return value
+    if len(value) <= MAX_SHOWN:
+        return _pieces(value)
+    marker = (f"… [cut: {MAX_SHOWN:,} of {len(value):,} characters shown; the whole text is in "
+              "this report's data and in the ledger entry]")
+    return _pieces(value[:MAX_SHOWN]) + Markup('<span class="cut">') + marker + Markup("</span>")
+
+
+def whole(value: Any) -> Any:
+    """Like `shown`, never cut: for the checkpoint's signed note, which must be copyable whole."""
+    text = str(value)
+    return text if len(text) <= LEFT_WHOLE else _pieces(text)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plain(value: Any) -> Markup:
+    """A value for an attribute or the page title: escaped text, cut at TITLE characters."""
+    return escape(_cut(str(value), TITLE))
 
 
 def textdir(text: Any) -> str:
@@ -109,8 +158,9 @@ def details(row: dict[str, Any], names: dict[str, str]) -> list[tuple[str, str]]
 
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(textdir=textdir, when=when, size=size)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      finalize=shown)
+    env.filters.update(textdir=textdir, when=when, size=size, whole=whole, plain=plain)
     env.globals.update(ACTIONS=ACTIONS, BASIS=BASIS, details=details)
     return env
 
@@ -132,10 +182,10 @@ def render(report: Report, *, for_pdf: bool = False) -> str:
     cases = list(dict.fromkeys(c for i in model["items"] for c in i["cases"]))
     named = scope if model["scope"]["case"] else (
         (f"Case {', '.join(cases)}" if cases else "No case") + f" · {scope}")
-    footer = (named if len(named) <= 70 else named[:69] + "…") + (
+    footer = _cut(named, 70) + (
         f" · Checkpoint: {cp['size']} entries, root {cp['root_hash'][:16]}…" if cp
         else " · no checkpoint")
-    previews = {sha: "data:image/png;base64," + base64.b64encode(png).decode()
+    previews = {sha: Markup("data:image/png;base64," + base64.b64encode(png).decode())
                 for sha, png in report.previews.items()}
     maps = {i["sha256"]: Markup(places.svg_map(i["place"]))
             for i in model["items"] if i["place"].get("known")}
@@ -149,7 +199,8 @@ def render(report: Report, *, for_pdf: bool = False) -> str:
         m=model, digest=report.digest, problems=problems, unproven=unproven, names=names,
         previews=previews, maps=maps,
         css=Markup(css), for_pdf=for_pdf, scope=scope,
-        footer=Markup(_css_string(footer)), header=Markup(_css_string(model["archive"]["name"])),
+        footer=Markup(_css_string(footer)),
+        header=Markup(_css_string(_cut(model["archive"]["name"], 70))),
         digest_footer=Markup(_css_string(report.digest[:16])),
     )
 

@@ -82,7 +82,7 @@ def check_file(path: Path, verifier_text: str | None) -> Recheck:
             raise CustodyError(f"{path} embeds no report data (not made by custody report?)")
         text, printed = parser.model, parser.digest
     try:
-        model = json.loads(text)
+        model = canonical.load_json(text)
     except json.JSONDecodeError as exc:
         raise CustodyError(f"{path}: the report data is not JSON: {exc}") from None
     if not isinstance(model, dict) or model.get("type") != REPORT_TYPE:
