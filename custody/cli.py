@@ -1154,8 +1154,7 @@ def _fail(message: str, code: int, kind: str, as_json: bool, hint: str = "",
           problems: list[str] | None = None) -> None:
     """The one way a command fails: one escaped line on stderr and, with --json (if no document was
     printed yet), the error document on stdout. Then exit with `code`."""
-    line = message + (f" ({hint})" if hint else "")
-    err(f"custody: {' '.join(line.splitlines())}")
+    err(f"custody: {message}" + (f" ({hint})" if hint else ""))  # escaped: always one line
     if as_json and not display.stdout_state.json_written:
         out_json(display.error_document(message, code, kind, hint, problems))
     sys.exit(code)
