@@ -202,6 +202,7 @@ def ingest(
     for s in skipped:
         err(f"skipped {s['path']}: {s['reason']}")
     progress = IngestProgress(files, quiet=as_json)
+    run = None
     try:
         with progress, contextlib.ExitStack() as stack:
             # one metadata worker per core: each is started only when first needed
@@ -212,12 +213,7 @@ def ingest(
             report = run.run(files)
             report.skipped = skipped
     except KeyboardInterrupt:
-        # Entries are committed in batches: what was printed is stored and signed; the batch in
-        # flight was rolled back (its objects, if any, stay as unreferenced notices for verify).
-        done = progress.stored["new"] + progress.stored["present"]
-        err(f"custody: interrupted: {done} of {len(files)} file(s) stored and recorded "
-            f"({progress.stored['new']} new, {progress.stored['present']} already present); "
-            "the rest were not recorded: run the same ingest again to finish")
+        _interrupted_ingest(archive, run.report.batch if run else None, progress, len(files))
         raise typer.Exit(130) from None
     if as_json:
         out_json(report.to_json())
@@ -226,6 +222,29 @@ def ingest(
         f"{summary['failed']} failed, {summary['skipped']} skipped; {summary['bytes']} bytes")
     if summary["failed"]:
         raise CustodyError(f"{summary['failed']} file(s) could not be read and were not stored")
+
+
+def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, total: int) -> None:
+    """Say exactly what an interrupted ingest stored. The ledger is the truth: a batch may have
+    committed just before Ctrl-C, with its lines not yet printed; print those lines too."""
+    from custody import entry as entries
+    from custody.ingest import FileResult
+
+    recorded = []
+    if batch is not None:
+        for row in archive.ledger.rows_with_action("ingest", "sighting"):
+            e = entries.parse(row.body)
+            if e.details.get("batch") == batch:
+                recorded.append(e)
+    for e in recorded:
+        if e.seq not in progress.printed:
+            progress.file_done(FileResult(
+                path=str((e.details.get("source") or {}).get("path")),
+                status="new" if e.action == "ingest" else "present", sha256=e.item, seq=e.seq))
+    new = sum(e.action == "ingest" for e in recorded)
+    err(f"custody: interrupted: {len(recorded)} of {total} file(s) stored and recorded "
+        f"({new} new, {len(recorded) - new} already present; ingest batch {batch or '-'}); "
+        "the rest were not recorded: run the same ingest again to finish")
 
 
 @app.command("list")

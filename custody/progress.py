@@ -66,17 +66,18 @@ class ExportProgress(ByteProgress):
 
 
 class IngestProgress(ByteProgress):
-    """The ingest bar, the per-file lines, and a count of what was stored (for an interruption)."""
+    """The ingest bar and the per-file lines (remembering which entries were shown)."""
 
     label = "ingest"
 
     def __init__(self, files: list[Any], quiet: bool = False) -> None:
         super().__init__(sum(f.size for f in files))
         self.quiet = quiet
-        self.stored = {"new": 0, "present": 0, "failed": 0}
+        self.printed: set[int] = set()  # entry numbers whose line was shown
 
     def file_done(self, result: Any) -> None:
-        self.stored[result.status] = self.stored.get(result.status, 0) + 1
+        if result.seq is not None:
+            self.printed.add(result.seq)
         if self.quiet:
             return
         word = STATUS_WORDS.get(result.status, result.status)
