@@ -161,6 +161,7 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
                 "sha256": e.item,
                 "size": d.get("size"),
                 "mime": doc.get("mime"),
+                "name": None,  # the first of `names` (kept for scripts written before it)
                 "names": [],
                 "captured_at": doc.get("captured_at"),
                 "captured_at_basis": doc.get("captured_at_basis"),
@@ -177,6 +178,7 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
         name = (d.get("source") or {}).get("name")
         if name and name not in row["names"]:
             row["names"].append(name)
+            row["name"] = row["names"][0]
         # the same fold as chain_of_custody's, so `list` and `show` agree on an item's cases
         if e.action in ("ingest", "sighting", "case-add") and d.get("case") not in (
                 None, *row["cases"]):
