@@ -51,9 +51,9 @@ if ! "$PY" -c 'import custody.cli, pytest, hypothesis, ruff, mypy, nacl, rfc3161
   say "pip install -e .[test,dev] into $VENV_DIR (about 1-2 minutes the first time; progress below)"
   log=$(mktemp)
   # One line per package as it is fetched, so a slow network shows; the full log only on failure.
-  if ! "$PY" -m pip install --disable-pip-version-check -e '.[test,dev]' 2>&1 | tee "$log" \
+  if ! PYTHONUNBUFFERED=1 "$PY" -m pip install --disable-pip-version-check -e '.[test,dev]' 2>&1 | tee "$log" \
        | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' \
-       | cut -c1-100 | sed -u 's/^/setup:   /' >&2 \
+       | sed -u -E 's/^(.{0,100}).*/setup:   \1/' >&2 \
      || ! grep -q '^Successfully installed' "$log"; then
     cat "$log" >&2
     rm -f "$log"
