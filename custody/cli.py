@@ -931,9 +931,16 @@ def export(
     key = acting_key()
     refs = [archive.resolve_item(i) for i in items or []]
     chosen = refs or (case_items(archive, case) if case else [])
-    with ExportProgress(_content_bytes(archive, chosen)) as progress:
-        done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose,
-                              output, on_bytes=progress.advance)
+    try:
+        with ExportProgress(_content_bytes(archive, chosen)) as progress:
+            done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose,
+                                  output, on_bytes=progress.advance)
+    except KeyboardInterrupt:
+        left = output.exists() or output.with_name(f".{output.name}.custody-partial").exists()
+        err(f"custody: interrupted: no package was written at {output}"
+            + (" (but something is there: check it)" if left else " (the partial copy was removed)")
+            + "; the access entries already recorded stay in the log")
+        raise typer.Exit(130) from None
     if as_json:
         out_json(done)
         return

@@ -118,6 +118,17 @@ def test_progress_bars_show_on_a_long_ingest_and_export(terminal, cli_archive, t
     assert exit_code(done) == 0
     assert "wrote " in terminal.screen() and out.exists()
 
+    # Ctrl-C in the middle of an export: nothing half-written is left, and it says so.
+    second = tmp_path / "second.zip"
+    done = terminal.start(custody("export", "--case", "BIG", "--purpose", "again", "-o", second))
+    terminal.wait_for("MB")
+    terminal.keys("C-c")
+    assert exit_code(done) == 130
+    screen = terminal.screen()
+    assert "Traceback" not in screen and "no package was written" in screen, screen
+    assert sorted(p.name for p in tmp_path.iterdir() if "second" in p.name) == []
+    assert cli_archive("verify", "--ledger-only").code == 0
+
 
 def test_ctrl_c_during_ingest_says_what_was_stored_and_leaves_nothing_half_written(
         terminal, cli_archive, tmp_path):
