@@ -255,3 +255,19 @@ def test_note_takes_its_text_as_an_argument_or_text_option(cli_archive):
     assert both.code == 2 and "give the note once" in one_line_error(both)
     neither = cli_archive("note", sha)
     assert neither.code == 2
+
+
+def test_times_have_one_style_and_offset_unknown_is_marked():
+    assert display.when("2026-11-29T13:18:44.048143Z") == "2026-11-29 13:18:44Z"
+    assert display.when("2016-10-04T14:22:05+03:00") == "2016-10-04 14:22:05+03:00"
+    assert display.when("2016-11-20T08:05:59Z", "camera-clock-offset-unknown") == "2016-11-20 08:05:59?"
+    assert display.when("2016-10-03") == "2016-10-03" and display.when(None) == "-"
+    assert display.when("yesterday\n") == "yesterday\\n"
+
+
+def test_tables_align_escaped_cells_under_a_header():
+    lines = display.table(["A", "SIZE", "NAME"], [["x\ny", 5, "n\u202e"], ["long value", 12345, "m"]],
+                          right=["SIZE"])
+    assert lines == ["A" + " " * 12 + "SIZE  NAME",
+                     "x\\ny" + " " * 12 + "5  n\\u202e",
+                     "long value  12345  m"]
