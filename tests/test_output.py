@@ -76,6 +76,7 @@ def test_a_newline_in_a_file_name_cannot_forge_an_ingest_line(cli_archive, tmp_p
             if row["sha256"] == sha] == [[FORGED]]
 
 
+@pytest.mark.slow
 def test_notes_and_errors_that_quote_names_are_escaped(cli_archive, tmp_path):
     sha = hashlib.sha256((DATA / "media" / "aleppo-gps.jpg").read_bytes()).hexdigest()
     cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", check=True)
@@ -194,6 +195,7 @@ def test_every_json_key_named_in_the_docs_appears(cli_archive, tmp_path):
         assert not missing, f"custody {name} --json lacks documented keys {missing}"
 
 
+@pytest.mark.slow
 def test_list_and_show_use_the_same_key_names(cli_archive):
     cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", "--case", "C1", check=True)
     row = cli_archive("list", "--json", check=True).json()[0]
@@ -206,6 +208,7 @@ def test_list_and_show_use_the_same_key_names(cli_archive):
 
 # Human formatting -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_human_output_is_tables_and_one_date_style_not_python_reprs(cli_archive):
     cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", DATA / "media" / "clock-no-offset.jpg",
                 check=True)
@@ -244,6 +247,7 @@ def test_version(cli):
     assert re.fullmatch(r"custody \S+\n", r.stdout)
 
 
+@pytest.mark.slow
 def test_note_takes_its_text_as_an_argument_or_text_option(cli_archive):
     cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", check=True)
     sha = cli_archive("list", "--json", check=True).json()[0]["sha256"][:12]
