@@ -1,7 +1,9 @@
 """The `custody` command: parse, call the operations, print; no logic of its own.
 
-Reports go to stdout (one JSON document with --json), progress and messages to stderr. Every
-CustodyError becomes a one-line message and its exit code in `main`, the one handler.
+Reports go to stdout (one JSON document with --json), progress and messages to stderr; every
+line for people goes through custody.display, which escapes what could forge or reorder a line.
+Every CustodyError becomes a one-line message and its exit code in `main`, the one handler (and,
+with --json, the error document of docs/CLI.md on stdout).
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ from typing import Any
 
 import typer
 
+from custody import display
 from custody import items as views
 from custody.archive import Archive, Draft, custodian_json, default_archive_path
 from custody.custodians import ROLES
-from custody.errors import EXIT_ERROR, EXIT_PROBLEM, EXIT_USAGE, CustodyError, NotFound, UsageError
+from custody.errors import (
+    EXIT_ERROR,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    CustodyError,
+    NotFound,
+    UsageError,
+    VerificationFailed,
+)
 from custody.isolation import harden_process
 from custody.keyfiles import (
     change_passphrase,
@@ -54,11 +65,28 @@ class State:
 state = State()
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("custody")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        say(f"custody {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
-    archive: Path = typer.Option(None, "--archive", help="Archive folder [$CUSTODY_ARCHIVE or ./archive]"),
-    key: Path = typer.Option(None, "--key", help="Acting custodian's key [$CUSTODY_KEY or the config folder's key]"),
+    archive: Path = typer.Option(None, "--archive", metavar="DIR", help="Archive folder [$CUSTODY_ARCHIVE or ./archive]"),
+    key: Path = typer.Option(None, "--key", metavar="FILE", help="Acting custodian's key [$CUSTODY_KEY or the config folder's key]"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+    _version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print custody's version and exit."),
 ) -> None:
     state.archive_path = archive or default_archive_path()
     state.key_path = key
@@ -67,12 +95,9 @@ def _global(
 
 # Helpers ---------------------------------------------------------------------------------------
 
-def err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def out_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+err = display.note  # a message line on stderr, escaped
+say = display.line  # a report line on stdout, escaped
+out_json = display.out_json
 
 
 def passphrase(confirm: bool = False, env: str = "CUSTODY_PASSPHRASE", what: str = "key") -> str:
@@ -125,7 +150,7 @@ def key_new(
     if as_json:
         out_json(info)
     else:
-        print(key.key_id)
+        say(key.key_id)
         err(f"wrote {path} (private, 0600) and {path}.pub")
 
 
@@ -182,7 +207,7 @@ def init(
     if as_json:
         out_json(info)
     else:
-        print(f"archive {root}: {name}, admin {admin.public.name} ({admin.key_id})")
+        say(f"archive {root}: {name}, admin {admin.public.name} ({admin.key_id})")
 
 
 @app.command()
@@ -210,14 +235,14 @@ def enroll(
     if as_json:
         out_json(info)
     else:
-        print(f"enrolled {public.name} ({public.key_id}) as {role} in entry {info['seq']}")
+        say(f"enrolled {public.name} ({public.key_id}) as {role} in entry {info['seq']}")
 
 
 # Ingest and views ------------------------------------------------------------------------------
 
 @app.command()
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files and folders (folders recursively)."),
+    paths: list[Path] = typer.Argument(..., metavar="PATH", help="Files and folders (folders recursively)."),
     case: str = typer.Option(None, "--case", help="Case identifier to file the items under."),
     note: str = typer.Option(None, "--note", help="A note recorded with each ingest entry."),
     as_json: bool = typer.Option(False, "--json"),
@@ -233,26 +258,34 @@ def ingest(
     files = find_files(paths, skipped)
     for s in skipped:
         err(f"skipped {s['path']}: {s['reason']}")
+
     def file_done(result: Any) -> None:
         progress.file_done(result)
         if result.replaced:
             err(f"repaired {result.sha256}: the damaged file at its name is kept as "
                 f"{result.replaced}")
 
-    with IngestProgress(files, quiet=as_json) as progress, contextlib.ExitStack() as stack:
-        # one metadata worker per core: each is started only when first needed
-        readers = [stack.enter_context(MetadataReader()) for _ in range(min(2, os.cpu_count() or 1))]
-        run = Ingest(archive, key, readers, case=case, note=note,
-                     on_file=file_done, on_bytes=progress.advance,
-                     on_skip=lambda s: err(f"skipped {s['path']}: {s['reason']}"))
-        try:
-            report = run.run(files)
-        except CustodyError:  # e.g. a full disk: --json still says what was stored and recorded
-            if as_json:
-                run.report.skipped[:0] = skipped
-                out_json(run.report.to_json())
-            raise
-        report.skipped[:0] = skipped  # the walk's skips first, then those found when opening
+    progress = IngestProgress(files, quiet=as_json)
+    run = None
+    try:
+        with progress, contextlib.ExitStack() as stack:
+            # one metadata worker per core: each is started only when first needed
+            readers = [stack.enter_context(MetadataReader())
+                       for _ in range(min(2, os.cpu_count() or 1))]
+            run = Ingest(archive, key, readers, case=case, note=note,
+                         on_file=file_done, on_bytes=progress.advance,
+                         on_skip=lambda s: err(f"skipped {s['path']}: {s['reason']}"))
+            try:
+                report = run.run(files)
+            except CustodyError:  # e.g. a full disk: --json still says what was stored and recorded
+                if as_json:
+                    run.report.skipped[:0] = skipped
+                    out_json(run.report.to_json())
+                raise
+            report.skipped[:0] = skipped  # the walk's skips first, then those found when opening
+    except KeyboardInterrupt:
+        _interrupted_ingest(archive, run.report.batch if run else None, progress, len(files))
+        raise typer.Exit(130) from None
     if as_json:
         out_json(report.to_json())
     summary = report.to_json()["summary"]
@@ -266,6 +299,29 @@ def ingest(
                            "(everything else was)")
 
 
+def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, total: int) -> None:
+    """Say exactly what an interrupted ingest stored. The ledger is the truth: a batch may have
+    committed just before Ctrl-C, with its lines not yet printed; print those lines too."""
+    from custody import entry as entries
+    from custody.ingest import FileResult
+
+    recorded = []
+    if batch is not None:
+        for row in archive.ledger.rows_with_action("ingest", "sighting"):
+            e = entries.parse(row.body)
+            if e.details.get("batch") == batch:
+                recorded.append(e)
+    for e in recorded:
+        if e.seq not in progress.printed:
+            progress.file_done(FileResult(
+                path=str((e.details.get("source") or {}).get("path")),
+                status="new" if e.action == "ingest" else "present", sha256=e.item, seq=e.seq))
+    new = sum(e.action == "ingest" for e in recorded)
+    err(f"custody: interrupted: {len(recorded)} of {total} file(s) stored and recorded "
+        f"({new} new, {len(recorded) - new} already present; ingest batch {batch or '-'}); "
+        "the rest were not recorded: run the same ingest again to finish")
+
+
 @app.command("list")
 def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every item, in order of first ingest."""
@@ -273,10 +329,24 @@ def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         out_json(rows)
         return
-    for r in rows:
-        print(f"{r['sha256'][:16]}  {r['size']:>12}  {str(r['mime']):<24} "
-              f"{r['captured_at'] or '-':<21} {r['name']}")
+    for text in display.table(
+        ["SHA-256", "BYTES", "TYPE", "CAPTURED (UTC)", "CASES", "NAME"],
+        [[display.short(r["sha256"]), display.size(r["size"]), r["mime"] or "-",
+          display.when(r["captured_at"], r["captured_at_basis"]), ", ".join(r["cases"]) or "-",
+          r["names"][0] if r["names"] else "-"] for r in rows],
+        right=["BYTES"],
+    ):
+        say(text)
+    _legend(r["captured_at_basis"] for r in rows)
     err(f"{len(rows)} item(s)")
+
+
+def _legend(bases: Any) -> None:
+    """Explain the mark of an offset-unknown time when a table shows one."""
+    from custody.metadata.clocks import CAMERA_NO_OFFSET
+
+    if CAMERA_NO_OFFSET in set(bases):
+        say(display.UNKNOWN_OFFSET_LEGEND)
 
 
 @app.command()
@@ -290,26 +360,53 @@ def show(
     if as_json:
         out_json(data)
         return
-    for label in ("sha256", "size", "mime", "names", "cases", "incidents", "tags", "captured_at",
-                  "captured_at_basis", "gps", "device", "ingested_at", "ingested_by",
-                  "metadata_errors"):
-        print(f"{label:>18}: {data[label]}")
+    for text in show_lines(data):
+        say(text)
+
+
+def _place(gps: dict[str, Any] | None) -> str:
+    if not gps:
+        return "-"
+    alt = f", {gps['alt']} m" if gps.get("alt") is not None else ""
+    return f"{gps['lat']:.6f}, {gps['lon']:.6f}{alt}"
+
+
+def show_lines(data: dict[str, Any]) -> list[str]:
+    """`show` for people: one field a line, lists joined, times in one style, then the history."""
+    device = " ".join(str(v) for v in (data["device"] or {}).values() if v) or "-"
     holder = data["holder"]
-    print(f"{'holder':>18}: {holder['name']} ({holder['holder'][:12]}) since {holder['since']}"
-          if holder else f"{'holder':>18}: -")
+    pairs: list[tuple[str, object]] = [
+        ("sha256", data["sha256"]), ("size", f"{display.size(data['size'])} bytes"),
+        ("type", data["mime"] or "-"), ("names", data["names"]), ("cases", data["cases"]),
+        ("incidents", data["incidents"]), ("tags", data["tags"]),
+        ("captured", display.when(data["captured_at"], data["captured_at_basis"])),
+        ("captured basis", data["captured_at_basis"] or "-"), ("place", _place(data["gps"])),
+        ("device", device), ("ingested", display.when(data["ingested_at"])),
+        ("ingested by", data["ingested_by"]),
+        ("holder", f"{holder['name']} ({holder['holder'][:12]}) since "
+                   f"{display.when(holder['since'])}" if holder else "-"),
+        ("metadata errors", data["metadata_errors"] or "none"),
+    ]
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
-        print(f"{'note':>18}: #{n['seq']} {n['by']}: {n['text']}{old}")
+        pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))
     for algo, value in (data["digests"] or {}).items():
-        print(f"{algo:>18}: {value}")
+        pairs.append((algo, value))
     for clock in data["metadata"].get("clocks") or []:  # every clock found, so offsets show
-        print(f"{'clock':>18}: {clock.get('source')}: {clock.get('value')}"
-              f" (UTC {clock.get('utc') or 'unknown'})")
-    print("           history:")
-    for h in data["history"]:
-        why = h["details"].get("purpose") or h["details"].get("reason") or ""
-        print(f"  #{h['seq']:<6} {h['time']}  {h['action']:<17} {h['actor_name']} "
-              f"({h['actor'][:12]})  holder: {h['holder_after_name']}" + (f"  [{why}]" if why else ""))
+        pairs.append(("clock", f"{clock.get('source')}: {clock.get('value')}"
+                               f" (UTC {display.when(clock.get('utc')) if clock.get('utc') else 'unknown'})"))
+    out = display.fields(pairs)
+    if data["captured_at_basis"] and display.when(
+            data["captured_at"], data["captured_at_basis"]).endswith(display.UNKNOWN_OFFSET_MARK):
+        out.append(display.UNKNOWN_OFFSET_LEGEND)
+    out += ["", "history:"]
+    out += ["  " + text for text in display.table(
+        ["SEQ", "TIME (UTC)", "ACTION", "BY", "HOLDER AFTER", "WHY"],
+        [[f"#{h['seq']}", display.when(h["time"]), h["action"],
+          f"{h['actor_name']} ({h['actor'][:12]})", h["holder_after_name"] or "-",
+          h["details"].get("purpose") or h["details"].get("reason") or ""]
+         for h in data["history"]])]
+    return out
 
 
 @app.command()
@@ -326,12 +423,17 @@ def log(
         from custody.report import logs
 
         write = logs.write_csv if fmt == "csv" else logs.write_jsonl
-        write(sys.stdout, archive, archive.resolve_item(item) if item else None)
+        target = archive.resolve_item(item) if item else None
+        display.stdout_state.json_written = True  # lines may follow: no error document after them
+        write(sys.stdout, archive, target)
         return
     rows = views.log(archive, archive.resolve_item(item) if item else None)
-    for r in rows:
-        what = r["item"][:16] if r["item"] else "-"
-        print(f"#{r['seq']:<6} {r['time']}  {r['action']:<9} {what:<16}  {r['actor_name']}")
+    for text in display.table(
+        ["SEQ", "TIME (UTC)", "ACTION", "ITEM", "BY"],
+        [[f"#{r['seq']}", display.when(r["time"]), r["action"], display.short(r["item"]),
+          r["actor_name"]] for r in rows],
+    ):
+        say(text)
 
 
 @app.command()
@@ -370,13 +472,13 @@ def verify(
         out_json(report.to_json())
     else:
         for p in report.problems:
-            print(f"PROBLEM: {p}")
+            say(f"PROBLEM: {p}")
         for u in report.unreadable:
-            print(f"CANNOT READ: {u}")
+            say(f"CANNOT READ: {u}")
         for n in report.notices:
-            print(f"notice: {n}")
+            say(f"notice: {n}")
         if report.ok:
-            print(f"OK: {report.entries} entries and {report.objects} objects verified")
+            say(f"OK: {report.entries} entries and {report.objects} objects verified")
     if report.problems:
         more = f", and {len(report.unreadable)} thing(s) could not be read" \
             if report.unreadable else ""
@@ -406,13 +508,14 @@ def get(
     if as_json:
         out_json(done)
     else:
-        print(f"wrote {done['path']} ({done['size']} bytes, SHA-256 verified); access recorded")
+        say(f"wrote {done['path']} ({done['size']} bytes, SHA-256 verified); access recorded")
 
 
 @app.command()
 def revoke(
     key_id: str = typer.Argument(..., help="The custodian's key id (8+ hex digits) or name."),
     reason: str = typer.Option(..., "--reason", help="Why: recorded in the ledger."),
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """An admin revokes a custodian: their past entries stay valid, new ones are refused."""
     archive = open_archive()
@@ -426,12 +529,16 @@ def revoke(
     draft = Draft("revoke", None, {"key_id": target.key_id, "name": target.name,
                                    "reason": reason.strip()})
     seq = archive.append(admin, [draft], check_signer=False)[0].entry().seq
-    print(f"revoked {target.name} ({target.key_id}) in entry {seq}")
+    if as_json:
+        out_json({"entries": [seq], "key_id": target.key_id, "name": target.name,
+                  "reason": reason.strip()})
+    else:
+        say(f"revoked {target.name} ({target.key_id}) in entry {seq}")
 
 
 @app.command()
 def transfer(
-    items: list[str] = typer.Argument(..., help="Items to hand over."),
+    items: list[str] = typer.Argument(..., metavar="ITEM", help="Items to hand over."),
     to: str = typer.Option(..., "--to", help="The receiver's key id (8+ hex digits) or name."),
     purpose: str = typer.Option(..., "--purpose", help="Why: recorded in the ledger."),
     as_json: bool = typer.Option(False, "--json"),
@@ -445,8 +552,10 @@ def transfer(
     if as_json:
         out_json(offers)
         return
-    for o in offers:
-        print(f"offer {o['offer']}: {o['item'][:16]} to {o['to_name']} ({o['to'][:12]})")
+    for text in display.table(["OFFER", "ITEM", "TO"],
+                              [[o["offer"], display.short(o["item"]), f"{o['to_name']} ({o['to'][:12]})"]
+                               for o in offers], right=["OFFER"]):
+        say(text)
     err(f"the receiver accepts with: custody accept {offers[0]['offer']}")
 
 
@@ -479,7 +588,7 @@ def _closed(done: list[dict[str, Any]], line: str, as_json: bool) -> None:
         out_json(done)
         return
     for d in done:
-        print(line.format(offer=d["offer"], item=d["item"][:16], seq=d["seq"]))
+        say(line.format(offer=d["offer"], item=d["item"][:16], seq=d["seq"]))
 
 
 @app.command()
@@ -494,9 +603,12 @@ def transfers(
     if as_json:
         out_json(rows)
         return
-    for r in rows:
-        print(f"offer {r['offer']:<6} {r['state']:<9} {r['item'][:16]}  {r['from_name']} -> "
-              f"{r['to_name']}  [{r['purpose']}]")
+    for text in display.table(
+        ["OFFER", "STATE", "ITEM", "FROM", "TO", "PURPOSE"],
+        [[r["offer"], r["state"], display.short(r["item"]), r["from_name"], r["to_name"],
+          r["purpose"]] for r in rows], right=["OFFER"],
+    ):
+        say(text)
 
 
 # Cases, incidents, notes, tags -------------------------------------------------------------------
@@ -512,12 +624,12 @@ def _seqs_out(seqs: list[int], what: str, as_json: bool) -> None:
     if as_json:
         out_json({"entries": seqs})
     else:
-        print(f"{what}: entr{'y' if len(seqs) == 1 else 'ies'} {', '.join(map(str, seqs))}")
+        say(f"{what}: entr{'y' if len(seqs) == 1 else 'ies'} {', '.join(map(str, seqs))}")
 
 
 @case_app.command("add")
 def case_add(
-    items: list[str] = typer.Argument(...),
+    items: list[str] = typer.Argument(..., metavar="ITEM", help="Items (SHA-256 or 8+ hex digits of each)."),
     case: str = typer.Option(..., "--case"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -531,7 +643,7 @@ def case_add(
 
 @case_app.command("remove")
 def case_remove(
-    items: list[str] = typer.Argument(...),
+    items: list[str] = typer.Argument(..., metavar="ITEM", help="Items (SHA-256 or 8+ hex digits of each)."),
     case: str = typer.Option(..., "--case"),
     reason: str = typer.Option(..., "--reason"),
     as_json: bool = typer.Option(False, "--json"),
@@ -566,7 +678,7 @@ def incident_new(
 @incident_app.command("add")
 def incident_add(
     incident: str = typer.Argument(...),
-    items: list[str] = typer.Argument(...),
+    items: list[str] = typer.Argument(..., metavar="ITEM", help="Items (SHA-256 or 8+ hex digits of each)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Group items under an incident."""
@@ -587,21 +699,28 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         out_json(rows)
         return
-    for r in rows:
-        print(f"{r['incident']:<24} {r['date']:<12} {r['case'] or '-':<16} "
-              f"{len(r['items'])} item(s)  {r['description']}")
+    for text in display.table(
+        ["INCIDENT", "DATE", "CASE", "ITEMS", "DESCRIPTION"],
+        [[r["incident"], display.when(r["date"]), r["case"] or "-", len(r["items"]),
+          r["description"]] for r in rows], right=["ITEMS"],
+    ):
+        say(text)
 
 
 @app.command()
 def note(
-    item: str = typer.Argument(...),
-    text: str = typer.Option(..., "--text"),
+    item: str = typer.Argument(..., help="The item (SHA-256 or 8+ hex digits of it)."),
+    text_arg: str = typer.Argument(None, metavar="TEXT", help="The note (or give --text)."),
+    text: str = typer.Option(None, "--text", help="The note, as an option."),
     supersedes: int = typer.Option(None, "--supersedes", help="The note entry this corrects."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a note to an item (or correct one with --supersedes; both stay in the history)."""
     from custody import annotate
 
+    if (text_arg is None) == (text is None):
+        raise UsageError("give the note once: custody note ITEM \"TEXT\" (or --text TEXT)")
+    text = text_arg if text is None else text
     archive = open_archive()
     seq = annotate.note(archive, acting_key(), archive.resolve_item(item), text, supersedes)
     _seqs_out([seq], "note", as_json)
@@ -638,14 +757,6 @@ def read_text_arg(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise CustodyError(f"{path} is not UTF-8 text, so not a {what}") from None
-
-
-def write_or_print(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        err(f"wrote {output}")
 
 
 @app.command()
@@ -694,6 +805,7 @@ def prove(
     old: Path = typer.Option(None, "--from", help="Consistency proof from this old checkpoint file."),
     new: Path = typer.Option(None, "--to", help="…to this newer checkpoint file [latest kept]."),
     output: Path = typer.Option(None, "-o", "--output", help="Write the proof here, not stdout."),
+    as_json: bool = typer.Option(False, "--json", help="With -o: print what was written as JSON (the proof itself is always JSON)."),
 ) -> None:
     """Inclusion proofs (--entry N or ITEM) and consistency proofs (--from OLD [--to NEW]), as JSON."""
     from custody import checkpoints
@@ -715,7 +827,16 @@ def prove(
         sha = archive.resolve_item(item)
         result = {"item": sha, "proofs": [checkpoints.inclusion(archive, r.seq, against_note)
                                           for r in archive.ledger.rows_for_item(sha)]}
-    write_or_print(json.dumps(result, indent=2, ensure_ascii=False) + "\n", output)
+    if output is None:
+        out_json(result)  # the proof bundle is the command's JSON document, --json or not
+        return
+    output.write_text(display.json_text(result), encoding="utf-8")
+    count = len(result["proofs"]) if "proofs" in result else 1
+    if as_json:
+        out_json({"path": str(output), "proofs": count,
+                  "kind": "consistency" if old is not None else "inclusion"})
+    else:
+        err(f"wrote {output}: {count} proof(s)")
 
 
 @app.command("verify-proof")
@@ -750,10 +871,10 @@ def verify_proof(
     else:
         for v in summary:
             if v["entry"] is not None:
-                print(f"OK: entry {v['entry']} ({v['action']}) is in the log of "
+                say(f"OK: entry {v['entry']} ({v['action']}) is in the log of "
                       f"{v['checkpoint_size']} entries")
             else:
-                print(f"OK: the log of {v['old_size']} entries is a prefix of the log of "
+                say(f"OK: the log of {v['old_size']} entries is a prefix of the log of "
                       f"{v['checkpoint_size']} entries")
 
 
@@ -794,6 +915,7 @@ def witness_cosign(
 def witness_add(
     cosigned: Path = typer.Argument(..., help="A checkpoint note carrying the witness's cosignature."),
     witness_key: str = typer.Option(..., "--witness-key", help="The witness's cosigner verifier key."),
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Keep a witness's cosignature of one of this archive's checkpoints (checked on verify)."""
     from custody import checkpoints
@@ -801,14 +923,17 @@ def witness_add(
     archive = open_archive()
     cid, when = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
                                             witness_key.strip())
-    print(f"kept cosignature of checkpoint #{cid} (made at Unix time {when})")
+    if as_json:
+        out_json({"checkpoint": cid, "cosigned_at": when, "witness_key": witness_key.strip()})
+    else:
+        say(f"kept cosignature of checkpoint #{cid} (made at Unix time {when})")
 
 
 # Chain-of-custody reports ------------------------------------------------------------------------
 
 @app.command()
 def report(
-    items: list[str] = typer.Argument(None, help="Items to report on (SHA-256 or 8+ hex digits), or use --case."),
+    items: list[str] = typer.Argument(None, metavar="ITEM", help="Items to report on (SHA-256 or 8+ hex digits), or use --case."),
     case: str = typer.Option(None, "--case", help="Report on every item filed under this case, with a summary page."),
     output: Path = typer.Option(None, "-o", "--output", help="FILE.html or FILE.pdf."),
     purpose: str = typer.Option(None, "--purpose", help="Why you read the content: previews are made, and each item's read is a signed access entry."),
@@ -862,11 +987,11 @@ def verify_report(
         out_json(result.to_json())
     else:
         for p in result.problems:
-            print(f"PROBLEM: {p}")
+            say(f"PROBLEM: {p}")
         for n in result.notices:
-            print(f"notice: {n}")
+            say(f"notice: {n}")
         if result.ok:
-            print(f"OK: report {result.digest} re-checked: {result.entries} entries proven in "
+            say(f"OK: report {result.digest} re-checked: {result.entries} entries proven in "
                   f"checkpoint of size {result.checkpoint_size}")
     if not result.ok:
         err(f"custody: the report does not re-check: {len(result.problems)} problem(s)")
@@ -877,27 +1002,50 @@ def verify_report(
 
 @app.command()
 def export(
-    items: list[str] = typer.Argument(None, help="Items to export (or use --case)."),
+    items: list[str] = typer.Argument(None, metavar="ITEM", help="Items to export (or use --case)."),
     case: str = typer.Option(None, "--case", help="Export every item filed under this case."),
     purpose: str = typer.Option(..., "--purpose", help="Why: recorded in each item's access entry and in the package."),
     output: Path = typer.Option(..., "-o", "--output", help="A folder, or a .zip/.tar file (must not exist)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export items as a BagIt evidence package with their signed history, proofs and keys."""
+    from custody.package.export import case_items
     from custody.package.export import export as export_package
+    from custody.progress import ExportProgress
 
     archive = open_archive()
     key = acting_key()
     refs = [archive.resolve_item(i) for i in items or []]
-    done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose, output)
+    chosen = refs or (case_items(archive, case) if case else [])
+    try:
+        with ExportProgress(_content_bytes(archive, chosen)) as progress:
+            done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose,
+                                  output, on_bytes=progress.advance)
+    except KeyboardInterrupt:
+        left = output.exists() or output.with_name(f".{output.name}.custody-partial").exists()
+        err(f"custody: interrupted: no package was written at {output}"
+            + (" (but something is there: check it)" if left else " (the partial copy was removed)")
+            + "; the access entries already recorded stay in the log")
+        raise typer.Exit(130) from None
     if as_json:
         out_json(done)
         return
-    print(f"wrote {done['path']}: {done['items']} item(s), {done['bytes']} bytes, "
+    say(f"wrote {done['path']}: {done['items']} item(s), {done['bytes']} bytes, "
           f"{done['entries']} signed entries proven against checkpoint of size "
           f"{done['checkpoint']['size']}")
-    print(f"package SHA-256 (of tagmanifest-sha256.txt): {done['package_sha256']}")
-    print(f"archive verifier key: {done['verifier_key']}")
+    say(f"package SHA-256 (of tagmanifest-sha256.txt): {done['package_sha256']}")
+    say(f"archive verifier key: {done['verifier_key']}")
+
+
+def _content_bytes(archive: Archive, items: list[str]) -> int:
+    """The bytes of these items' content, as their first entries signed (the bar's total)."""
+    from custody import entry as entries
+
+    total = 0
+    for sha in dict.fromkeys(items):
+        rows = archive.ledger.rows_for_item(sha)
+        total += int(entries.parse(rows[0].body).details.get("size") or 0) if rows else 0
+    return total
 
 
 def _package_report(report: Any, as_json: bool) -> None:
@@ -907,15 +1055,15 @@ def _package_report(report: Any, as_json: bool) -> None:
         out_json(report.to_json())
     else:
         for p in report.problems:
-            print(f"PROBLEM: {p}")
+            say(f"PROBLEM: {p}")
         for n in report.notices:
-            print(f"notice: {n}")
+            say(f"notice: {n}")
         if report.ok:
-            print(f"OK: {len(report.items)} item(s), {report.entries} signed entries, "
+            say(f"OK: {len(report.items)} item(s), {report.entries} signed entries, "
                   f"{report.bytes} bytes; from {report.archive.get('name')} "
                   f"({report.archive.get('origin')}), exported by "
                   f"{report.exported_by.get('name')} at {report.time}")
-            print(report.verdict)
+            say(report.verdict)
     if not report.ok:
         raise VerificationFailed(report.problems)
 
@@ -952,7 +1100,7 @@ def import_package(
         return
     for i in done["items"]:
         what = "received" if i["action"] == "received" else "present "
-        print(f"{what} {i['sha256']} {i['path']}  (entry {i['seq']})")
+        say(f"{what} {i['sha256']} {i['path']}  (entry {i['seq']})")
     err(f"{done['received']} received, {done['present']} already present, from "
         f"{done['archive'].get('name')}; {done['verdict']}")
 
@@ -972,16 +1120,16 @@ def provenance(
         out_json(data)
     else:
         if not data["receipts"]:
-            print("no package receipt recorded for this item (it was ingested here)")
+            say("no package receipt recorded for this item (it was ingested here)")
         for r in data["receipts"]:
             state = "verified" if r["verified"] else "DOES NOT VERIFY"
-            print(f"#{r['seq']} {r['time']} {r['action']} from {r['from']} ({r['origin']}), "
+            say(f"#{r['seq']} {r['time']} {r['action']} from {r['from']} ({r['origin']}), "
                   f"package {r['package_sha256']}: kept records {state}")
             for p in r["problems"]:
-                print(f"  PROBLEM: {p}")
+                say(f"  PROBLEM: {p}")
             for h in r["sender_history"]:
                 why = h["details"].get("purpose") or ""
-                print(f"  sender #{h['seq']:<6} {h['time']}  {h['action']:<17} "
+                say(f"  sender #{h['seq']:<6} {h['time']}  {h['action']:<17} "
                       f"{h['actor_name']}" + (f"  [{why}]" if why else ""))
     problems = [p for r in data["receipts"] for p in r["problems"]]
     if problems:
@@ -1024,7 +1172,7 @@ def search(
         out_json(finder.search_geojson(result))
     else:
         for line in finder.search_lines(result):
-            print(line)
+            say(line)
     err(f"{result['count']} item(s); {result['undetermined_count']} without a capture time to "
         f"test, {result.get('unplaced_count', 0)} without a position to test")
 
@@ -1059,44 +1207,99 @@ def crossref(
         out_json(finder.crossref_geojson(result))
     else:
         for line in finder.crossref_lines(result):
-            print(line)
+            say(line)
     t = result["track"]
     err(f"{result['count']} match(es); track: {t['points']} points in {t['segments']} "
         f"segment(s), {t['start']} to {t['end']}; not checked: {finder.not_checked_text(result)}")
 
 
-# The one error handler ---------------------------------------------------------------------------
+# Help text and the one error handler --------------------------------------------------------------
+
+METAVARS = {str: "TEXT", int: "N", float: "NUMBER", Path: "PATH"}
+
+
+def plain_help(command: Any) -> Any:
+    """Readable help for every command: `PATH...` and `ITEM` rather than typer's `{paths}...` and
+    `<list[Path]>`; an option's value is named by its metavar (or TEXT, N, NUMBER, PATH)."""
+    import typer.core
+
+    for param in getattr(command, "params", []):
+        if isinstance(param, typer.core.TyperArgument):
+            label = param.metavar or param.name.upper()
+            if param.nargs != 1 and not label.endswith("..."):
+                label += "..."
+            usage = label if param.required else f"[{label}]"
+            param.metavar = label
+            param.get_usage_pieces = lambda ctx, usage=usage: [usage]  # type: ignore[method-assign]
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        elif isinstance(param, typer.core.TyperOption) and not param.is_flag and not param.metavar:
+            kind = param.type_descriptor.annotation
+            param.metavar = METAVARS.get(kind, "TEXT")
+        if isinstance(param, typer.core.TyperOption) and param.name == "as_json" and not param.help:
+            param.help = "Print one JSON document on stdout (docs/CLI.md)."
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
+
+
+def command() -> Any:
+    return plain_help(typer.main.get_command(app))
+
+
+ERROR_KINDS = {"CustodyError": "error"}
+
+
+def _kind(exc: BaseException) -> str:
+    """An error's kind for the JSON error document: its class name in kebab case (not-found)."""
+    import re
+
+    name = type(exc).__name__
+    return ERROR_KINDS.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def _wants_json(argv: list[str]) -> bool:
+    args = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in args
+
+
+def _fail(message: str, code: int, kind: str, as_json: bool, hint: str = "",
+          problems: list[str] | None = None) -> None:
+    """The one way a command fails: one escaped line on stderr and, with --json (if no document was
+    printed yet), the error document on stdout. Then exit with `code`."""
+    err(f"custody: {message}" + (f" ({hint})" if hint else ""))  # escaped: always one line
+    if as_json and not display.stdout_state.json_written:
+        out_json(display.error_document(message, code, kind, hint, problems))
+    sys.exit(code)
+
 
 def main(argv: list[str] | None = None) -> None:
     harden_process()  # owner-only files; no core dumps or same-user memory reads of loaded keys
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = command().main(args=args, prog_name="custody", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)  # typer.Exit(code) comes back as a return value here
     except CustodyError as exc:
-        line = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        err(f"custody: {' '.join(line.splitlines())}")
-        sys.exit(exc.exit_code)
+        problems = exc.problems if isinstance(exc, VerificationFailed) else None
+        _fail(exc.message, exc.exit_code, _kind(exc), as_json, exc.hint, problems)
     except LedgerStoreError as exc:  # ledger.db missing, destroyed, unreadable or read-only
-        err(f"custody: {' '.join(str(exc).splitlines())}")
-        sys.exit(EXIT_PROBLEM if isinstance(exc, LedgerDamaged) else EXIT_ERROR)
+        _fail(str(exc), EXIT_PROBLEM if isinstance(exc, LedgerDamaged) else EXIT_ERROR,
+              _kind(exc), as_json)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err("custody: aborted")
-        sys.exit(130)
+        _fail("aborted", 130, "interrupted", as_json)
     except typer.TyperException as exc:  # typer's (vendored click) usage errors
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        err(f"custody: {' '.join(message.splitlines())}")
-        sys.exit(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+        _fail(message, getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE, "usage-error", as_json)
     except KeyboardInterrupt:
-        err("custody: interrupted")
-        sys.exit(130)
+        _fail("interrupted", 130, "interrupted", as_json)
     except Exception as exc:  # noqa: BLE001 - the last resort must name the error, not crash
         if state.debug:
             raise
-        err(f"custody: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)")
-        sys.exit(EXIT_ERROR)
+        _fail(f"unexpected error: {type(exc).__name__}: {exc}", EXIT_ERROR, "unexpected",
+              as_json, "rerun with --debug")
     sys.exit(0)
 
 

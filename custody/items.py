@@ -147,25 +147,42 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
 
 
 def listing(archive: Archive) -> list[dict[str, Any]]:
-    """One row per item, in order of first ingest."""
-    rows: list[dict[str, Any]] = []
+    """One row per item, in order of first ingest, under the same key names as `show`: `names`
+    seen at ingest, `cases` the item is filed under now, `metadata_errors` as a list."""
+    rows: dict[str, dict[str, Any]] = {}
     registry = archive.registry()
-    for r in archive.ledger.rows_with_action(*FIRST_RECORD):
+    for r in archive.ledger.rows_with_action(*FIRST_RECORD, "sighting", "case-add", "case-remove"):
         e = entries.parse(r.body)
-        doc_bytes = archive.ledger.metadata(e.item or "")
-        doc = canonical.decode(doc_bytes) if doc_bytes else {}
-        rows.append(
-            {
+        d = e.details
+        if e.action in FIRST_RECORD and e.item not in rows:
+            doc_bytes = archive.ledger.metadata(e.item or "")
+            doc = canonical.decode(doc_bytes) if doc_bytes else {}
+            rows[e.item or ""] = {
                 "sha256": e.item,
-                "size": e.details.get("size"),
+                "size": d.get("size"),
                 "mime": doc.get("mime"),
-                "name": (e.details.get("source") or {}).get("name"),
+                "name": None,  # the first of `names` (kept for scripts written before it)
+                "names": [],
                 "captured_at": doc.get("captured_at"),
+                "captured_at_basis": doc.get("captured_at_basis"),
                 "gps": doc.get("gps"),
-                "case": e.details.get("case"),
+                "device": doc.get("device"),
+                "cases": [],
                 "ingested_at": e.time,
                 "ingested_by": registry.name_of(e.actor),
-                "metadata_errors": len(doc.get("errors", [])),
+                "metadata_errors": doc.get("errors", []),
             }
-        )
-    return rows
+        row = rows.get(e.item or "")
+        if row is None:
+            continue
+        name = (d.get("source") or {}).get("name")
+        if name and name not in row["names"]:
+            row["names"].append(name)
+            row["name"] = row["names"][0]
+        # the same fold as chain_of_custody's, so `list` and `show` agree on an item's cases
+        if e.action in ("ingest", "sighting", "case-add") and d.get("case") not in (
+                None, *row["cases"]):
+            row["cases"].append(d["case"])
+        elif e.action == "case-remove" and d.get("case") in row["cases"]:
+            row["cases"].remove(d["case"])
+    return list(rows.values())

@@ -1,7 +1,7 @@
-"""Ingest progress for people: a rich progress bar on stderr (terminals only) and a line per file.
+"""Progress for people: a bar on stderr (terminals only) and, for ingest, a line per file.
 
 The per-file lines go to stdout and are printed only once the file's entry is committed, so a
-line on screen means the file is safely stored.
+line on screen means the file is safely stored. Names in them are escaped (custody.display).
 """
 
 from __future__ import annotations
@@ -19,21 +19,26 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from custody.display import clean
+
 STATUS_WORDS = {"new": "new", "present": "present", "failed": "FAILED"}
 
 
-class IngestProgress:
-    def __init__(self, files: list[Any], quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.total = sum(f.size for f in files)
+class ByteProgress:
+    """A bar of bytes done out of `total`, shown only when stderr is a terminal."""
+
+    label = "progress"
+
+    def __init__(self, total: int) -> None:
+        self.total = total
         self._console = Console(stderr=True)
         self._bar: Progress | None = None
         self._task: Any = None
 
-    def __enter__(self) -> IngestProgress:
+    def __enter__(self) -> ByteProgress:
         if self._console.is_terminal:
             self._bar = Progress(
-                TextColumn("ingest"),
+                TextColumn(self.label),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
@@ -44,7 +49,7 @@ class IngestProgress:
                 redirect_stderr=False,
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task("ingest", total=self.total)
+            self._task = self._bar.add_task(self.label, total=self.total)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,14 +60,31 @@ class IngestProgress:
         if self._bar is not None:
             self._bar.advance(self._task, n)
 
+
+class ExportProgress(ByteProgress):
+    label = "export"
+
+
+class IngestProgress(ByteProgress):
+    """The ingest bar and the per-file lines (remembering which entries were shown)."""
+
+    label = "ingest"
+
+    def __init__(self, files: list[Any], quiet: bool = False) -> None:
+        super().__init__(sum(f.size for f in files))
+        self.quiet = quiet
+        self.printed: set[int] = set()  # entry numbers whose line was shown
+
     def file_done(self, result: Any) -> None:
+        if result.seq is not None:
+            self.printed.add(result.seq)
         if self.quiet:
             return
         word = STATUS_WORDS.get(result.status, result.status)
         digest = result.sha256 or "-" * 64
-        line = f"{word:<8} {digest}  {result.path}"
+        line = f"{word:<8} {digest}  {clean(result.path)}"
         if result.error:
-            line += f"  ({result.error})"
+            line += f"  ({clean(result.error)})"
         if self._bar is not None and sys.stdout.isatty():
             # One terminal shows both: print through the live bar so lines do not tear it.
             self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)

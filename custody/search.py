@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from custody import display, geo, tracks
 from custody import entry as entries
-from custody import geo, tracks
 from custody.archive import Archive
 from custody.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.errors import NotFound, UsageError
@@ -879,54 +879,69 @@ def _line(coords: list[tuple[float, float]]) -> dict[str, Any]:
 # Text output ------------------------------------------------------------------------------------
 
 def search_lines(result: dict[str, Any]) -> list[str]:
+    """The result for people: tables with headers, names escaped, times in one style."""
     out = []
     if "incident" in result:
         i = result["incident"]
         place = i.get("place") or {}
         out.append(f"incident {i['incident']}: {i.get('date') or '-'} "
                    f"{place.get('name') or ''} {i.get('description') or ''}".rstrip())
-    for i in result["items"]:
-        out.append(_item_line(i))
+    out += _items_table(result["items"])
     if result["undetermined"]:
         out.append(f"undetermined: {result['undetermined_count']} item(s) without a capture "
                    "time to test against --since/--until")
-        for i in result["undetermined"]:
-            out.append(_item_line(i) + f"  [no {', '.join(i['missing'])}]")
+        out += _items_table(result["undetermined"], missing=True)
     if result.get("unplaced_count"):
         out.append(f"unplaced: {result['unplaced_count']} item(s) without a position to test "
                    "against --near/--bbox" + ("" if "unplaced" in result
                                               else " (list them with --list-unplaced)"))
-        for i in result.get("unplaced", []):
-            out.append(_item_line(i) + "  [no gps]")
+        out += _items_table(result.get("unplaced", [])) if result.get("unplaced") else []
+    every = [*result["items"], *result["undetermined"], *result.get("unplaced", [])]
+    if any(i["captured_at_basis"] == OFFSET_UNKNOWN for i in every):
+        out.append(display.UNKNOWN_OFFSET_LEGEND)
     return out
 
 
-def _item_line(i: dict[str, Any]) -> str:
-    gps = i["gps"]
-    place = f"{gps['lat']:.5f},{gps['lon']:.5f}" if gps else "-"
-    when = i["captured_at"] or "-"
-    if i["captured_at_basis"] == OFFSET_UNKNOWN:
-        when += " (offset unknown)"
-    distance = f"  {i['distance_km']:.3f} km" if "distance_km" in i else ""
-    name = i["names"][0] if i["names"] else "-"
-    return (f"{i['sha256'][:16]}  {when:<36} {place:<22} {str(i['mime']):<20} {name}"
-            f"{distance}")
+def _items_table(items: list[dict[str, Any]], missing: bool = False) -> list[str]:
+    distance = any("distance_km" in i for i in items)
+    headers = ["SHA-256", "CAPTURED (UTC)", "PLACE", "TYPE", *(["KM"] if distance else []),
+               *(["MISSING"] if missing else []), "NAME"]
+    rows = []
+    for i in items:
+        gps = i["gps"]
+        rows.append([
+            display.short(i["sha256"]), display.when(i["captured_at"], i["captured_at_basis"]),
+            f"{gps['lat']:.5f},{gps['lon']:.5f}" if gps else "-", i["mime"] or "-",
+            *([f"{i['distance_km']:.3f}" if "distance_km" in i else "-"] if distance else []),
+            *([", ".join(i.get("missing", []))] if missing else []),
+            i["names"][0] if i["names"] else "-",
+        ])
+    return display.table(headers, rows, right=["KM"])
 
 
 def crossref_lines(result: dict[str, Any]) -> list[str]:
-    out = []
+    """The matches for people, best first: one table with headers, names escaped."""
+    rows = []
     for rank, m in enumerate(result["matches"], 1):
         tp = m["track_point"]
         if "sha256" in m:
-            who = f"{m['sha256'][:16]}  {m['names'][0] if m['names'] else '-'}"
+            who, name = display.short(m["sha256"]), (m["names"][0] if m["names"] else "-")
         else:
-            who = f"incident {m['incident']}"
-        when = m.get("captured_at") or m.get("date") or "-"
-        flags = f"  [{', '.join(m['flags'])}]" if m["flags"] else ""
-        offset = f" implied offset {m['implied_utc_offset']}" if "implied_utc_offset" in m else ""
-        out.append(f"{rank:>4}  {who}  {when}  {m['distance_km']:.3f} km  "
-                   f"{m['dt_minutes']:+.1f} min  track {tp['time']} {tp['lat']:.5f},"
-                   f"{tp['lon']:.5f} ({tp['segment']}){flags}{offset}")
+            who, name = f"incident {m['incident']}", "-"
+        basis = OFFSET_UNKNOWN if "offset-unknown" in m["flags"] else m.get("captured_at_basis")
+        when = (display.when(m["captured_at"], basis) if m.get("captured_at")
+                else m.get("date") or "-")
+        offset = f"implied offset {m['implied_utc_offset']}" if "implied_utc_offset" in m else ""
+        rows.append([rank, who, when, f"{m['distance_km']:.3f}", f"{m['dt_minutes']:+.1f}",
+                     display.when(tp["time"]), f"{tp['lat']:.5f},{tp['lon']:.5f}",
+                     tp["segment"], ", ".join([*m["flags"], *([offset] if offset else [])]), name])
+    if not rows:
+        return []
+    out = display.table(["#", "ITEM", "CAPTURED (UTC)", "KM", "MINUTES", "TRACK TIME (UTC)",
+                         "TRACK POSITION", "SEGMENT", "FLAGS", "NAME"], rows,
+                        right=["#", "KM", "MINUTES"])
+    if any("offset-unknown" in m["flags"] for m in result["matches"]):
+        out.append(display.UNKNOWN_OFFSET_LEGEND)
     return out
 
 

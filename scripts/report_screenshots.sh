@@ -3,10 +3,11 @@
 # docs/report-example-pdf.png (first page of the PDF, pdftoppm) from a small story played through
 # the real command line: a field team ingests, an investigator reads and hands over, a colleague
 # accepts and notes in Arabic, a reviewer makes the case report with a stated purpose.
-# Needs: custody installed (scripts/setup.sh), chromium, poppler-utils. Run from anywhere.
+# Needs: custody installed (scripts/setup.sh makes .venv), chromium, poppler-utils. Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+# shellcheck source=scripts/python.sh
+. scripts/python.sh   # PY: the active virtual environment's python, else .venv's (scripts/setup.sh)
 CHROMIUM=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 [ -n "$CHROMIUM" ] || { echo "report_screenshots: needs chromium (apt-get install chromium)" >&2; exit 3; }
 command -v pdftoppm >/dev/null || { echo "report_screenshots: needs pdftoppm (poppler-utils)" >&2; exit 3; }

@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# The test command: install what is missing, then run the whole suite.
+# The test command: install what is missing (scripts/setup.sh), lint, type-check, run the tests.
+#   bash scripts/test.sh            the full suite, what CI runs: about 15-20 minutes on 2 idle cores
+#   bash scripts/test.sh --quick    the quick suite (tests not marked slow): under 2 minutes
+# Any other arguments go to pytest (e.g. bash scripts/test.sh tests/test_cli.py -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=
+if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+started=$SECONDS
 bash scripts/setup.sh
-PY=${PYTHON:-python3}
+# shellcheck source=scripts/python.sh
+. scripts/python.sh
+echo "test: lint (ruff) and strict types on the pure core (mypy)" >&2
 # The same checks as on a developer's machine: lint everything, strict types on the pure core.
 "$PY" -m ruff check custody store benchmarks tests
 "$PY" -m mypy --strict custody/canonical.py custody/entry.py custody/signing.py custody/merkle.py \
   custody/note.py custody/proofs.py custody/custodians.py custody/chain.py custody/permissions.py \
   custody/geo.py custody/tracks.py
-exec "$PY" -m pytest -q "$@"
+if [ -n "$quick" ]; then
+  echo "test: the quick suite (not the tests marked slow): under 2 minutes; progress in % below" >&2
+  set -- -m "not slow" "$@"
+else
+  echo "test: the full suite: about 15-20 minutes on 2 idle cores (bash scripts/test.sh --quick: under 2); progress in % below" >&2
+fi
+status=0
+"$PY" -m pytest -q "$@" || status=$?
+echo "test: took $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s" >&2
+exit "$status"

@@ -95,6 +95,7 @@ def test_json_output_is_only_json(cli_archive, tmp_path):
     assert doc["files"][0]["mime"] == "application/octet-stream"
 
 
+@pytest.mark.slow
 def test_enroll_lets_a_second_custodian_ingest(cli_archive, tmp_path):
     cli = cli_archive
     bob_key = tmp_path / "keys" / "bob.key"
@@ -114,6 +115,7 @@ def test_enroll_lets_a_second_custodian_ingest(cli_archive, tmp_path):
     cli("verify", check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [

@@ -372,6 +372,7 @@ def test_stored_nodes_are_subtree_hashes() -> None:
         assert builder.root() == ref_mth(ENTRIES[: i + 1])
 
 
+@pytest.mark.slow
 def test_tree_builder_million_leaves() -> None:
     """A full re-hash of a million-entry log is one O(n) pass with O(log n) state (a few seconds);
     checked against a different algorithm (level by level, the odd node promoted)."""

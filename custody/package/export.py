@@ -88,8 +88,10 @@ def export(
     case: str | None,
     purpose: str,
     output: Path,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write the package to `output` (a folder, or a .zip/.tar by its suffix); return a summary."""
+    """Write the package to `output` (a folder, or a .zip/.tar by its suffix); return a summary.
+    `on_bytes` hears the count of content bytes copied, as they are copied (a progress bar)."""
     output = Path(output)
     purpose = (purpose or "").strip()
     if not purpose:
@@ -128,7 +130,7 @@ def export(
             first = described[sha][0]
             with (
                 access.content(archive, key, sha, purpose, "export", destination) as reader,
-                layout.Prefetch(reader) as ahead,
+                layout.Prefetch(_Counted(reader, on_bytes)) as ahead,
             ):
                 writer.add_stream(paths[sha], int(first.details["size"]), ahead)
         issued = checkpoints.issue(archive, archive_key)
@@ -307,6 +309,19 @@ def _tag_files(
         "files": [{"sha256": sha, "path": paths[sha]} for sha in chosen],
     }
     return tags, summary
+
+
+class _Counted:
+    """A reader that reports how many bytes were read through it."""
+
+    def __init__(self, reader: Any, on_bytes: Callable[[int], None] | None) -> None:
+        self._reader = reader
+        self._on_bytes = on_bytes or (lambda _n: None)
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._reader.read(n)
+        self._on_bytes(len(data))
+        return data
 
 
 def _b64(data: bytes) -> str:

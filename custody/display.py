@@ -1,0 +1,156 @@
+"""Human output: untrusted text made safe to print, aligned tables, one date style, JSON documents.
+
+Every line custody prints for a person goes through `line`/`note` here, so a file name, note or
+EXIF field can never forge a line, move the cursor or reverse text on the reader's terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from custody.metadata.clocks import CAMERA_NO_OFFSET
+
+# C0 and C1 controls (DEL too), the Unicode bidi controls (embeddings and overrides U+202A-E,
+# isolates U+2066-9, marks U+200E/F and U+061C), line and paragraph separators, and lone
+# surrogates (an undecodable byte kept by surrogateescape: it cannot be printed at all).
+UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u2028\u2029\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(value: object) -> str:
+    """`value` as text with every control, bidi and separator character shown as an escape
+    (`\\n`, `\\x1b`, `\\u202e`): exactly one line, reading in the order it is stored."""
+    return UNSAFE.sub(_escape, "-" if value is None else str(value))
+
+
+def line(text: object = "", stream: TextIO | None = None) -> None:
+    """Print one line of a command's report (stdout), escaped."""
+    print(clean(text), file=stream or sys.stdout, flush=True)
+
+
+def note(text: object) -> None:
+    """Print one message line for a person on stderr (summaries, warnings, errors), escaped."""
+    print(clean(text), file=sys.stderr, flush=True)
+
+
+# Times --------------------------------------------------------------------------------------------
+
+RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
+UNKNOWN_OFFSET_MARK = "?"
+UNKNOWN_OFFSET_LEGEND = "? after a time: camera clock of unknown UTC offset, shown as if UTC"
+
+
+def when(value: str | None, basis: str | None = None) -> str:
+    """An RFC 3339 time as people read it, in one style for every command: `2016-10-03 11:22:05Z`
+    (UTC, to the second). A camera clock of unknown offset ends in `?` instead of `Z`: it is a
+    local wall-clock time read as if UTC. A date alone stays a date; other text is shown as is."""
+    if not value:
+        return "-"
+    m = RFC3339.fullmatch(value)
+    if not m:
+        return clean(value)
+    day, clock, _fraction, zone = m.groups()
+    if basis == CAMERA_NO_OFFSET:
+        return f"{day} {clock}{UNKNOWN_OFFSET_MARK}"
+    if zone in (None, "Z", "+00:00", "-00:00"):
+        return f"{day} {clock}" + ("Z" if zone else "")
+    return f"{day} {clock}{zone}"
+
+
+def size(n: int | None) -> str:
+    """A byte count as people read it: `1,684` (exact; the unit is the column's)."""
+    return "-" if n is None else f"{n:,}"
+
+
+def short(digest: str | None, n: int = 16) -> str:
+    return digest[:n] if digest else "-"
+
+
+# Tables and key-value blocks -------------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]],
+          right: Sequence[str] = ()) -> list[str]:
+    """Lines of an aligned table with a header row; every cell escaped. Columns named in `right`
+    are right-aligned (numbers); the last column is never padded."""
+    cells = [[clean(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+
+    def fmt(row: Sequence[str]) -> str:
+        parts = []
+        for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
+            last = i == len(widths) - 1
+            if headers[i] in right:
+                parts.append(cell.rjust(width))
+            else:
+                parts.append(cell if last else cell.ljust(width))
+        return "  ".join(parts).rstrip()
+
+    return [fmt(list(headers)), *(fmt(r) for r in cells)]
+
+
+def fields(pairs: Iterable[tuple[str, object]]) -> list[str]:
+    """Lines of `label: value` with the labels aligned; a list value is joined by commas."""
+    pairs = list(pairs)
+    width = max((len(k) for k, _ in pairs), default=0)
+    out = []
+    for label, value in pairs:
+        if isinstance(value, list | tuple):
+            value = ", ".join(clean(v) for v in value) if value else "-"
+        out.append(f"{label + ':':<{width + 1}} {clean(value)}")
+    return out
+
+
+# JSON ------------------------------------------------------------------------------------------
+
+class _Stdout:
+    json_written = False  # once a JSON document is out, an error must not print a second one
+
+
+stdout_state = _Stdout()
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def out_json(value: Any) -> None:
+    """The command's one JSON document on stdout. Exact: JSON escapes control characters itself.
+    Lone surrogates (undecodable bytes) cannot be written as UTF-8, so they are escaped."""
+    try:
+        text = json_text(value)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, indent=2, ensure_ascii=True) + "\n"
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    stdout_state.json_written = True
+
+
+def json_line(value: Any) -> None:
+    """One JSON Lines record on stdout (logs)."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    stdout_state.json_written = True
+
+
+def error_document(message: str, code: int, kind: str, hint: str = "",
+                   problems: list[str] | None = None) -> dict[str, Any]:
+    """The JSON error object of docs/CLI.md: what `--json` prints on stdout when a command fails."""
+    doc: dict[str, Any] = {"ok": False, "error": {"kind": kind, "message": message,
+                                                  "hint": hint or None, "exit_code": code}}
+    if problems is not None:
+        doc["error"]["problems"] = problems
+    return doc
