@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -207,19 +208,35 @@ def connect(path: Path | str, uri: bool = False) -> sqlite3.Connection:
 
 
 def check_file(path: Path) -> None:
-    """Refuse, before SQLite opens (and so possibly rewrites) it, a file that is not a ledger."""
+    """Refuse, before SQLite opens (and so possibly rewrites) it, what cannot be a ledger: nothing
+    there, a folder, an empty file (SQLite would take it for a new database), an unreadable one.
+
+    Only stat(2) and access(2): opening and closing another descriptor on the database would drop
+    the POSIX locks this process's SQLite connections hold on it, and a second process could then
+    checkpoint and remove the WAL under them (that corrupts the ledger). A foreign file is named by
+    SQLite itself when it is first read (`open_for_reading`)."""
     try:
-        with open(path, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
+        st = path.stat()
     except FileNotFoundError:
         raise LedgerDamaged(f"{path} is missing") from None
-    except IsADirectoryError:
-        raise LedgerDamaged(f"{path} is a folder, not the ledger database") from None
     except OSError as exc:
         raise LedgerUnreadable(f"{path} cannot be read: {exc.strerror or exc}") from None
-    if header != SQLITE_HEADER:
-        what = "is empty (zero bytes)" if not header else "is not an SQLite database"
-        raise LedgerDamaged(f"{path} {what}")
+    if stat.S_ISDIR(st.st_mode):
+        raise LedgerDamaged(f"{path} is a folder, not the ledger database")
+    if st.st_size == 0:
+        raise LedgerDamaged(f"{path} is empty (zero bytes)")
+    if st.st_size < len(SQLITE_HEADER):
+        raise LedgerDamaged(f"{path} is not an SQLite database")
+    if not os.access(path, os.R_OK):
+        raise LedgerUnreadable(f"{path} cannot be read: Permission denied")
+
+
+def _not_a_ledger(exc: sqlite3.DatabaseError, path: Path) -> LedgerStoreError:
+    if _is_full(exc):
+        return LedgerFull(f"no space left on the disk holding {path}")
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+        return LedgerDamaged(f"{path} is not an SQLite database")
+    return LedgerDamaged(f"{path} is damaged: {exc}")
 
 
 def _writable(path: Path) -> bool:
@@ -235,7 +252,10 @@ def open_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
     check_file(path)
     if not _writable(path):
         return open_read_only(path), True
-    conn = connect(path)
+    try:
+        conn = connect(path)
+    except sqlite3.DatabaseError as exc:
+        raise _not_a_ledger(exc, path) from None
     conn.execute("PRAGMA query_only = ON")  # lifted only inside a write transaction
     return conn, False
 
@@ -392,9 +412,7 @@ class LedgerStore:
             have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if _is_full(exc):
-                raise LedgerFull(f"no space left on the disk holding {self.path}") from None
-            raise LedgerDamaged(f"{self.path} is damaged: {exc}") from None
+            raise _not_a_ledger(exc, self.path) from None
         if missing := [t for t in TABLES if t not in have]:
             conn.close()
             raise LedgerDamaged(f"{self.path} has no {missing[0]} table: it is not a ledger")
