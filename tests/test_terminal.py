@@ -30,12 +30,12 @@ class Terminal:
 
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
         self.tmp = tmp
-        self.socket = f"custody-test-{os.getpid()}-{tmp.name}"
         self.env = env
         self.runs = 0
+        self.sockets: list[str] = []
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True,
+        return subprocess.run(["tmux", "-L", self.sockets[-1], *args], check=True,
                               capture_output=True, text=True).stdout
 
     def start(self, command: str) -> Path:
@@ -45,8 +45,10 @@ class Terminal:
         script = self.tmp / f"run-{self.runs}.sh"
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.env.items())
         script.write_text(f"{exports}{command}\necho $? > {done}\nsleep 600\n")
-        if self.runs > 1:
-            self.tmux("kill-server")
+        if self.sockets:
+            self.close()
+        # a server of its own per command: a server just killed may still hold its socket
+        self.sockets.append(f"custody-test-{os.getpid()}-{self.tmp.name}-{self.runs}")
         self.tmux("new-session", "-d", "-x", "160", "-y", "50", f"bash --norc {script}")
         return done
 
@@ -66,7 +68,8 @@ class Terminal:
         self.tmux("send-keys", *keys)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        for socket in self.sockets:
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
 @pytest.fixture
