@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from custody import canonical, merkle, permissions
 from custody import entry as entries
-from custody import merkle, permissions
 from custody.custodians import (
     ARCHIVE_ROLE,
     REGISTRY_ACTIONS,
@@ -177,7 +177,7 @@ class Archive:
                 hint="make one with 'custody init DIR --name ORG' or pass --archive DIR",
             )
         try:
-            raw = json.loads(path.read_text())
+            raw = canonical.load_json(path.read_text())
         except OSError as exc:
             raise ArchiveError(f"{path} cannot be read: {exc.strerror or exc}") from None
         except ValueError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from custody import display
+from custody import canonical, display
 from custody import items as views
 from custody.archive import Archive, Draft, custodian_json, default_archive_path
 from custody.custodians import ROLES
@@ -856,7 +856,7 @@ def verify_proof(
     except note.NoteError as exc:
         raise UsageError(f"--archive-key: {exc.message}") from None
     try:
-        bundle = json.loads(read_text_arg(proof, "proof"))
+        bundle = canonical.load_json(read_text_arg(proof, "proof"))
     except json.JSONDecodeError as exc:
         raise CustodyError(f"{proof} is not JSON: {exc}") from None
     bundles = bundle["proofs"] if isinstance(bundle, dict) and "proofs" in bundle else [bundle]
@@ -899,7 +899,10 @@ def witness_cosign(
     from custody import witness
 
     text = read_text_arg(checkpoint_file, "checkpoint")
-    bundle = json.loads(read_text_arg(proof, "proof")) if proof else None
+    try:
+        bundle = canonical.load_json(read_text_arg(proof, "proof")) if proof else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{proof} is not JSON: {exc}") from None
     key = acting_key()
     done = witness.cosign(text, archive_vkey, key, state, bundle, int(time.time()))
     if output is not None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from custody import display, geo, tracks
+from custody import canonical, display, geo, tracks
 from custody import entry as entries
 from custody.archive import Archive
 from custody.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
@@ -569,7 +569,7 @@ def _points(path: Path, fmt: str, tally: Tally, naive_utc: bool) -> Iterator[Tra
                                                       naive_utc=naive_utc)
             else:
                 try:
-                    doc = json.loads(f.read())
+                    doc = canonical.load_json(f.read().decode())
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     hint = (" (one object per line? use --format geojsonseq)"
                             if "Extra data" in str(exc) else "")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from xml.parsers import expat
 
+from custody import canonical
 from custody.errors import CustodyError
 from custody.geo import valid_position
 
@@ -352,7 +353,7 @@ def parse_geojson_lines(lines: Iterable[str], tally: Tally, *,
         if not text:
             continue
         try:
-            doc = json.loads(text)
+            doc = canonical.load_json(text)
         except json.JSONDecodeError as exc:
             raise TrackError(f"line {n}: not JSON ({exc.msg} at column {exc.colno})") from None
         yield from parse_geojson(doc, tally, naive_utc=naive_utc, where=f"line {n}")

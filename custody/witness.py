@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custody import note, proofs
+from custody import canonical, note, proofs
 from custody.errors import CustodyError, UsageError, VerificationFailed
 from custody.signing import SigningKey
 
@@ -42,7 +42,7 @@ def _load_state(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"version": STATE_VERSION, "logs": {}}
     try:
-        state = json.loads(path.read_text())
+        state = canonical.load_json(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CustodyError(f"witness state {path} is unreadable: {exc}") from None
     if state.get("version") != STATE_VERSION or not isinstance(state.get("logs"), dict):
