@@ -127,7 +127,7 @@ def test_put_sets_aside_a_damaged_file_at_the_objects_name(objects):
     assert result.created and result.replaced is not None
     assert result.replaced.sha256 == hashlib.sha256(b"junk").hexdigest()
     assert result.replaced.size == 4
-    assert final.read_bytes() == data and final.stat().st_mode & 0o777 == 0o444
+    assert final.read_bytes() == data and final.stat().st_mode & 0o777 == 0o400
     assert (objects.root / result.replaced.path).read_bytes() == b"junk"
     assert objects.quarantined() == [result.replaced.path.split("/", 1)[1]]
     assert objects.stray_temp_files() == []

@@ -21,7 +21,7 @@ import pytest
 
 from custody.keyfiles import write_new_key
 
-from .conftest import DATA, PASSPHRASE, Cli, Result, one_line_error
+from .conftest import ARCHIVE_PASSPHRASE, DATA, Cli, Result, one_line_error
 
 GPS_JPEG = "aleppo-gps.jpg"  # 36.2N 37.13E, with a capture time
 
@@ -94,7 +94,7 @@ def test_export_takes_the_archive_name_from_entry_0_not_custody_json(filled, tmp
 def test_a_foreign_archive_key_file_is_refused_by_name(filled, tmp_path):
     # An insider swaps in a key of their own, .pub and all, under the archive key's name.
     keys = filled.archive / "keys"
-    write_new_key(tmp_path / "foreign.key", "Test Documentation Centre archive", PASSPHRASE)
+    write_new_key(tmp_path / "foreign.key", "Test Documentation Centre archive", ARCHIVE_PASSPHRASE)
     shutil.copy(tmp_path / "foreign.key", keys / "archive.key")
     shutil.copy(tmp_path / "foreign.key.pub", keys / "archive.key.pub")
     r = filled("checkpoint")
