@@ -16,7 +16,7 @@ echo "test: lint (ruff) and strict types on the pure core (mypy)" >&2
 "$PY" -m ruff check custody store benchmarks tests
 "$PY" -m mypy --strict custody/canonical.py custody/entry.py custody/signing.py custody/merkle.py \
   custody/note.py custody/proofs.py custody/custodians.py custody/chain.py custody/permissions.py \
-  custody/geo.py custody/tracks.py
+  custody/geo.py custody/tracks.py custody/pkcs8.py
 if [ -n "$quick" ]; then
   echo "test: the quick suite (not the tests marked slow): under 2 minutes; progress in % below" >&2
   set -- -m "not slow" "$@"
