@@ -309,7 +309,7 @@ class Ingest:
             "batch": self.report.batch,
         }
         if put.replaced is not None:
-            details["replaced"] = _replaced(put.replaced)
+            details["replaced"] = replaced_details(put.replaced)
             result.replaced = details["replaced"]["kept_at"]
         reading = None
         if not self._recorded_or_being_read(digests.sha256):
@@ -403,7 +403,7 @@ class _Counting:
         return n
 
 
-def _replaced(aside: SetAside) -> dict[str, Any]:
+def replaced_details(aside: SetAside) -> dict[str, Any]:
     """What was at the object's name and where it is kept (docs/FORMAT.md, `replaced`)."""
     return {"kept_at": f"objects/{aside.path}", "sha256": aside.sha256, "size": aside.size}
 

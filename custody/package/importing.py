@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import io
 import uuid
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from custody import canonical, note
 from custody import entry as entries
@@ -16,13 +17,14 @@ from custody.annotate import _check_id
 from custody.archive import Archive, Draft
 from custody.chain import FIRST_RECORD
 from custody.custodians import Registry
-from custody.errors import VerificationFailed
+from custody.errors import ArchiveError, DiskFull, VerificationFailed
+from custody.ingest import replaced_details
 from custody.package import layout
 from custody.package.bagsafe import Limits, open_file
 from custody.package.verify import PackageReport, audit, checked
 from custody.signing import SigningKey
 from store.ledger import LedgerWriter
-from store.objects import ObjectError
+from store.objects import Digests, ObjectError, ObjectWriteError, StoreFull
 
 # Tag files kept as evidence with every received item (plus that item's own metadata document).
 KEPT = ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt",
@@ -48,24 +50,25 @@ def import_package(
         if not report.ok:
             raise VerificationFailed(report.problems)
         # Nothing was written before this point. Objects first, then every entry at once.
+        repairs: dict[str, dict[str, Any]] = {}  # object -> the damaged copy its put set aside
         evidence = {
-            rel: archive.objects.put(io.BytesIO(c.tags[rel])).digests.sha256
+            rel: _put(archive, io.BytesIO(c.tags[rel]), repairs).sha256
             for rel in KEPT if rel in c.tags
         }
         for item in report.items:
             meta = layout.metadata_path(item.sha256)
-            evidence[meta] = archive.objects.put(io.BytesIO(c.tags[meta])).digests.sha256
+            evidence[meta] = _put(archive, io.BytesIO(c.tags[meta]), repairs).sha256
         mismatched = []
         for item in report.items:
             with open_file(c.listing, item.path) as stream:
-                got = archive.objects.put(stream).digests.as_dict()
+                got = _put(archive, stream, repairs).as_dict()
             signed = item.first.details.get("digests") or {}
             if any(got[a] != signed.get(a) for a in ("sha256", "sha512", "sha1", "md5")):
                 mismatched.append(f"{item.path}: its digests differ from those signed in entry "
                                   f"{item.first.seq} (or it changed during the import)")
         if mismatched:
             raise VerificationFailed(mismatched)
-        drafts = _drafts(report, c.tags, evidence, case)
+        drafts = _with_repairs(_drafts(report, c.tags, evidence, case), evidence, repairs)
     recorded: set[str] = set()
 
     def decide(writer: LedgerWriter, draft: Draft) -> Draft:
@@ -98,6 +101,41 @@ def import_package(
         "present": sum(e.action == "sighting" for e in firsts),
         "entries": [e.seq for e in done],
     }
+
+
+def _put(archive: Archive, stream: BinaryIO, repairs: dict[str, dict[str, Any]]) -> Digests:
+    """Store one object; a full disk is said as such (nothing is recorded: entries come last)."""
+    try:
+        put = archive.objects.put(stream)
+    except StoreFull:
+        raise DiskFull(
+            "the disk holding the archive's objects is full: nothing was imported",
+            hint="free space, then import the package again",
+        ) from None
+    except ObjectWriteError as exc:
+        raise ArchiveError(f"cannot store an object of the package: {exc}") from None
+    if put.replaced is not None:
+        repairs[put.digests.sha256] = replaced_details(put.replaced)
+    return put.digests
+
+
+def _with_repairs(
+    drafts: list[Draft], evidence: dict[str, str], repairs: dict[str, dict[str, Any]]
+) -> list[Draft]:
+    """Name every damaged copy this import set aside, as ingest does (docs/FORMAT.md, `replaced`):
+    an item's own object in its entry; a kept record in the first entry of the batch."""
+    if not repairs:
+        return drafts
+    kept = sorted({sha for sha in evidence.values() if sha in repairs})
+    out = []
+    for n, draft in enumerate(drafts):
+        details = dict(draft.details)
+        if draft.action == "received" and draft.item in repairs:
+            details["replaced"] = repairs[draft.item]
+        if n == 0 and kept:
+            details["replaced_evidence"] = [repairs[sha] for sha in kept]
+        out.append(replace(draft, details=details))
+    return out
 
 
 def _drafts(
