@@ -45,15 +45,21 @@ def test_sigkill_at_random_moments_leaves_a_consistent_archive(cli_archive, tmp_
     cli = cli_archive
     rng = random.Random(20161003)
     archive = Archive.open(cli.archive)
+    # time one whole run first, so the kills land inside a run on a fast machine as on a slow one
+    _fill(tmp_path / "calibrate", rng, 12, "calibrate")
+    started = time.monotonic()
+    cli("ingest", tmp_path / "calibrate", check=True)
+    duration = time.monotonic() - started
     killed_mid_run = 0
     for round_no in range(KILLS):
         folder = tmp_path / f"batch{round_no}"
         _fill(folder, rng, 12, f"r{round_no}")
         proc = _popen(cli, "ingest", folder)
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.0, 1.1) * duration)
         if proc.poll() is None:
             killed_mid_run += 1
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have finished, group and all
+            os.killpg(proc.pid, signal.SIGKILL)
         stdout, _ = proc.communicate()
         report = audit(archive)
         assert report.ok, f"round {round_no}: {report.problems}"
