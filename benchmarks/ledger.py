@@ -22,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from custody import checkpoints, merkle
-from custody.archive import Archive, Draft
-from custody.keyfiles import write_new_key
-from custody.verify import audit
+from custody.core import merkle
+from custody.ops import checkpoints
+from custody.ops.archive import Archive, Draft
+from custody.ops.keyfiles import write_new_key
+from custody.ops.verify import audit
 
 BATCH = 1000
 PASSPHRASE = "benchmark passphrase"

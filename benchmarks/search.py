@@ -6,9 +6,9 @@ a camera clock of unknown offset, 20 devices, 40 cases, 400 incidents, file name
 of the items are placed near the flight the track follows, at its times. The track is a CSV of
 10,000 points (one every 10 s, a meandering flight of about 28 hours).
 
-It prints, for each search, the items found and the time of the query (`custody.search.find`),
+It prints, for each search, the items found and the time of the query (`custody.search.query.find`),
 and for each cross-reference the matches and the whole time from reading the CSV to the ranked
-list (`custody.search.cross`). Targets: under 1 s per search, under 5 s per cross-reference.
+list (`custody.search.query.cross`). Targets: under 1 s per search, under 5 s per cross-reference.
 With --ledger N it also times indexing a real archive of N signed ingest entries (from scratch,
 and an incremental refresh after 100 more).
 
@@ -27,10 +27,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from custody import canonical
-from custody import search as finder
-from custody.archive import Archive, Draft
-from custody.keyfiles import write_new_key
+from custody.core import canonical
+from custody.ops.archive import Archive, Draft
+from custody.ops.keyfiles import write_new_key
+from custody.search import query as finder
 from store.index import IncidentRow, IndexStore
 
 START = datetime(2016, 1, 1, tzinfo=UTC).timestamp()

@@ -1,5 +1,5 @@
 """`python -m custody` runs the command line."""
 
-from custody.cli import main
+from custody.cli.app import main
 
 main()

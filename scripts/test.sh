@@ -14,9 +14,7 @@ bash scripts/setup.sh
 echo "test: lint (ruff) and strict types on the pure core (mypy)" >&2
 # The same checks as on a developer's machine: lint everything, strict types on the pure core.
 "$PY" -m ruff check custody store benchmarks tests
-"$PY" -m mypy --strict custody/canonical.py custody/entry.py custody/signing.py custody/merkle.py \
-  custody/note.py custody/proofs.py custody/custodians.py custody/chain.py custody/permissions.py \
-  custody/geo.py custody/tracks.py custody/pkcs8.py
+"$PY" -m mypy --strict custody/core custody/search/tracks.py
 if [ -n "$quick" ]; then
   echo "test: the quick suite (not the tests marked slow): under 2 minutes; progress in % below" >&2
   set -- -m "not slow" "$@"

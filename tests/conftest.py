@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from custody.archive import Archive
-from custody.keyfiles import write_new_key
-from custody.signing import SigningKey
+from custody.core.signing import SigningKey
+from custody.ops.archive import Archive
+from custody.ops.keyfiles import write_new_key
 
 DATA = Path(__file__).parent / "data"
 PASSPHRASE = "correct horse battery staple"

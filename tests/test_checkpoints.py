@@ -15,10 +15,10 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from custody import canonical, merkle, note
-from custody import entry as entries
-from custody.archive import Archive
-from custody.keyfiles import load_key
+from custody.core import canonical, merkle, note
+from custody.core import entry as entries
+from custody.ops.archive import Archive
+from custody.ops.keyfiles import load_key
 
 from .conftest import ARCHIVE_PASSPHRASE, PASSPHRASE, one_line_error
 

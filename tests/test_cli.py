@@ -152,7 +152,7 @@ def test_every_command_is_documented():
     doc = (Path(__file__).parent.parent / "docs" / "CLI.md").read_text()
     import typer.main
 
-    from custody.cli import app
+    from custody.cli.app import app
 
     group = typer.main.get_command(app)
     for name, cmd in group.commands.items():

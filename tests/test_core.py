@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from custody import canonical
-from custody import entry as entries
-from custody.custodians import Registry
+from custody.core import canonical
+from custody.core import entry as entries
+from custody.core.custodians import Registry
+from custody.core.signing import SigningKey, key_id, verify_signature
 from custody.errors import WrongPassphrase
-from custody.keyfiles import load_key, read_public_key, write_new_key
-from custody.signing import SigningKey, key_id, verify_signature
+from custody.ops.keyfiles import load_key, read_public_key, write_new_key
 
 from .conftest import PASSPHRASE
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from custody.archive import Archive
-from custody.verify import audit
+from custody.ops.archive import Archive
+from custody.ops.verify import audit
 
 from .conftest import DATA
 

@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from custody import access
-from custody.archive import Archive, Draft
-from custody.keyfiles import load_key
-from custody.verify import audit
+from custody.ops import access
+from custody.ops.archive import Archive, Draft
+from custody.ops.keyfiles import load_key
+from custody.ops.verify import audit
 
 from .conftest import DATA, PASSPHRASE, one_line_error
 

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from custody import canonical
+from custody.core import canonical
 
 from .conftest import DATA
 
@@ -150,9 +150,9 @@ def test_an_undecodable_file_name_is_kept_and_the_batch_goes_on(cli_archive, tmp
 FIFO_AFTER_WALK = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
-    from custody.archive import Archive
-    from custody.ingest import Ingest, find_files
-    from custody.keyfiles import load_key
+    from custody.ops.archive import Archive
+    from custody.ops.ingest import Ingest, find_files
+    from custody.ops.keyfiles import load_key
     from custody.metadata import MetadataReader
 
     archive = Archive.open(Path(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""RFC 9162 Merkle tree (custody.merkle): published vectors, a naive reference, properties, cost.
+"""RFC 9162 Merkle tree (custody.core.merkle): published vectors, a naive reference, properties, cost.
 
 Vectors: tests/vectors/merkle (github.com/transparency-dev/merkle testdata/, commit 417fb0c,
 Apache-2.0) and the known answers of that project's proof/verify_test.go (RFC 6962 test leaves).
@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custody import merkle
-from custody.errors import EXIT_PROBLEM, CustodyError
-from custody.merkle import (
+from custody.core import merkle
+from custody.core.merkle import (
     EMPTY_ROOT,
     ProofError,
     TreeBuilder,
@@ -32,6 +31,7 @@ from custody.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from custody.errors import EXIT_PROBLEM, CustodyError
 
 VECTORS = Path(__file__).parent / "vectors" / "merkle"
 

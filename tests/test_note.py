@@ -1,4 +1,4 @@
-"""Signed notes, checkpoints and cosignatures (custody.note) against published vectors.
+"""Signed notes, checkpoints and cosignatures (custody.core.note) against published vectors.
 
 Where each vector comes from is written next to it and in tests/vectors/README.md.
 """
@@ -12,9 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custody import note
-from custody.errors import EXIT_ERROR, EXIT_PROBLEM, CustodyError
-from custody.note import (
+from custody.core import note
+from custody.core.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
     MAX_SIGNATURES,
@@ -42,7 +41,8 @@ from custody.note import (
     sign_note,
     verifier_key,
 )
-from custody.signing import SigningKey, verify_signature
+from custody.core.signing import SigningKey, verify_signature
+from custody.errors import EXIT_ERROR, EXIT_PROBLEM, CustodyError
 
 # ---------------------------------------------------------------------------------------------
 # (a) c2sp.org/signed-note, "Verifier keys" example: key name example.com/foo.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from custody import display
-from custody.cli import command
+from custody.cli.app import command
 
 from .conftest import DATA, one_line_error
 

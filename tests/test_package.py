@@ -16,9 +16,9 @@ from pathlib import Path
 import bagit
 import pytest
 
-from custody import note
-from custody.archive import Archive
-from custody.signing import SigningKey
+from custody.core import note
+from custody.core.signing import SigningKey
+from custody.ops.archive import Archive
 
 from .conftest import DATA, Cli, one_line_error
 

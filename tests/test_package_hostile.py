@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custody.archive import Archive
 from custody.errors import CustodyError
-from custody.keyfiles import load_key
+from custody.ops.archive import Archive
+from custody.ops.keyfiles import load_key
 from custody.package.bagsafe import Limits
 from custody.package.importing import import_package
 

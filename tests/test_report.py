@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from custody import entry as entries
+from custody.core import entry as entries
 
 from .conftest import DATA, PASSPHRASE, Cli, one_line_error
 

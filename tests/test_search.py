@@ -1,6 +1,6 @@
 """Search and track cross-reference through the real command, on the real media in tests/data.
 
-Distances are checked against a great-circle formula written here independently of custody.geo
+Distances are checked against a great-circle formula written here independently of custody.core.geo
 (the angle between unit vectors, atan2(|a x b|, a . b), on the same 6371.0088 km sphere), and
 against geographiclib on that sphere when it is installed; track positions against an
 interpolation written here; best matches against a brute-force scan of the track second by
@@ -22,7 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custody import geo, search, tracks
+from custody.core import geo
+from custody.search import query as search
+from custody.search import tracks
 
 from .conftest import DATA, Cli, one_line_error
 
@@ -544,7 +546,7 @@ def _peak(path=sys.argv[1]):
         out.write(kib)
 atexit.register(_peak)
 sys.argv = ["custody", *sys.argv[2:]]
-from custody.cli import main
+from custody.cli.app import main
 main()
 """
 
@@ -638,7 +640,7 @@ def test_many_points_are_never_held_in_memory(field, tmp_path):
     (tracemalloc) stays at a few MB, far below what holding the points would take (~20 MB)."""
     import tracemalloc
 
-    from custody.archive import Archive
+    from custody.ops.archive import Archive
     from store.index import IndexStore
 
     track = tmp_path / "many.csv"
@@ -705,7 +707,7 @@ def test_index_is_derived_incremental_and_rebuildable(cli_archive, tmp_path):
 
 def test_an_index_that_cannot_be_written_is_built_in_memory(field, monkeypatch):
     """As for an archive on read-only media (simulated: root ignores file modes)."""
-    from custody.archive import Archive
+    from custody.ops.archive import Archive
 
     archive = Archive.open(field.cli.archive)
     expected = search.search(archive, search.Search(near="36.2,37.13", within_km=1))["items"]
@@ -717,7 +719,7 @@ def test_an_index_that_cannot_be_written_is_built_in_memory(field, monkeypatch):
 
 def test_fallbacks_without_rtree_or_fts_give_the_same_answers(field, tmp_path):
     """The same archive indexed with plain tables (as on an SQLite without R*Tree or FTS5)."""
-    from custody.archive import Archive
+    from custody.ops.archive import Archive
     from store.index import IndexStore
 
     archive = Archive.open(field.cli.archive)
@@ -764,7 +766,7 @@ def test_search_boxes_hold_every_point_within_the_distance(lat, lon, bearing, km
        st.floats(1, 30), st.integers(60, 900))
 def test_best_position_on_a_leg_matches_brute_force(lat, lon, a_lat, a_lon, b_lat, b_lon, span,
                                                      offset, km, window):
-    """Against a scan of the leg at 1/2000 of its length, with the haversine of custody.geo."""
+    """Against a scan of the leg at 1/2000 of its length, with the haversine of custody.core.geo."""
     leg = geo.Leg("s", 0.0, lat + a_lat, geo.wrap_lon(lon + a_lon), None, "a", float(span),
                   lat + b_lat, geo.wrap_lon(lon + b_lon), None, "b")
     subject = geo.Subject(lat, lon, offset, offset, float(window))

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from custody import pkcs8
-from custody.archive import Archive
+from custody.core import pkcs8
+from custody.core.signing import SigningKey
 from custody.errors import WeakPassphrase, WrongPassphrase
-from custody.ingest import Ingest, find_files
-from custody.isolation import reader_environment
-from custody.keyfiles import load_key, write_new_key
 from custody.metadata import MetadataReader
-from custody.search import open_index, refresh
-from custody.signing import SigningKey
+from custody.metadata.isolation import reader_environment
+from custody.ops.archive import Archive
+from custody.ops.ingest import Ingest, find_files
+from custody.ops.keyfiles import load_key, write_new_key
+from custody.search.query import open_index, refresh
 
 from .conftest import ARCHIVE_PASSPHRASE, DATA, PASSPHRASE, one_line_error
 
@@ -140,7 +140,7 @@ def test_reader_environment_is_an_allow_list():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl")
 def test_the_command_holding_keys_is_not_dumpable_and_owner_only():
     code = (
-        "import ctypes, os; from custody.isolation import harden_process; harden_process(); "
+        "import ctypes, os; from custody.metadata.isolation import harden_process; harden_process(); "
         "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0), oct(os.umask(0)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

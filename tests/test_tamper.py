@@ -12,9 +12,9 @@ import sqlite3
 
 import pytest
 
-from custody import canonical
-from custody import entry as entries
-from custody.signing import SigningKey
+from custody.core import canonical
+from custody.core import entry as entries
+from custody.core.signing import SigningKey
 
 from .conftest import DATA
 

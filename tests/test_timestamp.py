@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from custody.errors import EXIT_ERROR, EXIT_PROBLEM
-from custody.timestamp import (
+from custody.ops.timestamp import (
     Timestamp,
     TimestampError,
     TimestampInvalid,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from custody.keyfiles import write_new_key
+from custody.ops.keyfiles import write_new_key
 
 from .conftest import ARCHIVE_PASSPHRASE, DATA, Cli, Result, one_line_error
 

@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from custody import note
-from custody.archive import Archive
+from custody.core import note
+from custody.ops.archive import Archive
 
 from .conftest import ARCHIVE_PASSPHRASE, one_line_error
 from .tsa import LocalTSA, make_pki, openssl

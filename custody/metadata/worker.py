@@ -30,7 +30,7 @@ import exiftool
 import magic
 from exifread.core.exceptions import ExifNotFound
 
-from custody.isolation import reader_environment
+from custody.metadata.isolation import reader_environment
 
 from . import images, video
 from .record import kind_of, one_line

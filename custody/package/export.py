@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from custody import access, canonical, checkpoints, merkle
-from custody import entry as entries
-from custody.archive import Archive, utc_now
-from custody.chain import FIRST_RECORD
-from custody.custodians import ARCHIVE_ROLE, REGISTRY_ACTIONS, Registry
+from custody.core import canonical, merkle
+from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD
+from custody.core.custodians import ARCHIVE_ROLE, REGISTRY_ACTIONS, Registry
+from custody.core.signing import SigningKey
 from custody.errors import (
     ArchiveError,
     CustodyError,
@@ -25,8 +25,9 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
+from custody.ops import access, checkpoints
+from custody.ops.archive import Archive, utc_now
 from custody.package import layout
-from custody.signing import SigningKey
 from store.ledger import EntryRow
 from store.objects import ObjectCorrupt
 

@@ -11,18 +11,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from custody import canonical, note
-from custody import entry as entries
-from custody.annotate import _check_id
-from custody.archive import Archive, Draft
-from custody.chain import FIRST_RECORD
-from custody.custodians import Registry
+from custody.core import canonical, note
+from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD
+from custody.core.custodians import Registry
+from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, DiskFull, VerificationFailed
-from custody.ingest import replaced_details
+from custody.ops.annotate import _check_id
+from custody.ops.archive import Archive, Draft
+from custody.ops.ingest import replaced_details
 from custody.package import layout
 from custody.package.bagsafe import Limits, open_file
 from custody.package.verify import PackageReport, audit, checked
-from custody.signing import SigningKey
 from store.ledger import LedgerWriter
 from store.objects import Digests, ObjectError, ObjectWriteError, StoreFull
 

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from custody import canonical, merkle, note, permissions, proofs
-from custody import entry as entries
-from custody.chain import FIRST_RECORD, ChainError, CustodyBook
-from custody.custodians import REGISTRY_ACTIONS, Registry, RegistryError, decode_public_key
+from custody.core import canonical, merkle, note, permissions, proofs
+from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD, ChainError, CustodyBook
+from custody.core.custodians import REGISTRY_ACTIONS, Registry, RegistryError, decode_public_key
+from custody.core.signing import key_id, verify_signature
 from custody.errors import CustodyError, VerificationFailed
 from custody.package import bag as bagit
 from custody.package import layout
 from custody.package.bagsafe import Limits, Listing, opened, read_file
-from custody.signing import key_id, verify_signature
 
 
 class NotACustodyPackage(CustodyError):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from custody import checkpoints, proofs
-from custody import entry as entries
-from custody.archive import Archive
-from custody.custodians import Registry
+from custody.core import entry as entries
+from custody.core import proofs
+from custody.core.custodians import Registry
+from custody.core.note import Checkpoint
 from custody.errors import VerificationFailed
-from custody.note import Checkpoint
+from custody.ops import checkpoints
+from custody.ops.archive import Archive
 from store.objects import ObjectCorrupt, ObjectMissing
 
 

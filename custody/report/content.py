@@ -11,10 +11,10 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO
 
-from custody import access
-from custody import entry as entries
-from custody.archive import Archive
-from custody.signing import SigningKey
+from custody.core import entry as entries
+from custody.core.signing import SigningKey
+from custody.ops import access
+from custody.ops.archive import Archive
 from store.objects import CHUNK, ObjectCorrupt, ObjectMissing
 
 THUMBNAIL_PX = 320  # the longer side of a preview, in pixels

@@ -12,10 +12,11 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-from custody import canonical, transfer
-from custody import entry as entries
-from custody.archive import Archive
-from custody.items import entry_json, holder_name
+from custody.core import canonical
+from custody.core import entry as entries
+from custody.ops import transfer
+from custody.ops.archive import Archive
+from custody.ops.items import entry_json, holder_name
 
 COLUMNS = (
     "seq", "time", "action", "item", "actor", "actor_name", "purpose", "reason", "kind",

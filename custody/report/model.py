@@ -12,16 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from custody import annotate, canonical, checkpoints, note
-from custody import entry as entries
-from custody import items as views
-from custody.archive import Archive, utc_now
-from custody.chain import FIRST_RECORD
-from custody.custodians import REGISTRY_ACTIONS, Registry
+from custody.core import canonical, note
+from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD
+from custody.core.custodians import REGISTRY_ACTIONS, Registry
+from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
+from custody.ops import annotate, checkpoints
+from custody.ops import items as views
+from custody.ops.archive import Archive, utc_now
+from custody.ops.verify import audit
 from custody.report import checks, content, places
-from custody.signing import SigningKey
-from custody.verify import audit
 from store.ledger import CheckpointRow, LedgerReadOnly
 
 REPORT_TYPE = "custody/report/v1"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from custody import canonical
+from custody.core import canonical
 from custody.errors import CustodyError
 from custody.report import html
 from custody.report.model import Report

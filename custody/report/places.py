@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from custody.geo import haversine_km
+from custody.core.geo import haversine_km
 
 
 def describe(gps: dict[str, Any] | None, incident_places: list[dict[str, Any]]) -> dict[str, Any]:

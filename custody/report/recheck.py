@@ -14,12 +14,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from custody import canonical, note, proofs
-from custody import entry as entries
-from custody.chain import FIRST_RECORD, ChainError, CustodyBook
-from custody.custodians import Registry, RegistryError
+from custody.core import canonical, note, proofs
+from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD, ChainError, CustodyBook
+from custody.core.custodians import Registry, RegistryError
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
-from custody.items import holder_name
+from custody.ops.items import holder_name
 from custody.report.model import REPORT_TYPE, digest
 
 SHOWN_FROM_METADATA = ("mime", "captured_at", "captured_at_basis", "gps", "device")

@@ -10,8 +10,8 @@ import base64
 import binascii
 from dataclasses import dataclass, replace
 
-from custody.entry import Entry
-from custody.signing import key_id as derive_key_id
+from custody.core.entry import Entry
+from custody.core.signing import key_id as derive_key_id
 
 ROLES = ("admin", "field", "investigator", "reviewer")
 ARCHIVE_ROLE = "archive"  # the archive's own key: signs the genesis entry and checkpoints

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from custody.core.signing import verify_signature
 from custody.errors import EXIT_ERROR, EXIT_PROBLEM, CustodyError
-from custody.signing import verify_signature
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
@@ -113,7 +113,7 @@ class UnverifiedNote(NoteError):
 
 
 class NoteSigner(Protocol):
-    """What signing needs: custody.signing.SigningKey fits."""
+    """What signing needs: custody.core.signing.SigningKey fits."""
 
     def sign(self, message: bytes) -> bytes: ...
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import typer
 
-from custody import canonical, display
-from custody import items as views
-from custody.archive import Archive, Draft, custodian_json, default_archive_path
-from custody.custodians import ROLES
+from custody import display
+from custody.core import canonical
+from custody.core.custodians import ROLES
+from custody.core.signing import PublicKey, SigningKey
 from custody.errors import (
     EXIT_ERROR,
     EXIT_PROBLEM,
@@ -31,8 +31,10 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-from custody.isolation import harden_process
-from custody.keyfiles import (
+from custody.metadata.isolation import harden_process
+from custody.ops import items as views
+from custody.ops.archive import Archive, Draft, custodian_json, default_archive_path
+from custody.ops.keyfiles import (
     change_passphrase,
     check_archive_passphrase,
     default_key_path,
@@ -41,7 +43,6 @@ from custody.keyfiles import (
     weak_protection,
     write_new_key,
 )
-from custody.signing import PublicKey, SigningKey
 from store.ledger import LedgerDamaged, LedgerStoreError
 
 app = typer.Typer(
@@ -248,9 +249,9 @@ def ingest(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ingest files and folders: store each file once, sign an entry for every file seen."""
-    from custody.ingest import Ingest, find_files
+    from custody.cli.progress import IngestProgress
     from custody.metadata import MetadataReader
-    from custody.progress import IngestProgress
+    from custody.ops.ingest import Ingest, find_files
 
     archive = open_archive()
     key = acting_key()
@@ -302,8 +303,8 @@ def ingest(
 def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, total: int) -> None:
     """Say exactly what an interrupted ingest stored. The ledger is the truth: a batch may have
     committed just before Ctrl-C, with its lines not yet printed; print those lines too."""
-    from custody import entry as entries
-    from custody.ingest import FileResult
+    from custody.core import entry as entries
+    from custody.ops.ingest import FileResult
 
     recorded = []
     if batch is not None:
@@ -446,9 +447,10 @@ def verify(
 ) -> None:
     """Check objects, signatures, hash chain, Merkle tree, checkpoints, key files and the search
     index; exit 1 on any problem, 3 if nothing is wrong but something could not be read."""
-    from custody import checkpoints, proofs
+    from custody.core import proofs
     from custody.errors import VerificationFailed
-    from custody.verify import audit
+    from custody.ops import checkpoints
+    from custody.ops.verify import audit
 
     archive = open_archive()
     target = archive.resolve_item(item) if item else None
@@ -500,7 +502,7 @@ def get(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A logged copy of an item's content, verified against its SHA-256 as it is copied."""
-    from custody import access
+    from custody.ops import access
 
     archive = open_archive()
     key = acting_key()
@@ -544,7 +546,7 @@ def transfer(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Offer custody of items to another custodian (signed by you, the holder)."""
-    from custody import transfer as transfers
+    from custody.ops import transfer as transfers
 
     archive = open_archive()
     key = acting_key()
@@ -565,7 +567,7 @@ def accept(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Accept a custody offer made to you (and the rest of its transfer): you become the holder."""
-    from custody import transfer as transfers
+    from custody.ops import transfer as transfers
 
     _closed(transfers.accept(open_archive(), acting_key(), offer), "accepted offer {offer}: "
             "you now hold {item} (entry {seq})", as_json)
@@ -577,7 +579,7 @@ def withdraw(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Withdraw a custody offer you made that is still pending."""
-    from custody import transfer as transfers
+    from custody.ops import transfer as transfers
 
     _closed(transfers.withdraw(open_archive(), acting_key(), offer),
             "withdrew offer {offer} of {item} (entry {seq})", as_json)
@@ -597,7 +599,7 @@ def transfers(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Custody offers: pending, accepted and withdrawn."""
-    from custody import transfer as transfer_ops
+    from custody.ops import transfer as transfer_ops
 
     rows = transfer_ops.listing(open_archive(), pending)
     if as_json:
@@ -634,7 +636,7 @@ def case_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """File items under a case."""
-    from custody import annotate
+    from custody.ops import annotate
 
     archive = open_archive()
     seqs = annotate.case_add(archive, acting_key(), [archive.resolve_item(i) for i in items], case)
@@ -649,7 +651,7 @@ def case_remove(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Take items out of a case (the earlier filing stays in the history)."""
-    from custody import annotate
+    from custody.ops import annotate
 
     archive = open_archive()
     seqs = annotate.case_remove(archive, acting_key(), [archive.resolve_item(i) for i in items],
@@ -668,7 +670,7 @@ def incident_new(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Record an incident (or a correction of one, with --supersedes)."""
-    from custody import annotate
+    from custody.ops import annotate
 
     seq = annotate.incident_new(open_archive(), acting_key(), incident, case=case, date=date,
                                 place=place, description=description, supersedes=supersedes)
@@ -682,7 +684,7 @@ def incident_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Group items under an incident."""
-    from custody import annotate
+    from custody.ops import annotate
 
     archive = open_archive()
     seqs = annotate.incident_add(archive, acting_key(), incident,
@@ -693,7 +695,7 @@ def incident_add(
 @incident_app.command("list")
 def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every incident as last stated, with its items."""
-    from custody import annotate
+    from custody.ops import annotate
 
     rows = annotate.incidents(open_archive())
     if as_json:
@@ -716,7 +718,7 @@ def note(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a note to an item (or correct one with --supersedes; both stay in the history)."""
-    from custody import annotate
+    from custody.ops import annotate
 
     if (text_arg is None) == (text is None):
         raise UsageError("give the note once: custody note ITEM \"TEXT\" (or --text TEXT)")
@@ -734,7 +736,7 @@ def tag(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Tag an item (or --remove a tag)."""
-    from custody import annotate
+    from custody.ops import annotate
 
     archive = open_archive()
     seq = annotate.tag(archive, acting_key(), archive.resolve_item(item), name, remove)
@@ -771,7 +773,7 @@ def checkpoint(
     Appends no entry. If the latest kept checkpoint already covers the whole log, it is reused.
     With --tsa, the signed checkpoint is also timestamped (RFC 3161) and the token kept.
     """
-    from custody import checkpoints
+    from custody.ops import checkpoints
 
     if tsa and not tsa_certs:
         raise UsageError("--tsa needs --tsa-certs (the TSA's CA and certificate, PEM)")
@@ -808,7 +810,7 @@ def prove(
     as_json: bool = typer.Option(False, "--json", help="With -o: print what was written as JSON (the proof itself is always JSON)."),
 ) -> None:
     """Inclusion proofs (--entry N or ITEM) and consistency proofs (--from OLD [--to NEW]), as JSON."""
-    from custody import checkpoints
+    from custody.ops import checkpoints
 
     chosen = sum(x is not None for x in (item, entry, old))
     if chosen != 1:
@@ -846,7 +848,7 @@ def verify_proof(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Verify a proof offline, with only the proof and the archive's public verifier key."""
-    from custody import note, proofs
+    from custody.core import note, proofs
 
     text = archive_key_arg.strip()
     if "+" not in text and Path(text).is_file():
@@ -896,7 +898,7 @@ def witness_cosign(
     """As a witness (--key is the witness's key): check consistency, then cosign (C2SP tlog-cosignature)."""
     import time
 
-    from custody import witness
+    from custody.ops import witness
 
     text = read_text_arg(checkpoint_file, "checkpoint")
     try:
@@ -921,7 +923,7 @@ def witness_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Keep a witness's cosignature of one of this archive's checkpoints (checked on verify)."""
-    from custody import checkpoints
+    from custody.ops import checkpoints
 
     archive = open_archive()
     cid, when = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
@@ -1012,9 +1014,9 @@ def export(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export items as a BagIt evidence package with their signed history, proofs and keys."""
+    from custody.cli.progress import ExportProgress
     from custody.package.export import case_items
     from custody.package.export import export as export_package
-    from custody.progress import ExportProgress
 
     archive = open_archive()
     key = acting_key()
@@ -1042,7 +1044,7 @@ def export(
 
 def _content_bytes(archive: Archive, items: list[str]) -> int:
     """The bytes of these items' content, as their first entries signed (the bar's total)."""
-    from custody import entry as entries
+    from custody.core import entry as entries
 
     total = 0
     for sha in dict.fromkeys(items):
@@ -1161,7 +1163,7 @@ def search(
     as_geojson: bool = typer.Option(False, "--geojson", help="An RFC 7946 FeatureCollection of the items that have a position."),
 ) -> None:
     """Find items by case, incident, tag, capture time, place, device, type and text (filters combine)."""
-    from custody import search as finder
+    from custody.search import query as finder
 
     if as_json and as_geojson:
         raise UsageError("give --json or --geojson, not both")
@@ -1196,7 +1198,7 @@ def crossref(
     as_geojson: bool = typer.Option(False, "--geojson", help="An RFC 7946 FeatureCollection: matches, track positions, links, the track."),
 ) -> None:
     """Items (or incidents) captured within --km and --minutes of a timed track, best first."""
-    from custody import search as finder
+    from custody.search import query as finder
 
     if as_json and as_geojson:
         raise UsageError("give --json or --geojson, not both")

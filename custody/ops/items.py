@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from custody import canonical, transfer
-from custody import entry as entries
-from custody.archive import Archive
-from custody.chain import ARCHIVE_HOLDER, FIRST_RECORD
-from custody.custodians import Registry
+from custody.core import canonical
+from custody.core import entry as entries
+from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
+from custody.core.custodians import Registry
+from custody.ops import transfer
+from custody.ops.archive import Archive
 from store.ledger import EntryRow
 
 

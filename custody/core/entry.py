@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from custody import canonical
-from custody.signing import SigningKey, verify_signature
+from custody.core import canonical
+from custody.core.signing import SigningKey, verify_signature
 
 ENTRY_VERSION = 1
 # Signature input = tag || entry bytes: an entry signature can never be replayed as any other

@@ -23,11 +23,11 @@ from pathlib import Path
 from queue import Queue
 from typing import Any
 
-from custody import canonical
-from custody.archive import Archive, Draft
-from custody.chain import FIRST_RECORD
+from custody.core import canonical
+from custody.core.chain import FIRST_RECORD
+from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
-from custody.signing import SigningKey
+from custody.ops.archive import Archive, Draft
 from store.ledger import LedgerWriter
 from store.objects import ObjectWriteError, SetAside, StoreFull
 

@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from custody import canonical, merkle, permissions
-from custody import entry as entries
-from custody.custodians import (
+from custody.core import canonical, merkle, permissions
+from custody.core import entry as entries
+from custody.core.custodians import (
     ARCHIVE_ROLE,
     REGISTRY_ACTIONS,
     Custodian,
     Registry,
     decode_public_key,
 )
+from custody.core.signing import PublicKey, SigningKey, key_id
 from custody.errors import (
     AmbiguousItem,
     ArchiveError,
@@ -33,8 +34,7 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-from custody.keyfiles import check_new_passphrase, load_key, write_new_key
-from custody.signing import PublicKey, SigningKey, key_id
+from custody.ops.keyfiles import check_new_passphrase, load_key, write_new_key
 from store.ledger import EntryRow, LedgerFull, LedgerStore, LedgerStoreError, LedgerWriter
 from store.objects import LocalObjectStore
 

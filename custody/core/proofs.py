@@ -11,8 +11,8 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from custody import entry as entries
-from custody import merkle, note
+from custody.core import entry as entries
+from custody.core import merkle, note
 from custody.errors import VerificationFailed
 
 INCLUSION = "custody/inclusion-proof/v1"

@@ -11,9 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from custody import pkcs8
-from custody.errors import BadKeyFile, CustodyError, NotFound, UsageError, WeakPassphrase
-from custody.signing import (
+from custody.core import pkcs8
+from custody.core.signing import (
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
@@ -21,6 +20,7 @@ from custody.signing import (
     SigningKey,
     parse_openssh_public,
 )
+from custody.errors import BadKeyFile, CustodyError, NotFound, UsageError, WeakPassphrase
 
 KEY_FILE_MODE = 0o600
 KEY_FOLDER_MODE = 0o700

@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from custody import entry as entries
-from custody import merkle, note, proofs
-from custody.archive import Archive, utc_now
+from custody.core import entry as entries
+from custody.core import merkle, note, proofs
+from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
-from custody.signing import SigningKey
+from custody.ops.archive import Archive, utc_now
 from store.ledger import CheckpointRow
 
 # A kept checkpoint's `created` column is the issuing machine's clock, outside the signed note.
@@ -134,7 +134,7 @@ _BAD_NODES = (
 
 def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_pem: bytes) -> Any:
     """Ask the TSA at `url` to timestamp the signed checkpoint note; verify it; keep it."""
-    from custody import timestamp
+    from custody.ops import timestamp
 
     data = row.note.encode()
     ts = timestamp.request_timestamp(url, data)
@@ -150,7 +150,7 @@ def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_p
 
 def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> tuple[int, int]:
     """Keep a witness's cosignature of a checkpoint this archive issued; returns (id, time)."""
-    from custody import witness
+    from custody.ops import witness
 
     text, block = note.split_note(cosigned_note)
     row = next(
@@ -179,7 +179,7 @@ def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> t
 
 def check_extras(archive: Archive, problems: list[str], notices: list[str]) -> None:
     """Verify every kept timestamp and cosignature against the checkpoint it is about."""
-    from custody import timestamp, witness
+    from custody.ops import timestamp, witness
 
     kept = {r.id: r for r in archive.ledger.checkpoints()}
     for extra in archive.ledger.checkpoint_extras():

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from custody.archive import Archive, Draft
+from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
-from custody.signing import SigningKey
+from custody.ops.archive import Archive, Draft
 from store.objects import CHUNK, ObjectCorrupt, VerifyingReader
 
 KINDS = ("get", "export", "report")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from custody import entry as entries
-from custody.archive import Archive, Draft
-from custody.chain import ChainError, CustodyBook, Offer
-from custody.custodians import REGISTRY_ACTIONS, Registry
+from custody.core import entry as entries
+from custody.core.chain import ChainError, CustodyBook, Offer
+from custody.core.custodians import REGISTRY_ACTIONS, Registry
+from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
-from custody.signing import SigningKey
+from custody.ops.archive import Archive, Draft
 from store.ledger import LedgerStore, LedgerWriter
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from xml.parsers import expat
 
-from custody import canonical
+from custody.core import canonical
+from custody.core.geo import valid_position
 from custody.errors import CustodyError
-from custody.geo import valid_position
 
 MAX_TEXT = 1024  # characters of text in a GPX <time>, <ele> or <name>
 TIME_COLUMNS = ("time", "timestamp", "datetime", "date_time", "utc", "time_utc", "when")

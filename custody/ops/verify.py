@@ -20,12 +20,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from custody import entry as entries
-from custody import merkle, note, permissions, proofs
-from custody.archive import Archive, signed_config
-from custody.chain import FIRST_RECORD, ChainError, CustodyBook
-from custody.checkpoints import check_extras
-from custody.custodians import Custodian, Registry, RegistryError
+from custody.core import entry as entries
+from custody.core import merkle, note, permissions, proofs
+from custody.core.chain import FIRST_RECORD, ChainError, CustodyBook
+from custody.core.custodians import Custodian, Registry, RegistryError
+from custody.core.signing import private_key_form
 from custody.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -34,8 +33,9 @@ from custody.errors import (
     NotFound,
     VerificationFailed,
 )
-from custody.keyfiles import read_public_key
-from custody.signing import private_key_form
+from custody.ops.archive import Archive, signed_config
+from custody.ops.checkpoints import check_extras
+from custody.ops.keyfiles import read_public_key
 from store.ledger import LedgerDamaged, LedgerStore, LedgerUnreadable
 from store.objects import ObjectCorrupt, ObjectMissing
 
@@ -599,7 +599,7 @@ def _check_identity(archive: Archive, report: AuditReport) -> None:
 def _check_search_index(archive: Archive, report: AuditReport) -> None:
     """index.db is derived, but a search that drops an item misrepresents the archive: its rows
     must be what a replay of the ledger gives (custody/search.py, docs/SEARCH.md)."""
-    from custody.search import index_differences  # search is heavy; only verify needs this
+    from custody.search.query import index_differences  # search is heavy; only verify needs this
 
     try:
         differences = index_differences(archive)

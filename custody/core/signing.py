@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from custody import pkcs8
+from custody.core import pkcs8
 from custody.errors import BadKeyFile, WrongPassphrase
 
 # Domain tag for key ids: a key id can never collide with any other hash the archive makes.

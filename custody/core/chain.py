@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from custody.entry import Entry
+from custody.core.entry import Entry
 
 ARCHIVE_HOLDER = "archive"
 """The holder of an item a field custodian ingested: field teams hand evidence in to the archive

@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from custody import canonical, display, geo, tracks
-from custody import entry as entries
-from custody.archive import Archive
-from custody.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
+from custody import display
+from custody.core import canonical, geo
+from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.errors import NotFound, UsageError
-from custody.tracks import Tally, TrackError, TrackPoint
+from custody.ops.archive import Archive
+from custody.search import tracks
+from custody.search.tracks import Tally, TrackError, TrackPoint
 from store.index import (
     COMPARED,
     IncidentRow,

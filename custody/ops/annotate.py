@@ -10,10 +10,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from custody import entry as entries
-from custody.archive import Archive, Draft
+from custody.core import entry as entries
+from custody.core.signing import SigningKey
 from custody.errors import NotFound, UsageError
-from custody.signing import SigningKey
+from custody.ops.archive import Archive, Draft
 
 _ID = re.compile(r"^[\w.\-:/]{1,100}$", re.UNICODE)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custody import canonical, note, proofs
+from custody.core import canonical, note, proofs
+from custody.core.signing import SigningKey
 from custody.errors import CustodyError, UsageError, VerificationFailed
-from custody.signing import SigningKey
 
 STATE_VERSION = 1
 

@@ -1,0 +1,1 @@
+"""Search and cross-reference over the derived index."""
