@@ -11,10 +11,13 @@ started=$SECONDS
 bash scripts/setup.sh
 # shellcheck source=scripts/python.sh
 . scripts/python.sh
-echo "test: lint (ruff) and strict types on the pure core (mypy)" >&2
-# The same checks as on a developer's machine: lint everything, strict types on the pure core.
+echo "test: lint (ruff), layers (lint-imports), strict types on the whole tree (mypy)" >&2
+# The same checks as on a developer's machine: lint everything; the import contracts of
+# pyproject.toml's [tool.importlinter] (docs/ARCHITECTURE.md, "Import rules"); strict types on
+# every module of custody and store.
 "$PY" -m ruff check custody store benchmarks tests
-"$PY" -m mypy --strict custody/core custody/search/tracks.py
+"$(dirname "$PY")/lint-imports" --no-cache
+"$PY" -m mypy --strict custody store
 if [ -n "$quick" ]; then
   echo "test: the quick suite (not the tests marked slow): under 2 minutes; progress in % below" >&2
   set -- -m "not slow" "$@"

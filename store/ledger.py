@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -159,7 +160,7 @@ class EntryRow:
     item: str | None
 
 
-def _row(r: sqlite3.Row | tuple) -> EntryRow:
+def _row(r: sqlite3.Row | tuple[Any, ...]) -> EntryRow:
     return EntryRow(
         seq=r[0],
         body=bytes(r[1]),

@@ -44,3 +44,14 @@ def test_a_deeply_nested_witness_state_is_a_named_error(cli_archive, tmp_path):
     result = cli_archive("witness", "cosign", cp, "--state", state, "--archive-key", vkey)
     assert result.code not in (0, 1)
     assert "nested more than 128 levels" in one_line_error(result)
+
+
+def test_a_witness_state_that_is_not_an_object_is_a_named_error(cli_archive, tmp_path):
+    cp = tmp_path / "cp.txt"
+    cli_archive("checkpoint", "-o", cp, check=True)
+    vkey = cli_archive("checkpoint", "--json", check=True).json()["verifier_key"]
+    state = tmp_path / "state.json"
+    state.write_text("[1, 2]")  # valid JSON, but no state file: once an AttributeError traceback
+    result = cli_archive("witness", "cosign", cp, "--state", state, "--archive-key", vkey)
+    assert result.code == 3
+    assert "is not a version" in one_line_error(result)

@@ -1235,7 +1235,7 @@ def plain_help(command: Any) -> Any:
                 label += "..."
             usage = label if param.required else f"[{label}]"
             param.metavar = label
-            param.get_usage_pieces = lambda ctx, usage=usage: [usage]  # type: ignore[method-assign]
+            param.get_usage_pieces = lambda ctx, usage=usage: [usage]  # type: ignore[method-assign,misc]
             param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
         elif isinstance(param, typer.core.TyperOption) and not param.is_flag and not param.metavar:
             kind = param.type_descriptor.annotation

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from custody.core import canonical
 from custody.core.chain import FIRST_RECORD
@@ -288,7 +288,9 @@ class Ingest:
                 return
             stream, st = opened
             with stream:
-                put = self.archive.objects.put(_Counting(stream, self.on_bytes))
+                # put only calls readinto, which _Counting passes through
+                counted = cast(BinaryIO, _Counting(stream, self.on_bytes))
+                put = self.archive.objects.put(counted)
         except OSError as exc:  # the source could not be read (writes raise ObjectWriteError)
             result.error = exc.strerror or str(exc)
             self.report.files.append(result)
@@ -330,7 +332,7 @@ class Ingest:
         """Metadata of the stored object (what is parsed is exactly what is kept)."""
         reader = self._readers.get()
         try:
-            doc = reader.read(self.archive.objects.path(sha256))
+            doc: dict[str, Any] = reader.read(self.archive.objects.path(sha256))
         finally:
             self._readers.put(reader)
         try:
@@ -397,7 +399,7 @@ class _Counting:
         self._on_bytes = on_bytes
 
     def readinto(self, buf: Any) -> int:
-        n = self._raw.readinto(buf)
+        n: int = self._raw.readinto(buf)
         if n:
             self._on_bytes(n)
         return n

@@ -325,8 +325,9 @@ def _unpack_zip(path: Path, work: Path, limits: Limits) -> Path:
             members.append(
                 _Member(parts, info.is_dir(), info.file_size, info.compress_size, info)
             )
-        return _write_members(members, "zip", work, limits, lambda m: zf.open(m.ref),
-                              path.stat().st_size)
+        # every member listed here came from zf.infolist(): its ref is a ZipInfo
+        return _write_members(members, "zip", work, limits,
+                              lambda m: zf.open(cast(zipfile.ZipInfo, m.ref)), path.stat().st_size)
 
 
 class _Bounded:
@@ -426,8 +427,9 @@ def _unpack_tar(path: Path, work: Path, limits: Limits) -> Path:
             except tarfile.FilterError as exc:
                 raise PackageRefused(f"tar member {info.name!r}: {exc}") from None
             members.append(_Member(parts, info.isdir(), info.size, None, info))
-        return _write_members(members, "tar", work, limits, lambda m: tf.extractfile(m.ref),
-                              packed)
+        # every member listed here came from tf: its ref is a TarInfo
+        return _write_members(members, "tar", work, limits,
+                              lambda m: tf.extractfile(cast(tarfile.TarInfo, m.ref)), packed)
 
 
 UNPACK_PREFIXES = (".custody-unpack-", "custody-unpack-")

@@ -304,7 +304,7 @@ class TarWriter:
         return info
 
     def add_stream(self, rel: str, size: int, reader: Reader) -> None:
-        self.tf.addfile(self._info(rel, size), _Exactly(reader, size))  # type: ignore[arg-type]
+        self.tf.addfile(self._info(rel, size), _Exactly(reader, size))
 
     def add_bytes(self, rel: str, data: bytes) -> None:
         self.tf.addfile(self._info(rel, len(data)), io.BytesIO(data))

@@ -57,7 +57,7 @@ def read(
         if not want_preview:
             return ContentRead(seq, digests, None, _no_preview(mime), None)
         spool.seek(0)
-        png, note = thumbnail(spool)  # type: ignore[arg-type]
+        png, note = thumbnail(spool)
         return ContentRead(seq, digests, png, note, None)
 
 

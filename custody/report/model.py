@@ -41,7 +41,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.model["status"] != "failed"
+        return bool(self.model["status"] != "failed")
 
 
 def digest(model: dict[str, Any]) -> str:

@@ -90,5 +90,5 @@ def svg_map(place: dict[str, Any], size: int = 200) -> str:
 
 def _nice(x: float) -> float:
     """1, 2 or 5 times a power of ten, at most x."""
-    p = 10 ** math.floor(math.log10(x))
+    p = 10.0 ** math.floor(math.log10(x))
     return max(m * p for m in (1, 2, 5) if m * p <= x)
