@@ -9,33 +9,73 @@ the checkpoint; objects are not made, so their re-hashing is not part of it). Ta
 < 1 ms at 10^6; full verify of 10^6 < 60 s on 2 cores; batched
 appends >= 5,000/s.
 
+Before and after a change: `--compare OLD_TREE` runs the same measurement on OLD_TREE's custody and
+on this tree's (or `--tree NEW_TREE`), each run a subprocess with PYTHONPATH=<tree>, interleaved
+(benchmarks/compare.py), and prints median/min/max per tree and the ratio new/old. Its default is
+10^4 entries, 5 runs per tree: about 2 minutes on 2 cores.
+
     python benchmarks/ledger.py [--sizes 10000,100000,1000000] [--dir DIR]
+    python benchmarks/ledger.py --compare ../old-tree [--sizes 10000] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import os
 import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from custody.core import merkle
-from custody.ops import checkpoints
-from custody.ops.archive import Archive, Draft
-from custody.ops.keyfiles import write_new_key
-from custody.ops.verify import audit
+from compare import Metric, check_tree, interleave, run_child, summarise
 
 BATCH = 1000
 PASSPHRASE = "benchmark passphrase"
 ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
 
 
-def draft(i: int) -> Draft:
+METRICS = [
+    Metric("batched", "append batched", "/s", True),
+    Metric("single", "one per commit", "/s", True),
+    Metric("inclusion_ms", "inclusion proof", "ms", False),
+    Metric("consistency_ms", "consistency proof", "ms", False),
+    Metric("verify_s", "full verify", "s", False),
+]
+
+
+def module(*names: str) -> ModuleType:
+    """The first of `names` this tree has: the layered layout (custody.core.merkle) or the flat
+    one before it (custody.merkle). Benchmarks compare trees across that change."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+                raise  # a missing dependency, not a missing layout
+    raise ModuleNotFoundError(f"none of {', '.join(names)}")
+
+
+class Custody:
+    """The functions measured, imported from whichever layout the tree on sys.path has."""
+
+    def __init__(self) -> None:
+        self.merkle: Any = module("custody.core.merkle", "custody.merkle")
+        self.checkpoints: Any = module("custody.ops.checkpoints", "custody.checkpoints")
+        archive = module("custody.ops.archive", "custody.archive")
+        self.Archive: Any = archive.Archive
+        self.Draft: Any = archive.Draft
+        self.write_new_key: Any = module("custody.ops.keyfiles", "custody.keyfiles").write_new_key
+        self.audit: Any = module("custody.ops.verify", "custody.verify").audit
+
+
+def draft(c: Custody, i: int) -> Any:
     digest = f"{i:064x}"
-    return Draft(
+    return c.Draft(
         action="ingest",  # real ingest entries; their objects are not made (see `objects=False`)
         item=digest,
         details={
@@ -50,26 +90,29 @@ def draft(i: int) -> Draft:
     )
 
 
-def run(size: int, work: Path) -> None:
+def measure(size: int, work: Path) -> dict[str, float]:
+    """Build an archive of `size` entries in `work` and time appends, proofs and verify."""
+    c = Custody()
+    merkle = c.merkle
     root = work / f"archive-{size}"
-    key = write_new_key(work / f"key-{size}", "Bench Custodian", PASSPHRASE)
-    archive = Archive.create(root, "bench", key, ARCHIVE_PASSPHRASE)
+    key = c.write_new_key(work / f"key-{size}", "Bench Custodian", PASSPHRASE)
+    archive = c.Archive.create(root, "bench", key, ARCHIVE_PASSPHRASE)
     start = time.perf_counter()
     done = archive.ledger.size()
     while done < size:
         n = min(BATCH, size - done)
-        archive.append(key, [draft(done + j) for j in range(n)], check_signer=(done == 1))
+        archive.append(key, [draft(c, done + j) for j in range(n)], check_signer=(done == 1))
         done += n
     batched = (size - 1) / (time.perf_counter() - start)
 
     singles = 300
     start = time.perf_counter()
     for j in range(singles):
-        archive.append(key, [draft(size + j)], check_signer=False)
+        archive.append(key, [draft(c, size + j)], check_signer=False)
     single = singles / (time.perf_counter() - start)
     total = archive.ledger.size()
 
-    cp = checkpoints.issue(archive, archive.load_archive_key(ARCHIVE_PASSPHRASE)).checkpoint
+    cp = c.checkpoints.issue(archive, archive.load_archive_key(ARCHIVE_PASSPHRASE)).checkpoint
     rng = random.Random(size)
     get = archive.ledger.get_node
     leaves = {i: archive.ledger.row(i).leaf_hash for i in rng.sample(range(total), 1000)}
@@ -87,29 +130,66 @@ def run(size: int, work: Path) -> None:
     consistency_ms = (time.perf_counter() - start) / len(olds) * 1000
 
     start = time.perf_counter()
-    report = audit(archive, objects=False)  # the record: entries, signatures, tree, checkpoint
+    report = c.audit(archive, objects=False)  # the record: entries, signatures, tree, checkpoint
     verify_s = time.perf_counter() - start
     assert report.ok, report.problems[:3]
     db_mib = (root / "ledger.db").stat().st_size / (1 << 20)
-    print(f"{size:>9} entries | append batched {batched:8.0f}/s | one per commit {single:6.0f}/s"
-          f" | inclusion {inclusion_ms:6.3f} ms | consistency {consistency_ms:6.3f} ms"
-          f" | full verify {verify_s:7.1f} s ({total / verify_s:7.0f}/s) | db {db_mib:6.0f} MiB",
-          flush=True)
     archive.ledger.close()
     shutil.rmtree(root)
+    return {"size": size, "total": total, "batched": batched, "single": single,
+            "inclusion_ms": inclusion_ms, "consistency_ms": consistency_ms, "verify_s": verify_s,
+            "db_mib": db_mib}
+
+
+def show(r: dict[str, float]) -> None:
+    print(f"{r['size']:>9.0f} entries | append batched {r['batched']:8.0f}/s"
+          f" | one per commit {r['single']:6.0f}/s"
+          f" | inclusion {r['inclusion_ms']:6.3f} ms | consistency {r['consistency_ms']:6.3f} ms"
+          f" | full verify {r['verify_s']:7.1f} s ({r['total'] / r['verify_s']:7.0f}/s)"
+          f" | db {r['db_mib']:6.0f} MiB", flush=True)
+
+
+def compare(old: Path, new: Path, sizes: list[int], repeat: int, base: Path | None) -> None:
+    trees = {"old": old.resolve(), "new": new.resolve()}
+    for name, tree in trees.items():
+        print(f"{name}: {tree}  {check_tree(tree)}")
+    for size in sizes:
+        def one(name: str, tree: Path, size: int = size) -> dict[str, float]:
+            work = Path(tempfile.mkdtemp(prefix=f"custody-ledger-{name}-", dir=base))
+            try:
+                return run_child(tree, [__file__, "--one", str(size), "--dir", str(work)])
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+
+        summarise(f"{size} entries", interleave(trees, repeat, one), METRICS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", default=None,
+                        help="entries per archive (default 10000,100000,1000000; 10000 to compare)")
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, metavar="OLD_TREE",
+                        help="also measure this source tree, interleaved, and print new/old")
+    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
+                        metavar="NEW_TREE", help="the tree compared with OLD_TREE (default: this)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per tree with --compare")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child run: JSON out
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="custody-ledger-bench-", dir=args.dir))
+    if args.one is not None:
+        print(json.dumps(measure(args.one, args.dir)))
+        return
+    default = "10000" if args.compare else "10000,100000,1000000"
+    sizes = [int(s) for s in (args.sizes or default).split(",")]
     print(f"machine: {os.cpu_count()} cores; targets: proofs < 1 ms at 10^6, full verify of 10^6"
           " < 60 s, batched appends >= 5000/s")
+    if args.compare:
+        compare(args.compare, args.tree, sizes, args.repeat, args.dir)
+        return
+    work = Path(tempfile.mkdtemp(prefix="custody-ledger-bench-", dir=args.dir))
     try:
-        for size in (int(s) for s in args.sizes.split(",")):
-            run(size, work)
+        for size in sizes:
+            show(measure(size, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
