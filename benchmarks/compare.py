@@ -1,10 +1,11 @@
 """Before and after: one measurement run on two source trees, interleaved, on the same data.
 
 Used by ledger.py and ingest.py (`--compare OLD_TREE`). Each run of a tree is a subprocess with
-`PYTHONPATH=<tree>`, so each tree's own custody is measured, never an installed one. Rounds
-alternate which tree goes first (A B, B A, A B, ...) so that a drift in the machine's load, or a
-cache warmed by the previous run, favours neither. A shared machine is noisy: read the medians and
-the spread, not one run.
+`PYTHONPATH=<tree>` (a script in benchmarks/ or `python -P -m custody`: the current folder is never
+searched first), so each tree's own custody is measured, never an installed one. Rounds alternate
+which tree goes first (A B, B A, A B, ...) so that a drift in the machine's load, or a cache warmed
+by the previous run, favours neither. A shared machine is noisy: read the medians and the spread,
+not one run.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def check_tree(tree: Path) -> str:
     if not (tree / "custody" / "__init__.py").is_file():
         sys.exit(f"compare: {tree} is not a custody source tree (no custody/__init__.py)")
     found = subprocess.run(
-        [sys.executable, "-c", "import custody; print(custody.__file__)"], env=tree_env(tree),
-        cwd="/", capture_output=True, text=True, check=False,  # cwd: no custody folder there
+        [sys.executable, "-P", "-c", "import custody; print(custody.__file__)"],
+        env=tree_env(tree), capture_output=True, text=True, check=False,
     ).stdout.strip()
     if Path(found).resolve() != (tree / "custody" / "__init__.py").resolve():
         sys.exit(f"compare: with PYTHONPATH={tree}, custody is imported from {found or 'nowhere'}")
@@ -75,15 +76,20 @@ def interleave(
 def summarise(title: str, runs: dict[str, list[dict[str, float]]], metrics: list[Metric]) -> None:
     """Median (min..max) per tree and metric, and the ratio new/old of the medians."""
     old, new = runs["old"], runs["new"]
-    print(f"{title}: {len(new)} runs per tree, interleaved; median (min..max)")
-    print(f"  {'':26} {'old':>26} {'new':>26}   new/old")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{title}: {len(new)} runs per tree, interleaved; median (min..max); load now {load}")
+    print(f"  {'':24} {'old':>24} {'new':>24}  new/old")
     for m in metrics:
         cells = []
         for values in ([run[m.key] for run in old], [run[m.key] for run in new]):
-            cells.append(f"{statistics.median(values):9.3f} ({min(values):.3f}..{max(values):.3f})")
+            cells.append(f"{_n(statistics.median(values))} ({_n(min(values))}..{_n(max(values))})")
         ratio = statistics.median(run[m.key] for run in new) / statistics.median(
             run[m.key] for run in old)
         better = "higher is better" if m.higher_is_better else "lower is better"
-        print(f"  {m.label + ' ' + m.unit:26} {cells[0]:>26} {cells[1]:>26}   {ratio:5.2f}"
+        print(f"  {m.label + ' (' + m.unit + ')':24} {cells[0]:>24} {cells[1]:>24}  {ratio:5.2f}"
               f"  ({better})")
     print(flush=True)
+
+
+def _n(x: float) -> str:
+    return f"{x:.4g}"

@@ -4,7 +4,14 @@ Prints, for one large file (default 1 GiB): best-of-N wall time of `cp`, of `cp`
 of `custody ingest` (a new archive each time), their ratios, and custody's peak RSS; then files per
 second for 1,000 small JPEGs with EXIF (each made unique) against `cp -r`.
 
+Before and after a change: `--compare OLD_TREE` runs `python -m custody ingest` of OLD_TREE and of
+this tree (or `--tree NEW_TREE`) on the same large file and the same small files, interleaved
+(benchmarks/compare.py), each time beside a `cp` of the same data, and prints median/min/max per
+tree and the ratio new/old. Its defaults are 256 MiB, 300 small files, 5 runs per tree: a few
+minutes on 2 cores.
+
     python benchmarks/ingest.py [--size-mib 1024] [--small 1000] [--repeat 3] [--dir DIR]
+    python benchmarks/ingest.py --compare ../old-tree [--size-mib 256] [--small 300] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -20,10 +27,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from compare import Metric, check_tree, interleave, summarise, tree_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_JPEG = ROOT / "tests" / "data" / "media" / "aleppo-gps.jpg"
 PASSPHRASE = "benchmark passphrase"
 ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
+
+
+METRICS = [
+    Metric("large_s", "large file ingest", "s", False),
+    Metric("large_cp", "large ingest / cp", "x", False),
+    Metric("small_s", "small files ingest", "s", False),
+    Metric("small_rate", "small files", "files/s", True),
+    Metric("small_cp", "small ingest / cp -r", "x", False),
+]
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -44,19 +62,27 @@ def peak_rss_kib(cmd: list[str], env: dict[str, str]) -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 
-def custody_env(work: Path, tag: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(CUSTODY_ARCHIVE=str(work / f"archive-{tag}"), CUSTODY_KEY=str(work / "bench.key"),
+def custody_env(work: Path, tag: str, tree: Path = ROOT, name: str = "bench") -> dict[str, str]:
+    """The environment of `python -m custody` from `tree`, with archive `tag` and key `name`."""
+    env = tree_env(tree)
+    env.update(CUSTODY_ARCHIVE=str(work / f"archive-{tag}"), CUSTODY_KEY=str(work / f"{name}.key"),
                CUSTODY_PASSPHRASE=PASSPHRASE, CUSTODY_ARCHIVE_PASSPHRASE=ARCHIVE_PASSPHRASE)
     return env
 
 
 def custody(*args: str) -> list[str]:
-    return [sys.executable, "-m", "custody", *args]
+    # -P: the current folder is not put on sys.path, so PYTHONPATH alone says which custody runs
+    return [sys.executable, "-P", "-m", "custody", *args]
 
 
-def new_archive(work: Path, tag: str) -> dict[str, str]:
-    env = custody_env(work, tag)
+def new_key(work: Path, tree: Path = ROOT, name: str = "bench") -> None:
+    env = custody_env(work, "none", tree, name)
+    subprocess.run(custody("key", "new", "--name", "Bench"), env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def new_archive(work: Path, tag: str, tree: Path = ROOT, name: str = "bench") -> dict[str, str]:
+    env = custody_env(work, tag, tree, name)
     shutil.rmtree(env["CUSTODY_ARCHIVE"], ignore_errors=True)
     subprocess.run(custody("init", "--name", "bench"), env=env, check=True,
                    stdout=subprocess.DEVNULL)
@@ -67,13 +93,27 @@ def best(times: list[float]) -> float:
     return min(times)
 
 
-def large_file(work: Path, size_mib: int, repeat: int) -> None:
+def make_large(work: Path, size_mib: int) -> Path:
     big = work / "large.bin"
     with open(big, "wb") as out:
         block = os.urandom(1 << 20)
         for i in range(size_mib):
             out.write(block[:-8] + i.to_bytes(8, "big"))
     subprocess.run(["cat", str(big)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
+    return big
+
+
+def make_small(work: Path, count: int) -> Path:
+    folder = work / "small"
+    folder.mkdir()
+    jpeg = SAMPLE_JPEG.read_bytes()
+    for i in range(count):  # bytes after EOI keep the EXIF intact and make each file unique
+        (folder / f"IMG_{i:05d}.jpg").write_bytes(jpeg + f"unique-{i}".encode())
+    return folder
+
+
+def large_file(work: Path, size_mib: int, repeat: int) -> None:
+    big = make_large(work, size_mib)
     cp, cp_sha, ing = [], [], []
     rss = 0
     for r in range(repeat):
@@ -106,11 +146,8 @@ def large_file(work: Path, size_mib: int, repeat: int) -> None:
 
 
 def small_files(work: Path, count: int, repeat: int) -> None:
-    folder = work / "small"
-    folder.mkdir()
+    folder = make_small(work, count)
     jpeg = SAMPLE_JPEG.read_bytes()
-    for i in range(count):  # bytes after EOI keep the EXIF intact and make each file unique
-        (folder / f"IMG_{i:05d}.jpg").write_bytes(jpeg + f"unique-{i}".encode())
     cp, ing = [], []
     for r in range(repeat):
         dst = work / "small-copy"
@@ -126,23 +163,78 @@ def small_files(work: Path, count: int, repeat: int) -> None:
     shutil.rmtree(folder)
 
 
+def one_run(work: Path, name: str, tree: Path, big: Path | None, folder: Path | None,
+            count: int) -> dict[str, float]:
+    """One tree's ingest of the large file and of the small files, each beside a cp of them."""
+    result: dict[str, float] = {}
+    if big is not None:
+        dst = work / "copy.bin"
+        cp = timed(["cp", str(big), str(dst)])
+        dst.unlink()
+        env = new_archive(work, f"large-{name}", tree, name)
+        result["large_s"] = timed(custody("ingest", str(big)), env)
+        result["large_cp"] = result["large_s"] / cp
+        shutil.rmtree(env["CUSTODY_ARCHIVE"])
+    if folder is not None:
+        dst = work / "small-copy"
+        cp = timed(["cp", "-r", str(folder), str(dst)])
+        shutil.rmtree(dst)
+        env = new_archive(work, f"small-{name}", tree, name)
+        result["small_s"] = timed(custody("ingest", str(folder)), env)
+        result["small_rate"] = count / result["small_s"]
+        result["small_cp"] = result["small_s"] / cp
+        shutil.rmtree(env["CUSTODY_ARCHIVE"])
+    return result
+
+
+def compare(work: Path, old: Path, new: Path, size_mib: int, count: int, repeat: int) -> None:
+    trees = {"old": old.resolve(), "new": new.resolve()}
+    for name, tree in trees.items():
+        print(f"{name}: {tree}  {check_tree(tree)}")
+        new_key(work, tree, name)  # each tree makes and reads its own key file
+    big = make_large(work, size_mib) if size_mib else None
+    folder = make_small(work, count) if count else None
+    runs = interleave(trees, repeat,
+                      lambda name, tree: one_run(work, name, tree, big, folder, count))
+    shown = [m for m in METRICS if m.key in runs["new"][0]]
+    summarise(f"ingest of {size_mib} MiB and of {count} small JPEGs", runs, shown)
+    if big is not None:
+        for name, tree in trees.items():
+            env = new_archive(work, f"rss-{name}", tree, name)
+            rss = peak_rss_kib(custody("ingest", str(big)), env)
+            shutil.rmtree(env["CUSTODY_ARCHIVE"])
+            print(f"  {name}: custody peak RSS {rss / 1024:7.1f} MiB (one run; target < 100 MiB)")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines())
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--small", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=None,
+                        help="the large file (default 1024; 256 to compare)")
+    parser.add_argument("--small", type=int, default=None,
+                        help="small files (default 1000; 300 to compare)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs (default 3; 5 per tree to compare)")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (same disk as /tmp)")
+    parser.add_argument("--compare", type=Path, metavar="OLD_TREE",
+                        help="also measure this source tree, interleaved, and print new/old")
+    parser.add_argument("--tree", type=Path, default=ROOT, metavar="NEW_TREE",
+                        help="the tree compared with OLD_TREE (default: this one)")
     args = parser.parse_args()
+    comparing = args.compare is not None
+    size_mib = args.size_mib if args.size_mib is not None else (256 if comparing else 1024)
+    count = args.small if args.small is not None else (300 if comparing else 1000)
+    repeat = args.repeat if args.repeat is not None else (5 if comparing else 3)
     work = Path(tempfile.mkdtemp(prefix="custody-bench-", dir=args.dir))
     try:
-        env = custody_env(work, "none")
-        subprocess.run(custody("key", "new", "--name", "Bench"), env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"machine: {os.cpu_count()} cores; work folder {work}")
-        if args.size_mib:
-            large_file(work, args.size_mib, args.repeat)
-        if args.small:
-            small_files(work, args.small, args.repeat)
+        if comparing:
+            compare(work, args.compare, args.tree, size_mib, count, repeat)
+            return
+        new_key(work)
+        if size_mib:
+            large_file(work, size_mib, repeat)
+        if count:
+            small_files(work, count, repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
