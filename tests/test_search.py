@@ -23,8 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from custody.core import geo
+from custody.search import crossref as xref
+from custody.search import indexer, render, tracks
 from custody.search import query as search
-from custody.search import tracks
 
 from .conftest import DATA, Cli, one_line_error
 
@@ -650,10 +651,10 @@ def test_many_points_are_never_held_in_memory(field, tmp_path):
         for n in range(100_000):  # 1 s apart, over Aleppo at n = 7200, as Unix seconds
             f.write(f"{start + n:.0f},{36.2021 + (n - 7200) * 1e-5:.6f},37.1353\n")
     store = IndexStore(tmp_path / "index.db")
-    search.refresh(Archive.open(field.cli.archive), store)
+    indexer.refresh(Archive.open(field.cli.archive), store)
     tracemalloc.start()
     try:
-        result = search.cross(store, search.Crossref(track=track, km=1, minutes=5))
+        result = xref.cross(store, xref.Crossref(track=track, km=1, minutes=5))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -707,11 +708,12 @@ def test_index_is_derived_incremental_and_rebuildable(cli_archive, tmp_path):
 
 def test_an_index_that_cannot_be_written_is_built_in_memory(field, monkeypatch):
     """As for an archive on read-only media (simulated: root ignores file modes)."""
+    import store.index
     from custody.ops.archive import Archive
 
     archive = Archive.open(field.cli.archive)
     expected = search.search(archive, search.Search(near="36.2,37.13", within_km=1))["items"]
-    monkeypatch.setattr(search, "INDEX_FILE", "no-such-folder/index.db")
+    monkeypatch.setattr(store.index, "INDEX_FILE", "no-such-folder/index.db")
     r = search.search(archive, search.Search(near="36.2,37.13", within_km=1))
     assert r["index"]["file"] is None and r["index"]["indexed_now"] == r["index"]["entries"]
     assert r["items"] == expected
@@ -726,14 +728,14 @@ def test_fallbacks_without_rtree_or_fts_give_the_same_answers(field, tmp_path):
     queries = [search.Search(near="36.2,37.13", within_km=5), search.Search(bbox="36,33,37,34"),
                search.Search(bbox="170,-60,-60,-30"), search.Search(text="pointer count"),
                search.Search(text="gp"), search.Search(since="2016-10-03", until="2016-10-05")]
-    crossref = search.Crossref(track=TRACKS / "flights.gpx", km=5, minutes=10)
+    crossref = xref.Crossref(track=TRACKS / "flights.gpx", km=5, minutes=10)
     answers = []
     for rtree, fts in ((True, True), (False, False)):
         store = IndexStore(tmp_path / f"index-{rtree}.db", rtree=rtree, fts=fts)
-        search.refresh(archive, store)
+        indexer.refresh(archive, store)
         assert (store.rtree, store.fts) == (rtree, fts)
         answers.append(([search.find(store, q) for q in queries],
-                        search.cross(store, crossref)["matches"]))
+                        xref.cross(store, crossref)["matches"]))
         store.close()
     assert answers[0] == answers[1]
 
@@ -816,7 +818,7 @@ def test_legs_across_the_antimeridian_go_the_short_way():
     assert leg.box()[2:] == (179.5, 180.5)
     found = geo.best_on_leg(leg, geo.Subject(10, -179.9, 50, 50, 60), 50)
     assert found is not None and found.distance_km < 50
-    lines = search._line([(179.0, 10.0), (-179.0, 12.0)])
+    lines = render._line([(179.0, 10.0), (-179.0, 12.0)])
     assert lines["type"] == "MultiLineString"
     assert lines["coordinates"] == [[[179.0, 10.0], [180.0, 11.0]], [[-180.0, 11.0], [-179.0, 12.0]]]
 
