@@ -740,6 +740,56 @@ def test_fallbacks_without_rtree_or_fts_give_the_same_answers(field, tmp_path):
     assert answers[0] == answers[1]
 
 
+def test_received_items_are_members_of_their_case_as_ingested_ones_are(cli_archive, tmp_path):
+    """An item imported from a package with --case is found by `search --case`, with the facts of
+    its metadata, exactly as an ingested one; verify finds the index consistent."""
+    sender = cli_archive
+    photo = DATA / "media" / "aleppo-gps.jpg"
+    sha = sender("ingest", photo, "--case", "SENT-1", "--json", check=True).json()["files"][0][
+        "sha256"]
+    sender("export", sha, "--purpose", "handover", "-o", tmp_path / "pkg", check=True)
+    receiver = Cli(tmp_path, tmp_path / "receiver", sender.key)
+    receiver("init", "--name", "Receiving Centre", check=True)
+    receiver("import", tmp_path / "pkg", "--case", "UN-2024-7", check=True)
+    found = receiver("search", "--case", "UN-2024-7", "--json", check=True).json()
+    assert [i["sha256"] for i in found["items"]] == [sha]
+    (item,) = found["items"]
+    assert item["cases"] == ["UN-2024-7"] and item["names"] == ["aleppo-gps.jpg"]
+    assert item["gps"] is not None and item["captured_at"] is not None
+    near = receiver("search", "--near", "36.2,37.13", "--within-km", "5", "--json", check=True)
+    assert [i["sha256"] for i in near.json()["items"]] == [sha]
+    receiver("verify", check=True)
+
+
+def test_case_membership_is_one_rule_for_every_entry_that_files_an_item():
+    """ingest, received, sighting and case-add file an item under their case; case-remove takes
+    it out; nothing else changes membership (the rule the index follows, in one function)."""
+    from custody.core.entry import Entry
+
+    def entry(action: str, **details: object) -> Entry:
+        return Entry("log", 5, "2026-01-01T00:00:00.000000Z", "k", action, "ab" * 32,
+                     dict(details), None)
+
+    for action in ("ingest", "received", "sighting", "case-add"):
+        assert indexer.case_membership(entry(action, case=" C-1 ")) == ("C-1", True), action
+        assert indexer.case_membership(entry(action)) is None
+    assert indexer.case_membership(entry("case-remove", case="C-1")) == ("C-1", False)
+    for action in ("note", "tag", "incident-add", "access"):
+        assert indexer.case_membership(entry(action, case="C-1")) is None
+
+
+def test_search_code_runs_no_sql_and_imports_no_sqlite():
+    """Search reaches its index only through the port (store/index_port.py); SQL lives in the
+    SQLite adapter, store/index.py."""
+    import custody.search
+
+    folder = Path(custody.search.__file__).parent
+    for module in sorted(folder.glob("*.py")):
+        text = module.read_text()
+        for banned in ("sqlite3", ".execute(", "SELECT "):
+            assert banned not in text, f"{module.name} holds {banned!r}"
+
+
 # The pure core ----------------------------------------------------------------------------------
 
 latitudes = st.floats(-89.9, 89.9)
