@@ -8,7 +8,8 @@ of the items are placed near the flight the track follows, at its times. The tra
 
 It prints, for each search, the items found and the time of the query (`custody.search.query.find`),
 and for each cross-reference the matches and the whole time from reading the CSV to the ranked
-list (`custody.search.query.cross`). Targets: under 1 s per search, under 5 s per cross-reference.
+list (`custody.search.crossref.cross`). Targets: under 1 s per search, under 5 s per
+cross-reference.
 With --ledger N it also times indexing a real archive of N signed ingest entries (from scratch,
 and an incremental refresh after 100 more).
 
@@ -30,8 +31,11 @@ from pathlib import Path
 from custody.core import canonical
 from custody.ops.archive import Archive, Draft
 from custody.ops.keyfiles import write_new_key
+from custody.search import crossref as xref
+from custody.search import indexer, times
 from custody.search import query as finder
-from store.index import IncidentRow, IndexStore
+from store.index import IndexStore
+from store.index_port import IncidentRow
 
 START = datetime(2016, 1, 1, tzinfo=UTC).timestamp()
 SPAN = 2 * 365 * 86400
@@ -76,13 +80,13 @@ def fill(store: IndexStore, items: int, track: list[tuple[float, float, float]],
             dated = rng.random() < 0.95
             unknown = dated and rng.random() < 0.1
             moment = datetime.fromtimestamp(t, UTC)
-            wide = finder.UNKNOWN_OFFSET_S if unknown else 0
+            wide = times.UNKNOWN_OFFSET_S if unknown else 0
             make, model = DEVICES[i % len(DEVICES)]
             store.set_facts(
-                sha, captured_at=finder._key(moment) if dated else None,
+                sha, captured_at=times.time_key(moment) if dated else None,
                 captured_text=moment.strftime("%Y-%m-%dT%H:%M:%SZ") if dated else None,
                 captured_t=t if dated else None,
-                basis=(finder.OFFSET_UNKNOWN if unknown else "gps") if dated else None,
+                basis=(times.OFFSET_UNKNOWN if unknown else "gps") if dated else None,
                 lat=lat if has_place else None, lon=lon if has_place else None, alt=400.0,
                 make=make, model=model, mime=MIMES[i % len(MIMES)],
                 time_bounds=(t - wide, t + wide) if dated else None, warnings=[])
@@ -97,7 +101,7 @@ def fill(store: IndexStore, items: int, track: list[tuple[float, float, float]],
         for n in range(400):  # half of them where and when the flight passes
             t, lat, lon = track[n * 25 % len(track)] if n % 2 else (START, 36.2, 37.1)
             day = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
-            lo, hi, _ = finder.incident_interval(day)
+            lo, hi, _ = times.incident_interval(day)
             store.put_incident(IncidentRow(f"INC-{n:03d}", items + n, f"CASE-{n % 40:02d}",
                                            day, lo, hi, True, lat, lon, None, "incident"))
 
@@ -163,17 +167,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
     worst = 0.0
     for label, km, minutes, tolerance in (("1 km, 5 min", 1, 5, 0), ("5 km, 15 min", 5, 15, 0),
                                           ("10 km, 30 min, +-10 min clock", 10, 30, 10)):
-        x = finder.Crossref(track=csv, km=km, minutes=minutes, clock_tolerance=tolerance)
+        x = xref.Crossref(track=csv, km=km, minutes=minutes, clock_tolerance=tolerance)
         start = time.perf_counter()
-        result = finder.cross(store, x)
+        result = xref.cross(store, x)
         took = time.perf_counter() - start
         worst = max(worst, took)
         flagged = sum("offset-unknown" in m["flags"] for m in result["matches"])
         print(f"{label:<40} {result['count']:>8,} {took:>7.2f} s   "
               f"({flagged} offset-unknown)")
-    x = finder.Crossref(track=csv, km=5, minutes=15, incidents=True)
+    x = xref.Crossref(track=csv, km=5, minutes=15, incidents=True)
     start = time.perf_counter()
-    result = finder.cross(store, x)
+    result = xref.cross(store, x)
     took = time.perf_counter() - start
     worst = max(worst, took)
     print(f"{'incidents, 5 km, 15 min':<40} {result['count']:>8,} {took:>7.2f} s")
@@ -209,18 +213,18 @@ def ledger(n: int, work: Path) -> None:
 
     for lo in range(0, n, 1000):
         archive.append(key, drafts(lo, min(n, lo + 1000)))
-    store = finder.open_index(archive)
+    store = indexer.open_index(archive)
     start = time.perf_counter()
-    status = finder.refresh(archive, store)
+    status = indexer.refresh(archive, store)
     took = time.perf_counter() - start
     print(f"\nindexing a ledger of {status['entries']:,} entries from scratch: {took:.2f} s "
           f"({status['indexed_now'] / took:,.0f} entries/s)")
     archive.append(key, drafts(n, n + 100))
     start = time.perf_counter()
-    status = finder.refresh(archive, store)
+    status = indexer.refresh(archive, store)
     print(f"incremental refresh after 100 more: {(time.perf_counter() - start) * 1000:.0f} ms")
     start = time.perf_counter()
-    finder.refresh(archive, store)
+    indexer.refresh(archive, store)
     print(f"refresh with nothing new: {(time.perf_counter() - start) * 1000:.1f} ms")
     store.close()
 

@@ -1,8 +1,10 @@
-"""The search index: rows about items (time, place, device, type, names, notes, cases,
-incidents) in its own SQLite file, derived from the ledger; and a track's temporary tables.
+"""The SQLite adapter of the search index port (store/index_port.py): the rows about items (time,
+place, device, type, names, notes, cases, incidents) in their own SQLite file, ARCHIVE/index.db,
+with an R*Tree for places and an FTS5 trigram table for text when this SQLite has them; and a
+track's temporary tables.
 
-Bytes and rows only; what the rows mean is custody's business (custody/search.py). Nothing here is
-evidence: the file can be deleted at any time and is rebuilt from the ledger.
+Bytes and rows only; what the rows mean is custody's business (custody/search/indexer.py). Nothing
+here is evidence: the file can be deleted at any time and is rebuilt from the ledger.
 """
 
 from __future__ import annotations
@@ -10,20 +12,33 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from store.ledger import open_for_reading
+from store.index_port import (
+    COMPARED,
+    Box,
+    IncidentRow,
+    IndexStoreError,
+    IndexUnusable,
+    ItemQuery,
+    ItemRow,
+    LegRow,
+    LinkKind,
+    MakeLegs,
+    Mode,
+    PointRow,
+    TimeRange,
+)
+from store.ledger import LedgerStoreError, open_for_reading
 
+INDEX_FILE = "index.db"  # beside ledger.db
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
-
-Box = tuple[float, float, float, float]  # (min_lat, max_lat, min_lon, max_lon)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,55 +105,28 @@ _ITEM_COLUMNS = ("id, sha256, first_seq, captured_at, captured_text, captured_t,
 _LEG_COLUMNS = "seg, t0, lat0, lon0, alt0, ref0, t1, lat1, lon1, alt1, ref1"
 
 
-class IndexStoreError(Exception):
-    pass
-
-
-# table: (its rows keyed by item SHA-256, not by this file's row ids; how many leading columns
-# are the key). Rows come ordered by the key, so two indexes compare in one merge.
-COMPARED: dict[str, tuple[str, int]] = {
-    "items": ("SELECT sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-              "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags "
-              "FROM items ORDER BY sha256", 1),
-    "item_names": ("SELECT sha256, name, seq FROM item_names ORDER BY sha256, name", 2),
-    "item_cases": ("SELECT sha256, case_id, seq FROM item_cases ORDER BY sha256, case_id", 2),
-    "item_incidents": ("SELECT sha256, incident, seq FROM item_incidents "
-                       "ORDER BY sha256, incident", 2),
-    "item_tags": ("SELECT sha256, tag, seq FROM item_tags ORDER BY sha256, tag", 2),
-    "notes": ("SELECT sha256, seq, text FROM notes ORDER BY sha256, seq", 2),
-    "incidents": ("SELECT incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
-                  "place_name, description FROM incidents ORDER BY incident", 1),
-    "item_geo": ("SELECT COALESCE(i.sha256, '#' || g.id), g.min_t, g.max_t, g.min_lat, "
-                 "g.max_lat, g.min_lon, g.max_lon FROM item_geo g LEFT JOIN items i "
-                 "ON i.id = g.id ORDER BY 1", 1),
-    "item_text": ("SELECT COALESCE(i.sha256, '#' || t.rowid), t.body FROM item_text t "
-                  "LEFT JOIN items i ON i.id = t.rowid ORDER BY 1", 1),
+# table: the SQL giving its rows in the port's logical form (store/index_port.py COMPARED): keyed
+# by item SHA-256, not by this file's row ids, ordered by the key, so two indexes compare in one
+# merge.
+_COMPARED_SQL: dict[str, str] = {
+    "items": "SELECT sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
+             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags "
+             "FROM items ORDER BY sha256",
+    "item_names": "SELECT sha256, name, seq FROM item_names ORDER BY sha256, name",
+    "item_cases": "SELECT sha256, case_id, seq FROM item_cases ORDER BY sha256, case_id",
+    "item_incidents": "SELECT sha256, incident, seq FROM item_incidents "
+                      "ORDER BY sha256, incident",
+    "item_tags": "SELECT sha256, tag, seq FROM item_tags ORDER BY sha256, tag",
+    "notes": "SELECT sha256, seq, text FROM notes ORDER BY sha256, seq",
+    "incidents": "SELECT incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
+                 "place_name, description FROM incidents ORDER BY incident",
+    "item_geo": "SELECT COALESCE(i.sha256, '#' || g.id), g.min_t, g.max_t, g.min_lat, "
+                "g.max_lat, g.min_lon, g.max_lon FROM item_geo g LEFT JOIN items i "
+                "ON i.id = g.id ORDER BY 1",
+    "item_text": "SELECT COALESCE(i.sha256, '#' || t.rowid), t.body FROM item_text t "
+                 "LEFT JOIN items i ON i.id = t.rowid ORDER BY 1",
 }
-
-
-class ItemRow(NamedTuple):
-    """One indexed item. A named tuple, not a frozen dataclass: a search may build 10^5 of them,
-    and a frozen dataclass's __init__ costs several times more."""
-
-    id: int
-    sha256: str
-    first_seq: int
-    captured_at: str | None
-    captured_text: str | None
-    captured_t: float | None
-    basis: str | None
-    lat: float | None
-    lon: float | None
-    alt: float | None
-    make: str | None
-    model: str | None
-    mime: str | None
-    names: list[str]
-    notes: list[str]
-    cases: list[str]
-    incidents: list[str]
-    tags: list[str]
-    warnings: list[str]
+assert _COMPARED_SQL.keys() == COMPARED.keys()
 
 
 def _item(r: tuple[Any, ...]) -> ItemRow:
@@ -169,48 +157,42 @@ def _unpack(text: str | None) -> list[str]:
     return text.split(_SEP)
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentRow:
-    incident: str
-    seq: int
-    case_id: str | None
-    date: str | None
-    t_lo: float | None  # the date as an interval of Unix seconds (equal for an instant)
-    t_hi: float | None
-    offset_unknown: bool
-    lat: float | None
-    lon: float | None
-    place_name: str | None
-    description: str | None
-
-
 _INCIDENT_COLUMNS = ("incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
                      "place_name, description")
 
 
-@dataclass(frozen=True, slots=True)
-class TimeRange:
-    """captured_at bounds (inclusive, sortable text); rows of `wide_basis` use the wide ones."""
+class LocalIndex:
+    """The index of an archive in a local folder: ARCHIVE/index.db (the IndexLocation port)."""
 
-    lo: str
-    hi: str
-    wide_basis: str | None = None
-    wide_lo: str = ""
-    wide_hi: str = ""
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
+    @property
+    def path(self) -> Path:
+        return self.root / INDEX_FILE
 
-@dataclass(frozen=True, slots=True)
-class ItemQuery:
-    """Filters that combine (AND). `boxes` is a prefilter: exact distances are the caller's."""
+    @property
+    def name(self) -> str:
+        return self.path.name
 
-    case: str | None = None
-    incident: str | None = None
-    tag: str | None = None
-    time: TimeRange | None = None
-    boxes: tuple[Box, ...] | None = None
-    device: str | None = None
-    mime: str | None = None  # exact, or a prefix ending in "/"
-    words: tuple[str, ...] = field(default=())
+    def open(self) -> IndexStore:
+        path = self.path
+        # os.access is False on a read-only mount, even for root
+        may_write = os.access(self.root, os.W_OK) and (
+            not path.exists() or os.access(path, os.W_OK))
+        if not may_write:  # a write-blocked copy: nothing is created or changed beside the ledger
+            return IndexStore(None)
+        store = IndexStore(path)
+        try:
+            store.conn  # noqa: B018 - opens, creates or repairs the file
+        except (sqlite3.OperationalError, OSError):
+            store = IndexStore(None)
+        return store
+
+    def open_existing(self) -> IndexStore | None:
+        if not self.path.exists():
+            return None
+        return IndexStore.for_reading(self.path)
 
 
 class IndexStore:
@@ -230,21 +212,34 @@ class IndexStore:
     @classmethod
     def for_reading(cls, path: Path) -> IndexStore:
         """An existing index file opened only to be read: nothing is created, repaired or
-        rebuilt (verify compares it with the ledger). Raises LedgerStoreError for a file that
-        is not SQLite, IndexStoreError for one that is not an index of this version."""
+        rebuilt (verify compares it with the ledger). Raises IndexUnusable for a file that is
+        not SQLite, or not an index of this version."""
         store = cls(path)
-        conn, _ = open_for_reading(path)
+        try:
+            conn, _ = open_for_reading(path)
+        except LedgerStoreError as exc:
+            raise IndexUnusable(str(exc)) from exc
         try:
             have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             if "state" not in have or store._state(conn, "schema") != str(SCHEMA_VERSION):
-                raise IndexStoreError(f"{path} is not a search index of version {SCHEMA_VERSION}")
-        except (sqlite3.DatabaseError, IndexStoreError):
+                raise IndexUnusable(f"{path} is not a search index of version {SCHEMA_VERSION}")
+            store.rtree = store._state(conn, "rtree") == "1"
+            store.fts = store._state(conn, "fts") == "1"
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise IndexUnusable(str(exc)) from exc
+        except IndexUnusable:
             conn.close()
             raise
         store._conn = conn
-        store.rtree = store._state(conn, "rtree") == "1"
-        store.fts = store._state(conn, "fts") == "1"
         return store
+
+    @property
+    def location(self) -> str | None:
+        return None if self.path is None else str(self.path)
+
+    def scratch(self) -> IndexStore:
+        return IndexStore(None, rtree=self.rtree, fts=self.fts)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -339,12 +334,12 @@ class IndexStore:
         _make_tables(conn, self.rtree, self.fts)
 
     @contextmanager
-    def writing(self) -> Iterator[IndexStore]:
+    def writing(self) -> Iterator[None]:
         """One IMMEDIATE transaction: concurrent refreshers wait for each other."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self
+            yield
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -359,6 +354,10 @@ class IndexStore:
         self.conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
     # Writing items ------------------------------------------------------------------------------
+
+    def has_item(self, sha256: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM items WHERE sha256 = ?",
+                                 (sha256,)).fetchone() is not None
 
     def ensure_item(self, sha256: str, seq: int) -> None:
         self.conn.execute("INSERT OR IGNORE INTO items (sha256, first_seq) VALUES (?, ?)",
@@ -387,10 +386,6 @@ class IndexStore:
                          "max_lon) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (rowid, lo, hi, lat, lat, lon, lon))
 
-    def set_mime(self, sha256: str, mime: str) -> None:
-        self.conn.execute("UPDATE items SET mime = ? WHERE sha256 = ? AND mime IS NULL",
-                          (mime, sha256))
-
     def _id(self, sha256: str) -> int:
         r = self.conn.execute("SELECT id FROM items WHERE sha256 = ?", (sha256,)).fetchone()
         if r is None:
@@ -401,7 +396,7 @@ class IndexStore:
         self.conn.execute("INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, ?)",
                           (sha256, name, seq))
 
-    def link(self, kind: str, key: str, sha256: str, seq: int, present: bool = True) -> None:
+    def link(self, kind: LinkKind, key: str, sha256: str, seq: int, present: bool = True) -> None:
         """Put an item in (or take it out of) a case, an incident or a tag."""
         table, column = {"case": ("item_cases", "case_id"),
                          "incident": ("item_incidents", "incident"),
@@ -436,7 +431,7 @@ class IndexStore:
         """Remove an incident whose current version is entry `seq`, unless it is `keep`."""
         self.conn.execute("DELETE FROM incidents WHERE seq = ? AND incident != ?", (seq, keep))
 
-    def refresh_item(self, sha256: str, text_extra: Iterable[str] = ()) -> None:
+    def refresh_item(self, sha256: str) -> None:
         """Rebuild an item's output lists and its text row from the link tables."""
         conn = self.conn
 
@@ -453,7 +448,7 @@ class IndexStore:
                      "WHERE sha256 = ?", (_pack(names), _pack(notes), _pack(cases),
                                           _pack(incidents), _pack(tags), sha256))
         rowid = self._id(sha256)
-        body = "\n".join([*names, *notes, *text_extra]).lower()
+        body = "\n".join([*names, *notes]).lower()
         conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
         conn.execute("INSERT INTO item_text (rowid, body) VALUES (?, ?)", (rowid, body))
 
@@ -481,15 +476,15 @@ class IndexStore:
             sql, args = sql + " WHERE case_id = ?", (case,)
         return [_incident(r) for r in self.conn.execute(sql + " ORDER BY incident", args)]
 
-    def count(self, query: ItemQuery, *, time: str = "match", place: str = "match") -> int:
-        where, params = self.where(query, time, place)
+    def count(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match") -> int:
+        where, params = self._where(query, time, place)
         sql = "SELECT COUNT(*) FROM items i" + (" WHERE " + " AND ".join(where) if where else "")
         return int(self.conn.execute(sql, params).fetchone()[0])
 
     def count_missing(self, query: ItemQuery) -> tuple[int, int]:
         """(items without a capture time, items with one but without a place) that pass the
         other filters."""
-        where, params = self.where(query, "match", "match")
+        where, params = self._where(query, "match", "match")
         extra = "".join(" AND " + w for w in where)
         no_time = self.conn.execute(f"SELECT COUNT(*) FROM items i WHERE i.captured_t IS NULL"
                                     f"{extra}", params).fetchone()[0]
@@ -501,11 +496,11 @@ class IndexStore:
         return self.conn.execute("SELECT 1 FROM item_incidents WHERE incident = ? LIMIT 1",
                                  (incident,)).fetchone() is not None
 
-    def select(self, query: ItemQuery, *, time: str = "match", place: str = "match",
+    def select(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match",
                limit: int | None = None) -> Iterator[ItemRow]:
         """Items passing the filters. `time`/`place` say how the time and place filters (when
         given) apply: "match" (the row passes), "missing" (the row lacks the field), "either"."""
-        where, params = self.where(query, time, place)
+        where, params = self._where(query, time, place)
         columns = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
         # Dated rows in capture-time order, then the undated: two walks of the time index
         # rather than one sort of everything.
@@ -521,7 +516,7 @@ class IndexStore:
                     left -= 1
                 yield _item(r)
 
-    def where(self, q: ItemQuery, time: str, place: str) -> tuple[list[str], list[Any]]:
+    def _where(self, q: ItemQuery, time: Mode, place: Mode) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         if q.case is not None:
@@ -569,18 +564,17 @@ class IndexStore:
                                  "AND max_lon >= ? AND min_lon <= ?" for _ in boxes)
         return f"(i.id IN ({overlap}) AND ({exact}))", args + args
 
-    def table_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+    def compared_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
         """Every row of one index table in a form two indexes can be compared by: the item's
-        SHA-256 in place of the file's row id, ordered by the key `COMPARED[table]` gives."""
-        sql, _ = COMPARED[table]
-        yield from self.conn.execute(sql)
+        SHA-256 in place of the file's row id, ordered by the key COMPARED[table] gives."""
+        yield from self.conn.execute(_COMPARED_SQL[table])
 
     # Track cross-reference: temporary tables ------------------------------------------------------
 
     @contextmanager
     def track(self) -> Iterator[TrackTables]:
         """Temporary tables for one track (on disk when large; dropped afterwards)."""
-        tables = TrackTables(self.conn, self.rtree)
+        tables = TrackTables(self)
         tables.create()
         try:
             yield tables
@@ -591,9 +585,10 @@ class IndexStore:
 class TrackTables:
     """A track's points (any order), its legs and their search boxes, in the temp schema."""
 
-    def __init__(self, conn: sqlite3.Connection, rtree: bool) -> None:
-        self.conn = conn
-        self.rtree = rtree
+    def __init__(self, store: IndexStore) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.rtree = store.rtree
 
     def create(self) -> None:
         self.drop()
@@ -614,15 +609,13 @@ class TrackTables:
         for table in ("xr_points", "xr_legs", "xr_boxes"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
-    def add_points(self, rows: Iterable[tuple[str, float, float, float, float | None,
-                                              str]]) -> None:
+    def add_points(self, rows: Iterable[PointRow]) -> None:
         """Store points as they stream in (any order)."""
         with self._transaction():
             self.conn.executemany("INSERT INTO xr_points (seg, t, lat, lon, alt, ref) "
                                   "VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    def build_legs(self, make: Callable[[Iterator[tuple[Any, ...]]], Iterable[tuple[
-            tuple[Any, ...], list[tuple[float, ...]]]]]) -> int:
+    def build_legs(self, make: MakeLegs) -> int:
         """Feed the points, by segment then time (then file order), to `make`, which yields
         legs (the _LEG_COLUMNS values) each with its search boxes; store them. Streamed."""
         count = 0
@@ -648,10 +641,9 @@ class TrackTables:
         legs.clear()
         boxes.clear()
 
-    def item_pairs(self, store: IndexStore, query: ItemQuery) -> Iterator[tuple[ItemRow, tuple[
-            Any, ...]]]:
+    def item_pairs(self, query: ItemQuery) -> Iterator[tuple[ItemRow, LegRow]]:
         """(item, leg) for every timed, placed item whose place row meets a leg's search box."""
-        where, params = store.where(query, "match", "match")
+        where, params = self.store._where(query, "match", "match")
         columns = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
         legs = ", ".join("l." + c for c in _LEG_COLUMNS.split(", "))
         sql = (f"SELECT {columns}, {legs} FROM xr_boxes b "
@@ -682,8 +674,7 @@ class TrackTables:
         if current is not None:
             yield current, coords
 
-    def legs_near(self, t_lo: float, t_hi: float, lat: float, lon: float) -> Iterator[tuple[
-            Any, ...]]:
+    def legs_near(self, t_lo: float, t_hi: float, lat: float, lon: float) -> Iterator[LegRow]:
         """Legs whose search box holds the place and meets the time interval."""
         yield from self.conn.execute(
             f"SELECT DISTINCT {', '.join('l.' + c for c in _LEG_COLUMNS.split(', '))} "
@@ -726,7 +717,7 @@ def _time_match(t: TimeRange) -> tuple[str, list[Any]]:
 
 
 def _apply(where: list[str], params: list[Any], match: str, args: list[Any], absent: str,
-           mode: str) -> None:
+           mode: Mode) -> None:
     if mode == "match":
         where.append(match)
         params += args

@@ -23,8 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from custody.core import geo
+from custody.search import crossref as xref
+from custody.search import indexer, render, tracks
 from custody.search import query as search
-from custody.search import tracks
 
 from .conftest import DATA, Cli, one_line_error
 
@@ -650,10 +651,10 @@ def test_many_points_are_never_held_in_memory(field, tmp_path):
         for n in range(100_000):  # 1 s apart, over Aleppo at n = 7200, as Unix seconds
             f.write(f"{start + n:.0f},{36.2021 + (n - 7200) * 1e-5:.6f},37.1353\n")
     store = IndexStore(tmp_path / "index.db")
-    search.refresh(Archive.open(field.cli.archive), store)
+    indexer.refresh(Archive.open(field.cli.archive), store)
     tracemalloc.start()
     try:
-        result = search.cross(store, search.Crossref(track=track, km=1, minutes=5))
+        result = xref.cross(store, xref.Crossref(track=track, km=1, minutes=5))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -707,11 +708,12 @@ def test_index_is_derived_incremental_and_rebuildable(cli_archive, tmp_path):
 
 def test_an_index_that_cannot_be_written_is_built_in_memory(field, monkeypatch):
     """As for an archive on read-only media (simulated: root ignores file modes)."""
+    import store.index
     from custody.ops.archive import Archive
 
     archive = Archive.open(field.cli.archive)
     expected = search.search(archive, search.Search(near="36.2,37.13", within_km=1))["items"]
-    monkeypatch.setattr(search, "INDEX_FILE", "no-such-folder/index.db")
+    monkeypatch.setattr(store.index, "INDEX_FILE", "no-such-folder/index.db")
     r = search.search(archive, search.Search(near="36.2,37.13", within_km=1))
     assert r["index"]["file"] is None and r["index"]["indexed_now"] == r["index"]["entries"]
     assert r["items"] == expected
@@ -726,16 +728,66 @@ def test_fallbacks_without_rtree_or_fts_give_the_same_answers(field, tmp_path):
     queries = [search.Search(near="36.2,37.13", within_km=5), search.Search(bbox="36,33,37,34"),
                search.Search(bbox="170,-60,-60,-30"), search.Search(text="pointer count"),
                search.Search(text="gp"), search.Search(since="2016-10-03", until="2016-10-05")]
-    crossref = search.Crossref(track=TRACKS / "flights.gpx", km=5, minutes=10)
+    crossref = xref.Crossref(track=TRACKS / "flights.gpx", km=5, minutes=10)
     answers = []
     for rtree, fts in ((True, True), (False, False)):
         store = IndexStore(tmp_path / f"index-{rtree}.db", rtree=rtree, fts=fts)
-        search.refresh(archive, store)
+        indexer.refresh(archive, store)
         assert (store.rtree, store.fts) == (rtree, fts)
         answers.append(([search.find(store, q) for q in queries],
-                        search.cross(store, crossref)["matches"]))
+                        xref.cross(store, crossref)["matches"]))
         store.close()
     assert answers[0] == answers[1]
+
+
+def test_received_items_are_members_of_their_case_as_ingested_ones_are(cli_archive, tmp_path):
+    """An item imported from a package with --case is found by `search --case`, with the facts of
+    its metadata, exactly as an ingested one; verify finds the index consistent."""
+    sender = cli_archive
+    photo = DATA / "media" / "aleppo-gps.jpg"
+    sha = sender("ingest", photo, "--case", "SENT-1", "--json", check=True).json()["files"][0][
+        "sha256"]
+    sender("export", sha, "--purpose", "handover", "-o", tmp_path / "pkg", check=True)
+    receiver = Cli(tmp_path, tmp_path / "receiver", sender.key)
+    receiver("init", "--name", "Receiving Centre", check=True)
+    receiver("import", tmp_path / "pkg", "--case", "UN-2024-7", check=True)
+    found = receiver("search", "--case", "UN-2024-7", "--json", check=True).json()
+    assert [i["sha256"] for i in found["items"]] == [sha]
+    (item,) = found["items"]
+    assert item["cases"] == ["UN-2024-7"] and item["names"] == ["aleppo-gps.jpg"]
+    assert item["gps"] is not None and item["captured_at"] is not None
+    near = receiver("search", "--near", "36.2,37.13", "--within-km", "5", "--json", check=True)
+    assert [i["sha256"] for i in near.json()["items"]] == [sha]
+    receiver("verify", check=True)
+
+
+def test_case_membership_is_one_rule_for_every_entry_that_files_an_item():
+    """ingest, received, sighting and case-add file an item under their case; case-remove takes
+    it out; nothing else changes membership (the rule the index follows, in one function)."""
+    from custody.core.entry import Entry
+
+    def entry(action: str, **details: object) -> Entry:
+        return Entry("log", 5, "2026-01-01T00:00:00.000000Z", "k", action, "ab" * 32,
+                     dict(details), None)
+
+    for action in ("ingest", "received", "sighting", "case-add"):
+        assert indexer.case_membership(entry(action, case=" C-1 ")) == ("C-1", True), action
+        assert indexer.case_membership(entry(action)) is None
+    assert indexer.case_membership(entry("case-remove", case="C-1")) == ("C-1", False)
+    for action in ("note", "tag", "incident-add", "access"):
+        assert indexer.case_membership(entry(action, case="C-1")) is None
+
+
+def test_search_code_runs_no_sql_and_imports_no_sqlite():
+    """Search reaches its index only through the port (store/index_port.py); SQL lives in the
+    SQLite adapter, store/index.py."""
+    import custody.search
+
+    folder = Path(custody.search.__file__).parent
+    for module in sorted(folder.glob("*.py")):
+        text = module.read_text()
+        for banned in ("sqlite3", ".execute(", "SELECT "):
+            assert banned not in text, f"{module.name} holds {banned!r}"
 
 
 # The pure core ----------------------------------------------------------------------------------
@@ -816,7 +868,7 @@ def test_legs_across_the_antimeridian_go_the_short_way():
     assert leg.box()[2:] == (179.5, 180.5)
     found = geo.best_on_leg(leg, geo.Subject(10, -179.9, 50, 50, 60), 50)
     assert found is not None and found.distance_km < 50
-    lines = search._line([(179.0, 10.0), (-179.0, 12.0)])
+    lines = render._line([(179.0, 10.0), (-179.0, 12.0)])
     assert lines["type"] == "MultiLineString"
     assert lines["coordinates"] == [[[179.0, 10.0], [180.0, 11.0]], [[-180.0, 11.0], [-179.0, 12.0]]]
 

@@ -23,7 +23,7 @@ from custody.metadata.isolation import reader_environment
 from custody.ops.archive import Archive
 from custody.ops.ingest import Ingest, find_files
 from custody.ops.keyfiles import load_key, write_new_key
-from custody.search.query import open_index, refresh
+from custody.search.indexer import open_index, refresh
 
 from .conftest import ARCHIVE_PASSPHRASE, DATA, PASSPHRASE, one_line_error
 

@@ -1164,6 +1164,7 @@ def search(
 ) -> None:
     """Find items by case, incident, tag, capture time, place, device, type and text (filters combine)."""
     from custody.search import query as finder
+    from custody.search import render
 
     if as_json and as_geojson:
         raise UsageError("give --json or --geojson, not both")
@@ -1174,9 +1175,9 @@ def search(
     if as_json:
         out_json(result)
     elif as_geojson:
-        out_json(finder.search_geojson(result))
+        out_json(render.search_geojson(result))
     else:
-        for line in finder.search_lines(result):
+        for line in render.search_lines(result):
             say(line)
     err(f"{result['count']} item(s); {result['undetermined_count']} without a capture time to "
         f"test, {result.get('unplaced_count', 0)} without a position to test")
@@ -1198,7 +1199,8 @@ def crossref(
     as_geojson: bool = typer.Option(False, "--geojson", help="An RFC 7946 FeatureCollection: matches, track positions, links, the track."),
 ) -> None:
     """Items (or incidents) captured within --km and --minutes of a timed track, best first."""
-    from custody.search import query as finder
+    from custody.search import crossref as finder
+    from custody.search import render
 
     if as_json and as_geojson:
         raise UsageError("give --json or --geojson, not both")
@@ -1209,13 +1211,13 @@ def crossref(
     if as_json:
         out_json(result)
     elif as_geojson:
-        out_json(finder.crossref_geojson(result))
+        out_json(render.crossref_geojson(result))
     else:
-        for line in finder.crossref_lines(result):
+        for line in render.crossref_lines(result):
             say(line)
     t = result["track"]
     err(f"{result['count']} match(es); track: {t['points']} points in {t['segments']} "
-        f"segment(s), {t['start']} to {t['end']}; not checked: {finder.not_checked_text(result)}")
+        f"segment(s), {t['start']} to {t['end']}; not checked: {render.not_checked_text(result)}")
 
 
 # Help text and the one error handler --------------------------------------------------------------

@@ -599,7 +599,7 @@ def _check_identity(archive: Archive, report: AuditReport) -> None:
 def _check_search_index(archive: Archive, report: AuditReport) -> None:
     """index.db is derived, but a search that drops an item misrepresents the archive: its rows
     must be what a replay of the ledger gives (custody/search.py, docs/SEARCH.md)."""
-    from custody.search.query import index_differences  # search is heavy; only verify needs this
+    from custody.search.consistency import index_differences  # heavy; only verify needs it
 
     try:
         differences = index_differences(archive)

@@ -1,0 +1,112 @@
+"""verify's check of the search index: the index as it is against a replay of the ledger into a
+fresh one, row by row, each difference named in a reviewer's words (docs/SEARCH.md §1.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from custody.ops.archive import Archive
+from custody.search.indexer import index_location, refresh
+from store.index_port import COMPARED, IndexUnusable, SearchIndex
+
+
+@dataclass(slots=True)
+class IndexCheck:
+    problems: list[str]
+    notices: list[str]
+
+
+MAX_NAMED = 20  # index differences named one by one; the rest are counted
+
+
+def index_differences(archive: Archive) -> IndexCheck:
+    """index.db against a replay of the ledger up to the entry it says it indexed: every row that
+    differs is named (an edited index hides items from search). Reads index.db, writes nothing;
+    what search would rebuild anyway (another archive's index, a damaged file) is a notice."""
+    check = IndexCheck([], [])
+    where = index_location(archive)
+    try:
+        disk = where.open_existing()
+    except IndexUnusable as exc:
+        check.notices.append(f"search index {where.name} is unusable ({exc}); search rebuilds it")
+        return check
+    if disk is None:
+        return check
+    try:
+        last = int(disk.get("last_seq") or -1)
+        row = archive.ledger.row(last) if last >= 0 else None
+        if disk.get("origin") not in (None, archive.config.origin) or (
+                last >= 0 and (row is None or row.leaf_hash.hex() != disk.get("last_leaf"))):
+            check.notices.append(f"search index {where.name} is of another ledger; search "
+                                 "rebuilds it")
+            return check
+        fresh = disk.scratch()
+        try:
+            refresh(archive, fresh, until=last)
+            named = list(_differences(disk, fresh))
+        finally:
+            fresh.close()
+    finally:
+        disk.close()
+    for text in named[:MAX_NAMED]:
+        check.problems.append(f"search index: {text}, unlike the ledger (search results would "
+                              "be wrong; 'custody search --reindex' rebuilds it)")
+    if len(named) > MAX_NAMED:
+        check.problems.append(f"search index: {len(named) - MAX_NAMED} more differences")
+    return check
+
+
+# What a difference in each index table means, in a reviewer's words.
+_TABLE_WORDS = {"items": "row", "item_names": "file name", "item_cases": "case",
+                "item_incidents": "incident link", "item_tags": "tag", "notes": "note",
+                "incidents": "incident", "item_geo": "position (place index)",
+                "item_text": "searchable text"}
+_COLUMN_WORDS = {"first_seq": "first entry", "captured_at": "capture time",
+                 "captured_text": "capture time", "captured_t": "capture time",
+                 "basis": "capture time basis", "lat": "position", "lon": "position",
+                 "alt": "position", "make": "device", "model": "device", "device": "device",
+                 "mime": "type", "warnings": "warnings", "names": "file names", "notes": "notes",
+                 "cases": "cases", "incidents": "incidents", "tags": "tags"}
+assert COMPARED["items"].columns == ("sha256", *_COLUMN_WORDS)
+
+
+def _differences(disk: SearchIndex, fresh: SearchIndex) -> Iterator[str]:
+    """Every keyed row that is only in one index, or differs, merged in key order."""
+    for table, compared in COMPARED.items():
+        try:
+            yield from _table_differences(table, compared.key, disk, fresh)
+        except TypeError:  # a key of another type (a BLOB where text belongs): edited by hand
+            yield f"table {table} holds values of a type the index never writes"
+
+
+def _table_differences(table: str, width: int, disk: SearchIndex,
+                       fresh: SearchIndex) -> Iterator[str]:
+    words = _TABLE_WORDS[table]
+    subject = "incident" if table == "incidents" else "item"
+    a, b = disk.compared_rows(table), fresh.compared_rows(table)
+    x, y = next(a, None), next(b, None)
+    while x is not None or y is not None:
+        if y is None or (x is not None and x[:width] < y[:width]):
+            assert x is not None
+            yield f"{subject} {x[0]}: {words} {_rest(x[:width])}has no ledger entry behind it"
+            x = next(a, None)
+        elif x is None or y[:width] < x[:width]:
+            yield f"{subject} {y[0]}: {words} {_rest(y[:width])}is missing"
+            y = next(b, None)
+        else:
+            if x != y:
+                what = words
+                if table == "items":
+                    what = ", ".join(dict.fromkeys(
+                        _COLUMN_WORDS[c] for c, u, v in zip(COMPARED["items"].columns, x, y,
+                                                              strict=True)
+                        if u != v))
+                yield f"{subject} {x[0]}: {what} {_rest(x[:width])}differs"
+            x, y = next(a, None), next(b, None)
+
+
+def _rest(key: tuple[Any, ...]) -> str:
+    return "".join(f"{part!r} " for part in key[1:])

@@ -1,0 +1,211 @@
+"""Turning ledger entries and metadata documents into search index rows, and keeping the index
+current. What the rows mean is decided here; storing and querying them is the index port's job
+(store/index_port.py; its SQLite adapter is store/index.py). docs/SEARCH.md §1 gives the rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from custody.core import entry as entries
+from custody.core import geo
+from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
+from custody.ops.archive import Archive
+from custody.search.times import (
+    OFFSET_UNKNOWN,
+    UNKNOWN_OFFSET_S,
+    incident_interval,
+    time_key,
+    utc,
+)
+from store.index import LocalIndex
+from store.index_port import IncidentRow, IndexLocation, SearchIndex
+
+
+def index_location(archive: Archive) -> IndexLocation:
+    """Where this archive keeps its search index: the one place that picks the adapter."""
+    return LocalIndex(archive.root)
+
+
+def open_index(archive: Archive) -> SearchIndex:
+    """The archive's index (ARCHIVE/index.db); in memory, rebuilt for this run, when it cannot
+    be written."""
+    return index_location(archive).open()
+
+
+def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
+            until: int | None = None) -> dict[str, Any]:
+    """Index the ledger entries added since the last refresh (all of them when rebuilding, when
+    the index belongs to another archive, or when the entry it stopped at is no longer there);
+    with `until`, only up to that entry."""
+    with store.writing():
+        last = int(store.get("last_seq") or -1)
+        reason = "asked" if rebuild else None
+        origin = store.get("origin")
+        if reason is None and origin is not None and origin != archive.config.origin:
+            reason = "index of another archive"
+        if reason is None and last >= 0:
+            row = archive.ledger.row(last)
+            if row is None or row.leaf_hash.hex() != store.get("last_leaf"):
+                reason = "the ledger no longer holds the entry the index stopped at"
+        if reason is not None:
+            store.reset()
+            last = -1
+        store.put("origin", archive.config.origin)
+        indexer = Indexer(archive, store, int(store.get("skipped") or 0))
+        count = 0
+        leaf = None
+        for row in archive.ledger.rows(last + 1):
+            if until is not None and row.seq > until:
+                break
+            indexer.apply(row.seq, row.body)
+            last, count, leaf = row.seq, count + 1, row.leaf_hash
+        indexer.finish()
+        if leaf is not None:
+            store.put("last_leaf", leaf.hex())
+        store.put("last_seq", str(last))
+        store.put("skipped", str(indexer.skipped))
+    return {"file": store.location, "entries": last + 1,
+            "indexed_now": count, "rebuilt": reason, "items": store.count_items(),
+            "skipped_entries": indexer.skipped}
+
+
+def case_membership(e: entries.Entry) -> tuple[str, bool] | None:
+    """How one entry changes its item's case membership: (case, True) when it files the item
+    under a case (its first record, `ingest` or `received`, a `sighting` or a `case-add` naming
+    one), (case, False) for `case-remove`; None when it changes none. The one rule the index
+    follows (docs/SEARCH.md §1.2), to be taken from the log's replay once there is one."""
+    if e.item is None:
+        return None
+    case = _text(e.details.get("case"))
+    if case is None:
+        return None
+    if e.action in (*FIRST_RECORD, "sighting", "case-add"):
+        return case, True
+    if e.action == "case-remove":
+        return case, False
+    return None
+
+
+class Indexer:
+    """Turns ledger entries, in log order, into index rows; unknown actions are ignored."""
+
+    def __init__(self, archive: Archive, store: SearchIndex, skipped: int) -> None:
+        self.archive = archive
+        self.store = store
+        self.skipped = skipped
+        self.dirty: set[str] = set()
+
+    def apply(self, seq: int, body: bytes) -> None:
+        try:
+            e = entries.parse(body)
+        except entries.MalformedEntry:
+            self.skipped += 1  # verify reports it; the index just cannot use it
+            return
+        d, item, store = e.details, e.item, self.store
+        if e.action == "incident":
+            self._incident(e.seq, d)
+            return
+        if item is None:
+            return
+        membership = case_membership(e)
+        if e.action in (*FIRST_RECORD, "sighting"):
+            store.ensure_item(item, seq)
+            if e.action in FIRST_RECORD:
+                self._facts(item, d)
+            source = d.get("source")
+            name = _text(source.get("name")) if isinstance(source, dict) else None
+            if name:
+                store.add_name(item, name, seq)
+            if note := _text(d.get("note")):
+                store.put_note(seq, item, note)
+        elif e.action == "incident-add" and (incident := _text(d.get("incident"))):
+            store.link("incident", incident, item, seq)
+        elif e.action == "tag" and (tag := _text(d.get("tag"))):
+            store.link("tag", tag, item, seq, present=d.get("removed") is not True)
+        elif e.action == "note":
+            if isinstance(d.get("supersedes"), int) and (old := store.drop_note(d["supersedes"])):
+                self.dirty.add(old)
+            if text := _text(d.get("text")):
+                store.put_note(seq, item, text)
+        elif membership is None:
+            return
+        if membership is not None:
+            case, member = membership
+            store.link("case", case, item, seq, present=member)
+        self.dirty.add(item)
+
+    def finish(self) -> None:
+        for sha256 in self.dirty:
+            if self.store.has_item(sha256):
+                self.store.refresh_item(sha256)
+        self.dirty.clear()
+
+    def _facts(self, item: str, d: dict[str, Any]) -> None:
+        warnings: list[str] = []
+        doc: dict[str, Any] = {}
+        raw = self.archive.ledger.metadata(item)
+        if raw is None:
+            warnings.append("no metadata document")
+        elif hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
+            warnings.append("metadata document does not match its signed digest: not used "
+                            "(run custody verify)")
+        else:
+            # json, not canonical.decode: the index is derived, verify checks the form.
+            value = json.loads(raw)
+            doc = value if isinstance(value, dict) else {}
+        text = _text(doc.get("captured_at"))
+        moment = utc(text)
+        if text and moment is None:
+            warnings.append(f"capture time {text!r} is not RFC 3339: not used")
+        basis = _text(doc.get("captured_at_basis"))
+        t = moment.timestamp() if moment else None
+        gps = _dict(doc.get("gps"))
+        lat, lon, alt = (_number(gps.get(k)) for k in ("lat", "lon", "alt"))
+        if lat is None or lon is None or not geo.valid_position(lat, lon):
+            if gps:
+                warnings.append(f"GPS position {gps!r} is not usable")
+            lat = lon = alt = None
+        device = _dict(doc.get("device"))
+        mime = _text(d.get("mime")) or _text(doc.get("mime"))
+        wide = UNKNOWN_OFFSET_S if basis == OFFSET_UNKNOWN else 0
+        self.store.set_facts(
+            item, captured_at=time_key(moment) if moment else None, captured_text=text,
+            captured_t=t, basis=basis, lat=lat, lon=lon, alt=alt,
+            make=_text(device.get("make")), model=_text(device.get("model")),
+            mime=mime.lower() if mime else None,
+            time_bounds=(t - wide, t + wide) if t is not None else None, warnings=warnings)
+
+    def _incident(self, seq: int, d: dict[str, Any]) -> None:
+        incident = _text(d.get("incident"))
+        if not incident:
+            return
+        if isinstance(d.get("supersedes"), int):
+            self.store.drop_incident_version(d["supersedes"], keep=incident)
+        date = _text(d.get("date"))
+        t_lo, t_hi, unknown = incident_interval(date)
+        place = _dict(d.get("place"))
+        lat, lon = _number(place.get("lat")), _number(place.get("lon"))
+        if lat is None or lon is None or not geo.valid_position(lat, lon):
+            lat = lon = None
+        self.store.put_incident(IncidentRow(
+            incident=incident, seq=seq, case_id=_text(d.get("case")), date=date, t_lo=t_lo,
+            t_hi=t_hi, offset_unknown=unknown, lat=lat, lon=lon,
+            place_name=_text(place.get("name")), description=_text(d.get("description"))))
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

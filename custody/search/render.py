@@ -1,0 +1,198 @@
+"""Search and cross-reference results for output: each row as JSON, RFC 7946 GeoJSON, and text
+tables for people (names escaped, times in one style).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from custody import display
+from custody.core import geo
+from custody.search.times import OFFSET_UNKNOWN
+from store.index_port import IncidentRow, ItemRow
+
+TRACK_DRAW_LIMIT = 50_000  # --geojson draws the track itself up to this many points
+
+
+def item_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
+              distance: float | None = None) -> dict[str, Any]:
+    cases = list(r.cases)
+    for incident in r.incidents:
+        case = incident_cases.get(incident)
+        if case and case not in cases:
+            cases.append(case)
+    out: dict[str, Any] = {
+        "sha256": r.sha256,
+        "names": r.names,
+        "mime": r.mime,
+        "captured_at": r.captured_text if r.captured_at else None,
+        "captured_at_basis": r.basis if r.captured_at else None,
+        "gps": None if r.lat is None else {"lat": r.lat, "lon": r.lon, "alt": r.alt},
+        "device": None if r.make is None and r.model is None else {"make": r.make,
+                                                                    "model": r.model},
+        "cases": cases,
+        "incidents": r.incidents,
+        "tags": r.tags,
+        "notes": r.notes,
+    }
+    if distance is not None:
+        out["distance_km"] = distance
+    if timed and r.basis == OFFSET_UNKNOWN and r.captured_at:
+        out["flags"] = ["offset-unknown"]
+    if r.warnings:
+        out["warnings"] = r.warnings
+    return out
+
+
+def incident_json(i: IncidentRow) -> dict[str, Any]:
+    return {"incident": i.incident, "case": i.case_id, "date": i.date,
+            "place": None if i.lat is None else {"lat": i.lat, "lon": i.lon,
+                                                 "name": i.place_name},
+            "description": i.description, "seq": i.seq}
+
+
+# GeoJSON (RFC 7946) -------------------------------------------------------------------------------
+
+def search_geojson(result: dict[str, Any]) -> dict[str, Any]:
+    """The matching items as Point features; items without a position are left out, counted."""
+    features = [_point(i["gps"], i["sha256"], {k: v for k, v in i.items() if k != "gps"})
+                for i in result["items"] if i["gps"]]
+    return {"type": "FeatureCollection", "features": features,
+            "custody": {"query": result["query"], "count": result["count"],
+                        "omitted_without_position": result["count"] - len(features),
+                        "undetermined_count": result["undetermined_count"],
+                        "unplaced_count": result.get("unplaced_count", 0)}}
+
+
+def crossref_geojson(result: dict[str, Any]) -> dict[str, Any]:
+    """Per match a Point at the item (or incident place), a Point at the matched track position
+    and a LineString between them; the track's lines when it is small enough to draw."""
+    features = []
+    for rank, m in enumerate(result["matches"], 1):
+        ident = m.get("sha256") or m.get("incident")
+        where = m.get("gps") or m.get("place")
+        tp = m["track_point"]
+        props = {k: v for k, v in m.items() if k not in ("gps", "track_point")}
+        features.append(_point(where, f"{ident}", {"role": "subject", "rank": rank, **props}))
+        features.append(_point(tp, f"{ident}/track", {"role": "track-position", "rank": rank,
+                                                      "subject": ident, **tp}))
+        features.append({"type": "Feature", "id": f"{ident}/link", "geometry": {
+            "type": "LineString", "coordinates": [[where["lon"], where["lat"]],
+                                                  [tp["lon"], tp["lat"]]]},
+            "properties": {"role": "link", "rank": rank, "subject": ident,
+                           "distance_km": m["distance_km"], "dt_minutes": m["dt_minutes"]}})
+    lines = result.get("track_lines")
+    for segment, coords in lines or []:
+        features.append({"type": "Feature", "id": f"track/{segment}",
+                         "geometry": _line(coords),
+                         "properties": {"role": "track", "segment": segment}})
+    meta = {k: result[k] for k in ("track", "query", "count", "not_checked")}
+    if lines is None:
+        meta["track_not_drawn"] = f"more than {TRACK_DRAW_LIMIT} points"
+    return {"type": "FeatureCollection", "features": features, "custody": meta}
+
+
+def _point(where: dict[str, Any], ident: str, props: dict[str, Any]) -> dict[str, Any]:
+    # [lon, lat] only: RFC 7946 altitude is above the ellipsoid, GPS EXIF altitude above sea
+    # level, so altitude stays in the properties.
+    return {"type": "Feature", "id": ident,
+            "geometry": {"type": "Point", "coordinates": [where["lon"], where["lat"]]},
+            "properties": props}
+
+
+def _line(coords: list[tuple[float, float]]) -> dict[str, Any]:
+    """A LineString, or a MultiLineString cut at the antimeridian (RFC 7946 §3.1.9)."""
+    parts: list[list[list[float]]] = [[]]
+    for lon, lat in coords:
+        last = parts[-1][-1] if parts[-1] else None
+        if last is not None and abs(lon - last[0]) > 180:
+            step = geo.lon_delta(last[0], lon)
+            edge = 180.0 if step > 0 else -180.0
+            f = (edge - last[0]) / step
+            cross = last[1] + f * (lat - last[1])
+            parts[-1].append([edge, cross])
+            parts.append([[-edge, cross]])
+        parts[-1].append([lon, lat])
+    if len(parts) == 1:
+        if len(parts[0]) == 1:
+            return {"type": "Point", "coordinates": parts[0][0]}
+        return {"type": "LineString", "coordinates": parts[0]}
+    return {"type": "MultiLineString", "coordinates": parts}
+
+
+# Text output ------------------------------------------------------------------------------------
+
+def search_lines(result: dict[str, Any]) -> list[str]:
+    """The result for people: tables with headers, names escaped, times in one style."""
+    out = []
+    if "incident" in result:
+        i = result["incident"]
+        place = i.get("place") or {}
+        out.append(f"incident {i['incident']}: {i.get('date') or '-'} "
+                   f"{place.get('name') or ''} {i.get('description') or ''}".rstrip())
+    out += _items_table(result["items"])
+    if result["undetermined"]:
+        out.append(f"undetermined: {result['undetermined_count']} item(s) without a capture "
+                   "time to test against --since/--until")
+        out += _items_table(result["undetermined"], missing=True)
+    if result.get("unplaced_count"):
+        out.append(f"unplaced: {result['unplaced_count']} item(s) without a position to test "
+                   "against --near/--bbox" + ("" if "unplaced" in result
+                                              else " (list them with --list-unplaced)"))
+        out += _items_table(result.get("unplaced", [])) if result.get("unplaced") else []
+    every = [*result["items"], *result["undetermined"], *result.get("unplaced", [])]
+    if any(i["captured_at_basis"] == OFFSET_UNKNOWN for i in every):
+        out.append(display.UNKNOWN_OFFSET_LEGEND)
+    return out
+
+
+def _items_table(items: list[dict[str, Any]], missing: bool = False) -> list[str]:
+    distance = any("distance_km" in i for i in items)
+    headers = ["SHA-256", "CAPTURED (UTC)", "PLACE", "TYPE", *(["KM"] if distance else []),
+               *(["MISSING"] if missing else []), "NAME"]
+    rows = []
+    for i in items:
+        gps = i["gps"]
+        rows.append([
+            display.short(i["sha256"]), display.when(i["captured_at"], i["captured_at_basis"]),
+            f"{gps['lat']:.5f},{gps['lon']:.5f}" if gps else "-", i["mime"] or "-",
+            *([f"{i['distance_km']:.3f}" if "distance_km" in i else "-"] if distance else []),
+            *([", ".join(i.get("missing", []))] if missing else []),
+            i["names"][0] if i["names"] else "-",
+        ])
+    return display.table(headers, rows, right=["KM"])
+
+
+def crossref_lines(result: dict[str, Any]) -> list[str]:
+    """The matches for people, best first: one table with headers, names escaped."""
+    rows = []
+    for rank, m in enumerate(result["matches"], 1):
+        tp = m["track_point"]
+        if "sha256" in m:
+            who, name = display.short(m["sha256"]), (m["names"][0] if m["names"] else "-")
+        else:
+            who, name = f"incident {m['incident']}", "-"
+        basis = OFFSET_UNKNOWN if "offset-unknown" in m["flags"] else m.get("captured_at_basis")
+        when = (display.when(m["captured_at"], basis) if m.get("captured_at")
+                else m.get("date") or "-")
+        offset = f"implied offset {m['implied_utc_offset']}" if "implied_utc_offset" in m else ""
+        rows.append([rank, who, when, f"{m['distance_km']:.3f}", f"{m['dt_minutes']:+.1f}",
+                     display.when(tp["time"]), f"{tp['lat']:.5f},{tp['lon']:.5f}",
+                     tp["segment"], ", ".join([*m["flags"], *([offset] if offset else [])]), name])
+    if not rows:
+        return []
+    out = display.table(["#", "ITEM", "CAPTURED (UTC)", "KM", "MINUTES", "TRACK TIME (UTC)",
+                         "TRACK POSITION", "SEGMENT", "FLAGS", "NAME"], rows,
+                        right=["#", "KM", "MINUTES"])
+    if any("offset-unknown" in m["flags"] for m in result["matches"]):
+        out.append(display.UNKNOWN_OFFSET_LEGEND)
+    return out
+
+
+def not_checked_text(result: dict[str, Any]) -> str:
+    """What a cross-reference could not test, in words (for the command's summary line)."""
+    nc = result["not_checked"]
+    if isinstance(nc, dict):
+        return (f"{nc['no_capture_time']} item(s) without a capture time, "
+                f"{nc['no_position']} without a position")
+    return f"{len(nc)} incident(s) without a date or place"
