@@ -33,7 +33,7 @@ def content(
     if not archive.ledger.rows_for_item(item):
         raise NotFound(f"no item {item} in this archive")
     details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
-    archive.append(key, [Draft("access", item, details)], check_signer=False)
+    archive.append(key, [Draft("access", item, details)], attempted=kind, purpose=purpose)
     with archive.objects.open_verified(item) as reader:
         yield reader
 

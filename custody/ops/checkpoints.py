@@ -99,6 +99,23 @@ def inclusion(archive: Archive, seq: int, checkpoint_note: str | None = None) ->
     return proofs.inclusion_bundle(checkpoint_note, seq, row.body, row.signature, path)
 
 
+@dataclass(frozen=True, slots=True)
+class ItemProofs:
+    """Inclusion bundles of every entry of one item, against one checkpoint."""
+
+    item: str
+    proofs: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item": self.item, "proofs": list(self.proofs)}
+
+
+def prove_item(archive: Archive, item: str, checkpoint_note: str | None = None) -> ItemProofs:
+    """Inclusion proofs of each of `item`'s entries (given checkpoint, or the latest covering)."""
+    rows = archive.ledger.rows_for_item(item)
+    return ItemProofs(item, tuple(inclusion(archive, r.seq, checkpoint_note) for r in rows))
+
+
 def consistency(archive: Archive, old_note: str, new_note: str | None = None) -> dict[str, Any]:
     """A consistency bundle from an old checkpoint to a newer one (or the latest kept)."""
     v = verifier(archive)

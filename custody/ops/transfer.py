@@ -15,15 +15,16 @@ from custody.core.chain import ChainError, CustodyBook, Offer
 from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
-from custody.ops.archive import Archive, Draft
+from custody.ops.archive import Archive, Draft, Refusal
 from store.ledger import LedgerStore, LedgerWriter
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
-def book(ledger: LedgerStore) -> tuple[CustodyBook, Registry]:
+def book(ledger: LedgerStore | LedgerWriter) -> tuple[CustodyBook, Registry]:
     """The chain of custody of every item, replayed from the log with the registry beside it
-    (the first holder depends on the ingester's role at the time)."""
+    (the first holder depends on the ingester's role at the time). Given the write transaction's
+    writer, it is the log as the entry about to be appended will be judged by."""
     b = CustodyBook()
     registry = Registry()
     for row in ledger.rows_with_action(*CHAIN_ACTIONS, *REGISTRY_ACTIONS):
@@ -43,13 +44,19 @@ def _checked_append(
     attempted: str,
     purpose: str | None = None,
 ) -> list[entries.SignedEntry]:
-    """Append drafts only if the chain replayed under the write lock accepts each in turn."""
+    """Append drafts only if the chain, replayed inside the append's own write transaction (from
+    its reads, after the lock is taken), accepts each in turn; else refuse, and record it."""
     state: dict[str, tuple[CustodyBook, Registry]] = {}
 
     def decide(writer: LedgerWriter, draft: Draft) -> Draft:
         if "book" not in state:
-            state["book"] = book(archive.ledger)
+            state["book"] = book(writer)
         current, registry = state["book"]
+        if draft.action == "transfer-offer":
+            to = str(draft.details.get("to"))
+            if registry.signer(to, writer.next_seq) is None:
+                reason = f"{registry.name_of(to)} ({to}) is not an enrolled, unrevoked custodian"
+                raise Refusal(reason, message=f"{attempted} refused: {reason}")
         signer = registry.signer(key.key_id, writer.next_seq)
         probe = entries.Entry(
             log=archive.config.origin,
@@ -61,14 +68,13 @@ def _checked_append(
             details=draft.details,
             prev=None,
         )
-        current.apply(probe, signer.role if signer else None)  # ChainError: all roll back
+        try:
+            current.apply(probe, signer.role if signer else None)  # all roll back on a refusal
+        except ChainError as exc:
+            raise Refusal(str(exc), message=f"{attempted} refused: {exc}") from None
         return draft
 
-    try:
-        return archive.append(key, drafts, check_signer=False, decide=decide)
-    except ChainError as exc:
-        archive.record_refusal(key, attempted, str(exc), item=drafts[0].item, purpose=purpose)
-        raise NotPermitted(f"{attempted} refused: {exc}") from None
+    return archive.append(key, drafts, decide=decide, attempted=attempted, purpose=purpose)
 
 
 def offer(
