@@ -505,9 +505,9 @@ def get(
     key = acting_key()
     done = access.get(archive, key, archive.resolve_item(item), purpose, output)
     if as_json:
-        out_json(done)
+        out_json(done.to_json())
     else:
-        say(f"wrote {done['path']} ({done['size']} bytes, SHA-256 verified); access recorded")
+        say(f"wrote {done.path} ({done.size} bytes, SHA-256 verified); access recorded")
 
 
 @app.command()
@@ -541,13 +541,13 @@ def transfer(
     key = acting_key()
     offers = transfers.offer(archive, key, [archive.resolve_item(i) for i in items], to, purpose)
     if as_json:
-        out_json(offers)
+        out_json([o.to_json() for o in offers])
         return
     for text in display.table(["OFFER", "ITEM", "TO"],
-                              [[o["offer"], display.short(o["item"]), f"{o['to_name']} ({o['to'][:12]})"]
+                              [[o.offer, display.short(o.item), f"{o.to_name} ({o.to[:12]})"]
                                for o in offers], right=["OFFER"]):
         say(text)
-    err(f"the receiver accepts with: custody accept {offers[0]['offer']}")
+    err(f"the receiver accepts with: custody accept {offers[0].offer}")
 
 
 @app.command()
@@ -574,12 +574,12 @@ def withdraw(
             "withdrew offer {offer} of {item} (entry {seq})", as_json)
 
 
-def _closed(done: list[dict[str, Any]], line: str, as_json: bool) -> None:
+def _closed(done: list[Any], line: str, as_json: bool) -> None:
     if as_json:
-        out_json(done)
+        out_json([d.to_json() for d in done])
         return
     for d in done:
-        say(line.format(offer=d["offer"], item=d["item"][:16], seq=d["seq"]))
+        say(line.format(offer=d.offer, item=d.item[:16], seq=d.seq))
 
 
 @app.command()
@@ -913,12 +913,13 @@ def witness_add(
     from custody.ops import checkpoints
 
     archive = open_archive()
-    cid, when = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
-                                            witness_key.strip())
+    kept = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
+                                       witness_key.strip())
     if as_json:
-        out_json({"checkpoint": cid, "cosigned_at": when, "witness_key": witness_key.strip()})
+        out_json(kept.to_json())
     else:
-        say(f"kept cosignature of checkpoint #{cid} (made at Unix time {when})")
+        say(f"kept cosignature of checkpoint #{kept.checkpoint} (made at Unix time "
+            f"{kept.cosigned_at})")
 
 
 # Chain-of-custody reports ------------------------------------------------------------------------

@@ -394,7 +394,7 @@ class Ingest:
         """Metadata of the stored object (what is parsed is exactly what is kept)."""
         reader = self._readers.get()
         try:
-            doc = reader.read(self.archive.objects.path(sha256))
+            doc: dict[str, Any] = reader.read(self.archive.objects.path(sha256))
         finally:
             self._readers.put(reader)
         try:
@@ -487,7 +487,15 @@ class _Counting:
         self._on_bytes = on_bytes
 
     def readinto(self, buf: Any) -> int:
-        n = self._raw.readinto(buf)
+        n: int | None
+        if hasattr(self._raw, "readinto"):
+            n = self._raw.readinto(buf)
+        else:  # a stream offering only read() (some upload wrappers)
+            chunk = self._raw.read(len(buf))
+            n = len(chunk)
+            buf[:n] = chunk
+        if n is None:  # a non-blocking stream with nothing yet: never mistaken for its end
+            raise OSError(errno.EAGAIN, "the stream has no data ready (it must be blocking)")
         if n:
             self._on_bytes(n)
         return n

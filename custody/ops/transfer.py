@@ -8,6 +8,7 @@ the ledger's write lock, so two concurrent offers cannot both be recorded.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from custody.core import entry as entries
@@ -77,9 +78,41 @@ def _checked_append(
     return archive.append(key, drafts, decide=decide, attempted=attempted, purpose=purpose)
 
 
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """One item's `transfer-offer` entry: `offer` is its seq; offers made together share `group`."""
+
+    offer: int
+    item: str
+    to: str
+    to_name: str
+    group: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"offer": self.offer, "item": self.item, "to": self.to, "to_name": self.to_name,
+                "group": self.group}
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """One item's accept or withdraw entry `seq` closing offer `offer`; `already` when the same
+    person had done it before (a retry), `seq` then being the entry that did."""
+
+    seq: int | None
+    item: str
+    offer: int
+    already: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "item": self.item, "offer": self.offer}
+        if self.already:
+            out["already"] = True
+        return out
+
+
 def offer(
     archive: Archive, key: SigningKey, items: list[str], to: str, purpose: str
-) -> list[dict[str, Any]]:
+) -> list[Offered]:
     if not purpose.strip():
         raise UsageError("a transfer needs a stated purpose (--purpose TEXT)")
     archive.authorize(key, "transfer-offer", item=items[0], attempted="transfer", purpose=purpose)
@@ -96,19 +129,11 @@ def offer(
         for item in dict.fromkeys(items)
     ]
     signed = _checked_append(archive, key, drafts, "transfer", purpose)
-    return [
-        {
-            "offer": s.entry().seq,
-            "item": s.entry().item,
-            "to": receiver.key_id,
-            "to_name": receiver.name,
-            "group": group,
-        }
-        for s in signed
-    ]
+    return [Offered(s.entry().seq, str(s.entry().item), receiver.key_id, receiver.name, group)
+            for s in signed]
 
 
-def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> list[dict[str, Any]]:
+def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> list[Closed]:
     offers = book(archive.ledger)[0].group(offer_seq)
     if not offers:
         raise NotFound(f"no transfer offer {offer_seq}")
@@ -118,26 +143,23 @@ def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> li
     if not pending and all(o.state == state for o in offers) and closer == key.key_id:
         # The same person repeating the same step (a retry after a crash or a lost reply): it
         # is done already; say which entries did it rather than fail.
-        return [{"seq": o.closed_by, "item": o.item, "offer": o.seq, "already": True}
-                for o in offers]
+        return [Closed(o.closed_by, o.item, o.seq, already=True) for o in offers]
     if not pending:
         raise UsageError(f"offer {offer_seq} is already {offers[0].state}")
     attempted = "accept" if action == "transfer-accept" else "withdraw"
     archive.authorize(key, action, item=pending[0].item, attempted=attempted)
     drafts = [Draft(action, o.item, {"offer": o.seq}) for o in pending]
     signed = _checked_append(archive, key, drafts, attempted)
-    return [
-        {"seq": s.entry().seq, "item": s.entry().item, "offer": s.entry().details["offer"]}
-        for s in signed
-    ]
+    return [Closed(s.entry().seq, str(s.entry().item), int(s.entry().details["offer"]))
+            for s in signed]
 
 
-def accept(archive: Archive, key: SigningKey, offer_seq: int) -> list[dict[str, Any]]:
+def accept(archive: Archive, key: SigningKey, offer_seq: int) -> list[Closed]:
     """Accept offer `offer_seq` and every other pending offer made with it."""
     return _close(archive, key, offer_seq, "transfer-accept")
 
 
-def withdraw(archive: Archive, key: SigningKey, offer_seq: int) -> list[dict[str, Any]]:
+def withdraw(archive: Archive, key: SigningKey, offer_seq: int) -> list[Closed]:
     return _close(archive, key, offer_seq, "transfer-withdraw")
 
 
