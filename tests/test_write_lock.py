@@ -311,3 +311,13 @@ def test_ingest_stream_records_the_claims_of_an_upload(
                           Claims(name="again.jpg"))
     assert again.status == "present" and again.sha256 == done.sha256
     assert audit(archive).problems == []
+
+
+@pytest.mark.parametrize("claimed", ["yesterday", "2016-13-03T09:12:00Z", "2016-10-03 09:12"])
+def test_ingest_stream_refuses_a_claimed_time_that_is_not_rfc3339(claimed: str) -> None:
+    from custody.errors import UsageError
+
+    with pytest.raises(UsageError, match="not an RFC 3339 time"):
+        Claims(name="IMG_0042.JPG", captured_at=claimed)
+    with pytest.raises(UsageError, match="needs the name"):
+        Claims(name="")

@@ -410,7 +410,9 @@ class Refusal(Exception):
     """Raised under the write lock to refuse a draft: `append` rolls back, records a signed
     `refused` entry giving `reason`, and raises NotPermitted(`message` or `reason`)."""
 
-    def __init__(self, reason: str, *, message: str | None = None, item: str | None = None):
+    def __init__(
+        self, reason: str, *, message: str | None = None, item: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.message = message

@@ -11,6 +11,7 @@ import base64
 import errno
 import hashlib
 import os
+import re
 import stat
 import time
 import uuid
@@ -53,6 +54,13 @@ class Claims:
     path: str | None = None
     mtime: str | None = None
     captured_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise UsageError("a stream to ingest needs the name it was sent under")
+        for what, value in (("mtime", self.mtime), ("captured_at", self.captured_at)):
+            if value is not None and not _is_rfc3339(value):
+                raise UsageError(f"claimed {what} {value[:40]!r} is not an RFC 3339 time")
 
     def to_json(self) -> dict[str, str]:
         out = claimed_name(self.name, "name")
@@ -198,6 +206,20 @@ def _open_regular(path: Path) -> tuple[Any, os.stat_result] | str:
         return f"not a regular file when opened ({_kind(st.st_mode)})"
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb"), st
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _is_rfc3339(text: str) -> bool:
+    """An RFC 3339 date-time (a claim may keep the offset its sender gave)."""
+    if not _RFC3339.fullmatch(text):
+        return False
+    try:  # the fields in range (no month 13); fractions beyond microseconds are not Python's
+        datetime.fromisoformat(re.sub(r"\.(\d{1,6})\d*", r".\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _rfc3339(ts: float) -> str:

@@ -45,7 +45,8 @@ def _load_state(path: Path) -> dict[str, Any]:
         state = canonical.load_json(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CustodyError(f"witness state {path} is unreadable: {exc}") from None
-    if state.get("version") != STATE_VERSION or not isinstance(state.get("logs"), dict):
+    if (not isinstance(state, dict) or state.get("version") != STATE_VERSION
+            or not isinstance(state.get("logs"), dict)):
         raise CustodyError(f"witness state {path} is not a version {STATE_VERSION} state file")
     return state
 
