@@ -321,3 +321,33 @@ def test_ingest_stream_refuses_a_claimed_time_that_is_not_rfc3339(claimed: str) 
         Claims(name="IMG_0042.JPG", captured_at=claimed)
     with pytest.raises(UsageError, match="needs the name"):
         Claims(name="")
+
+
+class _Dropped(io.RawIOBase):
+    """An upload whose connection drops after a few bytes."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.sent:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        self.sent = True
+        buf[:5] = b"\xff\xd8\xff\xe0\x00"
+        return 5
+
+
+def test_ingest_stream_that_drops_records_nothing(
+    stocked: tuple[Archive, str], bob: SigningKey
+) -> None:
+    from custody.errors import CustodyError
+
+    archive, _ = stocked
+    size = archive.ledger.size()
+    with pytest.raises(CustodyError, match="IMG_0042.JPG could not be read: Connection reset"):
+        ingest_stream(archive, bob, None, _Dropped(), Claims(name="IMG_0042.JPG"))
+    assert archive.ledger.size() == size
+    assert not list((archive.root / "objects" / "tmp").iterdir())

@@ -254,7 +254,8 @@ class Archive:
         rewrite a draft (ingest: a first ingest or a sighting) or refuse it by raising Refusal.
         A refusal rolls the whole batch back, is recorded as a signed `refused` entry (named
         `attempted`, with `purpose`) in a transaction of its own, and raises NotPermitted.
-        `check_signer=False` is for entry 0 only, which the archive key signs before any registry.
+        `check_signer=False` skips the signer and role checks: entry 0 needs it (the archive key
+        signs it before there is a registry); nothing else in custody passes it.
         """
         now = now or utc_now()
         out: list[entries.SignedEntry] = []

@@ -325,6 +325,9 @@ class Ingest:
                 full = isinstance(exc, StoreFull)
                 why = "the disk holding the archive is full" if full else str(exc)
                 raise self._stopped(why, [], full, claims.shown()) from None
+            except OSError as exc:  # the stream itself failed (a dropped upload): nothing kept
+                raise CustodyError(f"{claims.shown()} could not be read: "
+                                   f"{exc.strerror or exc}; nothing was recorded") from None
             self._commit_or_stop([])
         finally:
             self._pool.shutdown()
