@@ -314,13 +314,17 @@ def test_ingest_stream_records_the_claims_of_an_upload(
 
 
 @pytest.mark.parametrize("claimed", ["yesterday", "2016-13-03T09:12:00Z", "2016-10-03 09:12"])
-def test_ingest_stream_refuses_a_claimed_time_that_is_not_rfc3339(claimed: str) -> None:
+def test_ingest_stream_refuses_a_claimed_time_that_is_not_rfc3339(
+    archive: Archive, alice: SigningKey, claimed: str
+) -> None:
     from custody.errors import UsageError
 
+    upload = io.BytesIO(b"\xff\xd8\xff\xe0")
     with pytest.raises(UsageError, match="not an RFC 3339 time"):
-        Claims(name="IMG_0042.JPG", captured_at=claimed)
+        ingest_stream(archive, alice, None, upload, Claims("IMG_0042.JPG", captured_at=claimed))
     with pytest.raises(UsageError, match="needs the name"):
-        Claims(name="")
+        ingest_stream(archive, alice, None, upload, Claims(name=""))
+    assert archive.ledger.size() == 1 and upload.tell() == 0  # nothing read, nothing recorded
 
 
 class _Dropped(io.RawIOBase):

@@ -55,7 +55,8 @@ class Claims:
     mtime: str | None = None
     captured_at: str | None = None
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Refuse claims a sender got wrong (the file system's are recorded as they come)."""
         if not self.name:
             raise UsageError("a stream to ingest needs the name it was sent under")
         for what, value in (("mtime", self.mtime), ("captured_at", self.captured_at)):
@@ -317,6 +318,7 @@ class Ingest:
 
     def run_stream(self, stream: BinaryIO, claims: Claims) -> FileResult:
         """Ingest one stream (an upload): stored, its metadata read, its entry committed."""
+        claims.check()
         self._begin()
         try:
             try:
