@@ -347,6 +347,20 @@ class LedgerWriter:
             is not None
         )
 
+    def rows_with_action(self, *actions: str) -> list[EntryRow]:
+        """Rows of these actions as this transaction sees them (decisions taken under the lock)."""
+        marks = ", ".join("?" for _ in actions)
+        cur = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM entries WHERE action IN ({marks}) ORDER BY seq", actions
+        )
+        return [_row(r) for r in cur]
+
+    def rows_for_item(self, item: str) -> list[EntryRow]:
+        cur = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM entries WHERE item = ? ORDER BY seq", (item,)
+        )
+        return [_row(r) for r in cur]
+
     def get_node(self, level: int, idx: int) -> bytes:
         r = self._conn.execute(
             "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, idx)

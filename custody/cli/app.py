@@ -33,7 +33,7 @@ from custody.errors import (
 )
 from custody.metadata.isolation import harden_process
 from custody.ops import items as views
-from custody.ops.archive import Archive, Draft, custodian_json, default_archive_path
+from custody.ops.archive import Archive, default_archive_path
 from custody.ops.keyfiles import (
     change_passphrase,
     check_archive_passphrase,
@@ -219,6 +219,8 @@ def enroll(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """An admin enrols another custodian's public key with a role."""
+    from custody.ops import custodians
+
     if role not in ROLES:
         raise UsageError(f"unknown role '{role}': choose one of {', '.join(ROLES)}")
     archive = open_archive()
@@ -227,16 +229,11 @@ def enroll(
         public = PublicKey(raw=public.raw, name=name)
     if not public.name:
         raise UsageError("the public key has no name: pass --name")
-    admin = acting_key()
-    archive.authorize(admin, "enroll")
-    draft = Draft(action="enroll", item=None,
-                  details={"custodian": custodian_json(public), "role": role})
-    signed = archive.append(admin, [draft], check_signer=False)[0]
-    info = {"seq": signed.entry().seq, "key_id": public.key_id, "name": public.name, "role": role}
+    done = custodians.enroll(archive, acting_key(), public, role)
     if as_json:
-        out_json(info)
+        out_json(done.to_json())
     else:
-        say(f"enrolled {public.name} ({public.key_id}) as {role} in entry {info['seq']}")
+        say(f"enrolled {done.name} ({done.key_id}) as {done.role} in entry {done.seq}")
 
 
 # Ingest and views ------------------------------------------------------------------------------
@@ -463,13 +460,13 @@ def verify(
             raise VerificationFailed([f"{path}: {p}" for p in exc.problems]) from None
     report = audit(archive, target, external=external, objects=not ledger_only)
     if record:
-        key = acting_key()
-        archive.authorize(key, "verification", item=target)
-        details = {"ok": report.ok, "problems": len(report.problems), "entries": report.entries,
-                   "objects": report.objects, "scope": "item" if target else "archive"}
-        seq = archive.append(key, [Draft("verification", target, details)],
-                             check_signer=False)[0].entry().seq
-        err(f"recorded as entry {seq}")
+        from custody.ops.verification import record_verification
+
+        recorded = record_verification(
+            archive, acting_key(), target, ok=report.ok, problems=len(report.problems),
+            entries=report.entries, objects=report.objects,
+        )
+        err(f"recorded as entry {recorded.seq}")
     if as_json:
         out_json(report.to_json())
     else:
@@ -508,9 +505,9 @@ def get(
     key = acting_key()
     done = access.get(archive, key, archive.resolve_item(item), purpose, output)
     if as_json:
-        out_json(done)
+        out_json(done.to_json())
     else:
-        say(f"wrote {done['path']} ({done['size']} bytes, SHA-256 verified); access recorded")
+        say(f"wrote {done.path} ({done.size} bytes, SHA-256 verified); access recorded")
 
 
 @app.command()
@@ -520,22 +517,14 @@ def revoke(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """An admin revokes a custodian: their past entries stay valid, new ones are refused."""
+    from custody.ops import custodians
+
     archive = open_archive()
-    admin = acting_key()
-    target = archive.resolve_custodian(key_id)
-    if not reason.strip():
-        raise UsageError("a revocation needs a --reason")
-    archive.authorize(admin, "revoke", attempted="revoke")
-    if target.revoked_seq is not None:
-        raise UsageError(f"{target.name} was already revoked in entry {target.revoked_seq}")
-    draft = Draft("revoke", None, {"key_id": target.key_id, "name": target.name,
-                                   "reason": reason.strip()})
-    seq = archive.append(admin, [draft], check_signer=False)[0].entry().seq
+    done = custodians.revoke(archive, acting_key(), key_id, reason)
     if as_json:
-        out_json({"entries": [seq], "key_id": target.key_id, "name": target.name,
-                  "reason": reason.strip()})
+        out_json(done.to_json())
     else:
-        say(f"revoked {target.name} ({target.key_id}) in entry {seq}")
+        say(f"revoked {done.name} ({done.key_id}) in entry {done.seq}")
 
 
 @app.command()
@@ -552,13 +541,13 @@ def transfer(
     key = acting_key()
     offers = transfers.offer(archive, key, [archive.resolve_item(i) for i in items], to, purpose)
     if as_json:
-        out_json(offers)
+        out_json([o.to_json() for o in offers])
         return
     for text in display.table(["OFFER", "ITEM", "TO"],
-                              [[o["offer"], display.short(o["item"]), f"{o['to_name']} ({o['to'][:12]})"]
+                              [[o.offer, display.short(o.item), f"{o.to_name} ({o.to[:12]})"]
                                for o in offers], right=["OFFER"]):
         say(text)
-    err(f"the receiver accepts with: custody accept {offers[0]['offer']}")
+    err(f"the receiver accepts with: custody accept {offers[0].offer}")
 
 
 @app.command()
@@ -585,12 +574,12 @@ def withdraw(
             "withdrew offer {offer} of {item} (entry {seq})", as_json)
 
 
-def _closed(done: list[dict[str, Any]], line: str, as_json: bool) -> None:
+def _closed(done: list[Any], line: str, as_json: bool) -> None:
     if as_json:
-        out_json(done)
+        out_json([d.to_json() for d in done])
         return
     for d in done:
-        say(line.format(offer=d["offer"], item=d["item"][:16], seq=d["seq"]))
+        say(line.format(offer=d.offer, item=d.item[:16], seq=d.seq))
 
 
 @app.command()
@@ -826,9 +815,7 @@ def prove(
             raise UsageError("--entry must be 0 or more")
         result = checkpoints.inclusion(archive, entry, against_note)
     else:
-        sha = archive.resolve_item(item)
-        result = {"item": sha, "proofs": [checkpoints.inclusion(archive, r.seq, against_note)
-                                          for r in archive.ledger.rows_for_item(sha)]}
+        result = checkpoints.prove_item(archive, archive.resolve_item(item), against_note).to_json()
     if output is None:
         out_json(result)  # the proof bundle is the command's JSON document, --json or not
         return
@@ -926,12 +913,13 @@ def witness_add(
     from custody.ops import checkpoints
 
     archive = open_archive()
-    cid, when = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
-                                            witness_key.strip())
+    kept = checkpoints.add_cosignature(archive, read_text_arg(cosigned, "checkpoint"),
+                                       witness_key.strip())
     if as_json:
-        out_json({"checkpoint": cid, "cosigned_at": when, "witness_key": witness_key.strip()})
+        out_json(kept.to_json())
     else:
-        say(f"kept cosignature of checkpoint #{cid} (made at Unix time {when})")
+        say(f"kept cosignature of checkpoint #{kept.checkpoint} (made at Unix time "
+            f"{kept.cosigned_at})")
 
 
 # Chain-of-custody reports ------------------------------------------------------------------------

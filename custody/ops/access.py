@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,25 @@ def content(
     if not archive.ledger.rows_for_item(item):
         raise NotFound(f"no item {item} in this archive")
     details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
-    archive.append(key, [Draft("access", item, details)], check_signer=False)
+    archive.append(key, [Draft("access", item, details)], attempted=kind, purpose=purpose)
     with archive.objects.open_verified(item) as reader:
         yield reader
 
 
-def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """A logged, verified copy of an item's content written to `path`."""
+
+    item: str
+    path: str
+    size: int
+    purpose: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item": self.item, "path": self.path, "size": self.size, "purpose": self.purpose}
+
+
+def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path) -> Copied:
     """Copy an item's content to `output` (never over an existing file), verified as it is copied.
 
     The copy is written beside `output` under a temporary name and renamed into place only once
@@ -68,4 +82,4 @@ def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path
         raise CustodyError(f"{output} appeared while copying; left it alone") from None
     finally:
         partial.unlink(missing_ok=True)
-    return {"item": item, "path": str(output), "size": size, "purpose": purpose.strip()}
+    return Copied(item, str(output), size, purpose.strip())

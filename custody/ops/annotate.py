@@ -34,7 +34,7 @@ def _items_exist(archive: Archive, items: list[str]) -> None:
 
 def _append(archive: Archive, key: SigningKey, action: str, drafts: list[Draft]) -> list[int]:
     archive.authorize(key, action, item=drafts[0].item)
-    return [s.entry().seq for s in archive.append(key, drafts, check_signer=False)]
+    return [s.entry().seq for s in archive.append(key, drafts, attempted=action)]
 
 
 def _superseded(archive: Archive, seq: int | None, action: str, match: dict[str, Any]) -> None:

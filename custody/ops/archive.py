@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -241,23 +241,40 @@ class Archive:
         *,
         now: str | None = None,
         check_signer: bool = True,
-        decide: Any = None,
+        decide: Decide | None = None,
+        attempted: str | None = None,
+        purpose: str | None = None,
     ) -> list[entries.SignedEntry]:
         """Sign and append drafts in one transaction: all land or none do.
 
-        `decide(writer, draft) -> Draft` may rewrite a draft inside the transaction, after the log
-        is locked (ingest uses it to tell a first ingest from a sighting without a race).
+        Every decision is taken under the write lock (`BEGIN IMMEDIATE`), from the transaction's
+        own reads, so nothing committed in between can make an entry verify would reject: the
+        signer must be enrolled and not revoked (else NotPermitted and no entry: it could not sign
+        one), its role must allow each draft's action, and `decide(writer, draft) -> Draft` may
+        rewrite a draft (ingest: a first ingest or a sighting) or refuse it by raising Refusal.
+        A refusal rolls the whole batch back, is recorded as a signed `refused` entry (named
+        `attempted`, with `purpose`) in a transaction of its own, and raises NotPermitted.
+        `check_signer=False` skips the signer and role checks: entry 0 needs it (the archive key
+        signs it before there is a registry); nothing else in custody passes it.
         """
-        if check_signer:
-            self._active(key)
         now = now or utc_now()
         out: list[entries.SignedEntry] = []
-        with self.writing() as writer:
-            for draft in drafts:
-                if decide is not None:
-                    draft = decide(writer, draft)
-                signed = self._append_one(writer, key, draft, now)
-                out.append(signed)
+        try:
+            with self.writing() as writer:
+                who = self._active(key, writer) if check_signer else None
+                for draft in drafts:
+                    if who is not None:
+                        _check_role(who, draft.action, attempted)
+                    if decide is not None:
+                        draft = decide(writer, draft)
+                    if who is not None:
+                        _check_role(who, draft.action, attempted)  # as decided
+                    out.append(self._append_one(writer, key, draft, now))
+        except Refusal as refusal:
+            item = refusal.item or (drafts[0].item if drafts else None)
+            what = attempted or (drafts[0].action if drafts else "append")
+            self.record_refusal(key, what, refusal.reason, item=item, purpose=purpose)
+            raise NotPermitted(refusal.message or refusal.reason) from None
         return out
 
     @contextmanager
@@ -321,17 +338,18 @@ class Archive:
     ) -> Custodian:
         """The acting custodian, if their role may sign `action`; else refuse, and record it.
 
+        An early answer, so that no work is done for someone who will be refused: the decision
+        that counts is taken again by `append`, under the write lock, as the entry is signed.
         A refusal of an enrolled custodian is itself an entry (signed by them: attempts matter in
         an audit). An unknown or revoked key is refused without an entry: it could not sign one.
         """
         who = self._active(key)
-        if not permissions.may(who.role, action):
-            reason = (
-                f"{who.name} has role '{who.role}', which may not {attempted or action} "
-                f"(needs {' or '.join(permissions.roles_for(action))})"
-            )
-            self.record_refusal(key, attempted or action, reason, item=item, purpose=purpose)
-            raise NotPermitted(reason)
+        try:
+            _check_role(who, action, attempted)
+        except Refusal as refusal:
+            self.record_refusal(key, attempted or action, refusal.reason, item=item,
+                                purpose=purpose)
+            raise NotPermitted(refusal.reason) from None
         return who
 
     def record_refusal(
@@ -343,8 +361,10 @@ class Archive:
         item: str | None = None,
         purpose: str | None = None,
     ) -> None:
+        """A signed `refused` entry, in its own transaction. The signer is checked under the lock
+        like any other: a key revoked meanwhile gets NotPermitted and no entry."""
         details = {"attempted": attempted, "reason": reason, "purpose": purpose}
-        self.append(key, [Draft("refused", item, details)], check_signer=False)
+        self.append(key, [Draft("refused", item, details)])
 
     def resolve_custodian(self, ref: str) -> Custodian:
         """An enrolled custodian by key id, a unique prefix of 8+ hex digits, or exact name."""
@@ -362,9 +382,10 @@ class Archive:
             raise UsageError(f"{ref!r} names more than one custodian; give more of the key id")
         return found[0]
 
-    def _active(self, key: SigningKey) -> Custodian:
-        reg = self.registry()
-        who = reg.by_id.get(key.key_id)
+    def _active(self, key: SigningKey, writer: LedgerWriter | None = None) -> Custodian:
+        """The custodian `key` belongs to, if it may sign now; with `writer`, decided from the
+        write transaction's own reads (what the entry about to be appended will be judged by)."""
+        who = registry_of(writer or self.ledger).by_id.get(key.key_id)
         if who is None or who.role == ARCHIVE_ROLE:
             raise NotPermitted(
                 f"key {key.key_id} ({key.public.name or 'unnamed'}) is not enrolled in this "
@@ -376,6 +397,38 @@ class Archive:
                 f"key {key.key_id} ({who.name}) was revoked in entry {who.revoked_seq}"
             )
         return who
+
+
+def registry_of(ledger: LedgerStore | LedgerWriter) -> Registry:
+    """Custodians as the ledger (or a write transaction, seeing its own reads) holds them now."""
+    reg = Registry()
+    for row in ledger.rows_with_action(*REGISTRY_ACTIONS):
+        reg.apply(entries.parse(row.body))
+    return reg
+
+
+class Refusal(Exception):
+    """Raised under the write lock to refuse a draft: `append` rolls back, records a signed
+    `refused` entry giving `reason`, and raises NotPermitted(`message` or `reason`)."""
+
+    def __init__(
+        self, reason: str, *, message: str | None = None, item: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message = message
+        self.item = item
+
+
+Decide = Callable[[LedgerWriter, Draft], Draft]
+
+
+def _check_role(who: Custodian, action: str, attempted: str | None) -> None:
+    if not permissions.may(who.role, action):
+        raise Refusal(
+            f"{who.name} has role '{who.role}', which may not {attempted or action} "
+            f"(needs {' or '.join(permissions.roles_for(action))})"
+        )
 
 
 def signed_config(row: EntryRow | None) -> ArchiveConfig | None:

@@ -99,6 +99,23 @@ def inclusion(archive: Archive, seq: int, checkpoint_note: str | None = None) ->
     return proofs.inclusion_bundle(checkpoint_note, seq, row.body, row.signature, path)
 
 
+@dataclass(frozen=True, slots=True)
+class ItemProofs:
+    """Inclusion bundles of every entry of one item, against one checkpoint."""
+
+    item: str
+    proofs: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item": self.item, "proofs": list(self.proofs)}
+
+
+def prove_item(archive: Archive, item: str, checkpoint_note: str | None = None) -> ItemProofs:
+    """Inclusion proofs of each of `item`'s entries (given checkpoint, or the latest covering)."""
+    rows = archive.ledger.rows_for_item(item)
+    return ItemProofs(item, tuple(inclusion(archive, r.seq, checkpoint_note) for r in rows))
+
+
 def consistency(archive: Archive, old_note: str, new_note: str | None = None) -> dict[str, Any]:
     """A consistency bundle from an old checkpoint to a newer one (or the latest kept)."""
     v = verifier(archive)
@@ -148,8 +165,22 @@ def add_timestamp(archive: Archive, row: CheckpointRow, url: str, certificates_p
     return ts
 
 
-def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> tuple[int, int]:
-    """Keep a witness's cosignature of a checkpoint this archive issued; returns (id, time)."""
+@dataclass(frozen=True, slots=True)
+class KeptCosignature:
+    """A witness's cosignature kept beside checkpoint #`checkpoint`, made at `cosigned_at`
+    (Unix time, as the cosignature states it)."""
+
+    checkpoint: int
+    cosigned_at: int
+    witness_key: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "cosigned_at": self.cosigned_at,
+                "witness_key": self.witness_key}
+
+
+def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> KeptCosignature:
+    """Keep a witness's cosignature of a checkpoint this archive issued."""
     from custody.ops import witness
 
     text, block = note.split_note(cosigned_note)
@@ -174,7 +205,7 @@ def add_cosignature(archive: Archive, cosigned_note: str, witness_key: str) -> t
     record = {"witness_key": witness_key, "line": lines[0]}
     with archive.writing() as w:
         w.put_checkpoint_extra(row.id, "cosignature", json.dumps(record, sort_keys=True), utc_now())
-    return row.id, verified.timestamp or 0
+    return KeptCosignature(row.id, verified.timestamp or 0, witness_key)
 
 
 def check_extras(archive: Archive, problems: list[str], notices: list[str]) -> None:

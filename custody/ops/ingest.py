@@ -11,6 +11,7 @@ import base64
 import errno
 import hashlib
 import os
+import re
 import stat
 import time
 import uuid
@@ -41,6 +42,39 @@ class Found:
 
     path: Path
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What the file system or an uploader says of a file, recorded in its entry's `source` as
+    claims, not truth: its original name, the path it was read from, its modification time
+    (RFC 3339), and a capture time the uploader claims. Only what is given is recorded."""
+
+    name: str
+    path: str | None = None
+    mtime: str | None = None
+    captured_at: str | None = None
+
+    def check(self) -> None:
+        """Refuse claims a sender got wrong (the file system's are recorded as they come)."""
+        if not self.name:
+            raise UsageError("a stream to ingest needs the name it was sent under")
+        for what, value in (("mtime", self.mtime), ("captured_at", self.captured_at)):
+            if value is not None and not _is_rfc3339(value):
+                raise UsageError(f"claimed {what} {value[:40]!r} is not an RFC 3339 time")
+
+    def to_json(self) -> dict[str, str]:
+        out = claimed_name(self.name, "name")
+        if self.path is not None:
+            out.update(claimed_name(self.path, "path"))
+        if self.mtime is not None:
+            out["mtime"] = self.mtime
+        if self.captured_at is not None:
+            out["captured_at"] = self.captured_at
+        return out
+
+    def shown(self) -> str:
+        return shown(self.path if self.path is not None else self.name)
 
 
 @dataclass(slots=True)
@@ -175,6 +209,20 @@ def _open_regular(path: Path) -> tuple[Any, os.stat_result] | str:
     return os.fdopen(fd, "rb"), st
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _is_rfc3339(text: str) -> bool:
+    """An RFC 3339 date-time (a claim may keep the offset its sender gave)."""
+    if not _RFC3339.fullmatch(text):
+        return False
+    try:  # the fields in range (no month 13); fractions beyond microseconds are not Python's
+        datetime.fromisoformat(re.sub(r"\.(\d{1,6})\d*", r".\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -191,11 +239,23 @@ class _Pending:
             return
         doc = self.metadata.result()
         self.metadata = None
+        self.fold(doc)
+
+    def fold(self, doc: dict[str, Any]) -> None:
         body = canonical.encode(doc)
         details = dict(self.draft.details, mime=doc.get("mime"), metadata_sha256=_sha256_hex(body))
         self.draft = Draft(self.draft.action, self.draft.item, details, metadata=body)
         self.result.mime = doc.get("mime")
         self.result.metadata_errors = list(doc.get("errors", []))
+
+
+class _NeedsMetadata(Exception):
+    """Raised under the write lock for a first ingest whose metadata was not read: the batch
+    rolls back, the document is read with the lock released, and the batch is tried again."""
+
+    def __init__(self, draft: Draft) -> None:
+        super().__init__(draft.item)
+        self.draft = draft
 
 
 class Ingest:
@@ -232,9 +292,9 @@ class Ingest:
         self._batch_started = time.monotonic()
 
     def run(self, files: list[Found]) -> IngestReport:
-        if self.case is not None and not self.case.strip():
-            raise UsageError("--case must not be empty")
-        self.archive.authorize(self.key, "ingest")
+        """Ingest files found by a walk: each is opened and given to `add` with what the file
+        system claims of it (name, path, mtime)."""
+        self._begin()
         try:
             for i, found in enumerate(files):
                 try:
@@ -256,6 +316,30 @@ class Ingest:
             self._pool.shutdown()
         return self.report
 
+    def run_stream(self, stream: BinaryIO, claims: Claims) -> FileResult:
+        """Ingest one stream (an upload): stored, its metadata read, its entry committed."""
+        claims.check()
+        self._begin()
+        try:
+            try:
+                result = self.add(stream, claims)
+            except ObjectWriteError as exc:
+                full = isinstance(exc, StoreFull)
+                why = "the disk holding the archive is full" if full else str(exc)
+                raise self._stopped(why, [], full, claims.shown()) from None
+            except OSError as exc:  # the stream itself failed (a dropped upload): nothing kept
+                raise CustodyError(f"{claims.shown()} could not be read: "
+                                   f"{exc.strerror or exc}; nothing was recorded") from None
+            self._commit_or_stop([])
+        finally:
+            self._pool.shutdown()
+        return result
+
+    def _begin(self) -> None:
+        if self.case is not None and not self.case.strip():
+            raise UsageError("--case must not be empty")
+        self.archive.authorize(self.key, "ingest")  # early: the lock decides again per batch
+
     def _commit_or_stop(self, rest: list[Found]) -> None:
         try:
             self._commit()
@@ -264,10 +348,13 @@ class Ingest:
         except ArchiveError as exc:
             raise self._stopped(exc.message, rest, False) from None
 
-    def _stopped(self, why: str, rest: list[Found], full: bool) -> CustodyError:
+    def _stopped(
+        self, why: str, rest: list[Found], full: bool, stream: str | None = None
+    ) -> CustodyError:
         """One line saying what was not recorded: the uncommitted batch and every file after it.
         Their objects may stay stored (whole, never partial); a later ingest records them."""
         left = [p.result.path for p in self._pending] + [shown(f.path) for f in rest]
+        left += [stream] if stream is not None else []
         recorded = self.report.count("new") + self.report.count("present")
         what = left[0] + (f" and {len(left) - 1} file(s) after it" if len(left) > 1 else "")
         message = (
@@ -287,25 +374,27 @@ class Ingest:
                 self.on_skip(skip)
                 return
             stream, st = opened
+            claims = Claims(name=found.path.name, path=str(found.path.absolute()),
+                            mtime=_rfc3339(st.st_mtime))
             with stream:
-                # put only calls readinto, which _Counting passes through
-                counted = cast(BinaryIO, _Counting(stream, self.on_bytes))
-                put = self.archive.objects.put(counted)
+                self.add(stream, claims, shown_as=result.path)
         except OSError as exc:  # the source could not be read (writes raise ObjectWriteError)
             result.error = exc.strerror or str(exc)
             self.report.files.append(result)
             self.on_file(result)
-            return
+
+    def add(self, stream: BinaryIO, claims: Claims, *, shown_as: str | None = None) -> FileResult:
+        """Store one stream and queue its entry for the next batch (its metadata is read while
+        later files are stored). The result is filled in once the batch commits."""
+        result = FileResult(path=shown_as or claims.shown(), status="failed")
+        # put only calls readinto, which _Counting passes through
+        put = self.archive.objects.put(cast(BinaryIO, _Counting(stream, self.on_bytes)))
         digests = put.digests
         result.sha256, result.size = digests.sha256, digests.size
         details: dict[str, Any] = {
             "digests": {k: v for k, v in digests.as_dict().items() if k != "size"},
             "size": digests.size,
-            "source": {  # what the filesystem claimed at ingest: claims, not truth
-                **claimed_name(found.path.name, "name"),
-                **claimed_name(found.path.absolute(), "path"),
-                "mtime": _rfc3339(st.st_mtime),
-            },
+            "source": claims.to_json(),  # what the filesystem or uploader claimed: not truth
             "case": self.case,
             "note": self.note,
             "batch": self.report.batch,
@@ -318,6 +407,7 @@ class Ingest:
             reading = self._pool.submit(self._read_metadata, digests.sha256)
         draft = Draft(action="ingest", item=digests.sha256, details=details)
         self._pending.append(_Pending(result, draft, reading))
+        return result
 
     def _recorded_or_being_read(self, sha256: str) -> bool:
         """True if this content needs no metadata reading: it is recorded already (this file will
@@ -350,35 +440,19 @@ class Ingest:
             return
         pending = self._pending
         for p in pending:
-            p.settle()
-        ingested_now: set[str] = set()
-
-        def decide(writer: LedgerWriter, draft: Draft) -> Draft:
-            # Under the ledger's write lock: a second copy of content already ingested (by this
-            # run or by a concurrent one) becomes a sighting and stores no second metadata doc.
-            item = draft.item or ""
-            if item in ingested_now or any(writer.has_action(item, a) for a in FIRST_RECORD):
-                details = {
-                    k: v for k, v in draft.details.items() if k not in ("mime", "metadata_sha256")
-                }
-                return Draft(action="sighting", item=item, details=details)
-            ingested_now.add(item)
-            if draft.metadata is None:  # its reading was skipped as recorded elsewhere: read now
-                doc = canonical.encode(self._read_metadata(item))
-                details = dict(draft.details, mime=canonical.decode(doc).get("mime"),
-                               metadata_sha256=_sha256_hex(doc))
-                draft = Draft("ingest", item, details, metadata=doc)
-            found = writer.metadata(item)
-            if found is not None and found != draft.metadata:
-                # A row no entry signed (planted: rows are written only with their entry). It is
-                # never signed as extracted: set aside (kept) by put_metadata, named here.
-                details = dict(draft.details, metadata_set_aside=_sha256_hex(found))
-                draft = Draft("ingest", item, details, metadata=draft.metadata)
-            return draft
-
-        signed = self.archive.append(
-            self.key, [p.draft for p in pending], decide=decide, check_signer=False
-        )
+            p.settle()  # every reading finishes before the write lock is taken
+        while True:
+            try:
+                signed = self.archive.append(
+                    self.key, [p.draft for p in pending], decide=self._decider(),
+                    attempted="ingest",
+                )
+                break
+            except _NeedsMetadata as need:
+                # No child process ever runs under the write lock (the reader may take its
+                # whole time limit): read it now, unlocked, and try the batch again.
+                late = next(p for p in pending if p.draft is need.draft)
+                late.fold(self._read_metadata(need.draft.item or ""))
         self._pending = []  # committed: only now is each file reported as stored
         for p, s in zip(pending, signed, strict=True):
             e = s.entry()
@@ -390,6 +464,48 @@ class Ingest:
             self.on_file(p.result)
         self._batch_started = time.monotonic()
 
+    def _decider(self) -> Callable[[LedgerWriter, Draft], Draft]:
+        """What runs under the write lock for each draft: it only reads the transaction and
+        decides, a first ingest or a sighting; it never reads a file or starts a process."""
+        ingested_now: set[str] = set()
+
+        def decide(writer: LedgerWriter, draft: Draft) -> Draft:
+            # A second copy of content already ingested (by this run or by a concurrent one)
+            # becomes a sighting and stores no second metadata doc.
+            item = draft.item or ""
+            if item in ingested_now or any(writer.has_action(item, a) for a in FIRST_RECORD):
+                details = {
+                    k: v for k, v in draft.details.items() if k not in ("mime", "metadata_sha256")
+                }
+                return Draft(action="sighting", item=item, details=details)
+            if draft.metadata is None:  # its reading was skipped as recorded elsewhere
+                raise _NeedsMetadata(draft)
+            ingested_now.add(item)
+            found = writer.metadata(item)
+            if found is not None and found != draft.metadata:
+                # A row no entry signed (planted: rows are written only with their entry). It is
+                # never signed as extracted: set aside (kept) by put_metadata, named here.
+                details = dict(draft.details, metadata_set_aside=_sha256_hex(found))
+                draft = Draft("ingest", item, details, metadata=draft.metadata)
+            return draft
+
+        return decide
+
+
+def ingest_stream(
+    archive: Archive,
+    key: SigningKey,
+    reader: Any,
+    stream: BinaryIO,
+    claims: Claims,
+    *,
+    case: str | None = None,
+    note: str | None = None,
+) -> FileResult:
+    """Ingest one binary stream (what an upload service receives) with what its sender claims
+    of it: the same store, metadata reading, decisions and entry as a file given by path."""
+    return Ingest(archive, key, reader, case=case, note=note).run_stream(stream, claims)
+
 
 class _Counting:
     """Passes reads through and reports how many bytes went by (for the progress bar)."""
@@ -399,7 +515,15 @@ class _Counting:
         self._on_bytes = on_bytes
 
     def readinto(self, buf: Any) -> int:
-        n: int = self._raw.readinto(buf)
+        n: int | None
+        if hasattr(self._raw, "readinto"):
+            n = self._raw.readinto(buf)
+        else:  # a stream offering only read() (some upload wrappers)
+            chunk = self._raw.read(len(buf))
+            n = len(chunk)
+            buf[:n] = chunk
+        if n is None:  # a non-blocking stream with nothing yet: never mistaken for its end
+            raise OSError(errno.EAGAIN, "the stream has no data ready (it must be blocking)")
         if n:
             self._on_bytes(n)
         return n

@@ -8,6 +8,7 @@ the ledger's write lock, so two concurrent offers cannot both be recorded.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from custody.core import entry as entries
@@ -15,15 +16,16 @@ from custody.core.chain import ChainError, CustodyBook, Offer
 from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
-from custody.ops.archive import Archive, Draft
+from custody.ops.archive import Archive, Draft, Refusal
 from store.ledger import LedgerStore, LedgerWriter
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
-def book(ledger: LedgerStore) -> tuple[CustodyBook, Registry]:
+def book(ledger: LedgerStore | LedgerWriter) -> tuple[CustodyBook, Registry]:
     """The chain of custody of every item, replayed from the log with the registry beside it
-    (the first holder depends on the ingester's role at the time)."""
+    (the first holder depends on the ingester's role at the time). Given the write transaction's
+    writer, it is the log as the entry about to be appended will be judged by."""
     b = CustodyBook()
     registry = Registry()
     for row in ledger.rows_with_action(*CHAIN_ACTIONS, *REGISTRY_ACTIONS):
@@ -43,13 +45,19 @@ def _checked_append(
     attempted: str,
     purpose: str | None = None,
 ) -> list[entries.SignedEntry]:
-    """Append drafts only if the chain replayed under the write lock accepts each in turn."""
+    """Append drafts only if the chain, replayed inside the append's own write transaction (from
+    its reads, after the lock is taken), accepts each in turn; else refuse, and record it."""
     state: dict[str, tuple[CustodyBook, Registry]] = {}
 
     def decide(writer: LedgerWriter, draft: Draft) -> Draft:
         if "book" not in state:
-            state["book"] = book(archive.ledger)
+            state["book"] = book(writer)
         current, registry = state["book"]
+        if draft.action == "transfer-offer":
+            to = str(draft.details.get("to"))
+            if registry.signer(to, writer.next_seq) is None:
+                reason = f"{registry.name_of(to)} ({to}) is not an enrolled, unrevoked custodian"
+                raise Refusal(reason, message=f"{attempted} refused: {reason}")
         signer = registry.signer(key.key_id, writer.next_seq)
         probe = entries.Entry(
             log=archive.config.origin,
@@ -61,19 +69,50 @@ def _checked_append(
             details=draft.details,
             prev=None,
         )
-        current.apply(probe, signer.role if signer else None)  # ChainError: all roll back
+        try:
+            current.apply(probe, signer.role if signer else None)  # all roll back on a refusal
+        except ChainError as exc:
+            raise Refusal(str(exc), message=f"{attempted} refused: {exc}") from None
         return draft
 
-    try:
-        return archive.append(key, drafts, check_signer=False, decide=decide)
-    except ChainError as exc:
-        archive.record_refusal(key, attempted, str(exc), item=drafts[0].item, purpose=purpose)
-        raise NotPermitted(f"{attempted} refused: {exc}") from None
+    return archive.append(key, drafts, decide=decide, attempted=attempted, purpose=purpose)
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """One item's `transfer-offer` entry: `offer` is its seq; offers made together share `group`."""
+
+    offer: int
+    item: str
+    to: str
+    to_name: str
+    group: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"offer": self.offer, "item": self.item, "to": self.to, "to_name": self.to_name,
+                "group": self.group}
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """One item's accept or withdraw entry `seq` closing offer `offer`; `already` when the same
+    person had done it before (a retry), `seq` then being the entry that did."""
+
+    seq: int | None
+    item: str
+    offer: int
+    already: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "item": self.item, "offer": self.offer}
+        if self.already:
+            out["already"] = True
+        return out
 
 
 def offer(
     archive: Archive, key: SigningKey, items: list[str], to: str, purpose: str
-) -> list[dict[str, Any]]:
+) -> list[Offered]:
     if not purpose.strip():
         raise UsageError("a transfer needs a stated purpose (--purpose TEXT)")
     archive.authorize(key, "transfer-offer", item=items[0], attempted="transfer", purpose=purpose)
@@ -90,19 +129,11 @@ def offer(
         for item in dict.fromkeys(items)
     ]
     signed = _checked_append(archive, key, drafts, "transfer", purpose)
-    return [
-        {
-            "offer": s.entry().seq,
-            "item": s.entry().item,
-            "to": receiver.key_id,
-            "to_name": receiver.name,
-            "group": group,
-        }
-        for s in signed
-    ]
+    return [Offered(s.entry().seq, str(s.entry().item), receiver.key_id, receiver.name, group)
+            for s in signed]
 
 
-def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> list[dict[str, Any]]:
+def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> list[Closed]:
     offers = book(archive.ledger)[0].group(offer_seq)
     if not offers:
         raise NotFound(f"no transfer offer {offer_seq}")
@@ -112,26 +143,23 @@ def _close(archive: Archive, key: SigningKey, offer_seq: int, action: str) -> li
     if not pending and all(o.state == state for o in offers) and closer == key.key_id:
         # The same person repeating the same step (a retry after a crash or a lost reply): it
         # is done already; say which entries did it rather than fail.
-        return [{"seq": o.closed_by, "item": o.item, "offer": o.seq, "already": True}
-                for o in offers]
+        return [Closed(o.closed_by, o.item, o.seq, already=True) for o in offers]
     if not pending:
         raise UsageError(f"offer {offer_seq} is already {offers[0].state}")
     attempted = "accept" if action == "transfer-accept" else "withdraw"
     archive.authorize(key, action, item=pending[0].item, attempted=attempted)
     drafts = [Draft(action, o.item, {"offer": o.seq}) for o in pending]
     signed = _checked_append(archive, key, drafts, attempted)
-    return [
-        {"seq": s.entry().seq, "item": s.entry().item, "offer": s.entry().details["offer"]}
-        for s in signed
-    ]
+    return [Closed(s.entry().seq, str(s.entry().item), int(s.entry().details["offer"]))
+            for s in signed]
 
 
-def accept(archive: Archive, key: SigningKey, offer_seq: int) -> list[dict[str, Any]]:
+def accept(archive: Archive, key: SigningKey, offer_seq: int) -> list[Closed]:
     """Accept offer `offer_seq` and every other pending offer made with it."""
     return _close(archive, key, offer_seq, "transfer-accept")
 
 
-def withdraw(archive: Archive, key: SigningKey, offer_seq: int) -> list[dict[str, Any]]:
+def withdraw(archive: Archive, key: SigningKey, offer_seq: int) -> list[Closed]:
     return _close(archive, key, offer_seq, "transfer-withdraw")
 
 

@@ -1,0 +1,72 @@
+"""Enrolling and revoking custodians: the registry's use cases, for the CLI, a library or a server.
+
+Each is one signed entry by an admin; whether the admin may sign it, and whether the target is
+still unrevoked, is decided under the write lock by `Archive.append` (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from custody.core.custodians import ROLES
+from custody.core.signing import PublicKey, SigningKey
+from custody.errors import UsageError
+from custody.ops.archive import Archive, Draft, custodian_json, registry_of
+from store.ledger import LedgerWriter
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    seq: int
+    key_id: str
+    name: str
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "key_id": self.key_id, "name": self.name, "role": self.role}
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    seq: int
+    key_id: str
+    name: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries": [self.seq], "key_id": self.key_id, "name": self.name,
+                "reason": self.reason}
+
+
+def enroll(archive: Archive, admin: SigningKey, public: PublicKey, role: str) -> Enrolled:
+    """Enrol `public` (its name is the custodian's) with `role`; signed by `admin`."""
+    if role not in ROLES:
+        raise UsageError(f"unknown role '{role}': choose one of {', '.join(ROLES)}")
+    if not public.name:
+        raise UsageError("the public key has no name: pass --name")
+    archive.authorize(admin, "enroll")
+    draft = Draft(action="enroll", item=None,
+                  details={"custodian": custodian_json(public), "role": role})
+    signed = archive.append(admin, [draft], attempted="enroll")[0]
+    return Enrolled(signed.entry().seq, public.key_id, public.name, role)
+
+
+def revoke(archive: Archive, admin: SigningKey, custodian: str, reason: str) -> Revoked:
+    """Revoke the custodian named by key id (8+ hex digits) or name; signed by `admin`. Their
+    past entries stay valid; from this entry on, nothing they sign is accepted."""
+    target = archive.resolve_custodian(custodian)
+    if not reason.strip():
+        raise UsageError("a revocation needs a --reason")
+    archive.authorize(admin, "revoke", attempted="revoke")
+
+    def not_yet_revoked(writer: LedgerWriter, draft: Draft) -> Draft:
+        now = registry_of(writer).by_id[target.key_id]  # under the lock: two admins at once
+        if now.revoked_seq is not None:
+            raise UsageError(f"{now.name} was already revoked in entry {now.revoked_seq}")
+        return draft
+
+    draft = Draft("revoke", None, {"key_id": target.key_id, "name": target.name,
+                                   "reason": reason.strip()})
+    signed = archive.append(admin, [draft], decide=not_yet_revoked, attempted="revoke")[0]
+    return Revoked(signed.entry().seq, target.key_id, target.name, reason.strip())
