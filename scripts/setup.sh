@@ -46,7 +46,7 @@ else
   say "using the virtual environment $VENV_DIR"
 fi
 
-if ! "$PY" -c 'import custody.cli.app, pytest, hypothesis, ruff, mypy, importlinter, nacl, rfc3161_client, weasyprint, jinja2, PIL, bagit' >/dev/null 2>&1 \
+if ! "$PY" -c 'import custody.cli.app, pytest, xdist, hypothesis, ruff, mypy, importlinter, nacl, rfc3161_client, weasyprint, jinja2, PIL, bagit' >/dev/null 2>&1 \
    || [ "$("$PY" -c 'import custody,os;print(os.path.dirname(os.path.dirname(custody.__file__)))' 2>/dev/null)" != "$PWD" ]; then
   say "pip install -e .[test,dev] into $VENV_DIR (about 1-2 minutes the first time; progress below)"
   log=$(mktemp)
