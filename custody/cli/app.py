@@ -28,6 +28,7 @@ from custody.errors import (
     EXIT_USAGE,
     CustodyError,
     NotFound,
+    NotPermitted,
     UsageError,
     VerificationFailed,
 )
@@ -229,6 +230,8 @@ def enroll(
         raise UsageError("the public key has no name: pass --name")
     admin = acting_key()
     archive.authorize(admin, "enroll")
+    if (refused := archive.registry().refusal_to_enrol(public.key_id)) is not None:
+        raise NotPermitted(refused)
     draft = Draft(action="enroll", item=None,
                   details={"custodian": custodian_json(public), "role": role})
     signed = archive.append(admin, [draft], check_signer=False)[0]
