@@ -77,6 +77,18 @@ class Removal:
     reason: object
 
 
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One rule an entry breaks: `rule` is its id in docs/FORMAT.md §5.6."""
+
+    seq: int
+    rule: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"entry {self.seq}: {self.text} (rule {self.rule})"
+
+
 @dataclass(slots=True)
 class _Case:
     members: dict[str, int] = field(default_factory=dict)  # item -> seq that filed it, in order
@@ -118,9 +130,11 @@ class Replay:
         """Fold in one entry; the rules it breaks, one line each (empty when it keeps them all).
         A rule-breaking entry changes the state only where it still can (a first record still
         records its item), so later entries are judged against the log as it stands."""
-        where = f"entry {entry.seq}"
-        out = [f"{where}: {text} (rule {rule})" for rule, text in self._violations(entry)]
-        return out
+        return [str(v) for v in self.fold(entry)]
+
+    def fold(self, entry: Entry) -> list[Violation]:
+        """As `apply`, the violations as values."""
+        return [Violation(entry.seq, rule, text) for rule, text in self._violations(entry)]
 
     def _violations(self, e: Entry) -> list[tuple[str, str]]:
         found = self._check_time(e)
@@ -304,4 +318,4 @@ def _minutes(skew: timedelta) -> str:
 
 
 __all__ = ["ARCHIVE_HOLDER", "SKEW", "TIME_PATTERN", "FirstRecord", "Removal", "Replay",
-           "parse_time"]
+           "Violation", "parse_time"]

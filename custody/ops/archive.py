@@ -24,6 +24,7 @@ from custody.core.custodians import (
     Registry,
     decode_public_key,
 )
+from custody.core.replay import Replay
 from custody.core.signing import PublicKey, SigningKey, key_id
 from custody.errors import (
     AmbiguousItem,
@@ -213,10 +214,10 @@ class Archive:
 
     def registry(self) -> Registry:
         """Custodians as of now (for acting; verify rebuilds its own as it walks the log)."""
-        reg = Registry()
+        replay = Replay()  # the one replay: a registry entry that breaks a rule is not obeyed
         for row in self.ledger.rows_with_action(*REGISTRY_ACTIONS):
-            reg.apply(entries.parse(row.body))
-        return reg
+            replay.apply(entries.parse(row.body))
+        return replay.registry
 
     def resolve_item(self, ref: str) -> str:
         """An item by full SHA-256 or a unique prefix of 8 to 64 hex digits."""

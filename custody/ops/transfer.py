@@ -11,29 +11,24 @@ import uuid
 from typing import Any
 
 from custody.core import entry as entries
+from custody.core import permissions
 from custody.core.chain import ChainError, CustodyBook, Offer
-from custody.core.custodians import REGISTRY_ACTIONS, Registry
+from custody.core.custodians import Registry
+from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
-from custody.ops.archive import Archive, Draft
+from custody.ops.archive import Archive, Draft, utc_now
+from custody.ops.items import replayed
 from store.ledger import LedgerStore, LedgerWriter
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
 def book(ledger: LedgerStore) -> tuple[CustodyBook, Registry]:
-    """The chain of custody of every item, replayed from the log with the registry beside it
-    (the first holder depends on the ingester's role at the time)."""
-    b = CustodyBook()
-    registry = Registry()
-    for row in ledger.rows_with_action(*CHAIN_ACTIONS, *REGISTRY_ACTIONS):
-        e = entries.parse(row.body)
-        if e.action in REGISTRY_ACTIONS:
-            registry.apply(e)
-        else:
-            signer = registry.signer(e.actor, e.seq)
-            b.apply(e, signer.role if signer else None)
-    return b, registry
+    """The chain of custody of every item and the registry beside it, from the one replay
+    (custody/core/replay.py)."""
+    replay = replayed(ledger)
+    return replay.book, replay.registry
 
 
 def _checked_append(
@@ -43,25 +38,26 @@ def _checked_append(
     attempted: str,
     purpose: str | None = None,
 ) -> list[entries.SignedEntry]:
-    """Append drafts only if the chain replayed under the write lock accepts each in turn."""
-    state: dict[str, tuple[CustodyBook, Registry]] = {}
+    """Append drafts only if the replay under the write lock finds that each in turn keeps the
+    rules of docs/FORMAT.md §5.6 (the entry's time is the append's own, not judged here)."""
+    state: dict[str, Replay] = {}
 
     def decide(writer: LedgerWriter, draft: Draft) -> Draft:
-        if "book" not in state:
-            state["book"] = book(archive.ledger)
-        current, registry = state["book"]
-        signer = registry.signer(key.key_id, writer.next_seq)
+        if "replay" not in state:
+            state["replay"] = replayed(archive.ledger)
         probe = entries.Entry(
             log=archive.config.origin,
             seq=writer.next_seq,
-            time="",
+            time=utc_now(),
             actor=key.key_id,
             action=draft.action,
             item=draft.item,
             details=draft.details,
             prev=None,
         )
-        current.apply(probe, signer.role if signer else None)  # ChainError: all roll back
+        broken = [v for v in state["replay"].fold(probe) if not v.rule.startswith("time-")]
+        if broken:
+            raise ChainError(f"{broken[0].text} (rule {broken[0].rule})", broken[0].rule)
         return draft
 
     try:
@@ -80,6 +76,9 @@ def offer(
     receiver = archive.resolve_custodian(to)
     if receiver.revoked_seq is not None:
         raise NotPermitted(f"{receiver.name} was revoked and cannot receive custody")
+    if not permissions.may(receiver.role, "transfer-accept"):
+        raise NotPermitted(f"{receiver.name} has role '{receiver.role}', which may not accept "
+                           "custody (needs admin or investigator)")
     group = str(uuid.uuid4())
     drafts = [
         Draft(
