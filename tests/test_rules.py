@@ -223,3 +223,37 @@ def test_accept_of_another_items_offer_is_refused(team: Cli) -> None:
     seq = forge(team, key(team, "jana"), "transfer-accept", VIDEO_SHA, {"offer": offer})
     fails_naming(team("verify"), "offer-same-item", seq)
     package_fails_naming(team, "offer-same-item", PHOTO_SHA, VIDEO_SHA)
+
+
+# The replay's state: the rules above decide it, and the readers read it -------------------------
+
+def _entry(seq: int, actor: str, action: str, item: str | None, details: dict[str, object]
+           ) -> entries.Entry:
+    return entries.Entry("log", seq, f"2026-11-29T12:00:{seq:02d}.000000Z", actor, action, item,
+                         details, None)
+
+
+def _registry_of_two() -> tuple[Replay, SigningKey, SigningKey]:
+    archive, admin = SigningKey.generate("Archive"), SigningKey.generate("Ada Admin")
+    replay = Replay()
+    genesis = _entry(0, archive.key_id, "init", None, {
+        "name": "T", "format": 1, "archive": custodian_json(archive.public),
+        "admin": custodian_json(admin.public)})
+    assert replay.apply(genesis) == []
+    return replay, archive, admin
+
+
+def test_a_received_item_is_held_by_its_importer_and_filed_under_its_case() -> None:
+    replay, _, admin = _registry_of_two()
+    item = "ab" * 32
+    assert replay.apply(_entry(1, admin.key_id, "received", item, {"case": "ALEPPO-16"})) == []
+    assert replay.holder(item) == admin.key_id
+    assert replay.case_members("ALEPPO-16") == (item,)
+    assert replay.cases_of(item) == ("ALEPPO-16",)
+    assert replay.first_record(item) is not None and replay.first_record(item).action == "received"
+    assert replay.apply(_entry(2, admin.key_id, "sighting", item, {"case": None})) == []
+    assert replay.sightings(item) == (2,)
+    assert replay.apply(_entry(3, admin.key_id, "case-remove", item,
+                               {"case": "ALEPPO-16", "reason": "misfiled"})) == []
+    assert replay.case_members("ALEPPO-16") == ()
+    assert [r.reason for r in replay.case_removals("ALEPPO-16")] == ["misfiled"]
