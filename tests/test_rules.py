@@ -257,3 +257,13 @@ def test_a_received_item_is_held_by_its_importer_and_filed_under_its_case() -> N
                                {"case": "ALEPPO-16", "reason": "misfiled"})) == []
     assert replay.case_members("ALEPPO-16") == ()
     assert [r.reason for r in replay.case_removals("ALEPPO-16")] == ["misfiled"]
+
+
+def test_one_future_date_is_one_problem_not_a_cascade() -> None:
+    replay = Replay(now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
+    replay.apply(entries.Entry("log", 0, "2026-11-29T11:00:00.000000Z", "k", "init", None, {},
+                               None))
+    ahead = entries.Entry("log", 1, "2099-01-01T00:00:00.000000Z", "k", "note", None, {}, None)
+    assert any("(rule time-future)" in p for p in replay.apply(ahead))
+    honest = entries.Entry("log", 2, "2026-11-29T11:01:00.000000Z", "k", "note", None, {}, None)
+    assert not [p for p in replay.apply(honest) if "time-" in p]

@@ -187,6 +187,7 @@ class Replay:
         if self.now is not None and when > self.now + self.skew:
             found.append(("time-future", f"time {e.time} is more than {_minutes(self.skew)} "
                                          "ahead of the verifier's clock"))
+            return found  # not a mark for later entries: one forged date is one problem
         if self._latest is None or when > self._latest:
             self._latest, self._latest_seq = when, e.seq
         return found
