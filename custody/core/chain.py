@@ -19,7 +19,12 @@ FIRST_RECORD = ("ingest", "received")  # the entries that bring an item into the
 
 
 class ChainError(ValueError):
-    """An entry that the chain of custody so far does not allow."""
+    """An entry that the chain of custody so far does not allow; `rule` names the rule it breaks
+    (docs/FORMAT.md §5.6)."""
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +90,14 @@ class CustodyBook:
     def _offer(self, e: Entry, item: str, to: str) -> None:
         holder = self.holder(item)
         if holder is None:
-            raise ChainError(f"offers item {item[:16]}, which was never ingested")
+            raise ChainError(f"offers item {item[:16]}, which was never ingested", "first-record")
         if holder != e.actor and holder != ARCHIVE_HOLDER:
-            raise ChainError(f"offers item {item[:16]} but is not its holder")
+            raise ChainError(f"offers item {item[:16]} but is not its holder", "offer-holder")
         if to == holder:
-            raise ChainError("offers an item to its own holder")
+            raise ChainError("offers an item to its own holder", "offer-receiver")
         if self.pending_for(item) is not None:
-            raise ChainError(f"offers item {item[:16]}, which already has a pending offer")
+            raise ChainError(f"offers item {item[:16]}, which already has a pending offer",
+                             "offer-pending")
         self.offers[e.seq] = Offer(
             e.seq, str(e.details.get("group")), item, e.actor, to, str(e.details.get("purpose"))
         )
@@ -99,17 +105,22 @@ class CustodyBook:
     def _close(self, e: Entry, offer_seq: object) -> None:
         offer = self.offers.get(offer_seq) if isinstance(offer_seq, int) else None
         if offer is None:
-            raise ChainError(f"refers to offer {offer_seq!r}, which is not a transfer offer")
+            raise ChainError(f"refers to offer {offer_seq!r}, which is not a transfer offer",
+                             "offer-open")
         if offer.state != "pending":
-            raise ChainError(f"refers to offer {offer.seq}, which is already {offer.state}")
+            raise ChainError(f"refers to offer {offer.seq}, which is already {offer.state}",
+                             "offer-open")
         if e.item != offer.item:
-            raise ChainError(f"names item {str(e.item)[:16]} but offer {offer.seq} is for another")
+            raise ChainError(f"names item {str(e.item)[:16]} but offer {offer.seq} is for another",
+                             "offer-same-item")
         if e.action == "transfer-accept":
             if e.actor != offer.to:
-                raise ChainError(f"accepts offer {offer.seq}, which was made to someone else")
+                raise ChainError(f"accepts offer {offer.seq}, which was made to someone else",
+                                 "accept-receiver")
             self.offers[offer.seq] = replace(offer, state="accepted", closed_by=e.seq)
             self.holdings[offer.item].append(Holding(e.actor, e.seq, e.time))
         else:
             if e.actor != offer.sender:
-                raise ChainError(f"withdraws offer {offer.seq}, which someone else made")
+                raise ChainError(f"withdraws offer {offer.seq}, which someone else made",
+                                 "withdraw-offerer")
             self.offers[offer.seq] = replace(offer, state="withdrawn", closed_by=e.seq)

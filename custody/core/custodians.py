@@ -34,7 +34,11 @@ class Custodian:
 
 
 class RegistryError(ValueError):
-    pass
+    """A registry entry the rules do not allow; `rule` names the rule (docs/FORMAT.md §5.6)."""
+
+    def __init__(self, message: str, rule: str = "registry") -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 def decode_public_key(b64: object) -> bytes:
@@ -75,7 +79,7 @@ class Registry:
         d = entry.details
         if entry.action == "init":
             if entry.seq != 0:
-                raise RegistryError("an init entry may only be entry 0")
+                raise RegistryError("an init entry may only be entry 0", "genesis")
             archive = custodian_from(d.get("archive"), ARCHIVE_ROLE, 0)
             admin = custodian_from(d.get("admin"), "admin", 0)
             self.by_id[archive.key_id] = archive
@@ -86,16 +90,40 @@ class Registry:
                 raise RegistryError(f"unknown role {role!r}")
             new = custodian_from(d.get("custodian"), str(role), entry.seq)
             old = self.by_id.get(new.key_id)
-            if old is not None and old.revoked_seq is None:
+            if old is not None and old.role == ARCHIVE_ROLE:
+                raise RegistryError("enrols the archive key, which signs entry 0 and checkpoints "
+                                    "only", "archive-key")
+            if old is not None and old.revoked_seq is not None:
+                # A revoked key may have been seized or copied: it is never trusted again. A
+                # returning custodian makes a new key (docs/FORMAT.md §5.6).
+                raise RegistryError(f"enrols key {new.key_id} again, which was revoked in entry "
+                                    f"{old.revoked_seq}", "re-enrol")
+            if old is not None:
                 # a role change: the key stays valid throughout
                 self.by_id[new.key_id] = replace(old, role=new.role, name=new.name)
             else:
                 self.by_id[new.key_id] = new
         elif entry.action == "revoke":
             target = d.get("key_id")
-            if target not in self.by_id:
+            found = self.by_id.get(target) if isinstance(target, str) else None
+            if found is None:
                 raise RegistryError(f"revokes unknown key {target!r}")
-            self.by_id[str(target)] = replace(self.by_id[str(target)], revoked_seq=entry.seq)
+            if found.role == ARCHIVE_ROLE:
+                raise RegistryError("revokes the archive key, which is no custodian", "archive-key")
+            if found.revoked_seq is not None:
+                raise RegistryError(f"revokes key {found.key_id} again (revoked in entry "
+                                    f"{found.revoked_seq})")
+            self.by_id[found.key_id] = replace(found, revoked_seq=entry.seq)
+
+    def refusal_to_enrol(self, key_id: str) -> str | None:
+        """Why `key_id` may not be enrolled (the rules `apply` enforces), or None if it may."""
+        old = self.by_id.get(key_id)
+        if old is not None and old.role == ARCHIVE_ROLE:
+            return "the archive key signs entry 0 and checkpoints only; it is no custodian"
+        if old is not None and old.revoked_seq is not None:
+            return (f"key {key_id} ({old.name}) was revoked in entry {old.revoked_seq} and is "
+                    "never enrolled again; make a new key")
+        return None
 
     def signer(self, key_id: str, seq: int) -> Custodian | None:
         found = self.by_id.get(key_id)

@@ -24,6 +24,7 @@ from custody.core.custodians import (
     Registry,
     decode_public_key,
 )
+from custody.core.replay import Replay
 from custody.core.signing import PublicKey, SigningKey, key_id
 from custody.errors import (
     AmbiguousItem,
@@ -213,10 +214,7 @@ class Archive:
 
     def registry(self) -> Registry:
         """Custodians as of now (for acting; verify rebuilds its own as it walks the log)."""
-        reg = Registry()
-        for row in self.ledger.rows_with_action(*REGISTRY_ACTIONS):
-            reg.apply(entries.parse(row.body))
-        return reg
+        return registry_of(self.ledger)
 
     def resolve_item(self, ref: str) -> str:
         """An item by full SHA-256 or a unique prefix of 8 to 64 hex digits."""
@@ -257,10 +255,11 @@ class Archive:
         `check_signer=False` skips the signer and role checks: entry 0 needs it (the archive key
         signs it before there is a registry); nothing else in custody passes it.
         """
-        now = now or utc_now()
         out: list[entries.SignedEntry] = []
         try:
             with self.writing() as writer:
+                # the time is read once the lock is held: entries are timed in the order they land
+                now = now or utc_now()
                 who = self._active(key, writer) if check_signer else None
                 for draft in drafts:
                     if who is not None:
@@ -400,11 +399,12 @@ class Archive:
 
 
 def registry_of(ledger: LedgerStore | LedgerWriter) -> Registry:
-    """Custodians as the ledger (or a write transaction, seeing its own reads) holds them now."""
-    reg = Registry()
+    """Custodians as the ledger (or a write transaction, seeing its own reads) holds them now,
+    from the one replay: a registry entry that breaks a rule is not obeyed."""
+    replay = Replay()
     for row in ledger.rows_with_action(*REGISTRY_ACTIONS):
-        reg.apply(entries.parse(row.body))
-    return reg
+        replay.apply(entries.parse(row.body))
+    return replay.registry
 
 
 class Refusal(Exception):

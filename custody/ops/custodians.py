@@ -11,7 +11,7 @@ from typing import Any
 
 from custody.core.custodians import ROLES
 from custody.core.signing import PublicKey, SigningKey
-from custody.errors import UsageError
+from custody.errors import NotPermitted, UsageError
 from custody.ops.archive import Archive, Draft, custodian_json, registry_of
 from store.ledger import LedgerWriter
 
@@ -46,9 +46,17 @@ def enroll(archive: Archive, admin: SigningKey, public: PublicKey, role: str) ->
     if not public.name:
         raise UsageError("the public key has no name: pass --name")
     archive.authorize(admin, "enroll")
+    if (refused := archive.registry().refusal_to_enrol(public.key_id)) is not None:
+        raise NotPermitted(refused)  # early answer; decided again under the lock below
+
+    def may_be_enrolled(writer: LedgerWriter, draft: Draft) -> Draft:
+        if (refused := registry_of(writer).refusal_to_enrol(public.key_id)) is not None:
+            raise NotPermitted(refused)
+        return draft
+
     draft = Draft(action="enroll", item=None,
                   details={"custodian": custodian_json(public), "role": role})
-    signed = archive.append(admin, [draft], attempted="enroll")[0]
+    signed = archive.append(admin, [draft], decide=may_be_enrolled, attempted="enroll")[0]
     return Enrolled(signed.entry().seq, public.key_id, public.name, role)
 
 

@@ -11,10 +11,25 @@ from typing import Any
 from custody.core import canonical
 from custody.core import entry as entries
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
-from custody.core.custodians import Registry
-from custody.ops import transfer
+from custody.core.custodians import REGISTRY_ACTIONS, Registry
+from custody.core.replay import Replay
 from custody.ops.archive import Archive
-from store.ledger import EntryRow
+from store.ledger import EntryRow, LedgerStore, LedgerWriter
+
+# The actions the replayed state depends on (registry, holders, offers, cases, incidents, first
+# records and sightings); notes, tags, accesses and verifications change none of it.
+STATE_ACTIONS = (*REGISTRY_ACTIONS, *FIRST_RECORD, "sighting", "transfer-offer",
+                 "transfer-accept", "transfer-withdraw", "case-add", "case-remove", "incident",
+                 "incident-add")
+
+
+def replayed(ledger: LedgerStore | LedgerWriter) -> Replay:
+    """The log's state as of now, from the one replay (custody/core/replay.py). What it finds
+    against the rules is verify's to report; readers take the state as the log states it."""
+    replay = Replay()
+    for row in ledger.rows_with_action(*STATE_ACTIONS):
+        replay.apply(entries.parse(row.body))
+    return replay
 
 
 def entry_json(row: EntryRow, registry: Registry) -> dict[str, Any]:
@@ -50,27 +65,19 @@ def holder_name(holder: str | None, registry: Registry) -> str | None:
 def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[str, Any]:
     """The item's history in order, each entry with the holder after it, and what is said of it:
     cases, incidents, notes (latest and superseded), tags, accesses and refusals."""
-    book, _ = transfer.book(archive.ledger)
+    replay = replayed(archive.ledger)
     history: list[dict[str, Any]] = []
-    cases: list[str] = []
-    incidents: list[str] = []
     notes: dict[int, dict[str, Any]] = {}
     tags: list[str] = []
     for row in archive.ledger.rows_for_item(item):
         h = entry_json(row, registry)
         e = entries.parse(row.body)
-        holder = book.holder(item, at_seq=e.seq)
+        holder = replay.holder(item, at_seq=e.seq)
         h["holder_after"] = holder
         h["holder_after_name"] = holder_name(holder, registry)
         history.append(h)
         d = e.details
-        if e.action in ("ingest", "sighting", "case-add") and d.get("case") not in (None, *cases):
-            cases.append(d["case"])
-        elif e.action == "case-remove" and d.get("case") in cases:
-            cases.remove(d["case"])
-        elif e.action == "incident-add" and d.get("incident") not in incidents:
-            incidents.append(d["incident"])
-        elif e.action == "tag":
+        if e.action == "tag":
             if d.get("removed") and d.get("tag") in tags:
                 tags.remove(d["tag"])
             elif not d.get("removed") and d.get("tag") not in tags:
@@ -93,13 +100,13 @@ def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[st
             "since": p.since_time,
             "seq": p.since_seq,
         }
-        for p in book.holdings.get(item, [])
+        for p in replay.book.holdings.get(item, [])
     ]
     return {
         "holder": holders[-1] if holders else None,
         "holders": holders,
-        "cases": cases,
-        "incidents": incidents,
+        "cases": list(replay.cases_of(item)),
+        "incidents": list(replay.incidents_of(item)),
         "notes": list(notes.values()),
         "tags": tags,
         "accesses": [
@@ -111,7 +118,7 @@ def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[st
         "refusals": [h for h in history if h["action"] == "refused"],
         "pending_offers": [
             {"offer": o.seq, "to": o.to, "to_name": registry.name_of(o.to), "purpose": o.purpose}
-            for o in book.pending()
+            for o in replay.pending_offers() if o.item == item
         ],
         "history": history,
     }
@@ -150,40 +157,34 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
 def listing(archive: Archive) -> list[dict[str, Any]]:
     """One row per item, in order of first ingest, under the same key names as `show`: `names`
     seen at ingest, `cases` the item is filed under now, `metadata_errors` as a list."""
-    rows: dict[str, dict[str, Any]] = {}
-    registry = archive.registry()
-    for r in archive.ledger.rows_with_action(*FIRST_RECORD, "sighting", "case-add", "case-remove"):
+    replay = replayed(archive.ledger)
+    names: dict[str, list[str]] = {}
+    for r in archive.ledger.rows_with_action(*FIRST_RECORD, "sighting"):
         e = entries.parse(r.body)
-        d = e.details
-        if e.action in FIRST_RECORD and e.item not in rows:
-            doc_bytes = archive.ledger.metadata(e.item or "")
-            doc = canonical.decode(doc_bytes) if doc_bytes else {}
-            rows[e.item or ""] = {
-                "sha256": e.item,
-                "size": d.get("size"),
-                "mime": doc.get("mime"),
-                "name": None,  # the first of `names` (kept for scripts written before it)
-                "names": [],
-                "captured_at": doc.get("captured_at"),
-                "captured_at_basis": doc.get("captured_at_basis"),
-                "gps": doc.get("gps"),
-                "device": doc.get("device"),
-                "cases": [],
-                "ingested_at": e.time,
-                "ingested_by": registry.name_of(e.actor),
-                "metadata_errors": doc.get("errors", []),
-            }
-        row = rows.get(e.item or "")
-        if row is None:
-            continue
-        name = (d.get("source") or {}).get("name")
-        if name and name not in row["names"]:
-            row["names"].append(name)
-            row["name"] = row["names"][0]
-        # the same fold as chain_of_custody's, so `list` and `show` agree on an item's cases
-        if e.action in ("ingest", "sighting", "case-add") and d.get("case") not in (
-                None, *row["cases"]):
-            row["cases"].append(d["case"])
-        elif e.action == "case-remove" and d.get("case") in row["cases"]:
-            row["cases"].remove(d["case"])
-    return list(rows.values())
+        name = (e.details.get("source") or {}).get("name")
+        seen = names.setdefault(e.item or "", [])
+        if name and name not in seen:
+            seen.append(name)
+    rows: list[dict[str, Any]] = []
+    for item in replay.items():
+        first = replay.first_record(item)
+        assert first is not None
+        doc_bytes = archive.ledger.metadata(item)
+        doc = canonical.decode(doc_bytes) if doc_bytes else {}
+        seen = names.get(item, [])
+        rows.append({
+            "sha256": item,
+            "size": first.size,
+            "mime": doc.get("mime"),
+            "name": seen[0] if seen else None,  # the first of `names` (for scripts before it)
+            "names": seen,
+            "captured_at": doc.get("captured_at"),
+            "captured_at_basis": doc.get("captured_at_basis"),
+            "gps": doc.get("gps"),
+            "device": doc.get("device"),
+            "cases": list(replay.cases_of(item)),
+            "ingested_at": first.time,
+            "ingested_by": replay.name_of(first.actor),
+            "metadata_errors": doc.get("errors", []),
+        })
+    return rows

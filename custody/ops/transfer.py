@@ -12,30 +12,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from custody.core import entry as entries
-from custody.core.chain import ChainError, CustodyBook, Offer
-from custody.core.custodians import REGISTRY_ACTIONS, Registry
+from custody.core import permissions
+from custody.core.chain import CustodyBook, Offer
+from custody.core.custodians import Registry
+from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
-from custody.ops.archive import Archive, Draft, Refusal
+from custody.ops.archive import Archive, Draft, Refusal, utc_now
+from custody.ops.items import replayed
 from store.ledger import LedgerStore, LedgerWriter
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
 def book(ledger: LedgerStore | LedgerWriter) -> tuple[CustodyBook, Registry]:
-    """The chain of custody of every item, replayed from the log with the registry beside it
-    (the first holder depends on the ingester's role at the time). Given the write transaction's
-    writer, it is the log as the entry about to be appended will be judged by."""
-    b = CustodyBook()
-    registry = Registry()
-    for row in ledger.rows_with_action(*CHAIN_ACTIONS, *REGISTRY_ACTIONS):
-        e = entries.parse(row.body)
-        if e.action in REGISTRY_ACTIONS:
-            registry.apply(e)
-        else:
-            signer = registry.signer(e.actor, e.seq)
-            b.apply(e, signer.role if signer else None)
-    return b, registry
+    """The chain of custody of every item and the registry beside it, from the one replay
+    (custody/core/replay.py). Given the write transaction's writer, it is the log as the entry
+    about to be appended will be judged by."""
+    replay = replayed(ledger)
+    return replay.book, replay.registry
 
 
 def _checked_append(
@@ -45,34 +40,29 @@ def _checked_append(
     attempted: str,
     purpose: str | None = None,
 ) -> list[entries.SignedEntry]:
-    """Append drafts only if the chain, replayed inside the append's own write transaction (from
-    its reads, after the lock is taken), accepts each in turn; else refuse, and record it."""
-    state: dict[str, tuple[CustodyBook, Registry]] = {}
+    """Append drafts only if the replay, made inside the append's own write transaction (from
+    its reads, after the lock is taken), finds that each in turn keeps the rules of
+    docs/FORMAT.md §5.6 (the entry's time is the append's own, not judged here); else refuse,
+    and record it."""
+    state: dict[str, Replay] = {}
 
     def decide(writer: LedgerWriter, draft: Draft) -> Draft:
-        if "book" not in state:
-            state["book"] = book(writer)
-        current, registry = state["book"]
-        if draft.action == "transfer-offer":
-            to = str(draft.details.get("to"))
-            if registry.signer(to, writer.next_seq) is None:
-                reason = f"{registry.name_of(to)} ({to}) is not an enrolled, unrevoked custodian"
-                raise Refusal(reason, message=f"{attempted} refused: {reason}")
-        signer = registry.signer(key.key_id, writer.next_seq)
+        if "replay" not in state:
+            state["replay"] = replayed(writer)
         probe = entries.Entry(
             log=archive.config.origin,
             seq=writer.next_seq,
-            time="",
+            time=utc_now(),
             actor=key.key_id,
             action=draft.action,
             item=draft.item,
             details=draft.details,
             prev=None,
         )
-        try:
-            current.apply(probe, signer.role if signer else None)  # all roll back on a refusal
-        except ChainError as exc:
-            raise Refusal(str(exc), message=f"{attempted} refused: {exc}") from None
+        broken = [v for v in state["replay"].fold(probe) if not v.rule.startswith("time-")]
+        if broken:  # all roll back on a refusal
+            reason = f"{broken[0].text} (rule {broken[0].rule})"
+            raise Refusal(reason, message=f"{attempted} refused: {reason}")
         return draft
 
     return archive.append(key, drafts, decide=decide, attempted=attempted, purpose=purpose)
@@ -119,6 +109,9 @@ def offer(
     receiver = archive.resolve_custodian(to)
     if receiver.revoked_seq is not None:
         raise NotPermitted(f"{receiver.name} was revoked and cannot receive custody")
+    if not permissions.may(receiver.role, "transfer-accept"):
+        raise NotPermitted(f"{receiver.name} has role '{receiver.role}', which may not accept "
+                           "custody (needs admin or investigator)")
     group = str(uuid.uuid4())
     drafts = [
         Draft(

@@ -18,12 +18,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from custody.core import entry as entries
-from custody.core import merkle, note, permissions, proofs
-from custody.core.chain import FIRST_RECORD, ChainError, CustodyBook
-from custody.core.custodians import Custodian, Registry, RegistryError
+from custody.core import merkle, note, proofs
+from custody.core.replay import FirstRecord, Replay
 from custody.core.signing import private_key_form
 from custody.errors import (
     EXIT_ERROR,
@@ -74,23 +74,19 @@ class AuditReport:
         }
 
 
-@dataclass(slots=True)
-class _Ingested:
-    seq: int
-    size: Any
-    metadata_sha256: Any
-
-
 def audit(
     archive: Archive,
     item: str | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     external: list[note.Checkpoint] | None = None,
     objects: bool = True,
+    now: datetime | None = None,
 ) -> AuditReport:
     """Check the whole ledger, its Merkle tree against every checkpoint the archive kept (and any
     `external` ones a reviewer holds), and the fixity of every object (or of `item`'s only).
-    With `objects=False` only the record is checked (entries, tree, checkpoints), not content."""
+    With `objects=False` only the record is checked (entries, tree, checkpoints), not content.
+    `now` is the verifier's clock (default: this machine's), against which no entry may be dated
+    ahead by more than the allowed skew (docs/FORMAT.md §5.6)."""
     external = external or []
     report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
@@ -98,7 +94,8 @@ def audit(
         archive.ledger.conn  # noqa: B018 - opens it read-only, or says why it cannot
         kept = _open_checkpoints(archive, report)
         wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
-        ingested, roots = _check_ledger(archive, report, progress, wanted)
+        clock = now or datetime.now(UTC)
+        ingested, roots = _check_ledger(archive, report, progress, wanted, clock)
         _check_checkpoints(archive, kept, roots, report)
         _check_external(external, roots, archive, report)
         check_extras(archive, report.problems, report.notices)
@@ -138,11 +135,11 @@ def _check_ledger(
     report: AuditReport,
     progress: Callable[[str, int], None],
     wanted_sizes: set[int],
-) -> tuple[dict[str, _Ingested], dict[int, bytes]]:
+    now: datetime,
+) -> tuple[dict[str, FirstRecord], dict[int, bytes]]:
     origin = archive.config.origin
     archive_key = archive.config.archive_key
-    registry = Registry()
-    ingested: dict[str, _Ingested] = {}
+    replay = Replay(now=now)  # every rule of docs/FORMAT.md §5.6, and the items it records
     expected_seq = 0
     prev_hash: bytes | None = None
     problems = report.problems
@@ -150,7 +147,6 @@ def _check_ledger(
     roots: dict[int, bytes] = {}
     signatures = SignatureChecks(parallel=archive.ledger.size() >= PARALLEL_FROM)
     stored_tree = StoredTree(archive.ledger)
-    book = CustodyBook()  # the chain of custody, replayed: offers and acceptances must fit it
     for row in archive.ledger.rows():
         report.entries += 1
         if row.seq != expected_seq:
@@ -187,40 +183,25 @@ def _check_ledger(
         if row.seq == 0:
             _check_genesis(entry, signed, archive_key.raw, problems)
         else:
-            signer = registry.signer(entry.actor, entry.seq)
-            if signer is None:
-                problems.append(
-                    f"{where}: signed by key {entry.actor}, which is not an enrolled "
-                    "custodian at that point"
-                )
-            else:
+            signer = replay.signer(entry)
+            if signer is not None:
                 signatures.add(row.seq, signer.public_key, row.body, row.signature)
-                _check_permitted(entry, signer, ingested, problems)
-        try:
-            signer_now = registry.signer(entry.actor, entry.seq)
-            book.apply(entry, signer_now.role if signer_now else None)
-            registry.apply(entry)
-        except (RegistryError, ChainError) as exc:
-            problems.append(f"{where}: {exc}")
-        if entry.action in FIRST_RECORD and entry.item is not None:
-            if entry.item in ingested:
-                problems.append(
-                    f"{where}: item {entry.item} was already recorded (second {entry.action})"
-                )
-            else:
-                ingested[entry.item] = _Ingested(
-                    entry.seq, entry.details.get("size"), entry.details.get("metadata_sha256")
-                )
+        problems.extend(replay.apply(entry))
         prev_hash = leaf
         if report.entries % 10000 == 0:
             progress("ledger", report.entries)
     for seq in signatures.failures():
         actor = entries.parse(archive.ledger.row(seq).body).actor  # type: ignore[union-attr]
-        problems.append(f"entry {seq}: bad signature by {registry.name_of(actor)} ({actor})")
+        problems.append(f"entry {seq}: bad signature by {replay.name_of(actor)} ({actor})")
     if report.entries == 0:
         problems.append("the ledger is empty (no genesis entry)")
     roots[tree.size] = tree.root()
     problems.extend(stored_tree.finish(tree.size))
+    ingested = {}
+    for item in replay.items():
+        first = replay.first_record(item)
+        assert first is not None
+        ingested[item] = first
     return ingested, roots
 
 
@@ -396,42 +377,11 @@ def _check_external(
         _check_against("the given checkpoint", cp, roots, report.entries, report.problems)
 
 
-# Actions about an item that must already have been ingested when the entry was made.
-_ABOUT_AN_ITEM = {
-    "sighting",
-    "access",
-    "transfer-offer",
-    "transfer-accept",
-    "transfer-withdraw",
-    "case-add",
-    "case-remove",
-    "incident-add",
-    "note",
-    "tag",
-}
-
-
-def _check_permitted(
-    entry: entries.Entry, signer: Custodian, ingested: dict[str, _Ingested], problems: list[str]
-) -> None:
-    """The signer's role (as enrolled at that entry) may sign this action, about a real item."""
-    where = f"entry {entry.seq}"
-    if entry.action not in permissions.MAY_SIGN:
-        problems.append(f"{where}: unknown action {entry.action!r}")
-    elif not permissions.may(signer.role, entry.action):
-        problems.append(
-            f"{where}: {signer.name} (role {signer.role}) may not sign a {entry.action} entry"
-        )
-    if entry.action in _ABOUT_AN_ITEM and entry.item not in ingested:
-        problems.append(f"{where}: {entry.action} of item {entry.item}, which was never ingested")
-
-
 def _check_genesis(
     entry: entries.Entry, signed: entries.SignedEntry, archive_key: bytes, problems: list[str]
 ) -> None:
     if entry.action != "init":
-        problems.append("entry 0: is not the archive's init entry")
-        return
+        return  # the replay names it (rule genesis)
     genesis_key = entry.details.get("archive", {}).get("public_key")
     if genesis_key != base64.b64encode(archive_key).decode():
         problems.append("entry 0: names an archive key other than the one in custody.json")
@@ -441,7 +391,7 @@ def _check_genesis(
 
 def _check_objects(
     archive: Archive,
-    targets: dict[str, _Ingested],
+    targets: dict[str, FirstRecord],
     report: AuditReport,
     progress: Callable[[str, int], None],
     whole: bool,
@@ -517,7 +467,7 @@ def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
     return set(kept)
 
 
-def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: AuditReport) -> None:
+def _check_metadata(archive: Archive, targets: dict[str, FirstRecord], report: AuditReport) -> None:
     for sha256, info in sorted(targets.items()):
         doc = archive.ledger.metadata(sha256)
         if doc is None:
@@ -530,7 +480,7 @@ def _check_metadata(archive: Archive, targets: dict[str, _Ingested], report: Aud
 
 
 def _check_unrecorded_metadata(
-    archive: Archive, ingested: dict[str, _Ingested], report: AuditReport
+    archive: Archive, ingested: dict[str, FirstRecord], report: AuditReport
 ) -> None:
     """custody writes a metadata row only with the entry that records its item: any other row was
     put there by hand. It is never signed; the ingest that first records the item sets it aside."""

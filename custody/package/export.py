@@ -15,7 +15,8 @@ from typing import Any
 from custody.core import canonical, merkle
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
-from custody.core.custodians import ARCHIVE_ROLE, REGISTRY_ACTIONS, Registry
+from custody.core.custodians import ARCHIVE_ROLE, REGISTRY_ACTIONS
+from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import (
     ArchiveError,
@@ -27,6 +28,7 @@ from custody.errors import (
 )
 from custody.ops import access, checkpoints
 from custody.ops.archive import Archive, utc_now
+from custody.ops.items import replayed
 from custody.package import layout
 from store.ledger import EntryRow
 from store.objects import ObjectCorrupt
@@ -36,18 +38,8 @@ SOFTWARE = "custody 0.1.0 (BagIt 1.0, custody-package v1)"
 
 
 def case_items(archive: Archive, case: str) -> list[str]:
-    """The items filed under `case` now, in order of filing (ingest --case, case-add, -remove)."""
-    members: dict[str, None] = {}
-    actions = ("ingest", "sighting", "received", "case-add", "case-remove")
-    for row in archive.ledger.rows_with_action(*actions):
-        e = entries.parse(row.body)
-        if e.item is None or e.details.get("case") != case:
-            continue
-        if e.action == "case-remove":
-            members.pop(e.item, None)
-        else:
-            members.setdefault(e.item, None)
-    return list(members)
+    """The items filed under `case` now, in order of filing (the replay's case membership)."""
+    return list(replayed(archive.ledger).case_members(case))
 
 
 def _authorize(archive: Archive, key: SigningKey, purpose: str) -> None:
@@ -61,24 +53,21 @@ def _authorize(archive: Archive, key: SigningKey, purpose: str) -> None:
         raise NotPermitted(reason)
 
 
-def _describe(rows: list[EntryRow]) -> tuple[entries.Entry, list[str], list[str]]:
-    """An item's first record, the names it was seen under, and its cases, from its history."""
+def _describe(
+    rows: list[EntryRow], cases: tuple[str, ...]
+) -> tuple[entries.Entry, list[str], list[str]]:
+    """An item's first record and the names it was seen under, from its history; its `cases`
+    (from the replay) passed through."""
     parsed = [entries.parse(r.body) for r in rows]
     first = next((e for e in parsed if e.action in FIRST_RECORD), None)
     if first is None:
         raise ArchiveError(f"item {rows[0].item} has no ingest entry")
     names: list[str] = []
-    cases: list[str] = []
     for e in parsed:
         name = (e.details.get("source") or {}).get("name")
         if e.action in (*FIRST_RECORD, "sighting") and isinstance(name, str) and name not in names:
             names.append(name)
-        case = e.details.get("case")
-        if e.action == "case-remove" and case in cases:
-            cases.remove(case)
-        elif isinstance(case, str) and case not in cases and e.action != "case-remove":
-            cases.append(case)
-    return first, names, cases
+    return first, names, list(cases)
 
 
 def export(
@@ -110,11 +99,12 @@ def export(
         raise NotFound(f"no items in case {case}")
 
     described = {}
+    replay = replayed(archive.ledger)
     for sha in chosen:
         rows = archive.ledger.rows_for_item(sha)
         if not rows:
             raise NotFound(f"no item {sha} in this archive")
-        described[sha] = _describe(rows)
+        described[sha] = _describe(rows, replay.cases_of(sha))
     paths = layout.payload_paths(
         [(sha, case or (d[2][0] if d[2] else None), d[1][0] if d[1] else None)
          for sha, d in described.items()]
@@ -172,9 +162,10 @@ def _tag_files(
     history = {sha: [r for r in ledger.rows_for_item(sha) if r.seq < size] for sha in chosen}
     registry_rows = [r for r in ledger.rows_with_action(*REGISTRY_ACTIONS) if r.seq < size]
     rows = {r.seq: r for r in registry_rows} | {r.seq: r for h in history.values() for r in h}
-    registry = Registry()
+    replay = Replay()
     for r in registry_rows:
-        registry.apply(entries.parse(r.body))
+        replay.apply(entries.parse(r.body))
+    registry = replay.registry
 
     ledger_lines = b"".join(
         canonical.encode({"seq": seq, "entry": _b64(r.body), "signature": _b64(r.signature)})

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 from custody.core import canonical, note
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
-from custody.core.custodians import Registry
+from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, DiskFull, VerificationFailed
 from custody.ops.annotate import _check_id
@@ -214,7 +214,8 @@ def provenance(archive: Archive, item: str) -> dict[str, Any]:
 
 
 def _sender_history(tags: dict[str, bytes], item: str) -> list[dict[str, Any]]:
-    registry = Registry()
+    replay = Replay()  # names as the sender's registry entries give them
+    registry = replay.registry
     history = []
     for line in tags[layout.LEDGER].decode("utf-8").splitlines():
         row = canonical.decode(line.encode())
@@ -222,7 +223,7 @@ def _sender_history(tags: dict[str, bytes], item: str) -> list[dict[str, Any]]:
                                      base64.b64decode(row["signature"]))
         e = signed.entry()
         if e.action in ("init", "enroll", "revoke"):
-            registry.apply(e)
+            replay.apply(e)
         if e.item == item:
             history.append({
                 "seq": e.seq, "time": e.time, "action": e.action, "actor": e.actor,

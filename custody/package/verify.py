@@ -10,13 +10,15 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from custody.core import canonical, merkle, note, permissions, proofs
+from custody.core import canonical, merkle, note, proofs
 from custody.core import entry as entries
-from custody.core.chain import FIRST_RECORD, ChainError, CustodyBook
+from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import REGISTRY_ACTIONS, Registry, RegistryError, decode_public_key
+from custody.core.replay import Replay
 from custody.core.signing import key_id, verify_signature
 from custody.errors import CustodyError, VerificationFailed
 from custody.package import bag as bagit
@@ -151,7 +153,7 @@ def checked(
             for p, d in bag.computed.items()
         }
         report.bytes = sum(bag.payload.values())
-        audit(tags, payload, pinned, report)
+        audit(tags, payload, pinned, report, now=datetime.now(UTC))
         origin = bag.info_value("Custody-Origin")
         if origin is not None and report.archive and origin != report.archive.get("origin"):
             report.problems.append("bag-info.txt: Custody-Origin is not the package's archive")
@@ -241,15 +243,17 @@ def audit(
     pinned: note.VerifierKey | None,
     report: PackageReport,
     only: set[str] | None = None,
+    now: datetime | None = None,
 ) -> None:
     """Check the custody tag files against each other and the payload; add to `report`.
 
     `only` limits the per-item checks to those items (and tolerates the other items' files being
-    absent): how kept evidence of one received item is checked again later.
+    absent): how kept evidence of one received item is checked again later. `now` is the
+    verifier's clock: no entry may be dated ahead of it by more than the skew (FORMAT §5.6).
     """
     problems = report.problems
     try:
-        _audit(tags, payload, pinned, report, only)
+        _audit(tags, payload, pinned, report, only, now)
     except _Stop:
         pass
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -262,6 +266,7 @@ def _audit(
     pinned: note.VerifierKey | None,
     report: PackageReport,
     only: set[str] | None,
+    now: datetime | None,
 ) -> None:
     problems = report.problems
     raw_statement = tags.get(layout.PACKAGE, b"")
@@ -333,8 +338,8 @@ def _audit(
             problems.append(f"{layout.CHECKPOINT} is not the checkpoint the exporter signed")
     inclusion = _proofs(_json(tags, layout.PROOFS, problems), problems)
 
-    registry = Registry()
-    book = CustodyBook()
+    replay = Replay(now=now)  # every rule of docs/FORMAT.md §5.6, over the carried entries
+    registry = replay.registry
     first: dict[str, entries.Entry] = {}
     item_seqs: dict[str, list[int]] = {}
     wanted = {i["sha256"] for i in statement["items"]}
@@ -356,7 +361,8 @@ def _audit(
                     )
                 except merkle.ProofError as exc:
                     problems.append(f"{where}: inclusion proof does not verify: {exc.message}")
-        role = _check_signer(signed, e, registry, archive_pk, problems)
+        _check_signature(signed, e, replay, problems)
+        problems.extend(replay.apply(e))
         if e.item is None:
             if e.action not in REGISTRY_ACTIONS:
                 problems.append(f"{where}: a {e.action} entry about no exported item")
@@ -364,18 +370,8 @@ def _audit(
             problems.append(f"{where}: about item {e.item[:16]}…, which the package does not hold")
         else:
             item_seqs.setdefault(e.item, []).append(seq)
-            if e.action in FIRST_RECORD:
-                if e.item in first:
-                    problems.append(f"{where}: a second first record of item {e.item[:16]}…")
-                else:
-                    first[e.item] = e
-            elif e.item not in first:
-                problems.append(f"{where}: {e.action} of item {e.item[:16]}… before its ingest")
-        try:
-            book.apply(e, role)
-            registry.apply(e)
-        except (ChainError, RegistryError) as exc:
-            problems.append(f"{where}: {exc}")
+            if e.action in FIRST_RECORD and e.item not in first:
+                first[e.item] = e  # a second one, or any entry before it: the replay says so
 
     registry_seqs = sorted(s for s, (_, e) in carried.items() if e.action in REGISTRY_ACTIONS)
     if sorted(statement["registry"]) != registry_seqs:
@@ -433,30 +429,16 @@ def _proofs(value: Any, problems: list[str]) -> dict[int, list[bytes]]:
     return out
 
 
-def _check_signer(
-    signed: entries.SignedEntry,
-    e: entries.Entry,
-    registry: Registry,
-    archive_pk: bytes,
-    problems: list[str],
-) -> str | None:
-    """The signer's role at entry `e`, after checking the signature and that the role may sign."""
+def _check_signature(
+    signed: entries.SignedEntry, e: entries.Entry, replay: Replay, problems: list[str]
+) -> None:
+    """The signature by the key the replay says must have made it (entry 0: checked against the
+    package's archive key in _archive; an unenrolled signer: the replay names it)."""
     if e.seq == 0:
-        return None  # the genesis entry, checked against the archive key in _archive
-    signer = registry.signer(e.actor, e.seq)
-    if signer is None:
-        problems.append(
-            f"entry {e.seq}: signed by key {e.actor}, which the package's registry entries do "
-            "not show enrolled at that point"
-        )
-        return None
-    if not entries.signature_valid(signed, signer.public_key):
+        return
+    signer = replay.signer(e)
+    if signer is not None and not entries.signature_valid(signed, signer.public_key):
         problems.append(f"entry {e.seq}: bad signature by {signer.name} ({signer.key_id})")
-    if not permissions.may(signer.role, e.action):
-        problems.append(
-            f"entry {e.seq}: {signer.name} (role {signer.role}) may not sign a {e.action} entry"
-        )
-    return signer.role
 
 
 def _check_statement(

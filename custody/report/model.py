@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custody.core import canonical, note
-from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.signing import SigningKey
@@ -50,22 +49,12 @@ def digest(model: dict[str, Any]) -> str:
 
 
 def case_items(archive: Archive, case: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Items filed under `case` now (in order of filing), and those taken out of it (and why)."""
-    members: dict[str, int] = {}
-    removed: list[dict[str, Any]] = []
-    actions = ("ingest", "received", "sighting", "case-add", "case-remove")
-    for r in archive.ledger.rows_with_action(*actions):
-        e = entries.parse(r.body)
-        if e.item is None or e.details.get("case") != case:
-            continue
-        if e.action != "case-remove":
-            members.setdefault(e.item, e.seq)
-            removed = [x for x in removed if x["item"] != e.item]
-        elif e.item in members:
-            del members[e.item]
-            removed.append({"item": e.item, "seq": e.seq, "time": e.time,
-                            "reason": e.details.get("reason")})
-    return list(members), removed
+    """Items filed under `case` now (in order of filing), and those taken out of it (and why),
+    from the replay's case membership."""
+    replay = views.replayed(archive.ledger)
+    removed = [{"item": r.item, "seq": r.seq, "time": r.time, "reason": r.reason}
+               for r in replay.case_removals(case)]
+    return list(replay.case_members(case)), removed
 
 
 def build(

@@ -10,14 +10,15 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from custody.core import canonical, note, proofs
 from custody.core import entry as entries
-from custody.core.chain import FIRST_RECORD, ChainError, CustodyBook
-from custody.core.custodians import Registry, RegistryError
+from custody.core.chain import FIRST_RECORD
+from custody.core.replay import Replay
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.ops.items import holder_name
 from custody.report.model import REPORT_TYPE, digest
@@ -87,14 +88,18 @@ def check_file(path: Path, verifier_text: str | None) -> Recheck:
         raise CustodyError(f"{path}: the report data is not JSON: {exc}") from None
     if not isinstance(model, dict) or model.get("type") != REPORT_TYPE:
         raise CustodyError(f"{path} is not report data of type {REPORT_TYPE}")
-    result = check(model, verifier_text)
+    result = check(model, verifier_text, now=datetime.now(UTC))
     if printed is not None and printed != result.digest:
         result.problems.append(f"the page prints digest {printed}, but its data hashes to "
                                f"{result.digest}")
     return result
 
 
-def check(model: dict[str, Any], verifier_text: str | None) -> Recheck:
+def check(
+    model: dict[str, Any], verifier_text: str | None, now: datetime | None = None
+) -> Recheck:
+    """Re-check report data; `now` is the checker's clock (no entry may be dated ahead of it
+    by more than the skew, docs/FORMAT.md §5.6)."""
     result = Recheck(digest=digest(model))
     if verifier_text is None:
         verifier_text = model["archive"]["verifier_key"]
@@ -119,9 +124,10 @@ def check(model: dict[str, Any], verifier_text: str | None) -> Recheck:
     if cp.size != cp_json["size"] or cp.root_hash.hex() != cp_json["root_hash"]:
         result.problems.append("the checkpoint's size or root shown differ from its signed note")
     proven = _proven(model, cp, verifier, result)
-    registry = _registry(proven, verifier, result)
+    replay = _replay(proven, verifier, result, now)
+    registry = replay.registry
     for item in model["items"]:
-        _check_item(item, proven, registry, result)
+        _check_item(item, proven, replay, result)
     for c in model.get("custodians", []):
         known = registry.by_id.get(c["key_id"])
         if known is None and (c.get("enrolled_in") or 0) >= cp.size:
@@ -159,47 +165,41 @@ def _unb64(value: str) -> bytes:
     return base64.b64decode(value)
 
 
-def _registry(proven: dict[int, Any], verifier: note.VerifierKey, result: Recheck) -> Registry:
-    """Who could sign what, replayed from the proven init/enroll/revoke entries."""
-    registry = Registry()
+def _replay(
+    proven: dict[int, Any], verifier: note.VerifierKey, result: Recheck, now: datetime | None
+) -> Replay:
+    """Every proven entry (registry and items') replayed in log order: each signature by the key
+    the replay names, and every rule of docs/FORMAT.md §5.6 (roles, custody, time)."""
+    replay = Replay(now=now)
     for seq in sorted(proven):
         e, body, signature = proven[seq]
-        if e.action not in ("init", "enroll", "revoke"):
-            continue
-        signed = entries.SignedEntry(body, signature)
-        if seq == 0:
-            key = e.details.get("archive", {}).get("public_key", "")
-            ok = key and entries.signature_valid(signed, _unb64(key))
-            if not ok or _unb64(key) != verifier.public_key:
-                result.problems.append("entry 0 is not signed by the archive's key")
-        else:
-            signer = registry.signer(e.actor, seq)
-            if signer is None or not entries.signature_valid(signed, signer.public_key):
-                result.problems.append(f"registry entry {seq}: bad or unauthorised signature")
-        try:
-            registry.apply(e)
-        except RegistryError as exc:
-            result.problems.append(f"registry entry {seq}: {exc}")
-    return registry
+        signer = replay.signer(e)
+        valid = signer is not None and entries.signature_valid(
+            entries.SignedEntry(body, signature), signer.public_key)
+        if seq == 0 and (not valid or signer is None
+                         or signer.public_key != verifier.public_key):
+            result.problems.append("entry 0 is not signed by the archive's key")
+        elif seq != 0 and signer is not None and not valid:
+            result.problems.append(f"entry {seq}: bad signature by {signer.name} "
+                                   f"({signer.key_id})")
+        result.problems.extend(replay.apply(e))  # an unenrolled signer: rule signer-active
+    return replay
 
 
 def _check_item(
-    item: dict[str, Any], proven: dict[int, Any], registry: Registry, result: Recheck
+    item: dict[str, Any], proven: dict[int, Any], replay: Replay, result: Recheck
 ) -> None:
+    """Each timeline row says what its proven entry says; the holders follow from the replay."""
     sha = item["sha256"]
     where = f"item {sha[:16]}"
-    book = CustodyBook()
+    registry = replay.registry
     for row in item["timeline"]:
         seq = row["seq"]
         if seq not in proven:
             result.notices.append(f"{where}: entry {seq} is newer than the checkpoint: unproven")
             continue
-        e, body, signature = proven[seq]
+        e = proven[seq][0]
         result.entries += 1
-        signer = registry.signer(e.actor, seq)
-        if signer is None or not entries.signature_valid(entries.SignedEntry(body, signature),
-                                                          signer.public_key):
-            result.problems.append(f"{where}: entry {seq} has a bad or unauthorised signature")
         said = {"time": e.time, "action": e.action, "actor": e.actor, "details": e.details,
                 "actor_name": registry.name_of(e.actor)}
         for k, v in said.items():
@@ -208,11 +208,7 @@ def _check_item(
                                        "the signed entry")
         if e.item != sha:
             result.problems.append(f"{where}: entry {seq} is about another item")
-        try:
-            book.apply(e, signer.role if signer else None)
-        except ChainError as exc:
-            result.problems.append(f"{where}: entry {seq}: {exc}")
-        holder = book.holder(sha, at_seq=seq)
+        holder = replay.holder(sha, at_seq=seq)
         if row.get("holder_after") != holder or row.get("holder_after_name") != holder_name(
                 holder, registry):
             result.problems.append(f"{where}: the holder shown after entry {seq} does not "

@@ -1,0 +1,322 @@
+"""The one replay of the log, pure: entries folded in order into everything the log implies.
+
+Who may sign (the registry), who holds each item and the open transfer offers (the custody book),
+which items each case and incident holds, and each item's first record and sightings are never
+stored: they follow from the entries. This module is the only place that derives them, and the only
+place that states the rules an entry must keep (docs/FORMAT.md §5.6). `Replay.apply` folds in one
+parsed entry and returns the rules it breaks, one line each, naming the entry and the rule:
+
+    entry 7: time 'yesterday' is not RFC 3339 UTC with microseconds and Z (rule time-format)
+
+Signatures are not checked here (the verifiers check them with `signer(entry)`'s key, in parallel
+on a large log); no clock is read: a verifier passes its own clock in as `now`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+from custody.core import permissions
+from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD, ChainError, CustodyBook, Offer
+from custody.core.custodians import (
+    ARCHIVE_ROLE,
+    Custodian,
+    Registry,
+    RegistryError,
+    custodian_from,
+)
+from custody.core.entry import Entry
+
+TIME_PATTERN = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
+"""An entry's `time`: RFC 3339 in UTC, exactly six fraction digits, `Z` (docs/FORMAT.md §5.1)."""
+SKEW = timedelta(minutes=5)
+"""How far an entry's time may run behind the latest earlier entry's, or ahead of the verifier's
+clock: the clocks of several intake stations writing to one archive (docs/FORMAT.md §5.6)."""
+
+# Actions about an item that must already have a first record (`ingest` or `received`).
+ABOUT_AN_ITEM = frozenset({
+    "sighting", "access", "transfer-offer", "transfer-accept", "transfer-withdraw",
+    "case-add", "case-remove", "incident-add", "note", "tag",
+})
+CASE_FILING = ("ingest", "sighting", "received", "case-add")  # with a `case`: files the item
+
+
+def parse_time(value: str) -> datetime | None:
+    """An entry time as an aware UTC datetime, or None if it is not in the one allowed form."""
+    if not TIME_PATTERN.match(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:  # the right shape but no such date (month 13, 30 February)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRecord:
+    """How an item came into the archive: its `ingest` or `received` entry."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    size: object
+    metadata_sha256: object
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """An item taken out of a case, and why."""
+
+    item: str
+    seq: int
+    time: str
+    reason: object
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One rule an entry breaks: `rule` is its id in docs/FORMAT.md §5.6."""
+
+    seq: int
+    rule: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"entry {self.seq}: {self.text} (rule {self.rule})"
+
+
+@dataclass(slots=True)
+class _Case:
+    members: dict[str, int] = field(default_factory=dict)  # item -> seq that filed it, in order
+    removed: dict[str, Removal] = field(default_factory=dict)
+
+
+class Replay:
+    """Fold entries in log order (`apply`); read the state through the views below."""
+
+    def __init__(self, now: datetime | None = None, skew: timedelta = SKEW) -> None:
+        self.now = now
+        self.skew = skew
+        self.registry = Registry()
+        self.book = CustodyBook()
+        self._latest: datetime | None = None
+        self._latest_seq = -1
+        self._archive_key: str | None = None
+        self._first: dict[str, FirstRecord] = {}
+        self._sightings: dict[str, list[int]] = {}
+        self._cases: dict[str, _Case] = {}
+        self._item_cases: dict[str, list[str]] = {}
+        self._incidents: dict[str, Mapping[str, object]] = {}
+        self._incident_items: dict[str, list[str]] = {}
+        self._item_incidents: dict[str, list[str]] = {}
+
+    # Folding ------------------------------------------------------------------------------------
+
+    def signer(self, entry: Entry) -> Custodian | None:
+        """Whose key must verify `entry`'s signature (call before `apply`): for entry 0 the
+        archive key it names, else its actor if enrolled and unrevoked at that entry."""
+        if entry.seq == 0:
+            try:
+                return custodian_from(entry.details.get("archive"), ARCHIVE_ROLE, 0)
+            except RegistryError:
+                return None
+        return self.registry.signer(entry.actor, entry.seq)
+
+    def apply(self, entry: Entry) -> list[str]:
+        """Fold in one entry; the rules it breaks, one line each (empty when it keeps them all).
+        A rule-breaking entry changes the state only where it still can (a first record still
+        records its item), so later entries are judged against the log as it stands."""
+        return [str(v) for v in self.fold(entry)]
+
+    def fold(self, entry: Entry) -> list[Violation]:
+        """As `apply`, the violations as values."""
+        return [Violation(entry.seq, rule, text) for rule, text in self._violations(entry)]
+
+    def _violations(self, e: Entry) -> list[tuple[str, str]]:
+        found = self._check_time(e)
+        signer = self.registry.signer(e.actor, e.seq)
+        if e.seq == 0:
+            if e.action != "init":
+                found.append(("genesis", "is not the archive's init entry"))
+        elif e.actor == self._archive_key:
+            found.append(("archive-key", "signed by the archive key, which signs entry 0 only"))
+        elif signer is None:
+            known = self.registry.by_id.get(e.actor)
+            why = (f"revoked in entry {known.revoked_seq}"
+                   if known is not None and known.revoked_seq is not None else "never enrolled")
+            found.append(("signer-active", f"signed by key {e.actor}, which is not an enrolled "
+                                           f"custodian at that point ({why})"))
+        elif e.action not in permissions.MAY_SIGN:
+            found.append(("action-known", f"unknown action {e.action!r}"))
+        elif not permissions.may(signer.role, e.action):
+            found.append(("role", f"{signer.name} (role {signer.role}) may not sign a "
+                                  f"{e.action} entry"))
+        found += self._check_item(e)
+        role = signer.role if signer is not None else None
+        if e.action == "transfer-offer":
+            found += self._check_receiver(e)
+        try:
+            self.book.apply(e, role)
+        except ChainError as exc:
+            found.append((exc.rule, str(exc)))
+        try:
+            self.registry.apply(e)
+        except RegistryError as exc:
+            found.append((exc.rule, str(exc)))
+        if e.seq == 0 and e.action == "init":
+            archive = self.signer(e)
+            self._archive_key = archive.key_id if archive is not None else None
+            if archive is not None and e.actor != archive.key_id:
+                found.append(("genesis", "is not signed by the archive key it names"))
+        self._fold_item(e)
+        return found
+
+    def _check_time(self, e: Entry) -> list[tuple[str, str]]:
+        when = parse_time(e.time)
+        if when is None:
+            return [("time-format", f"time {e.time!r} is not RFC 3339 UTC with microseconds "
+                                    "and Z")]
+        found: list[tuple[str, str]] = []
+        if self._latest is not None and when < self._latest - self.skew:
+            found.append(("time-order", f"time {e.time} is more than {_minutes(self.skew)} "
+                                        f"before entry {self._latest_seq}'s"))
+        if self.now is not None and when > self.now + self.skew:
+            found.append(("time-future", f"time {e.time} is more than {_minutes(self.skew)} "
+                                         "ahead of the verifier's clock"))
+            return found  # not a mark for later entries: one forged date is one problem
+        if self._latest is None or when > self._latest:
+            self._latest, self._latest_seq = when, e.seq
+        return found
+
+    def _check_item(self, e: Entry) -> list[tuple[str, str]]:
+        if e.action in FIRST_RECORD and e.item is not None and e.item in self._first:
+            return [("first-record", f"item {e.item} was already recorded (second {e.action})")]
+        if e.action in ABOUT_AN_ITEM and (e.item is None or e.item not in self._first):
+            if e.action == "transfer-offer":
+                return []  # the custody book says it, in its own words
+            return [("first-record", f"{e.action} of item {e.item}, which was never ingested")]
+        return []
+
+    def _check_receiver(self, e: Entry) -> list[tuple[str, str]]:
+        to = e.details.get("to")
+        who = self.registry.signer(to, e.seq) if isinstance(to, str) else None
+        if who is None or who.role == ARCHIVE_ROLE:
+            return [("offer-receiver", f"offers custody to key {to!r}, which is not an enrolled, "
+                                       "unrevoked custodian at that point")]
+        if not permissions.may(who.role, "transfer-accept"):
+            return [("offer-receiver", f"offers custody to {who.name} (role {who.role}), who "
+                                       "may not accept it")]
+        return []
+
+    def _fold_item(self, e: Entry) -> None:
+        item, d = e.item, e.details
+        if item is None:
+            if e.action == "incident" and isinstance(d.get("incident"), str):
+                self._incidents[d["incident"]] = MappingProxyType(dict(d) | {"seq": e.seq})
+            return
+        if e.action in FIRST_RECORD and item not in self._first:
+            self._first[item] = FirstRecord(e.seq, e.time, e.actor, e.action, d.get("size"),
+                                            d.get("metadata_sha256"))
+        elif e.action in (*FIRST_RECORD, "sighting"):
+            self._sightings.setdefault(item, []).append(e.seq)
+        case = d.get("case")
+        if isinstance(case, str) and e.action in CASE_FILING:
+            self._file(item, case, e.seq)
+        elif isinstance(case, str) and e.action == "case-remove":
+            self._unfile(item, case, e)
+        elif e.action == "incident-add" and isinstance(d.get("incident"), str):
+            _add(self._incident_items.setdefault(d["incident"], []), item)
+            _add(self._item_incidents.setdefault(item, []), d["incident"])
+
+    def _file(self, item: str, case: str, seq: int) -> None:
+        c = self._cases.setdefault(case, _Case())
+        c.members.setdefault(item, seq)
+        c.removed.pop(item, None)
+        _add(self._item_cases.setdefault(item, []), case)
+
+    def _unfile(self, item: str, case: str, e: Entry) -> None:
+        c = self._cases.get(case)
+        if c is None or item not in c.members:
+            return
+        del c.members[item]
+        c.removed[item] = Removal(item, e.seq, e.time, e.details.get("reason"))
+        self._item_cases[item].remove(case)
+
+    # Views --------------------------------------------------------------------------------------
+
+    @property
+    def archive_key(self) -> str | None:
+        """The archive key's id, named by entry 0."""
+        return self._archive_key
+
+    def custodians(self) -> Mapping[str, Custodian]:
+        return MappingProxyType(self.registry.by_id)
+
+    def name_of(self, key_id: str) -> str:
+        return self.registry.name_of(key_id)
+
+    def holder(self, item: str, at_seq: int | None = None) -> str | None:
+        """The item's holder now or just after entry `at_seq`: a key id, `ARCHIVE_HOLDER` for an
+        item a field custodian handed in, or None before its first record."""
+        return self.book.holder(item, at_seq)
+
+    def offers(self) -> list[Offer]:
+        return sorted(self.book.offers.values(), key=lambda o: o.seq)
+
+    def pending_offers(self) -> list[Offer]:
+        return sorted(self.book.pending(), key=lambda o: o.seq)
+
+    def items(self) -> tuple[str, ...]:
+        """Every recorded item, in order of first record."""
+        return tuple(self._first)
+
+    def first_record(self, item: str) -> FirstRecord | None:
+        return self._first.get(item)
+
+    def sightings(self, item: str) -> tuple[int, ...]:
+        """Seqs of the entries that saw the item again after its first record."""
+        return tuple(self._sightings.get(item, ()))
+
+    def cases(self) -> tuple[str, ...]:
+        return tuple(c for c, v in self._cases.items() if v.members)
+
+    def cases_of(self, item: str) -> tuple[str, ...]:
+        """The cases the item is filed under now, in order of filing."""
+        return tuple(self._item_cases.get(item, ()))
+
+    def case_members(self, case: str) -> tuple[str, ...]:
+        """The items filed under `case` now, in order of filing."""
+        c = self._cases.get(case)
+        return tuple(c.members) if c is not None else ()
+
+    def case_removals(self, case: str) -> tuple[Removal, ...]:
+        """Items taken out of `case` and not filed again, in order of removal."""
+        c = self._cases.get(case)
+        return tuple(sorted(c.removed.values(), key=lambda r: r.seq)) if c is not None else ()
+
+    def incident(self, incident: str) -> Mapping[str, object] | None:
+        """The latest `incident` entry's details for this id (plus its `seq`)."""
+        return self._incidents.get(incident)
+
+    def incidents_of(self, item: str) -> tuple[str, ...]:
+        return tuple(self._item_incidents.get(item, ()))
+
+    def incident_members(self, incident: str) -> tuple[str, ...]:
+        return tuple(self._incident_items.get(incident, ()))
+
+
+def _add(values: list[str], value: str) -> None:
+    if value not in values:
+        values.append(value)
+
+
+def _minutes(skew: timedelta) -> str:
+    return f"{int(skew.total_seconds() // 60)} minutes"
+
+
+__all__ = ["ARCHIVE_HOLDER", "SKEW", "TIME_PATTERN", "FirstRecord", "Removal", "Replay",
+           "Violation", "parse_time"]
