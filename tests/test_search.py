@@ -763,19 +763,20 @@ def test_received_items_are_members_of_their_case_as_ingested_ones_are(cli_archi
 
 def test_case_membership_is_one_rule_for_every_entry_that_files_an_item():
     """ingest, received, sighting and case-add file an item under their case; case-remove takes
-    it out; nothing else changes membership (the rule the index follows, in one function)."""
+    it out; nothing else changes membership (the replay's one rule, which the index follows)."""
     from custody.core.entry import Entry
+    from custody.core.replay import case_change
 
     def entry(action: str, **details: object) -> Entry:
         return Entry("log", 5, "2026-01-01T00:00:00.000000Z", "k", action, "ab" * 32,
                      dict(details), None)
 
     for action in ("ingest", "received", "sighting", "case-add"):
-        assert indexer.case_membership(entry(action, case=" C-1 ")) == ("C-1", True), action
-        assert indexer.case_membership(entry(action)) is None
-    assert indexer.case_membership(entry("case-remove", case="C-1")) == ("C-1", False)
+        assert case_change(entry(action, case="C-1")) == ("C-1", True), action
+        assert case_change(entry(action)) is None
+    assert case_change(entry("case-remove", case="C-1")) == ("C-1", False)
     for action in ("note", "tag", "incident-add", "access"):
-        assert indexer.case_membership(entry(action, case="C-1")) is None
+        assert case_change(entry(action, case="C-1")) is None
 
 
 def test_search_code_runs_no_sql_and_imports_no_sqlite():

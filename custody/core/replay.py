@@ -95,6 +95,22 @@ class _Case:
     removed: dict[str, Removal] = field(default_factory=dict)
 
 
+
+def case_change(e: Entry) -> tuple[str, bool] | None:
+    """How one entry changes its item's case membership: (case, True) when it files the item
+    under `details.case` (ingest, received, sighting, case-add), (case, False) for case-remove,
+    None otherwise. The one rule of membership: the replay and the search index both follow it.
+    The case is the signed string as it is (a verifier normalises nothing)."""
+    case = e.details.get("case")
+    if e.item is None or not isinstance(case, str) or not case:
+        return None
+    if e.action in CASE_FILING:
+        return case, True
+    if e.action == "case-remove":
+        return case, False
+    return None
+
+
 class Replay:
     """Fold entries in log order (`apply`); read the state through the views below."""
 
@@ -223,11 +239,11 @@ class Replay:
                                             d.get("metadata_sha256"))
         elif e.action in (*FIRST_RECORD, "sighting"):
             self._sightings.setdefault(item, []).append(e.seq)
-        case = d.get("case")
-        if isinstance(case, str) and e.action in CASE_FILING:
-            self._file(item, case, e.seq)
-        elif isinstance(case, str) and e.action == "case-remove":
-            self._unfile(item, case, e)
+        change = case_change(e)
+        if change is not None and change[1]:
+            self._file(item, change[0], e.seq)
+        elif change is not None:
+            self._unfile(item, change[0], e)
         elif e.action == "incident-add" and isinstance(d.get("incident"), str):
             _add(self._incident_items.setdefault(d["incident"], []), item)
             _add(self._item_incidents.setdefault(item, []), d["incident"])

@@ -13,6 +13,7 @@ from typing import Any
 from custody.core import entry as entries
 from custody.core import geo
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
+from custody.core.replay import case_change
 from custody.ops.archive import Archive
 from custody.search.times import (
     OFFSET_UNKNOWN,
@@ -73,23 +74,6 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
             "skipped_entries": indexer.skipped}
 
 
-def case_membership(e: entries.Entry) -> tuple[str, bool] | None:
-    """How one entry changes its item's case membership: (case, True) when it files the item
-    under a case (its first record, `ingest` or `received`, a `sighting` or a `case-add` naming
-    one), (case, False) for `case-remove`; None when it changes none. The one rule the index
-    follows (docs/SEARCH.md §1.2), to be taken from the log's replay once there is one."""
-    if e.item is None:
-        return None
-    case = _text(e.details.get("case"))
-    if case is None:
-        return None
-    if e.action in (*FIRST_RECORD, "sighting", "case-add"):
-        return case, True
-    if e.action == "case-remove":
-        return case, False
-    return None
-
-
 class Indexer:
     """Turns ledger entries, in log order, into index rows; unknown actions are ignored."""
 
@@ -111,7 +95,7 @@ class Indexer:
             return
         if item is None:
             return
-        membership = case_membership(e)
+        membership = case_change(e)  # the replay's one rule
         if e.action in (*FIRST_RECORD, "sighting"):
             store.ensure_item(item, seq)
             if e.action in FIRST_RECORD:
