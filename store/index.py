@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from store.ledger import open_for_reading
+from store.sqlite_ledger import open_for_reading
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 120_000

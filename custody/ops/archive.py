@@ -1,7 +1,9 @@
-"""An archive on disk: its config, object store, ledger and keys, and the one way to append.
+"""An archive: its config and keys, built on two ports (an object store and a ledger: see
+store/ports.py), and the one way to append.
 
-Layout (docs/FORMAT.md): custody.json, ledger.db, objects/sha256/ab/<hex>, objects/tmp/,
-keys/archive.key (+ .pub). Every entry is appended through `Archive.append`, which signs it.
+The archive folder holds custody.json and keys/archive.key (+ .pub); where objects and entries are
+kept is the adapters' business (custody/ops/backends.py opens the local ones in the same folder).
+Every entry is appended through `Archive.append`, which signs it.
 """
 
 from __future__ import annotations
@@ -28,15 +30,14 @@ from custody.core.signing import PublicKey, SigningKey, key_id
 from custody.errors import (
     AmbiguousItem,
     ArchiveError,
-    DiskFull,
     NotFound,
     NotPermitted,
     UsageError,
     VerificationFailed,
 )
+from custody.ops.backends import custody_error, local_backends
 from custody.ops.keyfiles import check_new_passphrase, load_key, write_new_key
-from store.ledger import EntryRow, LedgerFull, LedgerStore, LedgerStoreError, LedgerWriter
-from store.objects import LocalObjectStore
+from store.ports import EntryRow, Ledger, LedgerStoreError, LedgerTransaction, ObjectStore
 
 FORMAT = "custody-archive"
 FORMAT_VERSION = 1
@@ -90,29 +91,20 @@ class Archive:
     """`stated` is custody.json, unsigned; `config` is what entry 0 signed (the archive's name,
     origin and key), read on first use. verify names any difference between the two."""
 
-    def __init__(self, root: Path, config: ArchiveConfig, *, signed: bool = False) -> None:
-        self.root = root
+    def __init__(
+        self,
+        objects: ObjectStore,
+        ledger: Ledger,
+        config: ArchiveConfig,
+        *,
+        root: Path,
+        signed: bool = False,
+    ) -> None:
+        self.objects = objects
+        self.ledger = ledger
+        self.root = root  # custody.json and keys/
         self.stated = config
         self._signed: ArchiveConfig | None = config if signed else None
-        self.objects = LocalObjectStore(root / "objects")
-        self._ledger = LedgerStore(root / "ledger.db")
-
-    @property
-    def ledger(self) -> LedgerStore:
-        """The ledger database. On a full disk SQLite cannot even open it for reading: that is
-        said as such, whichever command met it first."""
-        try:
-            _ = self._ledger.conn  # opens it once; later calls cost nothing
-        except LedgerFull:
-            raise self._full() from None
-        return self._ledger
-
-    def _full(self) -> DiskFull:
-        return DiskFull(
-            f"the disk holding the archive's ledger ({self._ledger.path}) is full: "
-            "nothing was recorded",
-            hint="free space, then run the command again",
-        )
 
     @property
     def config(self) -> ArchiveConfig:
@@ -143,9 +135,10 @@ class Archive:
         config = ArchiveConfig(
             name=name, origin=origin, archive_key=archive_key.public, created=now
         )
-        archive = cls(root, config, signed=True)
-        archive.objects.create()
-        archive._ledger.create()
+        local = local_backends(root)
+        local.objects.create()
+        local.ledger.create()
+        archive = cls(local.objects, local.ledger, config, root=root, signed=True)
         genesis = Draft(
             action="init",
             item=None,
@@ -194,7 +187,8 @@ class Archive:
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{path} is damaged: {exc}") from None
-        return cls(root, config)
+        local = local_backends(root)
+        return cls(local.objects, local.ledger, config, root=root)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         key = load_key(self.root / "keys" / "archive.key", passphrase)
@@ -261,19 +255,17 @@ class Archive:
         return out
 
     @contextmanager
-    def writing(self) -> Iterator[LedgerWriter]:
-        """The ledger's write transaction, its failures turned into one-line errors: all of it
-        lands, or (disk full, database unwritable) none of it and the caller hears why."""
+    def writing(self) -> Iterator[LedgerTransaction]:
+        """The ledger's write transaction, its failures said as custody errors (backends.py): all
+        of it lands, or (disk full, ledger unwritable) none of it and the caller hears why."""
         try:
-            with self._ledger.writing() as writer:
+            with self.ledger.writing() as writer:
                 yield writer
-        except LedgerFull:
-            raise self._full() from None
         except LedgerStoreError as exc:
-            raise ArchiveError(f"nothing was recorded: {exc}") from None
+            raise custody_error(exc) from None
 
     def _append_one(
-        self, writer: LedgerWriter, key: SigningKey, draft: Draft, now: str
+        self, writer: LedgerTransaction, key: SigningKey, draft: Draft, now: str
     ) -> entries.SignedEntry:
         entry = entries.Entry(
             log=self.config.origin,
@@ -288,26 +280,22 @@ class Archive:
         signed = entries.sign(entry, key)
         if draft.metadata is not None and draft.item is not None:
             writer.put_metadata(draft.item, draft.metadata)  # before the entry that records it
-        try:
-            # The tree's complete-subtree nodes grow with the log, in the same transaction, so
-            # proofs never rebuild the tree (custody/merkle.py, docs/FORMAT.md §6).
-            writer.put_nodes(
-                merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node)
+        # The tree's complete-subtree nodes grow with the log, in the same transaction, so proofs
+        # never rebuild the tree (custody/core/merkle.py, docs/FORMAT.md §9.1). A ledger error
+        # here is said by `writing`, after the rollback.
+        writer.put_nodes(merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node))
+        writer.append(
+            EntryRow(
+                seq=entry.seq,
+                body=signed.body,
+                signature=signed.signature,
+                leaf_hash=signed.leaf_hash,
+                time=entry.time,
+                actor=entry.actor,
+                action=entry.action,
+                item=entry.item,
             )
-            writer.append(
-                EntryRow(
-                    seq=entry.seq,
-                    body=signed.body,
-                    signature=signed.signature,
-                    leaf_hash=signed.leaf_hash,
-                    time=entry.time,
-                    actor=entry.actor,
-                    action=entry.action,
-                    item=entry.item,
-                )
-            )
-        except LedgerStoreError as exc:
-            raise ArchiveError(str(exc)) from None
+        )
         return signed
 
     def authorize(

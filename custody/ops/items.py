@@ -14,7 +14,7 @@ from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
 from custody.ops import transfer
 from custody.ops.archive import Archive
-from store.ledger import EntryRow
+from store.ports import EntryRow
 
 
 def entry_json(row: EntryRow, registry: Registry) -> dict[str, Any]:

@@ -16,12 +16,12 @@ from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
 from custody.ops.archive import Archive, Draft
-from store.ledger import LedgerStore, LedgerWriter
+from store.ports import LedgerReads, LedgerTransaction
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
-def book(ledger: LedgerStore) -> tuple[CustodyBook, Registry]:
+def book(ledger: LedgerReads) -> tuple[CustodyBook, Registry]:
     """The chain of custody of every item, replayed from the log with the registry beside it
     (the first holder depends on the ingester's role at the time)."""
     b = CustodyBook()
@@ -46,7 +46,7 @@ def _checked_append(
     """Append drafts only if the chain replayed under the write lock accepts each in turn."""
     state: dict[str, tuple[CustodyBook, Registry]] = {}
 
-    def decide(writer: LedgerWriter, draft: Draft) -> Draft:
+    def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
         if "book" not in state:
             state["book"] = book(archive.ledger)
         current, registry = state["book"]

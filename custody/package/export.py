@@ -28,8 +28,7 @@ from custody.errors import (
 from custody.ops import access, checkpoints
 from custody.ops.archive import Archive, utc_now
 from custody.package import layout
-from store.ledger import EntryRow
-from store.objects import ObjectCorrupt
+from store.ports import EntryRow, ObjectCorrupt
 
 EXPORT_ROLES = layout.EXPORT_ROLES
 SOFTWARE = "custody 0.1.0 (BagIt 1.0, custody-package v1)"

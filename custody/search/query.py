@@ -40,7 +40,7 @@ from store.index import (
     TimeRange,
     TrackTables,
 )
-from store.ledger import LedgerStoreError
+from store.ports import LedgerStoreError
 
 INDEX_FILE = "index.db"
 OFFSET_UNKNOWN = "camera-clock-offset-unknown"  # docs/METADATA.md: wall clock read as if UTC
