@@ -19,17 +19,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from store.ports import (
     CHUNK,
     DIGEST_NAMES,
+    ByteSource,
     Digests,
     ObjectCorrupt,
     ObjectMissing,
     ObjectUnreadable,
     ObjectWriteError,
     PutResult,
+    ReadsInto,
     SetAside,
     StoreFull,
 )
@@ -153,7 +155,7 @@ class LocalObjectStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put(self, stream: BinaryIO) -> PutResult:
+    def put(self, stream: ByteSource) -> PutResult:
         """Stream into a temp file while hashing, then link it into place (never over an object).
 
         A file already at the object's name is trusted only if it holds exactly these bytes;
@@ -176,10 +178,11 @@ class LocalObjectStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _fill(self, fd: int, stream: BinaryIO) -> Digests:
+    def _fill(self, fd: int, stream: ByteSource) -> Digests:
         hasher = MultiHasher(self._pool)
         view = memoryview(bytearray(CHUNK))
-        while n := stream.readinto(view):  # type: ignore[attr-defined]
+        source = cast(ReadsInto, stream)  # every binary file object has readinto
+        while n := source.readinto(view):
             chunk = view[:n]
             hasher.update(chunk)
             _write_all(fd, chunk)

@@ -158,6 +158,15 @@ NodeRow = tuple[int, int, bytes]
 # Object store ---------------------------------------------------------------------------------
 
 
+class ReadsInto(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+ByteSource = BinaryIO | ReadsInto
+"""What `put` reads from: any binary stream (a file, a request body, an upload) with readinto
+(every binary file object has it; typeshed's BinaryIO does not say so)."""
+
+
 class ObjectReader(Protocol):
     """A verified read of one object: `read` raises ObjectCorrupt at end of content if the bytes
     read do not hash to the object's name. Nothing read is trusted before that end."""
@@ -175,7 +184,7 @@ class ObjectStore(Protocol):
     temp file, fsync, link; S3: a single PUT with its checksum). Write failures raise
     ObjectWriteError (StoreFull when out of space) and leave no partial object."""
 
-    def put(self, stream: BinaryIO) -> PutResult:
+    def put(self, stream: ByteSource) -> PutResult:
         """Store the stream's bytes under their SHA-256, computing all four digests in one pass.
         A sound object already there is kept (created=False); anything else at the name is set
         aside (PutResult.replaced) and replaced."""

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from store.ports import (
     CheckpointExtra,
@@ -143,7 +144,7 @@ def _write_failure(exc: sqlite3.Error, path: Path) -> LedgerStoreError:
     return LedgerStoreError(f"cannot write {path.name}: {exc}")
 
 
-def _row(r: sqlite3.Row | tuple) -> EntryRow:
+def _row(r: sqlite3.Row | tuple[Any, ...]) -> EntryRow:
     return EntryRow(
         seq=r[0],
         body=bytes(r[1]),

@@ -9,7 +9,7 @@ import io
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from custody.core import canonical, note
 from custody.core import entry as entries
@@ -24,6 +24,7 @@ from custody.package import layout
 from custody.package.bagsafe import Limits, open_file
 from custody.package.verify import PackageReport, audit, checked
 from store.ports import (
+    ByteSource,
     Digests,
     LedgerTransaction,
     ObjectError,
@@ -108,7 +109,7 @@ def import_package(
     }
 
 
-def _put(archive: Archive, stream: BinaryIO, repairs: dict[str, dict[str, Any]]) -> Digests:
+def _put(archive: Archive, stream: ByteSource, repairs: dict[str, dict[str, Any]]) -> Digests:
     """Store one object; a full disk is said as such (nothing is recorded: entries come last)."""
     try:
         put = archive.objects.put(stream)
