@@ -1,8 +1,8 @@
 """The local object store adapter: objects in a sharded folder, written in restic's order
 (temp file, fsync, link into place, fsync the folder), read-only once placed.
 
-Physical layout (docs/FORMAT.md §6.2): `<root>/sha256/ab/<64 hex>`, temp files in `<root>/tmp/`,
-damaged files set aside in `<root>/quarantine/`. Satisfies store.ports.ObjectStore.
+Physical layout (docs/FORMAT.md Appendix A.2): `<root>/sha256/ab/<64 hex>`, temp files in
+`<root>/tmp/`, damaged files set aside in `<root>/quarantine/`. Satisfies store.ports.ObjectStore.
 """
 
 from __future__ import annotations

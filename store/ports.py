@@ -3,7 +3,7 @@
 Each backend is an adapter that satisfies these Protocols (local folder: store/local_objects.py;
 SQLite: store/sqlite_ledger.py) and raises only the errors defined here, so that custody maps each
 of them to what a user is told in one place (custody/ops/backends.py). The logical format the
-adapters hold is docs/FORMAT.md §2-§9; each adapter's physical layout follows it there.
+adapters hold is docs/FORMAT.md §2-§9; the local adapters' physical layout is its Appendix A.
 Bytes and rows only: what an entry means, and whether its signature holds, is custody's business.
 """
 

@@ -1,6 +1,7 @@
 """The SQLite ledger adapter: opaque signed entries, append-only, with the indexes queries need.
 
-Satisfies store.ports.Ledger; its physical layout (ledger.db's tables) is docs/FORMAT.md §6.1.
+Satisfies store.ports.Ledger; its physical layout (ledger.db's tables) is docs/FORMAT.md
+Appendix A.1.
 
 Bytes and rows only: what an entry means, and whether its signature holds, is custody's business.
 UPDATE and DELETE are refused by triggers; that stops accidents, signatures catch tampering.
