@@ -32,7 +32,8 @@ from store.index_port import (
     PointRow,
     TimeRange,
 )
-from store.ledger import LedgerStoreError, open_for_reading
+from store.ports import LedgerStoreError
+from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
 SCHEMA_VERSION = 1

@@ -260,7 +260,7 @@ def test_no_code_path_reads_content_without_an_access_entry(team, tmp_path, monk
     cli("ingest", PHOTO, VIDEO, env=cli.as_("ivan"), check=True)
     archive = Archive.open(cli.archive)
     ivan = load_key(cli.keys["ivan"][0], PASSPHRASE)
-    from store.objects import LocalObjectStore
+    from store.local_objects import LocalObjectStore
 
     reads: list[tuple[str, int, str | None]] = []
     real_open = LocalObjectStore.open

@@ -92,7 +92,7 @@ def receiver(tmp_path_factory) -> Cli:
 def state(archive_path: Path) -> tuple[int, list[str], list[str]]:
     """What an import may change: the ledger's size, the stored objects, temp files."""
     a = Archive.open(archive_path)
-    return a.ledger.size(), sorted(a.objects), a.objects.stray_temp_files()
+    return a.ledger.size(), sorted(a.objects), a.objects.unfinished_writes()
 
 
 def offline(cli: Cli, *args) -> object:

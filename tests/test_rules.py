@@ -22,7 +22,7 @@ from custody.core.replay import Replay, parse_time
 from custody.core.signing import SigningKey
 from custody.ops.archive import Archive, custodian_json, utc_now
 from custody.ops.keyfiles import load_key, write_new_key
-from store.ledger import EntryRow
+from store.ports import EntryRow
 
 from .conftest import ARCHIVE_PASSPHRASE, DATA, PASSPHRASE, Cli
 

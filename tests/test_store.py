@@ -1,4 +1,5 @@
-"""The object store and the ledger table: write once, read-only, verified reads, refusing triggers."""
+"""The local adapters' own physical guarantees (folder layout and modes, SQLite triggers, schema
+upgrade); what every adapter must do is tests/test_backend_contract.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sqlite3
 
 import pytest
 
-from store.ledger import EntryRow, LedgerStore
-from store.objects import LocalObjectStore, ObjectCorrupt, ObjectMissing
+from store.local_objects import LocalObjectStore
+from store.ports import EntryRow, ObjectCorrupt, ObjectMissing
+from store.sqlite_ledger import SqliteLedger
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def test_put_stores_once_under_sha256_with_all_digests(objects):
     assert path.read_bytes() == data
     assert path.stat().st_mode & 0o777 == 0o400  # owner-only, read-only
     assert objects.has(d.sha256) and list(objects) == [d.sha256]
-    assert objects.stray_temp_files() == []
+    assert objects.unfinished_writes() == []
 
 
 def test_an_existing_object_is_never_rewritten(objects):
@@ -43,7 +45,7 @@ def test_an_existing_object_is_never_rewritten(objects):
     again = objects.put(io.BytesIO(b"evidence"))
     assert not again.created and again.digests == first.digests
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == (inode, mtime)
-    assert objects.stray_temp_files() == []
+    assert objects.unfinished_writes() == []
 
 
 def test_empty_file_is_an_object(objects):
@@ -61,7 +63,7 @@ def test_check_finds_corruption_and_missing(objects):
     with pytest.raises(ObjectCorrupt, match=d.sha256):
         objects.check(d.sha256)
     with pytest.raises(ObjectCorrupt):
-        with objects.open_verified(d.sha256) as r:
+        with objects.open(d.sha256) as r:
             r.read()
             r.read()
     path.unlink()
@@ -83,7 +85,7 @@ def test_failed_put_leaves_no_temp_file(objects):
 
     with pytest.raises(OSError):
         objects.put(Broken())
-    assert objects.stray_temp_files() == [] and list(objects) == []
+    assert objects.unfinished_writes() == [] and list(objects) == []
 
 
 def _row(seq, prev=b""):
@@ -92,7 +94,7 @@ def _row(seq, prev=b""):
 
 
 def test_ledger_triggers_refuse_update_delete_and_out_of_order(tmp_path):
-    ledger = LedgerStore(tmp_path / "ledger.db")
+    ledger = SqliteLedger(tmp_path / "ledger.db")
     ledger.create()
     with ledger.writing() as w:
         w.append(_row(0))
@@ -107,7 +109,7 @@ def test_ledger_triggers_refuse_update_delete_and_out_of_order(tmp_path):
 
 
 def test_ledger_batch_is_all_or_nothing(tmp_path):
-    ledger = LedgerStore(tmp_path / "ledger.db")
+    ledger = SqliteLedger(tmp_path / "ledger.db")
     ledger.create()
     with pytest.raises(RuntimeError):
         with ledger.writing() as w:
@@ -128,9 +130,10 @@ def test_put_sets_aside_a_damaged_file_at_the_objects_name(objects):
     assert result.replaced.sha256 == hashlib.sha256(b"junk").hexdigest()
     assert result.replaced.size == 4
     assert final.read_bytes() == data and final.stat().st_mode & 0o777 == 0o400
-    assert (objects.root / result.replaced.path).read_bytes() == b"junk"
-    assert objects.quarantined() == [result.replaced.path.split("/", 1)[1]]
-    assert objects.stray_temp_files() == []
+    assert result.replaced.path.startswith(f"objects/quarantine/{sha}.")
+    assert (objects.root.parent / result.replaced.path).read_bytes() == b"junk"
+    assert objects.quarantined() == [result.replaced.path]
+    assert objects.unfinished_writes() == []
 
 
 def test_put_sets_aside_a_folder_at_the_objects_name(objects):
@@ -139,12 +142,12 @@ def test_put_sets_aside_a_folder_at_the_objects_name(objects):
     (final / "inside").mkdir(parents=True)
     result = objects.put(io.BytesIO(data))
     assert result.replaced is not None and result.replaced.sha256 is None
-    assert (objects.root / result.replaced.path / "inside").is_dir()
+    assert (objects.root.parent / result.replaced.path / "inside").is_dir()
     assert final.read_bytes() == data
 
 
 def test_unsigned_metadata_row_is_set_aside_and_signed_rows_stay(tmp_path):
-    ledger = LedgerStore(tmp_path / "ledger.db")
+    ledger = SqliteLedger(tmp_path / "ledger.db")
     ledger.create()
     item = "ab" * 32
     with ledger.writing() as w:
@@ -165,7 +168,7 @@ def test_unsigned_metadata_row_is_set_aside_and_signed_rows_stay(tmp_path):
 
 def test_a_version_1_ledger_is_upgraded_in_its_first_write(tmp_path):
     path = tmp_path / "ledger.db"
-    ledger = LedgerStore(path)
+    ledger = SqliteLedger(path)
     ledger.create()
     ledger.close()
     conn = sqlite3.connect(path)  # as round 1 made it: no set-aside table, strict triggers
@@ -179,7 +182,7 @@ def test_a_version_1_ledger_is_upgraded_in_its_first_write(tmp_path):
     conn.execute("INSERT INTO metadata VALUES (?, ?)", ("cd" * 32, b"planted"))
     conn.commit()
     conn.close()
-    ledger = LedgerStore(path)
+    ledger = SqliteLedger(path)
     with ledger.writing() as w:
         w.put_metadata("cd" * 32, b"read")
     assert ledger.metadata("cd" * 32) == b"read"

@@ -194,7 +194,7 @@ def test_verify_names_the_damage(filled, damage):
 def test_an_orphan_object_is_a_notice_not_a_failure(filled):
     import io
 
-    from store.objects import LocalObjectStore
+    from store.local_objects import LocalObjectStore
 
     LocalObjectStore(filled.archive / "objects").put(io.BytesIO(b"stored, then the power went"))
     r = filled("verify", "--json")

@@ -27,7 +27,7 @@ from custody.ops.archive import Archive, Draft
 from custody.ops.ingest import Claims, Ingest, ingest_stream
 from custody.ops.verification import record_verification
 from custody.ops.verify import audit
-from store.ledger import LedgerWriter
+from store.ports import LedgerTransaction
 
 from .conftest import DATA
 
@@ -112,7 +112,7 @@ def _holds_lock(root: Path) -> bool:
 
 def _revoke_while_holding(alice: SigningKey, bob: SigningKey):
     def holder(archive: Archive, hold: Callable[[], None]) -> None:
-        def wait_then_revoke(writer: LedgerWriter, draft: Draft) -> Draft:
+        def wait_then_revoke(writer: LedgerTransaction, draft: Draft) -> Draft:
             hold()
             return draft
 
@@ -164,7 +164,7 @@ def test_role_changed_while_waiting_for_the_lock_is_refused_and_the_refusal_reco
     archive, item = stocked
 
     def make_reviewer(mine: Archive, hold: Callable[[], None]) -> None:
-        def wait(writer: LedgerWriter, draft: Draft) -> Draft:
+        def wait(writer: LedgerTransaction, draft: Draft) -> Draft:
             hold()
             return draft
 

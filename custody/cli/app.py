@@ -34,6 +34,7 @@ from custody.errors import (
 from custody.metadata.isolation import harden_process
 from custody.ops import items as views
 from custody.ops.archive import Archive, default_archive_path
+from custody.ops.backends import custody_error
 from custody.ops.keyfiles import (
     change_passphrase,
     check_archive_passphrase,
@@ -43,7 +44,7 @@ from custody.ops.keyfiles import (
     weak_protection,
     write_new_key,
 )
-from store.ledger import LedgerDamaged, LedgerStoreError
+from store.ports import StoreError
 
 app = typer.Typer(
     name="custody",
@@ -1278,9 +1279,10 @@ def main(argv: list[str] | None = None) -> None:
     except CustodyError as exc:
         problems = exc.problems if isinstance(exc, VerificationFailed) else None
         _fail(exc.message, exc.exit_code, _kind(exc), as_json, exc.hint, problems)
-    except LedgerStoreError as exc:  # ledger.db missing, destroyed, unreadable or read-only
-        _fail(str(exc), EXIT_PROBLEM if isinstance(exc, LedgerDamaged) else EXIT_ERROR,
-              _kind(exc), as_json)
+    except StoreError as exc:  # a backend's error, said as custody_error says it (one mapping)
+        said = custody_error(exc)
+        problems = said.problems if isinstance(said, VerificationFailed) else None
+        _fail(said.message, said.exit_code, _kind(said), as_json, said.hint, problems)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

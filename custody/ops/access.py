@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from custody.core.signing import SigningKey
-from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
+from custody.errors import CustodyError, NotFound, UsageError
 from custody.ops.archive import Archive, Draft
-from store.objects import CHUNK, ObjectCorrupt, VerifyingReader
+from store.ports import CHUNK, ObjectReader
 
 KINDS = ("get", "export", "report")
 
@@ -24,7 +24,7 @@ KINDS = ("get", "export", "report")
 @contextmanager
 def content(
     archive: Archive, key: SigningKey, item: str, purpose: str, kind: str, destination: str | None
-) -> Iterator[VerifyingReader]:
+) -> Iterator[ObjectReader]:
     """A verifying reader of `item`, opened only after its access entry is committed."""
     if not purpose or not purpose.strip():
         raise UsageError("reading evidence content needs a stated purpose (--purpose TEXT)")
@@ -35,7 +35,7 @@ def content(
         raise NotFound(f"no item {item} in this archive")
     details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
     archive.append(key, [Draft("access", item, details)], attempted=kind, purpose=purpose)
-    with archive.objects.open_verified(item) as reader:
+    with archive.objects.open(item) as reader:
         yield reader
 
 
@@ -56,7 +56,8 @@ def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path
     """Copy an item's content to `output` (never over an existing file), verified as it is copied.
 
     The copy is written beside `output` under a temporary name and renamed into place only once
-    the whole content has hashed to the item's SHA-256: a corrupt object never reaches `output`.
+    the whole content has hashed to the item's SHA-256: a corrupt object never reaches `output`
+    (ObjectCorrupt, or ObjectMissing, is said by custody/ops/backends.py like every store error).
     """
     output = Path(output)
     if output.exists() or output.is_symlink():
@@ -76,8 +77,6 @@ def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path
             out.flush()
             os.fsync(out.fileno())
         os.link(partial, output)  # fails rather than replace a file that appeared meanwhile
-    except ObjectCorrupt as exc:
-        raise VerificationFailed([str(exc)]) from None
     except FileExistsError:
         raise CustodyError(f"{output} appeared while copying; left it alone") from None
     finally:

@@ -1,7 +1,9 @@
-"""An archive on disk: its config, object store, ledger and keys, and the one way to append.
+"""An archive: its config and keys, built on two ports (an object store and a ledger: see
+store/ports.py), and the one way to append.
 
-Layout (docs/FORMAT.md): custody.json, ledger.db, objects/sha256/ab/<hex>, objects/tmp/,
-keys/archive.key (+ .pub). Every entry is appended through `Archive.append`, which signs it.
+The archive folder holds custody.json and keys/archive.key (+ .pub); where objects and entries are
+kept is the adapters' business (custody/ops/backends.py opens the local ones in the same folder).
+Every entry is appended through `Archive.append`, which signs it.
 """
 
 from __future__ import annotations
@@ -29,15 +31,22 @@ from custody.core.signing import PublicKey, SigningKey, key_id
 from custody.errors import (
     AmbiguousItem,
     ArchiveError,
-    DiskFull,
     NotFound,
     NotPermitted,
     UsageError,
     VerificationFailed,
 )
+from custody.ops.backends import custody_error, local_backends
 from custody.ops.keyfiles import check_new_passphrase, load_key, write_new_key
-from store.ledger import EntryRow, LedgerFull, LedgerStore, LedgerStoreError, LedgerWriter
-from store.objects import LocalObjectStore
+from store.index_port import IndexLocation
+from store.ports import (
+    EntryRow,
+    Ledger,
+    LedgerReads,
+    LedgerStoreError,
+    LedgerTransaction,
+    ObjectStore,
+)
 
 FORMAT = "custody-archive"
 FORMAT_VERSION = 1
@@ -91,29 +100,22 @@ class Archive:
     """`stated` is custody.json, unsigned; `config` is what entry 0 signed (the archive's name,
     origin and key), read on first use. verify names any difference between the two."""
 
-    def __init__(self, root: Path, config: ArchiveConfig, *, signed: bool = False) -> None:
-        self.root = root
+    def __init__(
+        self,
+        objects: ObjectStore,
+        ledger: Ledger,
+        index: IndexLocation,
+        config: ArchiveConfig,
+        *,
+        root: Path,
+        signed: bool = False,
+    ) -> None:
+        self.objects = objects
+        self.ledger = ledger
+        self.index = index  # derived from the ledger; search opens it (custody/search/indexer.py)
+        self.root = root  # custody.json and keys/
         self.stated = config
         self._signed: ArchiveConfig | None = config if signed else None
-        self.objects = LocalObjectStore(root / "objects")
-        self._ledger = LedgerStore(root / "ledger.db")
-
-    @property
-    def ledger(self) -> LedgerStore:
-        """The ledger database. On a full disk SQLite cannot even open it for reading: that is
-        said as such, whichever command met it first."""
-        try:
-            _ = self._ledger.conn  # opens it once; later calls cost nothing
-        except LedgerFull:
-            raise self._full() from None
-        return self._ledger
-
-    def _full(self) -> DiskFull:
-        return DiskFull(
-            f"the disk holding the archive's ledger ({self._ledger.path}) is full: "
-            "nothing was recorded",
-            hint="free space, then run the command again",
-        )
 
     @property
     def config(self) -> ArchiveConfig:
@@ -144,9 +146,10 @@ class Archive:
         config = ArchiveConfig(
             name=name, origin=origin, archive_key=archive_key.public, created=now
         )
-        archive = cls(root, config, signed=True)
-        archive.objects.create()
-        archive._ledger.create()
+        local = local_backends(root)
+        local.objects.create()
+        local.ledger.create()
+        archive = cls(local.objects, local.ledger, local.index, config, root=root, signed=True)
         genesis = Draft(
             action="init",
             item=None,
@@ -195,7 +198,8 @@ class Archive:
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{path} is damaged: {exc}") from None
-        return cls(root, config)
+        local = local_backends(root)
+        return cls(local.objects, local.ledger, local.index, config, root=root)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         key = load_key(self.root / "keys" / "archive.key", passphrase)
@@ -277,19 +281,17 @@ class Archive:
         return out
 
     @contextmanager
-    def writing(self) -> Iterator[LedgerWriter]:
-        """The ledger's write transaction, its failures turned into one-line errors: all of it
-        lands, or (disk full, database unwritable) none of it and the caller hears why."""
+    def writing(self) -> Iterator[LedgerTransaction]:
+        """The ledger's write transaction, its failures said as custody errors (backends.py): all
+        of it lands, or (disk full, ledger unwritable) none of it and the caller hears why."""
         try:
-            with self._ledger.writing() as writer:
+            with self.ledger.writing() as writer:
                 yield writer
-        except LedgerFull:
-            raise self._full() from None
         except LedgerStoreError as exc:
-            raise ArchiveError(f"nothing was recorded: {exc}") from None
+            raise custody_error(exc) from None
 
     def _append_one(
-        self, writer: LedgerWriter, key: SigningKey, draft: Draft, now: str
+        self, writer: LedgerTransaction, key: SigningKey, draft: Draft, now: str
     ) -> entries.SignedEntry:
         entry = entries.Entry(
             log=self.config.origin,
@@ -304,26 +306,22 @@ class Archive:
         signed = entries.sign(entry, key)
         if draft.metadata is not None and draft.item is not None:
             writer.put_metadata(draft.item, draft.metadata)  # before the entry that records it
-        try:
-            # The tree's complete-subtree nodes grow with the log, in the same transaction, so
-            # proofs never rebuild the tree (custody/merkle.py, docs/FORMAT.md §6).
-            writer.put_nodes(
-                merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node)
+        # The tree's complete-subtree nodes grow with the log, in the same transaction, so proofs
+        # never rebuild the tree (custody/core/merkle.py, docs/FORMAT.md §9.1). A ledger error
+        # here is said by `writing`, after the rollback.
+        writer.put_nodes(merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node))
+        writer.append(
+            EntryRow(
+                seq=entry.seq,
+                body=signed.body,
+                signature=signed.signature,
+                leaf_hash=signed.leaf_hash,
+                time=entry.time,
+                actor=entry.actor,
+                action=entry.action,
+                item=entry.item,
             )
-            writer.append(
-                EntryRow(
-                    seq=entry.seq,
-                    body=signed.body,
-                    signature=signed.signature,
-                    leaf_hash=signed.leaf_hash,
-                    time=entry.time,
-                    actor=entry.actor,
-                    action=entry.action,
-                    item=entry.item,
-                )
-            )
-        except LedgerStoreError as exc:
-            raise ArchiveError(str(exc)) from None
+        )
         return signed
 
     def authorize(
@@ -381,7 +379,7 @@ class Archive:
             raise UsageError(f"{ref!r} names more than one custodian; give more of the key id")
         return found[0]
 
-    def _active(self, key: SigningKey, writer: LedgerWriter | None = None) -> Custodian:
+    def _active(self, key: SigningKey, writer: LedgerTransaction | None = None) -> Custodian:
         """The custodian `key` belongs to, if it may sign now; with `writer`, decided from the
         write transaction's own reads (what the entry about to be appended will be judged by)."""
         who = registry_of(writer or self.ledger).by_id.get(key.key_id)
@@ -398,7 +396,7 @@ class Archive:
         return who
 
 
-def registry_of(ledger: LedgerStore | LedgerWriter) -> Registry:
+def registry_of(ledger: LedgerReads) -> Registry:
     """Custodians as the ledger (or a write transaction, seeing its own reads) holds them now,
     from the one replay: a registry entry that breaks a rule is not obeyed."""
     replay = Replay()
@@ -420,7 +418,7 @@ class Refusal(Exception):
         self.item = item
 
 
-Decide = Callable[[LedgerWriter, Draft], Draft]
+Decide = Callable[[LedgerTransaction, Draft], Draft]
 
 
 def _check_role(who: Custodian, action: str, attempted: str | None) -> None:

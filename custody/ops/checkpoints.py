@@ -15,7 +15,7 @@ from custody.core import merkle, note, proofs
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.ops.archive import Archive, utc_now
-from store.ledger import CheckpointRow
+from store.ports import CheckpointRow
 
 # A kept checkpoint's `created` column is the issuing machine's clock, outside the signed note.
 CREATED_BASIS = "unsigned: the archive's local clock"

@@ -13,7 +13,7 @@ from custody.core.custodians import ROLES
 from custody.core.signing import PublicKey, SigningKey
 from custody.errors import NotPermitted, UsageError
 from custody.ops.archive import Archive, Draft, custodian_json, registry_of
-from store.ledger import LedgerWriter
+from store.ports import LedgerTransaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ def enroll(archive: Archive, admin: SigningKey, public: PublicKey, role: str) ->
     if (refused := archive.registry().refusal_to_enrol(public.key_id)) is not None:
         raise NotPermitted(refused)  # early answer; decided again under the lock below
 
-    def may_be_enrolled(writer: LedgerWriter, draft: Draft) -> Draft:
+    def may_be_enrolled(writer: LedgerTransaction, draft: Draft) -> Draft:
         if (refused := registry_of(writer).refusal_to_enrol(public.key_id)) is not None:
             raise NotPermitted(refused)
         return draft
@@ -68,7 +68,7 @@ def revoke(archive: Archive, admin: SigningKey, custodian: str, reason: str) -> 
         raise UsageError("a revocation needs a --reason")
     archive.authorize(admin, "revoke", attempted="revoke")
 
-    def not_yet_revoked(writer: LedgerWriter, draft: Draft) -> Draft:
+    def not_yet_revoked(writer: LedgerTransaction, draft: Draft) -> Draft:
         now = registry_of(writer).by_id[target.key_id]  # under the lock: two admins at once
         if now.revoked_seq is not None:
             raise UsageError(f"{now.name} was already revoked in entry {now.revoked_seq}")

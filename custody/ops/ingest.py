@@ -29,8 +29,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
 from custody.ops.archive import Archive, Draft
-from store.ledger import LedgerWriter
-from store.objects import ObjectWriteError, SetAside, StoreFull
+from store.ports import LedgerTransaction, ObjectWriteError, SetAside, StoreFull
 
 BATCH_FILES = 64  # entries committed together; one fsync of the ledger per batch
 BATCH_SECONDS = 2.0  # …or sooner, so a long ingest never holds many uncommitted files
@@ -422,7 +421,8 @@ class Ingest:
         """Metadata of the stored object (what is parsed is exactly what is kept)."""
         reader = self._readers.get()
         try:
-            doc: dict[str, Any] = reader.read(self.archive.objects.path(sha256))
+            with self.archive.objects.local_file(sha256) as path:
+                doc: dict[str, Any] = reader.read(path)
         finally:
             self._readers.put(reader)
         try:
@@ -464,12 +464,12 @@ class Ingest:
             self.on_file(p.result)
         self._batch_started = time.monotonic()
 
-    def _decider(self) -> Callable[[LedgerWriter, Draft], Draft]:
+    def _decider(self) -> Callable[[LedgerTransaction, Draft], Draft]:
         """What runs under the write lock for each draft: it only reads the transaction and
         decides, a first ingest or a sighting; it never reads a file or starts a process."""
         ingested_now: set[str] = set()
 
-        def decide(writer: LedgerWriter, draft: Draft) -> Draft:
+        def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
             # A second copy of content already ingested (by this run or by a concurrent one)
             # becomes a sighting and stores no second metadata doc.
             item = draft.item or ""
@@ -531,7 +531,7 @@ class _Counting:
 
 def replaced_details(aside: SetAside) -> dict[str, Any]:
     """What was at the object's name and where it is kept (docs/FORMAT.md, `replaced`)."""
-    return {"kept_at": f"objects/{aside.path}", "sha256": aside.sha256, "size": aside.size}
+    return {"kept_at": aside.path, "sha256": aside.sha256, "size": aside.size}
 
 
 def _sha256_hex(data: bytes) -> str:

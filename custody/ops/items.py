@@ -14,7 +14,7 @@ from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.replay import Replay
 from custody.ops.archive import Archive
-from store.ledger import EntryRow, LedgerStore, LedgerWriter
+from store.ports import EntryRow, LedgerReads
 
 # The actions the replayed state depends on (registry, holders, offers, cases, incidents, first
 # records and sightings); notes, tags, accesses and verifications change none of it.
@@ -23,7 +23,7 @@ STATE_ACTIONS = (*REGISTRY_ACTIONS, *FIRST_RECORD, "sighting", "transfer-offer",
                  "incident-add")
 
 
-def replayed(ledger: LedgerStore | LedgerWriter) -> Replay:
+def replayed(ledger: LedgerReads) -> Replay:
     """The log's state as of now, from the one replay (custody/core/replay.py). What it finds
     against the rules is verify's to report; readers take the state as the log states it."""
     replay = Replay()

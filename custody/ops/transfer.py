@@ -20,12 +20,12 @@ from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
 from custody.ops.archive import Archive, Draft, Refusal, utc_now
 from custody.ops.items import replayed
-from store.ledger import LedgerStore, LedgerWriter
+from store.ports import LedgerReads, LedgerTransaction
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")
 
 
-def book(ledger: LedgerStore | LedgerWriter) -> tuple[CustodyBook, Registry]:
+def book(ledger: LedgerReads) -> tuple[CustodyBook, Registry]:
     """The chain of custody of every item and the registry beside it, from the one replay
     (custody/core/replay.py). Given the write transaction's writer, it is the log as the entry
     about to be appended will be judged by."""
@@ -46,7 +46,7 @@ def _checked_append(
     and record it."""
     state: dict[str, Replay] = {}
 
-    def decide(writer: LedgerWriter, draft: Draft) -> Draft:
+    def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
         if "replay" not in state:
             state["replay"] = replayed(writer)
         probe = entries.Entry(

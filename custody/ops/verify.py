@@ -13,7 +13,6 @@ import base64
 import hashlib
 import multiprocessing
 import os
-import sqlite3
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,8 +35,14 @@ from custody.errors import (
 from custody.ops.archive import Archive, signed_config
 from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
-from store.ledger import LedgerDamaged, LedgerStore, LedgerUnreadable
-from store.objects import ObjectCorrupt, ObjectMissing
+from store.ports import (
+    Ledger,
+    LedgerDamaged,
+    LedgerUnreadable,
+    ObjectCorrupt,
+    ObjectMissing,
+    ObjectUnreadable,
+)
 
 
 @dataclass(slots=True)
@@ -91,7 +96,7 @@ def audit(
     report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
     try:
-        archive.ledger.conn  # noqa: B018 - opens it read-only, or says why it cannot
+        archive.ledger.open()  # read-only, or says why it cannot
         kept = _open_checkpoints(archive, report)
         wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
         clock = now or datetime.now(UTC)
@@ -100,14 +105,11 @@ def audit(
         _check_external(external, roots, archive, report)
         check_extras(archive, report.problems, report.notices)
         _check_identity(archive, report)
-    except LedgerDamaged as exc:
+    except LedgerDamaged as exc:  # missing, foreign, or a page torn or overwritten inside it
         report.problems.append(f"the ledger is destroyed: {exc}")
         return report
     except LedgerUnreadable as exc:
         report.unreadable.append(f"cannot read the ledger: {exc}")
-        return report
-    except sqlite3.DatabaseError as exc:  # a page torn or overwritten inside the file
-        report.problems.append(f"the ledger is damaged: {archive.ledger.path}: {exc}")
         return report
     report.items = len(ingested)
     targets = {item: ingested[item]} if item is not None and item in ingested else ingested
@@ -265,7 +267,7 @@ class StoredTree:
     BATCH = 4096
     NODE_PROBLEMS = 20
 
-    def __init__(self, ledger: LedgerStore) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self._pending: dict[int, list[tuple[int, bytes]]] = {}
         self.problems: list[str] = []
@@ -399,19 +401,15 @@ def _check_objects(
     store = archive.objects
     for sha256, info in sorted(targets.items()):
         try:
-            store.check(sha256)
-            size = store.path(sha256).stat().st_size
+            size = store.check(sha256)
         except ObjectMissing:
             report.problems.append(f"object {sha256} (ingested in entry {info.seq}) is missing")
             continue
         except ObjectCorrupt as exc:
             report.problems.append(f"{exc} (ingested in entry {info.seq})")
             continue
-        except OSError as exc:  # permissions, an I/O error: not checked, and said so
-            report.unreadable.append(
-                f"cannot read object {sha256} (ingested in entry {info.seq}): "
-                f"{exc.strerror or exc}"
-            )
+        except ObjectUnreadable as exc:  # permissions, an I/O error: not checked, and said so
+            report.unreadable.append(f"{exc} (ingested in entry {info.seq})")
             continue
         if size != info.size:
             report.problems.append(
@@ -428,19 +426,17 @@ def _check_objects(
                         f"object {sha256} has no ingest entry (left by an "
                         "interrupted ingest; harmless, re-ingest to record it)"
                     )
-            for name in store.stray_temp_files():
+            for where in store.unfinished_writes():
                 report.notices.append(
-                    f"temporary file objects/tmp/{name} left by an interrupted write (harmless)"
+                    f"temporary file {where} left by an interrupted write (harmless)"
                 )
-            for name in store.quarantined():
+            for where in store.quarantined():
                 report.notices.append(
-                    f"objects/quarantine/{name}: a damaged file set aside when its object was "
+                    f"{where}: a damaged file set aside when its object was "
                     "repaired (kept; the entry that repaired it names it)"
                 )
-        except OSError as exc:
-            report.unreadable.append(
-                f"cannot list the object folders: {exc.filename}: {exc.strerror or exc}"
-            )
+        except ObjectUnreadable as exc:
+            report.unreadable.append(f"cannot list the objects: {exc}")
 
 
 def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
@@ -460,10 +456,8 @@ def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
             archive.objects.check(sha256)
         except (ObjectMissing, ObjectCorrupt, ValueError) as exc:
             report.problems.append(f"evidence kept by entry {seq}: {exc}")
-        except OSError as exc:
-            report.unreadable.append(
-                f"cannot read evidence {sha256} kept by entry {seq}: {exc.strerror or exc}"
-            )
+        except ObjectUnreadable as exc:
+            report.unreadable.append(f"evidence kept by entry {seq}: {exc}")
     return set(kept)
 
 

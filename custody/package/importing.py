@@ -9,7 +9,7 @@ import io
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from custody.core import canonical, note
 from custody.core import entry as entries
@@ -23,8 +23,14 @@ from custody.ops.ingest import replaced_details
 from custody.package import layout
 from custody.package.bagsafe import Limits, open_file
 from custody.package.verify import PackageReport, audit, checked
-from store.ledger import LedgerWriter
-from store.objects import Digests, ObjectError, ObjectWriteError, StoreFull
+from store.ports import (
+    ByteSource,
+    Digests,
+    LedgerTransaction,
+    ObjectError,
+    ObjectWriteError,
+    StoreFull,
+)
 
 # Tag files kept as evidence with every received item (plus that item's own metadata document).
 KEPT = ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt",
@@ -71,7 +77,7 @@ def import_package(
         drafts = _with_repairs(_drafts(report, c.tags, evidence, case), evidence, repairs)
     recorded: set[str] = set()
 
-    def decide(writer: LedgerWriter, draft: Draft) -> Draft:
+    def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
         # Under the write lock: content this archive already holds is a sighting, not a receipt.
         item = draft.item or ""
         if draft.action != "received":
@@ -103,7 +109,7 @@ def import_package(
     }
 
 
-def _put(archive: Archive, stream: BinaryIO, repairs: dict[str, dict[str, Any]]) -> Digests:
+def _put(archive: Archive, stream: ByteSource, repairs: dict[str, dict[str, Any]]) -> Digests:
     """Store one object; a full disk is said as such (nothing is recorded: entries come last)."""
     try:
         put = archive.objects.put(stream)
@@ -188,10 +194,10 @@ def provenance(archive: Archive, item: str) -> dict[str, Any]:
         report = PackageReport()
         for rel, sha in sorted(evidence.items()):
             try:
-                with archive.objects.open_verified(sha) as reader:
+                with archive.objects.open(sha) as reader:
                     tags[rel] = reader.read()
                     reader.read()  # end of file: the digest is checked here
-            except (ObjectError, OSError, ValueError) as exc:
+            except (ObjectError, ValueError) as exc:
                 report.problems.append(f"kept evidence {rel} ({sha[:16]}…): {exc}")
         source = e.details.get("source") or {}
         digests = e.details.get("digests") or {}

@@ -16,7 +16,7 @@ from custody.core.note import Checkpoint
 from custody.errors import VerificationFailed
 from custody.ops import checkpoints
 from custody.ops.archive import Archive
-from store.objects import ObjectCorrupt, ObjectMissing
+from store.ports import ObjectCorrupt, ObjectMissing
 
 
 def row(check: str, ok: bool | None, detail: str) -> dict[str, Any]:
@@ -43,8 +43,7 @@ def fixity(
         return row("fixity", True, "SHA-256, SHA-512, SHA-1 and MD5 recomputed from the content "
                    "read for this report; all equal the digests signed at ingest")
     try:
-        archive.objects.check(item)
-        size = archive.objects.path(item).stat().st_size
+        size = archive.objects.check(item)
     except ObjectMissing:
         return row("fixity", False, "the stored object is MISSING")
     except ObjectCorrupt as exc:

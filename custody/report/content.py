@@ -15,7 +15,7 @@ from custody.core import entry as entries
 from custody.core.signing import SigningKey
 from custody.ops import access
 from custody.ops.archive import Archive
-from store.objects import CHUNK, ObjectCorrupt, ObjectMissing
+from store.ports import CHUNK, ObjectCorrupt, ObjectMissing
 
 THUMBNAIL_PX = 320  # the longer side of a preview, in pixels
 MAX_PREVIEW_PIXELS = 100_000_000  # larger images are not decoded (decompression bombs)

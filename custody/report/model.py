@@ -22,7 +22,7 @@ from custody.ops import items as views
 from custody.ops.archive import Archive, utc_now
 from custody.ops.verify import audit
 from custody.report import checks, content, places
-from store.ledger import CheckpointRow, LedgerReadOnly
+from store.ports import CheckpointRow, LedgerReadOnly
 
 REPORT_TYPE = "custody/report/v1"
 

@@ -22,13 +22,12 @@ from custody.search.times import (
     time_key,
     utc,
 )
-from store.index import LocalIndex
 from store.index_port import IncidentRow, IndexLocation, SearchIndex
 
 
 def index_location(archive: Archive) -> IndexLocation:
-    """Where this archive keeps its search index: the one place that picks the adapter."""
-    return LocalIndex(archive.root)
+    """Where this archive keeps its search index (a port the archive was built with)."""
+    return archive.index
 
 
 def open_index(archive: Archive) -> SearchIndex:

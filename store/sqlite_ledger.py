@@ -1,4 +1,7 @@
-"""The ledger's rows in SQLite: opaque signed entries, append-only, with the indexes queries need.
+"""The SQLite ledger adapter: opaque signed entries, append-only, with the indexes queries need.
+
+Satisfies store.ports.Ledger; its physical layout (ledger.db's tables) is docs/FORMAT.md
+Appendix A.1.
 
 Bytes and rows only: what an entry means, and whether its signature holds, is custody's business.
 UPDATE and DELETE are refused by triggers; that stops accidents, signatures catch tampering.
@@ -11,13 +14,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
+from store.ports import (
+    CheckpointExtra,
+    CheckpointRow,
+    EntryRow,
+    LedgerDamaged,
+    LedgerFull,
+    LedgerReadOnly,
+    LedgerStoreError,
+    LedgerUnreadable,
+    NodeMissing,
+    NodeRow,
+)
 
 SCHEMA_VERSION = 2  # 2: unsigned metadata rows can be set aside (metadata_set_aside)
 BUSY_TIMEOUT_MS = 120_000  # a second ingest waits for the first one's batch, never fails on it
@@ -111,26 +124,6 @@ BEGIN SELECT RAISE(ABORT, 'metadata is write-once: DELETE refused'); END""",
 _DISK_FULL = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE}
 
 
-class LedgerStoreError(Exception):
-    pass
-
-
-class LedgerFull(LedgerStoreError):
-    """The disk holding ledger.db is full: the transaction was rolled back, nothing written."""
-
-
-class LedgerDamaged(LedgerStoreError):
-    """ledger.db is missing, is not an SQLite database, or lacks the ledger's tables."""
-
-
-class LedgerUnreadable(LedgerStoreError):
-    """ledger.db exists but cannot be read here (permissions, or a WAL it cannot see)."""
-
-
-class LedgerReadOnly(LedgerStoreError):
-    """A write on read-only storage."""
-
-
 SQLITE_HEADER = b"SQLite format 3\x00"
 TABLES = ("entries", "metadata", "merkle_nodes", "checkpoints", "checkpoint_extras")
 
@@ -140,24 +133,16 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return code in _DISK_FULL or (code is not None and code & 0xFF == sqlite3.SQLITE_FULL)
 
 
-def _write_failure(exc: sqlite3.OperationalError, path: Path) -> LedgerStoreError:
+_DAMAGE = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def _write_failure(exc: sqlite3.Error, path: Path) -> LedgerStoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
     if _is_full(exc):
         return LedgerFull(f"no space left on the disk holding {path}")
+    if code is not None and code & 0xFF in _DAMAGE:
+        return LedgerDamaged(f"{path} is damaged: {exc}")
     return LedgerStoreError(f"cannot write {path.name}: {exc}")
-
-
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """One stored entry: its bytes and signature, plus columns copied out of it for queries."""
-
-    seq: int
-    body: bytes
-    signature: bytes
-    leaf_hash: bytes
-    time: str
-    actor: str
-    action: str
-    item: str | None
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> EntryRow:
@@ -171,26 +156,6 @@ def _row(r: sqlite3.Row | tuple[Any, ...]) -> EntryRow:
         action=r[6],
         item=r[7],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointRow:
-    """A signed checkpoint the archive issued, kept as issued (note text, C2SP signed-note)."""
-
-    id: int
-    size: int
-    note: str
-    created: str
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointExtra:
-    """Something added to a kept checkpoint later: a witness cosignature or an RFC 3161 token."""
-
-    checkpoint_id: int
-    kind: str
-    data: str
-    added: str
 
 
 _CP_COLUMNS = "id, size, note, created"
@@ -286,7 +251,48 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class LedgerWriter:
+class _Reads:
+    """The reads a decision under the write lock needs, shared by the ledger and its transaction."""
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def rows_for_item(self, item: str) -> list[EntryRow]:
+        cur = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM entries WHERE item = ? ORDER BY seq", (item,)
+        )
+        return [_row(r) for r in cur]
+
+    def rows_with_action(self, *actions: str) -> list[EntryRow]:
+        marks = ", ".join("?" for _ in actions)
+        cur = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM entries WHERE action IN ({marks}) ORDER BY seq", actions
+        )
+        return [_row(r) for r in cur]
+
+    def has_action(self, item: str, action: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM entries WHERE item = ? AND action = ? LIMIT 1", (item, action)
+            ).fetchone()
+            is not None
+        )
+
+    def metadata(self, sha256: str) -> bytes | None:
+        r = self.conn.execute("SELECT doc FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if r is None else bytes(r[0])
+
+    def get_node(self, level: int, idx: int) -> bytes:
+        r = self.conn.execute(
+            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, idx)
+        ).fetchone()
+        if r is None:
+            raise NodeMissing(f"tree node ({level}, {idx}) is missing")
+        return bytes(r[0])
+
+
+class SqliteTransaction(_Reads):
     """Appends inside one IMMEDIATE transaction: all rows of a batch land together or none do."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -296,6 +302,10 @@ class LedgerWriter:
         ).fetchone()
         self.next_seq: int = 0 if tip is None else tip[0] + 1
         self.tip_hash: bytes | None = None if tip is None else bytes(tip[1])
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._conn
 
     def append(self, row: EntryRow) -> None:
         if row.seq != self.next_seq:
@@ -316,10 +326,6 @@ class LedgerWriter:
         self.next_seq += 1
         self.tip_hash = row.leaf_hash
 
-    def metadata(self, sha256: str) -> bytes | None:
-        r = self._conn.execute("SELECT doc FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
-        return None if r is None else bytes(r[0])
-
     def put_metadata(self, sha256: str, doc: bytes) -> None:
         """Store `doc` as the item's metadata; call it before the entry that records the item.
 
@@ -339,37 +345,7 @@ class LedgerWriter:
             self._conn.execute("DELETE FROM metadata WHERE sha256 = ?", (sha256,))
         self._conn.execute("INSERT INTO metadata (sha256, doc) VALUES (?, ?)", (sha256, doc))
 
-    def has_action(self, item: str, action: str) -> bool:
-        return (
-            self._conn.execute(
-                "SELECT 1 FROM entries WHERE item = ? AND action = ? LIMIT 1", (item, action)
-            ).fetchone()
-            is not None
-        )
-
-    def rows_with_action(self, *actions: str) -> list[EntryRow]:
-        """Rows of these actions as this transaction sees them (decisions taken under the lock)."""
-        marks = ", ".join("?" for _ in actions)
-        cur = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE action IN ({marks}) ORDER BY seq", actions
-        )
-        return [_row(r) for r in cur]
-
-    def rows_for_item(self, item: str) -> list[EntryRow]:
-        cur = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE item = ? ORDER BY seq", (item,)
-        )
-        return [_row(r) for r in cur]
-
-    def get_node(self, level: int, idx: int) -> bytes:
-        r = self._conn.execute(
-            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, idx)
-        ).fetchone()
-        if r is None:
-            raise LedgerStoreError(f"tree node ({level}, {idx}) is missing")
-        return bytes(r[0])
-
-    def put_nodes(self, nodes: list[tuple[int, int, bytes]]) -> None:
+    def put_nodes(self, nodes: Sequence[NodeRow]) -> None:
         self._conn.executemany(
             "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes
         )
@@ -402,8 +378,11 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-class LedgerStore:
-    """The SQLite file that holds entries, metadata documents and Merkle tree nodes."""
+class SqliteLedger(_Reads):
+    """The SQLite file that holds entries, metadata documents, tree nodes and checkpoints.
+
+    Every SQLite error of a read becomes a port error (LedgerDamaged for a damaged file, LedgerFull
+    when a full disk stops even a read); writes go through `writing()` only."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -412,14 +391,16 @@ class LedgerStore:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The adapter's own connection (store/ and its tests only: custody uses the port)."""
         if self._conn is None:
             try:  # opening reads through the WAL index, which a full disk cannot hold
                 self._conn = self._open()
-            except sqlite3.OperationalError as exc:
-                if _is_full(exc):
-                    raise LedgerFull(f"no space left on the disk holding {self.path}") from None
-                raise
+            except sqlite3.DatabaseError as exc:
+                raise _not_a_ledger(exc, self.path) from None
         return self._conn
+
+    def open(self) -> None:
+        _ = self.conn
 
     def _open(self) -> sqlite3.Connection:
         conn, self.read_only = open_for_reading(self.path)
@@ -432,11 +413,6 @@ class LedgerStore:
             conn.close()
             raise LedgerDamaged(f"{self.path} has no {missing[0]} table: it is not a ledger")
         return conn
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """The same connection through sqlite-utils, for row-shaped (dict) reads."""
-        return sqlite_utils.Database(self.conn)
 
     def create(self) -> None:
         # SQLite would create the file 0644 (less the umask); made 0600 first, its -wal and -shm
@@ -457,9 +433,20 @@ class LedgerStore:
             self._conn = None
 
     @contextmanager
-    def writing(self) -> Iterator[LedgerWriter]:
-        """One IMMEDIATE transaction; SQLite's write failures become LedgerStoreError (LedgerFull
-        for a full disk), always after the transaction was rolled back."""
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, with SQLite's errors of a read said as the port's (a torn page in the
+        file: LedgerDamaged naming it)."""
+        conn = self.conn
+        try:
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise _not_a_ledger(exc, self.path) from None
+
+    @contextmanager
+    def writing(self) -> Iterator[SqliteTransaction]:
+        """One IMMEDIATE transaction; SQLite's failures become LedgerStoreError (LedgerFull for a
+        full disk, LedgerDamaged for a damaged file), always after the transaction was rolled
+        back."""
         conn = self.conn
         if self.read_only:
             raise LedgerReadOnly(f"{self.path} is on read-only storage (or not writable by "
@@ -468,17 +455,17 @@ class LedgerStore:
             conn.execute("PRAGMA query_only = OFF")
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise _write_failure(exc, self.path) from None
             try:
                 _upgrade(conn)
-                yield LedgerWriter(conn)
+                yield SqliteTransaction(conn)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:  # SQLite may already have rolled back (e.g. SQLITE_FULL)
                     with suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
+                if isinstance(exc, sqlite3.Error):
                     raise _write_failure(exc, self.path) from None
                 raise
         finally:
@@ -488,81 +475,92 @@ class LedgerStore:
     # Reads -----------------------------------------------------------------------------------
 
     def size(self) -> int:
-        r = self.conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
+        with self._reading() as conn:
+            r = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
         return int(r[0])
 
-    def count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-
     def rows(self, start: int = 0) -> Iterator[EntryRow]:
-        cur = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE seq >= ? ORDER BY seq", (start,)
-        )
-        for r in cur:
-            yield _row(r)
+        with self._reading() as conn:
+            cur = conn.execute(
+                f"SELECT {_COLUMNS} FROM entries WHERE seq >= ? ORDER BY seq", (start,)
+            )
+            for r in cur:
+                yield _row(r)
 
     def row(self, seq: int) -> EntryRow | None:
-        r = self.conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq = ?", (seq,)).fetchone()
+        with self._reading() as conn:
+            r = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq = ?", (seq,)).fetchone()
         return None if r is None else _row(r)
 
     def rows_for_item(self, item: str) -> list[EntryRow]:
-        cur = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE item = ? ORDER BY seq", (item,)
-        )
-        return [_row(r) for r in cur]
+        with self._reading():
+            return super().rows_for_item(item)
 
     def rows_with_action(self, *actions: str) -> list[EntryRow]:
-        marks = ", ".join("?" for _ in actions)
-        cur = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE action IN ({marks}) ORDER BY seq", actions
-        )
-        return [_row(r) for r in cur]
+        with self._reading():
+            return super().rows_with_action(*actions)
+
+    def has_action(self, item: str, action: str) -> bool:
+        with self._reading():
+            return super().has_action(item, action)
+
+    def metadata(self, sha256: str) -> bytes | None:
+        with self._reading():
+            return super().metadata(sha256)
+
+    def get_node(self, level: int, idx: int) -> bytes:
+        with self._reading():
+            return super().get_node(level, idx)
 
     def items(self) -> list[str]:
         """Every item with an ingest entry, in order of first ingest."""
-        rows = self.db.query(
-            "SELECT item FROM entries WHERE action IN ('ingest', 'received') GROUP BY item "
-            "ORDER BY MIN(seq)"
-        )
-        return [r["item"] for r in rows]
+        with self._reading() as conn:
+            cur = conn.execute(
+                "SELECT item FROM entries WHERE action IN ('ingest', 'received') GROUP BY item "
+                "ORDER BY MIN(seq)"
+            )
+            return [r[0] for r in cur]
 
     def items_with_prefix(self, prefix: str) -> list[str]:
-        cur = self.conn.execute(
-            "SELECT DISTINCT item FROM entries WHERE action IN ('ingest', 'received') "
-            "AND item >= ? AND item < ? "
-            "LIMIT 2",
-            (prefix, prefix + "g"),
-        )
-        return [r[0] for r in cur]
+        with self._reading() as conn:
+            cur = conn.execute(
+                "SELECT DISTINCT item FROM entries WHERE action IN ('ingest', 'received') "
+                "AND item >= ? AND item < ? "
+                "LIMIT 2",
+                (prefix, prefix + "g"),
+            )
+            return [r[0] for r in cur]
 
     def recorded(self, item: str) -> bool:
         """True if an entry brings `item` into the archive (`ingest` or `received`)."""
-        r = self.conn.execute(
-            "SELECT 1 FROM entries WHERE item = ? AND action IN ('ingest', 'received') LIMIT 1",
-            (item,),
-        ).fetchone()
+        with self._reading() as conn:
+            r = conn.execute(
+                "SELECT 1 FROM entries WHERE item = ? AND action IN ('ingest', 'received') "
+                "LIMIT 1",
+                (item,),
+            ).fetchone()
         return r is not None
 
-    def metadata(self, sha256: str) -> bytes | None:
-        r = self.conn.execute("SELECT doc FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
-        return None if r is None else bytes(r[0])
-
     def metadata_items(self) -> Iterator[str]:
-        for r in self.conn.execute("SELECT sha256 FROM metadata ORDER BY sha256"):
-            yield r[0]
+        with self._reading() as conn:
+            for r in conn.execute("SELECT sha256 FROM metadata ORDER BY sha256"):
+                yield r[0]
 
     def all_metadata(self) -> Iterator[tuple[str, bytes]]:
-        for r in self.conn.execute("SELECT sha256, doc FROM metadata ORDER BY sha256"):
-            yield r[0], bytes(r[1])
+        with self._reading() as conn:
+            for r in conn.execute("SELECT sha256, doc FROM metadata ORDER BY sha256"):
+                yield r[0], bytes(r[1])
 
     def checkpoints(self) -> list[CheckpointRow]:
-        rows = self.db.query(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")
-        return [CheckpointRow(**r) for r in rows]
+        with self._reading() as conn:
+            cur = conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")
+            return [CheckpointRow(*r) for r in cur]
 
     def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None:
-        r = self.conn.execute(
-            f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE id = ?", (checkpoint_id,)
-        ).fetchone()
+        with self._reading() as conn:
+            r = conn.execute(
+                f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE id = ?", (checkpoint_id,)
+            ).fetchone()
         return None if r is None else CheckpointRow(*r)
 
     def checkpoint_extras(self, checkpoint_id: int | None = None) -> list[CheckpointExtra]:
@@ -571,29 +569,26 @@ class LedgerStore:
         if checkpoint_id is not None:
             sql += " WHERE checkpoint_id = ?"
             args = (checkpoint_id,)
-        return [CheckpointExtra(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
-
-    def get_node(self, level: int, idx: int) -> bytes:
-        r = self.conn.execute(
-            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, idx)
-        ).fetchone()
-        if r is None:
-            raise LedgerStoreError(f"tree node ({level}, {idx}) is missing")
-        return bytes(r[0])
+        with self._reading() as conn:
+            return [CheckpointExtra(*r) for r in conn.execute(sql + " ORDER BY id", args)]
 
     def nodes_between(self, level: int, first: int, last: int) -> list[tuple[int, bytes]]:
         """The stored nodes (index, hash) of one level with first <= index <= last, in order."""
-        return self.conn.execute(
-            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? "
-            "ORDER BY idx",
-            (level, first, last),
-        ).fetchall()
+        with self._reading() as conn:
+            cur = conn.execute(
+                "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? "
+                "ORDER BY idx",
+                (level, first, last),
+            )
+            return [(int(i), bytes(h)) for i, h in cur]
 
     def nodes_beyond(self, size: int, limit: int) -> list[tuple[int, int]]:
         """(level, index) of stored nodes that are no complete subtree of the first `size`
         leaves (a level holds size >> level of them), at most `limit`."""
-        return self.conn.execute(
-            "SELECT level, idx FROM merkle_nodes WHERE level < 0 OR level > 62 OR idx < 0 "
-            "OR idx >= (? >> level) ORDER BY level, idx LIMIT ?",
-            (size, limit),
-        ).fetchall()
+        with self._reading() as conn:
+            cur = conn.execute(
+                "SELECT level, idx FROM merkle_nodes WHERE level < 0 OR level > 62 OR idx < 0 "
+                "OR idx >= (? >> level) ORDER BY level, idx LIMIT ?",
+                (size, limit),
+            )
+            return [(int(level), int(idx)) for level, idx in cur]

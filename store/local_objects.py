@@ -1,7 +1,8 @@
-"""Content-addressed object store: bytes named by their SHA-256, written once, never rewritten.
+"""The local object store adapter: objects in a sharded folder, written in restic's order
+(temp file, fsync, link into place, fsync the folder), read-only once placed.
 
-`ObjectStore` is the small interface every backend implements; `LocalObjectStore` keeps objects in a
-sharded folder with restic's write order (temp file, fsync, link into place, fsync the folder).
+Physical layout (docs/FORMAT.md Appendix A.2): `<root>/sha256/ab/<64 hex>`, temp files in
+`<root>/tmp/`, damaged files set aside in `<root>/quarantine/`. Satisfies store.ports.ObjectStore.
 """
 
 from __future__ import annotations
@@ -15,94 +16,36 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, cast
 
-CHUNK = 1 << 20  # 1 MiB: large enough that hashlib releases the GIL, small enough for flat memory
-DIGEST_NAMES = ("sha256", "sha512", "sha1", "md5")
+from store.ports import (
+    CHUNK,
+    DIGEST_NAMES,
+    ByteSource,
+    Digests,
+    ObjectCorrupt,
+    ObjectMissing,
+    ObjectUnreadable,
+    ObjectWriteError,
+    PutResult,
+    ReadsInto,
+    SetAside,
+    StoreFull,
+)
+
 FOLDER_MODE, OBJECT_MODE = 0o700, 0o400  # owner-only whatever the umask: no reading around the log
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 QUARANTINE = "quarantine"  # damaged files found at an object's name, kept aside
-
-
-class ObjectError(Exception):
-    """Base class of the store's own errors (the store never imports custody)."""
-
-
-class ObjectMissing(ObjectError):
-    pass
-
-
-class ObjectCorrupt(ObjectError):
-    pass
-
-
-class ObjectWriteError(ObjectError):
-    """The store could not write an object (the source may be fine): nothing was placed."""
-
-    def __init__(self, message: str, errno_: int | None = None) -> None:
-        super().__init__(message)
-        self.errno = errno_
-
-
-class StoreFull(ObjectWriteError):
-    """No space (or quota) left on the file system holding the objects."""
-
-
+TMP = "tmp"
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _write_error(exc: OSError, doing: str) -> ObjectWriteError:
     kind = StoreFull if exc.errno in _FULL else ObjectWriteError
     return kind(f"{doing}: {exc.strerror or exc}", exc.errno)
-
-
-@dataclass(frozen=True, slots=True)
-class Digests:
-    """Every digest of one object, computed in the single pass that stored it."""
-
-    sha256: str
-    sha512: str
-    sha1: str
-    md5: str
-    size: int
-
-    def as_dict(self) -> dict[str, str | int]:
-        return {
-            "sha256": self.sha256,
-            "sha512": self.sha512,
-            "sha1": self.sha1,
-            "md5": self.md5,
-            "size": self.size,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SetAside:
-    """A file found at an object's name that did not hold the object: moved aside, never deleted."""
-
-    path: str  # relative to the store's root: "quarantine/<sha256>.<UTC time>"
-    sha256: str | None  # what its content hashes to; None if it was no readable regular file
-    size: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    digests: Digests
-    created: bool  # False when the object was already stored, intact (nothing was rewritten)
-    replaced: SetAside | None = None  # a damaged file that was at the object's name
-
-
-class ObjectStore(Protocol):
-    """What the archive needs of an object store; an S3 backend implements the same five calls."""
-
-    def put(self, stream: BinaryIO) -> PutResult: ...
-    def open(self, sha256: str) -> BinaryIO: ...
-    def has(self, sha256: str) -> bool: ...
-    def __iter__(self) -> Iterator[str]: ...
-    def check(self, sha256: str) -> None: ...
 
 
 class MultiHasher:
@@ -186,12 +129,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalObjectStore:
-    """Objects at `root/sha256/ab/<64 hex>`, read-only, with temp files in `root/tmp`."""
+    """Objects at `root/sha256/ab/<64 hex>`, read-only, with temp files in `root/tmp`.
 
-    def __init__(self, root: Path) -> None:
+    `label` is how locations are named to an operator (SetAside.path, `quarantined`,
+    `unfinished_writes`): the folder's name, which is the archive-relative path "objects"."""
+
+    def __init__(self, root: Path, label: str | None = None) -> None:
         self.root = Path(root)
+        self.label = self.root.name if label is None else label
         self._objects = self.root / "sha256"
-        self._tmp = self.root / "tmp"
+        self._tmp = self.root / TMP
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
 
     def create(self) -> None:
@@ -200,6 +147,7 @@ class LocalObjectStore:
             os.chmod(folder, FOLDER_MODE)
 
     def path(self, sha256: str) -> Path:
+        """Where the object's file is (this adapter's own business: callers use the port)."""
         if not is_sha256_hex(sha256):
             raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
         return self._objects / sha256[:2] / sha256
@@ -207,7 +155,7 @@ class LocalObjectStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put(self, stream: BinaryIO) -> PutResult:
+    def put(self, stream: ByteSource) -> PutResult:
         """Stream into a temp file while hashing, then link it into place (never over an object).
 
         A file already at the object's name is trusted only if it holds exactly these bytes;
@@ -230,10 +178,11 @@ class LocalObjectStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _fill(self, fd: int, stream: BinaryIO) -> Digests:
+    def _fill(self, fd: int, stream: ByteSource) -> Digests:
         hasher = MultiHasher(self._pool)
         view = memoryview(bytearray(CHUNK))
-        while n := stream.readinto(view):  # type: ignore[attr-defined]
+        source = cast(ReadsInto, stream)  # every binary file object has readinto
+        while n := source.readinto(view):
             chunk = view[:n]
             hasher.update(chunk)
             _write_all(fd, chunk)
@@ -286,50 +235,71 @@ class LocalObjectStore:
                 os.rename(final, target)
             break
         _fsync_dir(quarantine)
-        return SetAside(path=f"{QUARANTINE}/{name}", sha256=found_sha256, size=found_size)
+        return SetAside(
+            path=f"{self.label}/{QUARANTINE}/{name}", sha256=found_sha256, size=found_size
+        )
 
     def quarantined(self) -> list[str]:
         """Damaged files set aside by `put` (named in the ingest or sighting that replaced them)."""
-        folder = self.root / QUARANTINE
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        kept = self._listing(self.root / QUARANTINE)
+        return [f"{self.label}/{QUARANTINE}/{name}" for name in kept]
 
-    def open(self, sha256: str) -> BinaryIO:
+    def unfinished_writes(self) -> list[str]:
+        """Temp files left by an interrupted put: harmless, never referenced."""
+        return [f"{self.label}/{TMP}/{name}" for name in self._listing(self._tmp)]
+
+    @staticmethod
+    def _listing(folder: Path) -> list[str]:
+        try:
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        except OSError as exc:
+            raise ObjectUnreadable(f"cannot list {folder}: {exc.strerror or exc}") from None
+
+    def open(self, sha256: str) -> VerifyingReader:
+        """A reader that raises ObjectCorrupt at EOF if the bytes do not hash to their name."""
+        return VerifyingReader(self._open_raw(sha256), sha256)
+
+    def _open_raw(self, sha256: str) -> BinaryIO:
         try:
             return open(self.path(sha256), "rb")  # noqa: SIM115 (the caller closes it)
         except FileNotFoundError:
             raise ObjectMissing(f"object {sha256} is missing") from None
+        except IsADirectoryError:
+            raise ObjectCorrupt(f"object {sha256} is not a regular file") from None
+        except OSError as exc:
+            raise ObjectUnreadable(f"cannot read object {sha256}: {exc.strerror or exc}") from None
 
-    def open_verified(self, sha256: str) -> VerifyingReader:
-        """A reader that raises ObjectCorrupt at EOF if the bytes do not hash to their name."""
-        return VerifyingReader(self.open(sha256), sha256)
+    @contextmanager
+    def local_file(self, sha256: str) -> Iterator[Path]:
+        """The object's own file (read-only by mode): no copy, and no re-hash, is made."""
+        path = self.path(sha256)
+        if not path.is_file():
+            raise ObjectMissing(f"object {sha256} is missing")
+        yield path
 
     def __iter__(self) -> Iterator[str]:
-        if not self._objects.is_dir():
-            return
-        for shard in sorted(self._objects.iterdir()):
-            if shard.is_dir():
-                for obj in sorted(shard.iterdir()):
-                    if is_sha256_hex(obj.name) and obj.name[:2] == shard.name:
-                        yield obj.name
+        for shard in self._listing(self._objects):
+            if len(shard) == 2 and (self._objects / shard).is_dir():
+                for name in self._listing(self._objects / shard):
+                    if is_sha256_hex(name) and name[:2] == shard:
+                        yield name
 
-    def check(self, sha256: str) -> None:
-        """Fixity: re-hash the object; raise ObjectMissing or ObjectCorrupt."""
+    def check(self, sha256: str) -> int:
+        """Fixity: re-hash the object; its size, or ObjectMissing or ObjectCorrupt."""
         path = self.path(sha256)
         try:
             mode = path.lstat().st_mode
         except FileNotFoundError:
             raise ObjectMissing(f"object {sha256} is missing") from None
+        except OSError as exc:
+            raise ObjectUnreadable(f"cannot read object {sha256}: {exc.strerror or exc}") from None
         if not stat.S_ISREG(mode):
             raise ObjectCorrupt(f"object {sha256} is not a regular file")
-        with self.open_verified(sha256) as reader:
-            while reader.read(CHUNK):
-                pass
-
-    def stray_temp_files(self) -> list[str]:
-        """Temp files left by an interrupted put: harmless, never referenced."""
-        if not self._tmp.is_dir():
-            return []
-        return sorted(p.name for p in self._tmp.iterdir())
+        size = 0
+        with self.open(sha256) as reader:
+            while chunk := reader.read(CHUNK):
+                size += len(chunk)
+        return size
 
 
 class VerifyingReader:
@@ -341,8 +311,13 @@ class VerifyingReader:
         self._hash = hashlib.sha256()
         self._done = False
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            data = self._raw.read(size)
+        except OSError as exc:
+            raise ObjectUnreadable(
+                f"cannot read object {self._expected}: {exc.strerror or exc}"
+            ) from None
         if data:
             self._hash.update(data)
         elif not self._done:
