@@ -240,6 +240,7 @@ class LedgerTransaction(LedgerReads, Protocol):
 
     next_seq: int
     tip_hash: bytes | None
+    tip_time: str | None  # the signed time of the last entry (None for an empty log)
 
     def append(self, row: EntryRow) -> None:
         """Append the entry due (row.seq == next_seq, else LedgerStoreError)."""

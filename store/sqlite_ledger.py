@@ -298,10 +298,11 @@ class SqliteTransaction(_Reads):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         tip = conn.execute(
-            "SELECT seq, leaf_hash FROM entries ORDER BY seq DESC LIMIT 1"
+            "SELECT seq, leaf_hash, time FROM entries ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         self.next_seq: int = 0 if tip is None else tip[0] + 1
         self.tip_hash: bytes | None = None if tip is None else bytes(tip[1])
+        self.tip_time: str | None = None if tip is None else str(tip[2])
 
     @property
     def conn(self) -> sqlite3.Connection:

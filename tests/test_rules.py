@@ -267,3 +267,23 @@ def test_one_future_date_is_one_problem_not_a_cascade() -> None:
     assert any("(rule time-future)" in p for p in replay.apply(ahead))
     honest = entries.Entry("log", 2, "2026-11-29T11:01:00.000000Z", "k", "note", None, {}, None)
     assert not [p for p in replay.apply(honest) if "time-" in p]
+
+
+def test_append_refuses_a_clock_set_back_beyond_the_skew(cli_archive: Cli) -> None:
+    """An entry verify would reject for `time-order` is never written: a machine whose clock was
+    set back (by hand, a dead battery) gets a one-line refusal and the log is untouched; a clock
+    a little behind, within the skew, is fine."""
+    from custody.errors import ArchiveError
+    from custody.ops.archive import Draft
+
+    archive = Archive.open(cli_archive.archive)
+    key = load_key(cli_archive.key, PASSPHRASE)
+    size = archive.ledger.size()
+    with pytest.raises(ArchiveError, match="behind the log's last entry"):
+        archive.append(key, [Draft("verification", None, {"ok": True})],
+                       now="2001-09-10T08:00:00.000000Z")
+    assert archive.ledger.size() == size
+    behind = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    archive.append(key, [Draft("verification", None, {"ok": True})], now=behind)
+    assert archive.ledger.size() == size + 1
+    assert cli_archive("verify", "--json").json()["ok"]

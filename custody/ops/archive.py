@@ -26,7 +26,7 @@ from custody.core.custodians import (
     Registry,
     decode_public_key,
 )
-from custody.core.replay import Replay
+from custody.core.replay import SKEW, Replay, parse_time
 from custody.core.signing import PublicKey, SigningKey, key_id
 from custody.errors import (
     AmbiguousItem,
@@ -264,6 +264,7 @@ class Archive:
             with self.writing() as writer:
                 # the time is read once the lock is held: entries are timed in the order they land
                 now = now or utc_now()
+                _check_clock(now, writer.tip_time)
                 who = self._active(key, writer) if check_signer else None
                 for draft in drafts:
                     if who is not None:
@@ -403,6 +404,19 @@ def registry_of(ledger: LedgerReads) -> Registry:
     for row in ledger.rows_with_action(*REGISTRY_ACTIONS):
         replay.apply(entries.parse(row.body))
     return replay.registry
+
+
+def _check_clock(now: str, tip_time: str | None) -> None:
+    """Refuse to stamp an entry that verify would reject for its time (FORMAT §5.6
+    `time-order`): this machine's clock set back, by hand or by a dead battery."""
+    last = parse_time(tip_time) if tip_time is not None else None
+    stamped = parse_time(now)
+    if last is not None and stamped is not None and stamped < last - SKEW:
+        raise ArchiveError(
+            f"this machine's clock ({now}) is behind the log's last entry ({tip_time}) by more "
+            f"than {int(SKEW.total_seconds() // 60)} minutes: nothing was recorded",
+            hint="set the clock right, then run the command again",
+        )
 
 
 class Refusal(Exception):
