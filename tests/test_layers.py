@@ -32,7 +32,8 @@ def lint_copy(tmp_path: Path, contract: str | None, module: str, line: str) -> s
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
-CONTRACTS = ["layers", "pure-core", "store-independent", "only-cli-calls", "no-sqlite-in-custody"]
+CONTRACTS = ["layers", "pure-core", "store-independent", "only-cli-calls", "no-sqlite-in-custody",
+             "adapters-in-one-place"]
 
 
 def test_the_tree_keeps_every_import_contract(tmp_path):
@@ -63,6 +64,10 @@ VIOLATIONS = [
     ("no-sqlite-in-custody", "custody.ops.items", "import sqlite3", "custody.ops.items -> sqlite3"),
     ("no-sqlite-in-custody", "custody.package.export", "import sqlite_utils",
      "custody.package.export -> sqlite_utils"),
+    ("adapters-in-one-place", "custody.ops.verify", "import store.sqlite_ledger",
+     "custody.ops.verify -> store.sqlite_ledger"),
+    ("adapters-in-one-place", "custody.search.indexer", "from store.index import LocalIndex",
+     "custody.search.indexer -> store.index"),
 ]
 
 
