@@ -16,9 +16,13 @@ apt_install() {
 
 need=()
 command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
-ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1' || need+=(libmagic1)
+# The library cache is read once: `ldconfig -p | grep -q` fails at random under pipefail (grep -q
+# exits at the first match and ldconfig dies of SIGPIPE), which once asked a user without sudo to
+# install what was there.
+libs=$(ldconfig -p 2>/dev/null || true)
+grep -q 'libmagic\.so\.1' <<<"$libs" || need+=(libmagic1)
 # Reports: WeasyPrint needs Pango; Noto Naskh Arabic shapes Arabic names; pdftotext reads PDFs back.
-ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1\.0\.so\.0' || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+grep -q 'libpangoft2-1\.0\.so\.0' <<<"$libs" || need+=(libpango-1.0-0 libpangoft2-1.0-0)
 [ -e /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf ] || need+=(fonts-noto-core)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
