@@ -11,7 +11,6 @@ import hashlib
 import io
 import multiprocessing
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -145,27 +144,6 @@ def ledger(lharness: LedgerHarness, tmp_path: Path) -> Iterator[Ledger]:
     made.close()
 
 
-@pytest.fixture
-def mount_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
-    """mount(DIR, "3m"): a small tmpfs on DIR, unmounted after the test (needs root)."""
-    mounted: list[Path] = []
-
-    def mount(path: Path, size: str) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("a full disk is simulated with a small tmpfs, which needs root")
-        if shutil.which("mount") is None:
-            pytest.skip("a full disk is simulated with a small tmpfs: no mount command")
-        path.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in reversed(mounted):
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _sha(data: bytes) -> str:

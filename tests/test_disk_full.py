@@ -7,36 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from .conftest import one_line_error
-
-
-@pytest.fixture
-def mount_tmpfs():
-    """mount_tmpfs(DIR, "3m"): a tmpfs of that size on DIR, unmounted after the test."""
-    mounted: list[Path] = []
-
-    def mount(path: Path, size: str) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("the disk-full tests mount a small tmpfs, which needs root")
-        if shutil.which("mount") is None:
-            pytest.skip("the disk-full tests need the mount command")
-        path.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in reversed(mounted):
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _resize(path: Path, size: str) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from .conftest import DATA, one_line_error
-from .test_disk_full import _fill, mount_tmpfs  # noqa: F401  (the fixture)
+from .test_disk_full import _fill
 
 PHOTO = DATA / "media" / "aleppo-gps.jpg"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from custody.core import canonical, merkle, permissions
 from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import (
     ARCHIVE_ROLE,
     REGISTRY_ACTIONS,
@@ -397,13 +398,27 @@ class Archive:
         return who
 
 
-def registry_of(ledger: LedgerReads) -> Registry:
-    """Custodians as the ledger (or a write transaction, seeing its own reads) holds them now,
-    from the one replay: a registry entry that breaks a rule is not obeyed."""
+# The actions the replayed state depends on (registry, holders, offers, cases, incidents, first
+# records and sightings); notes, tags, accesses and verifications change none of it.
+STATE_ACTIONS = (*REGISTRY_ACTIONS, *FIRST_RECORD, "sighting", "transfer-offer",
+                 "transfer-accept", "transfer-withdraw", "case-add", "case-remove", "incident",
+                 "incident-add")
+
+
+def replayed(ledger: LedgerReads, actions: tuple[str, ...] = STATE_ACTIONS) -> Replay:
+    """The log's state as the ledger (or a write transaction, seeing its own reads) holds it now,
+    from the one replay (custody/core/replay.py). What it finds against the rules is verify's to
+    report; readers take the state as the log states it (a registry entry that breaks a rule is
+    not obeyed)."""
     replay = Replay()
-    for row in ledger.rows_with_action(*REGISTRY_ACTIONS):
+    for row in ledger.rows_with_action(*actions):
         replay.apply(entries.parse(row.body))
-    return replay.registry
+    return replay
+
+
+def registry_of(ledger: LedgerReads) -> Registry:
+    """Custodians as the ledger (or a write transaction) holds them now."""
+    return replayed(ledger, REGISTRY_ACTIONS).registry
 
 
 def _check_clock(now: str, tip_time: str | None) -> None:

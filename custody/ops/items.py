@@ -11,25 +11,9 @@ from typing import Any
 from custody.core import canonical
 from custody.core import entry as entries
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
-from custody.core.custodians import REGISTRY_ACTIONS, Registry
-from custody.core.replay import Replay
-from custody.ops.archive import Archive
-from store.ports import EntryRow, LedgerReads
-
-# The actions the replayed state depends on (registry, holders, offers, cases, incidents, first
-# records and sightings); notes, tags, accesses and verifications change none of it.
-STATE_ACTIONS = (*REGISTRY_ACTIONS, *FIRST_RECORD, "sighting", "transfer-offer",
-                 "transfer-accept", "transfer-withdraw", "case-add", "case-remove", "incident",
-                 "incident-add")
-
-
-def replayed(ledger: LedgerReads) -> Replay:
-    """The log's state as of now, from the one replay (custody/core/replay.py). What it finds
-    against the rules is verify's to report; readers take the state as the log states it."""
-    replay = Replay()
-    for row in ledger.rows_with_action(*STATE_ACTIONS):
-        replay.apply(entries.parse(row.body))
-    return replay
+from custody.core.custodians import Registry
+from custody.ops.archive import Archive, replayed
+from store.ports import EntryRow
 
 
 def entry_json(row: EntryRow, registry: Registry) -> dict[str, Any]:

@@ -18,8 +18,7 @@ from custody.core.custodians import Registry
 from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
-from custody.ops.archive import Archive, Draft, Refusal, utc_now
-from custody.ops.items import replayed
+from custody.ops.archive import Archive, Draft, Refusal, replayed, utc_now
 from store.ports import LedgerReads, LedgerTransaction
 
 CHAIN_ACTIONS = ("ingest", "received", "transfer-offer", "transfer-accept", "transfer-withdraw")

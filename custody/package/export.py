@@ -26,8 +26,7 @@ from custody.errors import (
     UsageError,
 )
 from custody.ops import access, checkpoints
-from custody.ops.archive import Archive, utc_now
-from custody.ops.items import replayed
+from custody.ops.archive import Archive, replayed, utc_now
 from custody.package import layout
 from store.ports import EntryRow
 

@@ -19,7 +19,7 @@ from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
 from custody.ops import annotate, checkpoints
 from custody.ops import items as views
-from custody.ops.archive import Archive, utc_now
+from custody.ops.archive import Archive, replayed, utc_now
 from custody.ops.verify import audit
 from custody.report import checks, content, places
 from store.ports import CheckpointRow, LedgerReadOnly
@@ -51,7 +51,7 @@ def digest(model: dict[str, Any]) -> str:
 def case_items(archive: Archive, case: str) -> tuple[list[str], list[dict[str, Any]]]:
     """Items filed under `case` now (in order of filing), and those taken out of it (and why),
     from the replay's case membership."""
-    replay = views.replayed(archive.ledger)
+    replay = replayed(archive.ledger)
     removed = [{"item": r.item, "seq": r.seq, "time": r.time, "reason": r.reason}
                for r in replay.case_removals(case)]
     return list(replay.case_members(case)), removed
