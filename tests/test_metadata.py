@@ -55,7 +55,8 @@ def header_clocks(value, utc, tracks=2):
             f"Track{track}:{tag}"
             for tag in ("TrackCreateDate", "TrackModifyDate", "MediaCreateDate", "MediaModifyDate")
         ]
-    return [clock(name, value, utc) for name in names]
+    return [clock(name + (" (modification time)" if "Modify" in name else ""), value, utc)
+            for name in names]
 
 
 def check_shape(md):
@@ -83,7 +84,7 @@ def test_jpeg_gps_clock_a_day_behind_camera_clock(reader):
               "2016-10-04T11:22:05Z", "+03:00"),
         clock("EXIF DateTimeDigitized+OffsetTimeDigitized", "2016:10:04 14:22:05",
               "2016-10-04T11:22:05Z", "+03:00"),
-        clock("Image DateTime+EXIF OffsetTime", "2016:10:04 14:22:05",
+        clock("Image DateTime+EXIF OffsetTime (modification time)", "2016:10:04 14:22:05",
               "2016-10-04T11:22:05Z", "+03:00"),
     ]  # fmt: skip
     assert md["gps"] == approx_gps(36.2021, 37.1343, 379.0)
@@ -125,7 +126,7 @@ def test_jpeg_south_west_below_sea_level_camera_clock_with_offset(reader):
 def test_jpeg_camera_clock_without_offset(reader):
     md = reader.read(MEDIA / "clock-no-offset.jpg")
     check_shape(md)
-    assert md["captured_at"] == "2016-11-20T08:05:59Z"  # the wall clock, read as if it were UTC
+    assert md["captured_at"] == "2016-11-20T08:05:59"  # the wall clock, no zone: offset unknown
     assert md["captured_at_basis"] == "camera-clock-offset-unknown"
     assert md["clocks"] == [
         clock("EXIF DateTimeOriginal", "2016:11:20 08:05:59", None),
@@ -280,7 +281,7 @@ def test_jpeg_bad_exif_pointer_count_exifread_raises_exiftool_reads_the_rest(rea
     assert (md["captured_at"], md["captured_at_basis"]) == ("2016-10-03T11:22:05Z", "gps")
     assert md["clocks"] == [
         clock("GPS:GPSDateStamp+GPS:GPSTimeStamp", "2016:10:03 11:22:05", "2016-10-03T11:22:05Z"),
-        clock("IFD0:ModifyDate", "2016:10:04 14:22:05", None),
+        clock("IFD0:ModifyDate (modification time)", "2016:10:04 14:22:05", None),
     ]
     assert md["gps"] == approx_gps(36.2021, 37.1343, 379.0)
     assert md["device"] == {"make": "samsung", "model": "SM-G935F"}
@@ -301,7 +302,7 @@ def test_jpeg_bad_gps_pointer_count_exifread_warns(reader):
     assert [c["source"] for c in md["clocks"]] == [
         "EXIF DateTimeOriginal+OffsetTimeOriginal",
         "EXIF DateTimeDigitized+OffsetTimeDigitized",
-        "Image DateTime+EXIF OffsetTime",
+        "Image DateTime+EXIF OffsetTime (modification time)",
     ]
 
 
@@ -368,7 +369,7 @@ def test_not_a_regular_file_or_missing(reader, tmp_path):
 
 SAMPLES_EXPECTED = {
     "GPS.jpg": dict(
-        mime="image/jpeg", captured_at="2002-07-13T15:58:28Z",
+        mime="image/jpeg", captured_at="2002-07-13T15:58:28",
         captured_at_basis="camera-clock-offset-unknown",
         gps=approx_gps(54.98966667, -1.91416667, None),
         device={"make": "FUJIFILM", "model": "FinePixS1Pro"},
@@ -385,17 +386,17 @@ SAMPLES_EXPECTED = {
         device={"make": "Google", "model": "Pixel 8 Pro"},
     ),
     "Canon.jpg": dict(
-        mime="image/jpeg", captured_at="2003-12-04T06:46:52Z",
+        mime="image/jpeg", captured_at="2003-12-04T06:46:52",
         captured_at_basis="camera-clock-offset-unknown",
         device={"make": "Canon", "model": "Canon EOS DIGITAL REBEL"}, gps=None, orientation=1,
     ),
     "Nikon.jpg": dict(
-        mime="image/jpeg", captured_at="2001-08-01T12:57:23Z",
+        mime="image/jpeg", captured_at="2001-08-01T12:57:23",
         device={"make": "NIKON", "model": "E775"},
     ),
     "ExifTool.tif": dict(
-        mime="image/tiff", captured_at="2004-02-20T08:07:49Z",
-        captured_at_basis="camera-clock-offset-unknown",
+        # Its only clock is IFD0 ModifyDate: an edit time, never a capture time.
+        mime="image/tiff", captured_at=None, captured_at_basis=None,
         device={"make": "Canon", "model": "Canon EOS DIGITAL REBEL"},
         dimensions={"width": 160, "height": 120},
     ),
@@ -419,7 +420,7 @@ SAMPLES_EXPECTED = {
         dimensions={"width": 704, "height": 576}, duration_s=pytest.approx(148.608),
     ),
     "RIFF.avi": dict(
-        mime="video/x-msvideo", captured_at="2003-03-10T15:04:43Z",
+        mime="video/x-msvideo", captured_at="2003-03-10T15:04:43",
         captured_at_basis="camera-clock-offset-unknown", codecs=["mjpg"],
         dimensions={"width": 320, "height": 240}, duration_s=pytest.approx(15.533178),
     ),
@@ -446,7 +447,7 @@ def test_sample_clocks_are_all_kept(reader):
         clock("GPS GPSDate+GPSTimeStamp", "2016:09:28 17:17:58.65", "2016-09-28T17:17:58.65Z"),
         clock("EXIF DateTimeOriginal+SubSecTimeOriginal", "2016:09:28 18:18:05", None),
         clock("EXIF DateTimeDigitized+SubSecTimeDigitized", "2016:09:28 18:18:05", None),
-        clock("Image DateTime", "2016:09:28 18:18:05", None),
+        clock("Image DateTime (modification time)", "2016:09:28 18:18:05", None),
     ]
     md = reader.read(SAMPLES / "GPS.jpg")  # a GPS time without a GPS date gives no instant
     assert md["clocks"][0] == clock("GPS GPSTimeStamp", "14:58:24", None)
@@ -555,7 +556,7 @@ def test_memory_error_is_recorded_and_the_worker_lives_on(tmp_path):
         assert md["mime"] == "video/mp4" and md["gps"] is None
         worker = bounded._worker.pid
         md = bounded.read(MEDIA / "clock-no-offset.jpg")
-        assert md["errors"] == [] and md["captured_at"] == "2016-11-20T08:05:59Z"
+        assert md["errors"] == [] and md["captured_at"] == "2016-11-20T08:05:59"
         assert bounded._worker.pid == worker
 
 
@@ -704,7 +705,7 @@ def test_utc_and_captured_at_rules():
         "camera-clock+offset",
     )
     assert clocks.captured_at([("camera", no_offset)]) == (
-        "2016-10-04T14:22:05Z",
+        "2016-10-04T14:22:05",
         "camera-clock-offset-unknown",
     )
     assert clocks.captured_at([("container", zoned), ("container", header)]) == (

@@ -143,24 +143,96 @@ def format_utc(moment: datetime) -> str:
     return text + "Z"
 
 
-def captured_at(candidates: list[tuple[str, Reading]]) -> tuple[str | None, str | None]:
-    """The first usable clock, in the caller's order of preference, and the basis of its instant.
+# Roles of a clock in a file. Only the first three can be a capture time; "modified" (IFD0
+# DateTime/ModifyDate, XMP ModifyDate/MetadataDate: when software last wrote the file) never is.
+RANKED_ROLES = ("gps", "camera", "container")
+MODIFIED = "modified"
+MODIFIED_MARK = " (modification time)"  # appended to the source of a modification clock
 
-    Each candidate is (role, reading) with role "gps", "camera" or "container". A GPS clock counts
-    only with a full UTC instant. A camera clock without an offset is taken as if it were UTC,
-    with basis camera-clock-offset-unknown (RFC 3339 cannot say "local time, offset unknown").
+# captured_at's order (docs/METADATA.md "captured_at"): a clock whose instant is known beats one
+# whose offset is unknown, whatever its tag; within one tier the caller's order decides.
+TIERS = (GPS, CAMERA_OFFSET, CONTAINER_OFFSET, CONTAINER_UTC, CAMERA_NO_OFFSET)
+
+
+def modified(reading: Reading) -> Reading:
+    """The same reading, its source saying that it is a modification time."""
+    return Reading(reading.source + MODIFIED_MARK, reading.value, reading.local, reading.offset,
+                   reading.utc_by_spec)
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """The clock chosen as the capture time: its text, its basis and the tags it was read from."""
+
+    at: str
+    basis: str
+    source: str
+    rank: tuple[int, int]  # (tier, position among the candidates): lower is better
+
+
+def _basis(role: str, reading: Reading) -> tuple[str | None, str | None]:
+    """(captured_at text, basis) this clock would give, or (None, None) if it cannot be one."""
+    if reading.local is None or role not in RANKED_ROLES:
+        return None, None
+    if role == "gps":
+        return (reading.utc, GPS) if reading.utc is not None else (None, None)
+    if role == "container" and (reading.utc_by_spec or reading.value.rstrip().endswith("Z")):
+        return reading.utc or format_utc(reading.local), CONTAINER_UTC
+    if reading.offset is not None:
+        return reading.utc, CAMERA_OFFSET if role == "camera" else CONTAINER_OFFSET
+    return format_local(reading.local), CAMERA_NO_OFFSET
+
+
+def capture(candidates: list[tuple[str, Reading]]) -> Capture | None:
+    """The best clock for captured_at: the lowest tier (TIERS), then the caller's order.
+
+    Each candidate is (role, reading); roles other than gps, camera and container are not
+    capture times. A GPS clock counts only with a full UTC instant. A clock with no offset gives
+    its wall-clock reading with no zone, basis camera-clock-offset-unknown.
     """
-    for role, reading in candidates:
-        if reading.local is None:
+    best: Capture | None = None
+    for position, (role, reading) in enumerate(candidates):
+        at, basis = _basis(role, reading)
+        if at is None or basis is None:
             continue
-        if role == "gps":
-            if reading.utc is not None:
-                return reading.utc, GPS
-            continue
-        if role == "container" and (reading.utc_by_spec or reading.value.rstrip().endswith("Z")):
-            return reading.utc or format_utc(reading.local), CONTAINER_UTC
-        if reading.offset is not None:
-            basis = CAMERA_OFFSET if role == "camera" else CONTAINER_OFFSET
-            return reading.utc, basis
-        return format_utc(reading.local), CAMERA_NO_OFFSET
-    return None, None
+        rank = (TIERS.index(basis), position)
+        if best is None or rank < best.rank:
+            best = Capture(at, basis, reading.source, rank)
+    return best
+
+
+def captured_at(candidates: list[tuple[str, Reading]]) -> tuple[str | None, str | None]:
+    """captured_at and its basis from `capture` (None, None when no clock can be one)."""
+    chosen = capture(candidates)
+    return (chosen.at, chosen.basis) if chosen else (None, None)
+
+
+def format_local(moment: datetime) -> str:
+    """A wall-clock reading of unknown offset: RFC 3339's date-time without any zone."""
+    return format_utc(moment)[:-1]
+
+
+def shown_capture(value: str | None, basis: str | None) -> str | None:
+    """captured_at as every output shows it: an offset-unknown clock as its local reading, never
+    with a zone (records signed before 2026-11 stored it with a 'Z', read as if UTC)."""
+    if value and basis == CAMERA_NO_OFFSET and value.endswith("Z"):
+        return value[:-1]
+    return value
+
+
+def tag_rank(source: str | None) -> int:
+    """How original the tag a capture time came from is, across readers' naming: 0 for
+    DateTimeOriginal / DateCreated (the shot), 1 for CreateDate / DateTimeDigitized (the
+    digitising), 2 for any other."""
+    first = (source or "").split("+", 1)[0]
+    if first.endswith(("DateTimeOriginal", "DateCreated")):
+        return 0
+    if first.endswith(("CreateDate", "DateTimeDigitized", "CreationDate")):
+        return 1
+    return 2
+
+
+def compared_rank(basis: str | None, source: str | None) -> tuple[int, int]:
+    """The rank of one reader's capture time against another's (lower is better)."""
+    tier = TIERS.index(basis) if basis in TIERS else len(TIERS)
+    return tier, tag_rank(source)

@@ -18,8 +18,9 @@ CAMERA_CLOCKS = (
     ("EXIF DateTimeOriginal", "EXIF SubSecTimeOriginal", "EXIF OffsetTimeOriginal"),
     ("Image DateTimeOriginal", "EXIF SubSecTimeOriginal", "EXIF OffsetTimeOriginal"),
     ("EXIF DateTimeDigitized", "EXIF SubSecTimeDigitized", "EXIF OffsetTimeDigitized"),
-    ("Image DateTime", "EXIF SubSecTime", "EXIF OffsetTime"),
 )
+# IFD0 DateTime is when software last wrote the file: kept as a clock, never a capture time.
+MODIFIED_CLOCK = ("Image DateTime", "EXIF SubSecTime", "EXIF OffsetTime")
 FALLBACK_OFFSET = "EXIF OffsetTime"  # cameras that write only one offset write this one
 
 
@@ -98,19 +99,23 @@ def fields(tags: Mapping[str, Any]) -> dict[str, Any]:
     gps_clock = _gps_clock(tags)
     if gps_clock is not None:
         candidates.append(("gps", gps_clock))
-    known = {names[0] for names in CAMERA_CLOCKS}
+    known = {names[0] for names in (*CAMERA_CLOCKS, MODIFIED_CLOCK)}
     for names in CAMERA_CLOCKS:
         reading = _camera_clock(tags, names)
         if reading is not None:
             candidates.append(("camera", reading))
+    modified = _camera_clock(tags, MODIFIED_CLOCK)
+    if modified is not None:
+        candidates.append((clocks.MODIFIED, clocks.modified(modified)))
     for name in tags:
         if "DateTime" in name and name not in known:
             reading = _camera_clock(tags, (name, "", ""), fallback_offset="")
             if reading is not None:
                 candidates.append(("other", reading))
-    out["captured_at"], out["captured_at_basis"] = clocks.captured_at(
-        [(role, r) for role, r in candidates if role != "other"]
-    )
+    chosen = clocks.capture(candidates)
+    if chosen is not None:
+        out["captured_at"], out["captured_at_basis"] = chosen.at, chosen.basis
+        out["captured_at_source"] = chosen.source
     out["clocks"] = [reading.as_dict() for _, reading in candidates]
 
     lat = _numbers(tags, "GPS GPSLatitude")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .clocks import compared_rank
+
 READERS = ("python-magic", "exifread", "exiftool")
 FALLBACK_MIME = "application/octet-stream"
 
 # Field groups taken whole from one reader (captured_at, its basis and the clocks belong together).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "captured_at": ("captured_at", "captured_at_basis", "clocks"),
+    "captured_at": ("captured_at", "captured_at_basis", "captured_at_source", "clocks"),
     "gps": ("gps",),
     "device": ("device",),
     "orientation": ("orientation",),
@@ -42,6 +44,7 @@ def empty_fields() -> dict[str, Any]:
     return {
         "captured_at": None,
         "captured_at_basis": None,
+        "captured_at_source": None,
         "clocks": [],
         "gps": None,
         "device": None,
@@ -75,6 +78,11 @@ def _present(group: str, fields: dict[str, Any]) -> bool:
     return bool(fields.get(group))
 
 
+def _capture_rank(fields: dict[str, Any]) -> tuple[int, int]:
+    """So that ExifTool's XMP DateTimeOriginal with a zone beats exifread's CreateDate without."""
+    return compared_rank(fields.get("captured_at_basis"), fields.get("captured_at_source"))
+
+
 def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> dict[str, Any]:
     """The record from each reader's report: {"version", "errors", and "mime" or "raw"/"fields"}.
 
@@ -87,12 +95,14 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
     sources: dict[str, str] = {}
     for group, members in GROUPS.items():
         readers = [r for r in preference[group] if (parts.get(r) or {}).get("fields")]
+        if group == "captured_at":  # the best-ranked capture time of any reader, then preference
+            readers.sort(key=lambda r: _capture_rank(parts[r]["fields"]))
         chosen = next((r for r in readers if _present(group, parts[r]["fields"])), None)
         if chosen is None and group == "captured_at":  # no instant anywhere: keep the clocks seen
             chosen = next((r for r in readers if parts[r]["fields"].get("clocks")), None)
         if chosen is not None:
             for member in members:
-                record[member] = parts[chosen]["fields"][member]
+                record[member] = parts[chosen]["fields"].get(member)
             sources[group] = chosen
     record["sources"] = sources
     record["readers"] = {

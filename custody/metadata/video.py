@@ -22,9 +22,20 @@ _TRACK = re.compile(r"^Track(\d+)$")
 
 CAMERA_CLOCKS = (  # (date-time tag, sub-seconds tag, offset tag), preferred first
     ("ExifIFD:DateTimeOriginal", "ExifIFD:SubSecTimeOriginal", "ExifIFD:OffsetTimeOriginal"),
+    # XMP dates carry their zone in the text, or none (offset unknown); no sub-second tags.
+    ("XMP-exif:DateTimeOriginal", "", ""),
+    ("XMP-photoshop:DateCreated", "", ""),
     ("ExifIFD:CreateDate", "ExifIFD:SubSecTimeDigitized", "ExifIFD:OffsetTimeDigitized"),
-    ("IFD0:ModifyDate", "ExifIFD:SubSecTime", "ExifIFD:OffsetTime"),
+    ("XMP-exif:DateTimeDigitized", "", ""),
+    ("XMP-xmp:CreateDate", "", ""),
 )
+# When software last wrote the file or its metadata: kept as clocks, never a capture time.
+MODIFIED_CLOCKS = (
+    ("IFD0:ModifyDate", "ExifIFD:SubSecTime", "ExifIFD:OffsetTime"),
+    ("XMP-xmp:ModifyDate", "", ""),
+    ("XMP-xmp:MetadataDate", "", ""),
+)
+MODIFIED_TAGS = ("ModifyDate", "TrackModifyDate", "MediaModifyDate", "MetadataDate")
 FALLBACK_OFFSET = "ExifIFD:OffsetTime"
 # Apple's com.apple.quicktime.creationdate (Keys) and its kin: local time with its zone.
 ZONED_CONTAINER_CLOCKS = ("Keys:CreationDate", "ItemList:CreationDate", "UserData:CreationDate")
@@ -148,14 +159,20 @@ def _clock_candidates(meta: Mapping[str, Any]) -> list[tuple[str, clocks.Reading
     elif date:
         found.append(("gps", clocks.Reading("GPS:GPSDateStamp", date, None)))
     for names in CAMERA_CLOCKS:
-        reading = _camera_clock(meta, names, FALLBACK_OFFSET)
+        offset_fallback = FALLBACK_OFFSET if names[0].startswith("ExifIFD:") else ""
+        reading = _camera_clock(meta, names, offset_fallback)
         if reading is not None:
             found.append(("camera", reading))
+    for names in MODIFIED_CLOCKS:
+        offset_fallback = FALLBACK_OFFSET if names[0].startswith("IFD0:") else ""
+        reading = _camera_clock(meta, names, offset_fallback)
+        if reading is not None:
+            found.append((clocks.MODIFIED, clocks.modified(reading)))
     for key in ZONED_CONTAINER_CLOCKS:
         reading = _camera_clock(meta, (key, "", ""), "")
         if reading is not None:
             found.append(("container", reading))
-    used = {r.source.split("+", 1)[0] for _, r in found}
+    used = {r.source.removesuffix(clocks.MODIFIED_MARK).split("+", 1)[0] for _, r in found}
     used |= {"GPS:GPSDateStamp", "GPS:GPSTimeStamp"}
     for key in [MOVIE_HEADER_CLOCK, *meta]:
         if key in used or _group(key) in NOT_CLOCK_GROUPS:
@@ -170,6 +187,8 @@ def _clock_candidates(meta: Mapping[str, Any]) -> list[tuple[str, clocks.Reading
             reading = clocks.Reading(reading.source, reading.value, reading.local, None, True)
         if key == MOVIE_HEADER_CLOCK or _tag(key) == "DateTimeOriginal":
             found.append(("container", reading))
+        elif _tag(key) in MODIFIED_TAGS:
+            found.append((clocks.MODIFIED, clocks.modified(reading)))
         else:
             found.append(("other", reading))
     return found
@@ -241,9 +260,10 @@ def fields(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The normalised fields from ExifTool's tags (those it cannot give stay None or empty)."""
     out = empty_fields()
     candidates = _clock_candidates(meta)
-    out["captured_at"], out["captured_at_basis"] = clocks.captured_at(
-        [(role, r) for role, r in candidates if role != "other"]
-    )
+    chosen = clocks.capture(candidates)
+    if chosen is not None:
+        out["captured_at"], out["captured_at_basis"] = chosen.at, chosen.basis
+        out["captured_at_source"] = chosen.source
     out["clocks"] = [r.as_dict() for _, r in candidates]
     out["gps"] = _position(meta)
     make, model = _first_text(meta, MAKE_TAGS, "Make"), _first_text(meta, MODEL_TAGS, "Model")
