@@ -50,14 +50,16 @@ def note(text: object) -> None:
 # Times --------------------------------------------------------------------------------------------
 
 RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
-UNKNOWN_OFFSET_MARK = "?"
-UNKNOWN_OFFSET_LEGEND = "? after a time: camera clock of unknown UTC offset, shown as if UTC"
+UNKNOWN_OFFSET_MARK = " local"
+UNKNOWN_OFFSET_LEGEND = ("local after a time: a camera clock of unknown UTC offset, its wall-clock "
+                         "reading, not UTC (the instant lies within 14 h either side of it)")
 
 
 def when(value: str | None, basis: str | None = None) -> str:
     """An RFC 3339 time as people read it, in one style for every command: `2016-10-03 11:22:05Z`
-    (UTC, to the second). A camera clock of unknown offset ends in `?` instead of `Z`: it is a
-    local wall-clock time read as if UTC. A date alone stays a date; other text is shown as is."""
+    (UTC, to the second). A camera clock of unknown offset is its wall-clock reading followed by
+    ` local`, never `Z`, whether its record holds it with a `Z` (signed before issue 12) or
+    without. A date alone stays a date; other text is shown as is."""
     if not value:
         return "-"
     m = RFC3339.fullmatch(value)

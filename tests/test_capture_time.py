@@ -120,3 +120,108 @@ def test_video_zoned_original_beats_the_movie_header(reader, tmp_path, tag):
     md = reader.read(video)
     assert md["captured_at"] == "2016-10-05T14:04:02Z"  # not the header's 14:04:36 (UTC)
     assert md["captured_at_basis"] in ("container+offset", "camera-clock+offset")
+
+
+# ---- a clock of unknown offset is never shown as UTC ---------------------------------------------
+
+
+class _SignedBeforeIssue12:
+    """The real reader, its record given the form signed before issue 12: an offset-unknown
+    capture time written with a 'Z' (such records are in archives and cannot change)."""
+
+    def __init__(self, reader: MetadataReader) -> None:
+        self.reader = reader
+
+    def read(self, path: Path) -> dict:
+        md = self.reader.read(path)
+        if md["captured_at_basis"] == "camera-clock-offset-unknown":
+            md["captured_at"] += "Z"
+        return md
+
+
+def _ingest_as_signed_before(cli, reader, path: Path) -> str:
+    from custody.ops.archive import Archive
+    from custody.ops.ingest import Ingest, find_files
+    from custody.ops.keyfiles import load_key
+
+    from .conftest import PASSPHRASE
+
+    archive = Archive.open(cli.archive)
+    ingest = Ingest(archive, load_key(cli.key, PASSPHRASE), _SignedBeforeIssue12(reader))
+    report = ingest.run(find_files([path], []))
+    return report.to_json()["files"][0]["sha256"]
+
+
+def placed_no_offset_photo(folder: Path) -> Path:
+    """clock-no-offset.jpg (camera clock 2016:11:20 08:05:59, no offset) with a GPS fix added."""
+    photo = folder / "no-offset-placed.jpg"
+    shutil.copy(NO_OFFSET, photo)
+    return exiftool(photo, "-GPSLatitude=36.2", "-GPSLatitudeRef=N", "-GPSLongitude=37.14",
+                    "-GPSLongitudeRef=E")
+
+
+def test_offset_unknown_clock_is_local_time_in_every_output(cli_archive, reader, tmp_path):
+    cli = cli_archive
+    new = cli("ingest", placed_no_offset_photo(tmp_path), "--json", check=True).json()
+    new_sha = new["files"][0]["sha256"]
+    old_photo = tmp_path / "canon-old-record.jpg"
+    shutil.copy(CANON, old_photo)  # EXIF DateTimeOriginal 2003:12:04 06:46:52, no offset
+    old_sha = _ingest_as_signed_before(cli, reader, old_photo)
+
+    # show --json: the local reading, no zone, for the new record and the old one alike
+    shown_new = cli("show", new_sha, "--json", check=True).json()
+    shown_old = cli("show", old_sha, "--json", check=True).json()
+    assert shown_new["captured_at"] == "2016-11-20T08:05:59"
+    assert shown_old["captured_at"] == "2003-12-04T06:46:52"
+    assert shown_old["metadata"]["captured_at"] == "2003-12-04T06:46:52Z"  # signed: unchanged
+    assert shown_old["captured_at_basis"] == "camera-clock-offset-unknown"
+    text = cli("show", old_sha, check=True).stdout
+    assert "2003-12-04 06:46:52 local" in text and "06:46:52Z" not in text
+
+    # list, text and JSON
+    listed = cli("list", check=True).stdout
+    assert "2016-11-20 08:05:59 local" in listed and "2003-12-04 06:46:52 local" in listed
+    assert "UTC" not in listed.splitlines()[0] and "08:05:59Z" not in listed
+    assert "06:46:52Z" not in listed
+    rows = {r["sha256"]: r for r in cli("list", "--json", check=True).json()}
+    assert rows[old_sha]["captured_at"] == "2003-12-04T06:46:52"
+
+    # search by time: any instant within 14 h of the wall-clock reading matches, and says so
+    late = cli("search", "--since", "2016-11-20T21:00:00Z", "--until", "2016-11-20T22:00:00Z",
+               "--json", check=True).json()
+    assert [(i["sha256"], i["captured_at"], i["flags"]) for i in late["items"]] == [
+        (new_sha, "2016-11-20T08:05:59", ["offset-unknown"])]
+    outside = cli("search", "--since", "2016-11-20T22:10:00Z", "--until", "2016-11-21T00:00:00Z",
+                  "--json", check=True).json()
+    assert outside["items"] == []
+    old = cli("search", "--since", "2003-12-03T17:00:00Z", "--until", "2003-12-03T17:30:00Z",
+              "--json", check=True).json()  # 06:46:52 read at UTC+13:30
+    assert [(i["sha256"], i["captured_at"]) for i in old["items"]] == [
+        (old_sha, "2003-12-04T06:46:52")]
+    searched = cli("search", "--since", "2003-12-03T17:00:00Z", "--until",
+                   "2003-12-03T17:30:00Z", check=True).stdout
+    assert "2003-12-04 06:46:52 local" in searched and "14 h" in searched
+
+    # crossref: a track passing over the photo's place at 20:00Z matches it, flagged, with the
+    # offset it implies; not as an exact UTC instant
+    track = tmp_path / "track.csv"
+    track.write_text("time,lat,lon,alt,id\n2016-11-20T20:00:00Z,36.19,37.14,3000,T\n"
+                     "2016-11-20T20:02:00Z,36.21,37.14,3000,T\n")
+    x = cli("crossref", track, "--km", "5", "--minutes", "10", "--json", check=True).json()
+    assert [(m["sha256"], m["captured_at"], m["flags"]) for m in x["matches"]] == [
+        (new_sha, "2016-11-20T08:05:59", ["offset-unknown"])]
+    assert x["matches"][0]["implied_utc_offset"] == "-11:55"
+    crossed = cli("crossref", track, "--km", "5", "--minutes", "10", check=True).stdout
+    assert "2016-11-20 08:05:59 local" in crossed and "08:05:59Z" not in crossed
+
+    # a report: summary and capture-time section in local time, never "UTC"
+    page = tmp_path / "report.html"
+    cli("report", old_sha[:12], new_sha[:12], "-o", page, check=True)
+    html = page.read_text()
+    assert "2003-12-04 06:46:52 local time, UTC offset unknown" in html
+    assert "06:46:52 UTC" not in html and "08:05:59 UTC" not in html
+    assert "Captured (UTC)" not in html
+    model = cli("report", old_sha[:12], "--json", check=True).json()
+    assert model["items"][0]["captured_at"] == "2003-12-04T06:46:52"  # the signed document
+    assert model["items"][0]["metadata_document"]["captured_at"] == "2003-12-04T06:46:52Z"
+    assert cli("verify-report", page).code == 0  # re-checked against the signed metadata

@@ -213,9 +213,9 @@ def test_human_output_is_tables_and_one_date_style_not_python_reprs(cli_archive)
     cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", DATA / "media" / "clock-no-offset.jpg",
                 check=True)
     listed = cli_archive("list", check=True).stdout.splitlines()
-    assert listed[0].split() == ["SHA-256", "BYTES", "TYPE", "CAPTURED", "(UTC)", "CASES", "NAME"]
+    assert listed[0].split() == ["SHA-256", "BYTES", "TYPE", "CAPTURED", "CASES", "NAME"]
     assert any("2016-10-03 11:22:05Z" in line for line in listed)
-    assert any("2016-11-20 08:05:59?" in line for line in listed)  # offset unknown, marked
+    assert any("2016-11-20 08:05:59 local" in line for line in listed)  # offset unknown: local
     assert listed[-1] == display.UNKNOWN_OFFSET_LEGEND
     sha = cli_archive("list", "--json", check=True).json()[0]["sha256"]
     shown = cli_archive("show", sha, check=True).stdout
@@ -264,7 +264,8 @@ def test_note_takes_its_text_as_an_argument_or_text_option(cli_archive):
 def test_times_have_one_style_and_offset_unknown_is_marked():
     assert display.when("2026-11-29T13:18:44.048143Z") == "2026-11-29 13:18:44Z"
     assert display.when("2016-10-04T14:22:05+03:00") == "2016-10-04 14:22:05+03:00"
-    assert display.when("2016-11-20T08:05:59Z", "camera-clock-offset-unknown") == "2016-11-20 08:05:59?"
+    assert display.when("2016-11-20T08:05:59Z", "camera-clock-offset-unknown") == "2016-11-20 08:05:59 local"
+    assert display.when("2016-11-20T08:05:59", "camera-clock-offset-unknown") == "2016-11-20 08:05:59 local"
     assert display.when("2016-10-03") == "2016-10-03" and display.when(None) == "-"
     assert display.when("yesterday\n") == "yesterday\\n"
 

@@ -329,7 +329,7 @@ def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
         out_json(rows)
         return
     for text in display.table(
-        ["SHA-256", "BYTES", "TYPE", "CAPTURED (UTC)", "CASES", "NAME"],
+        ["SHA-256", "BYTES", "TYPE", "CAPTURED", "CASES", "NAME"],
         [[display.short(r["sha256"]), display.size(r["size"]), r["mime"] or "-",
           display.when(r["captured_at"], r["captured_at_basis"]), ", ".join(r["cases"]) or "-",
           r["names"][0] if r["names"] else "-"] for r in rows],

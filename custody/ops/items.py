@@ -12,6 +12,7 @@ from custody.core import canonical
 from custody.core import entry as entries
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
+from custody.metadata.clocks import shown_capture
 from custody.ops.archive import Archive, replayed
 from store.ports import EntryRow
 
@@ -126,7 +127,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "digests": first["details"].get("digests"),
         "mime": doc.get("mime"),
         "names": names,
-        "captured_at": doc.get("captured_at"),
+        "captured_at": shown_capture(doc.get("captured_at"), doc.get("captured_at_basis")),
         "captured_at_basis": doc.get("captured_at_basis"),
         "gps": doc.get("gps"),
         "device": doc.get("device"),
@@ -162,7 +163,7 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
             "mime": doc.get("mime"),
             "name": seen[0] if seen else None,  # the first of `names` (for scripts before it)
             "names": seen,
-            "captured_at": doc.get("captured_at"),
+            "captured_at": shown_capture(doc.get("captured_at"), doc.get("captured_at_basis")),
             "captured_at_basis": doc.get("captured_at_basis"),
             "gps": doc.get("gps"),
             "device": doc.get("device"),

@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from custody.metadata.clocks import CAMERA_NO_OFFSET, shown_capture
 from custody.report import places
 from custody.report.model import Report
 
@@ -39,8 +40,8 @@ ACTIONS = {
 BASIS = {
     "gps": "GPS clock: satellite time of the last position fix, not settable by the user",
     "camera-clock+offset": "camera clock with the UTC offset the file states",
-    "camera-clock-offset-unknown": "camera clock with NO UTC offset: shown as if UTC, the true "
-    "instant may differ by up to 14 hours",
+    "camera-clock-offset-unknown": "camera clock with NO UTC offset: its local wall-clock reading "
+    "is shown, not UTC; the true instant lies within 14 hours either side of it",
     "container+offset": "the video container's creation date with the offset it states",
     "container-utc": "the video container's header time (UTC by the QuickTime specification)",
 }
@@ -105,10 +106,14 @@ def textdir(text: Any) -> str:
     return "ltr"
 
 
-def when(rfc3339: str | None) -> str:
-    """`2016-10-03T11:22:05.123456Z` as `2016-10-03 11:22:05 UTC` (the model keeps the exact)."""
+def when(rfc3339: str | None, basis: str | None = None) -> str:
+    """`2016-10-03T11:22:05.123456Z` as `2016-10-03 11:22:05 UTC` (the model keeps the exact);
+    a camera clock of unknown offset as its local reading, never "UTC" (docs/METADATA.md)."""
     if not rfc3339:
         return "unknown"
+    if basis == CAMERA_NO_OFFSET:
+        local = (shown_capture(rfc3339, basis) or "").replace("T", " ").split(".")[0]
+        return f"{local} local time, UTC offset unknown"
     text = rfc3339.replace("T", " ")
     if text.endswith("Z"):
         text = text[:-1].split(".")[0] + " UTC"

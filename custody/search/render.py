@@ -8,6 +8,7 @@ from typing import Any
 
 from custody import display
 from custody.core import geo
+from custody.metadata.clocks import shown_capture
 from custody.search.times import OFFSET_UNKNOWN
 from store.index_port import IncidentRow, ItemRow
 
@@ -25,7 +26,7 @@ def item_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
         "sha256": r.sha256,
         "names": r.names,
         "mime": r.mime,
-        "captured_at": r.captured_text if r.captured_at else None,
+        "captured_at": shown_capture(r.captured_text, r.basis) if r.captured_at else None,
         "captured_at_basis": r.basis if r.captured_at else None,
         "gps": None if r.lat is None else {"lat": r.lat, "lon": r.lon, "alt": r.alt},
         "device": None if r.make is None and r.model is None else {"make": r.make,
@@ -148,7 +149,7 @@ def search_lines(result: dict[str, Any]) -> list[str]:
 
 def _items_table(items: list[dict[str, Any]], missing: bool = False) -> list[str]:
     distance = any("distance_km" in i for i in items)
-    headers = ["SHA-256", "CAPTURED (UTC)", "PLACE", "TYPE", *(["KM"] if distance else []),
+    headers = ["SHA-256", "CAPTURED", "PLACE", "TYPE", *(["KM"] if distance else []),
                *(["MISSING"] if missing else []), "NAME"]
     rows = []
     for i in items:
@@ -181,7 +182,7 @@ def crossref_lines(result: dict[str, Any]) -> list[str]:
                      tp["segment"], ", ".join([*m["flags"], *([offset] if offset else [])]), name])
     if not rows:
         return []
-    out = display.table(["#", "ITEM", "CAPTURED (UTC)", "KM", "MINUTES", "TRACK TIME (UTC)",
+    out = display.table(["#", "ITEM", "CAPTURED", "KM", "MINUTES", "TRACK TIME (UTC)",
                          "TRACK POSITION", "SEGMENT", "FLAGS", "NAME"], rows,
                         right=["#", "KM", "MINUTES"])
     if any("offset-unknown" in m["flags"] for m in result["matches"]):
