@@ -36,7 +36,7 @@ from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time

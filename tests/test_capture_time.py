@@ -225,3 +225,58 @@ def test_offset_unknown_clock_is_local_time_in_every_output(cli_archive, reader,
     assert model["items"][0]["captured_at"] == "2003-12-04T06:46:52"  # the signed document
     assert model["items"][0]["metadata_document"]["captured_at"] == "2003-12-04T06:46:52Z"
     assert cli("verify-report", page).code == 0  # re-checked against the signed metadata
+
+
+# ---- impossible GPS fixes are kept, named, and never shown as a place ----------------------------
+
+ALEPPO = DATA / "media" / "aleppo-gps.jpg"  # GPS 36.2021 N 37.1343 E
+
+
+def fix(folder: Path, name: str, *assignments: str) -> Path:
+    photo = folder / name
+    shutil.copy(ALEPPO, photo)
+    return exiftool(photo, *assignments)
+
+
+@pytest.mark.parametrize("name, assignments, problem", [
+    ("null-island.jpg", ("-GPSLatitude=0", "-GPSLongitude=0"), "null-island"),
+    ("void.jpg", ("-GPSStatus#=V",), "no-fix"),
+    ("poor-dop.jpg", ("-GPSDOP=35",), "dilution-too-high"),
+])
+def test_impossible_fix_is_named_in_gps_problems(reader, tmp_path, name, assignments, problem):
+    md = reader.read(fix(tmp_path, name, *assignments))
+    assert md["gps"] is not None  # the values read are kept
+    assert [p.split(" ", 1)[0] for p in md["gps_problems"]] == [problem]
+
+
+def test_good_fix_has_no_gps_problems(reader, tmp_path):
+    md = reader.read(fix(tmp_path, "good.jpg", "-GPSStatus#=A", "-GPSDOP=1.2"))
+    assert md["gps_problems"] == [] and md["gps"]["lat"] == pytest.approx(36.2021)
+
+
+def test_null_island_is_no_place_in_show_search_and_report(cli_archive, tmp_path):
+    cli = cli_archive
+    island = fix(tmp_path, "null-island.jpg", "-GPSLatitude=0", "-GPSLongitude=0")
+    poor = fix(tmp_path, "poor-dop.jpg", "-GPSDOP=35")
+    shas = [f["sha256"] for f in
+            cli("ingest", island, poor, ALEPPO, "--json", check=True).json()["files"]]
+    shown = cli("show", shas[0], "--json", check=True).json()
+    assert shown["gps"] is None
+    assert shown["gps_problems"][0].startswith("null-island")
+    assert shown["metadata"]["gps"]["lat"] == 0 and shown["metadata"]["gps"]["lon"] == 0
+    assert "not a place: null-island" in cli("show", shas[0], check=True).stdout
+    listed = {r["sha256"]: r for r in cli("list", "--json", check=True).json()}
+    assert listed[shas[1]]["gps"] is None and listed[shas[2]]["gps"]["lat"] == pytest.approx(36.2021)
+
+    near_zero = cli("search", "--near", "0,0", "--within-km", "50", "--json", check=True).json()
+    assert near_zero["items"] == []
+    near_aleppo = cli("search", "--near", "36.2,37.13", "--within-km", "5", "--json",
+                      check=True).json()
+    assert [i["sha256"] for i in near_aleppo["items"]] == [shas[2]]  # not the poor fix
+    assert cli("verify").code == 0
+
+    page = tmp_path / "report.html"
+    cli("report", shas[0][:12], "-o", page, check=True)
+    html = page.read_text()
+    assert "Not a place" in html and "null-island" in html and "geo:0.000000" not in html
+    assert cli("verify-report", page).code == 0

@@ -363,7 +363,9 @@ def show(
         say(text)
 
 
-def _place(gps: dict[str, Any] | None) -> str:
+def _place(gps: dict[str, Any] | None, problems: list[str] | None = None) -> str:
+    if problems:  # a flagged fix is no place (its values stay in the metadata)
+        return "not a place: " + "; ".join(problems)
     if not gps:
         return "-"
     alt = f", {gps['alt']} m" if gps.get("alt") is not None else ""
@@ -379,7 +381,8 @@ def show_lines(data: dict[str, Any]) -> list[str]:
         ("type", data["mime"] or "-"), ("names", data["names"]), ("cases", data["cases"]),
         ("incidents", data["incidents"]), ("tags", data["tags"]),
         ("captured", display.when(data["captured_at"], data["captured_at_basis"])),
-        ("captured basis", data["captured_at_basis"] or "-"), ("place", _place(data["gps"])),
+        ("captured basis", data["captured_at_basis"] or "-"),
+        ("place", _place(data["gps"], data.get("gps_problems") or [])),
         ("device", device), ("ingested", display.when(data["ingested_at"])),
         ("ingested by", data["ingested_by"]),
         ("holder", f"{holder['name']} ({holder['holder'][:12]}) since "

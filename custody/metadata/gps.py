@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Position = dict[str, float | None]
 
@@ -123,3 +124,62 @@ def parse_loci(text: str) -> Position | None:
     """
     fields = {name: float(value) for name, value in _LOCI_FIELD.findall(str(text))}
     return position(fields.get("Lat"), fields.get("Lon"), fields.get("Alt"))
+
+
+# Impossible or unusable fixes (issue 12): kept as read in `gps`, named in `gps_problems`, never
+# shown as a place. docs/METADATA.md "Impossible fixes" says why each threshold.
+MAX_DOP = 20.0  # dilution of precision above 20 is "poor": errors of hundreds of metres and more
+NULL_ISLAND = "null-island"
+NO_FIX = "no-fix"
+DILUTION = "dilution-too-high"
+
+
+def _raw_value(raw: Any, exiftool_key: str, exifread_key: str) -> str | None:
+    """A tag's text from ExifTool's raw fields, else exifread's."""
+    for reader, key in (("exiftool", exiftool_key), ("exifread", exifread_key)):
+        value = (raw.get(reader) or {}).get(key) if isinstance(raw, dict) else None
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def _ratio(text: str | None) -> float | None:
+    """"35", "35.0" or exifread's "7/2" as a number."""
+    if text is None:
+        return None
+    try:
+        top, _, bottom = text.partition("/")
+        value = float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def fix_problems(record: Mapping[str, Any]) -> list[str]:
+    """Why the record's GPS position is not a place (empty when it is one, or there is none):
+    0,0 ("null island", what receivers without a fix report), GPSStatus V (measurement void),
+    GPSDOP above MAX_DOP. Each entry starts with its code."""
+    position = record.get("gps")
+    if not isinstance(position, dict):
+        return []
+    lat, lon = position.get("lat"), position.get("lon")
+    found = []
+    if isinstance(lat, int | float) and isinstance(lon, int | float):
+        if abs(lat) < 1e-7 and abs(lon) < 1e-7:
+            found.append(f"{NULL_ISLAND} (0, 0: what a receiver without a fix reports)")
+    raw = record.get("raw")
+    status = _raw_value(raw, "GPS:GPSStatus", "GPS GPSStatus")
+    if status is not None and status[:1].upper() == "V":
+        found.append(f"{NO_FIX} (GPSStatus V: measurement void)")
+    dop = _ratio(_raw_value(raw, "GPS:GPSDOP", "GPS GPSDOP"))
+    if dop is not None and dop > MAX_DOP:
+        found.append(f"{DILUTION} (GPSDOP {dop:g} > {MAX_DOP:g})")
+    return found
+
+
+def shown_place(record: Mapping[str, Any]) -> Position | None:
+    """The record's position as a place, or None when it has none or it is flagged."""
+    position = record.get("gps")
+    if not isinstance(position, dict) or fix_problems(record):
+        return None
+    return position

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .clocks import compared_rank
+from .gps import fix_problems
 
 READERS = ("python-magic", "exifread", "exiftool")
 FALLBACK_MIME = "application/octet-stream"
@@ -113,6 +114,7 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
         for name in READERS
         if (parts.get(name) or {}).get("raw") is not None
     }
+    record["gps_problems"] = fix_problems(record)  # the fix kept in gps, not shown as a place
     errors = [f"{name}: {e}" for name in READERS for e in (parts.get(name) or {}).get("errors", [])]
     errors.extend(supervisor_errors)
     if kind == "video" and "exiftool" in record["readers"]:

@@ -13,6 +13,7 @@ from custody.core import entry as entries
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
 from custody.metadata.clocks import shown_capture
+from custody.metadata.gps import fix_problems, shown_place
 from custody.ops.archive import Archive, replayed
 from store.ports import EntryRow
 
@@ -129,7 +130,8 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "names": names,
         "captured_at": shown_capture(doc.get("captured_at"), doc.get("captured_at_basis")),
         "captured_at_basis": doc.get("captured_at_basis"),
-        "gps": doc.get("gps"),
+        "gps": shown_place(doc),  # a flagged fix is no place; metadata.gps keeps what was read
+        "gps_problems": fix_problems(doc),
         "device": doc.get("device"),
         "ingested_at": first["time"],
         "ingested_by": first["actor_name"],
@@ -165,7 +167,8 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
             "names": seen,
             "captured_at": shown_capture(doc.get("captured_at"), doc.get("captured_at_basis")),
             "captured_at_basis": doc.get("captured_at_basis"),
-            "gps": doc.get("gps"),
+            "gps": shown_place(doc),
+            "gps_problems": fix_problems(doc),
             "device": doc.get("device"),
             "cases": list(replay.cases_of(item)),
             "ingested_at": first.time,

@@ -205,6 +205,7 @@ def _item(
         "captured_at_basis": shown["captured_at_basis"],
         "clocks": doc.get("clocks") or [],
         "gps": shown["gps"],
+        "gps_problems": shown["gps_problems"],
         "place": place,
         "device": shown["device"],
         "dimensions": doc.get("dimensions"),

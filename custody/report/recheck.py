@@ -21,6 +21,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.replay import Replay
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.metadata.clocks import shown_capture
+from custody.metadata.gps import shown_place
 from custody.ops.items import holder_name
 from custody.report.model import REPORT_TYPE, digest
 
@@ -229,7 +230,8 @@ def _check_first_record(
         return
     # as every output shows it: an offset-unknown time as its local reading (docs/METADATA.md)
     expected = {**doc, "captured_at": shown_capture(doc.get("captured_at"),
-                                                    doc.get("captured_at_basis"))}
+                                                    doc.get("captured_at_basis")),
+                "gps": shown_place(doc)}
     for k in SHOWN_FROM_METADATA:
         if item.get(k) != expected.get(k):
             result.problems.append(f"{where}: {k} as shown differs from the signed metadata")

@@ -14,6 +14,7 @@ from custody.core import entry as entries
 from custody.core import geo
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.core.replay import case_change
+from custody.metadata.gps import fix_problems
 from custody.ops.archive import Archive
 from custody.search.times import (
     OFFSET_UNKNOWN,
@@ -151,6 +152,9 @@ class Indexer:
         if lat is None or lon is None or not geo.valid_position(lat, lon):
             if gps:
                 warnings.append(f"GPS position {gps!r} is not usable")
+            lat = lon = alt = None
+        elif problems := fix_problems(doc):  # null island, no fix, poor dilution: no place
+            warnings.append("GPS fix not used as a place: " + "; ".join(problems))
             lat = lon = alt = None
         device = _dict(doc.get("device"))
         mime = _text(d.get("mime")) or _text(doc.get("mime"))
