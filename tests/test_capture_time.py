@@ -280,3 +280,55 @@ def test_null_island_is_no_place_in_show_search_and_report(cli_archive, tmp_path
     html = page.read_text()
     assert "Not a place" in html and "null-island" in html and "geo:0.000000" not in html
     assert cli("verify-report", page).code == 0
+
+
+# ---- a video's start and end clocks are not a disagreement; identical clocks listed once ----------
+
+
+def _clip(folder: Path, name: str, header_time: str) -> Path:
+    """A 2 s phone-style clip: Apple creationdate at the start (+01:00), the movie header written
+    when recording stopped (`header_time`, UTC), its modification time the same."""
+    return exiftool(mp4(folder / name, seconds=2),
+                    "-Keys:CreationDate=2016:10:05 15:04:02+01:00",
+                    f"-QuickTime:CreateDate={header_time}", f"-QuickTime:ModifyDate={header_time}")
+
+
+def test_video_start_and_end_clocks_do_not_disagree(cli_archive, tmp_path):
+    cli = cli_archive
+    normal = _clip(tmp_path, "normal.mp4", "2016:10:05 14:04:04")  # start + 2 s
+    wrong = _clip(tmp_path, "wrong.mp4", "2016:10:05 15:04:04")  # an hour off: local in mvhd
+    shas = [f["sha256"] for f in
+            cli("ingest", normal, wrong, "--json", check=True).json()["files"]]
+    shown = cli("show", shas[0], "--json", check=True).json()
+    assert shown["captured_at"] == "2016-10-05T14:04:02Z"
+    assert shown["metadata"]["duration_s"] == pytest.approx(2.0, abs=0.2)
+
+    text = cli("show", shas[0], check=True).stdout
+    clock_lines = [line for line in text.splitlines() if line.startswith("clock:")]
+    assert any("QuickTime:CreateDate = QuickTime:ModifyDate (modification time)" in line
+               for line in clock_lines)  # the same instant from two tags: one line
+    assert sum("2016:10:05 14:04:04" in line for line in clock_lines) == 1
+
+    page = tmp_path / "normal.html"
+    cli("report", shas[0][:12], "-o", page, check=True)
+    html = page.read_text()
+    assert "clocks in this file disagree" not in html
+    assert html.count("<code>QuickTime:CreateDate = QuickTime:ModifyDate (modification time)</code>") == 1
+
+    page = tmp_path / "wrong.html"
+    cli("report", shas[1][:12], "-o", page, check=True)
+    assert "clocks in this file disagree" in page.read_text()
+
+
+def test_disagreement_ignores_modification_times_of_old_records_too():
+    from custody.metadata import clocks
+
+    old = [{"source": "EXIF DateTimeOriginal+OffsetTimeOriginal", "value": "2013:07:05 05:18:27",
+            "utc": "2013-07-05T03:18:27Z", "offset": "+02:00"},
+           {"source": "Image DateTime+EXIF OffsetTime", "value": "2013:07:07 09:12:44",
+            "utc": "2013-07-07T07:12:44Z", "offset": "+02:00"}]  # signed before the mark
+    assert clocks.disagreement(old, None) is None
+    gps_behind = [*old, {"source": "GPS GPSDate+GPSTimeStamp", "value": "2013:07:04 03:18:27",
+                         "utc": "2013-07-04T03:18:27Z", "offset": None}]
+    assert clocks.disagreement(gps_behind, None) == ("2013-07-04T03:18:27Z",
+                                                     "2013-07-05T03:18:27Z")

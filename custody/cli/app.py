@@ -374,6 +374,8 @@ def _place(gps: dict[str, Any] | None, problems: list[str] | None = None) -> str
 
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
+    from custody.metadata.clocks import listed_once
+
     device = " ".join(str(v) for v in (data["device"] or {}).values() if v) or "-"
     holder = data["holder"]
     pairs: list[tuple[str, object]] = [
@@ -394,7 +396,8 @@ def show_lines(data: dict[str, Any]) -> list[str]:
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))
     for algo, value in (data["digests"] or {}).items():
         pairs.append((algo, value))
-    for clock in data["metadata"].get("clocks") or []:  # every clock found, so offsets show
+    # every clock found, so offsets show; clocks that say the same are listed once
+    for clock in listed_once(data["metadata"].get("clocks") or []):
         pairs.append(("clock", f"{clock.get('source')}: {clock.get('value')}"
                                f" (UTC {display.when(clock.get('utc')) if clock.get('utc') else 'unknown'})"))
     out = display.fields(pairs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 _DATE_TIME = re.compile(
     r"^\s*(?P<y>\d{4})[:\-](?P<mo>\d{2})[:\-](?P<d>\d{2})"
@@ -236,3 +237,51 @@ def compared_rank(basis: str | None, source: str | None) -> tuple[int, int]:
     """The rank of one reader's capture time against another's (lower is better)."""
     tier = TIERS.index(basis) if basis in TIERS else len(TIERS)
     return tier, tag_rank(source)
+
+
+# How far a file's clocks may spread before they "disagree": a video's start and end clocks
+# (Apple's creationdate and the movie header written when recording stopped) differ by its
+# duration; a second more for the rounding of whole-second clocks.
+SPREAD_SLACK_S = 2.0
+_MODIFIED_TAGS = ("ModifyDate", "TrackModifyDate", "MediaModifyDate", "MetadataDate")
+
+
+def is_modification(source: str) -> bool:
+    """Whether a clock (by its source) is a modification time, in records of any age (those
+    before issue 12 lack the mark)."""
+    if source.endswith(MODIFIED_MARK):
+        return True
+    first = source.split("+", 1)[0]
+    return first == "Image DateTime" or first.rsplit(":", 1)[-1] in _MODIFIED_TAGS
+
+
+def listed_once(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The clocks of a record for display: clocks that say the same (value, offset and instant)
+    become one entry whose source names every tag, joined by " = "."""
+    merged: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for clock in found:
+        key = (clock.get("value"), clock.get("offset"), clock.get("utc"))
+        if key in merged:
+            merged[key]["source"] = f"{merged[key]['source']} = {clock.get('source')}"
+        else:
+            merged[key] = dict(clock)
+    return list(merged.values())
+
+
+def disagreement(found: list[dict[str, Any]], duration_s: float | None) -> tuple[str, str] | None:
+    """(earliest, latest) UTC instants of the capture clocks when they spread further than the
+    file's duration (plus SPREAD_SLACK_S); None when they agree. Modification times are not
+    capture clocks and never make a disagreement."""
+    instants = []
+    for clock in found:
+        utc = clock.get("utc")
+        if isinstance(utc, str) and not is_modification(str(clock.get("source", ""))):
+            parsed = parse_datetime(utc)
+            if parsed is not None and parsed[0] is not None:
+                instants.append((parsed[0], utc))
+    if len(instants) < 2:
+        return None
+    instants.sort()
+    spread = (instants[-1][0] - instants[0][0]).total_seconds()
+    allowed = (duration_s if isinstance(duration_s, int | float) else 0.0) + SPREAD_SLACK_S
+    return (instants[0][1], instants[-1][1]) if spread > allowed else None

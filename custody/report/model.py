@@ -17,6 +17,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
+from custody.metadata import clocks
 from custody.ops import annotate, checkpoints
 from custody.ops import items as views
 from custody.ops.archive import Archive, replayed, utc_now
@@ -204,6 +205,8 @@ def _item(
         "captured_at": shown["captured_at"],
         "captured_at_basis": shown["captured_at_basis"],
         "clocks": doc.get("clocks") or [],
+        "clocks_shown": clocks.listed_once(doc.get("clocks") or []),
+        "clocks_disagree": _disagree(doc),
         "gps": shown["gps"],
         "gps_problems": shown["gps_problems"],
         "place": place,
@@ -255,6 +258,12 @@ def _status(ledger_problems: list[str], items: list[dict[str, Any]], warnings: l
     if warnings or any(c["ok"] is None for i in items for c in i["checks"]):
         return "incomplete"
     return "passed"
+
+
+def _disagree(doc: dict[str, Any]) -> dict[str, str] | None:
+    """The spread of the capture clocks when it is more than the file's duration explains."""
+    found = clocks.disagreement(doc.get("clocks") or [], doc.get("duration_s"))
+    return {"from": found[0], "to": found[1]} if found else None
 
 
 def _summary(
