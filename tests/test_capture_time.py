@@ -332,3 +332,25 @@ def test_disagreement_ignores_modification_times_of_old_records_too():
                          "utc": "2013-07-04T03:18:27Z", "offset": None}]
     assert clocks.disagreement(gps_behind, None) == ("2013-07-04T03:18:27Z",
                                                      "2013-07-05T03:18:27Z")
+
+
+def test_fixes_no_traveller_could_join_are_left_out_of_a_place_search(cli_archive, tmp_path):
+    """One phone (samsung SM-G935F): Aleppo at 11:22:05Z, Damascus (310 km) ten minutes later,
+    Aleppo again two hours on. Aleppo-Damascus in 10 min is 1,860 km/h: both fixes are flagged
+    (which one is wrong cannot be told); Damascus-Aleppo in 110 min is possible."""
+    cli = cli_archive
+    damascus = fix(tmp_path, "damascus.jpg", "-GPSLatitude=33.5138", "-GPSLongitude=36.2765",
+                   "-GPSTimeStamp=11:32:05")
+    later = fix(tmp_path, "aleppo-later.jpg", "-GPSTimeStamp=13:22:05")
+    shas = [f["sha256"] for f in cli("ingest", ALEPPO, damascus, later, "--json",
+                                     check=True).json()["files"]]
+    near = cli("search", "--near", "36.2,37.13", "--within-km", "5", "--json", check=True).json()
+    assert [i["sha256"] for i in near["items"]] == [shas[2]]
+    assert [i["sha256"] for i in near["gps_flagged"]] == [shas[0]]
+    problem = near["gps_flagged"][0]["gps_problems"][0]
+    assert problem.startswith("speed-impossible") and shas[1][:16] in problem
+    assert near["gps_flagged"][0]["gps"] is None
+    text = cli("search", "--near", "36.2,37.13", "--within-km", "5", check=True).stdout
+    assert "left out: 1 item(s)" in text
+    everything = {i["sha256"]: i for i in cli("search", "--json", check=True).json()["items"]}
+    assert everything[shas[1]]["gps"] is None and everything[shas[2]]["gps"] is not None

@@ -15,7 +15,7 @@ from typing import Any
 from custody.core import geo
 from custody.errors import NotFound, UsageError
 from custody.ops.archive import Archive
-from custody.search import render, tracks
+from custody.search import render, speed, tracks
 from custody.search.indexer import open_index, refresh
 from custody.search.times import OFFSET_UNKNOWN, UNKNOWN_OFFSET_S, shifted, time_key
 from custody.search.tracks import TrackError
@@ -131,6 +131,9 @@ def find(store: SearchIndex, s: Search, p: _Plan | None = None) -> dict[str, Any
             distance = _distance_to(r, p.near)
             if p.near is None or distance is not None:
                 items.append(render.item_json(r, cases, timed, distance))
+        flagged = speed.flag(store, items)  # fixes no traveller could join: no place
+        left_out = [i for i in items if placed and i["sha256"] in flagged]
+        items = [i for i in items if not (placed and i["sha256"] in flagged)]
         if p.near is not None:
             items.sort(key=lambda i: (i["distance_km"], i["captured_at"] or "~"))
             items = items[: s.limit] if s.limit else items
@@ -149,6 +152,7 @@ def find(store: SearchIndex, s: Search, p: _Plan | None = None) -> dict[str, Any
         result.update({"count": len(items), "items": items,
                        "undetermined_count": len(undetermined), "undetermined": undetermined})
         if placed:
+            result["gps_flagged"] = left_out
             result["unplaced_count"] = store.count(q, time="match", place="missing")
             if s.list_unplaced:
                 result["unplaced"] = [render.item_json(r, cases, timed) for r in

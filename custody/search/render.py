@@ -141,6 +141,10 @@ def search_lines(result: dict[str, Any]) -> list[str]:
                    "against --near/--bbox" + ("" if "unplaced" in result
                                               else " (list them with --list-unplaced)"))
         out += _items_table(result.get("unplaced", [])) if result.get("unplaced") else []
+    if result.get("gps_flagged"):
+        out.append(f"left out: {len(result['gps_flagged'])} item(s) in the place searched whose "
+                   "GPS fix is flagged as impossible (gps_problems in --json)")
+        out += _items_table(result["gps_flagged"])
     every = [*result["items"], *result["undetermined"], *result.get("unplaced", [])]
     if any(i["captured_at_basis"] == OFFSET_UNKNOWN for i in every):
         out.append(display.UNKNOWN_OFFSET_LEGEND)
