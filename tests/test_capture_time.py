@@ -354,3 +354,15 @@ def test_fixes_no_traveller_could_join_are_left_out_of_a_place_search(cli_archiv
     assert "left out: 1 item(s)" in text
     everything = {i["sha256"]: i for i in cli("search", "--json", check=True).json()["items"]}
     assert everything[shas[1]]["gps"] is None and everything[shas[2]]["gps"] is not None
+
+
+def test_xmp_only_photo_is_shown_captured_at_its_xmp_original(cli_archive, tmp_path):
+    photo = xmp_only_photo(tmp_path)
+    sha = cli_archive("ingest", photo, "--json", check=True).json()["files"][0]["sha256"]
+    shown = cli_archive("show", sha, "--json", check=True).json()
+    assert (shown["captured_at"], shown["captured_at_basis"]) == ("2013-07-05T03:18:27Z",
+                                                                  "camera-clock+offset")
+    assert "2013-07-05 03:18:27Z" in cli_archive("list", check=True).stdout
+    found = cli_archive("search", "--since", "2013-07-05T03:00:00Z", "--until",
+                        "2013-07-05T04:00:00Z", "--json", check=True).json()
+    assert [i["sha256"] for i in found["items"]] == [sha]
