@@ -395,7 +395,7 @@ def test_crossref_geojson(field):
     text = field.cli("crossref", str(TRACKS / "flights.csv"), "--km", "5", "--minutes", "10")
     assert len(text.stdout.splitlines()) == 1 + 6 + 1 and "implied offset +03:00" in text.stdout
     assert text.stdout.split()[:3] == ["#", "ITEM", "CAPTURED"]  # a header row, and a legend:
-    assert text.stdout.splitlines()[-1].startswith("? after a time")
+    assert text.stdout.splitlines()[-1].startswith("local after a time")
     assert "6 match(es); track: 174 points in 4 segment(s)" in text.stderr
 
 

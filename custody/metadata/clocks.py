@@ -215,7 +215,7 @@ def format_local(moment: datetime) -> str:
 
 def shown_capture(value: str | None, basis: str | None) -> str | None:
     """captured_at as every output shows it: an offset-unknown clock as its local reading, never
-    with a zone (records signed before 2026-11 stored it with a 'Z', read as if UTC)."""
+    with a zone (records signed before issue 12 stored it with a "Z", read as if UTC)."""
     if value and basis == CAMERA_NO_OFFSET and value.endswith("Z"):
         return value[:-1]
     return value
