@@ -148,7 +148,8 @@ def status_codes(results: dict[str, Any]) -> list[dict[str, Any]]:
     scopes = [(None, results.get("activeManifest") or {})]
     for delta in results.get("ingredientDeltas") or []:
         if isinstance(delta, dict):
-            scopes.append((delta.get("ingredientAssertionURI"), delta.get("validationDeltas") or {}))
+            deltas = delta.get("validationDeltas") or {}
+            scopes.append((delta.get("ingredientAssertionURI"), deltas))
     out = []
     for ingredient, scope in scopes:
         for result in ("failure", "informational", "success"):
