@@ -258,3 +258,17 @@ def test_the_signed_ingest_entry_covers_the_provenance_record(cli_archive, signe
     ingest = next(e for e in log if e["action"] == "ingest")
     assert ingest["details"]["metadata_sha256"] == _metadata_digest(cli_archive, bad)
     assert cli_archive("verify", sha(bad)).code == 0  # the item verifies: custody is intact
+
+
+def test_a_truncated_signed_file_says_its_manifest_could_not_be_validated(signed_files, tmp_path):
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(signed_files["good"].read_bytes()[:3000])  # the manifest store is in there
+    plain = tmp_path / "plain-cut.jpg"
+    plain.write_bytes((SAMPLES / "A.jpg").read_bytes()[:3000])  # no manifest anywhere
+    with MetadataReader() as reader:
+        damaged, unsigned = reader.read(cut), reader.read(plain)
+    found = damaged["provenance"]["c2pa"]
+    assert found["validation_state"] is None and "could not be parsed" in found["error"]
+    assert any(e.startswith("c2pa: ") for e in damaged["errors"])
+    assert "provenance" not in unsigned  # c2pa's parse failure is no news without a manifest
+    assert not [e for e in unsigned["errors"] if e.startswith("c2pa")]

@@ -17,6 +17,7 @@ from .record import one_line, safe_text
 UNTRUSTED_CODES = frozenset({
     "signingCredential.untrusted", "cawg.x509.credential.untrusted", "timeStamp.untrusted",
 })
+C2PA_LABEL = b"c2pa"
 MAX_STORE_CHARS = 2_000_000  # a manifest store's JSON kept whole up to this size
 _SAFE_INT = 2**53 - 1  # RFC 8785 numbers: larger integers are kept as text
 VERDICTS = ("trusted", "valid", "invalid", "unreadable", "none")
@@ -59,7 +60,10 @@ def read_c2pa(path: str, trust: dict[str, Any] | None, version: str) -> dict[str
                 store_json = reader.json()
                 certificates = _certificates(reader)
     except Exception as error:
-        if type(error).__name__ == "_C2paNotSupported":  # a format C2PA does not cover
+        if type(error).__name__ == "_C2paNotSupported" or not _mentions_c2pa(path):
+            # A format C2PA does not cover, or a container c2pa cannot parse (damaged, or one it
+            # reads more strictly than ExifTool) with no C2PA label anywhere in it: no manifest
+            # to report, and the container's damage is ExifTool's to report.
             return {"version": version, "provenance": None, "errors": []}
         # A manifest that cannot be read (damaged, or remote and we stay offline) is recorded
         # as such: a reviewer sees that the file claims provenance nobody could check here.
@@ -74,6 +78,21 @@ def read_c2pa(path: str, trust: dict[str, Any] | None, version: str) -> dict[str
         found["manifest_store_json"] = None
         found["manifest_store_skipped"] = f"(skipped: {len(store_json)} characters)"
     return {"version": version, "provenance": found, "errors": []}
+
+
+def _mentions_c2pa(path: str) -> bool:
+    """Whether the bytes hold the label every C2PA manifest store carries ("c2pa", the JUMBF
+    label and box type): read only when c2pa failed, in chunks."""
+    tail = b""
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                if C2PA_LABEL in tail + chunk:
+                    return True
+                tail = chunk[-(len(C2PA_LABEL) - 1):]
+    except OSError:
+        return True  # could not look: say what c2pa said
+    return False
 
 
 def _certificates(reader: Any) -> list[dict[str, Any]]:
