@@ -60,7 +60,8 @@ def read_c2pa(path: str, trust: dict[str, Any] | None, version: str) -> dict[str
                 store_json = reader.json()
                 certificates = _certificates(reader)
     except Exception as error:
-        if type(error).__name__ == "_C2paNotSupported" or not _mentions_c2pa(path):
+        unparsed = "could not be parsed" in str(error)
+        if type(error).__name__ == "_C2paNotSupported" or (unparsed and not _mentions_c2pa(path)):
             # A format C2PA does not cover, or a container c2pa cannot parse (damaged, or one it
             # reads more strictly than ExifTool) with no C2PA label anywhere in it: no manifest
             # to report, and the container's damage is ExifTool's to report.
