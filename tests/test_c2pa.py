@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import ssl
 from pathlib import Path
 
 import c2pa
@@ -104,6 +106,11 @@ def test_a_valid_manifest_is_kept_with_every_code_signer_and_store(cli_archive):
     assert signer_cert["serial"] and signer_cert["not_after"].startswith("2030-")
     assert [a["action"] for a in found["actions"]] == ["c2pa.created"]
     assert found["trust_anchors"] == []
+    chain = found["signer_chain"]  # from the COSE signature's x5chain, signer first
+    assert [c["subject"].split(",")[0] for c in chain] == ["CN=C2PA Signer", "CN=Intermediate CA",
+                                                         "CN=Root CA"]
+    assert chain[0]["serial"] == signer_cert["serial"]
+    assert all(c["pem"].startswith("-----BEGIN CERTIFICATE-----") for c in chain)
     store = json.loads(found["manifest_store_json"])
     assert store["active_manifest"] == found["active_manifest"]
     assert store["validation_state"] == "Valid"
@@ -157,6 +164,11 @@ def test_a_tampered_file_is_kept_and_shown_invalid_in_show_report_and_search(
     assert found["validation_state"] == "Invalid"
     assert "assertion.dataHash.mismatch" in codes(found)
     assert found["failures"] == ["assertion.dataHash.mismatch"]
+    # the chain recorded is the very one it was signed with (tests/data/c2pa/es256_certs.pem)
+    pems = [c["pem"] for c in found["signer_chain"]]
+    assert [ssl.PEM_cert_to_DER_cert(p) for p in pems] == [
+        ssl.PEM_cert_to_DER_cert(b) for b in re.findall(
+            r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", CERTS.read_text(), re.S)]
     assert c2pa_of(cli_archive, good)["validation_state"] == "Valid"
     # the file is kept byte for byte all the same
     out = tmp_path / "back.jpg"

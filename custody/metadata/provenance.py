@@ -10,6 +10,7 @@ import json
 from importlib import metadata as dist
 from typing import Any
 
+from . import cose_chain
 from .record import one_line, safe_text
 
 # What c2pa says when a signer is not on a trust list: information, not a failure (none is set by
@@ -59,6 +60,7 @@ def read_c2pa(path: str, trust: dict[str, Any] | None, version: str) -> dict[str
             with reader:
                 store_json = reader.json()
                 certificates = _certificates(reader)
+                chain, chain_error = _signer_chain(reader)
     except Exception as error:
         unparsed = "could not be parsed" in str(error)
         if type(error).__name__ == "_C2paNotSupported" or (unparsed and not _mentions_c2pa(path)):
@@ -72,13 +74,25 @@ def read_c2pa(path: str, trust: dict[str, Any] | None, version: str) -> dict[str
                  "trust_anchors": (trust or {}).get("sha256", [])}  # fmt: skip
         return {"version": version, "provenance": found, "errors": [one_line(error)]}
     found = summary(json.loads(store_json), certificates)
+    found["signer_chain"] = chain
     found["trust_anchors"] = (trust or {}).get("sha256", [])
     if len(store_json) <= MAX_STORE_CHARS:
         found["manifest_store_json"] = safe_text(store_json)
     else:
         found["manifest_store_json"] = None
         found["manifest_store_skipped"] = f"(skipped: {len(store_json)} characters)"
-    return {"version": version, "provenance": found, "errors": []}
+    return {"version": version, "provenance": found, "errors": chain_error}
+
+
+def _signer_chain(reader: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The signing certificates (PEM, subject, issuer, serial, validity), signer first."""
+    try:
+        active = reader.get_active_manifest() or {}
+        chain = [cose_chain.describe(pem)
+                 for pem in cose_chain.signing_chain(reader, active["label"])]  # fmt: skip
+        return chain, [] if chain else ["certificate chain: no x5chain found in the signature"]
+    except Exception as error:  # the manifest is still reported; only the chain is missing
+        return [], [f"certificate chain: {one_line(error)}"]
 
 
 def _mentions_c2pa(path: str) -> bool:
