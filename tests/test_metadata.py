@@ -22,7 +22,7 @@ from custody.metadata.worker import extract
 DATA = Path(__file__).parent / "data"
 MEDIA = DATA / "media"
 SAMPLES = DATA / "exiftool"
-READER_NAMES = {"python-magic", "exifread", "exiftool"}
+READER_NAMES = {"python-magic", "exifread", "exiftool", "c2pa"}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_mp4_loci(reader):
     assert md["duration_s"] == pytest.approx(1.0)
     assert md["codecs"] == ["avc1", "mp4a"]
     assert md["orientation"] is None
-    assert set(md["readers"]) == {"python-magic", "exiftool"}
+    assert set(md["readers"]) == {"python-magic", "exiftool", "c2pa"}
     assert "exifread" not in md["raw"]
     assert md["errors"] == []
 
@@ -582,7 +582,7 @@ def test_missing_exiftool_is_an_error_string():
         assert md["errors"] == [
             "exiftool: not found (/nonexistent/exiftool); install ExifTool (libimage-exiftool-perl)"
         ]
-        assert set(md["readers"]) == {"python-magic", "exifread"}
+        assert set(md["readers"]) == {"python-magic", "exifread", "c2pa"}
         assert md["captured_at"] == "2016-10-03T11:22:05Z"  # exifread alone still gives it
         assert md["dimensions"] is None  # that one comes from ExifTool
         md = without.read(MEDIA / "homs-loci.mp4")

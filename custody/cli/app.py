@@ -31,6 +31,7 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
+from custody.metadata import provenance as c2pa_record
 from custody.metadata.isolation import harden_process
 from custody.ops import items as views
 from custody.ops.archive import Archive, default_archive_path
@@ -245,13 +246,16 @@ def ingest(
     case: str = typer.Option(None, "--case", help="Case identifier to file the items under."),
     note: str = typer.Option(None, "--note", help="A note recorded with each ingest entry."),
     as_json: bool = typer.Option(False, "--json"),
+    c2pa_trust_anchors: list[Path] = typer.Option(None, "--c2pa-trust-anchors", metavar="FILE.pem", help="Validate C2PA signers against these PEM certificates too (besides custody.json's c2pa.trust_anchors); none by default."),
 ) -> None:
     """Ingest files and folders: store each file once, sign an entry for every file seen."""
     from custody.cli.progress import IngestProgress
     from custody.metadata import MetadataReader
+    from custody.ops.c2pa_trust import configured_files, load_trust
     from custody.ops.ingest import Ingest, find_files
 
     archive = open_archive()
+    c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
     key = acting_key()
     skipped: list[dict[str, str]] = []
     files = find_files(paths, skipped)
@@ -269,7 +273,7 @@ def ingest(
     try:
         with progress, contextlib.ExitStack() as stack:
             # one metadata worker per core: each is started only when first needed
-            readers = [stack.enter_context(MetadataReader())
+            readers = [stack.enter_context(MetadataReader(c2pa_trust=c2pa_trust))
                        for _ in range(min(2, os.cpu_count() or 1))]
             run = Ingest(archive, key, readers, case=case, note=note,
                          on_file=file_done, on_bytes=progress.advance,
@@ -372,6 +376,21 @@ def _place(gps: dict[str, Any] | None, problems: list[str] | None = None) -> str
     return f"{gps['lat']:.6f}, {gps['lon']:.6f}{alt}"
 
 
+def c2pa_pairs(data: dict[str, Any]) -> list[tuple[str, object]]:
+    """`show`'s C2PA lines: the verdict first (INVALID in capitals), then what it rests on."""
+    found = c2pa_record.c2pa_of(data["metadata"])
+    if found is None:
+        return [("c2pa", "no manifest")]
+    pairs: list[tuple[str, object]] = [("c2pa", c2pa_record.describe(found))]
+    if found.get("claim_generator"):
+        pairs.append(("c2pa generator", found["claim_generator"]))
+    codes = [f"{c['code']} ({c['result']})" for c in found.get("validation_status") or []
+             if c.get("result") != "success"]
+    if codes:
+        pairs.append(("c2pa status", codes))
+    return pairs
+
+
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
     from custody.metadata.clocks import listed_once
@@ -390,6 +409,7 @@ def show_lines(data: dict[str, Any]) -> list[str]:
         ("holder", f"{holder['name']} ({holder['holder'][:12]}) since "
                    f"{display.when(holder['since'])}" if holder else "-"),
         ("metadata errors", data["metadata_errors"] or "none"),
+        *c2pa_pairs(data),
     ]
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
@@ -1156,6 +1176,7 @@ def search(
     reindex: bool = typer.Option(False, "--reindex", help="Drop the search index and rebuild it from the ledger first."),
     as_json: bool = typer.Option(False, "--json"),
     as_geojson: bool = typer.Option(False, "--geojson", help="An RFC 7946 FeatureCollection of the items that have a position."),
+    c2pa: str = typer.Option(None, "--c2pa", help="Items whose C2PA manifest is: trusted, valid, invalid, unreadable, or none (no manifest)."),
 ) -> None:
     """Find items by case, incident, tag, capture time, place, device, type and text (filters combine)."""
     from custody.search import query as finder
@@ -1165,7 +1186,7 @@ def search(
         raise UsageError("give --json or --geojson, not both")
     query = finder.Search(case=case, incident=incident, tag=tag, since=since, until=until,
                           near=near, within_km=within_km, bbox=bbox, device=device, mime=mime,
-                          text=text, limit=limit, list_unplaced=list_unplaced)
+                          text=text, limit=limit, list_unplaced=list_unplaced, c2pa=c2pa)
     result = finder.search(open_archive(), query, rebuild=reindex)
     if as_json:
         out_json(result)

@@ -22,7 +22,9 @@ class MetadataReader:
 
     `timeout` is the time one file may take (the worker is killed and restarted when it is
     exceeded); `memory_limit` is the worker's address-space limit in bytes (None for none);
-    `exiftool` names the ExifTool executable. Use it as a context manager, or call close().
+    `exiftool` names the ExifTool executable; `c2pa_trust` ({"pem": PEM text, "sha256": [the
+    certificates' SHA-256]}) the C2PA trust anchors, none by default. Use it as a context
+    manager, or call close().
     """
 
     def __init__(
@@ -31,9 +33,10 @@ class MetadataReader:
         memory_limit: int | None = 1 << 30,
         *,
         exiftool: str = "exiftool",
+        c2pa_trust: dict[str, Any] | None = None,
         _extract: Extract = extract,
     ) -> None:
-        self._worker = Worker(timeout, memory_limit, exiftool, _extract)
+        self._worker = Worker(timeout, memory_limit, exiftool, _extract, c2pa_trust)
         self._lock = threading.Lock()
 
     @property

@@ -10,7 +10,7 @@ from typing import Any
 from .clocks import compared_rank
 from .gps import fix_problems
 
-READERS = ("python-magic", "exifread", "exiftool")
+READERS = ("python-magic", "exifread", "exiftool", "c2pa")
 FALLBACK_MIME = "application/octet-stream"
 
 # Field groups taken whole from one reader (captured_at, its basis and the clocks belong together).
@@ -121,4 +121,7 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
         if not (record["duration_s"] or record["dimensions"] or record["codecs"]):
             errors.append(NO_STREAMS)
     record["errors"] = errors
+    c2pa = (parts.get("c2pa") or {}).get("provenance")
+    if c2pa:  # only a file that carries a C2PA manifest has provenance
+        record["provenance"] = {"c2pa": c2pa}
     return record

@@ -33,6 +33,7 @@ from exifread.core.exceptions import ExifNotFound
 from custody.metadata.isolation import reader_environment
 
 from . import images, video
+from .provenance import c2pa_version, read_c2pa
 from .record import kind_of, one_line
 
 START_TIMEOUT = 60.0  # spawning Python and ExifTool; not counted against a file's time limit
@@ -51,8 +52,10 @@ class ExifToolFailed(Exception):
 class Tools:
     """The readers as the child holds them: versions, and the one stay-open ExifTool process."""
 
-    def __init__(self, exiftool_path: str) -> None:
+    def __init__(self, exiftool_path: str, c2pa_trust: dict[str, Any] | None = None) -> None:
         self.exiftool_path = exiftool_path
+        self.c2pa_trust = c2pa_trust  # {"pem", "sha256"}: the C2PA trust anchors, or None
+        self.c2pa_version = c2pa_version()  # loads c2pa's native library under the memory limit
         self.helper: exiftool.ExifToolHelper | None = None
         self.exiftool_version: str | None = None
         self.exiftool_error: str | None = None
@@ -192,13 +195,17 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
     else:
         payload = read_exiftool(path, tools)
     yield {"type": "part", "stage": "exiftool", "payload": payload}
+    yield {"type": "begin", "stage": "c2pa"}
+    payload = read_c2pa(path, tools.c2pa_trust, tools.c2pa_version)
+    yield {"type": "part", "stage": "c2pa", "payload": payload}
 
 
 def _send(conn: Connection, message: Message) -> None:
     conn.send_bytes(json.dumps(message, allow_nan=False).encode("utf-8"))
 
 
-def serve(conn: Connection, memory_limit: int | None, exiftool_path: str, run: Extract) -> None:
+def serve(conn: Connection, memory_limit: int | None, exiftool_path: str, run: Extract,
+          c2pa_trust: dict[str, Any] | None = None) -> None:
     """The child's main loop: one request at a time until the parent closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the worker stops
     if memory_limit:
@@ -208,7 +215,7 @@ def serve(conn: Connection, memory_limit: int | None, exiftool_path: str, run: E
     # Its warnings become record errors, and nothing of it reaches the terminal. (Its debug-level
     # InvalidExif is not collected: it also fires on files without EXIF, such as some HEICs.)
     logging.getLogger("exifread").propagate = False
-    tools = Tools(exiftool_path)
+    tools = Tools(exiftool_path, c2pa_trust)
     _send(conn, {"type": "ready"})
     try:
         while True:
@@ -233,7 +240,8 @@ def child_main(spec: str) -> None:
     run: Any = importlib.import_module(module)
     for part in name.split("."):
         run = getattr(run, part)
-    serve(Connection(args["fd"]), args["memory_limit"], args["exiftool"], run)
+    serve(Connection(args["fd"]), args["memory_limit"], args["exiftool"], run,
+          args.get("c2pa_trust"))
 
 
 # The child's command: the parent's sys.path (so it runs this same code), then child_main. `-I`
@@ -268,8 +276,10 @@ def _wait(process: subprocess.Popen[bytes], seconds: float) -> None:
 class Worker:
     """Supervises the child: starts it lazily, times each file, kills and forgets it when stuck."""
 
-    def __init__(self, timeout: float, memory_limit: int | None, exiftool_path: str, run: Extract):
+    def __init__(self, timeout: float, memory_limit: int | None, exiftool_path: str, run: Extract,
+                 c2pa_trust: dict[str, Any] | None = None):
         self.timeout = timeout
+        self.c2pa_trust = c2pa_trust
         self.memory_limit = memory_limit
         self.exiftool_path = exiftool_path
         self.run = run
@@ -285,7 +295,8 @@ class Worker:
         ours, theirs = multiprocessing.Pipe()  # a socket pair on POSIX
         spec = {"fd": theirs.fileno(), "memory_limit": self.memory_limit,
                 "exiftool": self.exiftool_path,
-                "run": f"{self.run.__module__}:{self.run.__qualname__}"}  # fmt: skip
+                "run": f"{self.run.__module__}:{self.run.__qualname__}",
+                "c2pa_trust": self.c2pa_trust}  # fmt: skip
         try:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-c", _CHILD_CODE, json.dumps(sys.path), json.dumps(spec)],

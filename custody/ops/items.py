@@ -137,6 +137,8 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "ingested_by": first["actor_name"],
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
+        # what the file says of its own origin (C2PA), as read and validated at ingest
+        "provenance": {"c2pa": None, **(doc.get("provenance") or {})},
         **chain,
     }
 

@@ -18,6 +18,7 @@ from custody.core.custodians import REGISTRY_ACTIONS, Registry
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
 from custody.metadata import clocks
+from custody.metadata import provenance as c2pa_record
 from custody.ops import annotate, checkpoints
 from custody.ops import items as views
 from custody.ops.archive import Archive, replayed, utc_now
@@ -215,6 +216,7 @@ def _item(
         "duration_s": doc.get("duration_s"),
         "codecs": doc.get("codecs") or [],
         "metadata_errors": shown["metadata_errors"],
+        "c2pa": _c2pa(doc),
         "cases": shown["cases"],
         "incidents": [{k: i.get(k) for k in ("incident", "date", "description", "place", "case")}
                       for i in mine],
@@ -233,6 +235,22 @@ def _item(
         "problems": [f"{c['check']}: {c['detail']}" for c in checklist if c["ok"] is False],
         "proofs": bundles,
         "metadata_document": doc,
+    }
+
+
+def _c2pa(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The file's own C2PA claim as validated at ingest (not a custody check: an invalid manifest
+    says the file was changed after its maker signed it, not that the archive changed it)."""
+    found = c2pa_record.c2pa_of(doc)
+    if found is None:
+        return None
+    return {
+        "verdict": c2pa_record.verdict(doc),
+        "summary": c2pa_record.describe(found),
+        "validation_state": found.get("validation_state"),
+        "claim_generator": found.get("claim_generator"),
+        "codes": [c for c in found.get("validation_status") or [] if c.get("result") != "success"],
+        "trust_anchors": found.get("trust_anchors") or [],
     }
 
 

@@ -8,14 +8,14 @@ import gc
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from custody.core import geo
 from custody.errors import NotFound, UsageError
 from custody.ops.archive import Archive
-from custody.search import render, speed, tracks
+from custody.search import c2pa_filter, render, speed, tracks
 from custody.search.indexer import open_index, refresh
 from custody.search.times import OFFSET_UNKNOWN, UNKNOWN_OFFSET_S, shifted, time_key
 from custody.search.tracks import TrackError
@@ -39,6 +39,7 @@ class Search:
     text: str | None = None
     limit: int | None = None
     list_unplaced: bool = False
+    c2pa: str | None = None  # keep items whose C2PA verdict is this (custody/search/c2pa_filter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +99,15 @@ def plan(s: Search) -> _Plan:
 def search(archive: Archive, s: Search, *, rebuild: bool = False) -> dict[str, Any]:
     """Items matching every filter, plus the undetermined ones (see `find`)."""
     p = plan(s)  # usage errors before any work
+    only = c2pa_filter.wanted(s.c2pa)
     store = open_index(archive)
     try:
         status = refresh(archive, store, rebuild=rebuild)
-        result = find(store, s, p)
+        # with --c2pa the limit applies after that filter
+        result = find(store, replace(s, limit=None) if only else s, p)
     finally:
         store.close()
+    c2pa_filter.annotate(archive, result, only, s.limit)
     result["index"] = status
     return result
 

@@ -153,19 +153,26 @@ def search_lines(result: dict[str, Any]) -> list[str]:
 
 def _items_table(items: list[dict[str, Any]], missing: bool = False) -> list[str]:
     distance = any("distance_km" in i for i in items)
-    headers = ["SHA-256", "CAPTURED", "PLACE", "TYPE", *(["KM"] if distance else []),
-               *(["MISSING"] if missing else []), "NAME"]
+    c2pa = any(i.get("c2pa") not in (None, "none") for i in items)  # a column only when any has
+    headers = ["SHA-256", "CAPTURED", "PLACE", "TYPE", *(["C2PA"] if c2pa else []),
+               *(["KM"] if distance else []), *(["MISSING"] if missing else []), "NAME"]
     rows = []
     for i in items:
         gps = i["gps"]
         rows.append([
             display.short(i["sha256"]), display.when(i["captured_at"], i["captured_at_basis"]),
             f"{gps['lat']:.5f},{gps['lon']:.5f}" if gps else "-", i["mime"] or "-",
+            *([_c2pa_cell(i.get("c2pa"))] if c2pa else []),
             *([f"{i['distance_km']:.3f}" if "distance_km" in i else "-"] if distance else []),
             *([", ".join(i.get("missing", []))] if missing else []),
             i["names"][0] if i["names"] else "-",
         ])
     return display.table(headers, rows, right=["KM"])
+
+
+def _c2pa_cell(verdict: str | None) -> str:
+    """INVALID in capitals: a manifest whose hashes or signature fail must not be missed."""
+    return "INVALID" if verdict == "invalid" else (verdict or "-")
 
 
 def crossref_lines(result: dict[str, Any]) -> list[str]:

@@ -1,0 +1,62 @@
+"""Search results with each item's C2PA verdict (trusted, valid, invalid, unreadable, none), and
+the `--c2pa VERDICT` filter: read from the metadata document the ingest entry signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from custody.core import canonical
+from custody.core.chain import FIRST_RECORD
+from custody.core.entry import parse
+from custody.errors import UsageError
+from custody.metadata import provenance
+from custody.ops.archive import Archive
+
+LISTS = ("items", "undetermined", "unplaced")
+UNCHECKED = "unchecked"  # the metadata document is missing or differs from its signed digest
+
+
+def wanted(value: str | None) -> str | None:
+    """The --c2pa value, checked."""
+    if value is None:
+        return None
+    word = value.strip().lower()
+    if word not in provenance.VERDICTS:
+        raise UsageError(f"--c2pa {value}: choose one of {', '.join(provenance.VERDICTS)}")
+    return word
+
+
+def verdict_of(archive: Archive, item: str) -> str:
+    raw = archive.ledger.metadata(item)
+    if raw is None:
+        return UNCHECKED
+    entries = (parse(r.body) for r in archive.ledger.rows_for_item(item))
+    signed = next((e.details.get("metadata_sha256") for e in entries
+                   if e.action in FIRST_RECORD), None)  # fmt: skip
+    if signed != hashlib.sha256(raw).hexdigest():
+        return UNCHECKED
+    return provenance.verdict(canonical.decode(raw))
+
+
+def annotate(archive: Archive, result: dict[str, Any], only: str | None,
+             limit: int | None) -> dict[str, Any]:
+    """Give each listed item its `c2pa` verdict; with `only`, keep those with that verdict."""
+    seen: dict[str, str] = {}
+    for key in LISTS:
+        if key not in result:
+            continue
+        rows = result[key]
+        for row in rows:
+            if row["sha256"] not in seen:
+                seen[row["sha256"]] = verdict_of(archive, row["sha256"])
+            row["c2pa"] = seen[row["sha256"]]
+        if only is not None:
+            rows = [r for r in rows if r["c2pa"] == only][:limit]
+            result[key] = rows
+    if only is not None:
+        result["count"] = len(result["items"])
+        result["undetermined_count"] = len(result["undetermined"])
+        result["query"]["c2pa"] = only
+    return result
