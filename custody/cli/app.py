@@ -416,6 +416,12 @@ def show_lines(data: dict[str, Any]) -> list[str]:
                    f"{display.when(holder['since'])}" if holder else "-"),
         ("metadata errors", data["metadata_errors"] or "none"),
     ]
+    for u in data.get("unpacked_from") or []:  # ingest --unpack: the dump it came from
+        pairs.append(("unpacked from", f"{u['container']} ({', '.join(u['container_names'])}) "
+                                       f"at {u['member']}"))
+    if data.get("members"):
+        pairs.append(("members", f"{len(data['members'])} item(s) unpacked from this dump "
+                                 "(show --json lists them)"))
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))

@@ -12,6 +12,7 @@ from custody.core import canonical
 from custody.core import entry as entries
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
+from custody.ops import containment
 from custody.ops.archive import Archive, replayed
 from store.ports import EntryRow
 
@@ -135,6 +136,9 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
         **chain,
+        # phone dumps (docs/CLI.md, ingest --unpack): where it was unpacked from, what it holds
+        "unpacked_from": containment.unpacked_from(archive.ledger, history),
+        "members": containment.members_of(archive.ledger, item, doc.get("mime")),
     }
 
 
