@@ -212,7 +212,8 @@ def _plan(members: list[Member], kind: str, limits: Limits, packed: int) -> Plan
         try:
             parts = member_parts(m.name, kind)
         except PackageRefused as exc:
-            checked.append((m.name, _refuse(m, str(exc).split(": ", 1)[-1])))
+            # the name's own fault is said first (before a type or filter finding)
+            checked.append((m.name, _refuse(m, str(exc).split(": ", 1)[-1], first=True)))
             continue
         if not parts or isinstance(m.ref, zipfile.ZipInfo) and m.ref.is_dir() or \
                 isinstance(m.ref, tarfile.TarInfo) and m.ref.isdir():
@@ -231,8 +232,9 @@ def _plan(members: list[Member], kind: str, limits: Limits, packed: int) -> Plan
     return Plan(kind, out)
 
 
-def _refuse(m: Member, why: str) -> Member:
-    return Member(m.name, m.size, m.mtime, m.mtime_local, m.ref, m.refused or why)
+def _refuse(m: Member, why: str, first: bool = False) -> Member:
+    return Member(m.name, m.size, m.mtime, m.mtime_local, m.ref,
+                  why if first else m.refused or why)
 
 
 @contextmanager
