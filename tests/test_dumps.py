@@ -245,6 +245,17 @@ def test_a_dump_is_kept_and_each_member_is_an_item_linked_to_it(cli_archive, tmp
     assert cli_archive("verify").code == 0
 
 
+def test_the_report_of_a_member_names_its_dump_and_path(cli_archive, tmp_path):
+    members = {k: v.read_bytes() for k, v in MEMBERS.items()}
+    dump = make_dump(tmp_path / "phone.zip", members)
+    cli_archive("ingest", "--unpack", dump, check=True)
+    out = tmp_path / "member.html"
+    cli_archive("report", sha(members["DCIM/100APPLE/IMG_0002.JPG"]), "-o", out, check=True)
+    html = out.read_text()
+    assert "in dump" in html and sha(dump.read_bytes()) in html
+    assert "DCIM/100APPLE/IMG_0002.JPG" in html
+
+
 def test_a_zip_without_a_utc_time_records_the_dos_time_as_local(cli_archive, tmp_path):
     dump = tmp_path / "card.zip"
     with zipfile.ZipFile(dump, "w") as zf:

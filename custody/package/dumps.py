@@ -113,7 +113,10 @@ class _MemberStream:
         self._read = 0
 
     def readinto(self, buf: Any) -> int:
-        n = self._raw.readinto(buf)  # type: ignore[attr-defined]  # zip and tar readers have it
+        try:
+            n = self._raw.readinto(buf)  # type: ignore[attr-defined]  # zip and tar readers have it
+        except _READ_ERRORS as exc:  # a bad CRC, a truncated stream: this member's fault
+            raise PackageRefused(str(exc) or type(exc).__name__) from None
         if not n:
             if self._read != self._declared:
                 raise PackageRefused(f"it is shorter ({self._read} bytes) than its header "
@@ -327,12 +330,17 @@ class Unpacker:
                                       container=container, member=rel,
                                       mtime_local=m.mtime_local, dump_shown=dump_shown)
                 try:
-                    with open_member(m) as raw:
+                    raw = open_member(m)
+                except (*_READ_ERRORS, PackageRefused) as exc:
+                    self._refuse(ingest, dump_shown, container, rel, str(exc) or repr(exc))
+                    continue
+                try:  # only the member's own stream raises PackageRefused in here
+                    with raw:
                         stream = cast(BinaryIO, _MemberStream(raw, m.size, tally))
                         result = ingest.add(stream, claims, shown_as=claims.shown())
                     result.member = {"container": container, "member": rel}
-                except _READ_ERRORS + (PackageRefused,) as exc:
-                    why = str(exc) or type(exc).__name__
+                except PackageRefused as exc:
+                    why = str(exc)
                     self._refuse(ingest, dump_shown, container, rel, why)
                     if tally.written > self.limits.unpacked_allowance(tally.packed) or \
                             tally.written > self.limits.max_bytes:
