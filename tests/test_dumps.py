@@ -199,6 +199,7 @@ def make_dump(path: Path, members: dict[str, bytes], mtime: int = 1523098800) ->
             for name, data in members.items():
                 info = zipfile.ZipInfo(name, date_time=(2018, 4, 7, 14, 0, 0))
                 info.extra = struct.pack("<HHBi", 0x5455, 5, 1, mtime)  # UT: UTC mtime
+                info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, data)
         return path
     mode = {"gz": "w:gz", "tgz": "w:gz", "bz2": "w:bz2", "xz": "w:xz"}.get(
@@ -420,3 +421,23 @@ def test_a_file_named_like_a_dump_that_is_not_one_is_kept(cli_archive, tmp_path)
     r = cli_archive("ingest", "--unpack", fake, "--json", check=True).json()
     assert [f["status"] for f in r["files"]] == ["new"]
     assert "not a readable zip or tar" in r["refused"][0]["reason"]
+
+
+@pytest.mark.parametrize("name", ["bomb.zip", "bomb.tar.gz"])
+def test_a_decompression_bomb_dump_is_kept_and_not_unpacked(cli_archive, tmp_path, name):
+    dump = make_dump(tmp_path / name, {"DCIM/zeros.jpg": b"\0" * (50 << 20)})  # 50 MiB in ~50 KiB
+    r = cli_archive("ingest", "--unpack", dump, "--json", check=True).json()
+    assert [f["path"] for f in r["files"]] == [str(dump)]
+    assert len(r["refused"]) == 1 and "decompression bomb" in r["refused"][0]["reason"]
+    assert len(cli_archive("list", "--json", check=True).json()) == 1
+
+
+def test_duplicate_zip_members_are_both_refused(cli_archive, tmp_path):
+    dump = tmp_path / "twice.zip"
+    with pytest.warns(UserWarning), zipfile.ZipFile(dump, "w") as zf:
+        zf.writestr("DCIM/IMG_0001.JPG", JPEGS[0].read_bytes())
+        zf.writestr("DCIM/IMG_0001.JPG", JPEGS[1].read_bytes())  # a second file of the same name
+    r = cli_archive("ingest", "--unpack", dump, "--json", check=True).json()
+    assert [x["member"] for x in r["refused"]] == ["DCIM/IMG_0001.JPG"] * 2
+    assert all("same file" in x["reason"] for x in r["refused"])
+    assert len(r["files"]) == 1

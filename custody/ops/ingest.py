@@ -312,9 +312,11 @@ class Ingest:
         self._begin()
         try:
             for i, found in enumerate(files):
+                left = i  # the first file not recorded if this one stops the run
                 try:
                     added = self._one(found)
                     if added is not None and self.expand is not None:
+                        left = i + 1  # the file itself is pending or recorded already
                         self.expand(self, added, found)
                 except ObjectWriteError as exc:
                     # What is already stored is whole: record it, if the ledger still has room.
@@ -322,7 +324,7 @@ class Ingest:
                         self._commit()
                     full = isinstance(exc, StoreFull)
                     why = "the disk holding the archive is full" if full else str(exc)
-                    raise self._stopped(why, files[i:], full) from None
+                    raise self._stopped(why, files[left:], full) from None
                 self.commit_if_due(files[i + 1 :])
             self._commit_or_stop([])
         finally:
