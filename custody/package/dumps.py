@@ -91,6 +91,10 @@ class _Tally:
     limits: Limits
     written: int = 0
 
+    def over(self) -> bool:
+        return self.written > min(self.limits.max_bytes,
+                                  self.limits.unpacked_allowance(self.packed))
+
     def add(self, n: int) -> None:
         self.written += n
         if self.written > self.limits.max_bytes:
@@ -218,8 +222,7 @@ def _plan(members: list[Member], kind: str, limits: Limits, packed: int) -> Plan
             # the name's own fault is said first (before a type or filter finding)
             checked.append((m.name, _refuse(m, str(exc).split(": ", 1)[-1], first=True)))
             continue
-        if not parts or isinstance(m.ref, zipfile.ZipInfo) and m.ref.is_dir() or \
-                isinstance(m.ref, tarfile.TarInfo) and m.ref.isdir():
+        if not parts or _is_folder(m):
             continue  # a folder: nothing to store
         checked.append(("/".join(parts), m))
     names: dict[str, list[str]] = {}
@@ -233,6 +236,10 @@ def _plan(members: list[Member], kind: str, limits: Limits, packed: int) -> Plan
                            "Unicode normalisation): which one a tool shows is ambiguous")
         out.append((rel, m))
     return Plan(kind, out)
+
+
+def _is_folder(m: Member) -> bool:
+    return m.ref.is_dir() if isinstance(m.ref, zipfile.ZipInfo) else m.ref.isdir()
 
 
 def _refuse(m: Member, why: str, first: bool = False) -> Member:
@@ -342,8 +349,7 @@ class Unpacker:
                 except PackageRefused as exc:
                     why = str(exc)
                     self._refuse(ingest, dump_shown, container, rel, why)
-                    if tally.written > self.limits.unpacked_allowance(tally.packed) or \
-                            tally.written > self.limits.max_bytes:
+                    if tally.over():  # the dump's caps are spent: no member after is read
                         stop = f"not read: {why}"
                     continue
                 ingest.commit_if_due()
