@@ -78,7 +78,8 @@ def test_reingest_records_a_sighting_without_a_second_copy(cli_archive, tmp_path
     renamed.write_bytes(f.read_bytes())
     r = cli("ingest", renamed, "--json", check=True).json()
     assert r["summary"] == {"new": 0, "present": 1, "failed": 0, "skipped": 0,
-                            "bytes": f.stat().st_size}
+                            "bytes": f.stat().st_size, "unchanged": 0, "junk": 0, "excluded": 0,
+                            "refused": 0}
     sha = r["files"][0]["sha256"]
     shown = cli("show", sha, "--json", check=True).json()
     assert shown["names"] == ["IMG_0001.JPG", "renamed.jpg"]

@@ -85,7 +85,8 @@ def test_an_intact_object_is_trusted_and_kept_as_it_is(cli_archive, tmp_path):
     sha = cli_archive("ingest", src, check=True).stdout.split()[1]
     inode = _object(cli_archive, sha).stat().st_ino
     r = cli_archive("ingest", src, "--json", check=True).json()
-    assert r["files"][0]["status"] == "present" and r["files"][0]["replaced"] is None
+    # the same path again: already recorded (nothing appended), the object checked and kept
+    assert r["files"][0]["status"] == "unchanged" and r["files"][0]["replaced"] is None
     assert _object(cli_archive, sha).stat().st_ino == inode
     assert not (cli_archive.archive / "objects" / "quarantine").exists()
 
@@ -143,7 +144,7 @@ def test_an_undecodable_file_name_is_kept_and_the_batch_goes_on(cli_archive, tmp
     assert base64.b64decode(source["path_b64"]).endswith(b"/card/" + raw)
     assert len(cli_archive("list", "--json", check=True).json()) == 12
     again = cli_archive("ingest", src, "--json", check=True).json()  # stdout JSON still works
-    assert again["summary"]["present"] == 12
+    assert again["summary"]["unchanged"] == 12  # the same names, already recorded
     assert cli_archive("verify").code == 0
 
 

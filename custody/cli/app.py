@@ -245,6 +245,11 @@ def ingest(
     paths: list[Path] = typer.Argument(..., metavar="PATH", help="Files and folders (folders recursively)."),
     case: str = typer.Option(None, "--case", help="Case identifier to file the items under."),
     note: str = typer.Option(None, "--note", help="A note recorded with each ingest entry."),
+    include: list[str] = typer.Option(None, "--include", metavar="PATTERN", help="Only files in the folders given (or dumps) that match (repeatable; see docs/CLI.md)."),
+    exclude: list[str] = typer.Option(None, "--exclude", metavar="PATTERN", help="Leave out files and folders that match (repeatable; wins over --include)."),
+    keep_junk: bool = typer.Option(False, "--keep-junk", help="Keep operating-system junk (.DS_Store, Thumbs.db, ._*, .Trashes, ...)."),
+    unpack: bool = typer.Option(False, "--unpack", help="Also ingest each member of a .zip/.tar(.gz|.bz2|.xz) dump, linked to the dump (kept whole)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be stored, skipped and already present; store nothing."),
     as_json: bool = typer.Option(False, "--json"),
     c2pa_trust_anchors: list[Path] = typer.Option(None, "--c2pa-trust-anchors", metavar="FILE.pem", help="Validate C2PA signers against these PEM certificates too (besides custody.json's c2pa.trust_anchors); none by default."),
 ) -> None:
@@ -252,15 +257,19 @@ def ingest(
     from custody.cli.progress import IngestProgress
     from custody.metadata import MetadataReader
     from custody.ops.c2pa_trust import configured_files, load_trust
-    from custody.ops.ingest import Ingest, find_files
+    from custody.ops.ingest import Ingest
+    from custody.ops.selection import Selection, select_files
+    from custody.package.dumps import Unpacker, dump_paths
 
     archive = open_archive()
     c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
     key = acting_key()
     skipped: list[dict[str, str]] = []
-    files = find_files(paths, skipped)
+    selection = Selection(tuple(include or ()), tuple(exclude or ()), keep_junk)
+    files = select_files(paths, skipped, selection)
     for s in skipped:
-        err(f"skipped {s['path']}: {s['reason']}")
+        if "selected" not in s:  # junk and excluded files are counted in the summary
+            err(f"skipped {s['path']}: {s['reason']}")
 
     def file_done(result: Any) -> None:
         progress.file_done(result)
@@ -268,16 +277,20 @@ def ingest(
             err(f"repaired {result.sha256}: the damaged file at its name is kept as "
                 f"{result.replaced}")
 
-    progress = IngestProgress(files, quiet=as_json)
+    progress = IngestProgress(files, quiet=as_json, dry_run=dry_run)
     run = None
     try:
         with progress, contextlib.ExitStack() as stack:
             # one metadata worker per core: each is started only when first needed
             readers = [stack.enter_context(MetadataReader(c2pa_trust=c2pa_trust))
                        for _ in range(min(2, os.cpu_count() or 1))]
+            expand = Unpacker(selection, on_refused=lambda r: err(
+                f"refused {r['path']}: {r['reason']}")) if unpack else None
             run = Ingest(archive, key, readers, case=case, note=note,
                          on_file=file_done, on_bytes=progress.advance,
-                         on_skip=lambda s: err(f"skipped {s['path']}: {s['reason']}"))
+                         on_skip=lambda s: None if "selected" in s else err(
+                             f"skipped {s['path']}: {s['reason']}"),
+                         expand=expand, dry_run=dry_run)
             try:
                 report = run.run(files)
             except CustodyError:  # e.g. a full disk: --json still says what was stored and recorded
@@ -292,14 +305,31 @@ def ingest(
     if as_json:
         out_json(report.to_json())
     summary = report.to_json()["summary"]
-    err(f"{summary['new']} new, {summary['present']} already present, "
-        f"{summary['failed']} failed, {summary['skipped']} skipped; {summary['bytes']} bytes")
+    err(_ingest_summary(summary, dry_run))
+    if not unpack and (dumps := dump_paths(files)):
+        err(f"{dumps[0]}" + (f" and {len(dumps) - 1} more" if len(dumps) > 1 else "")
+            + " stored as is: add --unpack to ingest the members of a zip or tar dump too")
     unreadable = [s for s in skipped if s.get("unreadable")]
     if summary["failed"] or unreadable:
         what = [f"{summary['failed']} file(s)"] if summary["failed"] else []
         what += [f"{len(unreadable)} path(s) given or found in a folder"] if unreadable else []
         raise CustodyError(f"{' and '.join(what)} could not be read and were not stored "
                            "(everything else was)")
+
+
+def _ingest_summary(summary: dict[str, Any], dry_run: bool) -> str:
+    """One line: what was stored, already there, left out, refused; a dry run says it stored nothing."""
+    present = summary["present"] + summary["unchanged"]
+    text = (f"{summary['new']} new, {present} already present"
+            + (f" ({summary['unchanged']} already recorded from the same source: not recorded "
+               "again)" if summary["unchanged"] else "")
+            + f", {summary['failed']} failed, {summary['skipped']} skipped")
+    left_out = [f"{summary[k]} {w}" for k, w in (("junk", "operating-system junk"),
+                                                  ("excluded", "excluded")) if summary[k]]
+    text += f" ({', '.join(left_out)})" if left_out else ""
+    text += f", {summary['refused']} refused in dumps" if summary["refused"] else ""
+    text += f"; {summary['bytes']} bytes"
+    return "dry run, nothing was stored: " + text if dry_run else text
 
 
 def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, total: int) -> None:
@@ -411,6 +441,12 @@ def show_lines(data: dict[str, Any]) -> list[str]:
         ("metadata errors", data["metadata_errors"] or "none"),
         *c2pa_pairs(data),
     ]
+    for u in data.get("unpacked_from") or []:  # ingest --unpack: the dump it came from
+        pairs.append(("unpacked from", f"{u['container']} ({', '.join(u['container_names'])}) "
+                                       f"at {u['member']}"))
+    if data.get("members"):
+        pairs.append(("members", f"{len(data['members'])} item(s) unpacked from this dump "
+                                 "(show --json lists them)"))
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))

@@ -21,7 +21,10 @@ from rich.progress import (
 
 from custody.display import clean
 
-STATUS_WORDS = {"new": "new", "present": "present", "failed": "FAILED"}
+STATUS_WORDS = {"new": "new", "present": "present", "failed": "FAILED", "unchanged": "unchanged"}
+# ingest --dry-run: what a run would do (nothing is stored)
+DRY_RUN_WORDS = {"new": "to-store", "present": "to-sight", "failed": "FAILED",
+                 "unchanged": "unchanged"}
 
 
 class ByteProgress:
@@ -70,9 +73,10 @@ class IngestProgress(ByteProgress):
 
     label = "ingest"
 
-    def __init__(self, files: list[Any], quiet: bool = False) -> None:
+    def __init__(self, files: list[Any], quiet: bool = False, dry_run: bool = False) -> None:
         super().__init__(sum(f.size for f in files))
         self.quiet = quiet
+        self.words = DRY_RUN_WORDS if dry_run else STATUS_WORDS
         self.printed: set[int] = set()  # entry numbers whose line was shown
 
     def file_done(self, result: Any) -> None:
@@ -80,7 +84,7 @@ class IngestProgress(ByteProgress):
             self.printed.add(result.seq)
         if self.quiet:
             return
-        word = STATUS_WORDS.get(result.status, result.status)
+        word = self.words.get(result.status, result.status)
         digest = result.sha256 or "-" * 64
         line = f"{word:<8} {digest}  {clean(result.path)}"
         if result.error:

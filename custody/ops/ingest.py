@@ -28,6 +28,7 @@ from custody.core import canonical
 from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
+from custody.ops import dryrun, resume
 from custody.ops.archive import Archive, Draft
 from store.ports import LedgerTransaction, ObjectWriteError, SetAside, StoreFull
 
@@ -87,6 +88,7 @@ class FileResult:
     error: str | None = None
     metadata_errors: list[str] = field(default_factory=list)
     replaced: str | None = None  # where a damaged file found at the object's name was kept
+    member: dict[str, str] | None = None  # {"container", "member"}: unpacked from a dump
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class FileResult:
             "error": self.error,
             "metadata_errors": self.metadata_errors,
             "replaced": self.replaced,
+            "member": self.member,
         }
 
 
@@ -107,6 +110,8 @@ class IngestReport:
     batch: str
     files: list[FileResult] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)  # dump members not unpacked
+    dry_run: bool = False
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -116,12 +121,19 @@ class IngestReport:
             "batch": self.batch,
             "files": [f.to_json() for f in self.files],
             "skipped": self.skipped,
+            "refused": self.refused,
+            "dry_run": self.dry_run,
             "summary": {
                 "new": self.count("new"),
                 "present": self.count("present"),
                 "failed": self.count("failed"),
                 "skipped": len(self.skipped),
                 "bytes": sum(f.size or 0 for f in self.files if f.status != "failed"),
+                # docs/CLI.md: "unchanged" was recorded before from the same source, nothing added
+                "unchanged": self.count("unchanged"),
+                "junk": sum(s.get("selected") == "junk" for s in self.skipped),
+                "excluded": sum(s.get("selected") == "excluded" for s in self.skipped),
+                "refused": len(self.refused),
             },
         }
 
@@ -271,6 +283,8 @@ class Ingest:
         on_file: Callable[[FileResult], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
         on_skip: Callable[[dict[str, str]], None] | None = None,
+        expand: Callable[[Ingest, FileResult, Found], None] | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.archive = archive
         self.key = key
@@ -286,7 +300,9 @@ class Ingest:
         self.on_file = on_file or (lambda _r: None)
         self.on_bytes = on_bytes or (lambda _n: None)
         self.on_skip = on_skip or (lambda _s: None)
-        self.report = IngestReport(batch=str(uuid.uuid4()))
+        self.report = IngestReport(batch=str(uuid.uuid4()), dry_run=dry_run)
+        self.expand = expand  # after a file is added: e.g. a dump's members (package/dumps.py)
+        self.dry_run = dry_run  # hash and classify only: no object, entry or metadata row
         self._pending: list[_Pending] = []
         self._batch_started = time.monotonic()
 
@@ -296,20 +312,20 @@ class Ingest:
         self._begin()
         try:
             for i, found in enumerate(files):
+                left = i  # the first file not recorded if this one stops the run
                 try:
-                    self._one(found)
+                    added = self._one(found)
+                    if added is not None and self.expand is not None:
+                        left = i + 1  # the file itself is pending or recorded already
+                        self.expand(self, added, found)
                 except ObjectWriteError as exc:
                     # What is already stored is whole: record it, if the ledger still has room.
                     with suppress(ArchiveError):
                         self._commit()
                     full = isinstance(exc, StoreFull)
                     why = "the disk holding the archive is full" if full else str(exc)
-                    raise self._stopped(why, files[i:], full) from None
-                if (
-                    len(self._pending) >= BATCH_FILES
-                    or time.monotonic() - self._batch_started >= BATCH_SECONDS
-                ):
-                    self._commit_or_stop(files[i + 1 :])
+                    raise self._stopped(why, files[left:], full) from None
+                self.commit_if_due(files[i + 1 :])
             self._commit_or_stop([])
         finally:
             self._pool.shutdown()
@@ -334,9 +350,19 @@ class Ingest:
             self._pool.shutdown()
         return result
 
+    def commit_if_due(self, rest: list[Found] | None = None) -> None:
+        """Commit the batch once it holds BATCH_FILES files or is BATCH_SECONDS old."""
+        if (
+            len(self._pending) >= BATCH_FILES
+            or time.monotonic() - self._batch_started >= BATCH_SECONDS
+        ):
+            self._commit_or_stop(rest or [])
+
     def _begin(self) -> None:
         if self.case is not None and not self.case.strip():
             raise UsageError("--case must not be empty")
+        if self.dry_run:  # an early answer only; it would record a refusal
+            return
         self.archive.authorize(self.key, "ingest")  # early: the lock decides again per batch
 
     def _commit_or_stop(self, rest: list[Found]) -> None:
@@ -363,7 +389,7 @@ class Ingest:
         hint = "free space, then ingest the same paths again" if full else ""
         return (DiskFull if full else ArchiveError)(message, hint=hint)
 
-    def _one(self, found: Found) -> None:
+    def _one(self, found: Found) -> FileResult | None:
         result = FileResult(path=shown(found.path), status="failed")
         try:
             opened = _open_regular(found.path)
@@ -371,23 +397,25 @@ class Ingest:
                 skip = {"path": result.path, "reason": opened}
                 self.report.skipped.append(skip)
                 self.on_skip(skip)
-                return
+                return None
             stream, st = opened
             claims = Claims(name=found.path.name, path=str(found.path.absolute()),
                             mtime=_rfc3339(st.st_mtime))
             with stream:
-                self.add(stream, claims, shown_as=result.path)
+                return self.add(stream, claims, shown_as=result.path)
         except OSError as exc:  # the source could not be read (writes raise ObjectWriteError)
             result.error = exc.strerror or str(exc)
             self.report.files.append(result)
             self.on_file(result)
+        return None
 
     def add(self, stream: BinaryIO, claims: Claims, *, shown_as: str | None = None) -> FileResult:
         """Store one stream and queue its entry for the next batch (its metadata is read while
         later files are stored). The result is filled in once the batch commits."""
         result = FileResult(path=shown_as or claims.shown(), status="failed")
         # put only calls readinto, which _Counting passes through
-        put = self.archive.objects.put(cast(BinaryIO, _Counting(stream, self.on_bytes)))
+        counted = cast(BinaryIO, _Counting(stream, self.on_bytes))
+        put = dryrun.hashed(counted) if self.dry_run else self.archive.objects.put(counted)
         digests = put.digests
         result.sha256, result.size = digests.sha256, digests.size
         details: dict[str, Any] = {
@@ -401,8 +429,14 @@ class Ingest:
         if put.replaced is not None:
             details["replaced"] = replaced_details(put.replaced)
             result.replaced = details["replaced"]["kept_at"]
+        elif (earlier := resume.recorded_before(self.archive.ledger, self.key.key_id,
+                                                digests.sha256, details)) is not None:
+            result.status, result.seq = "unchanged", earlier  # nothing new to sign
+            self.report.files.append(result)
+            self.on_file(result)
+            return result
         reading = None
-        if not self._recorded_or_being_read(digests.sha256):
+        if not self.dry_run and not self._recorded_or_being_read(digests.sha256):
             reading = self._pool.submit(self._read_metadata, digests.sha256)
         draft = Draft(action="ingest", item=digests.sha256, details=details)
         self._pending.append(_Pending(result, draft, reading))
@@ -439,6 +473,15 @@ class Ingest:
             self._batch_started = time.monotonic()
             return
         pending = self._pending
+        if self.dry_run:
+            self._pending = []
+            new_so_far = {f.sha256 for f in self.report.files if f.status == "new"}
+            dryrun.classify(self.archive.ledger, [p.result for p in pending], new_so_far)
+            for p in pending:
+                self.report.files.append(p.result)
+                self.on_file(p.result)
+            self._batch_started = time.monotonic()
+            return
         for p in pending:
             p.settle()  # every reading finishes before the write lock is taken
         while True:

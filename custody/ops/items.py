@@ -14,6 +14,7 @@ from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
 from custody.metadata.clocks import shown_capture
 from custody.metadata.gps import fix_problems, shown_place
+from custody.ops import containment
 from custody.ops.archive import Archive, replayed
 from store.ports import EntryRow
 
@@ -140,6 +141,9 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         # what the file says of its own origin (C2PA), as read and validated at ingest
         "provenance": {"c2pa": None, **(doc.get("provenance") or {})},
         **chain,
+        # phone dumps (docs/CLI.md, ingest --unpack): where it was unpacked from, what it holds
+        "unpacked_from": containment.unpacked_from(archive.ledger, history),
+        "members": containment.members_of(archive.ledger, item, doc.get("mime")),
     }
 
 

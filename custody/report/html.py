@@ -158,6 +158,9 @@ def details(row: dict[str, Any], names: dict[str, str]) -> list[tuple[str, str]]
         lines += [("result", f"{ok}; {d.get('entries')} entries, scope {d.get('scope')}")]
     elif a == "refused":
         lines += [("attempted", d.get("attempted"))]
+    if a in ("ingest", "sighting") and src.get("container"):  # a member of a dump (--unpack)
+        lines += [("in dump", src.get("container")), ("at", src.get("member")),
+                  ("file time (claimed, offset unknown)", src.get("mtime_local"))]
     return [(k, str(v)) for k, v in lines if v not in (None, "")]
 
 
