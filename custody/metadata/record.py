@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-READERS = ("python-magic", "exifread", "exiftool")
+READERS = ("python-magic", "exifread", "exiftool", "perceptual")
 FALLBACK_MIME = "application/octet-stream"
 
 # Field groups taken whole from one reader (captured_at, its basis and the clocks belong together).
@@ -109,4 +109,13 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
         if not (record["duration_s"] or record["dimensions"] or record["codecs"]):
             errors.append(NO_STREAMS)
     record["errors"] = errors
+    record["perceptual"] = perceptual_hashes(parts.get("perceptual"))
     return record
+
+
+def perceptual_hashes(part: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record's `perceptual` key: the hashes without the reader's version and errors (those
+    are in `readers` and `errors`); null when the file was not hashed (docs/SIMILAR.md)."""
+    if not part:
+        return None
+    return {key: part.get(key) for key in ("algorithm", "bits", "image", "frames")}

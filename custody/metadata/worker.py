@@ -32,7 +32,7 @@ from exifread.core.exceptions import ExifNotFound
 
 from custody.metadata.isolation import reader_environment
 
-from . import images, video
+from . import images, perceptual, video
 from .record import kind_of, one_line
 
 START_TIMEOUT = 60.0  # spawning Python and ExifTool; not counted against a file's time limit
@@ -192,6 +192,10 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
     else:
         payload = read_exiftool(path, tools)
     yield {"type": "part", "stage": "exiftool", "payload": payload}
+    if kind_of(mime or "") in ("image", "video"):  # look-alike hashes (docs/SIMILAR.md)
+        yield {"type": "begin", "stage": "perceptual"}
+        payload = perceptual.payload(path, kind_of(mime or ""))
+        yield {"type": "part", "stage": "perceptual", "payload": payload}
 
 
 def _send(conn: Connection, message: Message) -> None:
