@@ -29,6 +29,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
 from custody.ops.archive import Archive, Draft
+from custody.search.similar import LookAlikes
 from store.ports import LedgerTransaction, ObjectWriteError, SetAside, StoreFull
 
 BATCH_FILES = 64  # entries committed together; one fsync of the ledger per batch
@@ -87,6 +88,7 @@ class FileResult:
     error: str | None = None
     metadata_errors: list[str] = field(default_factory=list)
     replaced: str | None = None  # where a damaged file found at the object's name was kept
+    looks_like: list[dict[str, Any]] | None = None  # near-duplicates held (docs/SIMILAR.md)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class FileResult:
             "error": self.error,
             "metadata_errors": self.metadata_errors,
             "replaced": self.replaced,
+            "looks_like": self.looks_like,
         }
 
 
@@ -231,6 +234,7 @@ class _Pending:
     result: FileResult
     draft: Draft
     metadata: Future[dict[str, Any]] | None = None  # being read while later files are stored
+    perceptual: dict[str, Any] | None = None  # the document, kept for the look-alike check
 
     def settle(self) -> None:
         """Fold the finished metadata document into the draft (before the batch commits)."""
@@ -246,6 +250,7 @@ class _Pending:
         self.draft = Draft(self.draft.action, self.draft.item, details, metadata=body)
         self.result.mime = doc.get("mime")
         self.result.metadata_errors = list(doc.get("errors", []))
+        self.perceptual = doc
 
 
 class _NeedsMetadata(Exception):
@@ -289,6 +294,7 @@ class Ingest:
         self.report = IngestReport(batch=str(uuid.uuid4()))
         self._pending: list[_Pending] = []
         self._batch_started = time.monotonic()
+        self.look_alikes = LookAlikes(archive)
 
     def run(self, files: list[Found]) -> IngestReport:
         """Ingest files found by a walk: each is opened and given to `add` with what the file
@@ -460,6 +466,9 @@ class Ingest:
             p.result.seq = e.seq
             if p.result.mime is None:
                 p.result.mime = e.details.get("mime")
+            if e.action == "ingest":
+                p.result.looks_like = self.look_alikes.check(e.item or "", p.perceptual,
+                                                             p.result.mime)
             self.report.files.append(p.result)
             self.on_file(p.result)
         self._batch_started = time.monotonic()
