@@ -14,6 +14,7 @@ import av
 import imagehash
 import numpy
 import pillow_heif
+import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use: at start-up instead
 from PIL import Image, ImageOps
 
 from .record import one_line

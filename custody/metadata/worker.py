@@ -32,7 +32,7 @@ from exifread.core.exceptions import ExifNotFound
 
 from custody.metadata.isolation import reader_environment
 
-from . import images, perceptual, video
+from . import images, video
 from .record import kind_of, one_line
 
 START_TIMEOUT = 60.0  # spawning Python and ExifTool; not counted against a file's time limit
@@ -59,6 +59,14 @@ class Tools:
         self.magic_version = f"{dist.version('python-magic')} (libmagic {_libmagic_version()})"
         self.exifread_version = getattr(exifread, "__version__", None) or dist.version("ExifRead")
         self._start_exiftool()
+        # The look-alike hashes' numpy, scipy and PyAV: loaded at start-up (not timed against a
+        # file) but after the memory limit is set, so their reservations count within it.
+        self.perceptual: Any = None
+        self.perceptual_error = ""
+        try:
+            self.perceptual = importlib.import_module("custody.metadata.perceptual")
+        except Exception as error:  # recorded on every image and video as perceptual's error
+            self.perceptual_error = f"could not load: {one_line(error)}"
 
     def _start_exiftool(self) -> None:
         try:
@@ -194,7 +202,10 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
     yield {"type": "part", "stage": "exiftool", "payload": payload}
     if kind_of(mime or "") in ("image", "video"):  # look-alike hashes (docs/SIMILAR.md)
         yield {"type": "begin", "stage": "perceptual"}
-        payload = perceptual.payload(path, kind_of(mime or ""))
+        if tools.perceptual is None:
+            payload = {"version": None, "errors": [tools.perceptual_error]}
+        else:
+            payload = tools.perceptual.payload(path, kind_of(mime or ""))
         yield {"type": "part", "stage": "perceptual", "payload": payload}
 
 
