@@ -272,6 +272,31 @@ def test_video_keyframes_are_bounded_and_spread(tmp_path):
     assert times[0] == 0.0 and times[-1] >= 50.0  # spread over the whole minute
 
 
+def test_video_display_rotation_is_applied_before_hashing(tmp_path):
+    """A phone stores portrait video sideways with a display rotation: hashed as a player shows
+    it, so it matches the upright picture (and a re-encode that turned the pixels upright)."""
+    photo = Image.open(PHOTOS / "window.jpg").convert("RGB").resize((160, 120))
+    sideways = photo.transpose(Image.Transpose.ROTATE_270)  # rows turned a quarter clockwise
+    video = tmp_path / "sideways.mp4"
+    with av.open(video, "w") as dst:
+        stream = dst.add_stream("libx264", rate=10)
+        stream.width, stream.height = sideways.size
+        stream.pix_fmt = "yuv420p"
+        stream.set_display_rotation(90)  # counter-clockwise, as ffmpeg's -display_rotation
+        for _ in range(10):
+            for packet in stream.encode(av.VideoFrame.from_image(sideways)):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    upright = tmp_path / "upright.png"
+    photo.save(upright)
+    with MetadataReader() as reader:
+        frames = reader.read(video)["perceptual"]["frames"]
+        image = reader.read(upright)["perceptual"]["image"]
+    distance = bin(int(frames[0]["hash"], 16) ^ int(image, 16)).count("1")
+    assert distance <= 4, distance
+
+
 # The worker's limits ----------------------------------------------------------------------------
 
 

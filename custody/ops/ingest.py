@@ -234,7 +234,7 @@ class _Pending:
     result: FileResult
     draft: Draft
     metadata: Future[dict[str, Any]] | None = None  # being read while later files are stored
-    perceptual: dict[str, Any] | None = None  # the document, kept for the look-alike check
+    document: dict[str, Any] | None = None  # the metadata read, kept for the look-alike check
 
     def settle(self) -> None:
         """Fold the finished metadata document into the draft (before the batch commits)."""
@@ -250,7 +250,7 @@ class _Pending:
         self.draft = Draft(self.draft.action, self.draft.item, details, metadata=body)
         self.result.mime = doc.get("mime")
         self.result.metadata_errors = list(doc.get("errors", []))
-        self.perceptual = doc
+        self.document = doc
 
 
 class _NeedsMetadata(Exception):
@@ -467,7 +467,7 @@ class Ingest:
             if p.result.mime is None:
                 p.result.mime = e.details.get("mime")
             if e.action == "ingest":
-                p.result.looks_like = self.look_alikes.check(e.item or "", p.perceptual,
+                p.result.looks_like = self.look_alikes.check(e.item or "", p.document,
                                                              p.result.mime)
             self.report.files.append(p.result)
             self.on_file(p.result)

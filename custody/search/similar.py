@@ -17,7 +17,6 @@ from custody.search.fingerprints import (
     BITS,
     DEFAULT_MAX_DISTANCE,
     Fingerprints,
-    Hash,
     Match,
     index_rows,
 )
@@ -75,9 +74,10 @@ def similar(archive: Archive, ref: str, max_distance: int = DEFAULT_MAX_DISTANCE
 
 
 def _similar(store: SearchIndex, sha256: str, max_distance: int) -> SimilarResult:
-    everyone = Fingerprints(store.perceptual_rows())
+    rows = list(store.perceptual_rows())
+    everyone = Fingerprints(rows)
     unhashed = dict(store.unhashed())
-    mine = _hashes_of(store, sha256)
+    mine = [(t, h) for item, t, h in rows if item == sha256]
     if not mine:
         row = store.item(sha256)
         why = unhashed.get(sha256) or f"not an image or video ({row.mime if row else None})"
@@ -90,11 +90,6 @@ def _similar(store: SearchIndex, sha256: str, max_distance: int) -> SimilarResul
                                tuple(row.names) if row else ()))
     others = tuple((i, r) for i, r in sorted(unhashed.items()) if i != sha256)
     return SimilarResult(sha256, len(mine), max_distance, tuple(found), others)
-
-
-def _hashes_of(store: SearchIndex, sha256: str) -> list[Hash]:
-    # A scan: the index keeps hashes for bulk comparison, not for lookup by item.
-    return [(t, h) for item, t, h in store.perceptual_rows() if item == sha256]
 
 
 class LookAlikes:
