@@ -23,6 +23,7 @@ from custody.search.fingerprints import (
 from custody.search.indexer import open_index, refresh
 from store.index_port import SearchIndex
 
+LOOKS_LIKE_MAX = 10  # named per new file at ingest; `custody similar` lists every one
 RULE = ("distance: the fewest differing bits between any 64-bit pHash of one item and any of the "
         "other (an image has one hash, a video one per keyframe hashed)")
 
@@ -104,8 +105,8 @@ class LookAlikes:
 
     def check(self, sha256: str, doc: dict[str, Any] | None,
               mime: str | None) -> list[dict[str, Any]] | None:
-        """`[{"item", "distance"}]` best first ([] for none); None when it could not be checked
-        (the file has no hash, or the index could not be read)."""
+        """`[{"item", "distance"}]`, the LOOKS_LIKE_MAX best ([] for none); None when it could not
+        be checked (the file has no hash, or the index could not be read)."""
         hashes, _ = index_rows(doc or {}, mime)
         if not hashes or self.problem is not None:
             return None
@@ -118,7 +119,7 @@ class LookAlikes:
                 return None
         found = self._known.nearest(hashes, self.max_distance, exclude=sha256)
         self._known.add(sha256, hashes)
-        return [{"item": m.item, "distance": m.distance} for m in found]
+        return [{"item": m.item, "distance": m.distance} for m in found[:LOOKS_LIKE_MAX]]
 
     def _load(self) -> Fingerprints:
         store = open_index(self.archive)
