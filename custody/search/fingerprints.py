@@ -12,14 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-import numpy
-
 ALGORITHM = "phash"
 BITS = 64
 DEFAULT_MAX_DISTANCE = 12  # of 64 bits: re-encodes, resizes, crops up to ~5% a side (SIMILAR.md)
 NOT_YET = "ingested before perceptual hashing"
 _HEX = re.compile(r"[0-9a-f]{16}")
-_POPCOUNT = numpy.array([bin(i).count("1") for i in range(256)], dtype=numpy.uint8)
+_POPCOUNT = [bin(i).count("1") for i in range(256)]  # set bits of each byte value
 
 Hash = tuple[float | None, str]  # (keyframe time in seconds, or None for an image; 16 hex digits)
 
@@ -75,6 +73,10 @@ class Fingerprints:
     """Every item's hashes in memory, as 64-bit integers compared in bulk (numpy)."""
 
     def __init__(self, rows: Iterable[tuple[str, float | None, str]] = ()) -> None:
+        import numpy  # here: the indexer and every search import this module, few compare
+
+        self._np = numpy
+        self._popcount = numpy.array(_POPCOUNT, dtype=numpy.uint8)
         self._items: list[str] = []
         self._held: set[str] = set()
         self._times: list[float | None] = []
@@ -84,33 +86,36 @@ class Fingerprints:
             self._held.add(sha256)
             self._times.append(t)
             values.append(int(hexed, 16))
-        self._hashes = numpy.array(values, dtype=numpy.uint64)
+        np = numpy
+        self._hashes = np.array(values, dtype=np.uint64)
 
     def add(self, sha256: str, hashes: list[Hash]) -> None:
         """Hold a new item's hashes too (one ingested in this run), unless already held."""
         if sha256 in self._held:
             return
         self._held.add(sha256)
+        np = self._np
         self._items.extend(sha256 for _ in hashes)
         self._times.extend(t for t, _ in hashes)
-        more = numpy.array([int(h, 16) for _, h in hashes], dtype=numpy.uint64)
-        self._hashes = numpy.concatenate([self._hashes, more])
+        more = np.array([int(h, 16) for _, h in hashes], dtype=np.uint64)
+        self._hashes = np.concatenate([self._hashes, more])
 
     def nearest(self, query: list[Hash], max_distance: int, exclude: str) -> list[Match]:
         """Items (other than `exclude`) whose best pair of hashes with `query` is within
         `max_distance` bits: best first, then by item."""
         if not query or not len(self._hashes):
             return []
-        best = numpy.full(len(self._hashes), BITS + 1, dtype=numpy.uint8)
-        which = numpy.zeros(len(self._hashes), dtype=numpy.intp)
+        np = self._np
+        best = np.full(len(self._hashes), BITS + 1, dtype=np.uint8)
+        which = np.zeros(len(self._hashes), dtype=np.intp)
         for i, (_, hexed) in enumerate(query):
-            xor = self._hashes ^ numpy.uint64(int(hexed, 16))
-            distance = _POPCOUNT[xor.view(numpy.uint8).reshape(-1, 8)].sum(axis=1,
-                                                                           dtype=numpy.uint8)
+            xor = self._hashes ^ np.uint64(int(hexed, 16))
+            distance = self._popcount[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1,
+                                                                          dtype=np.uint8)
             closer = distance < best
             best[closer], which[closer] = distance[closer], i
         found: dict[str, Match] = {}
-        for row in numpy.flatnonzero(best <= max_distance):
+        for row in np.flatnonzero(best <= max_distance):
             item = self._items[row]
             if item == exclude:
                 continue
