@@ -36,7 +36,8 @@ from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
-SCHEMA_VERSION = 2  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place
+SCHEMA_VERSION = 3  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
+#                   3: item_phash, item_unhashed (look-alikes)
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
@@ -88,6 +89,14 @@ CREATE TABLE IF NOT EXISTS incidents (
     lat REAL, lon REAL, place_name TEXT, description TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_case ON incidents(case_id);
+CREATE TABLE IF NOT EXISTS item_phash (
+    sha256 TEXT NOT NULL, frame INTEGER NOT NULL,  -- 0 for an image, keyframe order for a video
+    t REAL,                     -- the keyframe's time in seconds, NULL for an image
+    hash TEXT NOT NULL,         -- 64-bit perceptual hash, 16 hex digits
+    PRIMARY KEY (sha256, frame)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS item_unhashed (sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL)
+    WITHOUT ROWID;
 """
 _GEO_RTREE = ("CREATE VIRTUAL TABLE IF NOT EXISTS item_geo USING rtree("
               "id, min_t, max_t, min_lat, max_lat, min_lon, max_lon)")
@@ -98,8 +107,8 @@ CREATE INDEX IF NOT EXISTS item_geo_place ON item_geo(min_lat, min_lon);
 """
 _TEXT_FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS item_text USING fts5(body, tokenize='trigram')"
 _TEXT_PLAIN = "CREATE TABLE IF NOT EXISTS item_text (rowid INTEGER PRIMARY KEY, body TEXT)"
-_DROP = ["item_text", "item_geo", "incidents", "notes", "item_tags", "item_incidents",
-         "item_cases", "item_names", "items", "state"]
+_DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
+         "item_incidents", "item_cases", "item_names", "items", "state"]
 
 _ITEM_COLUMNS = ("id, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
                  "alt, make, model, mime, warnings, names, notes, cases, incidents, tags")
@@ -126,6 +135,8 @@ _COMPARED_SQL: dict[str, str] = {
                 "ON i.id = g.id ORDER BY 1",
     "item_text": "SELECT COALESCE(i.sha256, '#' || t.rowid), t.body FROM item_text t "
                  "LEFT JOIN items i ON i.id = t.rowid ORDER BY 1",
+    "item_phash": "SELECT sha256, frame, t, hash FROM item_phash ORDER BY sha256, frame",
+    "item_unhashed": "SELECT sha256, reason FROM item_unhashed ORDER BY sha256",
 }
 assert _COMPARED_SQL.keys() == COMPARED.keys()
 
@@ -453,7 +464,31 @@ class IndexStore:
         conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
         conn.execute("INSERT INTO item_text (rowid, body) VALUES (?, ?)", (rowid, body))
 
+    def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
+                       unhashed: str | None) -> None:
+        """An item's perceptual hashes (`t` None for an image's), or why it has none."""
+        conn = self.conn
+        conn.execute("DELETE FROM item_phash WHERE sha256 = ?", (sha256,))
+        conn.execute("DELETE FROM item_unhashed WHERE sha256 = ?", (sha256,))
+        conn.executemany("INSERT INTO item_phash (sha256, frame, t, hash) VALUES (?, ?, ?, ?)",
+                         [(sha256, i, t, h) for i, (t, h) in enumerate(hashes)])
+        if unhashed is not None:
+            conn.execute("INSERT INTO item_unhashed (sha256, reason) VALUES (?, ?)",
+                         (sha256, unhashed))
+
     # Reading ------------------------------------------------------------------------------------
+
+    def item(self, sha256: str) -> ItemRow | None:
+        r = self.conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE sha256 = ?",
+                              (sha256,)).fetchone()
+        return None if r is None else _item(r)
+
+    def perceptual_rows(self) -> Iterator[tuple[str, float | None, str]]:
+        yield from self.conn.execute("SELECT sha256, t, hash FROM item_phash "
+                                     "ORDER BY sha256, frame")
+
+    def unhashed(self) -> Iterator[tuple[str, str]]:
+        yield from self.conn.execute("SELECT sha256, reason FROM item_unhashed ORDER BY sha256")
 
     def count_items(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])

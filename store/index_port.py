@@ -21,6 +21,9 @@ LinkKind = Literal["case", "incident", "tag"]
 # alt, ref), after the segment.
 PointRow = tuple[str, float, float, float, float | None, str]
 LegRow = tuple[Any, ...]
+# An item's perceptual hash (docs/SIMILAR.md): (sha256, the keyframe's time in seconds or None for
+# an image's hash, the 64-bit hash as 16 hex digits).
+PerceptualRow = tuple[str, float | None, str]
 MakeLegs = Callable[[Iterator[tuple[Any, ...]]], Iterable[tuple[LegRow, list[tuple[float, ...]]]]]
 
 
@@ -122,6 +125,8 @@ COMPARED: dict[str, Compared] = {
     "item_geo": Compared(("sha256", "min_t", "max_t", "min_lat", "max_lat", "min_lon",
                           "max_lon"), 1),
     "item_text": Compared(("sha256", "body"), 1),
+    "item_phash": Compared(("sha256", "frame", "t", "hash"), 2),
+    "item_unhashed": Compared(("sha256", "reason"), 1),
 }
 
 
@@ -207,6 +212,11 @@ class SearchIndex(Protocol):
     def refresh_item(self, sha256: str) -> None:
         """Rebuild an item's output lists and searchable text from its names, notes and links."""
 
+    def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
+                       unhashed: str | None) -> None:
+        """An item's perceptual hashes, `(t, hex)` with `t` None for an image's, replacing any it
+        had; or, for an image or video without one, why (`unhashed`)."""
+
     # Queries --------------------------------------------------------------------------------
 
     def count_items(self) -> int: ...
@@ -233,6 +243,14 @@ class SearchIndex(Protocol):
     def count_missing(self, query: ItemQuery) -> tuple[int, int]:
         """(items without a capture time, items with one but without a place) that pass the
         other filters."""
+
+    def item(self, sha256: str) -> ItemRow | None: ...
+
+    def perceptual_rows(self) -> Iterator[PerceptualRow]:
+        """Every perceptual hash, by item, then keyframe order."""
+
+    def unhashed(self) -> Iterator[tuple[str, str]]:
+        """(sha256, why) for every image or video without a perceptual hash, by item."""
 
     def track(self) -> AbstractContextManager[TrackIndex]:
         """Room for one track, dropped when the block ends."""

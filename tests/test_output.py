@@ -168,6 +168,7 @@ def test_every_json_key_named_in_the_docs_appears(cli_archive, tmp_path):
         "export": ["export", sha, "--purpose", "court", "-o", tmp_path / "pkg.zip"],
         "verify-package": ["verify-package", tmp_path / "pkg.zip"],
         "search": ["search", "--case", "C1"], "report": ["report", sha],
+        "similar": ["similar", sha],
     }
     docs: dict[str, object] = {"init": None}
     for name, args in runs.items():

@@ -134,7 +134,8 @@ def test_reader_environment_is_an_allow_list():
         "LD_PRELOAD": "/evil.so", "SSH_AUTH_SOCK": "/tmp/agent", "LC_SECRET_TOKEN": "x",
     })
     assert env == {"PATH": "/usr/bin", "LANG": "ar_SY.UTF-8", "LC_TIME": "C", "TZ": "UTC",
-                   "HOME": "/nonexistent"}
+                   "HOME": "/nonexistent", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1"}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl")

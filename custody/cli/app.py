@@ -260,6 +260,7 @@ def ingest(
     from custody.ops.ingest import Ingest
     from custody.ops.selection import Selection, select_files
     from custody.package.dumps import Unpacker, dump_paths
+    from custody.search.similar import looks_like_line
 
     archive = open_archive()
     c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
@@ -276,6 +277,8 @@ def ingest(
         if result.replaced:
             err(f"repaired {result.sha256}: the damaged file at its name is kept as "
                 f"{result.replaced}")
+        if result.looks_like:
+            err(looks_like_line(result.path, result.sha256, result.looks_like))
 
     progress = IngestProgress(files, quiet=as_json, dry_run=dry_run)
     run = None
@@ -309,6 +312,8 @@ def ingest(
     if not unpack and (dumps := dump_paths(files)):
         err(f"{dumps[0]}" + (f" and {len(dumps) - 1} more" if len(dumps) > 1 else "")
             + " stored as is: add --unpack to ingest the members of a zip or tar dump too")
+    if run is not None and run.look_alikes.problem:
+        err(run.look_alikes.problem)
     unreadable = [s for s in skipped if s.get("unreadable")]
     if summary["failed"] or unreadable:
         what = [f"{summary['failed']} file(s)"] if summary["failed"] else []
@@ -1233,6 +1238,27 @@ def search(
             say(line)
     err(f"{result['count']} item(s); {result['undetermined_count']} without a capture time to "
         f"test, {result.get('unplaced_count', 0)} without a position to test")
+
+
+@app.command()
+def similar(
+    item: str = typer.Argument(..., help="The item: its SHA-256 or a unique prefix of 8+ hex digits."),
+    max_distance: int = typer.Option(None, "--max-distance", help="Largest Hamming distance (of 64 bits) to list [default: 12]; see docs/SIMILAR.md."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Items that look like ITEM (perceptual hashes near its own), best first: leads, not proof."""
+    from custody.search import similar as lookalikes
+
+    if max_distance is None:
+        max_distance = lookalikes.DEFAULT_MAX_DISTANCE
+    result = lookalikes.similar(open_archive(), item, max_distance)
+    if as_json:
+        out_json(result.to_json())
+    else:
+        for line in lookalikes.similar_lines(result):
+            say(line)
+    err(f"{len(result.similar)} look-alike(s); {len(result.not_compared)} image(s)/video(s) "
+        "not compared (no perceptual hash)")
 
 
 @app.command()

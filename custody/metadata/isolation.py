@@ -22,6 +22,10 @@ READER_PREFIXES = ("LC_",)
 SECRET_MARKERS = ("CUSTODY", "PASS", "SECRET", "TOKEN", "CREDENTIAL", "KEY", "AWS_", "AUTH")
 # No home: ExifTool's ~/.ExifTool_config and libmagic's ~/.magic.mgc would change what is read.
 READER_HOME = "/nonexistent"
+# Set whatever the caller has: OpenBLAS (loaded by numpy/scipy for the perceptual hashes) reserves
+# memory per thread, one thread per core by default, which on a many-core machine passes the
+# worker's address-space limit (docs/SIMILAR.md). One thread each.
+READER_FIXED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 _PR_SET_DUMPABLE = 4
 
@@ -40,6 +44,7 @@ def reader_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
         if (name in READER_VARIABLES or name.startswith(READER_PREFIXES)) and not looks_secret(name)
     }
     env["HOME"] = READER_HOME
+    env.update(READER_FIXED)
     return env
 
 

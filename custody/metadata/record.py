@@ -10,7 +10,7 @@ from typing import Any
 from .clocks import compared_rank
 from .gps import fix_problems
 
-READERS = ("python-magic", "exifread", "exiftool", "c2pa")
+READERS = ("python-magic", "exifread", "exiftool", "c2pa", "perceptual")
 FALLBACK_MIME = "application/octet-stream"
 
 # Field groups taken whole from one reader (captured_at, its basis and the clocks belong together).
@@ -124,4 +124,13 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
     c2pa = (parts.get("c2pa") or {}).get("provenance")
     if c2pa:  # only a file that carries a C2PA manifest has provenance
         record["provenance"] = {"c2pa": c2pa}
+    record["perceptual"] = perceptual_hashes(parts.get("perceptual"))
     return record
+
+
+def perceptual_hashes(part: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record's `perceptual` key: the hashes without the reader's version and errors (those
+    are in `readers` and `errors`); null when the file was not hashed (docs/SIMILAR.md)."""
+    if not part:
+        return None
+    return {key: part.get(key) for key in ("algorithm", "bits", "image", "frames")}

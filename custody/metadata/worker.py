@@ -62,6 +62,14 @@ class Tools:
         self.magic_version = f"{dist.version('python-magic')} (libmagic {_libmagic_version()})"
         self.exifread_version = getattr(exifread, "__version__", None) or dist.version("ExifRead")
         self._start_exiftool()
+        # The look-alike hashes' numpy, scipy and PyAV: loaded at start-up (not timed against a
+        # file) but after the memory limit is set, so their reservations count within it.
+        self.perceptual: Any = None
+        self.perceptual_error = ""
+        try:
+            self.perceptual = importlib.import_module("custody.metadata.perceptual")
+        except Exception as error:  # recorded on every image and video as perceptual's error
+            self.perceptual_error = f"could not load: {one_line(error)}"
 
     def _start_exiftool(self) -> None:
         try:
@@ -198,6 +206,13 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
     yield {"type": "begin", "stage": "c2pa"}
     payload = read_c2pa(path, tools.c2pa_trust, tools.c2pa_version)
     yield {"type": "part", "stage": "c2pa", "payload": payload}
+    if kind_of(mime or "") in ("image", "video"):  # look-alike hashes (docs/SIMILAR.md)
+        yield {"type": "begin", "stage": "perceptual"}
+        if tools.perceptual is None:
+            payload = {"version": None, "errors": [tools.perceptual_error]}
+        else:
+            payload = tools.perceptual.payload(path, kind_of(mime or ""))
+        yield {"type": "part", "stage": "perceptual", "payload": payload}
 
 
 def _send(conn: Connection, message: Message) -> None:

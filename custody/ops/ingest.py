@@ -30,6 +30,7 @@ from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
 from custody.ops import dryrun, resume
 from custody.ops.archive import Archive, Draft
+from custody.search.similar import LookAlikes
 from store.ports import LedgerTransaction, ObjectWriteError, SetAside, StoreFull
 
 BATCH_FILES = 64  # entries committed together; one fsync of the ledger per batch
@@ -89,6 +90,7 @@ class FileResult:
     metadata_errors: list[str] = field(default_factory=list)
     replaced: str | None = None  # where a damaged file found at the object's name was kept
     member: dict[str, str] | None = None  # {"container", "member"}: unpacked from a dump
+    looks_like: list[dict[str, Any]] | None = None  # near-duplicates held (docs/SIMILAR.md)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +104,7 @@ class FileResult:
             "metadata_errors": self.metadata_errors,
             "replaced": self.replaced,
             "member": self.member,
+            "looks_like": self.looks_like,
         }
 
 
@@ -243,6 +246,7 @@ class _Pending:
     result: FileResult
     draft: Draft
     metadata: Future[dict[str, Any]] | None = None  # being read while later files are stored
+    document: dict[str, Any] | None = None  # the metadata read, kept for the look-alike check
 
     def settle(self) -> None:
         """Fold the finished metadata document into the draft (before the batch commits)."""
@@ -258,6 +262,7 @@ class _Pending:
         self.draft = Draft(self.draft.action, self.draft.item, details, metadata=body)
         self.result.mime = doc.get("mime")
         self.result.metadata_errors = list(doc.get("errors", []))
+        self.document = doc
 
 
 class _NeedsMetadata(Exception):
@@ -305,6 +310,7 @@ class Ingest:
         self.dry_run = dry_run  # hash and classify only: no object, entry or metadata row
         self._pending: list[_Pending] = []
         self._batch_started = time.monotonic()
+        self.look_alikes = LookAlikes(archive)
 
     def run(self, files: list[Found]) -> IngestReport:
         """Ingest files found by a walk: each is opened and given to `add` with what the file
@@ -503,6 +509,9 @@ class Ingest:
             p.result.seq = e.seq
             if p.result.mime is None:
                 p.result.mime = e.details.get("mime")
+            if e.action == "ingest":
+                p.result.looks_like = self.look_alikes.check(e.item or "", p.document,
+                                                             p.result.mime)
             self.report.files.append(p.result)
             self.on_file(p.result)
         self._batch_started = time.monotonic()

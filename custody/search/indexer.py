@@ -16,6 +16,7 @@ from custody.core.chain import FIRST_RECORD  # ingest or received: an item's met
 from custody.core.replay import case_change
 from custody.metadata.gps import fix_problems
 from custody.ops.archive import Archive
+from custody.search import fingerprints
 from custody.search.times import (
     OFFSET_UNKNOWN,
     UNKNOWN_OFFSET_S,
@@ -165,6 +166,7 @@ class Indexer:
             make=_text(device.get("make")), model=_text(device.get("model")),
             mime=mime.lower() if mime else None,
             time_bounds=(t - wide, t + wide) if t is not None else None, warnings=warnings)
+        self.store.set_perceptual(item, *fingerprints.index_rows(doc, mime))
 
     def _incident(self, seq: int, d: dict[str, Any]) -> None:
         incident = _text(d.get("incident"))

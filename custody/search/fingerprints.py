@@ -1,0 +1,125 @@
+"""Perceptual hashes as the index keeps them and as look-alikes are found: the rows an item's
+metadata document gives, and the Hamming-distance comparison of one item's hashes with all others.
+
+docs/SIMILAR.md gives the rules: an image has one hash, a video one per keyframe hashed, and the
+distance of two items is the smallest distance between any hash of one and any hash of the other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+ALGORITHM = "phash"
+BITS = 64
+DEFAULT_MAX_DISTANCE = 12  # of 64 bits: re-encodes, resizes, crops up to ~5% a side (SIMILAR.md)
+NOT_YET = "ingested before perceptual hashing"
+_HEX = re.compile(r"[0-9a-f]{16}")
+_POPCOUNT = [bin(i).count("1") for i in range(256)]  # set bits of each byte value
+
+Hash = tuple[float | None, str]  # (keyframe time in seconds, or None for an image; 16 hex digits)
+
+
+def index_rows(doc: dict[str, Any], mime: str | None) -> tuple[list[Hash], str | None]:
+    """An item's hashes from its metadata document, or (for an image or video) why it has none.
+    Other kinds of file are never compared: ([], None)."""
+    if (mime or "").split("/", 1)[0] not in ("image", "video"):
+        return [], None
+    if not doc:
+        return [], "no usable metadata document"
+    if "perceptual" not in doc:
+        return [], NOT_YET
+    value = doc["perceptual"]
+    hashes: list[Hash] = []
+    ours = isinstance(value, dict) and (value.get("algorithm"), value.get("bits")) == (ALGORITHM,
+                                                                                   BITS)
+    if ours:
+        if _is_hash(value.get("image")):
+            hashes.append((None, value["image"]))
+        frames = value.get("frames")
+        for frame in frames if isinstance(frames, list) else []:
+            t, hexed = (frame.get("t"), frame.get("hash")) if isinstance(frame, dict) else (0, 0)
+            if isinstance(t, (int, float)) and not isinstance(t, bool) and _is_hash(hexed):
+                hashes.append((float(t), hexed))
+    elif isinstance(value, dict):
+        return [], f"hashed with another algorithm ({value.get('algorithm')!s:.40})"
+    if hashes:
+        return hashes, None
+    errors = doc.get("errors")
+    errors = errors if isinstance(errors, list) else []
+    said = [e[len("perceptual: "):] for e in errors
+            if isinstance(e, str) and e.startswith("perceptual: ")]
+    return [], "not hashed" + (f": {said[0]}" if said else "")
+
+
+def _is_hash(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and _HEX.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Another item within the distance: its best-matching hash's time (`t`, None for an image)
+    and the queried item's hash it matched (`query_t`)."""
+
+    item: str
+    distance: int
+    t: float | None
+    query_t: float | None
+
+
+class Fingerprints:
+    """Every item's hashes in memory, as 64-bit integers compared in bulk (numpy)."""
+
+    def __init__(self, rows: Iterable[tuple[str, float | None, str]] = ()) -> None:
+        import numpy  # here: the indexer and every search import this module, few compare
+
+        self._np = numpy
+        self._popcount = numpy.array(_POPCOUNT, dtype=numpy.uint8)
+        self._items: list[str] = []
+        self._held: set[str] = set()
+        self._times: list[float | None] = []
+        values: list[int] = []
+        for sha256, t, hexed in rows:
+            self._items.append(sha256)
+            self._held.add(sha256)
+            self._times.append(t)
+            values.append(int(hexed, 16))
+        np = numpy
+        self._hashes = np.array(values, dtype=np.uint64)
+
+    def add(self, sha256: str, hashes: list[Hash]) -> None:
+        """Hold a new item's hashes too (one ingested in this run), unless already held."""
+        if sha256 in self._held:
+            return
+        self._held.add(sha256)
+        np = self._np
+        self._items.extend(sha256 for _ in hashes)
+        self._times.extend(t for t, _ in hashes)
+        more = np.array([int(h, 16) for _, h in hashes], dtype=np.uint64)
+        self._hashes = np.concatenate([self._hashes, more])
+
+    def nearest(self, query: list[Hash], max_distance: int, exclude: str) -> list[Match]:
+        """Items (other than `exclude`) whose best pair of hashes with `query` is within
+        `max_distance` bits: best first, then by item."""
+        if not query or not len(self._hashes):
+            return []
+        np = self._np
+        best = np.full(len(self._hashes), BITS + 1, dtype=np.uint8)
+        which = np.zeros(len(self._hashes), dtype=np.intp)
+        for i, (_, hexed) in enumerate(query):
+            xor = self._hashes ^ np.uint64(int(hexed, 16))
+            distance = self._popcount[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1,
+                                                                          dtype=np.uint8)
+            closer = distance < best
+            best[closer], which[closer] = distance[closer], i
+        found: dict[str, Match] = {}
+        for row in np.flatnonzero(best <= max_distance):
+            item = self._items[row]
+            if item == exclude:
+                continue
+            match = Match(item, int(best[row]), self._times[row], query[int(which[row])][0])
+            if item not in found or match.distance < found[item].distance:
+                found[item] = match
+        return sorted(found.values(), key=lambda m: (m.distance, m.item))
