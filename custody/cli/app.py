@@ -33,6 +33,7 @@ from custody.errors import (
 )
 from custody.metadata.isolation import harden_process
 from custody.ops import items as views
+from custody.ops import sidecars
 from custody.ops.archive import Archive, default_archive_path
 from custody.ops.backends import custody_error
 from custody.ops.keyfiles import (
@@ -250,6 +251,7 @@ def ingest(
     from custody.cli.progress import IngestProgress
     from custody.metadata import MetadataReader
     from custody.ops.ingest import Ingest, find_files
+    from custody.ops.sidecars import ingest_lines as sidecar_lines
 
     archive = open_archive()
     key = acting_key()
@@ -290,6 +292,8 @@ def ingest(
     summary = report.to_json()["summary"]
     err(f"{summary['new']} new, {summary['present']} already present, "
         f"{summary['failed']} failed, {summary['skipped']} skipped; {summary['bytes']} bytes")
+    for line in sidecar_lines([(f.path, f.sidecar) for f in report.files if f.sidecar]):
+        err(line)
     unreadable = [s for s in skipped if s.get("unreadable")]
     if summary["failed"] or unreadable:
         what = [f"{summary['failed']} file(s)"] if summary["failed"] else []
@@ -386,6 +390,7 @@ def show_lines(data: dict[str, Any]) -> list[str]:
                    f"{display.when(holder['since'])}" if holder else "-"),
         ("metadata errors", data["metadata_errors"] or "none"),
     ]
+    pairs += sidecars.show_lines(data)
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))

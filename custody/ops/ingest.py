@@ -29,6 +29,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
 from custody.ops.archive import Archive, Draft
+from custody.ops.sidecars import Linker
 from store.ports import LedgerTransaction, ObjectWriteError, SetAside, StoreFull
 
 BATCH_FILES = 64  # entries committed together; one fsync of the ledger per batch
@@ -87,6 +88,7 @@ class FileResult:
     error: str | None = None
     metadata_errors: list[str] = field(default_factory=list)
     replaced: str | None = None  # where a damaged file found at the object's name was kept
+    sidecar: dict[str, Any] | None = None  # a proof file beside another: its link and checks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class FileResult:
             "error": self.error,
             "metadata_errors": self.metadata_errors,
             "replaced": self.replaced,
+            "sidecar": self.sidecar,
         }
 
 
@@ -289,11 +292,15 @@ class Ingest:
         self.report = IngestReport(batch=str(uuid.uuid4()))
         self._pending: list[_Pending] = []
         self._batch_started = time.monotonic()
+        self._sidecars: Linker | None = None  # proof files beside others (ops/sidecars.py)
 
     def run(self, files: list[Found]) -> IngestReport:
         """Ingest files found by a walk: each is opened and given to `add` with what the file
         system claims of it (name, path, mtime)."""
         self._begin()
+        # Sidecars after the files they are about, so that those digests are known by then.
+        linker = self._sidecars = Linker([f.path.absolute() for f in files])
+        files = sorted(files, key=lambda f: linker.depth(f.path.absolute()))
         try:
             for i, found in enumerate(files):
                 try:
@@ -401,6 +408,11 @@ class Ingest:
         if put.replaced is not None:
             details["replaced"] = replaced_details(put.replaced)
             result.replaced = details["replaced"]["kept_at"]
+        if self._sidecars is not None and claims.path is not None:
+            self._sidecars.stored(Path(claims.path), dict(details["digests"]))
+            result.sidecar = self._sidecars.link(Path(claims.path), self.archive.objects)
+            if result.sidecar is not None:
+                details["sidecar"] = result.sidecar
         reading = None
         if not self._recorded_or_being_read(digests.sha256):
             reading = self._pool.submit(self._read_metadata, digests.sha256)

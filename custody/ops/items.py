@@ -13,6 +13,7 @@ from custody.core import entry as entries
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
 from custody.ops.archive import Archive, replayed
+from custody.ops.sidecars import for_show as sidecars_for_show
 from store.ports import EntryRow
 
 
@@ -135,6 +136,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
         **chain,
+        **sidecars_for_show(archive.ledger, item, history),
     }
 
 
