@@ -112,6 +112,7 @@ def proofmode_export(tmp_path: Path, signer: Signer) -> Path:
     signer.sign(proof, folder / f"{h}.proof.json.asc")
     write_csv(proof_fields(h), folder / f"{h}.proof.csv")
     ots_proof(h, folder / f"{h}.ots", block=358391)
+    (folder / f"{h}.gst").write_text("eyJhbGciOiJSUzI1NiJ9.eyJub25jZSI6IngifQ.c2ln")  # a JWT's shape
     signer.export(folder / "pubkey.asc")
     return folder
 
@@ -122,7 +123,7 @@ def test_proofmode_export_links_every_sidecar_and_says_what_was_checked(
     h = sha256(photo)
     r = cli_archive("ingest", proofmode_export, "--json", check=True)
     files = by_name(r.json())
-    assert len(files) == 7 and all(f["status"] == "new" for f in files.values())
+    assert len(files) == 8 and all(f["status"] == "new" for f in files.values())
     # the photo comes first although its sidecars' names sort before it
     order = [Path(f["path"]).name for f in r.json()["files"]]
     assert order[:2] == [photo.name, "pubkey.asc"] and order[-1] == f"{h}.proof.json.asc"
@@ -156,8 +157,12 @@ def test_proofmode_export_links_every_sidecar_and_says_what_was_checked(
     key = files["pubkey.asc"]["sidecar"]
     assert key["kind"] == "openpgp-public-key" and key["of"] is None
     assert checks(key) == {"openpgp-public-key": "passed"}
-    assert "5 sidecar(s) linked, 1 not linked" in r.stderr  # pubkey.asc is about no one file
+    token = files[f"{h}.gst"]["sidecar"]
+    assert (token["kind"], token["of"]) == ("device-integrity-token", h)
+    assert checks(token) == {"device-integrity-token": "not-checked"}
+    assert "6 sidecar(s) linked, 1 not linked" in r.stderr  # pubkey.asc is about no one file
     assert "FAILED" not in r.stderr
+    cli_archive("verify", check=True)  # the links are signed with the ingest and verify
 
 
 def test_show_lists_the_sidecars_of_an_item_and_names_the_item_of_a_sidecar(
@@ -166,8 +171,10 @@ def test_show_lists_the_sidecars_of_an_item_and_names_the_item_of_a_sidecar(
     cli_archive("ingest", proofmode_export, check=True)
     shown = cli_archive("show", h, "--json", check=True).json()
     kinds = sorted(s["kind"] for s in shown["sidecars"])
-    assert kinds == ["openpgp-signature", "opentimestamps", "proofmode-csv", "proofmode-json"]
-    assert all(s["checks"][0]["result"] == "passed" for s in shown["sidecars"])
+    assert kinds == ["device-integrity-token", "openpgp-signature", "opentimestamps",
+                     "proofmode-csv", "proofmode-json"]
+    assert all(s["checks"][0]["result"] == "passed" for s in shown["sidecars"]
+               if s["kind"] != "device-integrity-token")
     assert shown["sidecar_of"] == []
     text = cli_archive("show", h, check=True).stdout
     assert f"{h}.asc (openpgp-signature" in text and "openpgp-signature passed" in text

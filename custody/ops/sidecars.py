@@ -21,7 +21,7 @@ from custody.core import sidecars as names
 from custody.core.sidecars import FAILED, NOT_CHECKED, PASSED, Pairing, check
 
 GPG_SECONDS = 30  # a signature check that takes longer is reported as not checked
-MAX_PROOF_BYTES = 16 * 1024 * 1024  # proof files are a few KB; a bigger one is not read whole
+MAX_PROOF_BYTES = 4 * 1024 * 1024  # proof files are a few KB; a bigger one is not read at all
 
 
 class LocalFiles(Protocol):
@@ -227,14 +227,15 @@ def timestamp_checks(
     except (DeserializationError, ValueError, RecursionError) as exc:
         return [check(what, FAILED, f"not an OpenTimestamps proof: {exc}")], []
     algorithm = {OpSHA256: "sha256", OpSHA1: "sha1"}.get(type(detached.file_hash_op))
+    shown = {"sha256": "SHA-256", "sha1": "SHA-1"}.get(algorithm or "", "")
     committed = detached.file_digest.hex()
     if algorithm is None or algorithm not in target:
         checks = [check(what, NOT_CHECKED, f"commits to a {detached.file_hash_op.TAG_NAME} "
                                            "digest, which custody does not compute")]
     elif committed == target[algorithm]:
-        checks = [check(what, PASSED, f"commits to the file's {algorithm.upper()} {committed}")]
+        checks = [check(what, PASSED, f"commits to the file's {shown} {committed}")]
     else:
-        checks = [check(what, FAILED, f"commits to {algorithm.upper()} {committed}, "
+        checks = [check(what, FAILED, f"commits to {shown} {committed}, "
                                       f"not the file's {target[algorithm]}")]
     attestations = [_attestation(a) for _msg, a in sorted(detached.timestamp.all_attestations(),
                                                           key=lambda ma: repr(ma[1]))]
@@ -342,4 +343,6 @@ def show_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _checks_text(link: dict[str, Any]) -> str:
     checks = link.get("checks") or []
-    return "; ".join(f"{c['check']} {c['result']} ({c['detail']})" for c in checks) or "no checks"
+    return "; ".join(
+        f"{c['check']} {'FAILED' if c['result'] == FAILED else c['result']} ({c['detail']})"
+        for c in checks) or "no checks"
