@@ -39,10 +39,19 @@ class Linker:
         for p in paths:
             folders.setdefault(p.parent, []).append(p.name)
         self.pairings: dict[Path, Pairing] = {}
+        # Only these files' digests are kept (a run of 100,000 photos has few sidecars): the
+        # files sidecars name, the sidecars, and every file of a folder with ProofMode names.
+        self._wanted: set[Path] = set()
         for folder, files in folders.items():
-            for name, pairing in names.pair(files).items():
+            found = names.pair(files)
+            for name, pairing in found.items():
                 self.pairings[folder / name] = pairing
-        self._stored: dict[Path, dict[str, str]] = {}  # path -> its digests (sha256, sha1, ...)
+                self._wanted.add(folder / name)
+                if pairing.of_name is not None:
+                    self._wanted.add(folder / pairing.of_name)
+            if any(p.of_sha256 is not None for p in found.values()):
+                self._wanted.update(folder / name for name in files)
+        self._stored: dict[Path, dict[str, dict[str, str]]] = {}  # folder -> name -> digests
 
     def depth(self, path: Path) -> int:
         """0 for a file that is no sidecar or a public key, else its depth (walk in that order)."""
@@ -50,7 +59,9 @@ class Linker:
         return p.depth if p is not None else 0
 
     def stored(self, path: Path, digests: dict[str, str]) -> None:
-        self._stored[path] = digests
+        """Hear that the file at `path` is stored, with its digests (sha256, sha1, ...)."""
+        if path in self._wanted:
+            self._stored.setdefault(path.parent, {})[path.name] = digests
 
     def link(self, path: Path, objects: LocalFiles) -> dict[str, Any] | None:
         """The `sidecar` details of the file stored from `path`, or None if it is no sidecar.
@@ -64,7 +75,7 @@ class Linker:
 
     def _link(self, path: Path, objects: LocalFiles) -> dict[str, Any] | None:
         pairing = self.pairings.get(path)
-        own = self._stored.get(path)
+        own = self._stored.get(path.parent, {}).get(path.name)
         if pairing is None or own is None:
             return None
         if pairing.kind == names.OPENPGP_PUBLIC_KEY:
@@ -75,7 +86,8 @@ class Linker:
         target = self._target(path, pairing)
         if target is None:
             return {"kind": pairing.kind, "of": None, "checks": [],
-                    "note": f"{_about(pairing)} is not beside it: stored, not linked"}
+                    "note": f"{_about(pairing)} was not ingested with it from its folder: "
+                            "stored, not linked"}
         out: dict[str, Any] = {"kind": pairing.kind, "of": target["sha256"]}
         with ExitStack() as stack:
             mine = Path(stack.enter_context(objects.local_file(own["sha256"])))
@@ -99,16 +111,17 @@ class Linker:
         return out
 
     def _target(self, path: Path, pairing: Pairing) -> dict[str, str] | None:
+        beside = self._stored.get(path.parent, {})
         if pairing.of_name is not None:
-            return self._stored.get(path.parent / pairing.of_name)
+            return beside.get(pairing.of_name)
         if pairing.of_sha256 is not None:  # ProofMode: the file beside it with that SHA-256
-            return next((d for p, d in self._stored.items()
-                         if p.parent == path.parent and d["sha256"] == pairing.of_sha256), None)
+            return next((d for d in beside.values() if d["sha256"] == pairing.of_sha256), None)
         return None
 
     def _public_key(self, folder: Path) -> dict[str, str] | None:
-        return next((d for p, d in self._stored.items() if p.parent == folder
-                     and self.pairings.get(p, Pairing("")).kind == names.OPENPGP_PUBLIC_KEY), None)
+        keys = [d for name, d in self._stored.get(folder, {}).items()
+                if (p := self.pairings.get(folder / name)) and p.kind == names.OPENPGP_PUBLIC_KEY]
+        return keys[0] if keys else None
 
 
 def _about(pairing: Pairing) -> str:
@@ -320,7 +333,10 @@ def for_show(ledger: Any, item: str, history: list[dict[str, Any]]) -> dict[str,
     own = [dict(h["details"]["sidecar"], seq=h["seq"]) for h in history
            if isinstance(h["details"].get("sidecar"), dict)]
     linked: list[dict[str, Any]] = []
+    mark = f'"of":"{item}"'.encode()  # canonical JSON: skip parsing entries that cannot match
     for row in ledger.rows_with_action("ingest", "sighting"):
+        if mark not in row.body:
+            continue
         e = entries.parse(row.body)
         link = e.details.get("sidecar")
         if isinstance(link, dict) and link.get("of") == item:
