@@ -315,3 +315,27 @@ def test_proof_fields_are_read_from_json_and_csv():
         sidecars.proof_from_json(b"[1, 2]")
     with pytest.raises(ValueError):
         sidecars.proof_from_csv(b"only a header\n")
+
+
+def test_the_report_lists_each_sidecar_and_what_was_checked(cli_archive, tmp_path, signer):
+    folder = tmp_path / "report"
+    folder.mkdir()
+    shutil.copyfile(PHOTO, folder / "photo.jpg")
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"not the photo")
+    signer.sign(other, folder / "photo.jpg.asc")
+    signer.export(folder / "pubkey.asc")
+    ots_proof(sha256(folder / "photo.jpg"), folder / "photo.jpg.ots")
+    cli_archive("ingest", folder, check=True)
+    cli_archive("checkpoint", check=True)
+    out = tmp_path / "photo.html"
+    r = cli_archive("report", sha256(folder / "photo.jpg"), "-o", out)
+    assert r.code == 0, r.stderr  # a failed sidecar check is a finding shown, not a failed report
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<th>Sidecar</th>") == 2
+    assert "openpgp-signature <strong>failed</strong> (bad signature" in page
+    assert "opentimestamps-digest <strong>passed</strong>" in page
+    sidecar_page = tmp_path / "ots.html"
+    cli_archive("report", sha256(folder / "photo.jpg.ots"), "-o", sidecar_page, check=True)
+    assert f'<th>Sidecar of</th><td><code class="hash">{sha256(folder / "photo.jpg")}' in (
+        sidecar_page.read_text(encoding="utf-8"))
