@@ -339,3 +339,10 @@ def test_the_report_lists_each_sidecar_and_what_was_checked(cli_archive, tmp_pat
     cli_archive("report", sha256(folder / "photo.jpg.ots"), "-o", sidecar_page, check=True)
     assert f'<th>Sidecar of</th><td><code class="hash">{sha256(folder / "photo.jpg")}' in (
         sidecar_page.read_text(encoding="utf-8"))
+
+
+def test_a_claim_too_long_to_sign_is_cut_and_says_so():
+    fields = proof_fields("ab" * 32) | {"Notes": "x" * 5000, "Location.Latitude": 36.2}
+    claims = sidecars.proof_from_json(json.dumps(fields).encode()).claims
+    assert claims["Notes"] == "x" * 1000 + " [cut at 1000 of 5000 characters]"
+    assert claims["Location.Latitude"] == "36.2"  # a JSON number kept as its JSON text

@@ -139,10 +139,20 @@ def proof_from_csv(data: bytes) -> ProofData:
     return _proof(dict(zip(rows[0], rows[1], strict=False)))
 
 
+MAX_CLAIM_CHARS = 1000  # a claim longer than this is cut, and says so, before it is signed
+
+
 def _proof(fields: dict[str, Any]) -> ProofData:
     digest = fields.get("File Hash SHA256")
-    claims = {k: str(fields[k]) for k in CLAIM_FIELDS if fields.get(k) not in (None, "")}
+    claims = {k: _claim(fields[k]) for k in CLAIM_FIELDS if fields.get(k) not in (None, "")}
     return ProofData(digest.strip().lower() if isinstance(digest, str) else None, claims)
+
+
+def _claim(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if len(text) <= MAX_CLAIM_CHARS:
+        return text
+    return f"{text[:MAX_CLAIM_CHARS]} [cut at {MAX_CLAIM_CHARS} of {len(text)} characters]"
 
 
 def check(name: str, result: str, detail: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from custody.core.sidecars import FAILED, NOT_CHECKED, PASSED, Pairing, check
 
 GPG_SECONDS = 30  # a signature check that takes longer is reported as not checked
 MAX_PROOF_BYTES = 4 * 1024 * 1024  # proof files are a few KB; a bigger one is not read at all
+MAX_ATTESTATIONS = 100  # listed in the entry; a real proof has a handful
 
 
 class LocalFiles(Protocol):
@@ -141,7 +142,9 @@ def _gnupg(args: list[str], home: str) -> subprocess.CompletedProcess[bytes]:
 def _keyring(public_key: Path, home: str) -> str | None:
     """The public key as a binary keyring gpgv reads (it reads no armour), or None."""
     keyring = os.path.join(home, "keyring.gpg")
-    if public_key.read_bytes()[:5] != b"-----":
+    with open(public_key, "rb") as f:
+        armoured = f.read(5) == b"-----"
+    if not armoured:
         shutil.copyfile(public_key, keyring)
         return keyring
     gpg = shutil.which("gpg")
@@ -252,9 +255,11 @@ def timestamp_checks(
                                       f"not the file's {target[algorithm]}")]
     attestations = [_attestation(a) for _msg, a in sorted(detached.timestamp.all_attestations(),
                                                           key=lambda ma: repr(ma[1]))]
+    listed = (f"{len(attestations)} attestation(s) listed" if len(attestations) <= MAX_ATTESTATIONS
+              else f"{len(attestations)} attestation(s), the first {MAX_ATTESTATIONS} listed")
     checks.append(check("opentimestamps-attestations", NOT_CHECKED,
-                        f"{len(attestations)} attestation(s) listed; not verified against "
-                        "Bitcoin (offline)"))
+                        f"{listed}; not verified against Bitcoin (offline)"))
+    attestations = attestations[:MAX_ATTESTATIONS]
     return checks, attestations
 
 
