@@ -346,3 +346,14 @@ def test_a_claim_too_long_to_sign_is_cut_and_says_so():
     claims = sidecars.proof_from_json(json.dumps(fields).encode()).claims
     assert claims["Notes"] == "x" * 1000 + " [cut at 1000 of 5000 characters]"
     assert claims["Location.Latitude"] == "36.2"  # a JSON number kept as its JSON text
+
+
+def test_an_asc_file_holding_no_signature_fails(cli_archive, tmp_path, signer):
+    folder = tmp_path / "garbage"
+    folder.mkdir()
+    shutil.copyfile(PHOTO, folder / "photo.jpg")
+    (folder / "photo.jpg.asc").write_bytes(b"-----BEGIN PGP SIGNATURE-----\n\nnot base64 at all\n")
+    signer.export(folder / "pubkey.asc")
+    sidecar = by_name(cli_archive("ingest", folder, "--json", check=True).json())[
+        "photo.jpg.asc"]["sidecar"]
+    assert sidecar["checks"][0]["result"] == "failed", sidecar
