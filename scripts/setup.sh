@@ -27,6 +27,9 @@ grep -q 'libpangoft2-1\.0\.so\.0' <<<"$libs" || need+=(libpango-1.0-0 libpangoft
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)  # the terminal tests drive custody in tmux
+# Sidecars: gpgv checks OpenPGP signatures found beside a file, gpg reads the key beside them.
+command -v gpgv >/dev/null 2>&1 || need+=(gpgv)
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 BASE=${PYTHON:-python3}
 # A stock machine may lack Python itself, or Debian's venv module (package python3-venv).
 if ! command -v "$BASE" >/dev/null 2>&1; then

@@ -34,6 +34,7 @@ from custody.errors import (
 from custody.metadata import provenance as c2pa_record
 from custody.metadata.isolation import harden_process
 from custody.ops import items as views
+from custody.ops import sidecars
 from custody.ops.archive import Archive, default_archive_path
 from custody.ops.backends import custody_error
 from custody.ops.keyfiles import (
@@ -259,6 +260,7 @@ def ingest(
     from custody.ops.c2pa_trust import configured_files, load_trust
     from custody.ops.ingest import Ingest
     from custody.ops.selection import Selection, select_files
+    from custody.ops.sidecars import ingest_lines as sidecar_lines
     from custody.package.dumps import Unpacker, dump_paths
     from custody.search.similar import looks_like_line
 
@@ -314,6 +316,8 @@ def ingest(
             + " stored as is: add --unpack to ingest the members of a zip or tar dump too")
     if run is not None and run.look_alikes.problem:
         err(run.look_alikes.problem)
+    for line in sidecar_lines([(f.path, f.sidecar) for f in report.files if f.sidecar]):
+        err(line)
     unreadable = [s for s in skipped if s.get("unreadable")]
     if summary["failed"] or unreadable:
         what = [f"{summary['failed']} file(s)"] if summary["failed"] else []
@@ -452,6 +456,7 @@ def show_lines(data: dict[str, Any]) -> list[str]:
     if data.get("members"):
         pairs.append(("members", f"{len(data['members'])} item(s) unpacked from this dump "
                                  "(show --json lists them)"))
+    pairs += sidecars.show_lines(data)
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))

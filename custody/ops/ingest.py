@@ -30,6 +30,7 @@ from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, DiskFull, NotFound, UsageError
 from custody.ops import dryrun, resume
 from custody.ops.archive import Archive, Draft
+from custody.ops.sidecars import Linker
 from custody.search.similar import LookAlikes
 from store.ports import LedgerTransaction, ObjectWriteError, SetAside, StoreFull
 
@@ -91,6 +92,7 @@ class FileResult:
     replaced: str | None = None  # where a damaged file found at the object's name was kept
     member: dict[str, str] | None = None  # {"container", "member"}: unpacked from a dump
     looks_like: list[dict[str, Any]] | None = None  # near-duplicates held (docs/SIMILAR.md)
+    sidecar: dict[str, Any] | None = None  # a proof file beside another: its link and checks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,7 @@ class FileResult:
             "replaced": self.replaced,
             "member": self.member,
             "looks_like": self.looks_like,
+            "sidecar": self.sidecar,
         }
 
 
@@ -311,11 +314,15 @@ class Ingest:
         self._pending: list[_Pending] = []
         self._batch_started = time.monotonic()
         self.look_alikes = LookAlikes(archive)
+        self._sidecars: Linker | None = None  # proof files beside others (ops/sidecars.py)
 
     def run(self, files: list[Found]) -> IngestReport:
         """Ingest files found by a walk: each is opened and given to `add` with what the file
         system claims of it (name, path, mtime)."""
         self._begin()
+        # Sidecars after the files they are about, so that those digests are known by then.
+        linker = self._sidecars = Linker([f.path.absolute() for f in files])
+        files = sorted(files, key=lambda f: linker.depth(f.path.absolute()))
         try:
             for i, found in enumerate(files):
                 left = i  # the first file not recorded if this one stops the run
@@ -435,8 +442,14 @@ class Ingest:
         if put.replaced is not None:
             details["replaced"] = replaced_details(put.replaced)
             result.replaced = details["replaced"]["kept_at"]
-        elif (earlier := resume.recorded_before(self.archive.ledger, self.key.key_id,
-                                                digests.sha256, details)) is not None:
+        if self._sidecars is not None and claims.path is not None:
+            self._sidecars.stored(Path(claims.path), dict(details["digests"]))
+            if not self.dry_run:  # its checks read the stored sidecar
+                result.sidecar = self._sidecars.link(Path(claims.path), self.archive.objects)
+            if result.sidecar is not None:
+                details["sidecar"] = result.sidecar
+        if put.replaced is None and (earlier := resume.recorded_before(
+                self.archive.ledger, self.key.key_id, digests.sha256, details)) is not None:
             result.status, result.seq = "unchanged", earlier  # nothing new to sign
             self.report.files.append(result)
             self.on_file(result)

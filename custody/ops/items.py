@@ -16,6 +16,7 @@ from custody.metadata.clocks import shown_capture
 from custody.metadata.gps import fix_problems, shown_place
 from custody.ops import containment
 from custody.ops.archive import Archive, replayed
+from custody.ops.sidecars import for_show as sidecars_for_show
 from store.ports import EntryRow
 
 
@@ -144,6 +145,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         # phone dumps (docs/CLI.md, ingest --unpack): where it was unpacked from, what it holds
         "unpacked_from": containment.unpacked_from(archive.ledger, history),
         "members": containment.members_of(archive.ledger, item, doc.get("mime")),
+        **sidecars_for_show(archive.ledger, item, history),
     }
 
 

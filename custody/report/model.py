@@ -217,6 +217,8 @@ def _item(
         "codecs": doc.get("codecs") or [],
         "metadata_errors": shown["metadata_errors"],
         "c2pa": _c2pa(doc),
+        "sidecars": shown["sidecars"],  # proof files beside it and what was checked
+        "sidecar_of": shown["sidecar_of"],
         "cases": shown["cases"],
         "incidents": [{k: i.get(k) for k in ("incident", "date", "description", "place", "case")}
                       for i in mine],
