@@ -131,8 +131,11 @@ def test_ingest_says_when_a_new_file_looks_like_one_already_held(cli_archive, tm
     line = next(x for x in result.stderr.splitlines() if x.startswith("looks like:"))
     assert copy.name in line and sha(PHOTOS / "earth.jpg")[:16] in line and "not proof" in line
     # A second copy of the same bytes is a sighting, not a look-alike; a text file is not hashed.
+    # (Another path: the same path again would be `unchanged`, nothing recorded.)
+    twin = tmp_path / "twin.jpg"
+    twin.write_bytes(copy.read_bytes())
     (tmp_path / "notes.txt").write_text("not a picture\n")
-    again = cli_archive("ingest", copy, tmp_path / "notes.txt", "--json").json()["files"]
+    again = cli_archive("ingest", twin, tmp_path / "notes.txt", "--json").json()["files"]
     assert [(f["status"], f["looks_like"]) for f in again] == [("present", None), ("new", None)]
 
 
