@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -379,6 +380,9 @@ def proofmode_zip(folder: Path, signer: Signer, *, tampered: bool = False) -> Pa
     with zipfile.ZipFile(dump, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in (f"{h}.asc", f"{h}.proof.json", "pubkey.asc", photo.name):
             zf.write(work / name, f"PXL_20161201_100000/{name}")
+        # a proof in another folder of the dump is not paired with the photo
+        zf.writestr(f"elsewhere/{h}.proof.csv", write_csv(proof_fields(h), work / "p.csv")
+                    .read_bytes())
     return dump
 
 
@@ -388,7 +392,9 @@ def test_sidecars_inside_an_unpacked_zip_are_linked_and_checked(cli_archive, tmp
     r = cli_archive("ingest", dump, "--unpack", "--json", check=True)
     members = [Path(f["path"].split("!", 1)[1]).name for f in r.json()["files"][1:]]
     assert members[:2] == ["pubkey.asc", "PXL_20161201_100000.jpg"]  # the photo before its proofs
-    assert "2 sidecar(s) linked, 1 not linked" in r.stderr and "FAILED" not in r.stderr
+    assert "2 sidecar(s) linked, 2 not linked" in r.stderr and "FAILED" not in r.stderr
+    elsewhere = next(f for f in r.json()["files"] if "elsewhere/" in f["path"])["sidecar"]
+    assert elsewhere["of"] is None and "not ingested with it from its folder" in elsewhere["note"]
     shown = cli_archive("show", h, "--json", check=True).json()
     linked = {s["kind"]: s for s in shown["sidecars"]}
     assert set(linked) == {"openpgp-signature", "proofmode-json"}
@@ -410,3 +416,20 @@ def test_a_tampered_signature_inside_an_unpacked_zip_fails(cli_archive, tmp_path
     linked = {s["kind"]: s for s in shown["sidecars"]}
     assert checks(linked["openpgp-signature"]) == {"openpgp-signature": "failed"}
     assert checks(linked["proofmode-json"]) == {"proofmode-file-hash": "passed"}
+
+
+def test_sidecars_inside_an_unpacked_tar_gz_are_linked_although_listed_first(
+        cli_archive, tmp_path):
+    h = sha256(PHOTO)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / f"{h}.proof.json").write_text(json.dumps(proof_fields(h)))
+    shutil.copyfile(PHOTO, work / "photo.jpg")
+    dump = tmp_path / "share.tar.gz"
+    with tarfile.open(dump, "w:gz") as tf:  # the proof before the photo: read back after it
+        for name in (f"{h}.proof.json", "photo.jpg"):
+            tf.add(work / name, f"export/{name}")
+    r = cli_archive("ingest", dump, "--unpack", "--json", check=True)
+    assert "1 sidecar(s) linked" in r.stderr
+    shown = cli_archive("show", h, "--json", check=True).json()
+    assert [checks(s) for s in shown["sidecars"]] == [{"proofmode-file-hash": "passed"}]
