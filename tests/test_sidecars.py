@@ -11,7 +11,9 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -357,3 +359,77 @@ def test_an_asc_file_holding_no_signature_fails(cli_archive, tmp_path, signer):
     sidecar = by_name(cli_archive("ingest", folder, "--json", check=True).json())[
         "photo.jpg.asc"]["sidecar"]
     assert sidecar["checks"][0]["result"] == "failed", sidecar
+
+
+def proofmode_zip(folder: Path, signer: Signer, *, tampered: bool = False) -> Path:
+    """A zip as ProofMode shares a photo: its proofs written BEFORE the photo, in one folder of
+    the dump. `tampered`: the signature member signs other bytes than the photo."""
+    work = folder / "work"
+    work.mkdir()
+    photo = work / "PXL_20161201_100000.jpg"
+    shutil.copyfile(PHOTO, photo)
+    h = sha256(photo)
+    signed = photo
+    if tampered:
+        signed = work / "other.bin"
+        signed.write_bytes(b"not the photo")
+    signer.sign(signed, work / f"{h}.asc")
+    (work / f"{h}.proof.json").write_text(json.dumps(proof_fields(h)))
+    signer.export(work / "pubkey.asc")
+    dump = folder / "proofmode-share.zip"
+    with zipfile.ZipFile(dump, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in (f"{h}.asc", f"{h}.proof.json", "pubkey.asc", photo.name):
+            zf.write(work / name, f"PXL_20161201_100000/{name}")
+        # a proof in another folder of the dump is not paired with the photo
+        zf.writestr(f"elsewhere/{h}.proof.csv", write_csv(proof_fields(h), work / "p.csv")
+                    .read_bytes())
+    return dump
+
+
+def test_sidecars_inside_an_unpacked_zip_are_linked_and_checked(cli_archive, tmp_path, signer):
+    dump = proofmode_zip(tmp_path, signer)
+    h = sha256(PHOTO)
+    r = cli_archive("ingest", dump, "--unpack", "--json", check=True)
+    members = [Path(f["path"].split("!", 1)[1]).name for f in r.json()["files"][1:]]
+    assert members[:2] == ["pubkey.asc", "PXL_20161201_100000.jpg"]  # the photo before its proofs
+    assert "2 sidecar(s) linked, 2 not linked" in r.stderr and "FAILED" not in r.stderr
+    elsewhere = next(f for f in r.json()["files"] if "elsewhere/" in f["path"])["sidecar"]
+    assert elsewhere["of"] is None and "not ingested with it from its folder" in elsewhere["note"]
+    shown = cli_archive("show", h, "--json", check=True).json()
+    linked = {s["kind"]: s for s in shown["sidecars"]}
+    assert set(linked) == {"openpgp-signature", "proofmode-json"}
+    assert checks(linked["openpgp-signature"]) == {"openpgp-signature": "passed"}
+    assert signer.fingerprint in linked["openpgp-signature"]["checks"][0]["detail"]
+    assert linked["openpgp-signature"]["name"] == f"{h}.asc"
+    assert checks(linked["proofmode-json"]) == {"proofmode-file-hash": "passed"}
+    assert linked["proofmode-json"]["claims"]["Location.Latitude"] == "36.2"
+    cli_archive("verify", check=True)
+
+
+def test_a_tampered_signature_inside_an_unpacked_zip_fails(cli_archive, tmp_path, signer):
+    dump = proofmode_zip(tmp_path, signer, tampered=True)
+    h = sha256(PHOTO)
+    r = cli_archive("ingest", dump, "--unpack", "--json")
+    assert r.code == 0  # everything was stored: a failed check is information, not an error
+    assert f"{h}.asc: openpgp-signature FAILED: bad signature" in r.stderr
+    shown = cli_archive("show", h, "--json", check=True).json()
+    linked = {s["kind"]: s for s in shown["sidecars"]}
+    assert checks(linked["openpgp-signature"]) == {"openpgp-signature": "failed"}
+    assert checks(linked["proofmode-json"]) == {"proofmode-file-hash": "passed"}
+
+
+def test_sidecars_inside_an_unpacked_tar_gz_are_linked_although_listed_first(
+        cli_archive, tmp_path):
+    h = sha256(PHOTO)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / f"{h}.proof.json").write_text(json.dumps(proof_fields(h)))
+    shutil.copyfile(PHOTO, work / "photo.jpg")
+    dump = tmp_path / "share.tar.gz"
+    with tarfile.open(dump, "w:gz") as tf:  # the proof before the photo: read back after it
+        for name in (f"{h}.proof.json", "photo.jpg"):
+            tf.add(work / name, f"export/{name}")
+    r = cli_archive("ingest", dump, "--unpack", "--json", check=True)
+    assert "1 sidecar(s) linked" in r.stderr
+    shown = cli_archive("show", h, "--json", check=True).json()
+    assert [checks(s) for s in shown["sidecars"]] == [{"proofmode-file-hash": "passed"}]

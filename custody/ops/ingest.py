@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from queue import Queue
 from typing import Any, BinaryIO, cast
 
@@ -422,9 +422,14 @@ class Ingest:
             self.on_file(result)
         return None
 
-    def add(self, stream: BinaryIO, claims: Claims, *, shown_as: str | None = None) -> FileResult:
+    def add(
+        self, stream: BinaryIO, claims: Claims, *, shown_as: str | None = None,
+        linked_as: tuple[Linker, PurePath] | None = None,
+    ) -> FileResult:
         """Store one stream and queue its entry for the next batch (its metadata is read while
-        later files are stored). The result is filled in once the batch commits."""
+        later files are stored). The result is filled in once the batch commits. `linked_as`: the
+        sidecar pairing a stream without a `path` belongs to and its key there (a dump's member:
+        package/dumps.py); a file of the walk is paired by its path in the run's own."""
         result = FileResult(path=shown_as or claims.shown(), status="failed")
         # put only calls readinto, which _Counting passes through
         counted = cast(BinaryIO, _Counting(stream, self.on_bytes))
@@ -442,10 +447,13 @@ class Ingest:
         if put.replaced is not None:
             details["replaced"] = replaced_details(put.replaced)
             result.replaced = details["replaced"]["kept_at"]
-        if self._sidecars is not None and claims.path is not None:
-            self._sidecars.stored(Path(claims.path), dict(details["digests"]))
+        if linked_as is None and self._sidecars is not None and claims.path is not None:
+            linked_as = (self._sidecars, Path(claims.path))
+        if linked_as is not None:
+            linker, key = linked_as
+            linker.stored(key, dict(details["digests"]))
             if not self.dry_run:  # its checks read the stored sidecar
-                result.sidecar = self._sidecars.link(Path(claims.path), self.archive.objects)
+                result.sidecar = linker.link(key, self.archive.objects)
             if result.sidecar is not None:
                 details["sidecar"] = result.sidecar
         if put.replaced is None and (earlier := resume.recorded_before(

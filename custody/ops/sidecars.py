@@ -13,8 +13,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from custody.core import sidecars as names
@@ -32,17 +33,18 @@ class LocalFiles(Protocol):
 
 
 class Linker:
-    """One ingest run's sidecars: built from the paths the walk found (absolute), told the
-    digests of each file once stored, asked for the `sidecar` details of each sidecar."""
+    """One ingest run's sidecars: built from the paths the walk found (absolute) or a dump's
+    member paths (package/dumps.py), told the digests of each file once stored, asked for the
+    `sidecar` details of each sidecar."""
 
-    def __init__(self, paths: list[Path]) -> None:
-        folders: dict[Path, list[str]] = {}
+    def __init__(self, paths: Sequence[PurePath]) -> None:
+        folders: dict[PurePath, list[str]] = {}
         for p in paths:
             folders.setdefault(p.parent, []).append(p.name)
-        self.pairings: dict[Path, Pairing] = {}
+        self.pairings: dict[PurePath, Pairing] = {}
         # Only these files' digests are kept (a run of 100,000 photos has few sidecars): the
         # files sidecars name, the sidecars, and every file of a folder with ProofMode names.
-        self._wanted: set[Path] = set()
+        self._wanted: set[PurePath] = set()
         for folder, files in folders.items():
             found = names.pair(files)
             for name, pairing in found.items():
@@ -52,19 +54,19 @@ class Linker:
                     self._wanted.add(folder / pairing.of_name)
             if any(p.of_sha256 is not None for p in found.values()):
                 self._wanted.update(folder / name for name in files)
-        self._stored: dict[Path, dict[str, dict[str, str]]] = {}  # folder -> name -> digests
+        self._stored: dict[PurePath, dict[str, dict[str, str]]] = {}  # folder -> name -> digests
 
-    def depth(self, path: Path) -> int:
+    def depth(self, path: PurePath) -> int:
         """0 for a file that is no sidecar or a public key, else its depth (walk in that order)."""
         p = self.pairings.get(path)
         return p.depth if p is not None else 0
 
-    def stored(self, path: Path, digests: dict[str, str]) -> None:
+    def stored(self, path: PurePath, digests: dict[str, str]) -> None:
         """Hear that the file at `path` is stored, with its digests (sha256, sha1, ...)."""
         if path in self._wanted:
             self._stored.setdefault(path.parent, {})[path.name] = digests
 
-    def link(self, path: Path, objects: LocalFiles) -> dict[str, Any] | None:
+    def link(self, path: PurePath, objects: LocalFiles) -> dict[str, Any] | None:
         """The `sidecar` details of the file stored from `path`, or None if it is no sidecar.
         A check that cannot run (a tool that fails to start) is said so; the file stays stored."""
         try:
@@ -74,7 +76,7 @@ class Linker:
             return {"kind": pairing.kind, "of": None, "checks": [check(
                 "sidecar", NOT_CHECKED, f"could not be checked: {exc.strerror or exc}")]}
 
-    def _link(self, path: Path, objects: LocalFiles) -> dict[str, Any] | None:
+    def _link(self, path: PurePath, objects: LocalFiles) -> dict[str, Any] | None:
         pairing = self.pairings.get(path)
         own = self._stored.get(path.parent, {}).get(path.name)
         if pairing is None or own is None:
@@ -111,7 +113,7 @@ class Linker:
                                        "kept as found: verifying it needs its issuer's service")]
         return out
 
-    def _target(self, path: Path, pairing: Pairing) -> dict[str, str] | None:
+    def _target(self, path: PurePath, pairing: Pairing) -> dict[str, str] | None:
         beside = self._stored.get(path.parent, {})
         if pairing.of_name is not None:
             return beside.get(pairing.of_name)
@@ -119,7 +121,7 @@ class Linker:
             return next((d for d in beside.values() if d["sha256"] == pairing.of_sha256), None)
         return None
 
-    def _public_key(self, folder: Path) -> dict[str, str] | None:
+    def _public_key(self, folder: PurePath) -> dict[str, str] | None:
         keys = [d for name, d in self._stored.get(folder, {}).items()
                 if (p := self.pairings.get(folder / name)) and p.kind == names.OPENPGP_PUBLIC_KEY]
         return keys[0] if keys else None

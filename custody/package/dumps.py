@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, cast
 
 from custody.ops.ingest import Claims, FileResult, Found, Ingest, claimed_name, shown
 from custody.ops.selection import Selection
+from custody.ops.sidecars import Linker
 from custody.package.bagsafe import (
     RATIO_FLOOR,
     Limits,
@@ -324,7 +325,13 @@ class Unpacker:
                 return
             tally = _Tally(path.stat().st_size, self.limits)
             stop: str | None = None
-            for rel, m in plan.members:
+            # Sidecars as on disk: a member's folder is its folder inside the dump, and the
+            # members are read in pairing depth order (media before their proofs; a stable
+            # sort: a tar is rewound at most once per depth).
+            linker = Linker([PurePosixPath(rel) for rel, m in plan.members
+                             if m.refused is None and self.selection.skip_reason(rel) is None])
+            members = sorted(plan.members, key=lambda rm: linker.depth(PurePosixPath(rm[0])))
+            for rel, m in members:
                 if stop is not None or m.refused is not None:
                     self._refuse(ingest, dump_shown, container, rel, stop or m.refused or "")
                     continue
@@ -344,7 +351,8 @@ class Unpacker:
                 try:  # only the member's own stream raises PackageRefused in here
                     with raw:
                         stream = cast(BinaryIO, _MemberStream(raw, m.size, tally))
-                        result = ingest.add(stream, claims, shown_as=claims.shown())
+                        result = ingest.add(stream, claims, shown_as=claims.shown(),
+                                            linked_as=(linker, PurePosixPath(rel)))
                     result.member = {"container": container, "member": rel}
                 except PackageRefused as exc:
                     why = str(exc)
