@@ -154,8 +154,11 @@ def test_ctrl_c_during_ingest_says_what_was_stored_and_leaves_nothing_half_writt
     listed = cli_archive("list", "--json", check=True).json()
     assert len(listed) == stored
     assert cli_archive("verify", "--json").json()["ok"] is True
+    seq_before_rerun = len(cli_archive("log", "--json", check=True).stdout.splitlines())
+    # The re-run finishes the job: what was recorded is `unchanged` (nothing appended), the rest new.
     again = cli_archive("ingest", folder, check=True)
-    assert again.stdout.count("present ") == stored and again.stdout.count("new ") == 400 - stored
+    assert again.stdout.count("unchanged ") == stored and again.stdout.count("new ") == 400 - stored
+    assert len(cli_archive("log", "--json", check=True).stdout.splitlines()) == seq_before_rerun + 400 - stored
 
 
 def test_the_passphrase_prompt_works_on_a_terminal(terminal, cli_archive, tmp_path):
