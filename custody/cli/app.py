@@ -1071,7 +1071,8 @@ def export(
     items: list[str] = typer.Argument(None, metavar="ITEM", help="Items to export (or use --case)."),
     case: str = typer.Option(None, "--case", help="Export every item filed under this case."),
     purpose: str = typer.Option(..., "--purpose", help="Why: recorded in each item's access entry and in the package."),
-    output: Path = typer.Option(..., "-o", "--output", help="A folder, or a .zip/.tar file (must not exist)."),
+    output: Path = typer.Option(..., "-o", "--output", help="A folder, or a .zip/.tar file (must not exist); with --format case, FILE.jsonld."),
+    fmt: str = typer.Option("bag", "--format", help="bag (an evidence package) or case (a CASE/UCO JSON-LD graph of the items and their custody, docs/CASE.md)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export items as a BagIt evidence package with their signed history, proofs and keys."""
@@ -1079,10 +1080,15 @@ def export(
     from custody.package.export import case_items
     from custody.package.export import export as export_package
 
+    if fmt not in ("bag", "case"):
+        raise UsageError(f"unknown --format '{fmt}': choose bag or case")
     archive = open_archive()
     key = acting_key()
     refs = [archive.resolve_item(i) for i in items or []]
     chosen = refs or (case_items(archive, case) if case else [])
+    if fmt == "case":
+        _export_case(archive, key, refs, case, purpose, output, chosen, as_json)
+        return
     try:
         with ExportProgress(_content_bytes(archive, chosen)) as progress:
             done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose,
@@ -1101,6 +1107,23 @@ def export(
           f"{done['checkpoint']['size']}")
     say(f"package SHA-256 (of tagmanifest-sha256.txt): {done['package_sha256']}")
     say(f"archive verifier key: {done['verifier_key']}")
+
+
+def _export_case(archive: Archive, key: SigningKey, refs: list[str], case: str | None,
+                 purpose: str, output: Path, chosen: list[str], as_json: bool) -> None:
+    from custody.cli.progress import ExportProgress
+    from custody.package.case_export import export_case
+
+    with ExportProgress(_content_bytes(archive, chosen)) as progress:
+        done = export_case(archive, key, refs, case, purpose, output, version(),
+                           on_bytes=progress.advance)
+    if as_json:
+        out_json(done)
+        return
+    say(f"wrote {done['path']}: a CASE/UCO graph of {done['items']} item(s), {done['nodes']} "
+        f"nodes; each item's content read and verified (access entries "
+        f"{', '.join(map(str, done['entries']))})")
+    say(f"graph SHA-256: {done['graph_sha256']}")
 
 
 def _content_bytes(archive: Archive, items: list[str]) -> int:

@@ -7,7 +7,7 @@ object, verifying its SHA-256 as it is read. Nothing else in custody opens an ob
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,11 @@ KINDS = ("get", "export", "report")
 
 @contextmanager
 def content(
-    archive: Archive, key: SigningKey, item: str, purpose: str, kind: str, destination: str | None
+    archive: Archive, key: SigningKey, item: str, purpose: str, kind: str, destination: str | None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[ObjectReader]:
-    """A verifying reader of `item`, opened only after its access entry is committed."""
+    """A verifying reader of `item`, opened only after its access entry is committed. `extra`
+    adds members to the entry's details (an export's `format`, docs/FORMAT.md §5.4)."""
     if not purpose or not purpose.strip():
         raise UsageError("reading evidence content needs a stated purpose (--purpose TEXT)")
     if kind not in KINDS:
@@ -34,6 +36,7 @@ def content(
     if not archive.ledger.rows_for_item(item):
         raise NotFound(f"no item {item} in this archive")
     details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
+    details.update(extra or {})
     archive.append(key, [Draft("access", item, details)], attempted=kind, purpose=purpose)
     with archive.objects.open(item) as reader:
         yield reader
