@@ -207,27 +207,35 @@ def test_case_export_refuses_bad_input_in_one_line_and_records_nothing(story):
     assert not (story.tmp / "r.jsonld").exists()
 
 
-def test_a_derived_entry_maps_to_original_derivative_and_tool():
-    """The derive helper's `derived` entry (issue 18, part 1), read generically: its original is
-    the action's object, the derivative its result, and the tool it names an instrument."""
+def test_a_derived_entry_maps_to_original_derivative_and_tools():
+    """A `derived` entry as the derive work documents it (docs/FORMAT.md §5.4.1 on its branch),
+    read generically: the original is the action's object, the derivative its result beside its
+    provenance record, and every tool it names, with its version, an instrument."""
     original, derivative = "a" * 64, "b" * 64
     alice = Custodian("c" * 32, bytes(32), "Alice Admin", "admin", 1)
     derived = Entry("custody.archive/x", 9, "2026-11-29T10:00:00.000000Z", alice.key_id,
                     "derived", derivative,
-                    {"original": original, "purpose": "publication",
-                     "operations": [{"op": "redact", "box": [1, 2, 3, 4]}],
-                     "tool": {"name": "ffmpeg", "version": "5.1.6"}}, None)
-    record = case_graph.ItemRecord(derivative, 10, {"sha256": derivative}, "image/jpeg",
-                                   ("x.jpg",), (derived,))
-    doc = case_graph.build(case_graph.Archive("A", "custody.archive/x", "d" * 32, "0.1.0",
+                    {"digests": {"sha256": derivative}, "size": 10, "mime": "image/png",
+                     "original": original, "source": {"name": "IMG_0001.derived.png"},
+                     "access": 8, "purpose": "publication: faces redacted",
+                     "operations": [{"op": "redact", "boxes": [[1, 2, 3, 4]], "fill": "#000000"},
+                                    {"op": "strip-metadata"}],
+                     "tools": {"custody": "0.1.0", "Pillow": "13.0.0"}, "commands": [],
+                     "output": {"format": "png"}, "case": None}, None)
+    record = case_graph.ItemRecord(derivative, 10, {"sha256": derivative}, "image/png",
+                                   ("IMG_0001.derived.png",), (derived,))
+    doc = case_graph.build(case_graph.Archive("A", "custody.archive/x", "d" * 32, "0.2.0",
                                               {alice.key_id: alice}, {9: "e" * 64}), [record])
     g = Graph().parse(data=json.dumps(doc), format="json-ld")
     (action,) = _actions(g, "derived")
     hashed = {str(g.value(h, TYPES.hashValue)): f for f in g.subjects(RDF.type, OBS.File)
               for facet in g.objects(f, CORE.hasFacet) for h in g.objects(facet, OBS.hash)}
-    assert g.value(action, ACTION.object) == hashed[original]
-    assert g.value(action, ACTION.result) == hashed[derivative]
+    assert g.value(action, ACTION.object) == hashed[original]  # known by its SHA-256 alone
+    results = set(g.objects(action, ACTION.result))
+    assert hashed[derivative] in results
+    assert any((r, RDF.type, INV.ProvenanceRecord) in g for r in results)
     tools = {(str(g.value(t, CORE.name)), str(g.value(t, TOOL.version)))
              for t in g.objects(action, ACTION.instrument)}
-    assert ("ffmpeg", "5.1.6") in tools
+    assert tools == {("custody", "0.1.0"), ("Pillow", "13.0.0")}
     assert _key_id(g, g.value(action, ACTION.performer)) == alice.key_id
+    assert "redact" in str(g.value(action, CORE.description))

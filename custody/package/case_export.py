@@ -15,7 +15,6 @@ from typing import Any
 
 from custody.core import canonical
 from custody.core import entry as entries
-from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, CustodyError, NotFound, NotPermitted, UsageError
 from custody.ops import access
@@ -141,13 +140,14 @@ def _record(archive: Archive, sha: str, rows: list[EntryRow]) -> case_graph.Item
     """An item's facts from its signed entries, and its readers from its metadata document when
     that document is the one its first record signed (anything else is not stated)."""
     parsed = tuple(entries.parse(r.body) for r in rows)
-    first = next((e for e in parsed if e.action in FIRST_RECORD), None)
+    first = next((e for e in parsed if e.action in case_graph.FIRST_RECORDS), None)
     if first is None:
         raise ArchiveError(f"item {sha} has no ingest entry")
     names: list[str] = []
     for e in parsed:
         name = (e.details.get("source") or {}).get("name")
-        if e.action in (*FIRST_RECORD, "sighting") and isinstance(name, str) and name not in names:
+        if e.action in (*case_graph.FIRST_RECORDS, "sighting") and isinstance(name, str) \
+                and name not in names:
             names.append(name)
     readers: dict[str, str] = {}
     doc = archive.ledger.metadata(sha)

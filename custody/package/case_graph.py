@@ -33,8 +33,8 @@ CONTEXT = {
 }
 # UCO's HashNameVocab spelling of the four digests every item carries (docs/FORMAT.md §5.4).
 HASH_METHODS = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA256", "sha512": "SHA512"}
-FIRST_RECORDS = ("ingest", "received")
-DERIVE_ACTIONS = ("derive", "derived")  # a derivative's signed entry (issue 18, part 1)
+DERIVE_ACTIONS = ("derived", "derive")  # a derivative's first record (FORMAT.md §5.4.1, issue 18)
+FIRST_RECORDS = ("ingest", "received", *DERIVE_ACTIONS)
 KEY_ID_CONTEXT = ("custody key id: the first 16 bytes of SHA-256 over a tag and the Ed25519 "
                   "public key, hex (docs/FORMAT.md §4.1)")
 PUBLIC_KEY_CONTEXT = "Ed25519 public key (RFC 8032), 32 bytes, base64"
@@ -242,22 +242,30 @@ def _action(
                 _ref(g.iri("action", f"{offer.seq}:{archive.leaf_hashes.get(offer.seq) or ''}"))]
             node["uco-action:participant"] = [_ref(_identity(g, archive, offer.actor))]
     if e.action in DERIVE_ACTIONS:
-        _derivation(g, e, node, known)
+        _derivation(g, e, node, known, custody_tool)
     g.add(node)
 
 
-def _derivation(g: _Nodes, e: Entry, node: dict[str, Any], known: Mapping[str, ItemRecord]) -> None:
-    """A derivative's entry: its original is the action's object, the derivative its result, and
-    each tool it names (with its version) an instrument. Read generically from the entry."""
+def _derivation(
+    g: _Nodes, e: Entry, node: dict[str, Any], known: Mapping[str, ItemRecord], custody_tool: str,
+) -> None:
+    """A derivative's entry: its original is the action's object, the derivative a result beside
+    its provenance record, and each tool the entry names, with its version, an instrument (the
+    versioned custody it names replaces the unversioned one). Read generically from the entry."""
     d = e.details
-    original = next((_sha256_of(d[k]) for k in ("original", "source", "from")
+    original = next((_sha256_of(d[k]) for k in ("original", "from")
                      if _sha256_of(d.get(k))), None)
     if original and e.item:
         node["uco-action:object"] = [_ref(_file(g, original, known.get(original)))]
-        node["uco-action:result"] = [_ref(_file(g, e.item, known.get(e.item)))]
-    for tool in _named_tools(d):
+        node["uco-action:result"] = [*node.get("uco-action:result", []),
+                                     _ref(_file(g, e.item, known.get(e.item)))]
+    tools = _named_tools(d)
+    if any(name == "custody" and version for name, version in tools):
+        node["uco-action:instrument"].remove(_ref(custody_tool))
+    for name, version in tools:
         node["uco-action:instrument"].append(_ref(g.add(_tool(
-            g, tool[0], tool[1], "tool that made the derivative, as its signed entry names it"))))
+            g, name, version, "a program or library that made the derivative, as its signed "
+                              "entry names it"))))
 
 
 def _sha256_of(value: Any) -> str | None:
@@ -276,6 +284,8 @@ def _named_tools(details: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
 
     def take(value: Any) -> None:
+        if isinstance(value, dict) and not isinstance(value.get("name"), str):  # name -> version
+            value = [{"name": k, "version": v} for k, v in value.items()]
         for one in value if isinstance(value, list) else [value]:
             if isinstance(one, dict) and isinstance(one.get("name"), str):
                 version = one.get("version")
@@ -294,7 +304,8 @@ def _describe(e: Entry) -> str:
     d = e.details
     parts = [f"custody ledger entry {e.seq} ({e.action})"]
     for key in ("kind", "format", "purpose", "destination", "case", "to", "offer", "reason",
-                "attempted", "incident", "tag", "text", "operations"):
+                "attempted", "incident", "tag", "text", "original", "operations", "commands",
+                "output"):
         value = d.get(key)
         if value not in (None, "", []):
             parts.append(f"{key}: {value}")
