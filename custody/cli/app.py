@@ -584,6 +584,42 @@ def get(
 
 
 @app.command()
+def derive(
+    item: str = typer.Argument(..., help="The original (SHA-256 or 8+ hex digits of it)."),
+    purpose: str = typer.Option(..., "--purpose", help="Why: recorded in the access and derived entries."),
+    redact: list[str] = typer.Option(None, "--redact", metavar="X,Y,W,H", help="Fill this box (pixels of the picture as displayed) with black; repeatable. Images, or a --still."),
+    strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Leave out every metadata field (GPS, serial numbers, names)."),
+    trim: str = typer.Option(None, "--trim", metavar="START-END", help="Keep this span of a video (seconds, or [HH:]MM:SS[.fff])."),
+    transcode: str = typer.Option(None, "--transcode", metavar="PRESET", help="Re-encode a video: mp4-h264-720p, mp4-h264-480p or mp4-h264-source."),
+    still: str = typer.Option(None, "--still", metavar="AT", help="One frame of a video, at this time, as a PNG picture."),
+    case: str = typer.Option(None, "--case", help="File the derivative under this case."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make a new item from an item (redacted, stripped, trimmed, transcoded, a still), with its
+    lineage signed in a `derived` entry; the original is read through a logged access."""
+    from custody.core.derivation import DerivationError, operations
+    from custody.metadata import MetadataReader
+    from custody.ops import derive as derivations
+
+    try:
+        ops = operations(redact=redact, strip_metadata=strip_metadata, trim_range=trim,
+                         preset=transcode, still=still)
+    except DerivationError as exc:
+        raise UsageError(str(exc)) from None
+    archive = open_archive()
+    key = acting_key()
+    with MetadataReader() as reader:
+        done = derivations.derive(archive, key, reader, archive.resolve_item(item), purpose, ops,
+                                  case=case)
+    if as_json:
+        out_json(done.to_json())
+    elif done.status == "new":
+        say(f"derived {done.item} from {done.original} (entry {done.seq}); access recorded")
+    else:
+        say(f"present  {done.item}: this derivative was already recorded; access recorded")
+
+
+@app.command()
 def revoke(
     key_id: str = typer.Argument(..., help="The custodian's key id (8+ hex digits) or name."),
     reason: str = typer.Option(..., "--reason", help="Why: recorded in the ledger."),
