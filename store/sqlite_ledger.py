@@ -38,7 +38,8 @@ BUSY_TIMEOUT_MS = 120_000  # a second ingest waits for the first one's batch, ne
 # A ledger made since `derived` exists protects a derivative's row too; an older version-2 file
 # keeps its triggers (the derived entry's signed metadata_sha256 still catches a change).
 _RECORDED = (
-    "EXISTS (SELECT 1 FROM entries WHERE item = OLD.sha256 AND action IN ('ingest', 'received', 'derived'))"
+    "EXISTS (SELECT 1 FROM entries WHERE item = OLD.sha256 "
+    "AND action IN ('ingest', 'received', 'derived'))"
 )
 
 _SCHEMA = """
@@ -519,7 +520,8 @@ class SqliteLedger(_Reads):
         """Every item with an ingest entry, in order of first ingest."""
         with self._reading() as conn:
             cur = conn.execute(
-                "SELECT item FROM entries WHERE action IN ('ingest', 'received', 'derived') GROUP BY item "
+                "SELECT item FROM entries WHERE action IN ('ingest', 'received', 'derived') "
+                "GROUP BY item "
                 "ORDER BY MIN(seq)"
             )
             return [r[0] for r in cur]
@@ -527,7 +529,8 @@ class SqliteLedger(_Reads):
     def items_with_prefix(self, prefix: str) -> list[str]:
         with self._reading() as conn:
             cur = conn.execute(
-                "SELECT DISTINCT item FROM entries WHERE action IN ('ingest', 'received', 'derived') "
+                "SELECT DISTINCT item FROM entries "
+                "WHERE action IN ('ingest', 'received', 'derived') "
                 "AND item >= ? AND item < ? "
                 "LIMIT 2",
                 (prefix, prefix + "g"),
@@ -538,7 +541,8 @@ class SqliteLedger(_Reads):
         """True if an entry brings `item` into the archive (`ingest`, `received`, `derived`)."""
         with self._reading() as conn:
             r = conn.execute(
-                "SELECT 1 FROM entries WHERE item = ? AND action IN ('ingest', 'received', 'derived') "
+                "SELECT 1 FROM entries WHERE item = ? "
+                "AND action IN ('ingest', 'received', 'derived') "
                 "LIMIT 1",
                 (item,),
             ).fetchone()

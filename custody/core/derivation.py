@@ -217,7 +217,8 @@ def _is_box(value: object) -> bool:
         return False
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         return False
-    return value[2] >= 1 and value[3] >= 1
+    width, height = int(value[2]), int(value[3])
+    return width >= 1 and height >= 1
 
 
 def boxes_outside(ops: list[dict[str, Any]], width: int, height: int) -> str | None:

@@ -24,9 +24,9 @@ MAY_SIGN: dict[str, frozenset[str]] = {
     "note": frozenset({"admin", "field", "investigator", "reviewer"}),
     "tag": frozenset({"admin", "field", "investigator"}),
     "verification": ALL_ROLES,
-    "refused": ALL_ROLES,
+    "refused": ALL_ROLES,  # a refusal is signed by the one refused: attempts matter in an audit
     # a derivative's first record: it reads its original, so the roles that may read content
-    "derived": frozenset({"admin", "investigator", "reviewer"}),  # a refusal is signed by the one refused: attempts matter in an audit
+    "derived": frozenset({"admin", "investigator", "reviewer"}),
 }
 
 

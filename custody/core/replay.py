@@ -42,7 +42,8 @@ ABOUT_AN_ITEM = frozenset({
     "sighting", "access", "transfer-offer", "transfer-accept", "transfer-withdraw",
     "case-add", "case-remove", "incident-add", "note", "tag",
 })
-CASE_FILING = ("ingest", "sighting", "received", "derived", "case-add")  # with a `case`: files the item
+# with a `case`: files the item
+CASE_FILING = ("ingest", "sighting", "received", "derived", "case-add")
 
 
 def parse_time(value: str) -> datetime | None:

@@ -1,5 +1,6 @@
-"""`custody derive`: a new item made from another (redacted, stripped, trimmed, transcoded, a still),
-recorded with its lineage in a signed `derived` entry (docs/DERIVATIVES.md, FORMAT.md §5.4.1).
+"""`custody derive`: a new item made from another (redacted, stripped, trimmed, transcoded, a
+still), recorded with its lineage in a signed `derived` entry (docs/DERIVATIVES.md, FORMAT.md
+§5.4.1).
 
 Order: the operations are checked against the original's signed metadata (nothing is appended for
 bad input); an `access` entry is committed; the original is copied out through the verifying
