@@ -430,6 +430,23 @@ def c2pa_pairs(data: dict[str, Any]) -> list[tuple[str, object]]:
     return pairs
 
 
+def lineage_lines(data: dict[str, Any]) -> list[tuple[str, object]]:
+    """`show`'s lineage: the original of a derivative, and each derivative of an item."""
+    from custody.ops.lineage import operations_text
+
+    pairs: list[tuple[str, object]] = []
+    origin = data.get("derived_from")
+    if origin:
+        pairs.append(("derived from", f"{origin['sha256']} (entry {origin['seq']}, "
+                                      f"{origin['by']}): {operations_text(origin['operations'])}"))
+        tools = origin.get("tools") or {}
+        pairs.append(("derived with", [f"{k} {v}" for k, v in tools.items()]))
+    for d in data.get("derivatives") or []:
+        pairs.append(("derivative", f"{d['sha256']} (entry {d['seq']}, {d['by']}): "
+                                    f"{operations_text(d['operations'])}"))
+    return pairs
+
+
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
     from custody.metadata.clocks import listed_once
@@ -457,6 +474,7 @@ def show_lines(data: dict[str, Any]) -> list[str]:
         pairs.append(("members", f"{len(data['members'])} item(s) unpacked from this dump "
                                  "(show --json lists them)"))
     pairs += sidecars.show_lines(data)
+    pairs += lineage_lines(data)
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))
@@ -1165,6 +1183,10 @@ def _package_report(report: Any, as_json: bool) -> None:
                   f"{report.bytes} bytes; from {report.archive.get('name')} "
                   f"({report.archive.get('origin')}), exported by "
                   f"{report.exported_by.get('name')} at {report.time}")
+            for d in report.lineage:  # a derivative's original, proven by its signed record
+                held = "in the package" if d["original_held"] else "not in the package"
+                say(f"lineage: {d['derivative']} derived from {d['original']} ({held}; its "
+                    f"first record, entry {d['original_first_record']}, verified)")
             say(report.verdict)
     if not report.ok:
         raise VerificationFailed(report.problems)

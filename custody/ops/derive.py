@@ -17,10 +17,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from custody.core import canonical, derivation
+from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
@@ -130,6 +131,17 @@ def _outside_video(ops: list[dict[str, Any]], duration: Decimal) -> str | None:
     return None
 
 
+def _name(archive: Archive, original: str, fmt: str) -> str:
+    """The name custody gives a derivative: the original's first name with `.derived.<format>`
+    (so exports and reports have a file name), else its SHA-256's first 16 digits."""
+    for row in archive.ledger.rows_for_item(original):
+        source = entries.parse(row.body).details.get("source")
+        name = source.get("name") if isinstance(source, dict) else None
+        if isinstance(name, str) and name:
+            return f"{PurePosixPath(name).stem or original[:16]}.derived.{fmt}"
+    return f"{original[:16]}.derived.{fmt}"
+
+
 def _latest_access(archive: Archive, key: SigningKey, item: str) -> int:
     rows = [r for r in archive.ledger.rows_for_item(item)
             if r.action == "access" and r.actor == key.key_id]
@@ -166,6 +178,7 @@ def _record(
         "mime": doc.get("mime"),
         "metadata_sha256": hashlib.sha256(metadata).hexdigest(),
         "original": original,
+        "source": {"name": _name(archive, original, made.format)},
         "access": access_seq,
         "purpose": purpose,
         "operations": ops,
