@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import Registry
 from store.ports import LedgerReads
 
@@ -42,6 +43,27 @@ def for_show(ledger: LedgerReads, item: str, history: list[dict[str, Any]],
     """`show`'s lineage keys: `derived_from` (object or null) and `derivatives` (a list)."""
     return {"derived_from": derived_from(history),
             "derivatives": derivatives(ledger, item, registry)}
+
+
+def ancestor_first_records(ledger: LedgerReads, item: str) -> list[int]:
+    """The seqs of the first records of a derivative's original, that one's original, and so
+    on (empty for an item that is no derivative): what proves its lineage."""
+    seqs: list[int] = []
+    seen = {item}
+    current: str | None = item
+    while current is not None:
+        first = next((entries.parse(r.body) for r in ledger.rows_for_item(current)
+                      if r.action in FIRST_RECORD), None)
+        original = first.details.get("original") if first and first.action == "derived" else None
+        current = original if isinstance(original, str) and original not in seen else None
+        if current is None:
+            break
+        seen.add(current)
+        parent = next((r.seq for r in ledger.rows_for_item(current) if r.action in FIRST_RECORD),
+                      None)
+        if parent is not None:
+            seqs.append(parent)
+    return seqs
 
 
 def operations_text(operations: object) -> str:
