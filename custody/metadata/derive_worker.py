@@ -88,8 +88,10 @@ def _run_ffmpeg(args: list[str], source: str, target: str) -> None:
 
 def _picture(source: str, target: str, ops: list[dict[str, Any]]) -> None:
     """Redact and re-encode a picture as a PNG that holds only pixels (no metadata at all)."""
+    import pillow_heif
     from PIL import Image, ImageDraw, ImageOps
 
+    pillow_heif.register_heif_opener()  # phones' HEIC/HEIF photos
     with Image.open(source) as opened:
         opened.load()
         upright = ImageOps.exif_transpose(opened)  # boxes are in the picture as displayed
