@@ -148,12 +148,15 @@ def test_bad_input_is_one_line_and_stores_nothing(shared, tmp_path):
     assert after == before
 
 
-def test_ffmpeg_failing_is_one_line_and_records_no_item(shared, tmp_path):
+def test_ffmpeg_failing_is_one_line_and_records_no_item_and_ffmpeg_holds_no_secret(shared,
+                                                                                  tmp_path):
     cli = shared["cli"]
     real = shutil.which("ffmpeg")
     fake = tmp_path / "bin" / "ffmpeg"
     fake.parent.mkdir()
+    environ = tmp_path / "ffmpeg.environ"
     fake.write_text(f'#!/bin/sh\n[ "$1" = -version ] && exec {real} -version\n'
+                    f'env > {environ}\n'
                     'echo "deliberate failure: no such codec" >&2\nexit 1\n')
     fake.chmod(0o755)
     items = len(cli("list", "--json", check=True).json())
@@ -163,6 +166,9 @@ def test_ffmpeg_failing_is_one_line_and_records_no_item(shared, tmp_path):
     assert "ffmpeg failed: deliberate failure" in one_line_error(done)
     assert len(cli("list", "--json", check=True).json()) == items
     assert _log(cli)[-1]["action"] == "access"  # the original was read: that stays recorded
+    # ffmpeg ran in the supervised worker: the allow-listed environment, no passphrase, no home
+    seen = environ.read_text()
+    assert "CUSTODY" not in seen and PASSPHRASE not in seen and "HOME=/nonexistent" in seen
 
 
 def test_export_carries_a_derivative_without_its_original_and_its_lineage_proof(shared):
