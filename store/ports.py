@@ -280,7 +280,8 @@ class Ledger(LedgerReads, Protocol):
     def rows(self, start: int = 0) -> Iterator[EntryRow]: ...
     def row(self, seq: int) -> EntryRow | None: ...
     def items(self) -> list[str]:
-        """Every recorded item (an `ingest` or `received` entry), in order of first record."""
+        """Every recorded item (an `ingest`, `received` or `derived` entry), in order of first
+        record."""
         ...
 
     def items_with_prefix(self, prefix: str) -> list[str]:

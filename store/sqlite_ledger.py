@@ -35,8 +35,11 @@ from store.ports import (
 SCHEMA_VERSION = 2  # 2: unsigned metadata rows can be set aside (metadata_set_aside)
 BUSY_TIMEOUT_MS = 120_000  # a second ingest waits for the first one's batch, never fails on it
 
+# A ledger made since `derived` exists protects a derivative's row too; an older version-2 file
+# keeps its triggers (the derived entry's signed metadata_sha256 still catches a change).
 _RECORDED = (
-    "EXISTS (SELECT 1 FROM entries WHERE item = OLD.sha256 AND action IN ('ingest', 'received'))"
+    "EXISTS (SELECT 1 FROM entries WHERE item = OLD.sha256 "
+    "AND action IN ('ingest', 'received', 'derived'))"
 )
 
 _SCHEMA = """
@@ -517,7 +520,8 @@ class SqliteLedger(_Reads):
         """Every item with an ingest entry, in order of first ingest."""
         with self._reading() as conn:
             cur = conn.execute(
-                "SELECT item FROM entries WHERE action IN ('ingest', 'received') GROUP BY item "
+                "SELECT item FROM entries WHERE action IN ('ingest', 'received', 'derived') "
+                "GROUP BY item "
                 "ORDER BY MIN(seq)"
             )
             return [r[0] for r in cur]
@@ -525,7 +529,8 @@ class SqliteLedger(_Reads):
     def items_with_prefix(self, prefix: str) -> list[str]:
         with self._reading() as conn:
             cur = conn.execute(
-                "SELECT DISTINCT item FROM entries WHERE action IN ('ingest', 'received') "
+                "SELECT DISTINCT item FROM entries "
+                "WHERE action IN ('ingest', 'received', 'derived') "
                 "AND item >= ? AND item < ? "
                 "LIMIT 2",
                 (prefix, prefix + "g"),
@@ -533,10 +538,11 @@ class SqliteLedger(_Reads):
             return [r[0] for r in cur]
 
     def recorded(self, item: str) -> bool:
-        """True if an entry brings `item` into the archive (`ingest` or `received`)."""
+        """True if an entry brings `item` into the archive (`ingest`, `received`, `derived`)."""
         with self._reading() as conn:
             r = conn.execute(
-                "SELECT 1 FROM entries WHERE item = ? AND action IN ('ingest', 'received') "
+                "SELECT 1 FROM entries WHERE item = ? "
+                "AND action IN ('ingest', 'received', 'derived') "
                 "LIMIT 1",
                 (item,),
             ).fetchone()

@@ -169,6 +169,7 @@ def test_every_json_key_named_in_the_docs_appears(cli_archive, tmp_path):
         "verify-package": ["verify-package", tmp_path / "pkg.zip"],
         "search": ["search", "--case", "C1"], "report": ["report", sha],
         "similar": ["similar", sha],
+        "derive": ["derive", sha, "--purpose", "publication", "--strip-metadata"],
     }
     docs: dict[str, object] = {"init": None}
     for name, args in runs.items():

@@ -430,6 +430,23 @@ def c2pa_pairs(data: dict[str, Any]) -> list[tuple[str, object]]:
     return pairs
 
 
+def lineage_lines(data: dict[str, Any]) -> list[tuple[str, object]]:
+    """`show`'s lineage: the original of a derivative, and each derivative of an item."""
+    from custody.ops.lineage import operations_text
+
+    pairs: list[tuple[str, object]] = []
+    origin = data.get("derived_from")
+    if origin:
+        pairs.append(("derived from", f"{origin['sha256']} (entry {origin['seq']}, "
+                                      f"{origin['by']}): {operations_text(origin['operations'])}"))
+        tools = origin.get("tools") or {}
+        pairs.append(("derived with", [f"{k} {v}" for k, v in tools.items()]))
+    for d in data.get("derivatives") or []:
+        pairs.append(("derivative", f"{d['sha256']} (entry {d['seq']}, {d['by']}): "
+                                    f"{operations_text(d['operations'])}"))
+    return pairs
+
+
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
     from custody.metadata.clocks import listed_once
@@ -457,6 +474,7 @@ def show_lines(data: dict[str, Any]) -> list[str]:
         pairs.append(("members", f"{len(data['members'])} item(s) unpacked from this dump "
                                  "(show --json lists them)"))
     pairs += sidecars.show_lines(data)
+    pairs += lineage_lines(data)
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))
@@ -581,6 +599,42 @@ def get(
         out_json(done.to_json())
     else:
         say(f"wrote {done.path} ({done.size} bytes, SHA-256 verified); access recorded")
+
+
+@app.command()
+def derive(
+    item: str = typer.Argument(..., help="The original (SHA-256 or 8+ hex digits of it)."),
+    purpose: str = typer.Option(..., "--purpose", help="Why: recorded in the access and derived entries."),
+    redact: list[str] = typer.Option(None, "--redact", metavar="X,Y,W,H", help="Fill this box (pixels of the picture as displayed) with black; repeatable. Images, or a --still."),
+    strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Leave out every metadata field (GPS, serial numbers, names)."),
+    trim: str = typer.Option(None, "--trim", metavar="START-END", help="Keep this span of a video (seconds, or [HH:]MM:SS[.fff])."),
+    transcode: str = typer.Option(None, "--transcode", metavar="PRESET", help="Re-encode a video: mp4-h264-720p, mp4-h264-480p or mp4-h264-source."),
+    still: str = typer.Option(None, "--still", metavar="AT", help="One frame of a video, at this time, as a PNG picture."),
+    case: str = typer.Option(None, "--case", help="File the derivative under this case."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make a new item from an item (redacted, stripped, trimmed, transcoded, a still), with its
+    lineage signed in a `derived` entry; the original is read through a logged access."""
+    from custody.core.derivation import DerivationError, operations
+    from custody.metadata import MetadataReader
+    from custody.ops import derive as derivations
+
+    try:
+        ops = operations(redact=redact, strip_metadata=strip_metadata, trim_range=trim,
+                         preset=transcode, still=still)
+    except DerivationError as exc:
+        raise UsageError(str(exc)) from None
+    archive = open_archive()
+    key = acting_key()
+    with MetadataReader() as reader:
+        done = derivations.derive(archive, key, reader, archive.resolve_item(item), purpose, ops,
+                                  case=case)
+    if as_json:
+        out_json(done.to_json())
+    elif done.status == "new":
+        say(f"derived {done.item} from {done.original} (entry {done.seq}); access recorded")
+    else:
+        say(f"present  {done.item}: this derivative was already recorded; access recorded")
 
 
 @app.command()
@@ -1152,6 +1206,10 @@ def _package_report(report: Any, as_json: bool) -> None:
                   f"{report.bytes} bytes; from {report.archive.get('name')} "
                   f"({report.archive.get('origin')}), exported by "
                   f"{report.exported_by.get('name')} at {report.time}")
+            for d in report.lineage:  # a derivative's original, proven by its signed record
+                held = "in the package" if d["original_held"] else "not in the package"
+                say(f"lineage: {d['derivative']} derived from {d['original']} ({held}; its "
+                    f"first record, entry {d['original_first_record']}, verified)")
             say(report.verdict)
     if not report.ok:
         raise VerificationFailed(report.problems)

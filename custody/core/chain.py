@@ -15,7 +15,7 @@ ARCHIVE_HOLDER = "archive"
 """The holder of an item a field custodian ingested: field teams hand evidence in to the archive
 (their role may not transfer), and admins or investigators then act for the archive."""
 CAN_HOLD = ("admin", "investigator")
-FIRST_RECORD = ("ingest", "received")  # the entries that bring an item into the archive
+FIRST_RECORD = ("ingest", "received", "derived")  # the entries that bring an item into the archive
 
 
 class ChainError(ValueError):

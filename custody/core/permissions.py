@@ -25,6 +25,8 @@ MAY_SIGN: dict[str, frozenset[str]] = {
     "tag": frozenset({"admin", "field", "investigator"}),
     "verification": ALL_ROLES,
     "refused": ALL_ROLES,  # a refusal is signed by the one refused: attempts matter in an audit
+    # a derivative's first record: it reads its original, so the roles that may read content
+    "derived": frozenset({"admin", "investigator", "reviewer"}),
 }
 
 

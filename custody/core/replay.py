@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from custody.core import permissions
+from custody.core import derivation, permissions
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD, ChainError, CustodyBook, Offer
 from custody.core.custodians import (
     ARCHIVE_ROLE,
@@ -42,7 +42,8 @@ ABOUT_AN_ITEM = frozenset({
     "sighting", "access", "transfer-offer", "transfer-accept", "transfer-withdraw",
     "case-add", "case-remove", "incident-add", "note", "tag",
 })
-CASE_FILING = ("ingest", "sighting", "received", "case-add")  # with a `case`: files the item
+# with a `case`: files the item
+CASE_FILING = ("ingest", "sighting", "received", "derived", "case-add")
 
 
 def parse_time(value: str) -> datetime | None:
@@ -129,6 +130,8 @@ class Replay:
         self._incidents: dict[str, Mapping[str, object]] = {}
         self._incident_items: dict[str, list[str]] = {}
         self._item_incidents: dict[str, list[str]] = {}
+        self._originals: dict[str, str] = {}  # derivative -> original (docs/FORMAT.md §5.4.1)
+        self._derivatives: dict[str, list[str]] = {}
 
     # Folding ------------------------------------------------------------------------------------
 
@@ -172,6 +175,8 @@ class Replay:
             found.append(("role", f"{signer.name} (role {signer.role}) may not sign a "
                                   f"{e.action} entry"))
         found += self._check_item(e)
+        if e.action == "derived":
+            found += self._check_derived(e)
         role = signer.role if signer is not None else None
         if e.action == "transfer-offer":
             found += self._check_receiver(e)
@@ -217,6 +222,14 @@ class Replay:
             return [("first-record", f"{e.action} of item {e.item}, which was never ingested")]
         return []
 
+    def _check_derived(self, e: Entry) -> list[tuple[str, str]]:
+        found = derivation.record_problems(e.details, e.item)
+        original = e.details.get("original")
+        if not found and isinstance(original, str) and original not in self._first:
+            found.append(("derived-original", f"names original {original}, which has no first "
+                                              "record before it"))
+        return found
+
     def _check_receiver(self, e: Entry) -> list[tuple[str, str]]:
         to = e.details.get("to")
         who = self.registry.signer(to, e.seq) if isinstance(to, str) else None
@@ -237,6 +250,10 @@ class Replay:
         if e.action in FIRST_RECORD and item not in self._first:
             self._first[item] = FirstRecord(e.seq, e.time, e.actor, e.action, d.get("size"),
                                             d.get("metadata_sha256"))
+            original = d.get("original")
+            if e.action == "derived" and isinstance(original, str) and original in self._first:
+                self._originals[item] = original
+                _add(self._derivatives.setdefault(original, []), item)
         elif e.action in (*FIRST_RECORD, "sighting"):
             self._sightings.setdefault(item, []).append(e.seq)
         change = case_change(e)
@@ -317,6 +334,24 @@ class Replay:
     def incident(self, incident: str) -> Mapping[str, object] | None:
         """The latest `incident` entry's details for this id (plus its `seq`)."""
         return self._incidents.get(incident)
+
+    def original_of(self, item: str) -> str | None:
+        """The item a derivative was made from (its `derived` entry's `original`), or None."""
+        return self._originals.get(item)
+
+    def derivatives_of(self, item: str) -> tuple[str, ...]:
+        """The items derived from this one, in order of their `derived` entries."""
+        return tuple(self._derivatives.get(item, ()))
+
+    def ancestors(self, item: str) -> tuple[str, ...]:
+        """Its original, that one's original, and so on (a log has no cycles: an original is
+        recorded before its derivative)."""
+        found: list[str] = []
+        current = self._originals.get(item)
+        while current is not None and current not in found:
+            found.append(current)
+            current = self._originals.get(current)
+        return tuple(found)
 
     def incidents_of(self, item: str) -> tuple[str, ...]:
         return tuple(self._item_incidents.get(item, ()))

@@ -18,7 +18,7 @@ from custody.errors import CustodyError, NotFound, UsageError
 from custody.ops.archive import Archive, Draft
 from store.ports import CHUNK, ObjectReader
 
-KINDS = ("get", "export", "report")
+KINDS = ("get", "export", "report", "derive")
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
 from custody.metadata.clocks import shown_capture
 from custody.metadata.gps import fix_problems, shown_place
-from custody.ops import containment
+from custody.ops import containment, lineage
 from custody.ops.archive import Archive, replayed
 from custody.ops.sidecars import for_show as sidecars_for_show
 from store.ports import EntryRow
@@ -146,6 +146,8 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "unpacked_from": containment.unpacked_from(archive.ledger, history),
         "members": containment.members_of(archive.ledger, item, doc.get("mime")),
         **sidecars_for_show(archive.ledger, item, history),
+        # derivatives (custody derive): what it was made from, what was made from it
+        **lineage.for_show(archive.ledger, item, history, registry),
     }
 
 

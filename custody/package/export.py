@@ -28,6 +28,7 @@ from custody.errors import (
 from custody.ops import access, checkpoints
 from custody.ops.archive import Archive, replayed, utc_now
 from custody.package import layout
+from custody.package import lineage as lineage_proof
 from store.ports import EntryRow
 
 EXPORT_ROLES = layout.EXPORT_ROLES
@@ -122,7 +123,8 @@ def export(
             ):
                 writer.add_stream(paths[sha], int(first.details["size"]), ahead)
         issued = checkpoints.issue(archive, archive_key)
-        tags, summary = _tag_files(archive, key, chosen, described, paths, purpose, issued)
+        tags, summary = _tag_files(archive, key, chosen, described, paths, purpose, issued,
+                                   replay)
         for rel, data in tags.items():
             writer.add_bytes(rel, data)
         writer.commit()
@@ -148,6 +150,7 @@ def _tag_files(
     paths: dict[str, str],
     purpose: str,
     issued: checkpoints.Issued,
+    state: Replay | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every tag file of the package, and the summary `export` returns."""
     ledger = archive.ledger
@@ -156,6 +159,9 @@ def _tag_files(
     history = {sha: [r for r in ledger.rows_for_item(sha) if r.seq < size] for sha in chosen}
     registry_rows = [r for r in ledger.rows_with_action(*REGISTRY_ACTIONS) if r.seq < size]
     rows = {r.seq: r for r in registry_rows} | {r.seq: r for h in history.values() for r in h}
+    # a derivative carries its originals' first records (not their bytes): its lineage proof
+    lineage = lineage_proof.rows_to_carry(ledger, state, chosen, size) if state else []
+    rows |= {r.seq: r for r in lineage}
     replay = Replay()
     for r in registry_rows:
         replay.apply(entries.parse(r.body))
@@ -279,6 +285,8 @@ def _tag_files(
         "registry": [r.seq for r in registry_rows],
         "files": signed_files,
     }
+    if lineage:  # only then: a package without derivatives is as before
+        statement["lineage"] = [r.seq for r in lineage]
     package_json = canonical.encode(statement)
     tags[layout.PACKAGE] = package_json
     signature = key.sign(layout.statement_message(package_json))

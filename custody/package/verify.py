@@ -23,6 +23,7 @@ from custody.core.signing import key_id, verify_signature
 from custody.errors import CustodyError, VerificationFailed
 from custody.package import bag as bagit
 from custody.package import layout
+from custody.package import lineage as lineage_proof
 from custody.package.bagsafe import Limits, Listing, opened, read_file
 
 
@@ -63,6 +64,7 @@ class PackageReport:
     notices: list[str] = field(default_factory=list)
     package_id: str | None = None
     sender_history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # derivatives and originals
 
     @property
     def ok(self) -> bool:
@@ -99,6 +101,7 @@ class PackageReport:
             ],
             "problems": self.problems,
             "notices": self.notices,
+            "lineage": self.lineage,
         }
 
 
@@ -343,6 +346,7 @@ def _audit(
     first: dict[str, entries.Entry] = {}
     item_seqs: dict[str, list[int]] = {}
     wanted = {i["sha256"] for i in statement["items"]}
+    lineage = lineage_proof.signed_seqs(statement, problems)
     for seq in sorted(carried):
         signed, e = carried[seq]
         where = f"entry {seq}"
@@ -367,6 +371,8 @@ def _audit(
             if e.action not in REGISTRY_ACTIONS:
                 problems.append(f"{where}: a {e.action} entry about no exported item")
         elif e.item not in wanted:
+            if lineage_proof.carried_for_lineage(seq, e, lineage):
+                continue  # an original's first record: what a derivative was made from
             problems.append(f"{where}: about item {e.item[:16]}…, which the package does not hold")
         else:
             item_seqs.setdefault(e.item, []).append(seq)
@@ -379,6 +385,7 @@ def _audit(
             f"the package carries registry entries {registry_seqs}, the exporter signed "
             f"{sorted(statement['registry'])}"
         )
+    report.lineage = lineage_proof.check(lineage, carried, replay, wanted, problems)
     log_size = checkpoint.size if checkpoint is not None else max(carried, default=-1) + 1
     exporter = _check_statement(tags, statement, registry, log_size, problems, only)
     report.exported_by = exporter

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from custody.metadata.clocks import CAMERA_NO_OFFSET, shown_capture
+from custody.ops.lineage import operations_text
 from custody.report import places
 from custody.report.model import Report
 
@@ -35,6 +36,7 @@ ACTIONS = {
     "tag": "Tag",
     "verification": "Verification",
     "refused": "Refused",
+    "derived": "Derived from another item",
 }
 
 BASIS = {
@@ -158,6 +160,10 @@ def details(row: dict[str, Any], names: dict[str, str]) -> list[tuple[str, str]]
         lines += [("result", f"{ok}; {d.get('entries')} entries, scope {d.get('scope')}")]
     elif a == "refused":
         lines += [("attempted", d.get("attempted"))]
+    elif a == "derived":  # custody derive: what it was made from, and how (docs/DERIVATIVES.md)
+        lines += [("from", d.get("original")), ("operations", operations_text(d.get("operations"))),
+                  ("tools", ", ".join(f"{k} {v}" for k, v in (d.get("tools") or {}).items())),
+                  ("case", d.get("case"))]
     if a in ("ingest", "sighting") and src.get("container"):  # a member of a dump (--unpack)
         lines += [("in dump", src.get("container")), ("at", src.get("member")),
                   ("file time (claimed, offset unknown)", src.get("mtime_local"))]
@@ -169,6 +175,7 @@ def _environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       finalize=shown)
     env.filters.update(textdir=textdir, when=when, size=size, whole=whole, plain=plain)
+    env.filters["operations"] = operations_text  # a derivative's operations, in one line
     env.globals.update(ACTIONS=ACTIONS, BASIS=BASIS, details=details)
     return env
 

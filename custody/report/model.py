@@ -19,7 +19,7 @@ from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
 from custody.metadata import clocks
 from custody.metadata import provenance as c2pa_record
-from custody.ops import annotate, checkpoints
+from custody.ops import annotate, checkpoints, lineage
 from custody.ops import items as views
 from custody.ops.archive import Archive, replayed, utc_now
 from custody.ops.verify import audit
@@ -188,6 +188,8 @@ def _item(
         checks.signatures(archive, sha, registry),
     ]
     seqs = [h["seq"] for h in history]
+    # a derivative's originals' first records are proven too: the report's re-check replays them
+    seqs += lineage.ancestor_first_records(archive.ledger, sha)
     bundles: list[dict[str, Any]] = []
     if row is None:
         checklist.append(checks.row("inclusion", None, "no checkpoint: inclusion not proven"))
@@ -219,6 +221,8 @@ def _item(
         "c2pa": _c2pa(doc),
         "sidecars": shown["sidecars"],  # proof files beside it and what was checked
         "sidecar_of": shown["sidecar_of"],
+        "derived_from": shown["derived_from"],  # custody derive: lineage both ways
+        "derivatives": shown["derivatives"],
         "cases": shown["cases"],
         "incidents": [{k: i.get(k) for k in ("incident", "date", "description", "place", "case")}
                       for i in mine],
