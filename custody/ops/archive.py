@@ -386,6 +386,8 @@ class Archive:
         ]
         if not found:
             raise NotFound(f"no enrolled custodian {ref!r}")
+        if len(found) > 1:  # a rotated custodian's name: the key in use, not the retired ones
+            found = [c for c in found if c.retired_seq is None] or found
         if len(found) > 1:
             raise UsageError(f"{ref!r} names more than one custodian; give more of the key id")
         return found[0]
