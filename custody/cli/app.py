@@ -284,6 +284,9 @@ def key_rotate(
         raise UsageError("give either --custodian or --archive-key, not both")
     if (new_key is not None or by_admin is not None) and custodian is None:
         raise UsageError("--new-key and --by-admin go with --custodian")
+    if (custodian is not None or of_archive) and not (reason or "").strip():
+        what = "the archive key" if of_archive else "another custodian's key"
+        raise UsageError(f"a rotation of {what} needs a --reason (it is recorded)")
     archive = open_archive()
     if custodian is not None:
         if new_key is None:
