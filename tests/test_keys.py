@@ -244,3 +244,63 @@ def test_archive_key_rotation_keeps_old_checkpoints_and_packages_verifying(cli_a
     flagged = cli("verify")
     assert flagged.code == 1 and f"not signed by archive key {rotated['new_key_id']}" in \
         flagged.stdout
+
+
+# The replay's new rules, on hand-made entries (pure: no archive, no command) ---------------------
+
+def _log(*drafts: tuple[str, str, dict]) -> list[str]:
+    """Replay `(actor, action, details)` drafts after an init naming archive key A and admin M;
+    every rule broken, one line each."""
+    from custody.core.entry import Entry
+    from custody.core.replay import Replay
+
+    keys = {n: SigningKey.from_seed(bytes([i + 1]) * 32, n) for i, n in enumerate("AMBCNX")}
+
+    def obj(n: str) -> dict:
+        import base64
+
+        return {"key_id": keys[n].key_id, "name": n,
+                "public_key": base64.b64encode(keys[n].public.raw).decode()}
+
+    init = ("A", "init", {"name": "t", "format": 1, "archive": obj("A"), "admin": obj("M")})
+    replay, found = Replay(), []
+    for seq, (actor, action, details) in enumerate([init, *drafts]):
+        named = {k: v for k, v in details.items() if isinstance(v, str) and v in keys}
+        details = details | {k: obj(v) if k in ("custodian", "archive") else keys[v].key_id
+                             for k, v in named.items() if k != "name"}
+        found += replay.apply(Entry(log="custody.archive/x", seq=seq,
+                                    time=f"2026-11-29T10:00:{seq:02d}.000000Z",
+                                    actor=keys[actor].key_id, action=action, item=None,
+                                    details=details, prev=None))
+    return found
+
+
+def test_rotation_rules_of_the_replay() -> None:
+    enrol_b = ("M", "enroll", {"custodian": "B", "role": "field"})
+    assert _log(enrol_b, ("B", "key-rotate", {"old_key_id": "B", "custodian": "C",
+                                              "reason": None})) == []
+    # a field custodian rotating someone else's key; an admin without a reason
+    by_field = _log(enrol_b, ("B", "key-rotate", {"old_key_id": "M", "custodian": "C",
+                                                  "reason": "x"}))
+    assert any("(rule rotate-by)" in p for p in by_field)
+    no_reason = _log(enrol_b, ("M", "key-rotate", {"old_key_id": "B", "custodian": "C",
+                                                   "reason": " "}))
+    assert any("needs a reason (rule rotate-by)" in p for p in no_reason)
+    # the retired key signs afterwards; a retired key enrolled again
+    after = _log(enrol_b, ("B", "key-rotate", {"old_key_id": "B", "custodian": "C",
+                                               "reason": None}),
+                 ("B", "verification", {}), ("M", "enroll", {"custodian": "B", "role": "field"}))
+    assert any("entry 3:" in p and "retired in entry 2" in p for p in after)
+    assert any("entry 4:" in p and "(rule re-enrol)" in p for p in after)
+    # the archive key: rotated by an admin naming the key in force; then the new key signs nothing
+    ok = _log(("M", "archive-key-rotate", {"archive": "N", "previous": "A", "reason": "y"}))
+    assert ok == []
+    wrong = _log(("M", "archive-key-rotate", {"archive": "N", "previous": "B", "reason": "y"}))
+    assert any("(rule archive-key-rotate)" in p for p in wrong)
+    signs = _log(("M", "archive-key-rotate", {"archive": "N", "previous": "A", "reason": "y"}),
+                 ("N", "verification", {}))
+    assert any("entry 2:" in p and "(rule archive-key)" in p for p in signs)
+    # a backup names the signer's own key, or (an admin's) the archive key in force
+    assert _log(("M", "key-backup", {"key_id": "A"}), ("M", "key-backup", {"key_id": "M"})) == []
+    other = _log(enrol_b, ("B", "key-backup", {"key_id": "M"}))
+    assert any("(rule key-own)" in p for p in other)

@@ -138,6 +138,9 @@ class Registry:
                 # returning custodian makes a new key (docs/FORMAT.md §5.6).
                 raise RegistryError(f"enrols key {new.key_id} again, which was revoked in entry "
                                     f"{old.revoked_seq}", "re-enrol")
+            if old is not None and old.retired_seq is not None:
+                raise RegistryError(f"enrols key {new.key_id} again, which was retired in entry "
+                                    f"{old.retired_seq}", "re-enrol")
             if old is not None:
                 # a role change: the key stays valid throughout
                 self.by_id[new.key_id] = replace(old, role=new.role, name=new.name)
