@@ -231,6 +231,11 @@ def test_archive_key_rotation_keeps_old_checkpoints_and_packages_verifying(cli_a
     assert genesis.code == 0, genesis.stdout + genesis.stderr
     assert pinned["verifier_key"] != str(note.make_verifier(archive.config.origin,
                                                             old_key.public.raw))
+    # a chain-of-custody report made after the rotation re-checks against the same pin
+    cli("report", sha, "-o", cli.tmp / "report.html", env=new_pass, check=True)
+    report = cli("verify-report", cli.tmp / "report.html", "--archive-key",
+                 str(note.make_verifier(archive.config.origin, old_key.public.raw)))
+    assert report.code == 0, report.stdout + report.stderr
 
     # the retired archive key can no longer sign a checkpoint verify accepts
     from custody.core import merkle
