@@ -67,6 +67,7 @@ def backup(archive: Archive, signer: SigningKey, key: SigningKey, *, count: int,
     (made here, 0700; it must not exist) and record a `key-backup` entry signed by `signer`."""
     _check_split(count, threshold)
     who = _whose(archive, key)
+    _only_admins_for_the_archive_key(archive, signer, key.key_id)
     if folder.exists():
         raise UsageError(f"{folder} already exists; give a new folder for the shares")
     shares = key.to_shares(threshold, count, share_passphrase)
@@ -120,6 +121,7 @@ def restore(archive: Archive, shares: list[str], share_passphrase: str, *, outpu
             raise NotPermitted(_mismatch(key, "the archive key in force", current.key_id))
         if admin is None:
             raise UsageError("restoring the archive key needs an admin's --key")
+        _only_admins_for_the_archive_key(archive, admin, key.key_id)
         named = key.with_name(current.name)
         signer = admin
     else:
@@ -141,6 +143,15 @@ def restore(archive: Archive, shares: list[str], share_passphrase: str, *, outpu
         raise
     return Restored(signed.entry().seq, key.key_id, named.public.name, str(output),
                     len(shares))
+
+
+def _only_admins_for_the_archive_key(archive: Archive, signer: SigningKey, key_id: str) -> None:
+    """The archive key's backup or restore is recorded by an admin (rule key-own)."""
+    if key_id == signer.key_id:
+        return
+    who = archive.registry().by_id.get(signer.key_id)
+    if who is None or who.role != "admin":
+        raise NotPermitted("only an admin may back up or restore the archive key")
 
 
 def _whose(archive: Archive, key: SigningKey) -> Custodian:
