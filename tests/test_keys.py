@@ -183,6 +183,10 @@ def test_admin_rotation_and_bad_input_touch_nothing(cli_archive, made_key):
                                            "CUSTODY_NEW_PASSPHRASE": NEW})
     assert wrong_pass.code == 3 and "wrong passphrase" in one_line_error(wrong_pass)
     assert not Path(f"{bob}.new").exists()
+    archive_backup = cli("key", "backup", "--archive-key", "-n", "2", "-t", "2", "-o",
+                         cli.tmp / "s0", env={"CUSTODY_KEY": str(bob)})
+    assert archive_backup.code == 3 and "only an admin" in one_line_error(archive_backup)
+    assert not (cli.tmp / "s0").exists()
     assert _entries(cli) == before
 
     done = cli("key", "rotate", "--custodian", "Bob Field", "--new-key", f"{new}.pub",
