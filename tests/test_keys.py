@@ -205,10 +205,19 @@ def test_admin_rotation_and_bad_input_touch_nothing(cli_archive, made_key):
     assert cli("verify").code == 0
 
 
-def test_archive_key_rotation_keeps_old_checkpoints_and_packages_verifying(cli_archive):
+def test_archive_key_rotation_keeps_old_checkpoints_and_packages_verifying(cli_archive,
+                                                                           made_key):
     cli = cli_archive
     cli("ingest", _photo(cli), check=True)
-    cli("checkpoint", "-o", cli.tmp / "old.txt", check=True)
+    old_vkey = cli("checkpoint", "-o", cli.tmp / "old.txt", "--json",
+                   check=True).json()["verifier_key"]
+    witness = cli.tmp / "keys" / "witness.key"
+    made_key(witness, "Witness")
+    cosigned = cli("witness", "cosign", cli.tmp / "old.txt", "--state", cli.tmp / "w.json",
+                   "--archive-key", old_vkey, "-o", cli.tmp / "cosigned.txt", "--json",
+                   env={"CUSTODY_KEY": str(witness)}, check=True).json()
+    cli("witness", "add", cli.tmp / "cosigned.txt", "--witness-key", cosigned["witness_key"],
+        check=True)
     archive = Archive.open(cli.archive)
     old_key = archive.load_archive_key(ARCHIVE_PASSPHRASE)
 
