@@ -187,6 +187,131 @@ def key_passwd(
         err(f"re-encrypted {path} (key {key.key_id}) under the new passphrase")
 
 
+SHARE_PASSPHRASE = "CUSTODY_SHARE_PASSPHRASE"
+
+
+@key_app.command("backup")
+def key_backup(
+    shares: int = typer.Option(..., "--shares", "-n", help="How many shares to make (N, at most 16)."),
+    threshold: int = typer.Option(..., "--threshold", "-t", help="How many shares rebuild the key (T)."),
+    output: Path = typer.Option(..., "-o", "--output", help="A new folder for the share cards (.txt, .png, .svg)."),
+    of_archive: bool = typer.Option(False, "--archive-key", help="Back up the archive's key (an admin's --key signs the record)."),
+    with_passphrase: bool = typer.Option(False, "--share-passphrase", help="Protect the shares with a SLIP-39 passphrase ($CUSTODY_SHARE_PASSPHRASE, else asked)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Split your key (or the archive key) into SLIP-39 shares, any T of N rebuilding it.
+
+    Prints each share's words (on stdout; with --json in "mnemonics") and writes share-I.txt,
+    .png and .svg cards in the new folder; records a key-backup entry (N, T, never the shares).
+    """
+    from custody.ops import keybackup
+    from custody.ops.archive import utc_now
+
+    archive = open_archive()
+    signer = acting_key()
+    key = archive_key(archive) if of_archive else signer
+    secret = passphrase(confirm=True, env=SHARE_PASSPHRASE, what="shares (SLIP-39)") \
+        if with_passphrase else ""
+    done = keybackup.backup(archive, signer, key, count=shares, threshold=threshold,
+                            share_passphrase=secret, folder=output, now=utc_now())
+    if as_json:
+        out_json(done.to_json())
+        return
+    for i, words in enumerate(done.shares, 1):
+        say(f"share {i} of {done.count}: {words}")
+    err(f"{done.count} shares of key {done.key_id} ({done.name}), any {done.threshold} rebuild "
+        f"it: cards in {done.folder}; recorded in entry {done.seq}")
+
+
+@key_app.command("restore")
+def key_restore(
+    shares: list[str] = typer.Argument(None, metavar="[SHARE]...", help="Share words, one quoted argument per share."),
+    from_files: list[Path] = typer.Option(None, "--from", metavar="FILE", help="A file of shares (share-I.txt cards, or one share per line); repeatable."),
+    output: Path = typer.Option(None, "-o", "--output", help="The new key file [with --archive-key: ARCHIVE/keys/archive.key]."),
+    of_archive: bool = typer.Option(False, "--archive-key", help="Restore the archive key (recorded by an admin's --key)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Rebuild a key from any T of its shares, check it against the archive, write it anew.
+
+    Text only: QR cards are read with any phone or `zbarimg` and the words given here. The new
+    key file's passphrase comes from $CUSTODY_NEW_PASSPHRASE (else asked twice); the shares'
+    SLIP-39 passphrase, if they have one, from $CUSTODY_SHARE_PASSPHRASE.
+    """
+    from custody.ops import keybackup
+
+    texts = list(shares or [])
+    for path in from_files or []:
+        texts.append(read_text_arg(path, "share file"))
+    words = keybackup.read_shares(texts)
+    archive = open_archive()
+    if output is None and not of_archive:
+        raise UsageError("say where to write the restored key: -o FILE")
+    output = output or archive.root / "keys" / "archive.key"
+    admin = acting_key() if of_archive else None
+    secret = os.environ.get(SHARE_PASSPHRASE, "")
+    new = passphrase(confirm=True, env=NEW_PASSPHRASE, what="restored key (new)")
+    if of_archive:
+        check_archive_passphrase(new, os.environ.get("CUSTODY_PASSPHRASE"))
+    done = keybackup.restore(archive, words, secret, output=output, new_passphrase=new,
+                             archive_key=of_archive, admin=admin)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(done.key_id)
+        err(f"restored key {done.key_id} ({done.name}) from {done.shares_used} shares into "
+            f"{done.path}; recorded in entry {done.seq}")
+
+
+@key_app.command("rotate")
+def key_rotate(
+    custodian: str = typer.Option(None, "--custodian", help="Another custodian's key to replace (name or key id): an admin's rotation after a loss."),
+    new_key: str = typer.Option(None, "--new-key", metavar="FILE.pub", help="With --custodian: the custodian's new public key (made with 'custody key new')."),
+    by_admin: Path = typer.Option(None, "--by-admin", metavar="ADMIN_KEY", help="With --custodian: the admin's key file [--key]."),
+    of_archive: bool = typer.Option(False, "--archive-key", help="Rotate the archive's own key (by an admin)."),
+    reason: str = typer.Option(None, "--reason", help="Why (recorded; needed for an admin's or the archive's rotation)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replace a key: yours (signed by the old one), another custodian's after a loss (by an
+    admin, with --reason), or the archive key (--archive-key, by an admin, with --reason).
+
+    Your own: the new key takes the key file's place (the old one is kept beside it as
+    FILE.retired-KEYID), its passphrase from $CUSTODY_NEW_PASSPHRASE (else asked twice). The
+    archive key: the new one's passphrase likewise; the old one need not be at hand.
+    """
+    from custody.ops import keyrotation
+
+    if sum([custodian is not None, of_archive]) > 1:
+        raise UsageError("give either --custodian or --archive-key, not both")
+    if (new_key is not None or by_admin is not None) and custodian is None:
+        raise UsageError("--new-key and --by-admin go with --custodian")
+    if (custodian is not None or of_archive) and not (reason or "").strip():
+        what = "the archive key" if of_archive else "another custodian's key"
+        raise UsageError(f"a rotation of {what} needs a --reason (it is recorded)")
+    archive = open_archive()
+    if custodian is not None:
+        if new_key is None:
+            raise UsageError("an admin's rotation needs the custodian's --new-key FILE.pub")
+        public = read_public_key(new_key)
+        admin = load_key(by_admin, passphrase()) if by_admin is not None else acting_key()
+        done = keyrotation.rotate_by_admin(archive, admin, custodian, public, reason or "")
+    elif of_archive:
+        admin = acting_key()
+        new = passphrase(confirm=True, env=NEW_PASSPHRASE, what="archive key (new)")
+        check_archive_passphrase(new, os.environ.get("CUSTODY_PASSPHRASE"))
+        done = keyrotation.rotate_archive_key(archive, admin, new, reason or "")
+    else:
+        path = state.key_path or default_key_path()
+        old = load_key(path, passphrase())
+        new = passphrase(confirm=True, env=NEW_PASSPHRASE, what="key (new)")
+        done = keyrotation.rotate_own(archive, old, path, new, reason)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(done.new_key_id)
+        err(f"rotated {done.name}'s key {done.old_key_id} to {done.new_key_id} in entry "
+            f"{done.seq}" + (f"; the new key is in {done.key_path}" if done.key_path else ""))
+
+
 @app.command()
 def init(
     directory: Path = typer.Argument(None, help="Archive folder [--archive, $CUSTODY_ARCHIVE or ./archive]"),
@@ -535,7 +660,6 @@ def verify(
 ) -> None:
     """Check objects, signatures, hash chain, Merkle tree, checkpoints, key files and the search
     index; exit 1 on any problem, 3 if nothing is wrong but something could not be read."""
-    from custody.core import proofs
     from custody.errors import VerificationFailed
     from custody.ops import checkpoints
     from custody.ops.verify import audit
@@ -545,8 +669,7 @@ def verify(
     external = []
     for path in held or []:
         try:
-            external.append(proofs.open_archive_checkpoint(read_text_arg(path, "checkpoint"),
-                                                           checkpoints.verifier(archive)))
+            external.append(checkpoints.open_kept(archive, read_text_arg(path, "checkpoint")))
         except VerificationFailed as exc:
             raise VerificationFailed([f"{path}: {p}" for p in exc.problems]) from None
     report = audit(archive, target, external=external, objects=not ledger_only)

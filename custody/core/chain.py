@@ -87,6 +87,18 @@ class CustodyBook:
         elif e.action in ("transfer-accept", "transfer-withdraw"):
             self._close(e, d.get("offer"))
 
+    def rotate(self, old: str, new: str, seq: int, time: str) -> None:
+        """A custodian's key replaced (`key-rotate`): the new key holds what the old one held,
+        receives the offers made to it and may withdraw the offers it made."""
+        for periods in self.holdings.values():
+            if periods[-1].holder == old:
+                periods.append(Holding(new, seq, time))
+        for n, offer in self.offers.items():
+            if offer.state == "pending" and offer.to == old:
+                self.offers[n] = replace(offer, to=new)
+            elif offer.state == "pending" and offer.sender == old:
+                self.offers[n] = replace(offer, sender=new)
+
     def _offer(self, e: Entry, item: str, to: str) -> None:
         holder = self.holder(item)
         if holder is None:

@@ -27,6 +27,12 @@ MAY_SIGN: dict[str, frozenset[str]] = {
     "refused": ALL_ROLES,  # a refusal is signed by the one refused: attempts matter in an audit
     # a derivative's first record: it reads its original, so the roles that may read content
     "derived": frozenset({"admin", "investigator", "reviewer"}),
+    # keys (docs/KEYS.md): one's own key by oneself; another's (after a loss) or the archive's by
+    # an admin, a rule the replay states (`rotate-by`, `key-own`)
+    "key-rotate": ALL_ROLES,
+    "archive-key-rotate": frozenset({"admin"}),
+    "key-backup": ALL_ROLES,
+    "key-restore": ALL_ROLES,
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from custody.core import entry as entries
 from custody.core import merkle, note
+from custody.core.custodians import Custodian, archive_key_for
 from custody.errors import VerificationFailed
 
 INCLUSION = "custody/inclusion-proof/v1"
@@ -66,6 +67,26 @@ class ProofVerdict:
     checkpoint: note.Checkpoint
     entry: entries.Entry | None = None
     old_checkpoint: note.Checkpoint | None = None
+
+
+def open_with_key_chain(text: str, origin: str, keys: list[Custodian]) -> note.Checkpoint:
+    """A checkpoint signed by the archive key in force at its size (the key chain of `init` and
+    `archive-key-rotate` entries, docs/KEYS.md), or VerificationFailed."""
+    verifiers = {k.key_id: archive_verifier(origin, k.public_key) for k in keys}
+    try:
+        checkpoint, opened = note.open_checkpoint(text, list(verifiers.values()))
+    except note.NoteError as exc:
+        raise VerificationFailed([f"checkpoint: {exc.message}"]) from None
+    if checkpoint.origin != origin:
+        raise VerificationFailed([f"checkpoint is for log {checkpoint.origin!r}, not {origin!r}"])
+    expected = archive_key_for(keys, checkpoint.size)
+    signers = {s.key_id for s in opened.verified}
+    if expected is not None and verifiers[expected.key_id].key_id not in signers:
+        raise VerificationFailed([
+            f"checkpoint of size {checkpoint.size} is not signed by archive key "
+            f"{expected.key_id}, the one in force at that size (a retired archive key signs "
+            "only trees that do not hold its rotation)"])
+    return checkpoint
 
 
 def open_archive_checkpoint(text: str, verifier: note.VerifierKey) -> note.Checkpoint:

@@ -161,12 +161,11 @@ class Replay:
         if e.seq == 0:
             if e.action != "init":
                 found.append(("genesis", "is not the archive's init entry"))
-        elif e.actor == self._archive_key:
+        elif e.actor == self._archive_key or self._is_archive_key(e.actor):
             found.append(("archive-key", "signed by the archive key, which signs entry 0 only"))
         elif signer is None:
             known = self.registry.by_id.get(e.actor)
-            why = (f"revoked in entry {known.revoked_seq}"
-                   if known is not None and known.revoked_seq is not None else "never enrolled")
+            why = (known.ended() if known is not None else None) or "never enrolled"
             found.append(("signer-active", f"signed by key {e.actor}, which is not an enrolled "
                                            f"custodian at that point ({why})"))
         elif e.action not in permissions.MAY_SIGN:
@@ -177,6 +176,8 @@ class Replay:
         found += self._check_item(e)
         if e.action == "derived":
             found += self._check_derived(e)
+        if e.action in ("key-backup", "key-restore"):
+            found += self._check_own_key(e, signer)
         role = signer.role if signer is not None else None
         if e.action == "transfer-offer":
             found += self._check_receiver(e)
@@ -188,6 +189,10 @@ class Replay:
             self.registry.apply(e)
         except RegistryError as exc:
             found.append((exc.rule, str(exc)))
+        else:
+            if e.action == "key-rotate":  # the new key holds what the old one held
+                new = self.registry.by_id[str(e.details["old_key_id"])].successor
+                self.book.rotate(str(e.details["old_key_id"]), str(new), e.seq, e.time)
         if e.seq == 0 and e.action == "init":
             archive = self.signer(e)
             self._archive_key = archive.key_id if archive is not None else None
@@ -195,6 +200,23 @@ class Replay:
                 found.append(("genesis", "is not signed by the archive key it names"))
         self._fold_item(e)
         return found
+
+    def _is_archive_key(self, key_id: str) -> bool:
+        known = self.registry.by_id.get(key_id)
+        return known is not None and known.role == ARCHIVE_ROLE
+
+    def _check_own_key(self, e: Entry, signer: Custodian | None) -> list[tuple[str, str]]:
+        """A key backup or restore names the signer's own key, or (an admin's) the archive key
+        in force (docs/KEYS.md)."""
+        named = e.details.get("key_id")
+        if named == e.actor:
+            return []
+        archive = self.registry.archive_key_for(e.seq + 1)
+        if archive is not None and named == archive.key_id and signer is not None \
+                and signer.role == "admin":
+            return []
+        return [("key-own", f"records a {e.action} of key {named!r}, which is neither the "
+                            "signer's own nor (by an admin) the archive key")]
 
     def _check_time(self, e: Entry) -> list[tuple[str, str]]:
         when = parse_time(e.time)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
+import shamir_mnemonic
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -21,7 +22,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from custody.core import pkcs8
-from custody.errors import BadKeyFile, WrongPassphrase
+from custody.errors import BadKeyFile, CustodyError, WrongPassphrase
+
+
+class ShareError(CustodyError):
+    """SLIP-39 shares that do not rebuild a key (too few, mixed sets, a mistyped word)."""
 
 # Domain tag for key ids: a key id can never collide with any other hash the archive makes.
 KEY_ID_TAG = b"custody:key-id:v1\x00"
@@ -133,6 +138,33 @@ class SigningKey:
     @property
     def key_id(self) -> str:
         return self.public.key_id
+
+    def with_name(self, name: str) -> SigningKey:
+        """The same key under another name (the name lives in the .pub, not in the key)."""
+        return SigningKey(self._private, name)
+
+    def to_shares(self, threshold: int, count: int, passphrase: str = "") -> list[str]:
+        """SLIP-39 mnemonics splitting this key's 32-byte RFC 8032 seed into `count` shares, any
+        `threshold` of which rebuild it (one group; Trezor's `shamir-mnemonic`, docs/KEYS.md)."""
+        seed = self._private.private_bytes_raw()
+        groups = shamir_mnemonic.generate_mnemonics(
+            1, [(threshold, count)], seed, passphrase.encode(), extendable=True
+        )
+        shares: list[str] = groups[0]
+        return shares
+
+    @classmethod
+    def from_shares(cls, mnemonics: list[str], passphrase: str, name: str) -> SigningKey:
+        """The key rebuilt from SLIP-39 shares. Raises ShareError for too few shares, shares of
+        different sets, a mistyped word (RS1024 checksum) or a secret that is no 32-byte seed.
+        A wrong passphrase gives ANOTHER key (SLIP-39 has no check): compare its key id."""
+        try:
+            seed = shamir_mnemonic.combine_mnemonics(mnemonics, passphrase.encode())
+        except shamir_mnemonic.MnemonicError as exc:
+            raise ShareError(str(exc)) from None
+        if len(seed) != 32:
+            raise ShareError(f"the shares hold a {len(seed)}-byte secret, not a 32-byte key seed")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), name)
 
     def sign(self, message: bytes) -> bytes:
         return self._private.sign(message)

@@ -204,12 +204,21 @@ class Archive:
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         key = load_key(self.root / "keys" / "archive.key", passphrase)
-        if key.public.raw != self.config.archive_key.raw:
+        current, seq = self.current_archive_key()
+        if key.public.raw != current.raw:
             raise VerificationFailed(
-                [f"keys/archive.key is not the archive key signed in entry 0 (it holds key "
-                 f"{key.key_id}, entry 0 names {self.config.archive_key.key_id})"]
+                [f"keys/archive.key is not the archive key signed in entry {seq} (it holds key "
+                 f"{key.key_id}, entry {seq} names {current.key_id})"]
             )
         return key
+
+    def current_archive_key(self) -> tuple[PublicKey, int]:
+        """The archive key in force and the entry naming it: entry 0's, or the last
+        `archive-key-rotate` entry's (docs/KEYS.md)."""
+        keys = registry_of(self.ledger).archive_keys
+        if not keys:
+            return self.config.archive_key, 0
+        return PublicKey(raw=keys[-1].public_key, name=keys[-1].name), keys[-1].enrolled_seq
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -377,6 +386,8 @@ class Archive:
         ]
         if not found:
             raise NotFound(f"no enrolled custodian {ref!r}")
+        if len(found) > 1:  # a rotated custodian's name: the key in use, not the retired ones
+            found = [c for c in found if c.retired_seq is None] or found
         if len(found) > 1:
             raise UsageError(f"{ref!r} names more than one custodian; give more of the key id")
         return found[0]
@@ -391,10 +402,8 @@ class Archive:
                 "archive",
                 hint="ask an admin to run 'custody enroll'",
             )
-        if who.revoked_seq is not None:
-            raise NotPermitted(
-                f"key {key.key_id} ({who.name}) was revoked in entry {who.revoked_seq}"
-            )
+        if (ended := who.ended()) is not None:
+            raise NotPermitted(f"key {key.key_id} ({who.name}) was {ended}")
         return who
 
 

@@ -14,7 +14,7 @@ from custody.core import entry as entries
 from custody.core import merkle, note, proofs
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
-from custody.ops.archive import Archive, utc_now
+from custody.ops.archive import Archive, registry_of, utc_now
 from store.ports import CheckpointRow
 
 # A kept checkpoint's `created` column is the issuing machine's clock, outside the signed note.
@@ -41,15 +41,23 @@ class Issued:
 
 
 def verifier(archive: Archive) -> note.VerifierKey:
-    return proofs.archive_verifier(archive.config.origin, archive.config.archive_key.raw)
+    """The verifier key of the archive key in force (entry 0's until a rotation)."""
+    return proofs.archive_verifier(archive.config.origin, archive.current_archive_key()[0].raw)
+
+
+def open_kept(archive: Archive, checkpoint_note: str) -> note.Checkpoint:
+    """A checkpoint of this log signed by the archive key in force at its size (docs/KEYS.md)."""
+    keys = registry_of(archive.ledger).archive_keys
+    return proofs.open_with_key_chain(checkpoint_note, archive.config.origin, keys)
 
 
 def issue(archive: Archive, archive_key: SigningKey) -> Issued:
     """Sign a checkpoint of the whole log, unless the latest kept one already covers it."""
-    if archive_key.public.raw != archive.config.archive_key.raw:
-        raise UsageError("checkpoints must be signed by the archive key")
     with archive.writing() as w:  # holds the write lock: the size cannot move under us
         size = w.next_seq
+        in_force = registry_of(w).archive_key_for(size)
+        if in_force is not None and archive_key.public.raw != in_force.public_key:
+            raise UsageError("checkpoints must be signed by the archive key in force")
         latest = w.latest_checkpoint()
         if latest is not None and latest.size == size:
             return Issued(latest, note.parse_checkpoint(note.split_note(latest.note)[0]), new=False)
@@ -77,10 +85,9 @@ def covering(archive: Archive, seq: int) -> CheckpointRow:
 
 def inclusion(archive: Archive, seq: int, checkpoint_note: str | None = None) -> dict[str, Any]:
     """An inclusion bundle for entry `seq` against a checkpoint (given, or the latest covering)."""
-    v = verifier(archive)
     if checkpoint_note is None:
         checkpoint_note = covering(archive, seq).note
-    cp = proofs.open_archive_checkpoint(checkpoint_note, v)
+    cp = open_kept(archive, checkpoint_note)
     if cp.size > archive.ledger.size():
         raise UsageError(
             f"the checkpoint is of size {cp.size}, larger than this log "
@@ -118,11 +125,10 @@ def prove_item(archive: Archive, item: str, checkpoint_note: str | None = None) 
 
 def consistency(archive: Archive, old_note: str, new_note: str | None = None) -> dict[str, Any]:
     """A consistency bundle from an old checkpoint to a newer one (or the latest kept)."""
-    v = verifier(archive)
-    old = proofs.open_archive_checkpoint(old_note, v)
+    old = open_kept(archive, old_note)
     if new_note is None:
         new_note = latest(archive).note
-    new = proofs.open_archive_checkpoint(new_note, v)
+    new = open_kept(archive, new_note)
     if old.size > new.size:
         raise UsageError(f"--from checkpoint ({old.size}) is larger than --to ({new.size})")
     if new.size > archive.ledger.size():

@@ -105,15 +105,20 @@ def write_new_key(
         raise CustodyError(f"{path} already exists; refusing to overwrite a key")
     check_new_passphrase(passphrase, what)
     key = SigningKey.generate(name.strip())
-    pem = key.to_encrypted_pem(passphrase)
-    _make_private_folder(path.parent)
     if overwrite:
         path.unlink(missing_ok=True)
+    write_key(path, key, passphrase)
+    return key
+
+
+def write_key(path: Path, key: SigningKey, passphrase: str) -> None:
+    """Write `key` encrypted under `passphrase` (0600, created exclusively) and its .pub."""
+    pem = key.to_encrypted_pem(passphrase)
+    _make_private_folder(path.parent)
     _write_private(path, pem)
     pub = public_path(path)
     pub.unlink(missing_ok=True)
     _write_private(pub, (key.public.openssh_line() + "\n").encode())
-    return key
 
 
 def load_key(path: Path, passphrase: str) -> SigningKey:

@@ -22,6 +22,7 @@ from typing import Any
 
 from custody.core import entry as entries
 from custody.core import merkle, note, proofs
+from custody.core.custodians import ARCHIVE_ROLE, Custodian
 from custody.core.replay import FirstRecord, Replay
 from custody.core.signing import private_key_form
 from custody.errors import (
@@ -32,7 +33,7 @@ from custody.errors import (
     NotFound,
     VerificationFailed,
 )
-from custody.ops.archive import Archive, signed_config
+from custody.ops.archive import Archive, registry_of, signed_config
 from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
 from store.ports import (
@@ -314,13 +315,17 @@ class StoredTree:
 
 
 def _open_checkpoints(archive: Archive, report: AuditReport) -> list[tuple[int, note.Checkpoint]]:
-    v = proofs.archive_verifier(archive.config.origin, archive.config.archive_key.raw)
+    keys = registry_of(archive.ledger).archive_keys  # entry 0's key, then each rotation's
+    if not keys:
+        keys = [Custodian(archive.config.archive_key.key_id, archive.config.archive_key.raw,
+                          archive.config.archive_key.name, ARCHIVE_ROLE, 0)]
     kept: list[tuple[int, note.Checkpoint]] = []
     for row in archive.ledger.checkpoints():
         try:
-            cp, _ = note.open_checkpoint(row.note, [v])
-        except note.NoteError as exc:
-            report.problems.append(f"checkpoint #{row.id}: {exc.message}")
+            cp = proofs.open_with_key_chain(row.note, archive.config.origin, keys)
+        except VerificationFailed as exc:
+            report.problems.extend(f"checkpoint #{row.id}: {p.removeprefix('checkpoint: ')}"
+                                   for p in exc.problems)
             continue
         if cp.size != row.size:
             report.problems.append(
@@ -497,24 +502,26 @@ def _check_identity(archive: Archive, report: AuditReport) -> None:
         ("name", stated.name, signed.name),
         ("origin", stated.origin, signed.origin),
         ("created", stated.created, signed.created),
-        ("archive_key name", stated.archive_key.name, signed.archive_key.name),
+        ("archive_key name", stated.archive_key.name, archive.current_archive_key()[0].name),
     ):
         if claimed != real:
             report.problems.append(
                 f"custody.json: {what} {claimed!r} differs from entry 0's {real!r} "
                 "(custody.json is unsigned; the archive is what entry 0 signed)"
             )
-    if stated.archive_key.raw != signed.archive_key.raw:
+    # after a rotation (docs/KEYS.md) the files name the archive key in force, not entry 0's
+    current, named_in = archive.current_archive_key()
+    if stated.archive_key.raw != current.raw:
         report.problems.append(
-            "custody.json: archive_key is not the archive key signed in entry 0"
+            f"custody.json: archive_key is not the archive key signed in entry {named_in}"
         )
     keys = archive.root / "keys"
     try:
         public = read_public_key(keys / "archive.key.pub")
-        if public.raw != signed.archive_key.raw:
+        if public.raw != current.raw:
             report.problems.append(
-                f"keys/archive.key.pub is not the archive key signed in entry 0 (it holds key "
-                f"{public.key_id}, entry 0 names {signed.archive_key.key_id})"
+                f"keys/archive.key.pub is not the archive key signed in entry {named_in} (it "
+                f"holds key {public.key_id}, entry {named_in} names {current.key_id})"
             )
     except NotFound:
         report.notices.append("keys/archive.key.pub is missing (entry 0 holds the archive key)")

@@ -16,6 +16,7 @@ from custody.core import canonical, merkle
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import ARCHIVE_ROLE, REGISTRY_ACTIONS
+from custody.core.proofs import archive_verifier
 from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import (
@@ -183,7 +184,9 @@ def _tag_files(
         ],
     }
     config = archive.config
-    verifier = checkpoints.verifier(archive)
+    # the archive's identity is entry 0's key; a rotated key signs the checkpoint, and the
+    # rotation entries it follows from are carried with the registry (docs/KEYS.md)
+    verifier = archive_verifier(config.origin, config.archive_key.raw)
     keys = {
         "archive": {
             "name": config.archive_key.name,
@@ -205,6 +208,12 @@ def _tag_files(
             }
             for c in sorted(registry.by_id.values(), key=lambda c: c.enrolled_seq)
             if c.role != ARCHIVE_ROLE
+        ],
+        "archive_keys": [
+            {"key_id": c.key_id, "public_key": _b64(c.public_key), "named_in": c.enrolled_seq,
+             "retired_in": c.retired_seq,
+             "verifier_key": str(archive_verifier(config.origin, c.public_key))}
+            for c in registry.archive_keys
         ],
     }
     tags: dict[str, bytes] = {}

@@ -17,7 +17,15 @@ from typing import Any
 from custody.core import canonical, merkle, note, proofs
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
-from custody.core.custodians import REGISTRY_ACTIONS, Registry, RegistryError, decode_public_key
+from custody.core.custodians import (
+    ARCHIVE_ROLE,
+    REGISTRY_ACTIONS,
+    Custodian,
+    Registry,
+    RegistryError,
+    archive_key_chain,
+    decode_public_key,
+)
 from custody.core.replay import Replay
 from custody.core.signing import key_id, verify_signature
 from custody.errors import CustodyError, VerificationFailed
@@ -329,7 +337,7 @@ def _audit(
     checkpoint = None
     cp_text = _text(tags, layout.CHECKPOINT, problems)
     try:
-        checkpoint = proofs.open_archive_checkpoint(cp_text, verifier)
+        checkpoint = proofs.open_with_key_chain(cp_text, origin, _archive_keys(carried, archive_pk))
     except VerificationFailed as exc:
         problems.extend(f"{layout.CHECKPOINT}: {p}" for p in exc.problems)
     signed_cp = statement.get("checkpoint") or {}
@@ -391,6 +399,18 @@ def _audit(
     report.exported_by = exporter
     _check_items(statement, first, item_seqs, carried, payload, tags, exporter, report, only)
     _check_keys(tags, registry, archive_pk, problems)
+
+
+def _archive_keys(
+    carried: dict[int, tuple[entries.SignedEntry, entries.Entry]], archive_pk: bytes
+) -> list[Custodian]:
+    """The archive's key chain from the carried `init` and `archive-key-rotate` entries (a
+    package carries every registry entry below its checkpoint): which key signs the checkpoint.
+    Each rotation entry is itself proven included and checked by the replay below."""
+    keys = archive_key_chain([carried[s][1] for s in sorted(carried)])
+    if not keys:  # no usable entry 0: the statement's key, whose problems are named elsewhere
+        keys = [Custodian(key_id(archive_pk), archive_pk, "", ARCHIVE_ROLE, 0)]
+    return keys
 
 
 def _archive(

@@ -18,6 +18,7 @@ from typing import Any
 from custody.core import canonical, note, proofs
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
+from custody.core.custodians import archive_key_chain, archive_key_for
 from custody.core.replay import Replay
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.metadata.clocks import shown_capture
@@ -117,6 +118,7 @@ def check(
     if not cp_json:
         result.problems.append("the report names no checkpoint: nothing in it is proven")
         return result
+    verifier = _key_in_force(model, cp_json["note"], verifier)
     try:
         cp = proofs.open_archive_checkpoint(cp_json["note"], verifier)
     except VerificationFailed as exc:
@@ -128,6 +130,10 @@ def check(
     proven = _proven(model, cp, verifier, result)
     replay = _replay(proven, verifier, result, now)
     registry = replay.registry
+    in_force = registry.archive_key_for(cp.size)
+    if in_force is not None and in_force.public_key != verifier.public_key:
+        result.problems.append("the checkpoint is not signed by the archive key in force at its "
+                               "size, as the proven registry entries name it")
     for item in model["items"]:
         _check_item(item, proven, replay, result)
     for c in model.get("custodians", []):
@@ -138,6 +144,24 @@ def check(
                 known.public_key).decode():
             result.problems.append(f"custodian {c['key_id']}: not enrolled as shown")
     return result
+
+
+def _key_in_force(model: dict[str, Any], note_text: str, verifier: note.VerifierKey
+                  ) -> note.VerifierKey:
+    """After an archive-key rotation (docs/KEYS.md) the report's checkpoint is signed by a later
+    archive key: given entry 0's verifier key (the archive's identity), follow the report's
+    `archive-key-rotate` entries to the key in force. Nothing is trusted here: the checkpoint
+    must open with that key, and the entries naming it are then proven and replayed."""
+    try:
+        parsed = [entries.parse(_unb64(b["entry"])) for b in model.get("registry_proofs", [])]
+        size = note.parse_checkpoint(note.split_note(note_text)[0]).size
+    except (KeyError, TypeError, ValueError, entries.MalformedEntry, note.NoteError):
+        return verifier
+    chain = archive_key_chain(sorted(parsed, key=lambda e: e.seq))
+    in_force = archive_key_for(chain, size)
+    if chain and chain[0].public_key == verifier.public_key and in_force is not None:
+        return proofs.archive_verifier(verifier.name, in_force.public_key)
+    return verifier
 
 
 def _proven(
@@ -178,8 +202,7 @@ def _replay(
         signer = replay.signer(e)
         valid = signer is not None and entries.signature_valid(
             entries.SignedEntry(body, signature), signer.public_key)
-        if seq == 0 and (not valid or signer is None
-                         or signer.public_key != verifier.public_key):
+        if seq == 0 and (not valid or signer is None):
             result.problems.append("entry 0 is not signed by the archive's key")
         elif seq != 0 and signer is not None and not valid:
             result.problems.append(f"entry {seq}: bad signature by {signer.name} "
