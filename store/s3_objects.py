@@ -121,6 +121,7 @@ class S3ObjectStore:
         self._base = f"{location.prefix}/sha256/" if location.prefix else "sha256/"
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+        self._sound: dict[str, str] = {}  # the version each object was last read from, here
 
     @property
     def client(self) -> Any:
@@ -218,6 +219,7 @@ class S3ObjectStore:
         for vid in versions:
             found = self._hash_version(sha256, vid)
             if found[0] == sha256:
+                self._sound[sha256] = vid
                 return vid, found[1]
         raise ObjectCorrupt(f"object {sha256} is corrupt: its content hashes to "
                             f"{found[0] if found else None}")
@@ -356,7 +358,8 @@ class S3ObjectStore:
         return self._sound_version(sha256)[1]
 
     def retention(self, sha256: str) -> Retention:
-        version, _ = self._sound_version(sha256)
+        """Of the version reads use (as `check` just found it, when it did)."""
+        version = self._sound.get(sha256) or self._sound_version(sha256)[0]
         try:
             head = self.client.head_object(Bucket=self.location.bucket, Key=self.key(sha256),
                                            VersionId=version)

@@ -1144,9 +1144,6 @@ def _package_report(report: Any, as_json: bool) -> None:
             say(f"PROBLEM: {p}")
         for n in report.notices:
             say(f"notice: {n}")
-        for sha256, held in report.retention.items():
-            say(f"retained: object {sha256} {held['mode'] or 'without retention'}"
-                + (f" until {held['retain_until']}" if held["retain_until"] else ""))
         if report.ok:
             say(f"OK: {len(report.items)} item(s), {report.entries} signed entries, "
                   f"{report.bytes} bytes; from {report.archive.get('name')} "

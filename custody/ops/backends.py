@@ -25,7 +25,6 @@ from store.ports import (
     StoreError,
     StoreFull,
 )
-from store.s3_objects import DEFAULT_RETENTION_DAYS, S3Location, S3ObjectStore
 from store.sqlite_ledger import SqliteLedger
 
 OBJECTS, LEDGER = "objects", "ledger.db"  # the local adapters' places in an archive folder
@@ -52,6 +51,8 @@ class Backends:
 def s3_objects_config(url: str, endpoint: str | None, retention_days: int | None) -> dict[str, Any]:
     """custody.json's `objects` for an S3 store (no secrets: credentials stay in the AWS
     environment or profile). ValueError for an address that is no s3://BUCKET[/PREFIX]."""
+    from store.s3_objects import DEFAULT_RETENTION_DAYS, S3Location  # boto3 only when used
+
     where = S3Location.parse(url, endpoint)
     days = DEFAULT_RETENTION_DAYS if retention_days is None else retention_days
     if days < 1:
@@ -64,6 +65,8 @@ def _objects(root: Path, config: dict[str, Any] | None) -> ObjectStore:
     if config is None or config.get("backend", "folder") == "folder":
         return LocalObjectStore(root / OBJECTS)
     if config.get("backend") == "s3":
+        from store.s3_objects import S3Location, S3ObjectStore  # boto3 only when used
+
         where = S3Location(str(config["bucket"]), str(config.get("prefix") or ""),
                            config.get("endpoint") or None)
         return S3ObjectStore(where, retention_days=int(config["retention_days"]),
@@ -82,8 +85,8 @@ def prepare_objects(root: Path, objects: dict[str, Any] | None) -> ObjectStore:
     """Before init writes anything: an S3 bucket must answer these credentials and have Object
     Lock (else a StoreUnavailable saying why); the folder needs nothing."""
     store = _objects(root, objects)
-    if isinstance(store, S3ObjectStore):
-        store.probe()
+    if not isinstance(store, LocalObjectStore):
+        store.probe()  # type: ignore[attr-defined]  # the S3 store's own check
     return store
 
 
