@@ -113,8 +113,10 @@ class S3ObjectStore:
     temporary copy each put makes (default: the system's temporary folder)."""
 
     def __init__(self, location: S3Location, *, retention_days: int = DEFAULT_RETENTION_DAYS,
-                 spool: Path | None = None, client: Any = None) -> None:
+                 spool: Path | None = None, client: Any = None,
+                 multipart_from: int = MULTIPART, part_size: int = PART) -> None:
         self.location = location
+        self.multipart_from, self.part_size = multipart_from, part_size
         self.retention_days = retention_days
         self.spool = spool
         self.label = location.url
@@ -264,7 +266,8 @@ class S3ObjectStore:
         with spool:
             digests = self._fill(spool, stream)
             try:
-                self._sound_version(digests.sha256)
+                version, _ = self._sound_version(digests.sha256)
+                self._ensure_retention(self.key(digests.sha256), version)
                 return PutResult(digests=digests, created=False)
             except ObjectMissing:
                 replaced = None
@@ -273,7 +276,7 @@ class S3ObjectStore:
             except ObjectUnreadable as exc:
                 raise ObjectWriteError(f"cannot store an object in {self.label}: {exc}") from None
             spool.seek(0)
-            if digests.size >= MULTIPART:
+            if digests.size >= self.multipart_from:
                 self._upload_parts(spool, digests)
             else:
                 self._upload_one(spool, digests)
@@ -324,20 +327,39 @@ class S3ObjectStore:
         try:
             parts = []
             number = 1
-            while data := spool.read(PART):
+            while data := spool.read(self.part_size):
                 sha = _b64(hashlib.sha256(data).digest())
                 done = self.client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
                     ContentMD5=_b64(hashlib.md5(data).digest()), ChecksumSHA256=sha)
                 parts.append({"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": sha})
                 number += 1
-            self.client.complete_multipart_upload(
+            done = self.client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
         except (ClientError, BotoCoreError, OSError) as exc:
             try:
                 self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             except (ClientError, BotoCoreError, OSError):
                 pass  # left as an unfinished write: listed, harmless
+            raise self._write_error(exc) from None
+        self._ensure_retention(key, done.get("VersionId"))
+
+    def _ensure_retention(self, key: str, version: str | None) -> None:
+        """Set retention on a version that has none, or whose retention lapsed: radosgw 16 ignores
+        the retention asked at CreateMultipartUpload (measured), and an object found already
+        stored (a write cut off before this, another tool) must be held like a new one."""
+        lock = self._lock()
+        if not lock or version is None:
+            return
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=key, VersionId=version)
+            until = head.get("ObjectLockRetainUntilDate")
+            if head.get("ObjectLockMode") is None or until is None or until <= datetime.now(UTC):
+                self.client.put_object_retention(
+                    Bucket=self.location.bucket, Key=key, VersionId=version,
+                    Retention={"Mode": lock["ObjectLockMode"],
+                               "RetainUntilDate": lock["ObjectLockRetainUntilDate"]})
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise self._write_error(exc) from None
 
     def _foreign(self, sha256: str) -> SetAside:

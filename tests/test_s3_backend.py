@@ -22,6 +22,7 @@ from .s3_services import new_bucket, s3_client
 PHOTO = DATA / "media" / "aleppo-gps.jpg"
 PHOTO2 = DATA / "media" / "carbon-south-west.jpg"
 VIDEO = DATA / "media" / "homs-loci.mp4"
+PHOTO3 = DATA / "media" / "clock-no-offset.jpg"
 
 
 def sha(path: Path) -> str:
@@ -159,3 +160,14 @@ def test_verify_names_an_object_whose_retention_is_missing_or_lapsed(
 
 def _md5(path: Path) -> str:
     return base64.b64encode(hashlib.md5(path.read_bytes()).digest()).decode()
+
+
+def test_ingest_locks_an_object_it_finds_stored_without_retention(story: Cli) -> None:
+    """The same bytes put at an item's name straight through boto3, with no retention, then
+    ingested: ingest holds that version under retention as it would a new one."""
+    s3 = s3_client()
+    bucket, key = key_of(story.archive, sha(PHOTO3))
+    s3.put_object(Bucket=bucket, Key=key, Body=PHOTO3.read_bytes())
+    story("ingest", PHOTO3, check=True)
+    assert s3.head_object(Bucket=bucket, Key=key)["ObjectLockMode"] == "COMPLIANCE"
+    assert story("verify", sha(PHOTO3)[:12], "--json", check=True).json()["ok"]
