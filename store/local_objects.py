@@ -32,6 +32,7 @@ from store.ports import (
     ObjectWriteError,
     PutResult,
     ReadsInto,
+    Retention,
     SetAside,
     StoreFull,
 )
@@ -276,6 +277,12 @@ class LocalObjectStore:
         if not path.is_file():
             raise ObjectMissing(f"object {sha256} is missing")
         yield path
+
+    def retention(self, sha256: str) -> Retention | None:
+        """A folder keeps no retention: its objects are protected by file modes only."""
+        if not self.has(sha256):
+            raise ObjectMissing(f"object {sha256} is missing")
+        return None
 
     def __iter__(self) -> Iterator[str]:
         for shard in self._listing(self._objects):

@@ -54,6 +54,26 @@ class StoreFull(ObjectWriteError):
     """No space (or quota) left where the objects are kept."""
 
 
+class StoreUnavailable(ObjectUnreadable):
+    """A remote object store that cannot be used from here at all: nothing was read or written."""
+
+
+class StoreUnreachable(StoreUnavailable):
+    """The store's endpoint does not answer (wrong address, network down)."""
+
+
+class StoreAccessDenied(StoreUnavailable):
+    """The store refuses these credentials (unknown key, wrong secret, no permission)."""
+
+
+class BucketMissing(StoreUnavailable):
+    """The bucket named does not exist."""
+
+
+class BucketWithoutLock(StoreUnavailable):
+    """The bucket has no Object Lock: its objects could be deleted, so it may not hold evidence."""
+
+
 class LedgerStoreError(StoreError):
     """Base class of the ledger's errors; raised as such for a write the ledger refused."""
 
@@ -108,6 +128,15 @@ class SetAside:
     path: str  # where it is kept, as the adapter names it (local: relative to the archive folder)
     sha256: str | None  # what its content hashes to; None if it was no readable regular file
     size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """What keeps an object from deletion in its store (S3 Object Lock): `mode` (COMPLIANCE,
+    GOVERNANCE) and `retain_until` (RFC 3339 UTC); both None when the object has none."""
+
+    mode: str | None
+    retain_until: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +239,11 @@ class ObjectStore(Protocol):
 
     def unfinished_writes(self) -> list[str]:
         """What interrupted writes left behind (harmless, never an object), by location."""
+        ...
+
+    def retention(self, sha256: str) -> Retention | None:
+        """The object's retention in the store (S3 Object Lock), or None for a store that has no
+        such thing (the local folder). ObjectMissing if there is no object."""
         ...
 
     def local_file(self, sha256: str) -> AbstractContextManager[Path]:

@@ -158,3 +158,17 @@ def mount_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
     yield mount
     for path in reversed(mounted):
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture(scope="session")
+def s3_services() -> dict[str, str]:
+    """The real S3 service (radosgw) of scripts/services.sh, started once per run if not running;
+    tests that need it skip, saying why, only when it cannot start (tests/s3_services.py)."""
+    from tests.s3_services import services_env
+
+    env, why = services_env()
+    if env is None and os.environ.get("CUSTODY_REQUIRE_SERVICES"):
+        pytest.fail(why)  # CI (.ci/run): these tests must run
+    if env is None:
+        pytest.skip(why)
+    return env

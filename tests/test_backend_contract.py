@@ -36,7 +36,9 @@ from store.ports import (
     ObjectWriteError,
     StoreFull,
 )
+from store.s3_objects import S3Location, S3ObjectStore
 from store.sqlite_ledger import SqliteLedger
+from tests.s3_services import new_bucket
 
 # Harnesses ------------------------------------------------------------------------------------
 
@@ -49,6 +51,7 @@ class ObjectHarness:
     remove: Callable[[ObjectStore, str], None]
     leave_temp: Callable[[ObjectStore], None]  # what a write killed halfway leaves behind
     on_small_disk: Callable[[Path, Callable[[Path, str], Path]], ObjectStore] | None = None
+    needs_services: bool = False  # the real S3 of scripts/services.sh (fixture s3_services)
 
 
 def _local_store(folder: Path) -> LocalObjectStore:
@@ -81,9 +84,41 @@ def _local_small_disk(folder: Path, mount: Callable[[Path, str], Path]) -> Objec
     return _local_store(folder)
 
 
+def _s3_store(folder: Path) -> S3ObjectStore:
+    """A bucket of its own, with Object Lock. Its objects are written without retention (0 days)
+    so that the harness can damage them, as a version whose retention lapsed could be."""
+    return S3ObjectStore(S3Location(new_bucket(), "archive-1", os.environ["CUSTODY_S3_ENDPOINT"]),
+                         retention_days=0, spool=folder)
+
+
+def _s3_versions(store: S3ObjectStore, sha256: str) -> list[dict[str, str]]:
+    listed = store.client.list_object_versions(Bucket=store.location.bucket, Prefix=store.key(sha256))
+    return [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+
+
+def _s3_remove(store: ObjectStore, sha256: str) -> None:
+    assert isinstance(store, S3ObjectStore)
+    for version in _s3_versions(store, sha256):
+        store.client.delete_object(Bucket=store.location.bucket, Key=version["Key"],
+                                   VersionId=version["VersionId"])
+
+
+def _s3_overwrite(store: ObjectStore, sha256: str, data: bytes) -> None:
+    assert isinstance(store, S3ObjectStore)
+    _s3_remove(store, sha256)
+    store.client.put_object(Bucket=store.location.bucket, Key=store.key(sha256), Body=data)
+
+
+def _s3_leave_temp(store: ObjectStore) -> None:
+    assert isinstance(store, S3ObjectStore)
+    store.client.create_multipart_upload(Bucket=store.location.bucket, Key=store.key("ab" * 32))
+
+
 OBJECT_STORES = [
     ObjectHarness("local-folder", _local_store, _local_overwrite, _local_remove,
                   _local_leave_temp, _local_small_disk),
+    ObjectHarness("s3-radosgw", _s3_store, _s3_overwrite, _s3_remove, _s3_leave_temp,
+                  needs_services=True),
 ]
 
 
@@ -128,7 +163,9 @@ def harness(request: pytest.FixtureRequest) -> ObjectHarness:
 
 
 @pytest.fixture
-def objects(harness: ObjectHarness, tmp_path: Path) -> ObjectStore:
+def objects(harness: ObjectHarness, tmp_path: Path, request: pytest.FixtureRequest) -> ObjectStore:
+    if harness.needs_services:
+        request.getfixturevalue("s3_services")
     return harness.make(tmp_path)
 
 
@@ -499,3 +536,20 @@ def test_a_ledger_on_read_only_storage_reads_and_refuses_writes(
     with pytest.raises(LedgerReadOnly), again.writing():
         pass
     again.close()
+
+
+def test_a_large_object_goes_up_in_parts_each_checked(
+    s3_services: dict[str, str], tmp_path: Path
+) -> None:
+    """S3 only: from `multipart_from` bytes a put is a multipart upload (here 5 MiB parts, the
+    least S3 allows), each part with its MD5 and SHA-256; the object reads back whole."""
+    store = S3ObjectStore(S3Location(new_bucket(), "big", os.environ["CUSTODY_S3_ENDPOINT"]),
+                          retention_days=1, spool=tmp_path, multipart_from=5 << 20,
+                          part_size=5 << 20)
+    data = os.urandom((11 << 20) + 3)
+    put = store.put(io.BytesIO(data))
+    head = store.client.head_object(Bucket=store.location.bucket, Key=store.key(_sha(data)))
+    assert put.created and head["ETag"].strip('"').endswith("-3")  # three parts
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert store.check(_sha(data)) == len(data) and _read_all(store, _sha(data)) == data
+    assert store.unfinished_writes() == []

@@ -316,13 +316,28 @@ def key_rotate(
 def init(
     directory: Path = typer.Argument(None, help="Archive folder [--archive, $CUSTODY_ARCHIVE or ./archive]"),
     name: str = typer.Option(..., "--name", help="The organisation's name."),
+    objects: str = typer.Option(None, "--objects", help="Keep the objects in S3: s3://BUCKET/PREFIX (the bucket must have Object Lock) [a folder in the archive]"),
+    s3_endpoint: str = typer.Option(None, "--s3-endpoint", envvar="CUSTODY_S3_ENDPOINT", help="The S3 endpoint URL, for a store other than AWS (Ceph, MinIO) [$CUSTODY_S3_ENDPOINT]"),
+    retention_days: int = typer.Option(None, "--retention-days", help="Object Lock (COMPLIANCE) retention of each object, in days [3650]"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Make an archive and its archive key; the acting custodian becomes its first admin.
 
     The archive key gets its own passphrase: $CUSTODY_ARCHIVE_PASSPHRASE, else asked twice. It
     needs at least 12 characters and must differ from the admin's own passphrase.
+    With --objects s3://BUCKET/PREFIX the objects go to S3 under Object Lock (docs/BACKENDS.md);
+    credentials come from the standard AWS environment or profile, never from the archive.
     """
+    from custody.ops.backends import s3_objects_config
+
+    store = None
+    if objects is not None:
+        try:
+            store = s3_objects_config(objects, s3_endpoint, retention_days)
+        except ValueError as exc:
+            raise UsageError(f"--objects: {exc}") from None
+    elif retention_days is not None:
+        raise UsageError("--retention-days applies to --objects s3://... only")
     root = directory or state.archive_path
     path = state.key_path or default_key_path()
     admin_pass = passphrase()
@@ -330,9 +345,11 @@ def init(
     warn_if_weakly_protected(path, "custody key passwd")
     archive_pass = passphrase(confirm=True, env=ARCHIVE_PASSPHRASE, what="archive key")
     check_archive_passphrase(archive_pass, admin_pass)
-    archive = Archive.create(root, name, admin, archive_pass)
+    archive = Archive.create(root, name, admin, archive_pass, objects=store)
     info = {"archive": str(root), "name": name, "origin": archive.config.origin,
             "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}
+    if store is not None:
+        info["objects"] = f"s3://{store['bucket']}/{store['prefix']}".rstrip("/")
     if as_json:
         out_json(info)
     else:
@@ -690,6 +707,9 @@ def verify(
             say(f"CANNOT READ: {u}")
         for n in report.notices:
             say(f"notice: {n}")
+        for sha256, lock in report.retention.items():
+            say(f"retained: object {sha256} {lock['mode'] or 'without retention'}"
+                + (f" until {lock['retain_until']}" if lock["retain_until"] else ""))
         if report.ok:
             say(f"OK: {report.entries} entries and {report.objects} objects verified")
     if report.problems:

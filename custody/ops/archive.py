@@ -37,7 +37,13 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-from custody.ops.backends import custody_error, local_backends
+from custody.ops.backends import (
+    create_objects,
+    custody_error,
+    local_backends,
+    open_backends,
+    prepare_objects,
+)
 from custody.ops.keyfiles import check_new_passphrase, load_key, write_new_key
 from store.index_port import IndexLocation
 from store.ports import (
@@ -47,6 +53,7 @@ from store.ports import (
     LedgerStoreError,
     LedgerTransaction,
     ObjectStore,
+    StoreError,
 )
 
 FORMAT = "custody-archive"
@@ -81,6 +88,7 @@ class ArchiveConfig:
     archive_key: PublicKey
     created: str
     extra: dict[str, Any] = field(default_factory=dict)
+    objects: dict[str, Any] | None = None  # where the objects are (docs/BACKENDS.md); None: folder
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +102,7 @@ class ArchiveConfig:
                 "name": self.archive_key.name,
             },
             "created": self.created,
+            **({"objects": self.objects} if self.objects is not None else {}),
         }
 
 
@@ -129,13 +138,19 @@ class Archive:
     # Creating and opening ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, name: str, admin: SigningKey, archive_passphrase: str) -> Archive:
+    def create(cls, root: Path, name: str, admin: SigningKey, archive_passphrase: str,
+               *, objects: dict[str, Any] | None = None) -> Archive:
+        """`objects`: where the objects go (backends.s3_objects_config), None for the folder."""
         root = Path(root)
         if (root / CONFIG).exists():
             raise ArchiveError(f"{root} already holds an archive")
         if root.exists() and any(root.iterdir()):
             raise ArchiveError(f"{root} exists and is not empty")
         check_new_passphrase(archive_passphrase, "archive key")
+        try:
+            store = prepare_objects(root, objects)  # before anything is written
+        except StoreError as exc:
+            raise custody_error(exc) from None
         root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
         os.chmod(root, PRIVATE_FOLDER)
         archive_key = write_new_key(
@@ -145,12 +160,12 @@ class Archive:
         now = utc_now()
         origin = f"custody.archive/{archive_key.key_id}"
         config = ArchiveConfig(
-            name=name, origin=origin, archive_key=archive_key.public, created=now
+            name=name, origin=origin, archive_key=archive_key.public, created=now, objects=objects
         )
         local = local_backends(root)
-        local.objects.create()
+        create_objects(root, store)
         local.ledger.create()
-        archive = cls(local.objects, local.ledger, local.index, config, root=root, signed=True)
+        archive = cls(store, local.ledger, local.index, config, root=root, signed=True)
         genesis = Draft(
             action="init",
             item=None,
@@ -194,13 +209,17 @@ class Archive:
                 raise ArchiveError(f"archive format version {raw.get('version')} is not supported")
             ak = raw["archive_key"]
             public = PublicKey(raw=decode_public_key(ak["public_key"]), name=ak.get("name", ""))
+            objects = raw.get("objects")
+            if objects is not None and not isinstance(objects, dict):
+                raise ValueError("objects is not an object")
             config = ArchiveConfig(
-                name=raw["name"], origin=raw["origin"], archive_key=public, created=raw["created"]
+                name=raw["name"], origin=raw["origin"], archive_key=public, created=raw["created"],
+                objects=objects,
             )
+            opened = open_backends(root, objects)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{path} is damaged: {exc}") from None
-        local = local_backends(root)
-        return cls(local.objects, local.ledger, local.index, config, root=root)
+        return cls(opened.objects, opened.ledger, opened.index, config, root=root)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         key = load_key(self.root / "keys" / "archive.key", passphrase)

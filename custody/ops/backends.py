@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from custody.errors import ArchiveError, CustodyError, DiskFull, VerificationFailed
 from store.index import LocalIndex
@@ -20,6 +21,7 @@ from store.ports import (
     LedgerStoreError,
     ObjectCorrupt,
     ObjectMissing,
+    ObjectStore,
     StoreError,
     StoreFull,
 )
@@ -29,11 +31,70 @@ OBJECTS, LEDGER = "objects", "ledger.db"  # the local adapters' places in an arc
 FREE_SPACE = "free space, then run the command again"
 
 
+SPOOL = "spool"  # an S3 archive's local folder for the copy each upload and each reader makes
+
+
 @dataclass(frozen=True, slots=True)
 class LocalBackends:
     objects: LocalObjectStore
     ledger: SqliteLedger
     index: LocalIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    objects: ObjectStore
+    ledger: SqliteLedger
+    index: LocalIndex
+
+
+def s3_objects_config(url: str, endpoint: str | None, retention_days: int | None) -> dict[str, Any]:
+    """custody.json's `objects` for an S3 store (no secrets: credentials stay in the AWS
+    environment or profile). ValueError for an address that is no s3://BUCKET[/PREFIX]."""
+    from store.s3_objects import DEFAULT_RETENTION_DAYS, S3Location  # boto3 only when used
+
+    where = S3Location.parse(url, endpoint)
+    days = DEFAULT_RETENTION_DAYS if retention_days is None else retention_days
+    if days < 1:
+        raise ValueError(f"--retention-days must be at least 1, not {days}")
+    return {"backend": "s3", "bucket": where.bucket, "prefix": where.prefix,
+            "endpoint": where.endpoint, "retention_mode": "COMPLIANCE", "retention_days": days}
+
+
+def _objects(root: Path, config: dict[str, Any] | None) -> ObjectStore:
+    if config is None or config.get("backend", "folder") == "folder":
+        return LocalObjectStore(root / OBJECTS)
+    if config.get("backend") == "s3":
+        from store.s3_objects import S3Location, S3ObjectStore  # boto3 only when used
+
+        where = S3Location(str(config["bucket"]), str(config.get("prefix") or ""),
+                           config.get("endpoint") or None)
+        return S3ObjectStore(where, retention_days=int(config["retention_days"]),
+                             spool=root / SPOOL)
+    raise ArchiveError(f"custody.json names an object store this custody does not know: "
+                       f"{config.get('backend')!r}")
+
+
+def open_backends(root: Path, objects: dict[str, Any] | None) -> Backends:
+    """The backends custody.json names (`objects`: absent for the local folder)."""
+    local = local_backends(root)
+    return Backends(_objects(root, objects), local.ledger, local.index)
+
+
+def prepare_objects(root: Path, objects: dict[str, Any] | None) -> ObjectStore:
+    """Before init writes anything: an S3 bucket must answer these credentials and have Object
+    Lock (else a StoreUnavailable saying why); the folder needs nothing."""
+    store = _objects(root, objects)
+    if not isinstance(store, LocalObjectStore):
+        store.probe()  # type: ignore[attr-defined]  # the S3 store's own check
+    return store
+
+
+def create_objects(root: Path, store: ObjectStore) -> None:
+    if isinstance(store, LocalObjectStore):
+        store.create()
+    else:
+        (root / SPOOL).mkdir(mode=0o700, exist_ok=True)
 
 
 def local_backends(root: Path) -> LocalBackends:

@@ -42,6 +42,7 @@ from store.ports import (
     LedgerUnreadable,
     ObjectCorrupt,
     ObjectMissing,
+    ObjectStore,
     ObjectUnreadable,
 )
 
@@ -55,6 +56,7 @@ class AuditReport:
     problems: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # could not be read, so not checked
+    retention: dict[str, dict[str, str | None]] = field(default_factory=dict)  # S3 Object Lock
 
     @property
     def ok(self) -> bool:
@@ -77,6 +79,7 @@ class AuditReport:
             "problems": self.problems,
             "unreadable": self.unreadable,
             "notices": self.notices,
+            "retention": self.retention,
         }
 
 
@@ -420,6 +423,7 @@ def _check_objects(
             report.problems.append(
                 f"object {sha256} is {size} bytes; its ingest entry says {info.size}"
             )
+        _check_retention(store, sha256, report)
         report.objects += 1
         progress("objects", report.objects)
     if whole:
@@ -442,6 +446,27 @@ def _check_objects(
                 )
         except ObjectUnreadable as exc:
             report.unreadable.append(f"cannot list the objects: {exc}")
+
+
+def _check_retention(store: ObjectStore, sha256: str, report: AuditReport) -> None:
+    """A store with retention (S3 Object Lock) must hold every object under one that has not
+    lapsed: without it the object could be deleted by whoever holds the store's credentials."""
+    try:
+        held = store.retention(sha256)
+    except (ObjectMissing, ObjectCorrupt):
+        return  # named already by the check
+    except ObjectUnreadable as exc:
+        report.unreadable.append(f"retention of {sha256}: {exc}")
+        return
+    if held is None:
+        return  # the folder keeps no retention
+    report.retention[sha256] = {"mode": held.mode, "retain_until": held.retain_until}
+    if held.mode is None or held.retain_until is None:
+        report.problems.append(f"object {sha256} has no Object Lock retention: it could be "
+                               "deleted")
+    elif held.retain_until <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"):
+        report.problems.append(f"object {sha256}: its Object Lock retention lapsed on "
+                               f"{held.retain_until}: it could be deleted")
 
 
 def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
