@@ -90,9 +90,10 @@ def build(
     reads: dict[str, content.ContentRead] = {}
     if purpose:  # first, so that these access entries are under the checkpoint issued next
         for sha in targets:
-            mime = (canonical.decode(archive.ledger.metadata(sha) or b"{}")).get("mime")
+            doc = canonical.decode(archive.ledger.metadata(sha) or b"{}")
             assert reader is not None
-            reads[sha] = content.read(archive, reader, sha, purpose, mime, destination or "")
+            reads[sha] = content.read(archive, reader, sha, purpose, doc.get("mime"),
+                                      destination or "", doc.get("duration_s"))
     row, issued, remarks = _checkpoint(archive, unlock_archive_key)
     whole = audit(archive, targets[0])
     cp = note.parse_checkpoint(note.split_note(row.note)[0]) if row else None
@@ -168,6 +169,8 @@ def _tree_head(
     if row is None or row.size >= size:
         return None, [] if row is not None else ["the archive has no signed checkpoint: no entry "
                                                  "of this report is proven in a signed log"]
+    span = f"entry #{row.size} is" if size - row.size == 1 else \
+        f"entries #{row.size} to #{size - 1} are"
     key = reader
     if key is None and unlock is not None:
         try:
@@ -177,14 +180,12 @@ def _tree_head(
     if key is not None:
         head, cp = treehead.sign(archive, key, registry, row,
                                  datetime.now(UTC))
-        remarks.append(f"entries #{row.size}-#{size - 1} are newer than the archive's latest "
-                       f"checkpoint: the report proves them in a tree head you signed")
+        remarks.append(f"{span} newer than the archive's latest checkpoint: the report "
+                       "proves them in a tree head signed with your key")
         return (head, cp), []
-    span = f"#{row.size}" if size - row.size == 1 else f"#{row.size} to #{size - 1}"
-    return None, [f"entries {span} were recorded after the archive's latest signed checkpoint "
-                  f"(of {row.size} entries) and no custodian signed a tree head for this report: "
-                  "they are shown with their signatures checked, but their place in the log is "
-                  "not proven here"]
+    return None, [f"{span} newer than the archive's latest signed checkpoint (of {row.size} "
+                  "entries) and no custodian signed a tree head for this report: they are shown "
+                  "with their signatures checked, but their place in the log is not proven here"]
 
 
 def _checkpoint_json(row: CheckpointRow | None, cp: Any, issued: bool) -> dict[str, Any] | None:
