@@ -3,6 +3,7 @@ pdftotext and pypdf, the page's layout through word boxes, the re-check through 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import io
@@ -249,7 +250,6 @@ def test_a_video_gets_a_poster_frame_as_a_photo_gets_a_preview(cli, tmp_path):
     page = out.read_text(encoding="utf-8")
     found = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="preview of VID_0414', page)
     assert found, "no poster frame"
-    import base64
     with Image.open(io.BytesIO(base64.b64decode(found[1]))) as frame:
         assert frame.size == (64, 48)  # the test video's size, turned as it is shown
         assert len(frame.convert("RGB").getcolors(4096) or []) > 8  # colour bars, not blank

@@ -184,8 +184,8 @@ def _tree_head(
                        "proves them in a tree head signed with your key")
         return (head, cp), []
     return None, [f"{span} newer than the archive's latest signed checkpoint (of {row.size} "
-                  "entries) and no custodian signed a tree head for this report: they are shown "
-                  "with their signatures checked, but their place in the log is not proven here"]
+                  "entries) and no custodian signed a tree head for this report: shown with "
+                  "signatures checked, but their place in the log is not proven here"]
 
 
 def _checkpoint_json(row: CheckpointRow | None, cp: Any, issued: bool) -> dict[str, Any] | None:
