@@ -262,7 +262,7 @@ def _timed(cli: Cli, *args: str, env: dict[str, str] | None = None) -> float:
     return time.monotonic() - start
 
 
-def test_one_long_unbroken_name_or_note_does_not_slow_the_report(cli, tmp_path, made_key):
+def test_one_long_unbroken_name_or_note_does_not_slow_the_report(cli, tmp_path):
     """Issue 10 #13 held a 131,000-character purpose to a ratio; issue 18 asks the same of a
     100,000-character note and custodian name without spaces (shown in the timeline, the notes,
     the custody table, the custodians named and the signature block)."""
