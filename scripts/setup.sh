@@ -30,7 +30,7 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)  # the terminal tests drive cust
 # Sidecars: gpgv checks OpenPGP signatures found beside a file, gpg reads the key beside them.
 command -v gpgv >/dev/null 2>&1 || need+=(gpgv)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
-# Derivatives: ffmpeg trims, transcodes and takes stills of video (custody derive).
+# Video: ffmpeg trims, transcodes and takes stills (custody derive) and a report's poster frames.
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 BASE=${PYTHON:-python3}
 # A stock machine may lack Python itself, or Debian's venv module (package python3-venv).

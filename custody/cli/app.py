@@ -1204,9 +1204,9 @@ def report(
 ) -> None:
     """A chain-of-custody report of items or a case, as HTML or PDF; exit 1 if a check failed.
 
-    Without --purpose no content is read and no entry is appended. A new checkpoint is signed when
-    the latest does not cover the log: the archive key's passphrase is $CUSTODY_ARCHIVE_PASSPHRASE
-    (else asked); without it the report uses the latest and says what is unproven.
+    Without --purpose no content is read and no entry is appended. When the latest checkpoint does
+    not cover the log, a new one is signed if $CUSTODY_ARCHIVE_PASSPHRASE is set (never asked);
+    otherwise the acting custodian signs a tree head of the log that extends it.
     """
     from custody import report as reports
     from custody.report import model
@@ -1220,9 +1220,15 @@ def report(
     archive = open_archive()
     targets = [archive.resolve_item(i) for i in items or []]
     reader = acting_key() if purpose is not None else None
+    # The archive key only when its passphrase is in the environment (a reviewer does not hold
+    # it, so never asked); else the acting custodian signs the tree head (docs/REPORTS.md).
+    keeper = os.environ.get(ARCHIVE_PASSPHRASE) is not None
     built = model.build(archive, targets, case=case, purpose=purpose, reader=reader,
                         destination=str(output.absolute()) if output else None,
-                        unlock_archive_key=lambda: archive_key(archive))
+                        unlock_archive_key=(lambda: archive_key(archive)) if keeper else None,
+                        unlock_custodian_key=acting_key)
+    for remark in built.remarks:
+        err(f"custody: note: {remark}")
     for warning in built.model["warnings"]:
         err(f"custody: warning: {warning}")
     if output is not None:
@@ -1238,7 +1244,7 @@ def report(
 
 @app.command("verify-report")
 def verify_report(
-    path: Path = typer.Argument(..., help="A report: the .html, or its data as JSON (report --json, or the PDF's attachment)."),
+    path: Path = typer.Argument(..., help="A report: the .pdf, the .html, or its data as JSON (report --json)."),
     archive_vkey: str = typer.Option(None, "--archive-key", help="The archive's verifier key, or a file holding it [the key the report names, which proves less]."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -102,6 +102,11 @@ def open_archive_checkpoint(text: str, verifier: note.VerifierKey) -> note.Check
     return checkpoint
 
 
+def proof_hashes(bundle: dict[str, Any]) -> list[bytes]:
+    """The bundle's proof path, decoded (VerificationFailed if it is not base64)."""
+    return [_unb64(h, "proof") for h in bundle.get("proof") or []]
+
+
 def verify_bundle(bundle: Any, verifier: note.VerifierKey) -> ProofVerdict:
     """Verify an inclusion or consistency bundle against the archive's verifier key."""
     if not isinstance(bundle, dict):
@@ -122,6 +127,14 @@ def _verify_inclusion(
     bundle: dict[str, Any], proof: list[bytes], verifier: note.VerifierKey
 ) -> ProofVerdict:
     checkpoint = open_archive_checkpoint(str(bundle.get("checkpoint")), verifier)
+    return verify_inclusion_in(bundle, proof, checkpoint)
+
+
+def verify_inclusion_in(
+    bundle: dict[str, Any], proof: list[bytes], checkpoint: note.Checkpoint
+) -> ProofVerdict:
+    """The Merkle part of an inclusion bundle, against a checkpoint whose signature the caller
+    has already checked (a report's custodian-signed tree head, docs/REPORTS.md)."""
     body = _unb64(bundle.get("entry"), "entry")
     index = bundle.get("leaf_index")
     if not isinstance(index, int) or isinstance(index, bool):

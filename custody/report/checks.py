@@ -16,6 +16,7 @@ from custody.core.note import Checkpoint
 from custody.errors import VerificationFailed
 from custody.ops import checkpoints
 from custody.ops.archive import Archive
+from custody.report import treehead
 from store.ports import ObjectCorrupt, ObjectMissing
 
 
@@ -83,9 +84,11 @@ def signatures(archive: Archive, item: str, registry: Registry) -> dict[str, Any
 
 
 def inclusion(
-    archive: Archive, seqs: list[int], checkpoint_note: str, cp: Checkpoint
+    archive: Archive, seqs: list[int], checkpoint_note: str, cp: Checkpoint,
+    head: tuple[dict[str, Any], Checkpoint] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """RFC 9162 inclusion proofs of `seqs` in the checkpoint, each verified as it is made."""
+    """RFC 9162 inclusion proofs of `seqs` in the checkpoint (entries newer than it: in the
+    custodian-signed tree `head`, when there is one), each verified as it is made."""
     verifier = checkpoints.verifier(archive)
     bundles: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -98,6 +101,13 @@ def inclusion(
         except VerificationFailed as exc:
             failed.append(f"#{seq}: {exc.problems[0]}")
     where = f"the report's checkpoint (size {cp.size})"
+    if head is not None and uncovered and not failed:
+        later = [treehead.inclusion(archive, s, head[0], head[1]) for s in uncovered]
+        by = head[0]["signed_by"]["name"]
+        return row("inclusion", True, f"all {len(bundles) + len(later)} entries proven: "
+                   f"{len(bundles)} in the archive-signed checkpoint (size {cp.size}), "
+                   f"{len(later)} newer ones in the tree head of {head[1].size} entries signed "
+                   f"by {by}, proven to extend it"), bundles + later
     if failed:
         detail = f"proofs fail against {where}: " + "; ".join(failed)
         return row("inclusion", False, detail), bundles

@@ -1,6 +1,7 @@
 """Reading an item's content for a report: through access.content only, so each read is an entry.
 
-One pass recomputes all four digests and keeps the bytes for a preview (photos: a Pillow thumbnail).
+One pass recomputes all four digests and keeps the bytes for a preview
+(photos: a Pillow thumbnail; videos: a poster frame decoded by ffmpeg in a child process).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import hashlib
 import io
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from custody.core import entry as entries
 from custody.core.signing import SigningKey
 from custody.ops import access
 from custody.ops.archive import Archive
+from custody.report import poster
 from store.ports import CHUNK, ObjectCorrupt, ObjectMissing
 
 THUMBNAIL_PX = 320  # the longer side of a preview, in pixels
@@ -34,12 +37,18 @@ class ContentRead:
 
 
 def read(
-    archive: Archive, key: SigningKey, item: str, purpose: str, mime: str | None, destination: str
+    archive: Archive, key: SigningKey, item: str, purpose: str, mime: str | None, destination: str,
+    duration_s: float | None = None,
 ) -> ContentRead:
-    """Append a `report` access entry, then read and verify the item's bytes."""
+    """Append a `report` access entry, then read and verify the item's bytes (a video's are
+    kept in a private temporary file, for ffmpeg to take its poster frame from)."""
     hashes = {name: hashlib.new(name) for name in ("md5", "sha1", "sha256", "sha512")}
-    want_preview = (mime or "").startswith("image/")
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+    is_video = (mime or "").startswith("video/")
+    want_preview = (mime or "").startswith("image/") or is_video
+    with tempfile.TemporaryDirectory(prefix="custody-report-") as private, (
+        open(Path(private) / "content", "w+b") if is_video  # noqa: SIM115 - closed by `with`
+        else tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    ) as spool:
         error = None
         try:
             with access.content(archive, key, item, purpose, "report", destination) as reader:
@@ -57,6 +66,16 @@ def read(
         if not want_preview:
             return ContentRead(seq, digests, None, _no_preview(mime), None)
         spool.seek(0)
+        if is_video:
+            spool.flush()
+            at = poster.frame_time(duration_s)
+            frame, how = poster.frame_png(Path(private) / "content", at)
+            if frame is None:
+                return ContentRead(seq, digests, None, how, None)
+            png, note = thumbnail(io.BytesIO(frame))
+            return ContentRead(seq, digests, png,
+                               f"{how}, from the content read for this report" if png else note,
+                               None)
         png, note = thumbnail(spool)
         return ContentRead(seq, digests, png, note, None)
 
@@ -71,8 +90,6 @@ def _access_seq(archive: Archive, actor: str, item: str) -> int | None:
 
 
 def _no_preview(mime: str | None) -> str:
-    if (mime or "").startswith("video/"):
-        return "video: no frame is extracted (custody reads no video streams); see the metadata"
     return f"no preview for {mime or 'this type'}"
 
 

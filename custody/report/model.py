@@ -10,6 +10,7 @@ import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from custody.core import canonical, note
@@ -23,7 +24,7 @@ from custody.ops import annotate, checkpoints, lineage
 from custody.ops import items as views
 from custody.ops.archive import Archive, replayed, utc_now
 from custody.ops.verify import audit
-from custody.report import checks, content, places
+from custody.report import checks, content, places, treehead
 from store.ports import CheckpointRow, LedgerReadOnly
 
 REPORT_TYPE = "custody/report/v1"
@@ -35,6 +36,7 @@ class Report:
 
     model: dict[str, Any]
     previews: dict[str, bytes] = field(default_factory=dict)
+    remarks: list[str] = field(default_factory=list)  # for the operator (stderr), not the page
 
     @property
     def digest(self) -> str:
@@ -69,6 +71,7 @@ def build(
     destination: str | None = None,
     unlock_archive_key: Callable[[], SigningKey] | None = None,
     now: str | None = None,
+    unlock_custodian_key: Callable[[], SigningKey] | None = None,
 ) -> Report:
     """Build the report of `items` (or of every item of `case`), reading content for `purpose`."""
     removed: list[dict[str, Any]] = []
@@ -87,16 +90,18 @@ def build(
     reads: dict[str, content.ContentRead] = {}
     if purpose:  # first, so that these access entries are under the checkpoint issued next
         for sha in targets:
-            mime = (canonical.decode(archive.ledger.metadata(sha) or b"{}")).get("mime")
+            doc = canonical.decode(archive.ledger.metadata(sha) or b"{}")
             assert reader is not None
-            reads[sha] = content.read(archive, reader, sha, purpose, mime, destination or "")
-    row, issued, warnings = _checkpoint(archive, unlock_archive_key)
+            reads[sha] = content.read(archive, reader, sha, purpose, doc.get("mime"),
+                                      destination or "", doc.get("duration_s"))
+    row, issued, remarks = _checkpoint(archive, unlock_archive_key)
     whole = audit(archive, targets[0])
     cp = note.parse_checkpoint(note.split_note(row.note)[0]) if row else None
     registry = archive.registry()
+    head, warnings = _tree_head(archive, row, registry, reader, unlock_custodian_key, remarks)
     incidents = annotate.incidents(archive)
     model_items = [
-        _item(archive, sha, registry, reads.get(sha), row, cp, incidents) for sha in targets
+        _item(archive, sha, registry, reads.get(sha), row, cp, incidents, head) for sha in targets
     ]
     first_object = (f"object {targets[0]}", f"item {targets[0]}: metadata")  # shown per item
     ledger_problems = [p for p in whole.problems if not p.startswith(first_object)]
@@ -120,32 +125,67 @@ def build(
         "summary": _summary(model_items, incidents, targets, case),
         "custodians": _custodians(model_items, registry),
         "items": model_items,
-        "registry_proofs": _registry_proofs(archive, row, cp),
+        "registry_proofs": _registry_proofs(archive, row, cp, head),
     }
+    if head is not None:  # only then: reports made with the archive key keep their old shape
+        model["tree_head"] = head[0]
     previews = {sha: r.thumbnail_png for sha, r in reads.items() if r.thumbnail_png}
-    return Report(model, previews)
+    return Report(model, previews, remarks)
 
 
 def _checkpoint(
     archive: Archive, unlock: Callable[[], SigningKey] | None
 ) -> tuple[CheckpointRow | None, bool, list[str]]:
-    """The latest checkpoint if it covers the whole log; else a new one, if the key unlocks."""
+    """The latest checkpoint if it covers the whole log; else a new one, if the archive key
+    unlocks; else the latest, and why no new one was signed (for the operator, not the page:
+    a reviewer who does not hold the archive key has done nothing wrong)."""
     kept = archive.ledger.checkpoints()
     latest = kept[-1] if kept else None
     if latest is not None and latest.size == archive.ledger.size():
         return latest, False, []
-    reason = "no archive key passphrase was given"
-    if unlock is not None:
+    if unlock is None:
+        return latest, False, []
+    try:
+        issued = checkpoints.issue(archive, unlock())
+        return issued.row, issued.new, []
+    except CustodyError as exc:
+        reason = exc.message
+    except LedgerReadOnly as exc:  # a write-blocked copy: report on what it holds
+        reason = str(exc)
+    return latest, False, [f"no new archive checkpoint was signed ({reason})"]
+
+
+def _tree_head(
+    archive: Archive,
+    row: CheckpointRow | None,
+    registry: Registry,
+    reader: SigningKey | None,
+    unlock: Callable[[], SigningKey] | None,
+    remarks: list[str],
+) -> tuple[tuple[dict[str, Any], Any] | None, list[str]]:
+    """When the archive's checkpoint does not cover the log: a tree head signed by the acting
+    custodian (the reader, else the key `unlock` gives), or a plain warning of what is unproven."""
+    size = archive.ledger.size()
+    if row is None or row.size >= size:
+        return None, [] if row is not None else ["the archive has no signed checkpoint: no entry "
+                                                 "of this report is proven in a signed log"]
+    span = f"entry #{row.size} is" if size - row.size == 1 else \
+        f"entries #{row.size} to #{size - 1} are"
+    key = reader
+    if key is None and unlock is not None:
         try:
-            issued = checkpoints.issue(archive, unlock())
-            return issued.row, issued.new, []
+            key = unlock()
         except CustodyError as exc:
-            reason = exc.message
-        except LedgerReadOnly as exc:  # a write-blocked copy: report on what it holds
-            reason = str(exc)
-    newest = "no checkpoint at all" if latest is None else f"the latest, of size {latest.size}"
-    return latest, False, [f"no new checkpoint could be signed ({reason}): the report uses "
-                           f"{newest}, so later entries are not proven"]
+            remarks.append(f"no custodian key signed the report's tree head ({exc.message})")
+    if key is not None:
+        head, cp = treehead.sign(archive, key, registry, row,
+                                 datetime.now(UTC))
+        remarks.append(f"{span} newer than the archive's latest checkpoint: the report "
+                       "proves them in a tree head signed with your key")
+        return (head, cp), []
+    return None, [f"{span} newer than the archive's latest signed checkpoint (of {row.size} "
+                  "entries) and no custodian signed a tree head for this report: shown with "
+                  "signatures checked, but their place in the log is not proven here"]
 
 
 def _checkpoint_json(row: CheckpointRow | None, cp: Any, issued: bool) -> dict[str, Any] | None:
@@ -172,6 +212,7 @@ def _item(
     row: CheckpointRow | None,
     cp: Any,
     incidents: list[dict[str, Any]],
+    head: tuple[dict[str, Any], Any] | None = None,
 ) -> dict[str, Any]:
     shown = views.show(archive, sha)
     history = shown["history"]
@@ -194,7 +235,7 @@ def _item(
     if row is None:
         checklist.append(checks.row("inclusion", None, "no checkpoint: inclusion not proven"))
     else:
-        inc, bundles = checks.inclusion(archive, seqs, row.note, cp)
+        inc, bundles = checks.inclusion(archive, seqs, row.note, cp, head)
         checklist.append(inc)
     return {
         "sha256": sha,
@@ -336,9 +377,17 @@ def _custodians(items: list[dict[str, Any]], registry: Registry) -> list[dict[st
     return out
 
 
-def _registry_proofs(archive: Archive, row: CheckpointRow | None, cp: Any) -> list[dict[str, Any]]:
-    """Inclusion proofs of every init/enroll/revoke entry: who could sign, provable offline."""
+def _registry_proofs(
+    archive: Archive, row: CheckpointRow | None, cp: Any, head: tuple[dict[str, Any], Any] | None
+) -> list[dict[str, Any]]:
+    """Inclusion proofs of every init/enroll/revoke entry: who could sign, provable offline
+    (in the archive's checkpoint, or in the report's tree head for those newer than it)."""
     if row is None:
         return []
-    return [checkpoints.inclusion(archive, r.seq, row.note)
-            for r in archive.ledger.rows_with_action(*REGISTRY_ACTIONS) if r.seq < cp.size]
+    out = []
+    for r in archive.ledger.rows_with_action(*REGISTRY_ACTIONS):
+        if r.seq < cp.size:
+            out.append(checkpoints.inclusion(archive, r.seq, row.note))
+        elif head is not None and r.seq < head[1].size:
+            out.append(treehead.inclusion(archive, r.seq, head[0], head[1]))
+    return out

@@ -12,8 +12,7 @@ from custody.core import canonical
 from custody.errors import CustodyError
 from custody.report import html
 from custody.report.model import Report
-
-ATTACHMENT = "custody-report.json"
+from custody.report.pdfdata import ATTACHMENT
 
 
 def write(report: Report, path: Path) -> None:

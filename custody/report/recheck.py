@@ -19,11 +19,13 @@ from custody.core import canonical, note, proofs
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
 from custody.core.custodians import archive_key_chain, archive_key_for
+from custody.core.merkle import ProofError
 from custody.core.replay import Replay
 from custody.errors import CustodyError, NotFound, UsageError, VerificationFailed
 from custody.metadata.clocks import shown_capture
 from custody.metadata.gps import shown_place
 from custody.ops.items import holder_name
+from custody.report import pdfdata, treehead
 from custody.report.model import REPORT_TYPE, digest
 
 SHOWN_FROM_METADATA = ("mime", "captured_at", "captured_at_basis", "gps", "device")
@@ -74,27 +76,38 @@ class _Embedded(HTMLParser):
 def check_file(path: Path, verifier_text: str | None) -> Recheck:
     if not path.is_file():
         raise NotFound(f"no report at {path}")
+    printed = identifier = None
     if path.suffix.lower() == ".pdf":
-        raise UsageError("re-check the PDF's data: pdfdetach -savefile custody-report.json "
-                         f"{path} (poppler-utils), then custody verify-report custody-report.json")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    printed = None
+        embedded = pdfdata.read(path)
+        text, identifier = embedded.data, embedded.identifier
+    else:
+        text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix.lower() in (".html", ".htm"):
         parser = _Embedded()
         parser.feed(text)
         if parser.model is None:
-            raise CustodyError(f"{path} embeds no report data (not made by custody report?)")
+            raise VerificationFailed([f"{path.name} embeds no report data (not made by custody "
+                                      "report?)"])
         text, printed = parser.model, parser.digest
     try:
         model = canonical.load_json(text)
     except json.JSONDecodeError as exc:
-        raise CustodyError(f"{path}: the report data is not JSON: {exc}") from None
+        raise VerificationFailed([f"{path.name}: the report data is not JSON: {exc}"]) from None
     if not isinstance(model, dict) or model.get("type") != REPORT_TYPE:
-        raise CustodyError(f"{path} is not report data of type {REPORT_TYPE}")
-    result = check(model, verifier_text, now=datetime.now(UTC))
+        raise VerificationFailed([f"{path.name} is not report data of type {REPORT_TYPE}"])
+    try:
+        result = check(model, verifier_text, now=datetime.now(UTC))
+    except CustodyError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a field missing or mistyped
+        raise VerificationFailed([f"{path.name}: the report data is malformed "
+                                  f"({type(exc).__name__}: {exc})"]) from None
     if printed is not None and printed != result.digest:
         result.problems.append(f"the page prints digest {printed}, but its data hashes to "
                                f"{result.digest}")
+    if identifier is not None and identifier != bytes.fromhex(result.digest[:32]):
+        result.problems.append(f"the PDF's identifier {identifier.hex()} is not the first 16 "
+                               f"bytes of its data's digest {result.digest}")
     return result
 
 
@@ -127,13 +140,21 @@ def check(
     result.checkpoint_size = cp.size
     if cp.size != cp_json["size"] or cp.root_hash.hex() != cp_json["root_hash"]:
         result.problems.append("the checkpoint's size or root shown differ from its signed note")
-    proven = _proven(model, cp, verifier, result)
+    head, head_cp = model.get("tree_head"), None
+    if head is not None:
+        try:
+            head_cp = treehead.opened(head, cp)
+        except VerificationFailed as exc:
+            result.problems.extend(exc.problems)
+    proven = _proven(model, cp, verifier, result, head if head_cp else None, head_cp)
     replay = _replay(proven, verifier, result, now)
     registry = replay.registry
     in_force = registry.archive_key_for(cp.size)
     if in_force is not None and in_force.public_key != verifier.public_key:
         result.problems.append("the checkpoint is not signed by the archive key in force at its "
                                "size, as the proven registry entries name it")
+    if head is not None and head_cp is not None:
+        _check_tree_head(head, registry, result)
     for item in model["items"]:
         _check_item(item, proven, replay, result)
     for c in model.get("custodians", []):
@@ -164,21 +185,49 @@ def _key_in_force(model: dict[str, Any], note_text: str, verifier: note.Verifier
     return verifier
 
 
+def _check_tree_head(head: dict[str, Any], registry: Any, result: Recheck) -> None:
+    """The custodian-signed tree head: by an enrolled custodian named as shown, signature valid."""
+    by = head["signed_by"]
+    signer = registry.by_id.get(by["key_id"])
+    if signer is not None and signer.revoked_seq is not None and signer.revoked_seq < head["size"]:
+        result.problems.append(f"the tree head's signer {by['name']} was revoked in entry "
+                               f"#{signer.revoked_seq}, before it")
+        return
+    if signer is None or signer.name != by["name"]:
+        result.problems.append(f"the tree head's signer {by['key_id']} is not an enrolled "
+                               "custodian named as shown")
+        return
+    try:
+        treehead.check_signature(head, signer.public_key)
+    except VerificationFailed as exc:
+        result.problems.extend(exc.problems)
+        return
+    result.notices.append(f"entries from #{head['extends']['checkpoint_size']} are proven in the "
+                          f"tree head of {head['size']} entries signed by {by['name']} "
+                          f"({by['key_id']}), which extends the archive's checkpoint")
+
+
 def _proven(
-    model: dict[str, Any], cp: note.Checkpoint, verifier: note.VerifierKey, result: Recheck
+    model: dict[str, Any], cp: note.Checkpoint, verifier: note.VerifierKey, result: Recheck,
+    head: dict[str, Any] | None = None, head_cp: note.Checkpoint | None = None,
 ) -> dict[int, Any]:
-    """Every bundle in the report that verifies: seq -> (entry, body, signature)."""
+    """Every bundle in the report that verifies: seq -> (entry, body, signature); a bundle may
+    be against the report's custodian-signed tree head, whose signature is checked apart."""
     out: dict[int, Any] = {}
     bundles = list(model.get("registry_proofs", []))
     for item in model["items"]:
         bundles += item.get("proofs", [])
     for b in bundles:
         try:
-            verdict = proofs.verify_bundle(b, verifier)
-        except VerificationFailed as exc:
-            result.problems.append(f"proof of entry {b.get('leaf_index')}: {exc.problems[0]}")
+            if head is not None and head_cp is not None and b.get("checkpoint") == head["note"]:
+                verdict = proofs.verify_inclusion_in(b, proofs.proof_hashes(b), head_cp)
+            else:
+                verdict = proofs.verify_bundle(b, verifier)
+        except (VerificationFailed, ProofError) as exc:
+            why = exc.problems[0] if isinstance(exc, VerificationFailed) else exc.message
+            result.problems.append(f"proof of entry {b.get('leaf_index')}: {why}")
             continue
-        if verdict.checkpoint != cp:
+        if verdict.checkpoint not in (cp, head_cp):
             result.problems.append(f"entry {b.get('leaf_index')} is proven in another checkpoint")
             continue
         assert verdict.entry is not None
