@@ -377,6 +377,9 @@ class Ingest:
         if self.dry_run:  # an early answer only; it would record a refusal
             return
         self.archive.authorize(self.key, "ingest")  # early: the lock decides again per batch
+        for reader in list(self._readers.queue):  # workers start while the first file is stored
+            if hasattr(reader, "start"):
+                self._pool.submit(reader.start)
 
     def _commit_or_stop(self, rest: list[Found]) -> None:
         try:
