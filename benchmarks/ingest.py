@@ -14,6 +14,7 @@ worker, sampled from /proc while it runs.
 
     python benchmarks/ingest.py [--size-mib 1024] [--small 1000] [--rounds 5] [--dir DIR]
     python benchmarks/ingest.py --samples ../shared/corpora/exiftool-samples
+    python benchmarks/ingest.py --old ../old-tree   # a third contender: another source tree
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "corpora" / "exiftool-samples"
 PASSPHRASE = "benchmark passphrase"
 ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
+OLD = "custody ingest (--old tree)"
 
 WORKER_MARK = "custody.metadata.worker"  # in the metadata worker's command line
 
@@ -87,9 +89,9 @@ class PeakRss:
                     self.worker_kib = max(self.worker_kib, int(found.group(1)))
 
 
-def custody_env(work: Path) -> dict[str, str]:
+def custody_env(work: Path, tree: Path = ROOT) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH")) if p)
     env.update(CUSTODY_ARCHIVE=str(work / "archive"), CUSTODY_KEY=str(work / "bench.key"),
                CUSTODY_PASSPHRASE=PASSPHRASE, CUSTODY_ARCHIVE_PASSPHRASE=ARCHIVE_PASSPHRASE)
     return env
@@ -100,17 +102,17 @@ def custody(*args: str) -> list[str]:
     return [sys.executable, "-P", "-m", "custody", *args]
 
 
-def fresh_archive(work: Path) -> None:
-    env = custody_env(work)
+def fresh_archive(work: Path, tree: Path = ROOT) -> None:
+    env = custody_env(work, tree)
     shutil.rmtree(env["CUSTODY_ARCHIVE"], ignore_errors=True)
     subprocess.run(custody("init", "--name", "bench"), env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def ingest(work: Path, path: Path) -> Figures:
+def ingest(work: Path, path: Path, tree: Path = ROOT) -> Figures:
     """One `custody ingest PATH` into the fresh archive: time, main and largest-child peak RSS."""
     with PeakRss() as peak:
-        figures = timed_command(custody("ingest", str(path)), env=custody_env(work))
+        figures = timed_command(custody("ingest", str(path)), env=custody_env(work, tree))
     figures["tree_rss_mib"] = figures.pop("peak_rss_mib")  # the largest of the whole tree
     figures["main_rss_mib"] = peak.main_kib / 1024
     figures["worker_rss_mib"] = peak.worker_kib / 1024
@@ -163,7 +165,7 @@ def make_jpegs(work: Path, samples: Path, count: int, pad_kib: int) -> Path:
     return folder
 
 
-def large_file(work: Path, size_mib: int, rounds: int) -> dict[str, float]:
+def large_file(work: Path, size_mib: int, rounds: int, old: Path | None) -> dict[str, float]:
     big = make_large(work, size_mib)
     copy = work / "copy.bin"
     hashes = " & ".join(f"openssl dgst -{h} {big} >/dev/null" for h in
@@ -172,45 +174,53 @@ def large_file(work: Path, size_mib: int, rounds: int) -> dict[str, float]:
 
     def before(name: str) -> None:
         copy.unlink(missing_ok=True)
-        if name == "custody ingest":
-            fresh_archive(work)
+        if name.startswith("custody ingest"):
+            fresh_archive(work, old if name == OLD else ROOT)
         subprocess.run(["sync"], check=True)
 
-    runs = interleave({
+    contenders = {
         "floor: 4x openssl dgst | cp + sync": lambda: timed_command(floor_cmd),
         "custody ingest": lambda: ingest(work, big),
-    }, rounds, before)
+    }
+    if old is not None:
+        contenders[OLD] = lambda: ingest(work, big, old)
+    runs = interleave(contenders, rounds, before)
     ratios = report(f"ingest of one {size_mib} MiB file", runs,
                     "floor: 4x openssl dgst | cp + sync")
-    _rss("custody ingest", runs["custody ingest"])
+    for name in (n for n in runs if n.startswith("custody ingest")):
+        _rss(name, runs[name])
     big.unlink()
     return ratios
 
 
 def small_files(work: Path, samples: Path, count: int, pad_kib: int,
-                rounds: int) -> dict[str, float]:
+                rounds: int, old: Path | None) -> dict[str, float]:
     folder = make_jpegs(work, samples, count, pad_kib)
     size = sum(p.stat().st_size for p in folder.iterdir())
     copy = work / "jpegs-copy"
 
     def before(name: str) -> None:
         shutil.rmtree(copy, ignore_errors=True)
-        if name == "custody ingest":
-            fresh_archive(work)
+        if name.startswith("custody ingest"):
+            fresh_archive(work, old if name == OLD else ROOT)
         subprocess.run(["sync"], check=True)
 
-    runs = interleave({
+    contenders = {
         "floor: cp -r + sync": lambda: timed_command(
             ["sh", "-c", f"cp -r {folder} {copy} && sync -f {copy}"]),
         "peer: exiftool -j -n": lambda: timed_command(["exiftool", "-j", "-n", str(folder)]),
         "custody ingest": lambda: ingest(work, folder),
-    }, rounds, before)
+    }
+    if old is not None:
+        contenders[OLD] = lambda: ingest(work, folder, old)
+    runs = interleave(contenders, rounds, before)
     title = f"ingest of {count} camera JPEGs ({size / 1e6:.0f} MB)"
     ratios = report(title, runs, "peer: exiftool -j -n")
     rates = sorted(count / r["seconds"] for r in runs["custody ingest"])
     print(f"  custody: {rates[len(rates) // 2]:.0f} files/s ({rates[0]:.0f}..{rates[-1]:.0f}),"
           " target >= 300")
-    _rss("custody ingest", runs["custody ingest"])
+    for name in (n for n in runs if n.startswith("custody ingest")):
+        _rss(name, runs[name])
     shutil.rmtree(folder)
     return ratios
 
@@ -233,6 +243,8 @@ def main() -> None:
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="folder of sample JPEGs")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (same disk as /tmp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the ratios here")
+    parser.add_argument("--old", type=Path, default=None, metavar="TREE",
+                        help="also run another custody source tree, interleaved (before/after)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="custody-bench-", dir=args.dir))
     try:
@@ -241,10 +253,10 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ratios: dict[str, dict[str, float]] = {}
         if args.size_mib:
-            ratios["large"] = large_file(work, args.size_mib, args.rounds)
+            ratios["large"] = large_file(work, args.size_mib, args.rounds, args.old)
         if args.small:
             ratios["small"] = small_files(work, args.samples, args.small, args.pad_kib,
-                                          args.rounds)
+                                          args.rounds, args.old)
         if args.json is not None:
             args.json.write_text(json.dumps(ratios, indent=2) + "\n")
     finally:
