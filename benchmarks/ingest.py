@@ -1,71 +1,98 @@
-"""Ingest throughput against `cp` on the same data in the same run, and memory for a large file.
+"""Ingest against its floor and its peer tool, interleaved on the same data (benchmarks/floor.py).
 
-Prints, for one large file (default 1 GiB): best-of-N wall time of `cp`, of `cp` + `sha256sum`, and
-of `custody ingest` (a new archive each time), their ratios, and custody's peak RSS; then files per
-second for 1,000 small JPEGs with EXIF (each made unique) against `cp -r`.
+Two workloads, each run A B C, C B A, ... so that the machine's drift favours no contender:
 
-Before and after a change: `--compare OLD_TREE` runs `python -m custody ingest` of OLD_TREE and of
-this tree (or `--tree NEW_TREE`) on the same large file and the same small files, interleaved
-(benchmarks/compare.py), each time beside a `cp` of the same data, and prints median/min/max per
-tree and the ratio new/old. Its defaults are 256 MiB, 300 small files, 5 runs per tree: a few
-minutes on 2 cores.
+- one large file (default 1 GiB of random bytes): `custody ingest` into a fresh archive against
+  the floor, the four digests in four parallel `openssl dgst` beside `cp` + `sync` of the file;
+- many real camera JPEGs (default 1,000, built from the ExifTool sample images, each made unique
+  by a COM segment and padded to camera size, ~150 KB): `custody ingest` against the peer tool,
+  `exiftool -j -n` over the same files, and the floor of storing them, `cp -r` + `sync`.
 
-    python benchmarks/ingest.py [--size-mib 1024] [--small 1000] [--repeat 3] [--dir DIR]
-    python benchmarks/ingest.py --compare ../old-tree [--size-mib 256] [--small 300] [--repeat 5]
+Per contender: median wall time (min..max) and the ratio of medians to the floor; custody's peak
+RSS of the main process and, separately, of its largest metadata
+worker, sampled from /proc while it runs.
+
+    python benchmarks/ingest.py [--size-mib 1024] [--small 1000] [--rounds 5] [--dir DIR]
+    python benchmarks/ingest.py --samples ../shared/corpora/exiftool-samples
+    python benchmarks/ingest.py --old ../old-tree   # a third contender: another source tree
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
+import re
 import shutil
-import statistics
+import struct
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
-from compare import Metric, check_tree, interleave, summarise, tree_env
+from floor import Figures, interleave, report, timed_command
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_JPEG = ROOT / "tests" / "data" / "media" / "aleppo-gps.jpg"
+SAMPLES = ROOT.parent / "shared" / "corpora" / "exiftool-samples"
 PASSPHRASE = "benchmark passphrase"
 ARCHIVE_PASSPHRASE = "benchmark archive passphrase"
+OLD = "custody ingest (--old tree)"
+
+WORKER_MARK = "custody.metadata.worker"  # in the metadata worker's command line
 
 
-METRICS = [
-    Metric("large_s", "large file ingest", "s", False),
-    Metric("large_cp", "large ingest / cp", "x", False),
-    Metric("small_s", "small files ingest", "s", False),
-    Metric("small_rate", "small files", "files/s", True),
-    Metric("small_cp", "small ingest / cp -r", "x", False),
-]
+class PeakRss:
+    """Peak RSS (VmHWM) of custody's main process and of its largest metadata worker, sampled
+    from /proc while the ingest runs. (wait4's rusage cannot tell them apart: its ru_maxrss is
+    the largest of the process and every descendant it waited for.)"""
+
+    def __init__(self) -> None:
+        self.main_kib = 0
+        self.worker_kib = 0
+        self.main_pid: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        mains: set[int] = set()
+        while not self._stop.wait(0.02):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    status = (proc / "status").read_text()
+                    ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+                    if ppid == me and "\0ingest\0" in (proc / "cmdline").read_text():
+                        which = "main"
+                        mains.add(int(proc.name))
+                    elif ppid in mains and WORKER_MARK in (proc / "cmdline").read_text(
+                            errors="replace"):
+                        which = "worker"
+                    else:
+                        continue
+                except (OSError, ValueError, AttributeError):  # gone meanwhile
+                    continue
+                found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+                if found and which == "main":
+                    self.main_kib = max(self.main_kib, int(found.group(1)))
+                elif found:
+                    self.worker_kib = max(self.worker_kib, int(found.group(1)))
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    """Wall seconds of one run of the command."""
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def peak_rss_kib(cmd: list[str], env: dict[str, str]) -> int:
-    """Peak RSS of the command's own process, by GNU time when present, else getrusage."""
-    gnu_time = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-    if gnu_time:
-        out = subprocess.run([gnu_time, "-f", "%M", *cmd], env=env, check=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        return int(out.stderr.strip().splitlines()[-1])
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-
-
-def custody_env(work: Path, tag: str, tree: Path = ROOT, name: str = "bench") -> dict[str, str]:
-    """The environment of `python -m custody` from `tree`, with archive `tag` and key `name`."""
-    env = tree_env(tree)
-    env.update(CUSTODY_ARCHIVE=str(work / f"archive-{tag}"), CUSTODY_KEY=str(work / f"{name}.key"),
+def custody_env(work: Path, tree: Path = ROOT) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH")) if p)
+    env.update(CUSTODY_ARCHIVE=str(work / "archive"), CUSTODY_KEY=str(work / "bench.key"),
                CUSTODY_PASSPHRASE=PASSPHRASE, CUSTODY_ARCHIVE_PASSPHRASE=ARCHIVE_PASSPHRASE)
     return env
 
@@ -75,166 +102,163 @@ def custody(*args: str) -> list[str]:
     return [sys.executable, "-P", "-m", "custody", *args]
 
 
-def new_key(work: Path, tree: Path = ROOT, name: str = "bench") -> None:
-    env = custody_env(work, "none", tree, name)
-    subprocess.run(custody("key", "new", "--name", "Bench"), env=env, check=True,
+def fresh_archive(work: Path, tree: Path = ROOT) -> None:
+    env = custody_env(work, tree)
+    shutil.rmtree(env["CUSTODY_ARCHIVE"], ignore_errors=True)
+    subprocess.run(custody("init", "--name", "bench"), env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def new_archive(work: Path, tag: str, tree: Path = ROOT, name: str = "bench") -> dict[str, str]:
-    env = custody_env(work, tag, tree, name)
-    shutil.rmtree(env["CUSTODY_ARCHIVE"], ignore_errors=True)
-    subprocess.run(custody("init", "--name", "bench"), env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return env
-
-
-def best(times: list[float]) -> float:
-    return min(times)
+def ingest(work: Path, path: Path, tree: Path = ROOT) -> Figures:
+    """One `custody ingest PATH` into the fresh archive: time, main and largest-child peak RSS."""
+    with PeakRss() as peak:
+        figures = timed_command(custody("ingest", str(path)), env=custody_env(work, tree))
+    figures["tree_rss_mib"] = figures.pop("peak_rss_mib")  # the largest of the whole tree
+    figures["main_rss_mib"] = peak.main_kib / 1024
+    figures["worker_rss_mib"] = peak.worker_kib / 1024
+    return figures
 
 
 def make_large(work: Path, size_mib: int) -> Path:
     big = work / "large.bin"
     with open(big, "wb") as out:
-        block = os.urandom(1 << 20)
-        for i in range(size_mib):
-            out.write(block[:-8] + i.to_bytes(8, "big"))
+        for _ in range(size_mib):
+            out.write(os.urandom(1 << 20))
     subprocess.run(["cat", str(big)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
     return big
 
 
-def make_small(work: Path, count: int) -> Path:
-    folder = work / "small"
+def _segments(marker: bytes, data: bytes) -> bytes:
+    """`data` as JPEG segments of one marker (each at most 65,533 bytes of payload)."""
+    out = bytearray()
+    for i in range(0, len(data), 65533):
+        part = data[i:i + 65533]
+        out += marker + struct.pack(">H", len(part) + 2) + part
+    return bytes(out)
+
+
+def _after_app_segments(jpeg: bytes) -> int:
+    """The offset just past SOI and the APPn/COM segments that follow it (EXIF stays first)."""
+    at = 2
+    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF and (0xE0 <= jpeg[at + 1] <= 0xEF
+                                                         or jpeg[at + 1] == 0xFE):
+        at += 2 + struct.unpack(">H", jpeg[at + 2:at + 4])[0]
+    return at
+
+
+def make_jpegs(work: Path, samples: Path, count: int, pad_kib: int) -> Path:
+    """`count` camera JPEGs: the samples' real EXIF and maker notes, each made unique by a COM
+    segment and padded to about `pad_kib` KiB by an APP15 segment of random bytes, both placed
+    after the file's own APPn segments (its structure stays valid; ExifTool skips APP15)."""
+    sources = sorted(p for p in samples.glob("*.jpg") if p.read_bytes()[:2] == b"\xff\xd8")
+    if not sources:
+        sys.exit(f"ingest: no JPEG samples in {samples}")
+    folder = work / "jpegs"
     folder.mkdir()
-    jpeg = SAMPLE_JPEG.read_bytes()
-    for i in range(count):  # bytes after EOI keep the EXIF intact and make each file unique
-        (folder / f"IMG_{i:05d}.jpg").write_bytes(jpeg + f"unique-{i}".encode())
+    for i in range(count):
+        jpeg = sources[i % len(sources)].read_bytes()
+        at = _after_app_segments(jpeg)
+        extra = _segments(b"\xff\xfe", f"custody benchmark {i}".encode())
+        extra += _segments(b"\xff\xef", os.urandom(max(0, pad_kib * 1024 - len(jpeg))))
+        (folder / f"IMG_{i:05d}.jpg").write_bytes(jpeg[:at] + extra + jpeg[at:])
+    subprocess.run(["cat", *map(str, folder.iterdir())], stdout=subprocess.DEVNULL, check=True)
     return folder
 
 
-def large_file(work: Path, size_mib: int, repeat: int) -> None:
+def large_file(work: Path, size_mib: int, rounds: int, old: Path | None) -> dict[str, float]:
     big = make_large(work, size_mib)
-    cp, cp_sha, ing = [], [], []
-    rss = 0
-    for r in range(repeat):
-        dst = work / "copy.bin"
-        dst.unlink(missing_ok=True)
-        cp.append(timed(["cp", str(big), str(dst)]))
-        dst.unlink()
-        t0 = time.perf_counter()
-        subprocess.run(["cp", str(big), str(dst)], check=True)
-        subprocess.run(["sha256sum", str(dst)], check=True, stdout=subprocess.DEVNULL)
-        cp_sha.append(time.perf_counter() - t0)
-        dst.unlink()
-        env = new_archive(work, f"large{r}")
-        ing.append(timed(custody("ingest", str(big)), env))
-        shutil.rmtree(env["CUSTODY_ARCHIVE"])
-    env = new_archive(work, "large-rss")
-    rss = peak_rss_kib(custody("ingest", str(big)), env)
-    shutil.rmtree(env["CUSTODY_ARCHIVE"])
-    mib_s = size_mib / best(ing)
-    print(f"large file: {size_mib} MiB, best of {repeat}")
-    print(f"  cp                   {best(cp):7.2f} s   (median {statistics.median(cp):.2f})")
-    median = statistics.median(cp_sha)
-    print(f"  cp + sha256sum       {best(cp_sha):7.2f} s   (median {median:.2f})")
-    print(f"  custody ingest       {best(ing):7.2f} s   (median {statistics.median(ing):.2f}),"
-          f" {mib_s:.0f} MiB/s, 4 digests + fsync + metadata + signed entry")
-    print(f"  ratio ingest / cp            {best(ing) / best(cp):5.2f}x   (target <= 1.2x)")
-    print(f"  ratio ingest / cp+sha256sum  {best(ing) / best(cp_sha):5.2f}x")
-    print(f"  custody peak RSS     {rss / 1024:7.1f} MiB   (target < 100 MiB)")
+    copy = work / "copy.bin"
+    hashes = " & ".join(f"openssl dgst -{h} {big} >/dev/null" for h in
+                        ("sha256", "sha512", "sha1", "md5"))
+    floor_cmd = ["sh", "-c", f"{hashes} & cp {big} {copy} && sync {copy}; wait"]
+
+    def before(name: str) -> None:
+        copy.unlink(missing_ok=True)
+        if name.startswith("custody ingest"):
+            fresh_archive(work, old if name == OLD else ROOT)
+        subprocess.run(["sync"], check=True)
+
+    contenders = {
+        "floor: 4x openssl dgst | cp + sync": lambda: timed_command(floor_cmd),
+        "custody ingest": lambda: ingest(work, big),
+    }
+    if old is not None:
+        contenders[OLD] = lambda: ingest(work, big, old)
+    runs = interleave(contenders, rounds, before)
+    ratios = report(f"ingest of one {size_mib} MiB file", runs,
+                    "floor: 4x openssl dgst | cp + sync")
+    for name in (n for n in runs if n.startswith("custody ingest")):
+        _rss(name, runs[name])
     big.unlink()
+    return ratios
 
 
-def small_files(work: Path, count: int, repeat: int) -> None:
-    folder = make_small(work, count)
-    jpeg = SAMPLE_JPEG.read_bytes()
-    cp, ing = [], []
-    for r in range(repeat):
-        dst = work / "small-copy"
-        cp.append(timed(["cp", "-r", str(folder), str(dst)]))
-        shutil.rmtree(dst)
-        env = new_archive(work, f"small{r}")
-        ing.append(timed(custody("ingest", str(folder)), env))
-        shutil.rmtree(env["CUSTODY_ARCHIVE"])
-    print(f"small files: {count} JPEGs with EXIF+GPS ({len(jpeg)} bytes each), best of {repeat}")
-    print(f"  cp -r                {best(cp):7.2f} s   {count / best(cp):8.0f} files/s")
-    print(f"  custody ingest       {best(ing):7.2f} s   {count / best(ing):8.0f} files/s"
-          "   (target >= 300 files/s; includes ~0.5 s of interpreter start-up)")
+def small_files(work: Path, samples: Path, count: int, pad_kib: int,
+                rounds: int, old: Path | None) -> dict[str, float]:
+    folder = make_jpegs(work, samples, count, pad_kib)
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    copy = work / "jpegs-copy"
+
+    def before(name: str) -> None:
+        shutil.rmtree(copy, ignore_errors=True)
+        if name.startswith("custody ingest"):
+            fresh_archive(work, old if name == OLD else ROOT)
+        subprocess.run(["sync"], check=True)
+
+    contenders = {
+        "floor: cp -r + sync": lambda: timed_command(
+            ["sh", "-c", f"cp -r {folder} {copy} && sync -f {copy}"]),
+        "peer: exiftool -j -n": lambda: timed_command(["exiftool", "-j", "-n", str(folder)]),
+        "custody ingest": lambda: ingest(work, folder),
+    }
+    if old is not None:
+        contenders[OLD] = lambda: ingest(work, folder, old)
+    runs = interleave(contenders, rounds, before)
+    title = f"ingest of {count} camera JPEGs ({size / 1e6:.0f} MB)"
+    ratios = report(title, runs, "peer: exiftool -j -n")
+    rates = sorted(count / r["seconds"] for r in runs["custody ingest"])
+    print(f"  custody: {rates[len(rates) // 2]:.0f} files/s ({rates[0]:.0f}..{rates[-1]:.0f}),"
+          " target >= 300")
+    for name in (n for n in runs if n.startswith("custody ingest")):
+        _rss(name, runs[name])
     shutil.rmtree(folder)
+    return ratios
 
 
-def one_run(work: Path, name: str, tree: Path, big: Path | None, folder: Path | None,
-            count: int) -> dict[str, float]:
-    """One tree's ingest of the large file and of the small files, each beside a cp of them."""
-    result: dict[str, float] = {}
-    if big is not None:
-        dst = work / "copy.bin"
-        cp = timed(["cp", str(big), str(dst)])
-        dst.unlink()
-        env = new_archive(work, f"large-{name}", tree, name)
-        result["large_s"] = timed(custody("ingest", str(big)), env)
-        result["large_cp"] = result["large_s"] / cp
-        shutil.rmtree(env["CUSTODY_ARCHIVE"])
-    if folder is not None:
-        dst = work / "small-copy"
-        cp = timed(["cp", "-r", str(folder), str(dst)])
-        shutil.rmtree(dst)
-        env = new_archive(work, f"small-{name}", tree, name)
-        result["small_s"] = timed(custody("ingest", str(folder)), env)
-        result["small_rate"] = count / result["small_s"]
-        result["small_cp"] = result["small_s"] / cp
-        shutil.rmtree(env["CUSTODY_ARCHIVE"])
-    return result
-
-
-def compare(work: Path, old: Path, new: Path, size_mib: int, count: int, repeat: int) -> None:
-    trees = {"old": old.resolve(), "new": new.resolve()}
-    for name, tree in trees.items():
-        print(f"{name}: {tree}  {check_tree(tree)}")
-        new_key(work, tree, name)  # each tree makes and reads its own key file
-    big = make_large(work, size_mib) if size_mib else None
-    folder = make_small(work, count) if count else None
-    runs = interleave(trees, repeat,
-                      lambda name, tree: one_run(work, name, tree, big, folder, count))
-    shown = [m for m in METRICS if m.key in runs["new"][0]]
-    summarise(f"ingest of {size_mib} MiB and of {count} small JPEGs", runs, shown)
-    if big is not None:
-        for name, tree in trees.items():
-            env = new_archive(work, f"rss-{name}", tree, name)
-            rss = peak_rss_kib(custody("ingest", str(big)), env)
-            shutil.rmtree(env["CUSTODY_ARCHIVE"])
-            print(f"  {name}: custody peak RSS {rss / 1024:7.1f} MiB (one run; target < 100 MiB)")
+def _rss(name: str, runs: list[Figures]) -> None:
+    main = max(r["main_rss_mib"] for r in runs)
+    child = max(r["worker_rss_mib"] for r in runs)
+    tree = max(r["tree_rss_mib"] for r in runs)
+    print(f"  {name}: peak RSS of the main process {main:.0f} MiB, of the largest metadata worker"
+          f" {child:.0f} MiB, largest of any process (wait4) {tree:.0f} MiB (max over the runs;"
+          " target < 100 MB)\n", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=None,
-                        help="the large file (default 1024; 256 to compare)")
-    parser.add_argument("--small", type=int, default=None,
-                        help="small files (default 1000; 300 to compare)")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="runs (default 3; 5 per tree to compare)")
+    parser.add_argument("--size-mib", type=int, default=1024, help="the large file (0: skip)")
+    parser.add_argument("--small", type=int, default=1000, help="camera JPEGs (0: skip)")
+    parser.add_argument("--pad-kib", type=int, default=148, help="each JPEG's size, about")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--samples", type=Path, default=SAMPLES, help="folder of sample JPEGs")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (same disk as /tmp)")
-    parser.add_argument("--compare", type=Path, metavar="OLD_TREE",
-                        help="also measure this source tree, interleaved, and print new/old")
-    parser.add_argument("--tree", type=Path, default=ROOT, metavar="NEW_TREE",
-                        help="the tree compared with OLD_TREE (default: this one)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the ratios here")
+    parser.add_argument("--old", type=Path, default=None, metavar="TREE",
+                        help="also run another custody source tree, interleaved (before/after)")
     args = parser.parse_args()
-    comparing = args.compare is not None
-    size_mib = args.size_mib if args.size_mib is not None else (256 if comparing else 1024)
-    count = args.small if args.small is not None else (300 if comparing else 1000)
-    repeat = args.repeat if args.repeat is not None else (5 if comparing else 3)
     work = Path(tempfile.mkdtemp(prefix="custody-bench-", dir=args.dir))
     try:
         print(f"machine: {os.cpu_count()} cores; work folder {work}")
-        if comparing:
-            compare(work, args.compare, args.tree, size_mib, count, repeat)
-            return
-        new_key(work)
-        if size_mib:
-            large_file(work, size_mib, repeat)
-        if count:
-            small_files(work, count, repeat)
+        subprocess.run(custody("key", "new", "--name", "Bench"), env=custody_env(work),
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ratios: dict[str, dict[str, float]] = {}
+        if args.size_mib:
+            ratios["large"] = large_file(work, args.size_mib, args.rounds, args.old)
+        if args.small:
+            ratios["small"] = small_files(work, args.samples, args.small, args.pad_kib,
+                                          args.rounds, args.old)
+        if args.json is not None:
+            args.json.write_text(json.dumps(ratios, indent=2) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

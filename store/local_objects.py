@@ -14,8 +14,9 @@ import os
 import re
 import stat
 import tempfile
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,27 +51,19 @@ def _write_error(exc: OSError, doing: str) -> ObjectWriteError:
 
 
 class MultiHasher:
-    """SHA-256, SHA-512, SHA-1 and MD5 of one stream, the four updated on two threads.
+    """SHA-256, SHA-512, SHA-1 and MD5 of one stream, updated in order, inline (small files)."""
 
-    hashlib releases the GIL on buffers over 2 KiB, so the two pairs (balanced by measured speed)
-    run on two cores while the caller writes the same chunk to disk.
-    """
-
-    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+    def __init__(self) -> None:
         self._h = {name: hashlib.new(name) for name in DIGEST_NAMES}
-        self._pool = pool
         self.size = 0
 
     def update(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
-        h = self._h
-        if self._pool is None or len(chunk) < 65536:
-            for one in h.values():
-                one.update(chunk)
-            return
-        other = self._pool.submit(_update_pair, h["sha512"], h["sha1"], chunk)
-        _update_pair(h["sha256"], h["md5"], chunk)
-        other.result()
+        for one in self._h.values():
+            one.update(chunk)
+
+    def pair(self, names: tuple[str, str]) -> tuple[hashlib._Hash, hashlib._Hash]:
+        return self._h[names[0]], self._h[names[1]]
 
     def digests(self) -> Digests:
         h = self._h
@@ -86,6 +79,40 @@ class MultiHasher:
 def _update_pair(a: hashlib._Hash, b: hashlib._Hash, chunk: bytes | memoryview) -> None:
     a.update(chunk)
     b.update(chunk)
+
+
+# The two hash lanes, balanced by measured speed (SHA-512 + SHA-1 against SHA-256 + MD5).
+HASH_LANES = (("sha512", "sha1"), ("sha256", "md5"))
+PIPELINE_DEPTH = 4  # chunks in flight at once: memory stays flat (4 MiB) whatever the size
+EARLY_FLUSH = 64 << 20  # a large object's writeback is started every 64 MiB, not all at the end
+
+
+class _Lanes:
+    """Three single-thread lanes (two hash pairs and the writer) that take each chunk in order.
+
+    hashlib and os.write release the GIL, so while the caller reads chunk n+1, the two hash pairs
+    and the write of chunk n run on the other cores: read, hash and write overlap. One thread per
+    lane keeps every lane's chunks in order."""
+
+    def __init__(self) -> None:
+        self.hash = [ThreadPoolExecutor(1, thread_name_prefix=f"hash{i}") for i in (0, 1)]
+        self.write = ThreadPoolExecutor(1, thread_name_prefix="write")
+
+
+def _settle(jobs: list[Future[None]]) -> None:
+    """Wait for every job of a chunk (none left running), then raise the first one's error."""
+    wait(jobs)
+    for job in jobs:
+        job.result()
+
+
+def _write_lane(fd: int, chunk: memoryview, flush: bool) -> None:
+    _write_all(fd, chunk)
+    if flush:  # start this part's writeback now, while hashing goes on (fsync still at the end)
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise _write_error(exc, "cannot flush an object to disk") from None
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -140,7 +167,7 @@ class LocalObjectStore:
         self.label = self.root.name if label is None else label
         self._objects = self.root / "sha256"
         self._tmp = self.root / TMP
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+        self._lanes: _Lanes | None = None  # started on the first object larger than a chunk
 
     def create(self) -> None:
         for folder in (self.root, self._objects, self._tmp):
@@ -180,18 +207,58 @@ class LocalObjectStore:
             raise
 
     def _fill(self, fd: int, stream: ByteSource) -> Digests:
-        hasher = MultiHasher(self._pool)
-        view = memoryview(bytearray(CHUNK))
+        hasher = MultiHasher()
         source = cast(ReadsInto, stream)  # every binary file object has readinto
-        while n := source.readinto(view):
-            chunk = view[:n]
-            hasher.update(chunk)
-            _write_all(fd, chunk)
+        first = memoryview(bytearray(CHUNK))
+        n = source.readinto(first) or 0
+        if n and n == CHUNK:
+            self._pipeline(fd, source, hasher, first)
+        else:  # one chunk or less: inline, no thread hand-offs for a small file
+            while n:
+                hasher.update(first[:n])
+                _write_all(fd, first[:n])
+                n = source.readinto(first) or 0
         try:
             os.fsync(fd)  # an fsync error means the bytes may not be on disk: never link them
         except OSError as exc:
             raise _write_error(exc, "cannot flush an object to disk") from None
         return hasher.digests()
+
+    def _pipeline(self, fd: int, source: ReadsInto, hasher: MultiHasher,
+                  first: memoryview) -> None:
+        """Read chunk n+1 while chunk n is hashed on two lanes and written on a third."""
+        lanes = self._lanes = self._lanes or _Lanes()
+        pairs = [hasher.pair(names) for names in HASH_LANES]
+        free = [memoryview(bytearray(CHUNK)) for _ in range(PIPELINE_DEPTH - 1)]  # first: in use
+        flight: deque[tuple[memoryview, list[Future[None]]]] = deque()
+        error: BaseException | None = None
+        buf, n = first, CHUNK
+        try:
+            while n:
+                chunk = buf[:n]
+                hasher.size += n
+                flush = hasher.size % EARLY_FLUSH < n
+                jobs = [lane.submit(_update_pair, a, b, chunk)
+                        for lane, (a, b) in zip(lanes.hash, pairs, strict=True)]
+                jobs.append(lanes.write.submit(_write_lane, fd, chunk, flush))
+                flight.append((buf, jobs))
+                if not free:  # wait for the oldest chunk; its buffer is read into next
+                    done, jobs = flight[0]
+                    _settle(jobs)
+                    flight.popleft()
+                    free.append(done)
+                buf = free.pop()
+                n = source.readinto(buf) or 0
+        except BaseException as exc:
+            error = exc
+        # Every lane finishes before the caller closes the descriptor or reuses a buffer.
+        for _, jobs in flight:
+            try:
+                _settle(jobs)
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def _place(self, tmp: Path, digests: Digests) -> PutResult:
         try:

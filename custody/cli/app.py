@@ -398,7 +398,7 @@ def ingest(
 ) -> None:
     """Ingest files and folders: store each file once, sign an entry for every file seen."""
     from custody.cli.progress import IngestProgress
-    from custody.metadata import MetadataReader
+    from custody.metadata import MetadataReader, close_all
     from custody.ops.c2pa_trust import configured_files, load_trust
     from custody.ops.ingest import Ingest
     from custody.ops.selection import Selection, select_files
@@ -429,8 +429,9 @@ def ingest(
     try:
         with progress, contextlib.ExitStack() as stack:
             # one metadata worker per core: each is started only when first needed
-            readers = [stack.enter_context(MetadataReader(c2pa_trust=c2pa_trust))
+            readers = [MetadataReader(c2pa_trust=c2pa_trust)
                        for _ in range(min(2, os.cpu_count() or 1))]
+            stack.callback(close_all, readers)  # stopped together, each reaped (no zombie)
             expand = Unpacker(selection, on_refused=lambda r: err(
                 f"refused {r['path']}: {r['reason']}")) if unpack else None
             run = Ingest(archive, key, readers, case=case, note=note,

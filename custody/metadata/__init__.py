@@ -14,7 +14,7 @@ from typing import Any
 from .record import compose
 from .worker import Extract, Worker, extract
 
-__all__ = ["MetadataReader"]
+__all__ = ["MetadataReader", "close_all"]
 
 
 class MetadataReader:
@@ -54,9 +54,20 @@ class MetadataReader:
             parts, errors = self._worker.read(name)
         return compose(parts, errors)
 
+    def start(self) -> None:
+        """Start the worker now (ingest does so before the first object is stored), so that its
+        start-up overlaps the hashing of the first file instead of following it."""
+        with self._lock:
+            self._worker.start()
+
     def close(self) -> None:
         with self._lock:
             self._worker.close()
+
+    def ask_to_stop(self) -> None:
+        """Tell the worker to stop, without waiting (close() then waits and reaps it)."""
+        with self._lock:
+            self._worker.ask_to_stop()
 
     def __enter__(self) -> MetadataReader:
         return self
@@ -68,3 +79,12 @@ class MetadataReader:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def close_all(readers: list[MetadataReader]) -> None:
+    """Stop every worker at once (each stops its ExifTool), then wait for and reap each: the
+    waits overlap instead of adding up, and no exited worker is left unreaped (a zombie)."""
+    for reader in readers:
+        reader.ask_to_stop()
+    for reader in readers:
+        reader.close()

@@ -1,7 +1,9 @@
 """Perceptual hashes: a 64-bit pHash of an image (as displayed: EXIF orientation applied) and of a
 bounded number of a video's keyframes, so that look-alikes can be found (docs/SIMILAR.md).
 
-Runs in the metadata worker (custody/metadata/worker.py). A hash is a derived lead, never identity.
+Runs in the metadata worker (custody/metadata/worker.py), which imports this module only for the
+first image or video it meets (numpy, scipy and Pillow are ~35 MiB); PyAV (~16 MiB) is imported
+only for the first video. A hash is a derived lead, never identity.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import warnings
 from importlib import metadata as dist
 from typing import Any
 
-import av
 import imagehash
 import numpy
 import pillow_heif
@@ -32,7 +33,7 @@ Image.MAX_IMAGE_PIXELS = 100_000_000  # twice this Pillow refuses (a decompressi
 
 def version() -> str:
     return (f"imagehash {dist.version('ImageHash')}, Pillow {dist.version('pillow')}, "
-            f"PyAV {av.__version__}")
+            f"PyAV {dist.version('av')}")
 
 
 def payload(path: str, kind: str) -> dict[str, Any]:
@@ -65,6 +66,8 @@ def image_hash(path: str) -> str:
 def video_hashes(path: str) -> tuple[list[dict[str, Any]], int]:
     """Up to MAX_FRAMES keyframes' hashes, `{"t": seconds, "hash": hex}` in time order, and how
     many keyframes were left out as flat. Only keyframes are decoded (the decoder skips others)."""
+    import av  # noqa: PLC0415 - only a worker that meets a video pays for PyAV
+
     with av.open(path, metadata_errors="ignore") as container:
         if not container.streams.video:
             raise ValueError("no video stream")
@@ -116,6 +119,8 @@ def _duration(container: Any, stream: Any) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
+        import av  # noqa: PLC0415 - loaded already by video_hashes
+
         return float(container.duration / av.time_base)
     return None
 

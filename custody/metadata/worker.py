@@ -62,14 +62,26 @@ class Tools:
         self.magic_version = f"{dist.version('python-magic')} (libmagic {_libmagic_version()})"
         self.exifread_version = getattr(exifread, "__version__", None) or dist.version("ExifRead")
         self._start_exiftool()
-        # The look-alike hashes' numpy, scipy and PyAV: loaded at start-up (not timed against a
-        # file) but after the memory limit is set, so their reservations count within it.
-        self.perceptual: Any = None
+        # The look-alike hashes' numpy, scipy and Pillow are loaded for the first image or video
+        # only (PyAV for the first video), so a worker that meets none stays small and starts
+        # fast; always after the memory limit is set, so their reservations count within it.
+        self._perceptual: Any = None
         self.perceptual_error = ""
-        try:
-            self.perceptual = importlib.import_module("custody.metadata.perceptual")
-        except Exception as error:  # recorded on every image and video as perceptual's error
-            self.perceptual_error = f"could not load: {one_line(error)}"
+
+    @property
+    def perceptual_pending(self) -> bool:
+        """True until the first attempt to import the perceptual module."""
+        return self._perceptual is None and not self.perceptual_error
+
+    @property
+    def perceptual(self) -> Any:
+        """custody.metadata.perceptual, imported on first use; None if it cannot load."""
+        if self._perceptual is None and not self.perceptual_error:
+            try:
+                self._perceptual = importlib.import_module("custody.metadata.perceptual")
+            except Exception as error:  # recorded on every image and video as perceptual's error
+                self.perceptual_error = f"could not load: {one_line(error)}"
+        return self._perceptual
 
     def _start_exiftool(self) -> None:
         try:
@@ -208,6 +220,10 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
     yield {"type": "part", "stage": "c2pa", "payload": payload}
     if kind_of(mime or "") in ("image", "video"):  # look-alike hashes (docs/SIMILAR.md)
         yield {"type": "begin", "stage": "perceptual"}
+        if tools.perceptual_pending:  # its first import is start-up time, not this file's
+            yield {"type": "loading"}
+            tools.perceptual  # noqa: B018 - the property imports it
+            yield {"type": "loaded"}
         if tools.perceptual is None:
             payload = {"version": None, "errors": [tools.perceptual_error]}
         else:
@@ -359,6 +375,12 @@ class Worker:
         code: int | None = process.returncode
         return code
 
+    def ask_to_stop(self) -> None:
+        """Close our end of the pipe: the child stops ExifTool and exits (close() reaps it)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def close(self) -> None:
         """Let the child stop ExifTool and exit; kill it if it does not."""
         process, conn = self._process, self._conn
@@ -370,20 +392,26 @@ class Worker:
         _wait(process, 5)
         self.kill()
 
-    def read(self, path: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
-        """Each reader's report for one file, and the supervisor's own errors."""
+    def start(self) -> str | None:
+        """Have a live child: start one unless running; an error string if it could not."""
         if self._process is None or self._process.poll() is not None:
             if self._process is not None:
                 self.kill()
-            problem = self._start()
-            if problem is not None:
-                return {}, [problem]
+            return self._start()
+        return None
+
+    def read(self, path: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """Each reader's report for one file, and the supervisor's own errors."""
+        problem = self.start()
+        if problem is not None:
+            return {}, [problem]
         assert self._conn is not None
         conn = self._conn
         parts: dict[str, dict[str, Any]] = {}
         errors: list[str] = []
         stage = "worker"
         deadline = time.monotonic() + self.timeout
+        paused = self.timeout
         try:
             _send(conn, {"path": path})
             while True:
@@ -393,7 +421,12 @@ class Worker:
                     errors.append(f"{stage}: timed out after {self.timeout:g} s")
                     return parts, errors
                 message = json.loads(conn.recv_bytes())
-                if message["type"] == "begin":
+                if message["type"] == "loading":  # a lazy import: timed as start-up is
+                    paused = deadline - time.monotonic()
+                    deadline = time.monotonic() + START_TIMEOUT
+                elif message["type"] == "loaded":
+                    deadline = time.monotonic() + paused
+                elif message["type"] == "begin":
                     stage = message["stage"]
                 elif message["type"] == "part":
                     parts[message["stage"]] = message["payload"]

@@ -48,14 +48,21 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """What the file system or an uploader says of a file, recorded in its entry's `source` as
-    claims, not truth: its original name, the path it was read from, its modification time
-    (RFC 3339), and a capture time the uploader claims. Only what is given is recorded."""
+    """What the file system, an uploader or a dump's header says of a file, recorded in its
+    entry's `source` as claims, not truth: its original name, the path it was read from, its
+    modification time (RFC 3339), and a capture time the uploader claims. A dump's member also
+    names the dump's SHA-256 (`container`), its path inside it (`member`) and a zip's DOS time
+    (`mtime_local`, offset unknown); `container_shown` is how the dump's path is shown. Only what
+    is given is recorded."""
 
     name: str
     path: str | None = None
     mtime: str | None = None
     captured_at: str | None = None
+    container: str | None = None
+    member: str | None = None
+    mtime_local: str | None = None
+    container_shown: str = ""
 
     def check(self) -> None:
         """Refuse claims a sender got wrong (the file system's are recorded as they come)."""
@@ -67,15 +74,18 @@ class Claims:
 
     def to_json(self) -> dict[str, str]:
         out = claimed_name(self.name, "name")
+        if self.container is not None and self.member is not None:
+            out.update(container=self.container, member=self.member)
         if self.path is not None:
             out.update(claimed_name(self.path, "path"))
-        if self.mtime is not None:
-            out["mtime"] = self.mtime
-        if self.captured_at is not None:
-            out["captured_at"] = self.captured_at
+        for key in ("mtime", "mtime_local", "captured_at"):
+            if (value := getattr(self, key)) is not None:
+                out[key] = value
         return out
 
     def shown(self) -> str:
+        if self.member is not None:
+            return f"{self.container_shown}!{self.member}"
         return shown(self.path if self.path is not None else self.name)
 
 
@@ -377,6 +387,11 @@ class Ingest:
         if self.dry_run:  # an early answer only; it would record a refusal
             return
         self.archive.authorize(self.key, "ingest")  # early: the lock decides again per batch
+        # The first worker starts while the first file is stored; the next one only when two
+        # files wait to be read (one file never pays for two start-ups on a 2-core machine).
+        first = self._readers.queue[0] if self._readers.queue else None
+        if first is not None and hasattr(first, "start"):
+            self._pool.submit(first.start)
 
     def _commit_or_stop(self, rest: list[Found]) -> None:
         try:

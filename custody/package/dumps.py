@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, cast
 
-from custody.ops.ingest import Claims, FileResult, Found, Ingest, claimed_name, shown
+from custody.ops.ingest import Claims, FileResult, Found, Ingest, shown
 from custody.ops.selection import Selection
 from custody.ops.sidecars import Linker
 from custody.package.bagsafe import (
@@ -46,30 +46,6 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, NotI
 
 def is_dump_name(name: str) -> bool:
     return name.casefold().endswith(DUMP_SUFFIXES)
-
-
-@dataclass(frozen=True, slots=True)
-class MemberClaims(Claims):
-    """What a dump's header says of one member (claims, not truth), recorded as the member's
-    `source`: the dump's SHA-256, the member's path inside it, its name and header time (`mtime`
-    when the header gives UTC, `mtime_local` for a zip's DOS time, whose offset is unknown)."""
-
-    container: str = ""
-    member: str = ""
-    mtime_local: str | None = None
-    dump_shown: str = ""  # the dump's path as the report shows it
-
-    def to_json(self) -> dict[str, str]:
-        out = {"container": self.container, "member": self.member,
-               **claimed_name(self.name, "name")}
-        if self.mtime is not None:
-            out["mtime"] = self.mtime
-        if self.mtime_local is not None:
-            out["mtime_local"] = self.mtime_local
-        return out
-
-    def shown(self) -> str:
-        return f"{self.dump_shown}!{self.member}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +316,9 @@ class Unpacker:
                     ingest.report.skipped.append(skip)
                     ingest.on_skip(skip)
                     continue
-                claims = MemberClaims(name=rel.rsplit("/", 1)[-1], mtime=m.mtime,
-                                      container=container, member=rel,
-                                      mtime_local=m.mtime_local, dump_shown=dump_shown)
+                claims = Claims(name=rel.rsplit("/", 1)[-1], mtime=m.mtime,
+                                container=container, member=rel,
+                                mtime_local=m.mtime_local, container_shown=dump_shown)
                 try:
                     raw = open_member(m)
                 except (*_READ_ERRORS, PackageRefused) as exc:

@@ -1,0 +1,117 @@
+"""Ingest's fast paths keep every check: the pipelined large-object write (read, hash and write
+overlapping), the lazily loaded perceptual hashing, and workers that leave no process behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from custody.metadata import MetadataReader, close_all
+from store.local_objects import CHUNK, EARLY_FLUSH, LocalObjectStore
+from store.ports import StoreFull
+
+MEDIA = Path(__file__).parent / "data" / "media"
+
+
+def _data(size: int) -> bytes:
+    """Bytes that differ in every chunk (a chunk written twice or out of order changes them)."""
+    block = hashlib.sha512(b"custody").digest() * (CHUNK // 64)
+    return b"".join(i.to_bytes(8, "big") + block[8:] for i in range(size // CHUNK + 1))[:size]
+
+
+@pytest.mark.parametrize("size", [CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 12345,
+                                  EARLY_FLUSH + CHUNK + 7])
+def test_a_pipelined_object_has_exactly_its_bytes_and_digests(tmp_path, size):
+    store = LocalObjectStore(tmp_path / "objects")
+    store.create()
+    data = _data(size)
+    put = store.put(io.BytesIO(data))
+    d = put.digests
+    assert (d.sha256, d.sha512, d.sha1, d.md5, d.size) == (
+        hashlib.sha256(data).hexdigest(), hashlib.sha512(data).hexdigest(),
+        hashlib.sha1(data).hexdigest(), hashlib.md5(data).hexdigest(), size)
+    assert store.path(d.sha256).read_bytes() == data
+    assert store.unfinished_writes() == []
+
+
+class _FailsAfter(io.RawIOBase):
+    """A source that breaks after `good` bytes (a dropped upload, a failing disk)."""
+
+    def __init__(self, data: bytes, good: int) -> None:
+        self._data, self._at, self._good = data, 0, good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer):  # type: ignore[override]
+        if self._at >= self._good:
+            raise OSError(5, "Input/output error")
+        n = min(len(buffer), len(self._data) - self._at)
+        buffer[:n] = self._data[self._at:self._at + n]
+        self._at += n
+        return n
+
+
+def test_a_source_failing_mid_pipeline_leaves_no_object_and_no_temp_file(tmp_path):
+    store = LocalObjectStore(tmp_path / "objects")
+    store.create()
+    with pytest.raises(OSError, match="Input/output error"):
+        store.put(_FailsAfter(_data(9 * CHUNK), 6 * CHUNK))
+    assert list(store) == [] and store.unfinished_writes() == []
+
+
+def test_a_disk_filling_mid_pipeline_leaves_no_partial_object(tmp_path, mount_tmpfs):
+    root = mount_tmpfs(tmp_path / "small", "6m")
+    store = LocalObjectStore(root / "objects")
+    store.create()
+    stored = []
+    with pytest.raises(StoreFull):
+        for i in range(4):  # 2.5 MiB each: the third cannot fit, halfway through its chunks
+            stored.append(store.put(io.BytesIO(bytes([i]) + _data(5 * CHUNK // 2))))
+    assert 1 <= len(stored) < 4 and store.unfinished_writes() == []
+    for put in stored:
+        assert store.check(put.digests.sha256) == put.digests.size
+
+
+def _children(states: str) -> list[str]:
+    """This process's child processes in one of `states` (from /proc), as "pid state name"."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == os.getpid() and fields[0] in states:
+            found.append(f"{entry} {fields[0]} {name}")
+    return found
+
+
+def test_closing_the_workers_leaves_no_zombie_and_no_process_behind():
+    readers = [MetadataReader() for _ in range(2)]
+    before = set(_children("RSDZTt"))
+    try:
+        photo = readers[0].read(MEDIA / "aleppo-gps.jpg")
+        video = readers[1].read(MEDIA / "homs-loci.mp4")
+    finally:
+        close_all(readers)
+    assert photo["captured_at"] == "2016-10-03T11:22:05Z"
+    assert video["mime"] == "video/mp4" and not any("perceptual" in e for e in video["errors"])
+    assert [c for c in _children("RSDZTt") if c not in before] == []
+
+
+def test_a_worker_that_meets_no_image_never_loads_the_perceptual_libraries(tmp_path):
+    text = tmp_path / "note.txt"
+    text.write_text("witness statement\n")
+    with MetadataReader() as reader:
+        reader.read(text)
+        pid = reader._worker.pid
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "scipy" not in maps and "/av/" not in maps and "numpy" not in maps
