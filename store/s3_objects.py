@@ -22,7 +22,6 @@ import errno
 import hashlib
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,7 +121,6 @@ class S3ObjectStore:
         self.label = location.url
         self._base = f"{location.prefix}/sha256/" if location.prefix else "sha256/"
         self._client = client
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
         self._sound: dict[str, str] = {}  # the version each object was last read from, here
 
     @property
@@ -283,7 +281,7 @@ class S3ObjectStore:
         return PutResult(digests=digests, created=True, replaced=replaced)
 
     def _fill(self, spool: IO[bytes], stream: ByteSource) -> Digests:
-        hasher = MultiHasher(self._pool)
+        hasher = MultiHasher()
         view = memoryview(bytearray(CHUNK))
         source = cast(ReadsInto, stream)
         while n := source.readinto(view):
