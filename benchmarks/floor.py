@@ -81,3 +81,11 @@ def report(title: str, runs: Mapping[str, list[Figures]], floor: str,
               f"  x{ratios[name]:.2f} of {floor}{rss_cell}")
     print(flush=True)
     return ratios
+
+
+def paired_ratios(runs: Mapping[str, list[Figures]], name: str, floor: str,
+                  key: str = "seconds") -> str:
+    """`name`'s ratio to the floor in each round (the two ran back to back): median (min..max)."""
+    ratios = [a[key] / b[key] for a, b in zip(runs[name], runs[floor], strict=False)]
+    return (f"{name} / {floor}, round by round: x{statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}..{max(ratios):.2f})")

@@ -13,7 +13,15 @@ cross-reference.
 With --ledger N it also times indexing a real archive of N signed ingest entries (from scratch,
 and an incremental refresh after 100 more).
 
+`--cli N` times the command line instead, on an archive of N real entries (benchmarks/
+realarchive.py: real camera JPEGs ingested, then variants of them, cached in --dir): `custody
+search --json` returning all N items against the same command returning one (`--limit 1`: the
+start-up, the index refresh and the query, without the N results), interleaved, with peak RSS;
+then `custody search --reindex --json --limit 1` (the index rebuilt from the ledger). Targets:
+all 100,000 items < 1 s and < 100 MiB; the reindex of 100,000 < 10 s.
+
     python benchmarks/search.py [--items 100000] [--points 10000] [--ledger 5000] [--dir DIR]
+    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -128,12 +136,38 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=10_000)
     ap.add_argument("--ledger", type=int, default=5_000, help="0 to skip indexing a ledger")
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--cli", type=int, metavar="N", help="time `custody search` on N real entries")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds with --cli")
     args = ap.parse_args()
+    if args.cli:
+        command_line(args.cli, args.repeat, args.dir)
+        return
     work = Path(tempfile.mkdtemp(prefix="custody-search-bench-", dir=args.dir))
     try:
         run(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def command_line(size: int, repeat: int, work: Path | None) -> None:
+    """`custody search --json` of every item against one item, then a reindex, through the CLI."""
+    import sys
+
+    import realarchive
+    from floor import interleave, paired_ratios, report, timed_command
+
+    archive = realarchive.build(size, work)
+    env = realarchive.environment(archive.parent, archive)
+    search = [sys.executable, "-P", "-m", "custody", "search", "--json"]
+    timed_command(search + ["--limit", "1"], env)  # bring the index up to date, untimed
+    one, every = "search --json --limit 1", f"search --json (all {size:,} items)"
+    runs = interleave({one: lambda: timed_command(search + ["--limit", "1"], env),
+                       every: lambda: timed_command(search, env)}, repeat)
+    report(f"custody search on {size:,} real entries", runs, floor=one)
+    print(paired_ratios(runs, every, one))
+    runs = interleave({"search --reindex --json --limit 1": lambda: timed_command(
+        search + ["--reindex", "--limit", "1"], env)}, max(1, repeat // 2))
+    report("custody search --reindex", runs, floor="search --reindex --json --limit 1")
 
 
 def run(args: argparse.Namespace, work: Path) -> None:

@@ -7,6 +7,7 @@ its signature is Ed25519 over a domain tag and the same bytes. docs/FORMAT.md sp
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,31 @@ def parse(body: bytes) -> Entry:
         value = canonical.decode(body)
     except canonical.NotCanonical as exc:
         raise MalformedEntry(str(exc)) from None
+    return _shaped(value)
+
+
+def parse_leaving_form(body: bytes) -> Entry:
+    """`parse` without its canonical-form check, which the caller makes itself (`form_problem`),
+    elsewhere: verify re-encodes in its workers while one process replays the log. Bytes that are
+    not JSON (or nest too deeply for the parser) are MalformedEntry here too; an entry that passes
+    this and not `form_problem` is not canonical, and `parse` would refuse it."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise MalformedEntry(f"not JSON: {exc}") from None
+    return _shaped(value)
+
+
+def form_problem(body: bytes) -> str | None:
+    """Why `body` is not RFC 8785 canonical JSON (what `parse` would say), or None."""
+    try:
+        canonical.decode(body)
+    except canonical.NotCanonical as exc:
+        return str(exc)
+    return None
+
+
+def _shaped(value: Any) -> Entry:
     if not isinstance(value, dict) or set(value) != set(FIELDS):
         raise MalformedEntry("entry does not have exactly the fields " + ", ".join(FIELDS))
     if value["v"] != ENTRY_VERSION:

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import multiprocessing
-import os
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +32,7 @@ from custody.errors import (
 from custody.ops.archive import Archive, registry_of, signed_config
 from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
+from custody.ops.verify_pool import PARALLEL_FROM, EntryFindings, VerifyPool
 from store.ports import (
     Ledger,
     LedgerDamaged,
@@ -45,6 +42,10 @@ from store.ports import (
     ObjectStore,
     ObjectUnreadable,
 )
+
+# From this many items a metadata check reads every document in one scan ordered by SHA-256 (as
+# the items are sorted) instead of looking each one up.
+METADATA_SCAN_FROM = 1000
 
 
 @dataclass(slots=True)
@@ -96,15 +97,31 @@ def audit(
     With `objects=False` only the record is checked (entries, tree, checkpoints), not content.
     `now` is the verifier's clock (default: this machine's), against which no entry may be dated
     ahead by more than the allowed skew (docs/FORMAT.md §5.6)."""
-    external = external or []
+    pool = VerifyPool(archive.objects)
+    try:
+        return _audit(archive, pool, item, on_progress, external or [], objects, now)
+    finally:
+        pool.close()
+
+
+def _audit(
+    archive: Archive,
+    pool: VerifyPool,
+    item: str | None,
+    on_progress: Callable[[str, int], None] | None,
+    external: list[note.Checkpoint],
+    objects: bool,
+    now: datetime | None,
+) -> AuditReport:
     report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
     try:
         archive.ledger.open()  # read-only, or says why it cannot
+        pool.start(parallel=archive.ledger.size() >= PARALLEL_FROM)
         kept = _open_checkpoints(archive, report)
         wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
         clock = now or datetime.now(UTC)
-        ingested, roots = _check_ledger(archive, report, progress, wanted, clock)
+        ingested, roots = _check_ledger(archive, report, progress, wanted, clock, pool)
         _check_checkpoints(archive, kept, roots, report)
         _check_external(external, roots, archive, report)
         check_extras(archive, report.problems, report.notices)
@@ -121,10 +138,11 @@ def audit(
         report.problems.append(f"item {item} has no ingest entry")
     if not objects:
         return report
-    _check_objects(archive, targets, report, progress, whole=item is None)
-    _check_metadata(archive, targets, report)
+    pool.objects(sorted(targets))  # hashed by the workers while this process reads metadata
+    metadata = _metadata_problems(archive, targets, ingested, whole=item is None)
+    _check_objects(archive, targets, report, progress, whole=item is None, pool=pool)
+    report.problems.extend(metadata)
     if item is None:
-        _check_unrecorded_metadata(archive, ingested, report)
         _check_search_index(archive, report)
     return report
 
@@ -136,12 +154,42 @@ def verify(archive: Archive, item: str | None = None) -> AuditReport:
     return report
 
 
+class _WalkAgain(Exception):
+    """The quick walk met an entry it leaves to the exact walk (one not canonical or malformed)."""
+
+
 def _check_ledger(
     archive: Archive,
     report: AuditReport,
     progress: Callable[[str, int], None],
     wanted_sizes: set[int],
     now: datetime,
+    pool: VerifyPool,
+) -> tuple[dict[str, FirstRecord], dict[int, bytes]]:
+    """The quick walk when the pool runs workers (they check each entry's canonical form while
+    this process replays it); if any entry is malformed or not canonical, the whole log is walked
+    again the exact way (each entry parsed and checked here, in order), so a damaged log gets the
+    same findings either way."""
+    if pool.parallel:
+        entries_before, problems_before = report.entries, len(report.problems)
+        try:
+            return _walk(archive, report, progress, wanted_sizes, now, pool, exact=False)
+        except _WalkAgain:
+            pool.entries_done()  # drain the quick walk's checks; their findings are dropped
+            pool.entry_findings = EntryFindings()
+            report.entries = entries_before
+            del report.problems[problems_before:]
+    return _walk(archive, report, progress, wanted_sizes, now, pool, exact=True)
+
+
+def _walk(
+    archive: Archive,
+    report: AuditReport,
+    progress: Callable[[str, int], None],
+    wanted_sizes: set[int],
+    now: datetime,
+    pool: VerifyPool,
+    exact: bool,
 ) -> tuple[dict[str, FirstRecord], dict[int, bytes]]:
     origin = archive.config.origin
     archive_key = archive.config.archive_key
@@ -151,8 +199,8 @@ def _check_ledger(
     problems = report.problems
     tree = merkle.TreeBuilder()  # the tree as the entries' own bytes make it
     roots: dict[int, bytes] = {}
-    signatures = SignatureChecks(parallel=archive.ledger.size() >= PARALLEL_FROM)
     stored_tree = StoredTree(archive.ledger)
+    parse = entries.parse if exact else entries.parse_leaving_form
     for row in archive.ledger.rows():
         report.entries += 1
         if row.seq != expected_seq:
@@ -170,8 +218,10 @@ def _check_ledger(
         if row.leaf_hash != leaf:
             problems.append(f"{where}: stored leaf hash does not match its bytes")
         try:
-            entry = entries.parse(row.body)
+            entry = parse(row.body)
         except entries.MalformedEntry as exc:
+            if not exact:
+                raise _WalkAgain from None
             problems.append(f"{where}: malformed: {exc}")
             prev_hash = leaf
             continue
@@ -186,17 +236,22 @@ def _check_ledger(
         if columns != (entry.time, entry.actor, entry.action, entry.item):
             problems.append(f"{where}: index columns disagree with the signed entry")
         signed = entries.SignedEntry(body=row.body, signature=row.signature)
+        signer = None
         if row.seq == 0:
             _check_genesis(entry, signed, archive_key.raw, problems)
         else:
             signer = replay.signer(entry)
-            if signer is not None:
-                signatures.add(row.seq, signer.public_key, row.body, row.signature)
+        if signer is not None or not exact:  # the quick walk leaves every form check to the pool
+            key = signer.public_key if signer is not None else None
+            pool.entry(row.seq, key, row.body, row.signature)
         problems.extend(replay.apply(entry))
         prev_hash = leaf
         if report.entries % 10000 == 0:
             progress("ledger", report.entries)
-    for seq in signatures.failures():
+    findings = pool.entries_done()
+    if findings.not_canonical and not exact:
+        raise _WalkAgain
+    for seq in findings.bad_signatures:
         actor = entries.parse(archive.ledger.row(seq).body).actor  # type: ignore[union-attr]
         problems.append(f"entry {seq}: bad signature by {replay.name_of(actor)} ({actor})")
     if report.entries == 0:
@@ -209,57 +264,6 @@ def _check_ledger(
         assert first is not None
         ingested[item] = first
     return ingested, roots
-
-
-PARALLEL_FROM = 20_000  # below this, worker start-up costs more than it saves
-CHUNK = 4096
-MAX_IN_FLIGHT = 8  # chunks queued to the workers; bounds memory on a huge log
-
-SignatureJob = tuple[int, bytes, bytes, bytes]  # seq, public key, entry bytes, signature
-
-
-def _failing(jobs: list[SignatureJob]) -> list[int]:
-    return [
-        seq
-        for seq, public_key, body, signature in jobs
-        if not entries.signature_valid(entries.SignedEntry(body, signature), public_key)
-    ]
-
-
-class SignatureChecks:
-    """Ed25519 checks of every entry: inline for a small log; for a large one, in a process per
-    core while this process walks the chain and the tree (signatures are ~3/4 of the work)."""
-
-    def __init__(self, parallel: bool) -> None:
-        self._jobs: list[SignatureJob] = []
-        self._failed: list[int] = []
-        self._pool: ProcessPoolExecutor | None = None
-        self._futures: deque[Future[list[int]]] = deque()
-        if parallel:
-            context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-            self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=context)
-
-    def add(self, seq: int, public_key: bytes, body: bytes, signature: bytes) -> None:
-        self._jobs.append((seq, public_key, body, signature))
-        if len(self._jobs) >= CHUNK:
-            self._flush()
-
-    def _flush(self) -> None:
-        jobs, self._jobs = self._jobs, []
-        if self._pool is None:
-            self._failed.extend(_failing(jobs))
-            return
-        self._futures.append(self._pool.submit(_failing, jobs))
-        while len(self._futures) > MAX_IN_FLIGHT:
-            self._failed.extend(self._futures.popleft().result())
-
-    def failures(self) -> list[int]:
-        self._flush()
-        while self._futures:
-            self._failed.extend(self._futures.popleft().result())
-        if self._pool is not None:
-            self._pool.shutdown()
-        return sorted(self._failed)
 
 
 class StoredTree:
@@ -405,23 +409,24 @@ def _check_objects(
     report: AuditReport,
     progress: Callable[[str, int], None],
     whole: bool,
+    pool: VerifyPool,
 ) -> None:
+    """The outcomes of the fixity checks queued on `pool` (every target, in sorted order)."""
     store = archive.objects
-    for sha256, info in sorted(targets.items()):
-        try:
-            size = store.check(sha256)
-        except ObjectMissing:
+    for sha256, outcome, value in pool.object_outcomes():
+        info = targets[sha256]
+        if outcome == "missing":
             report.problems.append(f"object {sha256} (ingested in entry {info.seq}) is missing")
             continue
-        except ObjectCorrupt as exc:
-            report.problems.append(f"{exc} (ingested in entry {info.seq})")
+        if outcome == "corrupt":
+            report.problems.append(f"{value} (ingested in entry {info.seq})")
             continue
-        except ObjectUnreadable as exc:  # permissions, an I/O error: not checked, and said so
-            report.unreadable.append(f"{exc} (ingested in entry {info.seq})")
+        if outcome == "unreadable":  # permissions, an I/O error: not checked, and said so
+            report.unreadable.append(f"{value} (ingested in entry {info.seq})")
             continue
-        if size != info.size:
+        if value != info.size:
             report.problems.append(
-                f"object {sha256} is {size} bytes; its ingest entry says {info.size}"
+                f"object {sha256} is {value} bytes; its ingest entry says {info.size}"
             )
         _check_retention(store, sha256, report)
         report.objects += 1
@@ -491,29 +496,55 @@ def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
     return set(kept)
 
 
-def _check_metadata(archive: Archive, targets: dict[str, FirstRecord], report: AuditReport) -> None:
-    for sha256, info in sorted(targets.items()):
-        doc = archive.ledger.metadata(sha256)
+def _metadata_problems(
+    archive: Archive,
+    targets: dict[str, FirstRecord],
+    ingested: dict[str, FirstRecord],
+    whole: bool,
+) -> list[str]:
+    """Each target's metadata document against the digest its first record signed, then (for a
+    whole audit) any document row belonging to no recorded item; in SHA-256 order. Many targets
+    are read in one ordered scan of the documents, a few by lookup."""
+    wrong: list[str] = []
+    unrecorded: list[str] = []
+
+    def judge(sha256: str, doc: bytes | None) -> None:
+        info = targets[sha256]
         if doc is None:
-            report.problems.append(f"item {sha256}: its metadata document is missing")
+            wrong.append(f"item {sha256}: its metadata document is missing")
         elif hashlib.sha256(doc).hexdigest() != info.metadata_sha256:
-            report.problems.append(
+            wrong.append(
                 f"item {sha256}: metadata document does not match the digest "
                 f"signed in entry {info.seq}"
             )
 
-
-def _check_unrecorded_metadata(
-    archive: Archive, ingested: dict[str, FirstRecord], report: AuditReport
-) -> None:
-    """custody writes a metadata row only with the entry that records its item: any other row was
-    put there by hand. It is never signed; the ingest that first records the item sets it aside."""
-    for sha256 in archive.ledger.metadata_items():
-        if sha256 not in ingested:
-            report.problems.append(
-                f"metadata row for {sha256} belongs to no recorded item "
-                "(not written by custody: ledger.db was edited)"
-            )
+    if len(targets) < METADATA_SCAN_FROM:
+        for sha256 in sorted(targets):
+            judge(sha256, archive.ledger.metadata(sha256))
+        if whole:
+            unrecorded = [sha for sha in archive.ledger.metadata_items() if sha not in ingested]
+    else:
+        wanted = iter(sorted(targets))
+        due = next(wanted, None)
+        for sha256, doc in archive.ledger.all_metadata():
+            while due is not None and due < sha256:
+                judge(due, None)
+                due = next(wanted, None)
+            if due == sha256:
+                judge(sha256, doc)
+                due = next(wanted, None)
+            elif whole and sha256 not in ingested:
+                unrecorded.append(sha256)
+        while due is not None:
+            judge(due, None)
+            due = next(wanted, None)
+    # custody writes a metadata row only with the entry that records its item: any other row was
+    # put there by hand. It is never signed; the ingest that first records the item sets it aside.
+    return wrong + [
+        f"metadata row for {sha256} belongs to no recorded item "
+        "(not written by custody: ledger.db was edited)"
+        for sha256 in unrecorded
+    ]
 
 
 def _check_identity(archive: Archive, report: AuditReport) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from custody.core import canonical
 from custody.core.chain import FIRST_RECORD
-from custody.core.entry import parse
+from custody.core.entry import parse_leaving_form
 from custody.errors import UsageError
 from custody.metadata import provenance
 from custody.ops.archive import Archive
@@ -29,15 +29,19 @@ def wanted(value: str | None) -> str | None:
 
 
 def verdict_of(archive: Archive, item: str) -> str:
+    """The verdict of the document whose digest the item's first record names. Search reads the
+    rows as stored (verify checks their signatures and form), so neither the entry nor the
+    document, whose bytes are the signed ones once the digest matches, is re-encoded to check its
+    canonical form: that cost ~10 ms a document (rfc8785 on a real ExifTool dump)."""
     raw = archive.ledger.metadata(item)
     if raw is None:
         return UNCHECKED
-    entries = (parse(r.body) for r in archive.ledger.rows_for_item(item))
+    entries = (parse_leaving_form(r.body) for r in archive.ledger.rows_for_item(item))
     signed = next((e.details.get("metadata_sha256") for e in entries
                    if e.action in FIRST_RECORD), None)  # fmt: skip
     if signed != hashlib.sha256(raw).hexdigest():
         return UNCHECKED
-    return provenance.verdict(canonical.decode(raw))
+    return provenance.verdict(canonical.load_json(raw.decode("utf-8")))
 
 
 def annotate(archive: Archive, result: dict[str, Any], only: str | None,
