@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import threading
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .record import compose
-from .worker import Extract, Worker, extract
+
+if TYPE_CHECKING:
+    from .worker import Extract
 
 __all__ = ["MetadataReader", "close_all"]
 
@@ -34,9 +36,13 @@ class MetadataReader:
         *,
         exiftool: str = "exiftool",
         c2pa_trust: dict[str, Any] | None = None,
-        _extract: Extract = extract,
+        _extract: Extract | None = None,
     ) -> None:
-        self._worker = Worker(timeout, memory_limit, exiftool, _extract, c2pa_trust)
+        # The worker module (exifread, ExifTool, c2pa's X.509) is imported here, not with the
+        # package: every command imports custody.metadata.clocks, few read metadata.
+        from .worker import Worker, extract
+
+        self._worker = Worker(timeout, memory_limit, exiftool, _extract or extract, c2pa_trust)
         self._lock = threading.Lock()
 
     @property

@@ -10,7 +10,6 @@ import json
 from importlib import metadata as dist
 from typing import Any
 
-from . import cose_chain
 from .record import one_line, safe_text
 
 # What c2pa says when a signer is not on a trust list: information, not a failure (none is set by
@@ -86,6 +85,8 @@ def read_c2pa(path: str, trust: dict[str, Any] | None, version: str) -> dict[str
 
 def _signer_chain(reader: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """The signing certificates (PEM, subject, issuer, serial, validity), signer first."""
+    from . import cose_chain  # cbor2 and X.509 only where a manifest is read (the worker)
+
     try:
         active = reader.get_active_manifest() or {}
         chain = [cose_chain.describe(pem)
