@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, BinaryIO, cast
 
 import boto3
 from botocore.config import Config
@@ -40,7 +40,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from store.local_objects import MultiHasher, is_sha256_hex
+from store.local_objects import MultiHasher, VerifyingReader, is_sha256_hex
 from store.ports import (
     CHUNK,
     BucketMissing,
@@ -370,9 +370,10 @@ class S3ObjectStore:
         return f"{self.label}/{self.key(sha256)[len(self.location.prefix):].lstrip('/')}" \
                f"?versionId={version}"
 
-    def open(self, sha256: str) -> S3Reader:
+    def open(self, sha256: str) -> VerifyingReader:
         version, _ = self._sound_version(sha256)
-        return S3Reader(self._get(sha256, version)["Body"], sha256, self)
+        body = _Body(self._get(sha256, version)["Body"], sha256, self)
+        return VerifyingReader(cast(BinaryIO, body), sha256)
 
     def check(self, sha256: str) -> int:
         return self._sound_version(sha256)[1]
@@ -444,35 +445,18 @@ class S3ObjectStore:
             raise self._read_error(exc, f"the uploads in {self.label}") from None
 
 
-class S3Reader:
-    """Reads one version's body while hashing it; at its end the digest must equal the name."""
+class _Body:
+    """One version's streaming body, its errors told as the port's (VerifyingReader hashes it)."""
 
     def __init__(self, body: Any, sha256: str, store: S3ObjectStore) -> None:
-        self._body = body
-        self._expected = sha256
-        self._store = store
-        self._hash = hashlib.sha256()
-        self._done = False
+        self._body, self._sha256, self._store = body, sha256, store
 
     def read(self, size: int = -1, /) -> bytes:
         try:
             data: bytes = self._body.read(None if size < 0 else size)
         except (BotoCoreError, OSError) as exc:
-            raise self._store._read_error(exc, f"object {self._expected}") from None
-        if data:
-            self._hash.update(data)
-        elif not self._done:
-            self._done = True
-            if self._hash.hexdigest() != self._expected:
-                raise ObjectCorrupt(f"object {self._expected} is corrupt: its content hashes to "
-                                    f"{self._hash.hexdigest()}")
+            raise self._store._read_error(exc, f"object {self._sha256}") from None
         return data
 
     def close(self) -> None:
         self._body.close()
-
-    def __enter__(self) -> S3Reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

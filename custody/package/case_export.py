@@ -16,10 +16,11 @@ from typing import Any
 from custody.core import canonical
 from custody.core import entry as entries
 from custody.core.signing import SigningKey
-from custody.errors import ArchiveError, CustodyError, NotFound, NotPermitted, UsageError
+from custody.errors import ArchiveError, CustodyError, NotFound, UsageError
 from custody.ops import access
 from custody.ops.archive import Archive, replayed
-from custody.package import case_graph, layout
+from custody.package import case_graph
+from custody.package.export import authorize_export, case_items, check_output_free, checked_request
 from store.ports import CHUNK, EntryRow
 
 FORMAT = "case"
@@ -38,20 +39,12 @@ def export_case(
 ) -> dict[str, Any]:
     """Write the CASE graph of these items (or the case's) to `output`; return a summary."""
     output = Path(output)
-    purpose = (purpose or "").strip()
-    if not purpose:
-        raise UsageError("an export needs a stated purpose (--purpose TEXT)")
-    if bool(items) == bool(case):
-        raise UsageError("give ITEM… or --case ID (one of the two)")
+    purpose = checked_request(items, case, purpose)
     if output.suffix.lower() not in SUFFIXES:
         raise UsageError(f"a CASE export is JSON-LD: name the file FILE.jsonld, not {output.name}")
-    if output.exists() or output.is_symlink():
-        raise CustodyError(f"{output} already exists; refusing to overwrite it")
-    if not output.parent.is_dir():
-        raise NotFound(f"no folder {output.parent} to write {output.name} into")
-    _authorize(archive, key, purpose)
-    chosen = list(dict.fromkeys(items)) if items else list(replayed(archive.ledger).case_members(
-        case or ""))
+    check_output_free(output)
+    authorize_export(archive, key, purpose)
+    chosen = list(dict.fromkeys(items)) if items else case_items(archive, case or "")
     if not chosen:
         raise NotFound(f"no items in case {case}")
     for sha in chosen:
@@ -104,16 +97,6 @@ def export_case(
         "graph_sha256": hashlib.sha256(data).hexdigest(),
         "namespace": case_graph.base_iri(archive.config.archive_key.key_id),
     }
-
-
-def _authorize(archive: Archive, key: SigningKey, purpose: str) -> None:
-    """The package export's rule: reviewers may read content, not send its record away."""
-    who = archive.authorize(key, "access", attempted="export", purpose=purpose)
-    if who.role not in layout.EXPORT_ROLES:
-        reason = (f"{who.name} has role '{who.role}', which may not export evidence "
-                  f"(needs {' or '.join(layout.EXPORT_ROLES)})")
-        archive.record_refusal(key, "export", reason, purpose=purpose)
-        raise NotPermitted(reason)
 
 
 def _read_each(

@@ -41,7 +41,9 @@ def case_items(archive: Archive, case: str) -> list[str]:
     return list(replayed(archive.ledger).case_members(case))
 
 
-def _authorize(archive: Archive, key: SigningKey, purpose: str) -> None:
+def authorize_export(archive: Archive, key: SigningKey, purpose: str) -> None:
+    """Every export's rule (a package or a CASE graph): reviewers may read content, not send its
+    record away. A refusal is signed by the one refused."""
     who = archive.authorize(key, "access", attempted="export", purpose=purpose)
     if who.role not in EXPORT_ROLES:
         reason = (
@@ -50,6 +52,24 @@ def _authorize(archive: Archive, key: SigningKey, purpose: str) -> None:
         )
         archive.record_refusal(key, "export", reason, purpose=purpose)
         raise NotPermitted(reason)
+
+
+def checked_request(items: list[str], case: str | None, purpose: str) -> str:
+    """What every export is asked first: a stated purpose (returned stripped), ITEM… or --case."""
+    purpose = (purpose or "").strip()
+    if not purpose:
+        raise UsageError("an export needs a stated purpose (--purpose TEXT)")
+    if bool(items) == bool(case):
+        raise UsageError("give ITEM… or --case ID (one of the two)")
+    return purpose
+
+
+def check_output_free(output: Path) -> None:
+    """An export never writes over anything, and only into a folder that exists."""
+    if output.exists() or output.is_symlink():
+        raise CustodyError(f"{output} already exists; refusing to overwrite it")
+    if not output.parent.is_dir():
+        raise NotFound(f"no folder {output.parent} to write {output.name} into")
 
 
 def _describe(
@@ -82,16 +102,9 @@ def export(
     """Write the package to `output` (a folder, or a .zip/.tar by its suffix); return a summary.
     `on_bytes` hears the count of content bytes copied, as they are copied (a progress bar)."""
     output = Path(output)
-    purpose = (purpose or "").strip()
-    if not purpose:
-        raise UsageError("an export needs a stated purpose (--purpose TEXT)")
-    if bool(items) == bool(case):
-        raise UsageError("give ITEM… or --case ID (one of the two)")
-    if output.exists() or output.is_symlink():
-        raise CustodyError(f"{output} already exists; refusing to overwrite it")
-    if not output.parent.is_dir():
-        raise NotFound(f"no folder {output.parent} to write {output.name} into")
-    _authorize(archive, key, purpose)
+    purpose = checked_request(items, case, purpose)
+    check_output_free(output)
+    authorize_export(archive, key, purpose)
     archive_key = load_archive_key()
     chosen = list(dict.fromkeys(items)) if items else case_items(archive, case or "")
     if not chosen:
