@@ -147,6 +147,10 @@ class Backend:
     def cached(self, home: Home, size: int, say: Callable[[str], None]) -> Ledger:
         raise NotImplementedError
 
+    def disk_bytes(self, home: Home, size: int) -> int:
+        """What the cached ledger of `size` entries takes on disk."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Remove what `fresh` made (cached ledgers are kept)."""
 
@@ -167,8 +171,14 @@ class SqliteBackend(Backend):
         path = self.work / f"ledger-{uuid.uuid4().hex[:8]}.db"
         return _with_genesis(SqliteLedger(path), home)
 
+    def _cached_path(self, home: Home, size: int) -> Path:
+        return self.cache / f"ledger-v{SHAPE}-{home.key.key_id[:8]}-{size}.db"
+
+    def disk_bytes(self, home: Home, size: int) -> int:
+        return self._cached_path(home, size).stat().st_size
+
     def cached(self, home: Home, size: int, say: Callable[[str], None]) -> Ledger:
-        path = self.cache / f"ledger-v{SHAPE}-{home.key.key_id[:8]}-{size}.db"
+        path = self._cached_path(home, size)
         if not path.exists():
             building = path.with_suffix(".building")
             for leftover in building.parent.glob(building.name + "*"):
@@ -211,8 +221,18 @@ class PostgresBackend(Backend):
         self.made.append(name)
         return _with_genesis(self.make(self._database(name)), home)
 
+    def disk_bytes(self, home: Home, size: int) -> int:
+        import psycopg
+
+        with psycopg.connect(self._url(self._cached_name(home, size))) as conn:
+            found = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(found[0]) if found else 0
+
+    def _cached_name(self, home: Home, size: int) -> str:
+        return f"custody_bench_v{SHAPE}_{home.key.key_id[:8]}_{size}"
+
     def cached(self, home: Home, size: int, say: Callable[[str], None]) -> Ledger:
-        name = f"custody_bench_v{SHAPE}_{home.key.key_id[:8]}_{size}"
+        name = self._cached_name(home, size)
         url = self._database(name)
         ledger = self.make(url)
         try:
