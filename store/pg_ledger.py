@@ -516,3 +516,27 @@ class PostgresLedger(_Reads):
             "THEN idx < 0 OR idx >= (%s::bigint >> level) ELSE true END "
             "ORDER BY level, idx LIMIT %s", (size, limit))
         return [(int(level), int(idx)) for level, idx in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m store.pg_ledger OWNER_URL --writer ROLE`: the owner makes the ledger's schema in
+    an empty database and grants the archive's role what it needs (docs/BACKENDS.md)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m store.pg_ledger", description=main.__doc__)
+    parser.add_argument("owner_url", help="postgresql://OWNER@HOST:PORT/DATABASE (no password)")
+    parser.add_argument("--writer", required=True, help="the role custody.json's URL names")
+    args = parser.parse_args(argv)
+    try:
+        PostgresLedger(args.owner_url).create(writer=args.writer)
+    except (ValueError, LedgerStoreError) as exc:
+        print(f"pg_ledger: {exc}", file=sys.stderr)
+        return 3
+    print(f"schema {SCHEMA} ready in {describe(args.owner_url)}; {args.writer} may append",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

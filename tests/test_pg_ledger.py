@@ -114,7 +114,9 @@ def test_the_archive_runs_as_a_writer_role_and_a_wrong_password_is_refused(
     url = _db(databases)
     writer = new_role(password="right horse")
     try:
-        PostgresLedger(url).create(writer=writer)  # the owner makes the schema (docs/BACKENDS.md)
+        made = subprocess.run([sys.executable, "-m", "store.pg_ledger", url, "--writer", writer],
+                              capture_output=True, text=True, env=cli.env)
+        assert made.returncode == 0, made.stderr  # the owner makes the schema (docs/BACKENDS.md)
         as_writer = url_as(url, writer)
         wrong = cli("init", str(cli.tmp / "a"), "--name", "A", "--ledger", as_writer,
                     env={"PGPASSWORD": "wrong horse"})
