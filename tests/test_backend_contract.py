@@ -672,3 +672,19 @@ def test_postgres_writer_role_may_append_but_not_update_delete_or_truncate(pg_ur
     finally:
         drop_database(pg_url)
         drop_role(writer)
+
+
+def test_a_postgres_role_without_privileges_is_refused_as_unreadable(pg_url: str) -> None:
+    """SQLite's unreadable file (skipped as root) is, on a server, a role that may connect but
+    was granted nothing on the ledger: LedgerAccessDenied, a LedgerUnreadable, on every read."""
+    PostgresLedger(pg_url).create()
+    stranger = new_role()
+    try:
+        ledger = PostgresLedger(url_as(pg_url, stranger))
+        for read in (lambda lg: lg.size(), lambda lg: lg.row(0), lambda lg: lg.items()):
+            with pytest.raises(LedgerUnreadable, match="may not be read"):
+                read(ledger)
+        ledger.close()
+    finally:
+        drop_database(pg_url)
+        drop_role(stranger)
