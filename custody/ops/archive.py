@@ -42,7 +42,6 @@ from custody.ops.backends import (
     create_objects,
     custody_error,
     ledger_label,
-    local_backends,
     open_backends,
     prepare_ledger,
     prepare_objects,
@@ -184,10 +183,10 @@ class Archive:
             name=name, origin=origin, archive_key=archive_key.public, created=now, objects=objects,
             ledger=ledger,
         )
-        local = local_backends(root)
+        index = open_backends(root, objects, ledger).index  # backends._index: where it goes
         create_objects(root, store)
         create_ledger(log)
-        archive = cls(store, log, local.index, config, root=root, signed=True)
+        archive = cls(store, log, index, config, root=root, signed=True)
         genesis = Draft(
             action="init",
             item=None,
