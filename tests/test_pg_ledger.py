@@ -100,6 +100,12 @@ def test_init_on_a_ledger_database_and_another_archives_database_are_refused(
         line = one_line_error(result)
         assert result.code == 3 and "belongs to another archive" in line, result.stderr
     assert PostgresLedger(first).size() == 1 and PostgresLedger(second).size() == 1
+    empty = _db(databases)
+    PostgresLedger(empty).create()  # a ledger with no entry 0: as a missing ledger.db
+    config["ledger"]["url"] = empty
+    (b / "custody.json").write_text(json.dumps(config))
+    result = cli("--archive", str(b), "verify")
+    assert result.code == 1 and "holds no entries" in result.stdout + result.stderr
 
 
 def test_the_archive_runs_as_a_writer_role_and_a_wrong_password_is_refused(

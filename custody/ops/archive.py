@@ -67,10 +67,13 @@ PRIVATE_FOLDER, PRIVATE_FILE = 0o700, 0o600  # whatever the umask: evidence is o
 def _check_identity(ledger: Ledger, stated: ArchiveConfig, label: str) -> None:
     """A ledger on a server is shared by address, so custody.json could name another archive's
     database: its entry 0 must be this archive's genesis (same origin, same archive key)."""
-    signed = signed_config(ledger.row(0))
+    first = ledger.row(0)
+    if first is None:  # as a missing ledger.db: what was recorded is not there
+        raise VerificationFailed([f"the ledger {label} holds no entries: custody.json names the "
+                                  "wrong database, or it was emptied"])
+    signed = signed_config(first)
     if signed is None:
-        raise ArchiveError(f"the ledger {label} holds no archive's entry 0: custody.json names "
-                           "the wrong database, or it was emptied")
+        return  # an entry 0 that is no sound init entry: verify names it (exit 1)
     if signed.origin != stated.origin or signed.archive_key.raw != stated.archive_key.raw:
         raise ArchiveError(f"the ledger {label} belongs to another archive ({signed.name}, "
                            f"{signed.origin}), not this one ({stated.origin}): custody.json "
