@@ -94,6 +94,20 @@ class LedgerReadOnly(LedgerStoreError):
     """A write to a ledger on storage this process may only read."""
 
 
+class LedgerUnavailable(LedgerUnreadable):
+    """A ledger on a server (PostgreSQL) that cannot be used from here at all: nothing was read or
+    written."""
+
+
+class LedgerUnreachable(LedgerUnavailable):
+    """The ledger's database server does not answer (wrong address, server down, network)."""
+
+
+class LedgerAccessDenied(LedgerUnavailable):
+    """The database server refuses these credentials (unknown role, wrong password, no right to
+    connect or to read the ledger's tables)."""
+
+
 class NodeMissing(LedgerDamaged):
     """A Merkle tree node that must be stored (inside the tree) is not: the ledger is damaged."""
 

@@ -172,3 +172,17 @@ def s3_services() -> dict[str, str]:
     if env is None:
         pytest.skip(why)
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_services() -> dict[str, str]:
+    """The real PostgreSQL of scripts/services.sh (same start as `s3_services`): CUSTODY_TEST_PG
+    is a superuser URL; each test makes its own database (tests/s3_services.py new_database)."""
+    from tests.s3_services import PG_NEEDED, services_env
+
+    env, why = services_env(PG_NEEDED)
+    if env is None and os.environ.get("CUSTODY_REQUIRE_SERVICES"):
+        pytest.fail(why)
+    if env is None:
+        pytest.skip(why)
+    return env

@@ -319,6 +319,7 @@ def init(
     objects: str = typer.Option(None, "--objects", help="Keep the objects in S3: s3://BUCKET/PREFIX (the bucket must have Object Lock) [a folder in the archive]"),
     s3_endpoint: str = typer.Option(None, "--s3-endpoint", envvar="CUSTODY_S3_ENDPOINT", help="The S3 endpoint URL, for a store other than AWS (Ceph, MinIO) [$CUSTODY_S3_ENDPOINT]"),
     retention_days: int = typer.Option(None, "--retention-days", help="Object Lock (COMPLIANCE) retention of each object, in days [3650]"),
+    ledger: str = typer.Option(None, "--ledger", help="Keep the ledger in PostgreSQL: postgresql://ROLE@HOST:PORT/DATABASE, no password in it (PGPASSWORD or ~/.pgpass) [SQLite in the archive]"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Make an archive and its archive key; the acting custodian becomes its first admin.
@@ -327,8 +328,16 @@ def init(
     needs at least 12 characters and must differ from the admin's own passphrase.
     With --objects s3://BUCKET/PREFIX the objects go to S3 under Object Lock (docs/BACKENDS.md);
     credentials come from the standard AWS environment or profile, never from the archive.
+    With --ledger postgresql://... the ledger goes to that (empty) database (docs/BACKENDS.md).
     """
-    from custody.ops.backends import s3_objects_config
+    from custody.ops.backends import pg_ledger_config, s3_objects_config
+
+    ledger_at = None
+    if ledger is not None:
+        try:
+            ledger_at = pg_ledger_config(ledger)
+        except ValueError as exc:
+            raise UsageError(f"--ledger: {exc}") from None
 
     store = None
     if objects is not None:
@@ -345,9 +354,13 @@ def init(
     warn_if_weakly_protected(path, "custody key passwd")
     archive_pass = passphrase(confirm=True, env=ARCHIVE_PASSPHRASE, what="archive key")
     check_archive_passphrase(archive_pass, admin_pass)
-    archive = Archive.create(root, name, admin, archive_pass, objects=store)
+    archive = Archive.create(root, name, admin, archive_pass, objects=store, ledger=ledger_at)
     info = {"archive": str(root), "name": name, "origin": archive.config.origin,
             "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}
+    if ledger_at is not None:
+        from custody.ops.backends import ledger_label
+
+        info["ledger"] = ledger_label(ledger_at)
     if store is not None:
         info["objects"] = f"s3://{store['bucket']}/{store['prefix']}".rstrip("/")
     if as_json:

@@ -1,5 +1,5 @@
-"""The archive's backends: opening the local adapters, and the ONE place where a port's error
-becomes what a user is told (a CustodyError with its exit code).
+"""The archive's backends: opening the adapters custody.json names, and the ONE place where a
+port's error becomes what a user is told (a CustodyError with its exit code).
 
 A missing or corrupt object, and a missing or damaged ledger, are verification problems (exit 1):
 what was kept is not what was recorded. A full disk, storage that is read-only here, or one that
@@ -16,6 +16,7 @@ from custody.errors import ArchiveError, CustodyError, DiskFull, VerificationFai
 from store.index import LocalIndex
 from store.local_objects import LocalObjectStore
 from store.ports import (
+    Ledger,
     LedgerDamaged,
     LedgerFull,
     LedgerStoreError,
@@ -44,7 +45,7 @@ class LocalBackends:
 @dataclass(frozen=True, slots=True)
 class Backends:
     objects: ObjectStore
-    ledger: SqliteLedger
+    ledger: Ledger
     index: LocalIndex
 
 
@@ -75,10 +76,65 @@ def _objects(root: Path, config: dict[str, Any] | None) -> ObjectStore:
                        f"{config.get('backend')!r}")
 
 
-def open_backends(root: Path, objects: dict[str, Any] | None) -> Backends:
-    """The backends custody.json names (`objects`: absent for the local folder)."""
-    local = local_backends(root)
-    return Backends(_objects(root, objects), local.ledger, local.index)
+def pg_ledger_config(url: str) -> dict[str, Any]:
+    """custody.json's `ledger` for a PostgreSQL ledger. ValueError for what is no postgresql://
+    URL, and for one carrying a password: custody.json would keep it (passwords come from
+    PGPASSWORD, ~/.pgpass or the libpq environment; docs/BACKENDS.md)."""
+    from store.pg_ledger import describe, has_password  # psycopg only when used
+
+    describe(url)
+    if has_password(url):
+        raise ValueError("the URL carries a password, which custody.json would keep: leave it "
+                         "out and give it in PGPASSWORD or ~/.pgpass")
+    return {"backend": "postgresql", "url": url}
+
+
+def ledger_label(config: dict[str, Any] | None) -> str:
+    """Where the ledger is, as a user may see it (never a password)."""
+    if config is None or config.get("backend", "sqlite") == "sqlite":
+        return LEDGER
+    from store.pg_ledger import describe
+
+    return describe(str(config["url"]))
+
+
+def _ledger(root: Path, config: dict[str, Any] | None) -> Ledger:
+    if config is None or config.get("backend", "sqlite") == "sqlite":
+        return SqliteLedger(root / LEDGER)
+    if config.get("backend") == "postgresql":
+        from store.pg_ledger import PostgresLedger  # psycopg only when used
+
+        return PostgresLedger(str(config["url"]))
+    raise ArchiveError(f"custody.json names a ledger this custody does not know: "
+                       f"{config.get('backend')!r}")
+
+
+def _index(root: Path, ledger_config: dict[str, Any] | None) -> LocalIndex:
+    """The search index: index.db in the archive folder, whatever the ledger (a PostgreSQL
+    archive's index joins its ledger when store/pg_index.py is wired here)."""
+    return LocalIndex(root)
+
+
+def open_backends(root: Path, objects: dict[str, Any] | None,
+                  ledger: dict[str, Any] | None = None) -> Backends:
+    """The backends custody.json names (`objects`, `ledger`: absent for the local folder and
+    SQLite in it)."""
+    return Backends(_objects(root, objects), _ledger(root, ledger), _index(root, ledger))
+
+
+def prepare_ledger(root: Path, config: dict[str, Any] | None) -> Ledger:
+    """Before init writes anything to the folder: a server ledger gets its schema now (refused,
+    with the port's error, when the database cannot be used or already holds a ledger); the
+    SQLite file is made later, in the new folder (`create_ledger`)."""
+    ledger = _ledger(root, config)
+    if not isinstance(ledger, SqliteLedger):
+        ledger.create()  # type: ignore[attr-defined]  # the server adapter's own setup
+    return ledger
+
+
+def create_ledger(ledger: Ledger) -> None:
+    if isinstance(ledger, SqliteLedger):
+        ledger.create()
 
 
 def prepare_objects(root: Path, objects: dict[str, Any] | None) -> ObjectStore:
