@@ -223,3 +223,26 @@ def test_a_corrupt_source_object_stops_the_migration_and_is_named(
     assert "is corrupt" in one_line_error(result)
     assert not (target / "custody.json").exists()
     assert not list(target.glob(f"objects/sha256/*/{victim.name}"))  # never copied
+
+
+def test_set_aside_metadata_is_copied_with_the_document_that_replaced_it(
+    source: Cli, tmp_path: Path
+) -> None:
+    """An unsigned metadata row planted before an item's first ingest was set aside, kept as
+    found: the copy keeps it too (evidence of the attempt), beside the signed document."""
+    import sqlite3
+
+    copy = tmp_path / "copy"
+    shutil.copytree(source.archive, copy)
+    photo = DATA / "media" / "clock-no-offset.jpg"
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    with sqlite3.connect(copy / "ledger.db") as conn:  # an insider, no passphrase
+        conn.execute("INSERT INTO metadata (sha256, doc) VALUES (?, ?)", (sha, b'{"planted":1}'))
+    src = Cli(tmp_path, copy, source.key)
+    src("ingest", photo, check=True)
+    target = tmp_path / "target"
+    assert src("migrate", "--to", target, "--json", check=True).json()["metadata_set_aside"] == 1
+    ledger = Archive.open(target).ledger
+    assert [(s, d) for s, d, _ in ledger.set_aside_metadata()] == [(sha, b'{"planted":1}')]
+    ledger.close()
+    assert Cli(tmp_path, target, source.key)("verify", "--json", check=True).json()["ok"]
