@@ -246,3 +246,26 @@ def test_set_aside_metadata_is_copied_with_the_document_that_replaced_it(
     assert [(s, d) for s, d, _ in ledger.set_aside_metadata()] == [(sha, b'{"planted":1}')]
     ledger.close()
     assert Cli(tmp_path, target, source.key)("verify", "--json", check=True).json()["ok"]
+
+
+def test_a_migrated_entry_stating_a_wrong_root_or_place_fails_verify(archive, alice) -> None:
+    """verify checks what a `migrated` entry states: the root of the entries before it."""
+    from custody.core import merkle
+    from custody.ops.archive import Draft
+    from custody.ops.verify import audit
+
+    size = archive.ledger.size()
+    true_root = merkle.root_hash(size, archive.ledger.get_node).hex()
+    moved = {"from": {}, "to": {}, "entries": size, "root": true_root, "objects": 0}
+    archive.append(alice, [Draft("migrated", None, moved)])
+    assert audit(archive, objects=False).ok
+    archive.append(alice, [Draft("migrated", None, dict(moved, entries=size + 1,
+                                                        root="00" * 32))])
+    archive.append(alice, [Draft("migrated", None, moved)])  # not right after what it copied
+    problems = audit(archive, objects=False).problems
+    assert problems == [
+        f"entry {size + 1}: the Merkle root of the {size + 1} entries it says it copied is not "
+        "the one it states",
+        f"entry {size + 2}: a migrated entry must follow the {size + 2} entries it copied "
+        f"(it says {size})",
+    ], problems

@@ -35,6 +35,7 @@ from custody.ops.c2pa_trust import configured_files
 from store.ports import (
     EntryRow,
     Ledger,
+    LedgerReads,
     ObjectCorrupt,
     ObjectError,
     ObjectMissing,
@@ -435,6 +436,34 @@ class _Migration:
         os.replace(tmp, self.root / CONFIG)
         _fsync_folder(self.root)
         (self.root / MARKER).unlink(missing_ok=True)
+
+
+def migration_claims(ledger: LedgerReads) -> list[tuple[int, int, str]]:
+    """(seq, entries, root) that each `migrated` entry states, for verify to check against the
+    tree: entries 0..entries-1 had that root, and the entry comes right after them."""
+    claims = []
+    for row in ledger.rows_with_action("migrated"):
+        try:
+            details = entries.parse_leaving_form(row.body).details
+        except entries.MalformedEntry:
+            continue  # the ledger walk names it
+        count, root = details.get("entries"), details.get("root")
+        claims.append((row.seq, count if isinstance(count, int) else -1,
+                       root if isinstance(root, str) else ""))
+    return claims
+
+
+def migration_problems(claims: list[tuple[int, int, str]], roots: dict[int, bytes]) -> list[str]:
+    """What verify says of `migration_claims` against the roots it computed at those sizes."""
+    found = []
+    for seq, count, root in claims:
+        if count != seq:
+            found.append(f"entry {seq}: a migrated entry must follow the {seq} entries it copied "
+                         f"(it says {count})")
+        elif roots.get(count, b"").hex() != root:
+            found.append(f"entry {seq}: the Merkle root of the {count} entries it says it copied "
+                         "is not the one it states")
+    return found
 
 
 def _check_entry(row: EntryRow, prev: bytes | None, origin: str, replay: Replay) -> None:
