@@ -134,6 +134,8 @@ def test_migrate_folder_to_s3_and_back_keeps_every_entry_object_and_checkpoint(
     assert report["ok"] and report["objects_checked"] == BLOBS + 3
     assert all(r["mode"] == "COMPLIANCE" for r in report["retention"].values())
     auditor_proves_consistency(moved, old)
+    same = moved("migrate", "--to", source.tmp / "same", "--objects", f"s3://{bucket}/evidence")
+    assert same.code == 2 and "own object store" in one_line_error(same)
     # ... and back to a folder: the S3 archive is now the source
     back = source.tmp / f"back-{ledger}"
     returned = migrate(moved, back, "--ledger", LEDGER_TARGETS[ledger]())
@@ -197,12 +199,13 @@ def test_migrate_refuses_bad_input_and_changes_nothing(
         (["--to", fresh, "--objects", f"s3://{new_bucket()}/x", "--s3-endpoint",
           "http://127.0.0.1:9"], {}, "cannot be reached"),
         (["--to", fresh, "--ledger", "mysql://x"], {}, "give sqlite or a postgresql"),
+        (["--to", source.archive / "copy"], {}, "must be outside the source"),
         (["--to", fresh], {"CUSTODY_KEY": str(source.bob)}, "only an admin"),  # type: ignore[attr-defined]
     ]
     for args, env, said in cases:
         result = source("migrate", *args, env=env)
         assert result.code in (2, 3) and said in one_line_error(result), (args, result.stderr)
-        assert not fresh.exists()
+        assert not fresh.exists() and not (source.archive / "copy").exists()
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
     assert snapshot(other) == other_before
     assert snapshot(source.archive) == before

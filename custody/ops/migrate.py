@@ -144,6 +144,7 @@ class _Migration:
         if genesis is None:
             raise ArchiveError(f"{self.src.root}: the ledger is empty (no genesis entry)")
         self._check_admin()
+        self._check_apart()
         ledger_cfg = ledger_config(self.target.ledger)
         wanted = {"genesis": genesis.leaf_hash.hex(), "origin": self.src.config.origin,
                   "entries": size, "ledger": _public_ledger(ledger_cfg),
@@ -204,6 +205,19 @@ class _Migration:
         if who.role != "admin":
             raise NotPermitted(f"{who.name} has role '{who.role}'; only an admin may migrate "
                                "an archive")
+
+    def _check_apart(self) -> None:
+        """A copy shares nothing with its source: not its folder, not its object store."""
+        here, there = self.src.root.resolve(), self.root.resolve()
+        if here == there or here in there.parents or there in here.parents:
+            raise UsageError(f"--to {self.root}: the copy's folder must be outside the source "
+                             "archive's folder, and the source outside it")
+        where = ("backend", "bucket", "prefix", "endpoint")
+        theirs, ours = self.target.objects, self.src.stated.objects
+        if theirs is not None and ours is not None and \
+                all(theirs.get(k) == ours.get(k) for k in where):
+            raise UsageError("--objects names the source archive's own object store: a copy "
+                             "needs a store (or prefix) of its own")
 
     def _check_target(self, wanted: dict[str, Any]) -> bool:
         """True when the target holds this archive's unfinished migration to the same backends
