@@ -479,13 +479,14 @@ class PostgresLedger(_Reads):
                 return
             after = page[-1][0]
 
-    def set_aside_metadata(self) -> list[tuple[str, bytes, str]]:
-        """(sha256, document, when a newer one replaced it) of every document set aside."""
+    def set_aside_metadata(self) -> Iterator[tuple[str, bytes, str]]:
+        """(sha256, document, when a newer one replaced it) of every document set aside, in the
+        order they were set aside."""
         rows = self._all(
             f"SELECT m.sha256, m.doc, n.added FROM {SCHEMA}.metadata m "
             f"JOIN {SCHEMA}.metadata n ON n.sha256 = m.sha256 AND n.version = m.version + 1 "
-            "ORDER BY m.sha256, m.version")
-        return [(sha, bytes(doc), added) for sha, doc, added in rows]
+            "ORDER BY n.added, m.sha256, m.version")
+        return iter([(sha, bytes(doc), added) for sha, doc, added in rows])
 
     def checkpoints(self) -> list[CheckpointRow]:
         return [_checkpoint(r) for r in

@@ -558,6 +558,14 @@ class SqliteLedger(_Reads):
             for r in conn.execute("SELECT sha256, doc FROM metadata ORDER BY sha256"):
                 yield r[0], bytes(r[1])
 
+    def set_aside_metadata(self) -> Iterator[tuple[str, bytes, str]]:
+        with self._reading() as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                return  # a version-1 file (never written since) has set nothing aside
+            cur = conn.execute("SELECT sha256, doc, set_aside FROM metadata_set_aside ORDER BY id")
+            for r in cur:
+                yield r[0], bytes(r[1]), r[2]
+
     def checkpoints(self) -> list[CheckpointRow]:
         with self._reading() as conn:
             cur = conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")

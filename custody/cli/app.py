@@ -370,6 +370,45 @@ def init(
 
 
 @app.command()
+def migrate(
+    to: Path = typer.Option(..., "--to", metavar="DIR", help="The new archive folder: absent or empty (or this archive's unfinished migration, to resume it)."),
+    ledger: str = typer.Option("sqlite", "--ledger", help="sqlite (DIR/ledger.db) or postgresql://… [sqlite]"),
+    objects: str = typer.Option("folder", "--objects", help="folder (DIR/objects) or s3://BUCKET/PREFIX (the bucket must have Object Lock) [folder]"),
+    s3_endpoint: str = typer.Option(None, "--s3-endpoint", envvar="CUSTODY_S3_ENDPOINT", help="The S3 endpoint URL, for a store other than AWS (Ceph, MinIO) [$CUSTODY_S3_ENDPOINT]"),
+    retention_days: int = typer.Option(None, "--retention-days", help="Object Lock (COMPLIANCE) retention of each object, in days [3650]"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Copy the archive (--archive) to other backends, checking every object and entry; the
+    source is only read. An admin signs the copy's last entry (`migrated`). Rerun the same
+    command to continue after an interruption (docs/BACKENDS.md, "Moving an archive")."""
+    from custody.cli.progress import StageProgress
+    from custody.ops.backends import ledger_config, s3_objects_config
+    from custody.ops.migrate import Target
+    from custody.ops.migrate import migrate as copy_archive
+
+    store = None
+    if objects != "folder":
+        try:
+            store = s3_objects_config(objects, s3_endpoint, retention_days)
+        except ValueError as exc:
+            raise UsageError(f"--objects: {exc}") from None
+    elif retention_days is not None:
+        raise UsageError("--retention-days applies to --objects s3://... only")
+    ledger_config(ledger)  # a usage error before anything is opened
+    source = open_archive()
+    key = acting_key()
+    with StageProgress("migrate") as progress:
+        done = copy_archive(source, key, Target(to, ledger, store), progress)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(f"migrated {done.entries} entries and {done.objects} objects to {to}; sealed by "
+            f"entry {done.seq}; root {done.root}")
+    for path in done.quarantined_in_source:
+        err(f"custody: note: {path} (set aside in the source, not an object) was not copied")
+
+
+@app.command()
 def enroll(
     pubkey: str = typer.Argument(..., help="The custodian's .pub file (or its ssh-ed25519 line)."),
     role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custody.errors import ArchiveError, CustodyError, DiskFull, VerificationFailed
+from custody.errors import ArchiveError, CustodyError, DiskFull, UsageError, VerificationFailed
 from store.index import LocalIndex
 from store.local_objects import LocalObjectStore
 from store.ports import (
@@ -173,3 +173,49 @@ def custody_error(exc: StoreError) -> CustodyError:
     if isinstance(exc, LedgerStoreError) and type(exc) is LedgerStoreError:
         return ArchiveError(f"nothing was recorded: {exc}")  # a write the ledger refused
     return ArchiveError(str(exc))  # unreadable here, read-only storage, a write that failed
+
+
+# `custody migrate` (custody/ops/migrate.py): the ledger a new archive's --ledger names -----------
+
+POSTGRESQL = ("postgresql://", "postgres://")
+
+
+def ledger_config(spec: str) -> dict[str, Any] | None:
+    """custody.json's `ledger` for a --ledger spec: None for `sqlite` (the default, DIR/ledger.db,
+    as custody.json has always meant), else what names the database. UsageError for a spec that
+    names no ledger this custody knows."""
+    if spec == "sqlite":
+        return None
+    if spec.startswith(POSTGRESQL):
+        try:
+            return pg_ledger_config(spec)
+        except ValueError as exc:
+            raise UsageError(f"--ledger: {exc}") from None
+    raise UsageError(f"--ledger {spec!r}: give sqlite or a postgresql://… URL")
+
+
+def target_ledger(root: Path, spec: str) -> Ledger:
+    """The ledger a --ledger spec names for the archive folder `root`, open: created empty when
+    there is none yet, else opened as it is (whose entries it holds is the caller's to check).
+    The ONE factory of a new archive's ledger (`custody migrate`)."""
+    ledger_config(spec)  # a spec no ledger answers to is a usage error
+    if spec == "sqlite":
+        ledger = SqliteLedger(root / LEDGER)
+        if ledger.path.exists():
+            ledger.open()
+        else:
+            ledger.create()
+        return ledger
+    from store.pg_ledger import PostgresLedger  # psycopg only when used
+
+    server = PostgresLedger(spec)
+    try:
+        server.open()  # a ledger is there (a resumed copy): whose it is, the caller checks
+    except LedgerDamaged:
+        server.create()  # an empty database: the schema, as init makes it
+    return server
+
+
+def search_index(root: Path) -> LocalIndex:
+    """The search index of the archive folder `root` (derived: built from the ledger at will)."""
+    return LocalIndex(root)
