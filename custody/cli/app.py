@@ -1564,7 +1564,9 @@ def plain_help(command: Any) -> Any:
 
 
 def command() -> Any:
-    return plain_help(typer.main.get_command(app))
+    from custody.cli.coercion import fast_coercion
+
+    return plain_help(fast_coercion(typer.main.get_command(app)))
 
 
 ERROR_KINDS = {"CustodyError": "error"}
