@@ -1570,9 +1570,12 @@ def plain_help(command: Any) -> Any:
 
 
 def command() -> Any:
-    from custody.cli.coercion import fast_coercion
-
-    return plain_help(fast_coercion(typer.main.get_command(app)))
+    built = typer.main.get_command(app)
+    try:  # typer's coercion without pydantic where it needs none (custody/cli/coercion.py)
+        from custody.cli.coercion import fast_coercion
+    except ImportError:  # a typer whose internals moved: its own coercion, slower, the same values
+        return plain_help(built)
+    return plain_help(fast_coercion(built))
 
 
 ERROR_KINDS = {"CustodyError": "error"}
