@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 say() { echo "services: $*" >&2; }
 die() { echo "services: $*" >&2; exit 3; }
-STATE=${CUSTODY_SERVICES_DIR:-/tmp/custody-services}
+STATE=$(realpath -m -- "${CUSTODY_SERVICES_DIR:-/tmp/custody-services}")  # absolute: as_pg_user runs from /
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 free_port() {
@@ -59,9 +59,10 @@ pg_bin() {  # the folder of PostgreSQL's server programs (initdb, pg_ctl)
   return 1
 }
 
-# PostgreSQL refuses to run as root: as root, the server runs as Debian's `postgres` user.
+# PostgreSQL refuses to run as root: as root, the server runs as Debian's `postgres` user, from
+# `/` (it may not enter the caller's folder: "could not change directory to ...: Permission denied").
 as_pg_user() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 start_postgres() {

@@ -92,6 +92,18 @@ def made_key(_key_folder: Path):
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_bytecode(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The `python -m custody` processes the tests start (about 2,000) share compiled bytecode,
+    kept in this run's own temporary folder (pytest makes it 0700), even where the environment
+    sets PYTHONDONTWRITEBYTECODE: each would otherwise compile custody's modules again, about a
+    fifth of its start (docs/PERFORMANCE.md). Nothing is written in the source tree."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one for all workers
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(shared / "bytecode")
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / "archive", tmp_path / "keys" / "alice.key")

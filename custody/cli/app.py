@@ -31,10 +31,7 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-from custody.metadata import provenance as c2pa_record
 from custody.metadata.isolation import harden_process
-from custody.ops import items as views
-from custody.ops import sidecars
 from custody.ops.archive import Archive, default_archive_path
 from custody.ops.backends import custody_error
 from custody.ops.keyfiles import (
@@ -562,6 +559,8 @@ def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, tota
 @app.command("list")
 def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every item, in order of first ingest."""
+    from custody.ops import items as views
+
     rows = views.listing(open_archive())
     if as_json:
         out_json(rows)
@@ -592,6 +591,8 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One item: hashes, metadata, names seen and its full history."""
+    from custody.ops import items as views
+
     archive = open_archive()
     data = views.show(archive, archive.resolve_item(item))
     if as_json:
@@ -612,6 +613,8 @@ def _place(gps: dict[str, Any] | None, problems: list[str] | None = None) -> str
 
 def c2pa_pairs(data: dict[str, Any]) -> list[tuple[str, object]]:
     """`show`'s C2PA lines: the verdict first (INVALID in capitals), then what it rests on."""
+    from custody.metadata import provenance as c2pa_record
+
     found = c2pa_record.c2pa_of(data["metadata"])
     if found is None:
         return [("c2pa", "no manifest")]
@@ -645,6 +648,7 @@ def lineage_lines(data: dict[str, Any]) -> list[tuple[str, object]]:
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
     from custody.metadata.clocks import listed_once
+    from custody.ops import sidecars
 
     device = " ".join(str(v) for v in (data["device"] or {}).values() if v) or "-"
     holder = data["holder"]
@@ -711,6 +715,8 @@ def log(
         display.stdout_state.json_written = True  # lines may follow: no error document after them
         write(sys.stdout, archive, target)
         return
+    from custody.ops import items as views
+
     rows = views.log(archive, archive.resolve_item(item) if item else None)
     for text in display.table(
         ["SEQ", "TIME (UTC)", "ACTION", "ITEM", "BY"],
@@ -1616,7 +1622,12 @@ def plain_help(command: Any) -> Any:
 
 
 def command() -> Any:
-    return plain_help(typer.main.get_command(app))
+    built = typer.main.get_command(app)
+    try:  # typer's coercion without pydantic where it needs none (custody/cli/coercion.py)
+        from custody.cli.coercion import fast_coercion
+    except ImportError:  # a typer whose internals moved: its own coercion, slower, the same values
+        return plain_help(built)
+    return plain_help(fast_coercion(built))
 
 
 ERROR_KINDS = {"CustodyError": "error"}
