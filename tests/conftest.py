@@ -172,3 +172,27 @@ def s3_services() -> dict[str, str]:
     if env is None:
         pytest.skip(why)
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """A superuser URL of the services' PostgreSQL (scripts/services.sh, started once per run if
+    not running); skip saying why only when it cannot start, fail under CUSTODY_REQUIRE_SERVICES."""
+    from tests.s3_services import PG_NEEDED, services_env
+
+    env, why = services_env(PG_NEEDED)
+    if env is None and os.environ.get("CUSTODY_REQUIRE_SERVICES"):
+        pytest.fail(why)
+    if env is None:
+        pytest.skip(why)
+    return env["CUSTODY_TEST_PG"]
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A database of this test's own (random name), dropped afterwards."""
+    from tests.s3_services import drop_database, new_database
+
+    url = new_database(pg_server)
+    yield url
+    drop_database(pg_server, url)

@@ -15,6 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("CUSTODY_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+PG_NEEDED = ("CUSTODY_TEST_PG",)  # a superuser URL of the services' PostgreSQL
 LOCK = Path(os.environ.get("CUSTODY_SERVICES_DIR", "/tmp/custody-services") + ".lock")
 
 
@@ -27,18 +28,20 @@ def _parse(exports: str) -> dict[str, str]:
     return env
 
 
-def services_env() -> tuple[dict[str, str] | None, str]:
+def services_env(needed: tuple[str, ...] = NEEDED) -> tuple[dict[str, str] | None, str]:
     """(the environment, '') or (None, why the services cannot be had)."""
-    if all(os.environ.get(name) for name in NEEDED):
-        return {name: os.environ[name] for name in NEEDED}, ""
+    if all(os.environ.get(name) for name in needed):
+        return {name: os.environ[name] for name in needed}, ""
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter; the others then read its env file
         done = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "start"],
                               capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"the S3 service (scripts/services.sh) could not start: {last}"
+        return None, f"the services (scripts/services.sh) could not start: {last}"
     env = _parse(done.stdout)
+    if not all(env.get(name) for name in needed):
+        return None, f"scripts/services.sh started without {', '.join(needed)}"
     os.environ.update(env)  # the CLI subprocesses the tests run inherit it
     return env, ""
 
@@ -58,3 +61,23 @@ def new_bucket(lock: bool = True) -> str:
     name = f"custody-test-{uuid.uuid4().hex[:16]}"
     s3_client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock)
     return name
+
+
+def new_database(server_url: str) -> str:
+    """A PostgreSQL database of its own for one test (or module), random name; its URL."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"custody_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return make_conninfo(server_url, dbname=name)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
