@@ -63,14 +63,18 @@ def new_bucket(lock: bool = True) -> str:
     return name
 
 
-def new_database(server_url: str) -> str:
-    """A PostgreSQL database of its own for one test (or module), random name; its URL."""
+def new_database(server_url: str, icu_locale: str | None = None) -> str:
+    """A PostgreSQL database of its own for one test (or module), random name; its URL. With
+    `icu_locale` (e.g. "en-US"), text sorts by that language's rules by default, as on many
+    production servers, not byte-wise."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
     name = f"custody_test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+        locale = (f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'"
+                  if icu_locale else "")
+        conn.execute(f"CREATE DATABASE {name}{locale}")
     return make_conninfo(server_url, dbname=name)
 
 

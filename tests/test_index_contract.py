@@ -6,7 +6,7 @@ references and look-alike queries on both: the same rows in the same order, and 
 
 from __future__ import annotations
 
-import time
+import time as clock
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +79,11 @@ def field(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterator[
     run("tag", sha["douma-xyz.mov"], "calibration")
     run("tag", sha["douma-xyz.mov"], "calibration", "--remove")
 
+    for tag in ("alpha", "Zeta", "_under"):  # in byte order Z < _ < a; in English a < _ < Z
+        run("tag", sha["homs-loci.mp4"], tag)
+
     archive = Archive.open(tmp / "archive")
-    url = new_database(pg_server)
+    url = new_database(pg_server, icu_locale="en-US")  # sorts Zeta after alpha unless told
     indexes: dict[str, SearchIndex] = {"sqlite": LocalIndex(tmp / "archive").open(),
                                        "postgresql": PostgresIndexLocation(url).open()}
     for store in indexes.values():
@@ -203,6 +206,8 @@ def test_expected_answers(results, field, adapter):
     """Known answers, so two adapters agreeing on a wrong one cannot pass."""
     r = results[adapter]
     assert r["items"] == len(MEDIA) + 4
+    homs = field.sha["homs-loci.mp4"]
+    assert [t for s, t, _ in r["rows item_tags"] if s == homs] == ["Zeta", "_under", "alpha"]
     assert _names(r["select window match match"]) == ALEPPO | {"homs-loci.mp4", HUAWEI}
     dated = [row[3] for row in r["select all match match"] if row[3] is not None]
     assert dated == sorted(dated)
@@ -223,6 +228,7 @@ def test_expected_answers(results, field, adapter):
     assert r["missing all"] == (4, 1)  # clock-no-offset has a time, no place
     assert [i.incident for i in r["incidents"]] == ["HOMS-1", "M10-STRIKE"]
     assert r["known"] == [True, True, False] and r["linked"] == [True, False]
+    assert _names(r["select case-by-incident match match"]) == {"homs-loci.mp4"}
     near = r["search near"]
     assert {i["names"][0] for i in near["items"]} == ALEPPO
     crossed = r["crossref items"]
@@ -312,7 +318,7 @@ def test_scratch_lives_in_the_session_and_leaves_nothing(pg_url):
                                  "AND c.relname = 'items'").fetchone()
             if count == (0,):
                 break
-            time.sleep(0.1)
+            clock.sleep(0.1)
     assert count == (0,)
 
 
@@ -336,3 +342,25 @@ def test_verify_compares_a_postgresql_index_with_a_replay(field, pg_server):
     finally:
         field.archive.index = LocalIndex(Path(field.archive.root))
         drop_database(pg_server, url)
+
+
+# Wiring: which index an archive's ledger brings, and how its errors are said ----------------------
+
+def test_a_postgresql_ledger_brings_the_postgresql_index(tmp_path):
+    from custody.ops.backends import index_for
+
+    url = "postgresql://custody@db.example:5432/archive"
+    where = index_for(tmp_path, {"backend": "postgresql", "url": url})
+    assert isinstance(where, PostgresIndexLocation) and where.url == url
+    assert where.name == "custody_index in postgresql://db.example:5432/archive"
+    assert isinstance(index_for(tmp_path, None), LocalIndex)
+    assert isinstance(index_for(tmp_path, {"backend": "sqlite"}), LocalIndex)
+
+
+def test_an_index_error_is_one_line_and_exit_3():
+    from custody.errors import ArchiveError
+    from custody.ops.backends import custody_error
+
+    said = custody_error(IndexUnusable("the search index database x cannot be reached: refused"))
+    assert isinstance(said, ArchiveError) and said.exit_code == 3
+    assert said.message == "search index: the search index database x cannot be reached: refused"

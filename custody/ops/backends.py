@@ -14,6 +14,7 @@ from typing import Any
 
 from custody.errors import ArchiveError, CustodyError, DiskFull, VerificationFailed
 from store.index import LocalIndex
+from store.index_port import IndexLocation, IndexStoreError
 from store.local_objects import LocalObjectStore
 from store.ports import (
     LedgerDamaged,
@@ -104,8 +105,20 @@ def local_backends(root: Path) -> LocalBackends:
                          LocalIndex(root))
 
 
-def custody_error(exc: StoreError) -> CustodyError:
+def index_for(root: Path, ledger_config: dict[str, Any] | None) -> IndexLocation:
+    """Where the search index lives: beside a PostgreSQL ledger, in its database (schema
+    custody_index); else the folder's index.db."""
+    if ledger_config is not None and ledger_config.get("backend") == "postgresql":
+        from store.pg_index import PostgresIndexLocation  # psycopg only when used
+
+        return PostgresIndexLocation(str(ledger_config["url"]))
+    return LocalIndex(root)
+
+
+def custody_error(exc: StoreError | IndexStoreError) -> CustodyError:
     """What a user is told of a port's error, with its exit code: the one mapping."""
+    if isinstance(exc, IndexStoreError):  # derived data out of reach: nothing kept is wrong
+        return ArchiveError(f"search index: {exc}")
     if isinstance(exc, ObjectMissing | ObjectCorrupt | LedgerDamaged):
         return VerificationFailed([str(exc)])
     if isinstance(exc, LedgerFull):
