@@ -7,6 +7,7 @@ references and look-alike queries on both: the same rows in the same order, and 
 from __future__ import annotations
 
 import time as clock
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,3 +365,35 @@ def test_an_index_error_is_one_line_and_exit_3():
     said = custody_error(IndexUnusable("the search index database x cannot be reached: refused"))
     assert isinstance(said, ArchiveError) and said.exit_code == 3
     assert said.message == "search index: the search index database x cannot be reached: refused"
+
+
+def test_a_read_only_role_gets_an_index_of_its_own_session(pg_url):
+    """A role that may only read the schema (an auditor's) searches on a temporary index rebuilt
+    for its session, as a write-blocked folder gets one in memory; the shared one is untouched."""
+    owner = PostgresIndexLocation(pg_url).open()
+    with owner.writing():
+        owner.ensure_item("c" * 64, 1)
+    owner.close()
+    role = f"custody_reader_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO {role}")
+    try:
+        as_reader = psycopg.conninfo.make_conninfo(pg_url, user=role)
+        store = PostgresIndexLocation(as_reader).open()
+        try:
+            assert store.location is None and store.count_items() == 0
+            with store.writing():
+                store.ensure_item("d" * 64, 1)
+            assert store.count_items() == 1
+        finally:
+            store.close()
+        shared = PostgresIndexLocation(as_reader).open_existing()
+        assert shared is not None and shared.has_item("c" * 64)
+        assert not shared.has_item("d" * 64)
+        shared.close()
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
