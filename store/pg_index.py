@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.string import StrDumper, StrDumperUnknown
+from psycopg.types.string import StrDumperUnknown
 
 from store.index_port import (
     COMPARED,
@@ -120,13 +120,9 @@ assert _COMPARED_SQL.keys() == COMPARED.keys()
 
 
 # PostgreSQL text cannot hold U+0000 (SQLite's can): a hostile name or note must not stop the
-# index, so the character is stored as U+FFFD (docs/BACKENDS.md).
-class _NulFreeUnknown(StrDumperUnknown):
-    def dump(self, obj: str) -> Any:
-        return super().dump(obj.replace("\x00", "\ufffd"))
-
-
-class _NulFreeText(StrDumper):
+# index, so the character is stored as U+FFFD (docs/BACKENDS.md). psycopg's own text dumper for
+# str (as %s parameters and COPY rows), with that one change.
+class _NulFreeText(StrDumperUnknown):
     def dump(self, obj: str) -> Any:
         return super().dump(obj.replace("\x00", "\ufffd"))
 
@@ -156,7 +152,6 @@ def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
         raise IndexUnusable(f"the search index database {describe(url)} cannot be reached: "
                             f"{_one_line(exc)}") from None
     conn.adapters.register_dumper(str, _NulFreeText)
-    conn.adapters.register_dumper(str, _NulFreeUnknown)  # last: what %s uses
     return conn
 
 
