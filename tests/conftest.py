@@ -189,7 +189,8 @@ def s3_services() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def pg_services() -> dict[str, str]:
     """The real PostgreSQL of scripts/services.sh (same start as `s3_services`): CUSTODY_TEST_PG
-    is a superuser URL; each test makes its own database (tests/s3_services.py new_database)."""
+    is a superuser URL; each test makes its own database (tests/s3_services.py new_database).
+    Skips saying why only when it cannot start; fails under CUSTODY_REQUIRE_SERVICES."""
     from tests.s3_services import PG_NEEDED, services_env
 
     env, why = services_env(PG_NEEDED)
@@ -198,3 +199,19 @@ def pg_services() -> dict[str, str]:
     if env is None:
         pytest.skip(why)
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_services: dict[str, str]) -> str:
+    """A superuser URL of the services' PostgreSQL."""
+    return pg_services["CUSTODY_TEST_PG"]
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A database of this test's own (random name), dropped afterwards."""
+    from tests.s3_services import drop_database, new_database
+
+    url = new_database(pg_server)
+    yield url
+    drop_database(pg_server, url)

@@ -16,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("CUSTODY_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-PG_NEEDED = ("CUSTODY_TEST_PG",)
+PG_NEEDED = ("CUSTODY_TEST_PG",)  # a superuser URL of the services' PostgreSQL
 LOCK = Path(os.environ.get("CUSTODY_SERVICES_DIR", "/tmp/custody-services") + ".lock")
 
 
@@ -39,8 +39,10 @@ def services_env(needed: tuple[str, ...] = NEEDED) -> tuple[dict[str, str] | Non
                               capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"the S3 service (scripts/services.sh) could not start: {last}"
+        return None, f"the services (scripts/services.sh) could not start: {last}"
     env = _parse(done.stdout)
+    if not all(env.get(name) for name in needed):
+        return None, f"scripts/services.sh started without {', '.join(needed)}"
     os.environ.update(env)  # the CLI subprocesses the tests run inherit it
     if missing := [name for name in needed if not env.get(name)]:
         return None, f"scripts/services.sh started without {missing[0]}"
@@ -51,21 +53,6 @@ def _admin() -> Any:
     import psycopg
 
     return psycopg.connect(os.environ["CUSTODY_TEST_PG"], autocommit=True)
-
-
-def new_database() -> str:
-    """A database of its own for one test (random name); its URL, as the superuser."""
-    name = f"custody_test_{uuid.uuid4().hex[:16]}"
-    with _admin() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return os.environ["CUSTODY_TEST_PG"].rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    assert name.startswith("custody_test_")  # never another's
-    with _admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def new_role(password: str | None = None) -> str:
@@ -122,3 +109,30 @@ def new_bucket(lock: bool = True) -> str:
     name = f"custody-test-{uuid.uuid4().hex[:16]}"
     s3_client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock)
     return name
+
+
+def new_database(server_url: str | None = None, icu_locale: str | None = None) -> str:
+    """A PostgreSQL database of its own for one test (or module), random name; its postgresql://
+    URL, as the superuser (`server_url`, else $CUSTODY_TEST_PG). With `icu_locale` (e.g.
+    "en-US"), text sorts by that language's rules by default, as on many production servers, not
+    byte-wise."""
+    import psycopg
+
+    server = server_url or os.environ["CUSTODY_TEST_PG"]
+    name = f"custody_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        locale = (f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'"
+                  if icu_locale else "")
+        conn.execute(f"CREATE DATABASE {name}{locale}")
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(first: str, url: str | None = None) -> None:
+    """Drop a database new_database made: drop_database(url) or drop_database(server_url, url)."""
+    import psycopg
+
+    server, target = (os.environ["CUSTODY_TEST_PG"], first) if url is None else (first, url)
+    name = target.rsplit("/", 1)[1].split("?", 1)[0]
+    assert name.startswith("custody_test_")  # never another's
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -43,6 +43,7 @@ from custody.ops.keyfiles import (
     weak_protection,
     write_new_key,
 )
+from store.index_port import IndexStoreError
 from store.ports import StoreError
 
 app = typer.Typer(
@@ -1667,7 +1668,7 @@ def main(argv: list[str] | None = None) -> None:
     except CustodyError as exc:
         problems = exc.problems if isinstance(exc, VerificationFailed) else None
         _fail(exc.message, exc.exit_code, _kind(exc), as_json, exc.hint, problems)
-    except StoreError as exc:  # a backend's error, said as custody_error says it (one mapping)
+    except (StoreError, IndexStoreError) as exc:  # a backend's error, said as custody_error says it (one mapping)
         said = custody_error(exc)
         problems = said.problems if isinstance(said, VerificationFailed) else None
         _fail(said.message, said.exit_code, _kind(said), as_json, said.hint, problems)

@@ -186,7 +186,7 @@ class Archive:
             name=name, origin=origin, archive_key=archive_key.public, created=now, objects=objects,
             ledger=ledger,
         )
-        index = open_backends(root, objects, ledger).index  # backends._index: where it goes
+        index = open_backends(root, objects, ledger).index  # backends.index_for: where it goes
         create_objects(root, store)
         create_ledger(log)
         archive = cls(store, log, index, config, root=root, signed=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from custody.errors import ArchiveError, CustodyError, DiskFull, UsageError, VerificationFailed
 from store.index import LocalIndex
+from store.index_port import IndexLocation, IndexStoreError
 from store.local_objects import LocalObjectStore
 from store.ports import (
     Ledger,
@@ -46,7 +47,7 @@ class LocalBackends:
 class Backends:
     objects: ObjectStore
     ledger: Ledger
-    index: LocalIndex
+    index: IndexLocation
 
 
 def s3_objects_config(url: str, endpoint: str | None, retention_days: int | None) -> dict[str, Any]:
@@ -109,17 +110,11 @@ def _ledger(root: Path, config: dict[str, Any] | None) -> Ledger:
                        f"{config.get('backend')!r}")
 
 
-def _index(root: Path, ledger_config: dict[str, Any] | None) -> LocalIndex:
-    """The search index: index.db in the archive folder, whatever the ledger (a PostgreSQL
-    archive's index joins its ledger when store/pg_index.py is wired here)."""
-    return LocalIndex(root)
-
-
 def open_backends(root: Path, objects: dict[str, Any] | None,
                   ledger: dict[str, Any] | None = None) -> Backends:
     """The backends custody.json names (`objects`, `ledger`: absent for the local folder and
     SQLite in it)."""
-    return Backends(_objects(root, objects), _ledger(root, ledger), _index(root, ledger))
+    return Backends(_objects(root, objects), _ledger(root, ledger), index_for(root, ledger))
 
 
 def prepare_ledger(root: Path, config: dict[str, Any] | None) -> Ledger:
@@ -160,8 +155,20 @@ def local_backends(root: Path) -> LocalBackends:
                          LocalIndex(root))
 
 
-def custody_error(exc: StoreError) -> CustodyError:
+def index_for(root: Path, ledger_config: dict[str, Any] | None) -> IndexLocation:
+    """Where the search index lives: beside a PostgreSQL ledger, in its database (schema
+    custody_index); else the folder's index.db."""
+    if ledger_config is not None and ledger_config.get("backend") == "postgresql":
+        from store.pg_index import PostgresIndexLocation  # psycopg only when used
+
+        return PostgresIndexLocation(str(ledger_config["url"]))
+    return LocalIndex(root)
+
+
+def custody_error(exc: StoreError | IndexStoreError) -> CustodyError:
     """What a user is told of a port's error, with its exit code: the one mapping."""
+    if isinstance(exc, IndexStoreError):  # derived data out of reach: nothing kept is wrong
+        return ArchiveError(f"search index: {exc}")
     if isinstance(exc, ObjectMissing | ObjectCorrupt | LedgerDamaged):
         return VerificationFailed([str(exc)])
     if isinstance(exc, LedgerFull):
@@ -214,8 +221,3 @@ def target_ledger(root: Path, spec: str) -> Ledger:
     except LedgerDamaged:
         server.create()  # an empty database: the schema, as init makes it
     return server
-
-
-def search_index(root: Path) -> LocalIndex:
-    """The search index of the archive folder `root` (derived: built from the ledger at will)."""
-    return LocalIndex(root)

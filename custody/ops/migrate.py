@@ -26,9 +26,9 @@ from custody.ops.archive import CONFIG, PRIVATE_FILE, PRIVATE_FOLDER, Archive, D
 from custody.ops.backends import (
     create_objects,
     custody_error,
+    index_for,
     ledger_config,
     prepare_objects,
-    search_index,
     target_ledger,
 )
 from custody.ops.c2pa_trust import configured_files
@@ -171,7 +171,7 @@ class _Migration:
                 metadata, aside = self._copy_metadata(dst)
                 self._copy_entries(dst, size)
                 kept, extras = self._copy_checkpoints(dst, size)
-            archive = Archive(store, dst, search_index(self.root),
+            archive = Archive(store, dst, index_for(self.root, ledger_config(self.target.ledger)),
                               replace(self.src.stated, objects=self.target.objects),
                               root=self.root)
             root_hex = merkle.root_hash(size, ledger.get_node).hex()
