@@ -662,7 +662,7 @@ def test_postgres_writer_role_may_append_but_not_update_delete_or_truncate(pg_ur
             tx.put_metadata("bb" * 32, b'{"read":true}')  # a new version: no UPDATE needed
             tx.put_checkpoint(2, "note\n", "2026-01-01T00:00:00Z")
         assert ledger.metadata("bb" * 32) == b'{"read":true}'
-        assert ledger.set_aside_metadata()[0][:2] == ("bb" * 32, b'{"planted":true}')
+        assert list(ledger.set_aside_metadata())[0][:2] == ("bb" * 32, b'{"planted":true}')
         ledger.close()
         with psycopg.connect(url_as(pg_url, writer), autocommit=True) as conn:
             for statement in CHANGES[:-1]:
