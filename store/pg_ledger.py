@@ -195,6 +195,16 @@ class _Reads:
             raise NodeMissing(f"tree node ({level}, {idx}) is missing")
         return bytes(r[0][0])
 
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """One query for all of them (a proof's ~2 log n nodes), not a round trip each."""
+        if not keys:
+            return {}
+        rows = self._all(f"SELECT n.level, n.idx, n.hash FROM {SCHEMA}.merkle_nodes n "
+                         "JOIN unnest(%s::int[], %s::bigint[]) AS k(level, idx) "
+                         "ON n.level = k.level AND n.idx = k.idx",
+                         ([k[0] for k in keys], [k[1] for k in keys]))
+        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
 
 class PostgresTransaction(_Reads):
     """One write transaction holding the advisory write lock: all its rows land or none do.

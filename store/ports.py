@@ -281,6 +281,11 @@ class LedgerReads(Protocol):
         """The stored hash of a complete tree node, or NodeMissing."""
         ...
 
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored hashes of these (level, index) nodes, in one request where the store is
+        remote; a node not stored is absent from the answer (not an error)."""
+        ...
+
 
 class LedgerTransaction(LedgerReads, Protocol):
     """One write transaction holding the ledger's write lock: every write lands or none does,

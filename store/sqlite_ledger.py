@@ -294,6 +294,15 @@ class _Reads:
             raise NodeMissing(f"tree node ({level}, {idx}) is missing")
         return bytes(r[0])
 
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
+        for level, idx in keys:  # a local file: one query each costs microseconds
+            r = self.conn.execute("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?",
+                                  (level, idx)).fetchone()
+            if r is not None:
+                found[(level, idx)] = bytes(r[0])
+        return found
+
 
 class SqliteTransaction(_Reads):
     """Appends inside one IMMEDIATE transaction: all rows of a batch land together or none do."""
@@ -515,6 +524,10 @@ class SqliteLedger(_Reads):
     def get_node(self, level: int, idx: int) -> bytes:
         with self._reading():
             return super().get_node(level, idx)
+
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        with self._reading():
+            return super().get_nodes(keys)
 
     def items(self) -> list[str]:
         """Every item with an ingest entry, in order of first ingest."""

@@ -449,6 +449,12 @@ def test_tree_nodes_give_the_roots_and_proofs_of_the_in_memory_builder(ledger: L
     assert ledger.nodes_beyond(37, 10) == []
     with pytest.raises(NodeMissing):
         get(0, 37)
+    # one request for a proof's nodes: the stored ones, exactly; a node not stored is left out
+    named = merkle.inclusion_proof_nodes(20, 37) + [(0, 37), (9, 0)]
+    found = ledger.get_nodes(named)
+    assert found == {k: get(*k) for k in named[:-2]}
+    assert merkle.inclusion_proof(20, 37, merkle.prefetched(found, get)) \
+        == merkle.inclusion_proof(20, 37, get)
 
 
 def test_metadata_rows(ledger: Ledger) -> None:
