@@ -21,7 +21,9 @@ import base64
 import errno
 import hashlib
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,6 +65,7 @@ from store.ports import (
 
 MULTIPART = 64 << 20  # files this large or larger go up in parts
 PART = 16 << 20
+UPLOAD_LANES = 4  # parts sent at once (each in memory while it goes)
 DEFAULT_RETENTION_DAYS = 3650  # ten years: trials come years after the events (docs/BACKENDS.md)
 MODE = "COMPLIANCE"  # no one, not even the account's root user, may shorten or remove it
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
@@ -323,15 +326,7 @@ class S3ObjectStore:
             raise self._write_error(exc) from None
         upload_id = upload["UploadId"]
         try:
-            parts = []
-            number = 1
-            while data := spool.read(self.part_size):
-                sha = _b64(hashlib.sha256(data).digest())
-                done = self.client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
-                    ContentMD5=_b64(hashlib.md5(data).digest()), ChecksumSHA256=sha)
-                parts.append({"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": sha})
-                number += 1
+            parts = self._send_parts(spool, bucket, key, upload_id)
             done = self.client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
         except (ClientError, BotoCoreError, OSError) as exc:
@@ -341,6 +336,31 @@ class S3ObjectStore:
                 pass  # left as an unfinished write: listed, harmless
             raise self._write_error(exc) from None
         self._ensure_retention(key, done.get("VersionId"))
+
+    def _send_parts(self, spool: IO[bytes], bucket: str, key: str,
+                    upload_id: str) -> list[dict[str, Any]]:
+        """Upload the parts UPLOAD_LANES at a time (a part's round trip is mostly waiting on the
+        store), at most UPLOAD_LANES parts in memory; the first failure is raised."""
+        parts: list[dict[str, Any]] = []
+        in_flight: deque[Future[dict[str, Any]]] = deque()
+        with ThreadPoolExecutor(max_workers=UPLOAD_LANES) as lanes:
+            number = 1
+            while data := spool.read(self.part_size):
+                if len(in_flight) >= UPLOAD_LANES:
+                    parts.append(in_flight.popleft().result())
+                in_flight.append(lanes.submit(self._send_part, bucket, key, upload_id, number,
+                                              data))
+                number += 1
+            parts.extend(f.result() for f in in_flight)
+        return parts
+
+    def _send_part(self, bucket: str, key: str, upload_id: str, number: int,
+                   data: bytes) -> dict[str, Any]:
+        sha = _b64(hashlib.sha256(data).digest())
+        done = self.client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
+            ContentMD5=_b64(hashlib.md5(data).digest()), ChecksumSHA256=sha)
+        return {"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": sha}
 
     def _ensure_retention(self, key: str, version: str | None) -> None:
         """Set retention on a version that has none, or whose retention lapsed: radosgw 16 ignores
