@@ -611,6 +611,51 @@ def test_a_large_object_goes_up_in_parts_each_checked(
     assert store.unfinished_writes() == []
 
 
+def test_the_read_after_an_s3_put_uses_the_spooled_copy_and_leaves_nothing(
+    s3_services: dict[str, str], tmp_path: Path
+) -> None:
+    """S3 only: the metadata read that follows an ingest gets the copy spooled (and hashed) by the
+    put instead of a download; at most FRESH_KEPT such copies stay, each removed once read, and a
+    put that fails keeps none."""
+    from store.s3_objects import FRESH_KEPT
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = S3ObjectStore(S3Location(new_bucket(), "fresh", os.environ["CUSTODY_S3_ENDPOINT"]),
+                          retention_days=1, spool=spool)
+    blobs = [os.urandom(1000 + i) for i in range(FRESH_KEPT + 2)]
+    for blob in blobs:
+        store.put(io.BytesIO(blob))
+    kept = sorted(p.name for p in spool.iterdir())
+    assert len(kept) == FRESH_KEPT and all(name.startswith("put-") for name in kept)
+    newest = blobs[-1]
+    with store.local_file(_sha(newest)) as path:
+        assert path.parent == spool and path.read_bytes() == newest  # no download
+    assert len(list(spool.iterdir())) == FRESH_KEPT - 1  # removed once read
+    with store.local_file(_sha(blobs[0])) as path:  # evicted: downloaded, checked, removed
+        assert path.parent != spool and path.read_bytes() == blobs[0]
+    with pytest.raises(OSError):
+        store.put(_FailingSource(b"x" * 5000))
+    assert len(list(spool.iterdir())) == FRESH_KEPT - 1  # the failed put kept nothing
+    store._forget_fresh()  # what runs at exit
+    assert list(spool.iterdir()) == []
+
+
+class _FailingSource(io.RawIOBase):
+    """A source that fails after its first bytes (a drive pulled mid-read)."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.first:
+            n = len(self.first)
+            buffer[:n] = self.first
+            self.first = b""
+            return n
+        raise OSError(5, "Input/output error")
+
+
 # PostgreSQL: the database itself refuses a change ---------------------------------------------
 
 
