@@ -451,12 +451,13 @@ class S3ObjectStore:
         just put (hashed to its name as it was written), else a download checked as it is read."""
         with self._fresh_lock:
             fresh = self._fresh.pop(sha256, None)  # popped: no eviction can remove it now
-        if fresh is not None and fresh.exists():
+        if fresh is not None:
             try:
-                yield fresh
+                if fresh.exists() and self.has(sha256):  # still stored: a listing, no download
+                    yield fresh
+                    return
             finally:
                 fresh.unlink(missing_ok=True)
-            return
         with tempfile.TemporaryDirectory(dir=self.spool, prefix="object-") as folder:
             path = Path(folder) / sha256
             with self.open(sha256) as reader, open(path, "wb") as out:
