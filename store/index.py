@@ -30,7 +30,17 @@ from store.index_port import (
     MakeLegs,
     Mode,
     PointRow,
-    TimeRange,
+)
+from store.index_rows import (
+    INCIDENT_COLUMNS,
+    ITEM_COLUMNS,
+    LEG_COLUMNS,
+    apply_filter,
+    incident_row,
+    item_row,
+    like_escape,
+    pack,
+    time_match,
 )
 from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
@@ -110,10 +120,6 @@ _TEXT_PLAIN = "CREATE TABLE IF NOT EXISTS item_text (rowid INTEGER PRIMARY KEY, 
 _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
          "item_incidents", "item_cases", "item_names", "items", "state"]
 
-_ITEM_COLUMNS = ("id, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-                 "alt, make, model, mime, warnings, names, notes, cases, incidents, tags")
-_LEG_COLUMNS = "seg, t0, lat0, lon0, alt0, ref0, t1, lat1, lon1, alt1, ref1"
-
 
 # table: the SQL giving its rows in the port's logical form (store/index_port.py COMPARED): keyed
 # by item SHA-256, not by this file's row ids, ordered by the key, so two indexes compare in one
@@ -139,38 +145,6 @@ _COMPARED_SQL: dict[str, str] = {
     "item_unhashed": "SELECT sha256, reason FROM item_unhashed ORDER BY sha256",
 }
 assert _COMPARED_SQL.keys() == COMPARED.keys()
-
-
-def _item(r: tuple[Any, ...]) -> ItemRow:
-    return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                   r[12], _unpack(r[14]), _unpack(r[15]), _unpack(r[16]), _unpack(r[17]),
-                   _unpack(r[18]), json.loads(r[13]) if r[13] else [])
-
-
-# The output lists are read for every row a search returns, so they are stored in a form cheaper
-# to read than JSON: NULL for none, else the values joined by U+001F; JSON after U+001E when a
-# value holds either separator.
-_SEP, _JSON = "\x1f", "\x1e"
-
-
-def _pack(values: list[str]) -> str | None:
-    if not values:
-        return None
-    if any(_SEP in v or _JSON in v for v in values):
-        return _JSON + json.dumps(values)
-    return _SEP.join(values)
-
-
-def _unpack(text: str | None) -> list[str]:
-    if text is None:
-        return []
-    if text.startswith(_JSON):
-        return list(json.loads(text[1:]))
-    return text.split(_SEP)
-
-
-_INCIDENT_COLUMNS = ("incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
-                     "place_name, description")
 
 
 class LocalIndex:
@@ -433,7 +407,7 @@ class IndexStore:
         return str(r[0])
 
     def put_incident(self, row: IncidentRow) -> None:
-        self.conn.execute(f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLUMNS}) "
+        self.conn.execute(f"INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS}) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           (row.incident, row.seq, row.case_id, row.date, row.t_lo, row.t_hi,
                            int(row.offset_unknown), row.lat, row.lon, row.place_name,
@@ -457,8 +431,8 @@ class IndexStore:
                            "ORDER BY seq, incident")
         tags = column("SELECT tag FROM item_tags WHERE sha256 = ? ORDER BY seq, tag")
         conn.execute("UPDATE items SET names = ?, notes = ?, cases = ?, incidents = ?, tags = ? "
-                     "WHERE sha256 = ?", (_pack(names), _pack(notes), _pack(cases),
-                                          _pack(incidents), _pack(tags), sha256))
+                     "WHERE sha256 = ?", (pack(names), pack(notes), pack(cases),
+                                          pack(incidents), pack(tags), sha256))
         rowid = self._id(sha256)
         body = "\n".join([*names, *notes]).lower()
         conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
@@ -479,9 +453,9 @@ class IndexStore:
     # Reading ------------------------------------------------------------------------------------
 
     def item(self, sha256: str) -> ItemRow | None:
-        r = self.conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE sha256 = ?",
+        r = self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE sha256 = ?",
                               (sha256,)).fetchone()
-        return None if r is None else _item(r)
+        return None if r is None else item_row(r)
 
     def perceptual_rows(self) -> Iterator[tuple[str, float | None, str]]:
         yield from self.conn.execute("SELECT sha256, t, hash FROM item_phash "
@@ -501,16 +475,16 @@ class IndexStore:
                                 (case,)).fetchone() is not None)
 
     def incident(self, incident: str) -> IncidentRow | None:
-        r = self.conn.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE incident = ?",
+        r = self.conn.execute(f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE incident = ?",
                               (incident,)).fetchone()
-        return None if r is None else _incident(r)
+        return None if r is None else incident_row(r)
 
     def incidents(self, case: str | None = None) -> list[IncidentRow]:
-        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        sql = f"SELECT {INCIDENT_COLUMNS} FROM incidents"
         args: tuple[str, ...] = ()
         if case is not None:
             sql, args = sql + " WHERE case_id = ?", (case,)
-        return [_incident(r) for r in self.conn.execute(sql + " ORDER BY incident", args)]
+        return [incident_row(r) for r in self.conn.execute(sql + " ORDER BY incident", args)]
 
     def count(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match") -> int:
         where, params = self._where(query, time, place)
@@ -537,7 +511,7 @@ class IndexStore:
         """Items passing the filters. `time`/`place` say how the time and place filters (when
         given) apply: "match" (the row passes), "missing" (the row lacks the field), "either"."""
         where, params = self._where(query, time, place)
-        columns = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
+        columns = ", ".join("i." + c for c in ITEM_COLUMNS.split(", "))
         # Dated rows in capture-time order, then the undated: two walks of the time index
         # rather than one sort of everything.
         left = limit
@@ -550,7 +524,7 @@ class IndexStore:
             for r in self.conn.execute(sql, params):
                 if left is not None:
                     left -= 1
-                yield _item(r)
+                yield item_row(r)
 
     def _where(self, q: ItemQuery, time: Mode, place: Mode) -> tuple[list[str], list[Any]]:
         where: list[str] = []
@@ -568,7 +542,7 @@ class IndexStore:
             params.append(q.tag)
         if q.device is not None:
             where.append("i.device LIKE ? ESCAPE '\\'")
-            params.append("%" + _like(q.device.lower()) + "%")
+            params.append("%" + like_escape(q.device.lower()) + "%")
         if q.mime is not None:
             if q.mime.endswith("/"):
                 where.append("i.mime >= ? AND i.mime < ?")
@@ -584,11 +558,11 @@ class IndexStore:
                 where.append("i.id IN (SELECT rowid FROM item_text WHERE instr(body, ?) > 0)")
                 params.append(word)
         if q.time is not None:
-            match, args = _time_match(q.time)
-            _apply(where, params, match, args, "i.captured_at IS NULL", time)
+            match, args = time_match(q.time, "?")
+            apply_filter(where, params, match, args, "i.captured_at IS NULL", time)
         if q.boxes is not None:
             match, args = self._place_match(q.boxes)
-            _apply(where, params, match, args, "i.lat IS NULL", place)
+            apply_filter(where, params, match, args, "i.lat IS NULL", place)
         return where, params
 
     def _place_match(self, boxes: tuple[Box, ...]) -> tuple[str, list[Any]]:
@@ -631,7 +605,7 @@ class TrackTables:
         c = self.conn
         c.execute("CREATE TEMP TABLE xr_points (seg TEXT NOT NULL, t REAL NOT NULL, "
                   "lat REAL NOT NULL, lon REAL NOT NULL, alt REAL, ref TEXT NOT NULL)")
-        c.execute(f"CREATE TEMP TABLE xr_legs (id INTEGER PRIMARY KEY, {_LEG_COLUMNS})")
+        c.execute(f"CREATE TEMP TABLE xr_legs (id INTEGER PRIMARY KEY, {LEG_COLUMNS})")
         if self.rtree:
             c.execute("CREATE VIRTUAL TABLE temp.xr_boxes USING rtree(id, min_t, max_t, "
                       "min_lat, max_lat, min_lon, max_lon, +leg INTEGER)")
@@ -653,7 +627,7 @@ class TrackTables:
 
     def build_legs(self, make: MakeLegs) -> int:
         """Feed the points, by segment then time (then file order), to `make`, which yields
-        legs (the _LEG_COLUMNS values) each with its search boxes; store them. Streamed."""
+        legs (the LEG_COLUMNS values) each with its search boxes; store them. Streamed."""
         count = 0
         leg_rows: list[tuple[Any, ...]] = []
         box_rows: list[tuple[Any, ...]] = []
@@ -670,7 +644,7 @@ class TrackTables:
         return count
 
     def _flush(self, legs: list[tuple[Any, ...]], boxes: list[tuple[Any, ...]]) -> None:
-        self.conn.executemany(f"INSERT INTO xr_legs (id, {_LEG_COLUMNS}) "
+        self.conn.executemany(f"INSERT INTO xr_legs (id, {LEG_COLUMNS}) "
                               f"VALUES ({', '.join('?' * 12)})", legs)
         self.conn.executemany("INSERT INTO xr_boxes (min_t, max_t, min_lat, max_lat, min_lon, "
                               "max_lon, leg) VALUES (?, ?, ?, ?, ?, ?, ?)", boxes)
@@ -680,8 +654,8 @@ class TrackTables:
     def item_pairs(self, query: ItemQuery) -> Iterator[tuple[ItemRow, LegRow]]:
         """(item, leg) for every timed, placed item whose place row meets a leg's search box."""
         where, params = self.store._where(query, "match", "match")
-        columns = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
-        legs = ", ".join("l." + c for c in _LEG_COLUMNS.split(", "))
+        columns = ", ".join("i." + c for c in ITEM_COLUMNS.split(", "))
+        legs = ", ".join("l." + c for c in LEG_COLUMNS.split(", "))
         sql = (f"SELECT {columns}, {legs} FROM xr_boxes b "
                "JOIN item_geo g ON g.max_t >= b.min_t AND g.min_t <= b.max_t "
                "AND g.max_lat >= b.min_lat AND g.min_lat <= b.max_lat "
@@ -689,9 +663,9 @@ class TrackTables:
                "JOIN items i ON i.id = g.id JOIN xr_legs l ON l.id = b.leg "
                "WHERE i.captured_t IS NOT NULL AND i.lat IS NOT NULL"
                + "".join(" AND " + w for w in where))
-        n = len(_ITEM_COLUMNS.split(", "))
+        n = len(ITEM_COLUMNS.split(", "))
         for r in self.conn.execute(sql, params):
-            yield _item(r[:n]), tuple(r[n:])
+            yield item_row(r[:n]), tuple(r[n:])
 
     def segments(self) -> int:
         return int(self.conn.execute("SELECT COUNT(DISTINCT seg) FROM xr_points").fetchone()[0])
@@ -713,7 +687,7 @@ class TrackTables:
     def legs_near(self, t_lo: float, t_hi: float, lat: float, lon: float) -> Iterator[LegRow]:
         """Legs whose search box holds the place and meets the time interval."""
         yield from self.conn.execute(
-            f"SELECT DISTINCT {', '.join('l.' + c for c in _LEG_COLUMNS.split(', '))} "
+            f"SELECT DISTINCT {', '.join('l.' + c for c in LEG_COLUMNS.split(', '))} "
             "FROM xr_boxes b JOIN xr_legs l ON l.id = b.leg WHERE b.max_t >= ? AND b.min_t <= ? "
             "AND b.max_lat >= ? AND b.min_lat <= ? AND b.max_lon >= ? AND b.min_lon <= ?",
             (t_lo, t_hi, lat, lat, lon, lon))
@@ -739,33 +713,6 @@ def _make_tables(conn: sqlite3.Connection, rtree: bool, fts: bool) -> None:
     conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                      [("schema", str(SCHEMA_VERSION)), ("rtree", "1" if rtree else "0"),
                       ("fts", "1" if fts else "0")])
-
-
-def _incident(r: tuple[Any, ...]) -> IncidentRow:
-    return IncidentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
-
-
-def _time_match(t: TimeRange) -> tuple[str, list[Any]]:
-    if t.wide_basis is None:
-        return "i.captured_at BETWEEN ? AND ?", [t.lo, t.hi]
-    return ("(i.captured_at BETWEEN ? AND ? AND (i.basis = ? OR i.captured_at BETWEEN ? AND ?))",
-            [t.wide_lo, t.wide_hi, t.wide_basis, t.lo, t.hi])
-
-
-def _apply(where: list[str], params: list[Any], match: str, args: list[Any], absent: str,
-           mode: Mode) -> None:
-    if mode == "match":
-        where.append(match)
-        params += args
-    elif mode == "missing":
-        where.append(absent)
-    else:  # either: passes, or lacks the field
-        where.append(f"({match} OR {absent})")
-        params += args
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _supported(conn: sqlite3.Connection, module: str) -> bool:

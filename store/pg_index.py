@@ -32,7 +32,17 @@ from store.index_port import (
     MakeLegs,
     Mode,
     PointRow,
-    TimeRange,
+)
+from store.index_rows import (
+    INCIDENT_COLUMNS,
+    ITEM_COLUMNS,
+    LEG_COLUMNS,
+    apply_filter,
+    incident_row,
+    item_row,
+    like_escape,
+    pack,
+    time_match,
 )
 
 SCHEMA = "custody_index"  # beside the ledger's tables, in the same database
@@ -87,14 +97,9 @@ _TEXT_TRGM = "CREATE INDEX item_text_trgm ON {s}.item_text USING gin (body {ops}
 _DROP = ["item_text", "item_geo", "item_unhashed", "item_phash", "incidents", "notes",
          "item_tags", "item_incidents", "item_cases", "item_names", "items", "state"]
 
-_ITEM_COLUMNS = ("id, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-                 "alt, make, model, mime, warnings, names, notes, cases, incidents, tags")
-_ITEM_I = ", ".join("i." + c for c in _ITEM_COLUMNS.split(", "))
-_ITEM_WIDTH = len(_ITEM_COLUMNS.split(", "))
-_LEG_COLUMNS = "seg, t0, lat0, lon0, alt0, ref0, t1, lat1, lon1, alt1, ref1"
-_LEG_L = ", ".join("l." + c for c in _LEG_COLUMNS.split(", "))
-_INCIDENT_COLUMNS = ("incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
-                     "place_name, description")
+_ITEM_I = ", ".join("i." + c for c in ITEM_COLUMNS.split(", "))
+_ITEM_WIDTH = len(ITEM_COLUMNS.split(", "))
+_LEG_L = ", ".join("l." + c for c in LEG_COLUMNS.split(", "))
 
 # The port's logical rows (COMPARED), keyed by SHA-256 and in the order Python compares them.
 _COMPARED_SQL: dict[str, str] = {
@@ -107,7 +112,7 @@ _COMPARED_SQL: dict[str, str] = {
                       "ORDER BY sha256, incident",
     "item_tags": "SELECT sha256, tag, seq FROM {s}.item_tags ORDER BY sha256, tag",
     "notes": "SELECT sha256, seq, text FROM {s}.notes ORDER BY sha256, seq",
-    "incidents": "SELECT " + _INCIDENT_COLUMNS + " FROM {s}.incidents ORDER BY incident",
+    "incidents": "SELECT " + INCIDENT_COLUMNS + " FROM {s}.incidents ORDER BY incident",
     "item_geo": "SELECT COALESCE(i.sha256, '#' || g.id) COLLATE \"C\", g.min_t, g.max_t, "
                 "g.min_lat, g.max_lat, g.min_lon, g.max_lon FROM {s}.item_geo g "
                 "LEFT JOIN {s}.items i ON i.id = g.id ORDER BY 1",
@@ -427,8 +432,8 @@ class PostgresIndex:
         return None if row is None else str(row[0])
 
     def put_incident(self, row: IncidentRow) -> None:
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _INCIDENT_COLUMNS.split(", ")[1:])
-        self._run(f"INSERT INTO {{s}}.incidents ({_INCIDENT_COLUMNS}) VALUES "
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in INCIDENT_COLUMNS.split(", ")[1:])
+        self._run(f"INSERT INTO {{s}}.incidents ({INCIDENT_COLUMNS}) VALUES "
                   f"({', '.join(['%s'] * 11)}) ON CONFLICT (incident) DO UPDATE SET {updates}",
                   (row.incident, row.seq, row.case_id, row.date, row.t_lo, row.t_hi,
                    int(row.offset_unknown), row.lat, row.lon, row.place_name, row.description))
@@ -449,7 +454,7 @@ class PostgresIndex:
         tags = column("SELECT tag FROM {s}.item_tags WHERE sha256 = %s ORDER BY seq, tag")
         self._run("UPDATE {s}.items SET names = %s, notes = %s, cases = %s, incidents = %s, "
                   "tags = %s WHERE sha256 = %s",
-                  (_pack(names), _pack(notes), _pack(cases), _pack(incidents), _pack(tags),
+                  (pack(names), pack(notes), pack(cases), pack(incidents), pack(tags),
                    sha256))
         rowid = self._id(sha256)
         body = "\n".join([*names, *notes]).lower()
@@ -469,8 +474,8 @@ class PostgresIndex:
     # Reading ------------------------------------------------------------------------------------
 
     def item(self, sha256: str) -> ItemRow | None:
-        row = self._one(f"SELECT {_ITEM_COLUMNS} FROM {{s}}.items WHERE sha256 = %s", (sha256,))
-        return None if row is None else _item(row)
+        row = self._one(f"SELECT {ITEM_COLUMNS} FROM {{s}}.items WHERE sha256 = %s", (sha256,))
+        return None if row is None else item_row(row)
 
     def perceptual_rows(self) -> Iterator[tuple[str, float | None, str]]:
         yield from self._run("SELECT sha256, t, hash FROM {s}.item_phash ORDER BY sha256, frame")
@@ -489,16 +494,16 @@ class PostgresIndex:
                              (case,)) is not None)
 
     def incident(self, incident: str) -> IncidentRow | None:
-        row = self._one(f"SELECT {_INCIDENT_COLUMNS} FROM {{s}}.incidents WHERE incident = %s",
+        row = self._one(f"SELECT {INCIDENT_COLUMNS} FROM {{s}}.incidents WHERE incident = %s",
                         (incident,))
-        return None if row is None else _incident(row)
+        return None if row is None else incident_row(row)
 
     def incidents(self, case: str | None = None) -> list[IncidentRow]:
-        sql = f"SELECT {_INCIDENT_COLUMNS} FROM {{s}}.incidents"
+        sql = f"SELECT {INCIDENT_COLUMNS} FROM {{s}}.incidents"
         args: tuple[str, ...] = ()
         if case is not None:
             sql, args = sql + " WHERE case_id = %s", (case,)
-        return [_incident(r) for r in self._run(sql + " ORDER BY incident", args)]
+        return [incident_row(r) for r in self._run(sql + " ORDER BY incident", args)]
 
     def incident_linked(self, incident: str) -> bool:
         return self._one("SELECT 1 FROM {s}.item_incidents WHERE incident = %s LIMIT 1",
@@ -532,7 +537,7 @@ class PostgresIndex:
             for r in self._run(sql, params).fetchall():
                 if left is not None:
                     left -= 1
-                yield _item(r)
+                yield item_row(r)
 
     def _where(self, q: ItemQuery, time: Mode, place: Mode) -> tuple[list[str], list[Any]]:
         """The same filters as the SQLite adapter's, clause for clause."""
@@ -552,7 +557,7 @@ class PostgresIndex:
             params.append(q.tag)
         if q.device is not None:
             where.append("i.device LIKE %s")  # both sides lower case, as SQLite's LIKE folds
-            params.append("%" + _like(q.device.lower()) + "%")
+            params.append("%" + like_escape(q.device.lower()) + "%")
         if q.mime is not None:
             if q.mime.endswith("/"):
                 where.append("i.mime >= %s AND i.mime < %s")
@@ -563,16 +568,16 @@ class PostgresIndex:
         for word in q.words:
             if self.trgm and len(word) >= 3:  # pg_trgm's index serves LIKE '%word%'
                 where.append("i.id IN (SELECT id FROM {s}.item_text WHERE body LIKE %s)")
-                params.append("%" + _like(word) + "%")
+                params.append("%" + like_escape(word) + "%")
             else:
                 where.append("i.id IN (SELECT id FROM {s}.item_text WHERE strpos(body, %s) > 0)")
                 params.append(word)
         if q.time is not None:
-            match, args = _time_match(q.time)
-            _apply(where, params, match, args, "i.captured_at IS NULL", time)
+            match, args = time_match(q.time, "%s")
+            apply_filter(where, params, match, args, "i.captured_at IS NULL", time)
         if q.boxes is not None:
             match, args = _place_match(q.boxes)
-            _apply(where, params, match, args, "i.lat IS NULL", place)
+            apply_filter(where, params, match, args, "i.lat IS NULL", place)
         return where, params
 
     def compared_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
@@ -662,7 +667,7 @@ class TrackTables:
                                   f"{_one_line(exc)}") from None
 
     def _flush(self, legs: list[tuple[Any, ...]], boxes: list[tuple[Any, ...]]) -> None:
-        self._copy(f"COPY xr_legs (id, {_LEG_COLUMNS}) FROM STDIN", legs)
+        self._copy(f"COPY xr_legs (id, {LEG_COLUMNS}) FROM STDIN", legs)
         self._copy("COPY xr_boxes (min_t, max_t, min_lat, max_lat, min_lon, max_lon, leg) "
                    "FROM STDIN", boxes)
         legs.clear()
@@ -679,7 +684,7 @@ class TrackTables:
                "WHERE i.captured_t IS NOT NULL AND i.lat IS NOT NULL"
                + "".join(" AND " + w for w in where) + " ORDER BY l.id, i.id")
         for r in self.store._run(sql, params).fetchall():
-            yield _item(r[:_ITEM_WIDTH]), tuple(r[_ITEM_WIDTH:])
+            yield item_row(r[:_ITEM_WIDTH]), tuple(r[_ITEM_WIDTH:])
 
     def segments(self) -> int:
         row = self.store._one("SELECT COUNT(DISTINCT seg) FROM xr_points")
@@ -708,44 +713,6 @@ class TrackTables:
             (lon, lat, lon, lat, t_lo, t_hi, t_lo, t_hi, lat, lat, lon, lon)).fetchall()
 
 
-# Values as the SQLite adapter stores them (store/index.py), so both give the same rows ----------
-
-_SEP, _JSON = "\x1f", "\x1e"
-
-
-def _pack(values: list[str]) -> str | None:
-    if not values:
-        return None
-    if any(_SEP in v or _JSON in v for v in values):
-        return _JSON + json.dumps(values)
-    return _SEP.join(values)
-
-
-def _unpack(text: str | None) -> list[str]:
-    if text is None:
-        return []
-    if text.startswith(_JSON):
-        return list(json.loads(text[1:]))
-    return text.split(_SEP)
-
-
-def _item(r: Sequence[Any]) -> ItemRow:
-    return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                   r[12], _unpack(r[14]), _unpack(r[15]), _unpack(r[16]), _unpack(r[17]),
-                   _unpack(r[18]), json.loads(r[13]) if r[13] else [])
-
-
-def _incident(r: Sequence[Any]) -> IncidentRow:
-    return IncidentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
-
-
-def _time_match(t: TimeRange) -> tuple[str, list[Any]]:
-    if t.wide_basis is None:
-        return "i.captured_at BETWEEN %s AND %s", [t.lo, t.hi]
-    return ("(i.captured_at BETWEEN %s AND %s AND (i.basis = %s OR i.captured_at BETWEEN %s "
-            "AND %s))", [t.wide_lo, t.wide_hi, t.wide_basis, t.lo, t.hi])
-
-
 def _place_match(boxes: tuple[Box, ...]) -> tuple[str, list[Any]]:
     """Exact bounds, after the GiST prefilter on the place boxes (whose comparisons allow a
     1e-6 slack: never fewer rows, and the exact test decides)."""
@@ -755,19 +722,3 @@ def _place_match(boxes: tuple[Box, ...]) -> tuple[str, list[Any]]:
     args: list[Any] = [v for b in boxes for v in b]
     corners: list[Any] = [v for b in boxes for v in (b[2], b[0], b[3], b[1])]
     return f"(i.id IN ({overlap}) AND ({exact}))", corners + args
-
-
-def _apply(where: list[str], params: list[Any], match: str, args: list[Any], absent: str,
-           mode: Mode) -> None:
-    if mode == "match":
-        where.append(match)
-        params += args
-    elif mode == "missing":
-        where.append(absent)
-    else:  # either: passes, or lacks the field
-        where.append(f"({match} OR {absent})")
-        params += args
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
