@@ -310,6 +310,22 @@ def key_rotate(
             f"{done.seq}" + (f"; the new key is in {done.key_path}" if done.key_path else ""))
 
 
+def objects_option(objects: str | None, s3_endpoint: str | None,
+                   retention_days: int | None) -> dict[str, Any] | None:
+    """The S3 object store named by --objects (None: a folder in the archive), for init and
+    migrate alike; a usage error names the option."""
+    from custody.ops.backends import s3_objects_config
+
+    if objects is None:
+        if retention_days is not None:
+            raise UsageError("--retention-days applies to --objects s3://... only")
+        return None
+    try:
+        return s3_objects_config(objects, s3_endpoint, retention_days)
+    except ValueError as exc:
+        raise UsageError(f"--objects: {exc}") from None
+
+
 @app.command()
 def init(
     directory: Path = typer.Argument(None, help="Archive folder [--archive, $CUSTODY_ARCHIVE or ./archive]"),
@@ -328,7 +344,7 @@ def init(
     credentials come from the standard AWS environment or profile, never from the archive.
     With --ledger postgresql://... the ledger goes to that (empty) database (docs/BACKENDS.md).
     """
-    from custody.ops.backends import pg_ledger_config, s3_objects_config
+    from custody.ops.backends import pg_ledger_config
 
     ledger_at = None
     if ledger is not None:
@@ -337,14 +353,7 @@ def init(
         except ValueError as exc:
             raise UsageError(f"--ledger: {exc}") from None
 
-    store = None
-    if objects is not None:
-        try:
-            store = s3_objects_config(objects, s3_endpoint, retention_days)
-        except ValueError as exc:
-            raise UsageError(f"--objects: {exc}") from None
-    elif retention_days is not None:
-        raise UsageError("--retention-days applies to --objects s3://... only")
+    store = objects_option(objects, s3_endpoint, retention_days)
     root = directory or state.archive_path
     path = state.key_path or default_key_path()
     admin_pass = passphrase()
@@ -380,18 +389,11 @@ def migrate(
     source is only read. An admin signs the copy's last entry (`migrated`). Rerun the same
     command to continue after an interruption (docs/BACKENDS.md, "Moving an archive")."""
     from custody.cli.progress import StageProgress
-    from custody.ops.backends import ledger_config, s3_objects_config
+    from custody.ops.backends import ledger_config
     from custody.ops.migrate import Target
     from custody.ops.migrate import migrate as copy_archive
 
-    store = None
-    if objects != "folder":
-        try:
-            store = s3_objects_config(objects, s3_endpoint, retention_days)
-        except ValueError as exc:
-            raise UsageError(f"--objects: {exc}") from None
-    elif retention_days is not None:
-        raise UsageError("--retention-days applies to --objects s3://... only")
+    store = objects_option(None if objects == "folder" else objects, s3_endpoint, retention_days)
     ledger_config(ledger)  # a usage error before anything is opened
     source = open_archive()
     key = acting_key()
