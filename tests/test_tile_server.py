@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -26,9 +27,10 @@ from custody.core.tiles import (
     tiles_of_tree,
 )
 from custody.ops.archive import Archive
+from custody.ops.keyfiles import write_new_key
 from custody.service.tiles import tile_routes
 
-from .conftest import one_line_error
+from .conftest import PASSPHRASE, Cli, one_line_error
 
 
 @contextmanager
@@ -60,21 +62,35 @@ def mth(hashes: list[bytes]) -> bytes:
     return hashlib.sha256(b"\x01" + mth(hashes[:k]) + mth(hashes[k:])).digest()
 
 
-def test_an_independent_reader_recomputes_the_checkpoint_root_from_tiles(cli_archive, tmp_path):
-    cli = cli_archive
-    folder = tmp_path / "photos"
+@pytest.fixture(scope="module")
+def public_log(tmp_path_factory) -> Iterator[SimpleNamespace]:
+    """One archive of 300+ entries (a full level-0 tile, a partial level-1 tile) with a signed
+    checkpoint, served with its entries public; tests only read it, the last one grows it."""
+    tmp = tmp_path_factory.mktemp("public-log")
+    key = tmp / "keys" / "alice.key"
+    write_new_key(key, "Alice Admin", PASSPHRASE)
+    cli = Cli(tmp, tmp / "archive", key)
+    cli("init", "--name", "Test Documentation Centre", check=True)
+    folder = tmp / "photos"
     folder.mkdir()
-    for i in range(300):  # more than one full tile of entries: level 0 full, level 1 partial
+    for i in range(300):
         (folder / f"p{i:03d}.bin").write_bytes(b"evidence %d" % i)
     cli("ingest", folder, check=True)
-    vkey = cli("checkpoint", "--json", check=True).json()["verifier_key"]
-    archive_dir = cli.archive
-    with serving(lambda: Archive.open(archive_dir)) as url, httpx.Client(base_url=url) as web:
+    made = cli("checkpoint", "--json", check=True).json()
+    with serving(lambda: Archive.open(cli.archive)) as url:
+        yield SimpleNamespace(cli=cli, url=url, tmp=tmp, vkey=made["verifier_key"],
+                              note=made["note"], size=made["size"])
+
+
+def test_an_independent_reader_recomputes_the_checkpoint_root_from_tiles(public_log):
+    log = public_log
+    with httpx.Client(base_url=log.url) as web:
         got = web.get("/checkpoint")
         assert got.status_code == 200
         assert got.headers["content-type"] == "text/plain; charset=utf-8"
         assert got.headers["cache-control"] == "no-cache"
-        checkpoint, _ = note.open_checkpoint(got.text, [note.parse_verifier_key(vkey)])
+        note.open_checkpoint(got.text, [note.parse_verifier_key(log.vkey)])
+        checkpoint, _ = note.open_checkpoint(log.note, [note.parse_verifier_key(log.vkey)])
         size = checkpoint.size
         assert size > 300
 
@@ -110,17 +126,39 @@ def test_an_independent_reader_recomputes_the_checkpoint_root_from_tiles(cli_arc
             r = web.get(path)
             assert r.status_code == 404 and r.json()["error"]["code"] == code, path
 
-        # An entry past 65,535 bytes has no tlog-tiles encoding: its bundle is refused, the
-        # hash tiles are still served.
-        (tmp_path / "big.bin").write_bytes(b"with a long note")
-        cli("ingest", tmp_path / "big.bin", "--note", "n" * 70_000, check=True)
-        cli("checkpoint", check=True)
+
+def test_a_third_party_tlog_tiles_client_audits_the_served_log(public_log):
+    """aics-tlog (PyPI, Apache-2.0; an independent Python tlog-tiles verifier) checks the
+    checkpoint's signature and authenticates every tile and entry bundle against its root. It
+    declares Python >= 3.12, so it is no dependency of custody: this runs where it is
+    installed (docs/SERVICE.md says how) and is skipped elsewhere."""
+    aics = pytest.importorskip("aics_tlog")
+    verdict = aics.verify_checkpoint(aics.parse_note(public_log.note),
+                                     aics.parse_vkey(public_log.vkey))
+    assert verdict.ok, verdict
+    checkpoint, _ = aics.checkpoint.checkpoint_from_note(public_log.note)
+    reader = aics.HttpTileReader(public_log.url, proxies={})
+    report = aics.audit_tiles(reader, checkpoint.size, checkpoint.root, entries=True)
+    assert report.tiles == len(tiles_of_tree(checkpoint.size)) and report.bundles == 2
+    assert aics.tree_root_from_tiles(reader, checkpoint.size) == checkpoint.root
+
+
+def test_an_entry_too_large_for_a_bundle_is_refused_and_its_hashes_still_served(public_log):
+    """Last in the module: it grows the log. An entry past 65,535 bytes has no tlog-tiles
+    encoding; its bundle is refused with a named error, the hash tiles are served."""
+    log = public_log
+    (log.tmp / "big.bin").write_bytes(b"with a long note")
+    log.cli("ingest", log.tmp / "big.bin", "--note", "n" * 70_000, check=True)
+    log.cli("checkpoint", check=True)
+    with httpx.Client(base_url=log.url) as web:
         grown = note.parse_checkpoint(note.split_note(web.get("/checkpoint").text)[0]).size
-        last = bundles_of_tree(grown)[-1]
-        r = web.get("/" + last.path)
+        assert grown == log.size + 1
+        r = web.get("/" + bundles_of_tree(grown)[-1].path)
         assert r.status_code == 422 and r.json()["error"]["code"] == "entry-too-large"
         assert f"entry {grown - 1} is " in r.json()["error"]["message"]
-        assert web.get("/" + tiles_of_tree(grown)[1].path).status_code == 200
+        for tile in tiles_of_tree(grown):
+            assert web.get("/" + tile.path).status_code == 200
+        assert web.get("/" + bundles_of_tree(grown)[0].path).status_code == 200
 
 
 def test_entries_are_not_served_unless_the_log_is_made_public(cli_archive):
@@ -136,9 +174,8 @@ def test_entries_are_not_served_unless_the_log_is_made_public(cli_archive):
 
 
 @pytest.fixture
-def witness(cli_archive, tmp_path):
-    cli = cli_archive
-    cli("key", "new", "--name", "Witness W", "-o", tmp_path / "witness.key", check=True)
+def witness(made_key, tmp_path):
+    made_key(tmp_path / "witness.key", "Witness W")
     return {"CUSTODY_KEY": str(tmp_path / "witness.key")}
 
 
