@@ -192,6 +192,13 @@ def test_witness_cosigns_a_served_log_as_it_grows_and_refuses_a_fork(cli_archive
     with serving(lambda: Archive.open(served["archive"]), public_entries=False) as url:
         first = cli("witness", "cosign", url, "--state", state, "--archive-key", vkey, "--json",
                     env=witness, check=True).json()
+        # The archive keeps the cosignature; /checkpoint then carries it (C2SP: MAY).
+        (tmp_path / "cosigned.txt").write_text(first["note"])
+        cli("witness", "add", tmp_path / "cosigned.txt", "--witness-key", first["witness_key"],
+            check=True)
+        served_note = httpx.get(url + "/checkpoint").text
+        assert served_note == first["note"]
+        note.open_note(served_note, [note.parse_verifier_key(first["witness_key"])])
         for i in range(3):  # grow the log, then cosign its new checkpoint: proof from tiles
             (tmp_path / f"b{i}.bin").write_bytes(b"more evidence %d" % i)
         cli("ingest", *(tmp_path / f"b{i}.bin" for i in range(3)), check=True)

@@ -8,6 +8,7 @@ and only for trees the latest signed checkpoint covers.
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Callable
 from itertools import islice
 
@@ -15,9 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from custody.core import tiles
+from custody.core import note, tiles
 from custody.core.note import parse_checkpoint, split_note
+from custody.ops import witness
 from custody.ops.archive import Archive
+from store.ports import CheckpointRow
 
 FULL_TILE_CACHE = "public, max-age=31536000, immutable"  # a full tile never changes
 PARTIAL_TILE_CACHE = "public, max-age=60"  # the full tile replaces it once the log grows
@@ -45,11 +48,14 @@ def tile_routes(
         return parse_checkpoint(split_note(kept[-1].note)[0]).size
 
     def checkpoint(request: Request) -> Response:
-        """The latest signed checkpoint (C2SP tlog-checkpoint, signed-note), text/plain."""
-        kept = open_archive().ledger.checkpoints()
+        """The latest signed checkpoint (C2SP tlog-checkpoint, signed-note), text/plain, with
+        the witness cosignatures the archive keeps of it."""
+        archive = open_archive()
+        kept = archive.ledger.checkpoints()
         if not kept:
             return _error(404, "no-checkpoint", "this archive has signed no checkpoint yet")
-        return Response(kept[-1].note, media_type="text/plain; charset=utf-8",
+        return Response(_with_cosignatures(archive, kept[-1]),
+                        media_type="text/plain; charset=utf-8",
                         headers={"Cache-Control": CHECKPOINT_CACHE})
 
     def tile(request: Request) -> Response:
@@ -75,6 +81,26 @@ def tile_routes(
         Route("/checkpoint", checkpoint, methods=["GET"]),
         Route("/tile/{path:path}", tile, methods=["GET"]),
     ]
+
+
+def _with_cosignatures(archive: Archive, row: CheckpointRow) -> str:
+    """The checkpoint as signed, plus each kept witness cosignature (docs/FORMAT.md §9.4) that
+    still verifies: a client checks the ones of witnesses it trusts (the spec: a checkpoint MAY
+    carry other signatures). A damaged record is left out here; `custody verify` reports it."""
+    body = split_note(row.note)[0]
+    lines: list[str] = []
+    for extra in archive.ledger.checkpoint_extras(row.id):
+        if extra.kind != "cosignature":
+            continue
+        try:
+            record = json.loads(extra.data)
+            line = record["line"] if record["line"].endswith("\n") else record["line"] + "\n"
+            witness.cosignature_valid(body, line, record["witness_key"])
+        except (ValueError, KeyError, TypeError, AttributeError, note.NoteError):
+            continue
+        if line not in lines and line not in row.note:
+            lines.append(line)
+    return row.note + "".join(lines[: note.MAX_SIGNATURES - 1])
 
 
 def _cache(tile: tiles.Tile) -> dict[str, str]:
