@@ -224,3 +224,14 @@ def test_witness_cosigns_a_served_log_as_it_grows_and_refuses_a_fork(cli_archive
         served["archive"] = Path("/nonexistent")  # a server that fails: a one-line error
         broken = cli("witness", "cosign", url, "--state", state, env=witness)
         assert broken.code == 3 and "answered HTTP 500" in one_line_error(broken)
+
+
+def test_the_tile_routes_describe_themselves_for_openapi():
+    """The service's /openapi.json is generated from route docstrings (Starlette's
+    SchemaGenerator): each tile route says what it answers."""
+    from starlette.schemas import SchemaGenerator
+
+    schema = SchemaGenerator({"openapi": "3.1.0", "info": {"title": "custody", "version": "1"}})
+    paths = schema.get_schema(tile_routes(lambda: Archive.open(Path("/nonexistent"))))["paths"]
+    assert set(paths) == {"/checkpoint", "/tile/{path}"}
+    assert set(paths["/tile/{path}"]["get"]["responses"]) == {"200", "404", "422"}

@@ -41,15 +41,29 @@ def tile_routes(
     hashes; entry bundles hold every entry in clear (notes, purposes, names), so they are served
     only with `public_entries` (`custody serve --public-log`)."""
 
-    def latest_size(archive: Archive) -> int | None:
-        kept = archive.ledger.checkpoints()
-        if not kept:
-            return None
-        return parse_checkpoint(split_note(kept[-1].note)[0]).size
-
     def checkpoint(request: Request) -> Response:
-        """The latest signed checkpoint (C2SP tlog-checkpoint, signed-note), text/plain, with
-        the witness cosignatures the archive keeps of it."""
+        """The latest signed checkpoint, with the witness cosignatures the archive keeps of it.
+        ---
+        summary: The log's latest signed checkpoint (C2SP tlog-checkpoint, signed-note)
+        tags: [public log]
+        responses:
+          "200":
+            description: The checkpoint note, then any kept witness cosignature lines.
+            content:
+              text/plain: {schema: {type: string}}
+          "404":
+            description: The archive has signed no checkpoint yet (code no-checkpoint).
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [error]
+                  properties:
+                    error:
+                      type: object
+                      required: [code, message]
+                      properties: {code: {type: string}, message: {type: string}}
+        """
         archive = open_archive()
         kept = archive.ledger.checkpoints()
         if not kept:
@@ -59,8 +73,39 @@ def tile_routes(
                         headers={"Cache-Control": CHECKPOINT_CACHE})
 
     def tile(request: Request) -> Response:
-        """A tile of tree hashes (`/tile/<L>/<N>[.p/<W>]`) or an entry bundle
-        (`/tile/entries/<N>[.p/<W>]`), application/octet-stream."""
+        """A tile of tree hashes or an entry bundle (C2SP tlog-tiles).
+        ---
+        summary: A tile of tree hashes or an entry bundle (C2SP tlog-tiles)
+        tags: [public log]
+        parameters:
+          - name: path
+            in: path
+            required: true
+            description: "<L>/<N>[.p/<W>] (hashes) or entries/<N>[.p/<W>] (entries); <N> in
+              three-digit groups, all but the last prefixed x (x001/x234/067)"
+            schema: {type: string}
+        responses:
+          "200":
+            description: W (256 when full) 32-byte hashes, or W uint16-length-prefixed entries.
+            content:
+              application/octet-stream: {schema: {type: string, format: binary}}
+          "404":
+            description: No such tile, beyond the latest checkpoint, or entries not public.
+            content:
+              application/json:
+                schema: &error
+                  type: object
+                  required: [error]
+                  properties:
+                    error:
+                      type: object
+                      required: [code, message]
+                      properties: {code: {type: string}, message: {type: string}}
+          "422":
+            description: The bundle holds an entry longer than 65,535 bytes (entry-too-large).
+            content:
+              application/json: {schema: *error}
+        """
         try:
             wanted = tiles.parse_path(request.path_params["path"])
         except tiles.TileError as exc:
@@ -69,7 +114,7 @@ def tile_routes(
             return _error(404, "entries-not-public",
                           "this server does not publish the log's entries (--public-log)")
         archive = open_archive()
-        size = latest_size(archive)
+        size = _latest_size(archive)
         if size is None or wanted.end() > size:
             return _error(404, "tile-not-in-tree",
                           f"{wanted.path} is beyond the latest checkpoint's tree")
@@ -81,6 +126,14 @@ def tile_routes(
         Route("/checkpoint", checkpoint, methods=["GET"]),
         Route("/tile/{path:path}", tile, methods=["GET"]),
     ]
+
+
+def _latest_size(archive: Archive) -> int | None:
+    """The tree size of the latest kept checkpoint: what may be served."""
+    kept = archive.ledger.checkpoints()
+    if not kept:
+        return None
+    return parse_checkpoint(split_note(kept[-1].note)[0]).size
 
 
 def _with_cosignatures(archive: Archive, row: CheckpointRow) -> str:
