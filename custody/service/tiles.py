@@ -173,13 +173,14 @@ def _hashes(archive: Archive, tile: tiles.Tile) -> Response:
 def _bundle(archive: Archive, tile: tiles.Tile, request: Request) -> Response:
     rows = archive.ledger.rows(tile.first)
     try:
-        bodies = [row.body for row in islice(rows, tile.width)]
+        found = [(row.seq, row.body) for row in islice(rows, tile.width)]
     finally:
         close = getattr(rows, "close", None)  # end the ledger's read at once
         if close is not None:
             close()
-    if len(bodies) != tile.width:
+    if [seq for seq, _ in found] != list(range(tile.first, tile.first + tile.width)):
         return _error(500, "ledger-damaged", f"the ledger lacks entries of {tile.path}")
+    bodies = [body for _, body in found]
     try:
         data = tiles.encode_bundle(tile.first, bodies)
     except tiles.EntryTooLarge as exc:
