@@ -1207,7 +1207,7 @@ app.add_typer(witness_app, name="witness")
 
 @witness_app.command("cosign")
 def witness_cosign(
-    checkpoint_file: Path = typer.Argument(..., help="The archive's signed checkpoint."),
+    checkpoint_file: str = typer.Argument(..., metavar="CHECKPOINT", help="The archive's signed checkpoint: a file, or a tlog-tiles log's URL (http(s)://…, e.g. a custody server)."),
     state: Path = typer.Option(..., "--state", help="This witness's state file (made on first use)."),
     archive_vkey: str = typer.Option(None, "--archive-key", help="The archive's verifier key (pinned at first use)."),
     proof: Path = typer.Option(None, "--proof", help="Consistency proof from the last checkpoint this witness cosigned."),
@@ -1219,13 +1219,22 @@ def witness_cosign(
 
     from custody.ops import witness
 
-    text = read_text_arg(checkpoint_file, "checkpoint")
-    try:
-        bundle = canonical.load_json(read_text_arg(proof, "proof")) if proof else None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{proof} is not JSON: {exc}") from None
-    key = acting_key()
-    done = witness.cosign(text, archive_vkey, key, state, bundle, int(time.time()))
+    if checkpoint_file.startswith(("http://", "https://")):  # a tlog-tiles log: proofs from tiles
+        from custody.service.tile_client import HttpTileLog
+
+        if proof is not None:
+            raise UsageError("--proof is for a checkpoint file; a log's URL gives its own tiles")
+        key = acting_key()
+        with HttpTileLog(checkpoint_file) as log:
+            done = witness.cosign_from_log(log, archive_vkey, key, state, int(time.time()))
+    else:
+        text = read_text_arg(Path(checkpoint_file), "checkpoint")
+        try:
+            bundle = canonical.load_json(read_text_arg(proof, "proof")) if proof else None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{proof} is not JSON: {exc}") from None
+        key = acting_key()
+        done = witness.cosign(text, archive_vkey, key, state, bundle, int(time.time()))
     if output is not None:
         output.write_text(done.note, encoding="utf-8")
     if as_json:

@@ -12,9 +12,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from custody.core import canonical, note, proofs
+from custody.core import canonical, merkle, note, proofs, tiles
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, UsageError, VerificationFailed
 
@@ -129,6 +129,39 @@ def _check_consistent(
         raise WitnessRefused(
             ["the consistency proof is not between the last cosigned checkpoint and this one"]
         )
+
+
+class TileSource(Protocol):
+    """A tlog-tiles log as a witness reads it (custody/service/tile_client.py over HTTP)."""
+
+    def checkpoint(self) -> str: ...
+    def tile(self, tile: tiles.Tile) -> bytes: ...
+
+
+def cosign_from_log(
+    log: TileSource, archive_vkey: str | None, key: SigningKey, state_path: Path, now: int
+) -> Cosigned:
+    """Cosign a tlog-tiles log's current checkpoint: the consistency proof from the last
+    checkpoint this witness cosigned is computed from the log's hash tiles (fetched only after
+    the new checkpoint's signature holds), then checked by `cosign` as any proof is."""
+    text = log.checkpoint()
+    origin = note.parse_checkpoint(note.split_note(text)[0]).origin
+    known = _load_state(state_path)["logs"].get(origin)
+    bundle = None
+    if known is not None:
+        vkey = note.parse_verifier_key(archive_vkey or known["verifier_key"])
+        new = proofs.open_archive_checkpoint(text, vkey)
+        old_size = int(known["size"])
+        if 0 < old_size < new.size:
+            wanted = merkle.consistency_proof_nodes(old_size, new.size)
+            fetched = {t: log.tile(t) for t in tiles.tiles_for_nodes(wanted, new.size)}
+            try:
+                path = merkle.consistency_proof(
+                    old_size, new.size, tiles.node_reader(new.size, fetched))
+            except tiles.TileError as exc:
+                raise WitnessRefused([f"the log's tiles are malformed: {exc.message}"]) from None
+            bundle = proofs.consistency_bundle(known["note"], text, path)
+    return cosign(text, archive_vkey, key, state_path, bundle, now)
 
 
 def cosignature_valid(checkpoint_text: str, line: str, witness_key: str) -> note.VerifiedSignature:
