@@ -1,0 +1,128 @@
+"""Entry format 2: a custodian signs a statement away from the archive's write lock; the archive
+chains it (docs/FORMAT.md §5.8). Archives and packages of format 1 still verify."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from datetime import UTC, datetime
+
+import pytest
+
+from custody.core import entry as entries
+from custody.core.signing import SigningKey
+from custody.ops.keyfiles import load_key
+from custody.ops.statements import statement_file
+
+from .conftest import DATA, PASSPHRASE, Cli, one_line_error
+
+V1 = DATA / "format-v1"
+CARBON = "150ae0f1e55904befebbcf7f97cf7b606a0a79b71b6e8166ee33a7bdf849ecff"
+
+
+def v1_cli(tmp_path) -> Cli:
+    """A copy of the format 1 archive (tests/data/format-v1, written before format 2), acting as
+    its admin."""
+    shutil.copytree(V1 / "archive", tmp_path / "archive")
+    (tmp_path / "archive" / "objects" / "tmp").mkdir(exist_ok=True)
+    for name in ("alice.key", "alice.key.pub"):
+        shutil.copy(V1 / name, tmp_path / name)
+    (tmp_path / "alice.key").chmod(0o600)
+    return Cli(tmp_path, tmp_path / "archive", tmp_path / "alice.key")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _note_statement(cli: Cli, text: str) -> entries.SignedStatement:
+    """A note statement signed on 'the device': the custodian's key, no archive, no lock."""
+    origin = json.loads((cli.archive / "custody.json").read_text())["origin"]
+    key = load_key(cli.key, PASSPHRASE)
+    statement = entries.Statement(log=origin, actor=key.key_id, action="note", item=CARBON,
+                                  details={"text": text}, time=_now(),
+                                  nonce=secrets.token_hex(16))
+    return entries.sign_statement(statement, key)
+
+
+def _entry_count(cli: Cli) -> int:
+    return len(cli("log", "--json", check=True).stdout.splitlines())
+
+
+def test_format_1_archive_and_package_still_verify(tmp_path):
+    cli = v1_cli(tmp_path)
+    assert "OK: 7 entries" in cli("verify", check=True).stdout
+    log = [json.loads(x) for x in cli("log", "--json", check=True).stdout.splitlines()]
+    assert {e["entry_format"] for e in log} == {1} and log[2]["signed_at"] is None
+    r = cli("verify-package", V1 / "package")
+    assert r.code == 0, r.stderr
+
+
+def test_a_format_1_archive_grows_in_format_2_and_still_verifies(tmp_path):
+    cli = v1_cli(tmp_path)
+    cli("tag", CARBON[:12], "strike", check=True)
+    cli("verify", check=True)
+    last = json.loads(cli("log", "--json", check=True).stdout.splitlines()[-1])
+    assert last["entry_format"] == 2 and last["statement_id"] and last["signed_at"]
+    cli("export", CARBON[:12], "--purpose", "hand over", "-o", tmp_path / "pkg", check=True)
+    assert cli("verify-package", tmp_path / "pkg").code == 0
+
+
+def test_a_statement_signed_without_the_lock_is_chained_later_and_verifies(tmp_path):
+    cli = v1_cli(tmp_path)
+    signed = _note_statement(cli, "seen on the ground, before the others")
+    # others append while the statement waits on the device
+    cli("tag", CARBON[:12], "strike", check=True)
+    cli("note", CARBON[:12], "a later note", check=True)
+    path = tmp_path / "statement.json"
+    path.write_text(json.dumps(statement_file(signed)))
+    out = cli("submit", path, "--json", check=True).json()
+    cli("verify", check=True)
+    entry = json.loads(cli("log", "--json", check=True).stdout.splitlines()[-1])
+    assert out["entries"] == [entry["seq"]] and entry["details"]["text"].startswith("seen on")
+    assert entry["statement_id"] == signed.statement_id and entry["signed_at"] < entry["time"]
+
+
+def test_an_altered_or_replayed_statement_is_refused_and_nothing_appended(tmp_path):
+    cli = v1_cli(tmp_path)
+    signed = _note_statement(cli, "original words")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(statement_file(signed)))
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(statement_file(entries.SignedStatement(
+        signed.body.replace(b"original words", b"altered words"), signed.signature))))
+    before = _entry_count(cli)
+    r = cli("submit", altered)
+    assert r.code == 1 and "signature does not verify" in one_line_error(r)
+    assert _entry_count(cli) == before
+    cli("submit", good, check=True)
+    r = cli("submit", good)
+    assert r.code == 1 and "already in the log (a replay)" in one_line_error(r)
+    assert _entry_count(cli) == before + 1
+    cli("verify", check=True)
+
+
+@pytest.mark.parametrize("field", ["log", "actor"])
+def test_a_statement_for_another_log_or_by_an_unenrolled_key_is_refused(tmp_path, field):
+    cli = v1_cli(tmp_path)
+    key = load_key(cli.key, PASSPHRASE)
+    other = entries.Statement(
+        log="custody.archive/elsewhere" if field == "log" else
+        json.loads((cli.archive / "custody.json").read_text())["origin"],
+        actor=key.key_id, action="note", item=CARBON, details={"text": "x"}, time=_now(),
+        nonce=secrets.token_hex(16))
+    signer = key if field == "log" else SigningKey.generate("Mallory")
+    if field == "actor":
+        other = entries.Statement(**{**_fields(other), "actor": signer.key_id})
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(statement_file(entries.sign_statement(other, signer))))
+    before = _entry_count(cli)
+    r = cli("submit", path)
+    assert r.code == 1 and "statement refused" in one_line_error(r)
+    assert _entry_count(cli) == before
+
+
+def _fields(s: entries.Statement) -> dict[str, object]:
+    return {f: getattr(s, f) for f in ("log", "actor", "action", "item", "details", "time",
+                                       "nonce")}
