@@ -31,10 +31,15 @@ def _first_item(cli):
     return cli("list", "--json", check=True).json()[0]["sha256"]
 
 
+def _signed(value):
+    """The signed members: the whole entry (format 1) or its statement (format 2)."""
+    return value["statement"] if value["v"] == 2 else value
+
+
 def _rewrite_body(conn, seq, change):
     body = conn.execute("SELECT body FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
     value = canonical.decode(bytes(body))
-    change(value)
+    change(_signed(value))
     new = canonical.encode(value)
     conn.execute("UPDATE entries SET body = ?, leaf_hash = ? WHERE seq = ?",
                  (new, entries.leaf_hash(new), seq))
@@ -65,10 +70,15 @@ def edit_entry_and_resign_with_unenrolled_key(cli):
     conn = _db(cli)
     body = conn.execute("SELECT body FROM entries WHERE seq = 2").fetchone()[0]
     value = canonical.decode(bytes(body))
-    value["actor"] = mallory.key_id
-    value["details"]["note"] = "forged"
+    _signed(value)["actor"] = mallory.key_id
+    _signed(value)["details"]["note"] = "forged"
     e = entries.parse(canonical.encode(value))
-    signed = entries.sign(e, mallory)
+    if e.version == 1:
+        signed = entries.sign(e, mallory)
+    else:
+        statement = entries.sign_statement(entries.parse_statement(
+            canonical.encode(value["statement"])), mallory)
+        signed = entries.chain(statement, seq=e.seq, time=e.time, prev=e.prev)
     conn.execute("UPDATE entries SET body = ?, signature = ?, leaf_hash = ?, actor = ? "
                  "WHERE seq = 2", (signed.body, signed.signature, signed.leaf_hash, e.actor))
     return "not an enrolled custodian"
@@ -160,6 +170,42 @@ def edit_origin_in_config(cli):
     return "custody.json: origin 'custody.archive/00000000' differs from entry 0's"
 
 
+def replay_a_statement(cli):
+    """Format 2: entry 2's signed statement chained again at the log's end, hashes all right."""
+    conn = _db(cli)
+    body, sig = conn.execute("SELECT body, signature FROM entries WHERE seq = 2").fetchone()
+    tip_seq, tip = conn.execute("SELECT seq, body FROM entries ORDER BY seq DESC").fetchone()
+    e = entries.parse(bytes(body))
+    statement = entries.statement_of(entries.SignedEntry(bytes(body), bytes(sig)))
+    again = entries.chain(statement, seq=tip_seq + 1, time=e.time,
+                          prev=entries.leaf_hash(bytes(tip)).hex())
+    conn.execute("INSERT INTO entries (seq, body, signature, leaf_hash, time, actor, action, item)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (tip_seq + 1, again.body, again.signature,
+                                                      again.leaf_hash, e.time, e.actor, e.action,
+                                                      e.item))
+    return f"entry {tip_seq + 1}: embeds statement"
+
+
+def append_a_format_1_entry_after_format_2(cli):
+    """A format 1 entry, properly signed by an enrolled admin, after format 2 entries."""
+    from .conftest import PASSPHRASE
+    from custody.ops.keyfiles import load_key
+
+    key = load_key(cli.key, PASSPHRASE)
+    conn = _db(cli)
+    tip_seq, tip = conn.execute("SELECT seq, body FROM entries ORDER BY seq DESC").fetchone()
+    last = entries.parse(bytes(tip))
+    e = entries.Entry(log=last.log, seq=tip_seq + 1, time=last.time, actor=key.key_id,
+                      action="tag", item=last.item, details={"tag": "x", "remove": False},
+                      prev=entries.leaf_hash(bytes(tip)).hex())
+    signed = entries.sign(e, key)
+    conn.execute("INSERT INTO entries (seq, body, signature, leaf_hash, time, actor, action, item)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (e.seq, signed.body, signed.signature,
+                                                      signed.leaf_hash, e.time, e.actor, e.action,
+                                                      e.item))
+    return "(rule entry-format)"
+
+
 DAMAGES = [flip_object_byte, delete_object, edit_entry_note,
            edit_entry_and_resign_with_unenrolled_key, delete_entry, swap_entries, forge_signature,
            edit_index_column, edit_metadata_document, replace_archive_key_in_config,
@@ -179,7 +225,19 @@ def filled(cli_archive, tmp_path):
     return cli_archive
 
 
-@pytest.mark.parametrize("damage", DAMAGES, ids=[d.__name__ for d in DAMAGES])
+@pytest.fixture
+def filled_v1(tmp_path):
+    """The format 1 archive of tests/data/format-v1, written before format 2."""
+    from .test_statements import v1_cli
+
+    return v1_cli(tmp_path)
+
+
+FORMAT_2_DAMAGES = [replay_a_statement, append_a_format_1_entry_after_format_2]
+
+
+@pytest.mark.parametrize("damage", DAMAGES + FORMAT_2_DAMAGES,
+                         ids=[d.__name__ for d in DAMAGES + FORMAT_2_DAMAGES])
 def test_verify_names_the_damage(filled, damage):
     expected = damage(filled)
     r = filled("verify")
@@ -189,6 +247,19 @@ def test_verify_names_the_damage(filled, damage):
     assert "verification failed" in r.stderr
     j = filled("verify", "--json")
     assert j.code == 1 and not j.json()["ok"]
+
+
+# The same damages to an archive written in format 1 (entries signed whole) are caught as before.
+V1_DAMAGES = DAMAGES
+
+
+@pytest.mark.parametrize("damage", V1_DAMAGES, ids=[d.__name__ for d in V1_DAMAGES])
+def test_verify_names_the_damage_in_a_format_1_archive(filled_v1, damage):
+    expected = damage(filled_v1)
+    r = filled_v1("verify")
+    assert r.code == 1, r.stdout + r.stderr
+    assert expected in r.stdout, r.stdout
+    assert "Traceback" not in r.stderr and "verification failed" in r.stderr
 
 
 def test_an_orphan_object_is_a_notice_not_a_failure(filled):
