@@ -126,3 +126,24 @@ def test_a_statement_for_another_log_or_by_an_unenrolled_key_is_refused(tmp_path
 def _fields(s: entries.Statement) -> dict[str, object]:
     return {f: getattr(s, f) for f in ("log", "actor", "action", "item", "details", "time",
                                        "nonce")}
+
+
+def test_an_outsider_checks_a_format_1_package_with_the_documented_tools(tmp_path):
+    """docs/VERIFYING.md's Python script and openssl steps, on the package made before format 2
+    (tests/test_package.py runs them on a format 2 package)."""
+    import re
+    import subprocess
+    import sys
+
+    doc = (DATA.parent.parent / "docs" / "VERIFYING.md").read_text()
+    (tmp_path / "check.py").write_text(re.search(r"```python\n(.*?)```", doc, re.S).group(1))
+    proc = subprocess.run([sys.executable, str(tmp_path / "check.py"), str(V1 / "package")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "1 items match" in proc.stdout, proc.stdout + proc.stderr
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl")
+    shell = re.search(r"```sh\n# openssl: one entry's signature\n(.*?)```", doc, re.S).group(1)
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", shell], cwd=V1 / "package",
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.count("Signature Verified Successfully") == 3, (
+        proc.stdout + proc.stderr)

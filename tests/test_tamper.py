@@ -188,8 +188,9 @@ def replay_a_statement(cli):
 
 def append_a_format_1_entry_after_format_2(cli):
     """A format 1 entry, properly signed by an enrolled admin, after format 2 entries."""
-    from .conftest import PASSPHRASE
     from custody.ops.keyfiles import load_key
+
+    from .conftest import PASSPHRASE
 
     key = load_key(cli.key, PASSPHRASE)
     conn = _db(cli)

@@ -41,7 +41,6 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-
 from custody.ops.backends import (
     create_objects,
     custody_error,

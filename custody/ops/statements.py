@@ -19,7 +19,9 @@ from custody.ops.archive import Archive
 FILE_FORMAT = "custody-statement"
 
 
-def statement_file(signed: entries.SignedStatement, metadata: bytes | None = None) -> dict[str, Any]:
+def statement_file(
+    signed: entries.SignedStatement, metadata: bytes | None = None
+) -> dict[str, Any]:
     """The JSON a device sends: the statement's exact bytes and signature, base64."""
     out: dict[str, Any] = {
         "format": FILE_FORMAT,

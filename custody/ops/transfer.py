@@ -7,6 +7,7 @@ the ledger's write lock, so two concurrent offers cannot both be recorded.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -48,15 +49,19 @@ def _checked_append(
     def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
         if "replay" not in state:
             state["replay"] = replayed(writer)
-        probe = entries.Entry(
+        now = utc_now()
+        probe = entries.Entry(  # as `append` will write it: format 2, a statement of its own
             log=archive.config.origin,
             seq=writer.next_seq,
-            time=utc_now(),
+            time=now,
             actor=key.key_id,
             action=draft.action,
             item=draft.item,
             details=draft.details,
             prev=None,
+            version=entries.STATEMENT_ENTRY_VERSION,
+            claimed_time=now,
+            statement_id=secrets.token_hex(32),
         )
         broken = [v for v in state["replay"].fold(probe) if not v.rule.startswith("time-")]
         if broken:  # all roll back on a refusal
