@@ -109,7 +109,13 @@ def signature_valid(signed: SignedEntry, public_key: bytes) -> bool:
 
 def signed_message(body: bytes) -> bytes:
     """What an entry's signature signs. A canonical format 1 entry starts with its first member,
-    `action`; anything else is read as format 2 when it says so."""
+    `action`; a canonical format 2 entry's members are log, prev, seq, statement, time, v, so its
+    statement's bytes stand between `"statement":` and the last `,"time":` (no string holds an
+    unescaped quote). Anything else is parsed, and read as format 2 when it says so."""
+    if body.startswith(b'{"log":') and body.endswith(b',"v":2}'):
+        start, end = body.find(b'"statement":'), body.rfind(b',"time":')
+        if 0 < start < end:
+            return STATEMENT_TAG + body[start + len(b'"statement":'):end]
     if not body.startswith(b'{"action":'):
         try:
             value = json.loads(body)
