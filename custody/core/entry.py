@@ -198,10 +198,12 @@ def parse_statement(body: bytes) -> Statement:
     return _statement_shaped(value)
 
 
-def chain(signed: SignedStatement, *, seq: int, time: str, prev: str | None) -> SignedEntry:
+def chain(signed: SignedStatement, *, seq: int, time: str, prev: str | None,
+          statement: Statement | None = None) -> SignedEntry:
     """The format 2 entry placing a signed statement at `seq` of its log, after `prev`, at the
-    archive's `time`; the statement's signature stays the entry's signature."""
-    statement = parse_statement(signed.body)
+    archive's `time`; the statement's signature stays the entry's signature. `statement`: the
+    statement already parsed from `signed.body` (or made and signed by the caller)."""
+    statement = statement or parse_statement(signed.body)
     body = canonical.encode({
         "v": STATEMENT_ENTRY_VERSION,
         "log": statement.log,

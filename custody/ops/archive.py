@@ -333,37 +333,39 @@ class Archive:
             log=self.config.origin, actor=key.key_id, action=draft.action, item=draft.item,
             details=draft.details, time=now, nonce=secrets.token_hex(entries.NONCE_HEX // 2),
         )
-        return self._chain(writer, entries.sign_statement(statement, key), now, draft.metadata)
+        signed = entries.sign_statement(statement, key)
+        return self._chain(writer, signed, statement, now, draft.metadata)
 
     def _chain(
-        self, writer: LedgerTransaction, statement: entries.SignedStatement, now: str,
-        metadata: bytes | None,
+        self, writer: LedgerTransaction, signed: entries.SignedStatement,
+        statement: entries.Statement, now: str, metadata: bytes | None,
     ) -> entries.SignedEntry:
-        """Place a signed statement at the log's end: the one way an entry is written."""
-        signed = entries.chain(
-            statement, seq=writer.next_seq, time=now,
+        """Place a signed statement (`statement`, parsed) at the log's end: the one way an
+        entry is written."""
+        seq = writer.next_seq
+        entry = entries.chain(
+            signed, seq=seq, time=now, statement=statement,
             prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
         )
-        entry = signed.entry()
-        if metadata is not None and entry.item is not None:
-            writer.put_metadata(entry.item, metadata)  # before the entry that records it
+        if metadata is not None and statement.item is not None:
+            writer.put_metadata(statement.item, metadata)  # before the entry that records it
         # The tree's complete-subtree nodes grow with the log, in the same transaction, so proofs
         # never rebuild the tree (custody/core/merkle.py, docs/FORMAT.md §9.1). A ledger error
         # here is said by `writing`, after the rollback.
-        writer.put_nodes(merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node))
+        writer.put_nodes(merkle.nodes_after_append(seq, entry.leaf_hash, writer.get_node))
         writer.append(
             EntryRow(
-                seq=entry.seq,
-                body=signed.body,
-                signature=signed.signature,
-                leaf_hash=signed.leaf_hash,
-                time=entry.time,
-                actor=entry.actor,
-                action=entry.action,
-                item=entry.item,
+                seq=seq,
+                body=entry.body,
+                signature=entry.signature,
+                leaf_hash=entry.leaf_hash,
+                time=now,
+                actor=statement.actor,
+                action=statement.action,
+                item=statement.item,
             )
         )
-        return signed
+        return entry
 
     def append_statement(
         self, signed: entries.SignedStatement, *, metadata: bytes | None = None,
@@ -410,12 +412,12 @@ class Archive:
                                        "is already in the log (a replay)")
             self._check_record(statement, metadata)
             tip = writer.tip_hash
-            entry = entries.chain(signed, seq=writer.next_seq, time=now,
+            entry = entries.chain(signed, seq=writer.next_seq, time=now, statement=statement,
                                   prev=tip.hex() if tip is not None else None).entry()
             broken = replayed(writer).apply(entry)  # every rule verify will hold it to
             if broken:
                 raise StatementRefused(f"statement refused: {broken[0]}")
-            return self._chain(writer, signed, now, metadata)
+            return self._chain(writer, signed, statement, now, metadata)
 
     def _check_record(self, statement: entries.Statement, metadata: bytes | None) -> None:
         """A first record names bytes the archive holds, and the metadata document it signs."""
