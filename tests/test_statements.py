@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -103,8 +103,9 @@ def test_an_altered_or_replayed_statement_is_refused_and_nothing_appended(tmp_pa
     cli("verify", check=True)
 
 
-@pytest.mark.parametrize("field", ["log", "actor"])
-def test_a_statement_for_another_log_or_by_an_unenrolled_key_is_refused(tmp_path, field):
+@pytest.mark.parametrize("field", ["log", "actor", "time"])
+def test_a_statement_for_another_log_by_an_unenrolled_key_or_from_the_future_is_refused(
+        tmp_path, field):
     cli = v1_cli(tmp_path)
     key = load_key(cli.key, PASSPHRASE)
     other = entries.Statement(
@@ -112,14 +113,18 @@ def test_a_statement_for_another_log_or_by_an_unenrolled_key_is_refused(tmp_path
         json.loads((cli.archive / "custody.json").read_text())["origin"],
         actor=key.key_id, action="note", item=CARBON, details={"text": "x"}, time=_now(),
         nonce=secrets.token_hex(16))
-    signer = key if field == "log" else SigningKey.generate("Mallory")
+    signer = SigningKey.generate("Mallory") if field == "actor" else key
     if field == "actor":
         other = entries.Statement(**{**_fields(other), "actor": signer.key_id})
+    if field == "time":  # an hour ahead of the archive's clock: more than the 5-minute skew
+        later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        other = entries.Statement(**{**_fields(other), "time": later})
     path = tmp_path / "s.json"
     path.write_text(json.dumps(statement_file(entries.sign_statement(other, signer))))
     before = _entry_count(cli)
     r = cli("submit", path)
-    assert r.code == 1 and "statement refused" in one_line_error(r)
+    said = {"log": "not this archive's", "actor": "not enrolled", "time": "ahead of the archive"}
+    assert r.code == 1 and said[field] in one_line_error(r)
     assert _entry_count(cli) == before
 
 
