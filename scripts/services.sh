@@ -8,6 +8,8 @@
 #                                             AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...
 #   bash scripts/services.sh stop              stop both and delete their data
 #   bash scripts/services.sh env               print the export lines again
+#   bash scripts/services.sh pg-passwords      (a cluster started before this rule) members of
+#                                             role custody_scram must give a password
 #
 # State lives in $CUSTODY_SERVICES_DIR (default /tmp/custody-services). Missing Debian packages
 # (postgresql, ceph-mon, ceph-mgr, ceph-osd, radosgw, ceph-common) are installed with apt-get.
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 say() { echo "services: $*" >&2; }
 die() { echo "services: $*" >&2; exit 3; }
-STATE=${CUSTODY_SERVICES_DIR:-/tmp/custody-services}
+STATE=$(realpath -m -- "${CUSTODY_SERVICES_DIR:-/tmp/custody-services}")  # absolute: as_pg_user runs from /
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 free_port() {
@@ -57,9 +59,10 @@ pg_bin() {  # the folder of PostgreSQL's server programs (initdb, pg_ctl)
   return 1
 }
 
-# PostgreSQL refuses to run as root: as root, the server runs as Debian's `postgres` user.
+# PostgreSQL refuses to run as root: as root, the server runs as Debian's `postgres` user, from
+# `/` (it may not enter the caller's folder: "could not change directory to ...: Permission denied").
 as_pg_user() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 start_postgres() {
@@ -79,9 +82,25 @@ start_postgres() {
     start >/dev/null || die "PostgreSQL did not start (see $data/server.log)"
   as_pg_user "$bin/psql" -h 127.0.0.1 -p "$port" -U custody -d postgres -qc "CREATE DATABASE custody_test" \
     || die "could not create the test database"
+  pg_passwords "$bin" "$data" "$port"
   echo "export CUSTODY_TEST_PG=postgresql://custody@127.0.0.1:$port/custody_test" >>"$STATE/env.partial"
   echo "export CUSTODY_TEST_PG_BIN=$bin" >>"$STATE/env.partial"
   say "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+}
+
+# `custody` (the tests' superuser) keeps trust; members of role custody_scram must give their
+# password (scram-sha-256), so a test can show a wrong one refused. Idempotent: also brings a
+# cluster started by an older services.sh up to date (reload, no restart).
+pg_passwords() {
+  local bin=$1 data=$2 port=$3 hba=$2/db/pg_hba.conf
+  as_pg_user "$bin/psql" -h 127.0.0.1 -p "$port" -U custody -d postgres -qAtc \
+    "SELECT 1 FROM pg_roles WHERE rolname = 'custody_scram'" | grep -q 1 \
+    || as_pg_user "$bin/psql" -h 127.0.0.1 -p "$port" -U custody -d postgres -qc \
+      "CREATE ROLE custody_scram NOLOGIN" || die "could not create role custody_scram"
+  if ! grep -q '+custody_scram' "$hba"; then
+    as_pg_user sh -c "{ echo 'host all +custody_scram 127.0.0.1/32 scram-sha-256'; cat '$hba'; } >'$hba.new' && mv '$hba.new' '$hba'"
+    as_pg_user "$bin/pg_ctl" -D "$data/db" reload >/dev/null || die "PostgreSQL did not reload $hba"
+  fi
 }
 
 start_ceph() {
@@ -197,6 +216,10 @@ case "${1:-}" in
     cat "$STATE/env"
     ;;
   stop) stop_all; say "stopped" ;;
+  pg-passwords)  # a running cluster from an older services.sh: add the scram rule (no restart)
+    [ -s "$STATE/env" ] || die "not running (bash scripts/services.sh start)"
+    port=$(sed -n 's/.*CUSTODY_TEST_PG=.*:\([0-9]*\)\/.*/\1/p' "$STATE/env")
+    pg_passwords "$(pg_bin)" "$STATE/pg" "$port"; say "PostgreSQL: custody_scram members need passwords" ;;
   env) [ -s "$STATE/env" ] || die "not running (bash scripts/services.sh start)"; cat "$STATE/env" ;;
-  *) echo "usage: bash scripts/services.sh start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/services.sh start|stop|env|pg-passwords" >&2; exit 2 ;;
 esac

@@ -94,6 +94,20 @@ class LedgerReadOnly(LedgerStoreError):
     """A write to a ledger on storage this process may only read."""
 
 
+class LedgerUnavailable(LedgerUnreadable):
+    """A ledger on a server (PostgreSQL) that cannot be used from here at all: nothing was read or
+    written."""
+
+
+class LedgerUnreachable(LedgerUnavailable):
+    """The ledger's database server does not answer (wrong address, server down, network)."""
+
+
+class LedgerAccessDenied(LedgerUnavailable):
+    """The database server refuses these credentials (unknown role, wrong password, no right to
+    connect or to read the ledger's tables)."""
+
+
 class NodeMissing(LedgerDamaged):
     """A Merkle tree node that must be stored (inside the tree) is not: the ledger is damaged."""
 
@@ -267,6 +281,11 @@ class LedgerReads(Protocol):
         """The stored hash of a complete tree node, or NodeMissing."""
         ...
 
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored hashes of these (level, index) nodes, in one request where the store is
+        remote; a node not stored is absent from the answer (not an error)."""
+        ...
+
 
 class LedgerTransaction(LedgerReads, Protocol):
     """One write transaction holding the ledger's write lock: every write lands or none does,
@@ -325,6 +344,11 @@ class Ledger(LedgerReads, Protocol):
     def recorded(self, item: str) -> bool: ...
     def metadata_items(self) -> Iterator[str]: ...
     def all_metadata(self) -> Iterator[tuple[str, bytes]]: ...
+    def set_aside_metadata(self) -> Iterator[tuple[str, bytes, str]]:
+        """Every unsigned metadata document `put_metadata` set aside: (sha256, doc, when set
+        aside), in the order they were set aside (`custody migrate` copies them)."""
+        ...
+
     def checkpoints(self) -> list[CheckpointRow]: ...
     def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None: ...
     def checkpoint_extras(self, checkpoint_id: int | None = None) -> list[CheckpointExtra]: ...

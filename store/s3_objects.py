@@ -17,11 +17,16 @@ Satisfies store.ports.ObjectStore.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import errno
 import hashlib
+import os
 import tempfile
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,6 +68,8 @@ from store.ports import (
 
 MULTIPART = 64 << 20  # files this large or larger go up in parts
 PART = 16 << 20
+FRESH_KEPT = 4  # spooled copies kept after a put, for the metadata read that follows
+UPLOAD_LANES = 4  # parts sent at once (each in memory while it goes)
 DEFAULT_RETENTION_DAYS = 3650  # ten years: trials come years after the events (docs/BACKENDS.md)
 MODE = "COMPLIANCE"  # no one, not even the account's root user, may shorten or remove it
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
@@ -122,6 +129,11 @@ class S3ObjectStore:
         self._base = f"{location.prefix}/sha256/" if location.prefix else "sha256/"
         self._client = client
         self._sound: dict[str, str] = {}  # the version each object was last read from, here
+        # The spooled copies of the last objects put: the bytes hashed to their name as they were
+        # written, so the read that follows an ingest (metadata) needs no download.
+        self._fresh: OrderedDict[str, Path] = OrderedDict()
+        self._fresh_lock = threading.Lock()  # puts may run in several threads of an ingest
+        atexit.register(self._forget_fresh)
 
     @property
     def client(self) -> Any:
@@ -257,28 +269,54 @@ class S3ObjectStore:
         """Spool while hashing, then upload under the SHA-256 with retention, unless a sound
         version is there already. Source read errors pass through; nothing is uploaded then."""
         try:
-            spool = tempfile.TemporaryFile(dir=self.spool, prefix="put-")  # noqa: SIM115
+            handle, name = tempfile.mkstemp(dir=self.spool, prefix="put-")
         except OSError as exc:
             raise ObjectWriteError(f"cannot make a temporary file: {exc.strerror or exc}",
                                    exc.errno) from None
-        with spool:
-            digests = self._fill(spool, stream)
-            try:
-                version, _ = self._sound_version(digests.sha256)
-                self._ensure_retention(self.key(digests.sha256), version)
-                return PutResult(digests=digests, created=False)
-            except ObjectMissing:
-                replaced = None
-            except ObjectCorrupt:
-                replaced = self._foreign(digests.sha256)
-            except ObjectUnreadable as exc:
-                raise ObjectWriteError(f"cannot store an object in {self.label}: {exc}") from None
-            spool.seek(0)
-            if digests.size >= self.multipart_from:
-                self._upload_parts(spool, digests)
+        stored: str | None = None
+        try:
+            with os.fdopen(handle, "w+b") as spool:
+                digests = self._fill(spool, stream)
+                try:
+                    version, _ = self._sound_version(digests.sha256)
+                    self._ensure_retention(self.key(digests.sha256), version)
+                    stored = digests.sha256
+                    return PutResult(digests=digests, created=False)
+                except ObjectMissing:
+                    replaced = None
+                except ObjectCorrupt:
+                    replaced = self._foreign(digests.sha256)
+                except ObjectUnreadable as exc:
+                    raise ObjectWriteError(f"cannot store an object in {self.label}: "
+                                           f"{exc}") from None
+                spool.seek(0)
+                if digests.size >= self.multipart_from:
+                    self._upload_parts(spool, digests)
+                else:
+                    self._upload_one(spool, digests)
+                stored = digests.sha256
+            return PutResult(digests=digests, created=True, replaced=replaced)
+        finally:
+            if stored is None:
+                Path(name).unlink(missing_ok=True)
             else:
-                self._upload_one(spool, digests)
-        return PutResult(digests=digests, created=True, replaced=replaced)
+                self._keep_fresh(stored, Path(name))
+
+    def _keep_fresh(self, sha256: str, path: Path) -> None:
+        path.chmod(0o400)
+        with self._fresh_lock:
+            old = self._fresh.pop(sha256, None)
+            self._fresh[sha256] = path
+            evicted = [self._fresh.popitem(last=False)[1]
+                       for _ in range(len(self._fresh) - FRESH_KEPT)]
+        for stale in [*evicted, *([old] if old is not None else [])]:
+            stale.unlink(missing_ok=True)
+
+    def _forget_fresh(self) -> None:
+        with self._fresh_lock:
+            stale, self._fresh = list(self._fresh.values()), OrderedDict()
+        for path in stale:
+            path.unlink(missing_ok=True)
 
     def _fill(self, spool: IO[bytes], stream: ByteSource) -> Digests:
         hasher = MultiHasher()
@@ -323,15 +361,7 @@ class S3ObjectStore:
             raise self._write_error(exc) from None
         upload_id = upload["UploadId"]
         try:
-            parts = []
-            number = 1
-            while data := spool.read(self.part_size):
-                sha = _b64(hashlib.sha256(data).digest())
-                done = self.client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
-                    ContentMD5=_b64(hashlib.md5(data).digest()), ChecksumSHA256=sha)
-                parts.append({"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": sha})
-                number += 1
+            parts = self._send_parts(spool, bucket, key, upload_id)
             done = self.client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
         except (ClientError, BotoCoreError, OSError) as exc:
@@ -341,6 +371,31 @@ class S3ObjectStore:
                 pass  # left as an unfinished write: listed, harmless
             raise self._write_error(exc) from None
         self._ensure_retention(key, done.get("VersionId"))
+
+    def _send_parts(self, spool: IO[bytes], bucket: str, key: str,
+                    upload_id: str) -> list[dict[str, Any]]:
+        """Upload the parts UPLOAD_LANES at a time (a part's round trip is mostly waiting on the
+        store), at most UPLOAD_LANES parts in memory; the first failure is raised."""
+        parts: list[dict[str, Any]] = []
+        in_flight: deque[Future[dict[str, Any]]] = deque()
+        with ThreadPoolExecutor(max_workers=UPLOAD_LANES) as lanes:
+            number = 1
+            while data := spool.read(self.part_size):
+                if len(in_flight) >= UPLOAD_LANES:
+                    parts.append(in_flight.popleft().result())
+                in_flight.append(lanes.submit(self._send_part, bucket, key, upload_id, number,
+                                              data))
+                number += 1
+            parts.extend(f.result() for f in in_flight)
+        return parts
+
+    def _send_part(self, bucket: str, key: str, upload_id: str, number: int,
+                   data: bytes) -> dict[str, Any]:
+        sha = _b64(hashlib.sha256(data).digest())
+        done = self.client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
+            ContentMD5=_b64(hashlib.md5(data).digest()), ChecksumSHA256=sha)
+        return {"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": sha}
 
     def _ensure_retention(self, key: str, version: str | None) -> None:
         """Set retention on a version that has none, or whose retention lapsed: radosgw 16 ignores
@@ -392,7 +447,17 @@ class S3ObjectStore:
 
     @contextmanager
     def local_file(self, sha256: str) -> Iterator[Path]:
-        """A verified temporary copy, removed on exit."""
+        """A verified temporary copy, removed on exit: the spooled copy of an object this store
+        just put (hashed to its name as it was written), else a download checked as it is read."""
+        with self._fresh_lock:
+            fresh = self._fresh.pop(sha256, None)  # popped: no eviction can remove it now
+        if fresh is not None:
+            try:
+                if fresh.exists() and self.has(sha256):  # still stored: a listing, no download
+                    yield fresh
+                    return
+            finally:
+                fresh.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory(dir=self.spool, prefix="object-") as folder:
             path = Path(folder) / sha256
             with self.open(sha256) as reader, open(path, "wb") as out:

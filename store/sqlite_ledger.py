@@ -294,6 +294,15 @@ class _Reads:
             raise NodeMissing(f"tree node ({level}, {idx}) is missing")
         return bytes(r[0])
 
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
+        for level, idx in keys:  # a local file: one query each costs microseconds
+            r = self.conn.execute("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?",
+                                  (level, idx)).fetchone()
+            if r is not None:
+                found[(level, idx)] = bytes(r[0])
+        return found
+
 
 class SqliteTransaction(_Reads):
     """Appends inside one IMMEDIATE transaction: all rows of a batch land together or none do."""
@@ -516,6 +525,10 @@ class SqliteLedger(_Reads):
         with self._reading():
             return super().get_node(level, idx)
 
+    def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        with self._reading():
+            return super().get_nodes(keys)
+
     def items(self) -> list[str]:
         """Every item with an ingest entry, in order of first ingest."""
         with self._reading() as conn:
@@ -557,6 +570,14 @@ class SqliteLedger(_Reads):
         with self._reading() as conn:
             for r in conn.execute("SELECT sha256, doc FROM metadata ORDER BY sha256"):
                 yield r[0], bytes(r[1])
+
+    def set_aside_metadata(self) -> Iterator[tuple[str, bytes, str]]:
+        with self._reading() as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                return  # a version-1 file (never written since) has set nothing aside
+            cur = conn.execute("SELECT sha256, doc, set_aside FROM metadata_set_aside ORDER BY id")
+            for r in cur:
+                yield r[0], bytes(r[1]), r[2]
 
     def checkpoints(self) -> list[CheckpointRow]:
         with self._reading() as conn:

@@ -92,6 +92,18 @@ def made_key(_key_folder: Path):
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_bytecode(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The `python -m custody` processes the tests start (about 2,000) share compiled bytecode,
+    kept in this run's own temporary folder (pytest makes it 0700), even where the environment
+    sets PYTHONDONTWRITEBYTECODE: each would otherwise compile custody's modules again, about a
+    fifth of its start (docs/PERFORMANCE.md). Nothing is written in the source tree."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one for all workers
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(shared / "bytecode")
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / "archive", tmp_path / "keys" / "alice.key")
@@ -172,3 +184,34 @@ def s3_services() -> dict[str, str]:
     if env is None:
         pytest.skip(why)
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_services() -> dict[str, str]:
+    """The real PostgreSQL of scripts/services.sh (same start as `s3_services`): CUSTODY_TEST_PG
+    is a superuser URL; each test makes its own database (tests/s3_services.py new_database).
+    Skips saying why only when it cannot start; fails under CUSTODY_REQUIRE_SERVICES."""
+    from tests.s3_services import PG_NEEDED, services_env
+
+    env, why = services_env(PG_NEEDED)
+    if env is None and os.environ.get("CUSTODY_REQUIRE_SERVICES"):
+        pytest.fail(why)
+    if env is None:
+        pytest.skip(why)
+    return env
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_services: dict[str, str]) -> str:
+    """A superuser URL of the services' PostgreSQL."""
+    return pg_services["CUSTODY_TEST_PG"]
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A database of this test's own (random name), dropped afterwards."""
+    from tests.s3_services import drop_database, new_database
+
+    url = new_database(pg_server)
+    yield url
+    drop_database(pg_server, url)

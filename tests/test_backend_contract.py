@@ -21,6 +21,7 @@ import pytest
 
 from custody.core import merkle
 from store.local_objects import LocalObjectStore
+from store.pg_ledger import SCHEMA, PostgresLedger
 from store.ports import (
     EntryRow,
     Ledger,
@@ -38,7 +39,14 @@ from store.ports import (
 )
 from store.s3_objects import S3Location, S3ObjectStore
 from store.sqlite_ledger import SqliteLedger
-from tests.s3_services import new_bucket
+from tests.s3_services import (
+    drop_database,
+    drop_role,
+    new_bucket,
+    new_database,
+    new_role,
+    url_as,
+)
 
 # Harnesses ------------------------------------------------------------------------------------
 
@@ -129,6 +137,8 @@ class LedgerHarness:
     attach: Callable[[Path], Ledger]  # another connection to the same ledger (another process)
     destroy: Callable[[Path, str], None]  # "missing" or "junk"
     on_small_disk: Callable[[Path, Callable[[Path, str], Path]], Ledger] | None = None
+    needs_services: bool = False  # the real PostgreSQL of scripts/services.sh (pg_services)
+    dispose: Callable[[Path], None] = lambda folder: None  # what the test leaves on a server
 
 
 def _sqlite_create(folder: Path) -> Ledger:
@@ -153,8 +163,44 @@ def _sqlite_small_disk(folder: Path, mount: Callable[[Path, str], Path]) -> Ledg
     return _sqlite_create(folder)
 
 
+def _pg_url(folder: Path) -> str:
+    return (folder / "pg.url").read_text()
+
+
+def _pg_create(folder: Path) -> Ledger:
+    """A database of its own (random name), its URL kept in the folder for `attach`."""
+    url = new_database()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pg.url").write_text(url)
+    ledger = PostgresLedger(url)
+    ledger.create()
+    return ledger
+
+
+def _pg_attach(folder: Path) -> Ledger:
+    return PostgresLedger(_pg_url(folder))
+
+
+def _pg_destroy(folder: Path, how: str) -> None:
+    import psycopg
+
+    if how == "missing":
+        drop_database(_pg_url(folder))
+        return
+    with psycopg.connect(_pg_url(folder), autocommit=True) as conn:  # something else's tables
+        conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+        conn.execute("CREATE TABLE entries (x integer)")
+
+
+def _pg_dispose(folder: Path) -> None:
+    if (folder / "pg.url").exists():
+        drop_database(_pg_url(folder))
+
+
 LEDGERS = [LedgerHarness("sqlite", _sqlite_create, _sqlite_attach, _sqlite_destroy,
-                         _sqlite_small_disk)]
+                         _sqlite_small_disk),
+           LedgerHarness("postgresql", _pg_create, _pg_attach, _pg_destroy,
+                         needs_services=True, dispose=_pg_dispose)]
 
 
 @pytest.fixture(params=OBJECT_STORES, ids=lambda h: h.name)
@@ -170,8 +216,12 @@ def objects(harness: ObjectHarness, tmp_path: Path, request: pytest.FixtureReque
 
 
 @pytest.fixture(params=LEDGERS, ids=lambda h: h.name)
-def lharness(request: pytest.FixtureRequest) -> LedgerHarness:
-    return request.param  # type: ignore[no-any-return]
+def lharness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerHarness]:
+    made: LedgerHarness = request.param
+    if made.needs_services:
+        request.getfixturevalue("pg_services")
+    yield made
+    made.dispose(tmp_path)
 
 
 @pytest.fixture
@@ -399,6 +449,12 @@ def test_tree_nodes_give_the_roots_and_proofs_of_the_in_memory_builder(ledger: L
     assert ledger.nodes_beyond(37, 10) == []
     with pytest.raises(NodeMissing):
         get(0, 37)
+    # one request for a proof's nodes: the stored ones, exactly; a node not stored is left out
+    named = merkle.inclusion_proof_nodes(20, 37) + [(0, 37), (9, 0)]
+    found = ledger.get_nodes(named)
+    assert found == {k: get(*k) for k in named[:-2]}
+    assert merkle.inclusion_proof(20, 37, merkle.prefetched(found, get)) \
+        == merkle.inclusion_proof(20, 37, get)
 
 
 def test_metadata_rows(ledger: Ledger) -> None:
@@ -542,14 +598,144 @@ def test_a_large_object_goes_up_in_parts_each_checked(
     s3_services: dict[str, str], tmp_path: Path
 ) -> None:
     """S3 only: from `multipart_from` bytes a put is a multipart upload (here 5 MiB parts, the
-    least S3 allows), each part with its MD5 and SHA-256; the object reads back whole."""
+    least S3 allows), each part with its MD5 and SHA-256, several at once; the object reads back whole."""
     store = S3ObjectStore(S3Location(new_bucket(), "big", os.environ["CUSTODY_S3_ENDPOINT"]),
                           retention_days=1, spool=tmp_path, multipart_from=5 << 20,
                           part_size=5 << 20)
-    data = os.urandom((11 << 20) + 3)
+    data = os.urandom((26 << 20) + 3)  # six parts: more than the upload lanes, sent 4 at once
     put = store.put(io.BytesIO(data))
     head = store.client.head_object(Bucket=store.location.bucket, Key=store.key(_sha(data)))
-    assert put.created and head["ETag"].strip('"').endswith("-3")  # three parts
+    assert put.created and head["ETag"].strip('"').endswith("-6")  # six parts, in order
     assert head["ObjectLockMode"] == "COMPLIANCE"
     assert store.check(_sha(data)) == len(data) and _read_all(store, _sha(data)) == data
     assert store.unfinished_writes() == []
+
+
+def test_the_read_after_an_s3_put_uses_the_spooled_copy_and_leaves_nothing(
+    s3_services: dict[str, str], tmp_path: Path
+) -> None:
+    """S3 only: the metadata read that follows an ingest gets the copy spooled (and hashed) by the
+    put instead of a download; at most FRESH_KEPT such copies stay, each removed once read, and a
+    put that fails keeps none."""
+    from store.s3_objects import FRESH_KEPT
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = S3ObjectStore(S3Location(new_bucket(), "fresh", os.environ["CUSTODY_S3_ENDPOINT"]),
+                          retention_days=1, spool=spool)
+    blobs = [os.urandom(1000 + i) for i in range(FRESH_KEPT + 2)]
+    for blob in blobs:
+        store.put(io.BytesIO(blob))
+    kept = sorted(p.name for p in spool.iterdir())
+    assert len(kept) == FRESH_KEPT and all(name.startswith("put-") for name in kept)
+    newest = blobs[-1]
+    with store.local_file(_sha(newest)) as path:
+        assert path.parent == spool and path.read_bytes() == newest  # no download
+    assert len(list(spool.iterdir())) == FRESH_KEPT - 1  # removed once read
+    with store.local_file(_sha(blobs[0])) as path:  # evicted: downloaded, checked, removed
+        assert path.parent != spool and path.read_bytes() == blobs[0]
+    with pytest.raises(OSError):
+        store.put(_FailingSource(b"x" * 5000))
+    assert len(list(spool.iterdir())) == FRESH_KEPT - 1  # the failed put kept nothing
+    store._forget_fresh()  # what runs at exit
+    assert list(spool.iterdir()) == []
+
+
+class _FailingSource(io.RawIOBase):
+    """A source that fails after its first bytes (a drive pulled mid-read)."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.first:
+            n = len(self.first)
+            buffer[:n] = self.first
+            self.first = b""
+            return n
+        raise OSError(5, "Input/output error")
+
+
+# PostgreSQL: the database itself refuses a change ---------------------------------------------
+
+
+@pytest.fixture
+def pg_url(pg_services: dict[str, str]) -> Iterator[str]:
+    url = new_database()
+    yield url
+    drop_database(url)
+
+
+def _as_superuser(url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+CHANGES = [f"UPDATE {SCHEMA}.entries SET actor = 'x'", f"DELETE FROM {SCHEMA}.entries",
+           f"TRUNCATE {SCHEMA}.entries", f"UPDATE {SCHEMA}.metadata SET doc = 'x'",
+           f"DELETE FROM {SCHEMA}.merkle_nodes", f"TRUNCATE {SCHEMA}.checkpoints CASCADE",
+           f"UPDATE {SCHEMA}.checkpoint_extras SET data = 'x'",
+           f"INSERT INTO {SCHEMA}.entries (seq, body, signature, leaf_hash, time, actor, action) "
+           "VALUES (7, '', '', '', '', '', 'init')"]
+
+
+@pytest.mark.parametrize("statement", CHANGES, ids=lambda s: " ".join(s.split()[:2]))
+def test_postgres_triggers_refuse_update_delete_truncate_even_to_a_superuser(
+    pg_url: str, statement: str
+) -> None:
+    import psycopg
+
+    ledger = PostgresLedger(pg_url)
+    ledger.create()
+    _append(ledger, [_entry(0, "init"), _entry(1, "ingest", "aa" * 32)])
+    with ledger.writing() as tx:
+        tx.put_metadata("bb" * 32, b"{}")
+        cp = tx.put_checkpoint(2, "note\n", "2026-01-01T00:00:00Z")
+        tx.put_checkpoint_extra(cp.id, "cosignature", "sig", "2026-01-01T00:00:00Z")
+    with pytest.raises(psycopg.errors.RaiseException, match="refused"):
+        _as_superuser(pg_url, statement)  # the tests' role is a superuser: no privilege stops it
+    assert [r.seq for r in ledger.rows()] == [0, 1] and len(ledger.checkpoints()) == 1
+    ledger.close()
+
+
+def test_postgres_writer_role_may_append_but_not_update_delete_or_truncate(pg_url: str) -> None:
+    import psycopg
+
+    writer = new_role()
+    try:
+        PostgresLedger(pg_url).create(writer=writer)  # as the owner (here the superuser)
+        ledger = PostgresLedger(url_as(pg_url, writer))
+        _append(ledger, [_entry(0, "init"), _entry(1, "ingest", "aa" * 32)])
+        with ledger.writing() as tx:
+            tx.put_metadata("bb" * 32, b'{"planted":true}')
+            tx.put_metadata("bb" * 32, b'{"read":true}')  # a new version: no UPDATE needed
+            tx.put_checkpoint(2, "note\n", "2026-01-01T00:00:00Z")
+        assert ledger.metadata("bb" * 32) == b'{"read":true}'
+        assert list(ledger.set_aside_metadata())[0][:2] == ("bb" * 32, b'{"planted":true}')
+        ledger.close()
+        with psycopg.connect(url_as(pg_url, writer), autocommit=True) as conn:
+            for statement in CHANGES[:-1]:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)  # refused before any trigger runs
+        assert [r.seq for r in PostgresLedger(pg_url).rows()] == [0, 1]
+    finally:
+        drop_database(pg_url)
+        drop_role(writer)
+
+
+def test_a_postgres_role_without_privileges_is_refused_as_unreadable(pg_url: str) -> None:
+    """SQLite's unreadable file (skipped as root) is, on a server, a role that may connect but
+    was granted nothing on the ledger: LedgerAccessDenied, a LedgerUnreadable, on every read."""
+    PostgresLedger(pg_url).create()
+    stranger = new_role()
+    try:
+        ledger = PostgresLedger(url_as(pg_url, stranger))
+        for read in (lambda lg: lg.size(), lambda lg: lg.row(0), lambda lg: lg.items()):
+            with pytest.raises(LedgerUnreadable, match="may not be read"):
+                read(ledger)
+        ledger.close()
+    finally:
+        drop_database(pg_url)
+        drop_role(stranger)

@@ -68,6 +68,8 @@ VIOLATIONS = [
      "custody.ops.verify -> store.sqlite_ledger"),
     ("adapters-in-one-place", "custody.search.indexer", "from store.index import LocalIndex",
      "custody.search.indexer -> store.index"),
+    ("adapters-in-one-place", "custody.search.query", "import store.pg_index",
+     "custody.search.query -> store.pg_index"),
 ]
 
 

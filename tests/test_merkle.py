@@ -640,3 +640,28 @@ def test_module_is_pure() -> None:
     source = Path(merkle.__file__).read_text()
     for banned in ("import os", "import time", "import random", "open(", "cryptography", "sqlite"):
         assert banned not in source
+
+
+def test_the_nodes_a_proof_names_in_advance_are_exactly_the_nodes_it_reads() -> None:
+    """inclusion_proof_nodes / consistency_proof_nodes let a remote store send a proof's nodes in
+    one request: a proof built only from the nodes named gives the same path, and asks nothing
+    else (the fallback would fail the test)."""
+    store = Store(70)
+
+    def nothing_else(level: int, index: int) -> bytes:
+        raise AssertionError(f"node ({level}, {index}) was read but not named in advance")
+
+    for size in range(1, 71):
+        for index in range(size):
+            named = merkle.inclusion_proof_nodes(index, size)
+            found = {k: store.nodes[k] for k in named}
+            assert merkle.inclusion_proof(index, size, merkle.prefetched(found, nothing_else)) \
+                == merkle.inclusion_proof(index, size, store.view(size))
+        for old in range(1, size + 1):
+            named = merkle.consistency_proof_nodes(old, size)
+            found = {k: store.nodes[k] for k in named}
+            assert merkle.consistency_proof(old, size, merkle.prefetched(found, nothing_else)) \
+                == merkle.consistency_proof(old, size, store.view(size))
+    # a node the store did not return is asked of the fallback, whose error stands
+    with pytest.raises(AssertionError, match="was read but not named"):
+        merkle.inclusion_proof(3, 8, merkle.prefetched({}, nothing_else))

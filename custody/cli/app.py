@@ -31,10 +31,7 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
-from custody.metadata import provenance as c2pa_record
 from custody.metadata.isolation import harden_process
-from custody.ops import items as views
-from custody.ops import sidecars
 from custody.ops.archive import Archive, default_archive_path
 from custody.ops.backends import custody_error
 from custody.ops.keyfiles import (
@@ -46,6 +43,7 @@ from custody.ops.keyfiles import (
     weak_protection,
     write_new_key,
 )
+from store.index_port import IndexStoreError
 from store.ports import StoreError
 
 app = typer.Typer(
@@ -319,6 +317,7 @@ def init(
     objects: str = typer.Option(None, "--objects", help="Keep the objects in S3: s3://BUCKET/PREFIX (the bucket must have Object Lock) [a folder in the archive]"),
     s3_endpoint: str = typer.Option(None, "--s3-endpoint", envvar="CUSTODY_S3_ENDPOINT", help="The S3 endpoint URL, for a store other than AWS (Ceph, MinIO) [$CUSTODY_S3_ENDPOINT]"),
     retention_days: int = typer.Option(None, "--retention-days", help="Object Lock (COMPLIANCE) retention of each object, in days [3650]"),
+    ledger: str = typer.Option(None, "--ledger", help="Keep the ledger in PostgreSQL: postgresql://ROLE@HOST:PORT/DATABASE, no password in it (PGPASSWORD or ~/.pgpass) [SQLite in the archive]"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Make an archive and its archive key; the acting custodian becomes its first admin.
@@ -327,8 +326,16 @@ def init(
     needs at least 12 characters and must differ from the admin's own passphrase.
     With --objects s3://BUCKET/PREFIX the objects go to S3 under Object Lock (docs/BACKENDS.md);
     credentials come from the standard AWS environment or profile, never from the archive.
+    With --ledger postgresql://... the ledger goes to that (empty) database (docs/BACKENDS.md).
     """
-    from custody.ops.backends import s3_objects_config
+    from custody.ops.backends import pg_ledger_config, s3_objects_config
+
+    ledger_at = None
+    if ledger is not None:
+        try:
+            ledger_at = pg_ledger_config(ledger)
+        except ValueError as exc:
+            raise UsageError(f"--ledger: {exc}") from None
 
     store = None
     if objects is not None:
@@ -345,15 +352,58 @@ def init(
     warn_if_weakly_protected(path, "custody key passwd")
     archive_pass = passphrase(confirm=True, env=ARCHIVE_PASSPHRASE, what="archive key")
     check_archive_passphrase(archive_pass, admin_pass)
-    archive = Archive.create(root, name, admin, archive_pass, objects=store)
+    archive = Archive.create(root, name, admin, archive_pass, objects=store, ledger=ledger_at)
     info = {"archive": str(root), "name": name, "origin": archive.config.origin,
             "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}
+    if ledger_at is not None:
+        from custody.ops.backends import ledger_label
+
+        info["ledger"] = ledger_label(ledger_at)
     if store is not None:
         info["objects"] = f"s3://{store['bucket']}/{store['prefix']}".rstrip("/")
     if as_json:
         out_json(info)
     else:
         say(f"archive {root}: {name}, admin {admin.public.name} ({admin.key_id})")
+
+
+@app.command()
+def migrate(
+    to: Path = typer.Option(..., "--to", metavar="DIR", help="The new archive folder: absent or empty (or this archive's unfinished migration, to resume it)."),
+    ledger: str = typer.Option("sqlite", "--ledger", help="sqlite (DIR/ledger.db) or postgresql://… [sqlite]"),
+    objects: str = typer.Option("folder", "--objects", help="folder (DIR/objects) or s3://BUCKET/PREFIX (the bucket must have Object Lock) [folder]"),
+    s3_endpoint: str = typer.Option(None, "--s3-endpoint", envvar="CUSTODY_S3_ENDPOINT", help="The S3 endpoint URL, for a store other than AWS (Ceph, MinIO) [$CUSTODY_S3_ENDPOINT]"),
+    retention_days: int = typer.Option(None, "--retention-days", help="Object Lock (COMPLIANCE) retention of each object, in days [3650]"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Copy the archive (--archive) to other backends, checking every object and entry; the
+    source is only read. An admin signs the copy's last entry (`migrated`). Rerun the same
+    command to continue after an interruption (docs/BACKENDS.md, "Moving an archive")."""
+    from custody.cli.progress import StageProgress
+    from custody.ops.backends import ledger_config, s3_objects_config
+    from custody.ops.migrate import Target
+    from custody.ops.migrate import migrate as copy_archive
+
+    store = None
+    if objects != "folder":
+        try:
+            store = s3_objects_config(objects, s3_endpoint, retention_days)
+        except ValueError as exc:
+            raise UsageError(f"--objects: {exc}") from None
+    elif retention_days is not None:
+        raise UsageError("--retention-days applies to --objects s3://... only")
+    ledger_config(ledger)  # a usage error before anything is opened
+    source = open_archive()
+    key = acting_key()
+    with StageProgress("migrate") as progress:
+        done = copy_archive(source, key, Target(to, ledger, store), progress)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(f"migrated {done.entries} entries and {done.objects} objects to {to}; sealed by "
+            f"entry {done.seq}; root {done.root}")
+    for path in done.quarantined_in_source:
+        err(f"custody: note: {path} (set aside in the source, not an object) was not copied")
 
 
 @app.command()
@@ -510,6 +560,8 @@ def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, tota
 @app.command("list")
 def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every item, in order of first ingest."""
+    from custody.ops import items as views
+
     rows = views.listing(open_archive())
     if as_json:
         out_json(rows)
@@ -540,6 +592,8 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One item: hashes, metadata, names seen and its full history."""
+    from custody.ops import items as views
+
     archive = open_archive()
     data = views.show(archive, archive.resolve_item(item))
     if as_json:
@@ -560,6 +614,8 @@ def _place(gps: dict[str, Any] | None, problems: list[str] | None = None) -> str
 
 def c2pa_pairs(data: dict[str, Any]) -> list[tuple[str, object]]:
     """`show`'s C2PA lines: the verdict first (INVALID in capitals), then what it rests on."""
+    from custody.metadata import provenance as c2pa_record
+
     found = c2pa_record.c2pa_of(data["metadata"])
     if found is None:
         return [("c2pa", "no manifest")]
@@ -593,6 +649,7 @@ def lineage_lines(data: dict[str, Any]) -> list[tuple[str, object]]:
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
     from custody.metadata.clocks import listed_once
+    from custody.ops import sidecars
 
     device = " ".join(str(v) for v in (data["device"] or {}).values() if v) or "-"
     holder = data["holder"]
@@ -659,6 +716,8 @@ def log(
         display.stdout_state.json_written = True  # lines may follow: no error document after them
         write(sys.stdout, archive, target)
         return
+    from custody.ops import items as views
+
     rows = views.log(archive, archive.resolve_item(item) if item else None)
     for text in display.table(
         ["SEQ", "TIME (UTC)", "ACTION", "ITEM", "BY"],
@@ -1577,7 +1636,12 @@ def plain_help(command: Any) -> Any:
 
 
 def command() -> Any:
-    return plain_help(typer.main.get_command(app))
+    built = typer.main.get_command(app)
+    try:  # typer's coercion without pydantic where it needs none (custody/cli/coercion.py)
+        from custody.cli.coercion import fast_coercion
+    except ImportError:  # a typer whose internals moved: its own coercion, slower, the same values
+        return plain_help(built)
+    return plain_help(fast_coercion(built))
 
 
 ERROR_KINDS = {"CustodyError": "error"}
@@ -1617,7 +1681,7 @@ def main(argv: list[str] | None = None) -> None:
     except CustodyError as exc:
         problems = exc.problems if isinstance(exc, VerificationFailed) else None
         _fail(exc.message, exc.exit_code, _kind(exc), as_json, exc.hint, problems)
-    except StoreError as exc:  # a backend's error, said as custody_error says it (one mapping)
+    except (StoreError, IndexStoreError) as exc:  # a backend's error, said as custody_error says it (one mapping)
         said = custody_error(exc)
         problems = said.problems if isinstance(said, VerificationFailed) else None
         _fail(said.message, said.exit_code, _kind(said), as_json, said.hint, problems)

@@ -95,3 +95,32 @@ class IngestProgress(ByteProgress):
         else:
             # The record of what was stored belongs on stdout (the bar lives on stderr).
             print(line, file=sys.stdout, flush=True)
+
+
+class StageProgress:
+    """`custody migrate`'s bar on stderr (terminals only): one task per stage, done of total."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._console = Console(stderr=True)
+        self._bar: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> StageProgress:
+        if self._console.is_terminal:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"),
+                                 TimeRemainingColumn(), console=self._console, transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(f"{self.label} {stage}", total=total)
+        self._bar.update(self._tasks[stage], completed=done, total=total)

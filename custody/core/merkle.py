@@ -132,6 +132,38 @@ def consistency_proof(old_size: int, new_size: int, get_node: GetNode) -> list[b
     return proof
 
 
+def inclusion_proof_nodes(index: int, size: int) -> list[tuple[int, int]]:
+    """The stored nodes `inclusion_proof(index, size, ...)` reads, in order. Which nodes a proof
+    needs follows from the tree's shape alone, so a store across a network can send them all in
+    one request (Ledger.get_nodes) instead of one round trip each."""
+    wanted: list[tuple[int, int]] = []
+    inclusion_proof(index, size, _recorder(wanted))
+    return wanted
+
+
+def consistency_proof_nodes(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The stored nodes `consistency_proof(old_size, new_size, ...)` reads, in order."""
+    wanted: list[tuple[int, int]] = []
+    consistency_proof(old_size, new_size, _recorder(wanted))
+    return wanted
+
+
+def _recorder(wanted: list[tuple[int, int]]) -> GetNode:
+    def record(level: int, index: int) -> bytes:
+        wanted.append((level, index))
+        return bytes(32)  # any hash: only the calls matter
+    return record
+
+
+def prefetched(found: dict[tuple[int, int], bytes], fallback: GetNode) -> GetNode:
+    """A get_node answering from nodes fetched beforehand; anything else (a node the store did
+    not return) is asked of `fallback`, whose error names what is missing."""
+    def get(level: int, index: int) -> bytes:
+        node = found.get((level, index))
+        return node if node is not None else fallback(level, index)
+    return get
+
+
 class TreeBuilder:
     """An in-memory RFC 9162 tree over leaf hashes: O(1) amortised per append, O(log n) state.
 

@@ -42,10 +42,12 @@ from custody.errors import (
     VerificationFailed,
 )
 from custody.ops.backends import (
+    create_ledger,
     create_objects,
     custody_error,
-    local_backends,
+    ledger_label,
     open_backends,
+    prepare_ledger,
     prepare_objects,
 )
 from custody.ops.keyfiles import check_new_passphrase, load_key, write_new_key
@@ -64,6 +66,22 @@ FORMAT = "custody-archive"
 FORMAT_VERSION = 1
 CONFIG = "custody.json"
 PRIVATE_FOLDER, PRIVATE_FILE = 0o700, 0o600  # whatever the umask: evidence is owner-only
+
+
+def _check_identity(ledger: Ledger, stated: ArchiveConfig, label: str) -> None:
+    """A ledger on a server is shared by address, so custody.json could name another archive's
+    database: its entry 0 must be this archive's genesis (same origin, same archive key)."""
+    first = ledger.row(0)
+    if first is None:  # as a missing ledger.db: what was recorded is not there
+        raise VerificationFailed([f"the ledger {label} holds no entries: custody.json names the "
+                                  "wrong database, or it was emptied"])
+    signed = signed_config(first)
+    if signed is None:
+        return  # an entry 0 that is no sound init entry: verify names it (exit 1)
+    if signed.origin != stated.origin or signed.archive_key.raw != stated.archive_key.raw:
+        raise ArchiveError(f"the ledger {label} belongs to another archive ({signed.name}, "
+                           f"{signed.origin}), not this one ({stated.origin}): custody.json "
+                           "names the wrong database")
 
 
 def utc_now() -> str:
@@ -93,6 +111,7 @@ class ArchiveConfig:
     created: str
     extra: dict[str, Any] = field(default_factory=dict)
     objects: dict[str, Any] | None = None  # where the objects are (docs/BACKENDS.md); None: folder
+    ledger: dict[str, Any] | None = None  # where the ledger is (docs/BACKENDS.md); None: SQLite
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +126,7 @@ class ArchiveConfig:
             },
             "created": self.created,
             **({"objects": self.objects} if self.objects is not None else {}),
+            **({"ledger": self.ledger} if self.ledger is not None else {}),
         }
 
 
@@ -143,8 +163,10 @@ class Archive:
 
     @classmethod
     def create(cls, root: Path, name: str, admin: SigningKey, archive_passphrase: str,
-               *, objects: dict[str, Any] | None = None) -> Archive:
-        """`objects`: where the objects go (backends.s3_objects_config), None for the folder."""
+               *, objects: dict[str, Any] | None = None,
+               ledger: dict[str, Any] | None = None) -> Archive:
+        """`objects`: where the objects go (backends.s3_objects_config), None for the folder;
+        `ledger`: where the ledger is (backends.pg_ledger_config), None for SQLite in it."""
         root = Path(root)
         if (root / CONFIG).exists():
             raise ArchiveError(f"{root} already holds an archive")
@@ -153,6 +175,7 @@ class Archive:
         check_new_passphrase(archive_passphrase, "archive key")
         try:
             store = prepare_objects(root, objects)  # before anything is written
+            log = prepare_ledger(root, ledger)
         except StoreError as exc:
             raise custody_error(exc) from None
         root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
@@ -164,12 +187,13 @@ class Archive:
         now = utc_now()
         origin = f"custody.archive/{archive_key.key_id}"
         config = ArchiveConfig(
-            name=name, origin=origin, archive_key=archive_key.public, created=now, objects=objects
+            name=name, origin=origin, archive_key=archive_key.public, created=now, objects=objects,
+            ledger=ledger,
         )
-        local = local_backends(root)
+        index = open_backends(root, objects, ledger).index  # backends.index_for: where it goes
         create_objects(root, store)
-        local.ledger.create()
-        archive = cls(store, local.ledger, local.index, config, root=root, signed=True)
+        create_ledger(log)
+        archive = cls(store, log, index, config, root=root, signed=True)
         genesis = Draft(
             action="init",
             item=None,
@@ -216,13 +240,19 @@ class Archive:
             objects = raw.get("objects")
             if objects is not None and not isinstance(objects, dict):
                 raise ValueError("objects is not an object")
+            ledger = raw.get("ledger")
+            if ledger is not None and not isinstance(ledger, dict):
+                raise ValueError("ledger is not an object")
             config = ArchiveConfig(
                 name=raw["name"], origin=raw["origin"], archive_key=public, created=raw["created"],
-                objects=objects,
+                objects=objects, ledger=ledger,
             )
-            opened = open_backends(root, objects)
+            opened = open_backends(root, objects, ledger)
+            label = ledger_label(ledger)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{path} is damaged: {exc}") from None
+        if ledger is not None:
+            _check_identity(opened.ledger, config, label)
         return cls(opened.objects, opened.ledger, opened.index, config, root=root)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:

@@ -1,5 +1,5 @@
-"""The archive's backends: opening the local adapters, and the ONE place where a port's error
-becomes what a user is told (a CustodyError with its exit code).
+"""The archive's backends: opening the adapters custody.json names, and the ONE place where a
+port's error becomes what a user is told (a CustodyError with its exit code).
 
 A missing or corrupt object, and a missing or damaged ledger, are verification problems (exit 1):
 what was kept is not what was recorded. A full disk, storage that is read-only here, or one that
@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custody.errors import ArchiveError, CustodyError, DiskFull, VerificationFailed
+from custody.errors import ArchiveError, CustodyError, DiskFull, UsageError, VerificationFailed
 from store.index import LocalIndex
+from store.index_port import IndexLocation, IndexStoreError
 from store.local_objects import LocalObjectStore
 from store.ports import (
+    Ledger,
     LedgerDamaged,
     LedgerFull,
     LedgerStoreError,
@@ -44,8 +46,8 @@ class LocalBackends:
 @dataclass(frozen=True, slots=True)
 class Backends:
     objects: ObjectStore
-    ledger: SqliteLedger
-    index: LocalIndex
+    ledger: Ledger
+    index: IndexLocation
 
 
 def s3_objects_config(url: str, endpoint: str | None, retention_days: int | None) -> dict[str, Any]:
@@ -75,10 +77,59 @@ def _objects(root: Path, config: dict[str, Any] | None) -> ObjectStore:
                        f"{config.get('backend')!r}")
 
 
-def open_backends(root: Path, objects: dict[str, Any] | None) -> Backends:
-    """The backends custody.json names (`objects`: absent for the local folder)."""
-    local = local_backends(root)
-    return Backends(_objects(root, objects), local.ledger, local.index)
+def pg_ledger_config(url: str) -> dict[str, Any]:
+    """custody.json's `ledger` for a PostgreSQL ledger. ValueError for what is no postgresql://
+    URL, and for one carrying a password: custody.json would keep it (passwords come from
+    PGPASSWORD, ~/.pgpass or the libpq environment; docs/BACKENDS.md)."""
+    from store.pg_ledger import describe, has_password  # psycopg only when used
+
+    describe(url)
+    if has_password(url):
+        raise ValueError("the URL carries a password, which custody.json would keep: leave it "
+                         "out and give it in PGPASSWORD or ~/.pgpass")
+    return {"backend": "postgresql", "url": url}
+
+
+def ledger_label(config: dict[str, Any] | None) -> str:
+    """Where the ledger is, as a user may see it (never a password)."""
+    if config is None or config.get("backend", "sqlite") == "sqlite":
+        return LEDGER
+    from store.pg_ledger import describe
+
+    return describe(str(config["url"]))
+
+
+def _ledger(root: Path, config: dict[str, Any] | None) -> Ledger:
+    if config is None or config.get("backend", "sqlite") == "sqlite":
+        return SqliteLedger(root / LEDGER)
+    if config.get("backend") == "postgresql":
+        from store.pg_ledger import PostgresLedger  # psycopg only when used
+
+        return PostgresLedger(str(config["url"]))
+    raise ArchiveError(f"custody.json names a ledger this custody does not know: "
+                       f"{config.get('backend')!r}")
+
+
+def open_backends(root: Path, objects: dict[str, Any] | None,
+                  ledger: dict[str, Any] | None = None) -> Backends:
+    """The backends custody.json names (`objects`, `ledger`: absent for the local folder and
+    SQLite in it)."""
+    return Backends(_objects(root, objects), _ledger(root, ledger), index_for(root, ledger))
+
+
+def prepare_ledger(root: Path, config: dict[str, Any] | None) -> Ledger:
+    """Before init writes anything to the folder: a server ledger gets its schema now (refused,
+    with the port's error, when the database cannot be used or already holds a ledger); the
+    SQLite file is made later, in the new folder (`create_ledger`)."""
+    ledger = _ledger(root, config)
+    if not isinstance(ledger, SqliteLedger):
+        ledger.create()  # type: ignore[attr-defined]  # the server adapter's own setup
+    return ledger
+
+
+def create_ledger(ledger: Ledger) -> None:
+    if isinstance(ledger, SqliteLedger):
+        ledger.create()
 
 
 def prepare_objects(root: Path, objects: dict[str, Any] | None) -> ObjectStore:
@@ -104,8 +155,20 @@ def local_backends(root: Path) -> LocalBackends:
                          LocalIndex(root))
 
 
-def custody_error(exc: StoreError) -> CustodyError:
+def index_for(root: Path, ledger_config: dict[str, Any] | None) -> IndexLocation:
+    """Where the search index lives: beside a PostgreSQL ledger, in its database (schema
+    custody_index); else the folder's index.db."""
+    if ledger_config is not None and ledger_config.get("backend") == "postgresql":
+        from store.pg_index import PostgresIndexLocation  # psycopg only when used
+
+        return PostgresIndexLocation(str(ledger_config["url"]))
+    return LocalIndex(root)
+
+
+def custody_error(exc: StoreError | IndexStoreError) -> CustodyError:
     """What a user is told of a port's error, with its exit code: the one mapping."""
+    if isinstance(exc, IndexStoreError):  # derived data out of reach: nothing kept is wrong
+        return ArchiveError(f"search index: {exc}")
     if isinstance(exc, ObjectMissing | ObjectCorrupt | LedgerDamaged):
         return VerificationFailed([str(exc)])
     if isinstance(exc, LedgerFull):
@@ -117,3 +180,44 @@ def custody_error(exc: StoreError) -> CustodyError:
     if isinstance(exc, LedgerStoreError) and type(exc) is LedgerStoreError:
         return ArchiveError(f"nothing was recorded: {exc}")  # a write the ledger refused
     return ArchiveError(str(exc))  # unreadable here, read-only storage, a write that failed
+
+
+# `custody migrate` (custody/ops/migrate.py): the ledger a new archive's --ledger names -----------
+
+POSTGRESQL = ("postgresql://", "postgres://")
+
+
+def ledger_config(spec: str) -> dict[str, Any] | None:
+    """custody.json's `ledger` for a --ledger spec: None for `sqlite` (the default, DIR/ledger.db,
+    as custody.json has always meant), else what names the database. UsageError for a spec that
+    names no ledger this custody knows."""
+    if spec == "sqlite":
+        return None
+    if spec.startswith(POSTGRESQL):
+        try:
+            return pg_ledger_config(spec)
+        except ValueError as exc:
+            raise UsageError(f"--ledger: {exc}") from None
+    raise UsageError(f"--ledger {spec!r}: give sqlite or a postgresql://… URL")
+
+
+def target_ledger(root: Path, spec: str) -> Ledger:
+    """The ledger a --ledger spec names for the archive folder `root`, open: created empty when
+    there is none yet, else opened as it is (whose entries it holds is the caller's to check).
+    The ONE factory of a new archive's ledger (`custody migrate`)."""
+    ledger_config(spec)  # a spec no ledger answers to is a usage error
+    if spec == "sqlite":
+        ledger = SqliteLedger(root / LEDGER)
+        if ledger.path.exists():
+            ledger.open()
+        else:
+            ledger.create()
+        return ledger
+    from store.pg_ledger import PostgresLedger  # psycopg only when used
+
+    server = PostgresLedger(spec)
+    try:
+        server.open()  # a ledger is there (a resumed copy): whose it is, the caller checks
+    except LedgerDamaged:
+        server.create()  # an empty database: the schema, as init makes it
+    return server

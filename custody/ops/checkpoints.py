@@ -98,7 +98,9 @@ def inclusion(archive: Archive, seq: int, checkpoint_note: str | None = None) ->
     row = archive.ledger.row(seq)
     if row is None:
         raise NotFound(f"no entry {seq} in the ledger")
-    path = merkle.inclusion_proof(seq, cp.size, archive.ledger.get_node)
+    path = merkle.inclusion_proof(seq, cp.size, merkle.prefetched(
+        archive.ledger.get_nodes(merkle.inclusion_proof_nodes(seq, cp.size)),
+        archive.ledger.get_node))
     try:  # a proof is only handed out if it holds: stored nodes can be damaged or edited
         merkle.verify_inclusion(entries.leaf_hash(row.body), seq, cp.size, path, cp.root_hash)
     except merkle.ProofError as exc:
@@ -136,7 +138,9 @@ def consistency(archive: Archive, old_note: str, new_note: str | None = None) ->
     path = (
         []
         if old.size == new.size
-        else merkle.consistency_proof(old.size, new.size, archive.ledger.get_node)
+        else merkle.consistency_proof(old.size, new.size, merkle.prefetched(
+            archive.ledger.get_nodes(merkle.consistency_proof_nodes(old.size, new.size)),
+            archive.ledger.get_node))
     )
     try:
         merkle.verify_consistency(old.size, new.size, path, old.root_hash, new.root_hash)

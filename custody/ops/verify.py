@@ -32,6 +32,7 @@ from custody.errors import (
 from custody.ops.archive import Archive, registry_of, signed_config
 from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
+from custody.ops.migrate import migration_claims, migration_problems
 from custody.ops.verify_pool import PARALLEL_FROM, EntryFindings, VerifyPool
 from store.ports import (
     Ledger,
@@ -119,9 +120,12 @@ def _audit(
         archive.ledger.open()  # read-only, or says why it cannot
         pool.start(parallel=archive.ledger.size() >= PARALLEL_FROM)
         kept = _open_checkpoints(archive, report)
-        wanted = {cp.size for _, cp in kept} | {cp.size for cp in external}
+        moved = migration_claims(archive.ledger)  # a copy's `migrated` entries state a root
+        wanted = {cp.size for _, cp in kept} | {cp.size for cp in external} | \
+            {count for _, count, _ in moved}
         clock = now or datetime.now(UTC)
         ingested, roots = _check_ledger(archive, report, progress, wanted, clock, pool)
+        report.problems.extend(migration_problems(moved, roots))
         _check_checkpoints(archive, kept, roots, report)
         _check_external(external, roots, archive, report)
         check_extras(archive, report.problems, report.notices)

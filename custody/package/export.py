@@ -192,7 +192,8 @@ def _tag_files(
         "root_hash": issued.checkpoint.root_hash.hex(),
         "proofs": [
             {"leaf_index": seq, "proof": [_b64(h) for h in merkle.inclusion_proof(
-                seq, size, ledger.get_node)]}
+                seq, size, merkle.prefetched(
+                    ledger.get_nodes(merkle.inclusion_proof_nodes(seq, size)), ledger.get_node))]}
             for seq in sorted(rows)
         ],
     }

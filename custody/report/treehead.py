@@ -40,7 +40,8 @@ def sign(
     at = int(now.timestamp())
     signed = note.cosign(body, key_name(key.key_id), key, at)
     old = note.parse_checkpoint(note.split_note(row.note)[0])
-    path = merkle.consistency_proof(old.size, size, ledger.get_node)
+    path = merkle.consistency_proof(old.size, size, merkle.prefetched(
+        ledger.get_nodes(merkle.consistency_proof_nodes(old.size, size)), ledger.get_node))
     try:  # handed out only if it holds: stored nodes can be damaged or edited
         merkle.verify_consistency(old.size, size, path, old.root_hash, root)
     except merkle.ProofError as exc:
@@ -67,7 +68,9 @@ def inclusion(archive: Archive, seq: int, head: dict[str, Any], cp: note.Checkpo
     """An inclusion bundle (FORMAT.md §9.3) of entry `seq` against the custodian's tree head."""
     row = archive.ledger.row(seq)
     assert row is not None, seq
-    path = merkle.inclusion_proof(seq, cp.size, archive.ledger.get_node)
+    path = merkle.inclusion_proof(seq, cp.size, merkle.prefetched(
+        archive.ledger.get_nodes(merkle.inclusion_proof_nodes(seq, cp.size)),
+        archive.ledger.get_node))
     merkle.verify_inclusion(entries.leaf_hash(row.body), seq, cp.size, path, cp.root_hash)
     return proofs.inclusion_bundle(head["note"], seq, row.body, row.signature, path)
 
