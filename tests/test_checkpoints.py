@@ -173,8 +173,7 @@ def _rebuild(cli, bodies):
 
 def _bodies(cli):
     archive = Archive.open(cli.archive)
-    # each entry's signed members in format 1's shape (the rebuild re-signs them whole)
-    return [entries.parse(r.body).to_json() for r in archive.ledger.rows()]
+    return [canonical.decode(r.body) for r in archive.ledger.rows()]
 
 
 def edited_entry(cli):

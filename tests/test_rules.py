@@ -10,7 +10,6 @@ writer with their Merkle nodes (nothing in the operations' checks is on that pat
 from __future__ import annotations
 
 import hashlib
-import secrets
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,13 +71,12 @@ def forge(cli: Cli, signer: SigningKey, action: str, item: str | None, details: 
     """Sign and append one entry as the ledger's writer takes it, with no rule checked."""
     archive = Archive.open(cli.archive)
     with archive.ledger.writing() as writer:
-        when = time or utc_now()
-        statement = entries.sign_statement(entries.Statement(
-            log=archive.config.origin, actor=signer.key_id, action=action, item=item,
-            details=details, time=when, nonce=secrets.token_hex(16)), signer)
-        signed = entries.chain(statement, seq=writer.next_seq, time=when,
-                               prev=writer.tip_hash.hex() if writer.tip_hash is not None else None)
-        e = signed.entry()
+        e = entries.Entry(
+            log=archive.config.origin, seq=writer.next_seq, time=time or utc_now(),
+            actor=signer.key_id, action=action, item=item, details=details,
+            prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
+        )
+        signed = entries.sign(e, signer)
         writer.put_nodes(merkle.nodes_after_append(e.seq, signed.leaf_hash, writer.get_node))
         writer.append(EntryRow(seq=e.seq, body=signed.body, signature=signed.signature,
                                leaf_hash=signed.leaf_hash, time=e.time, actor=e.actor,

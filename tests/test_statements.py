@@ -1,8 +1,10 @@
 """Entry format 2: a custodian signs a statement away from the archive's write lock; the archive
-chains it (docs/FORMAT.md §5.8). Archives and packages of format 1 still verify."""
+chains it (docs/FORMAT.md §5.8). Local appends stay format 1 (signed whole, `seq` and `prev`
+included); a log mixes both formats; archives and packages of format 1 still verify."""
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import shutil
@@ -10,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from custody.core import canonical
 from custody.core import entry as entries
 from custody.core.signing import SigningKey
 from custody.ops.keyfiles import load_key
@@ -59,14 +62,93 @@ def test_format_1_archive_and_package_still_verify(tmp_path):
     assert r.code == 0, r.stderr
 
 
-def test_a_format_1_archive_grows_in_format_2_and_still_verifies(tmp_path):
+def _submit(cli: Cli, signed: entries.SignedStatement, name: str) -> int:
+    path = cli.tmp / f"{name}.json"
+    path.write_text(json.dumps(statement_file(signed)))
+    seqs: list[int] = cli("submit", path, "--json", check=True).json()["entries"]
+    return seqs[0]
+
+
+def mixed_cli(tmp_path) -> Cli:
+    """The format 1 archive grown with both formats interleaved: entries 7 and 9 are statements
+    signed 'on a device' and submitted (format 2), 8 and 10 a note and a tag signed here
+    (format 1)."""
+    cli = v1_cli(tmp_path)
+    assert _submit(cli, _note_statement(cli, "seen from the roof, before the others"), "s7") == 7
+    cli("note", CARBON[:12], "a note signed at the archive", check=True)
+    assert _submit(cli, _note_statement(cli, "a second statement from the field"), "s9") == 9
+    cli("tag", CARBON[:12], "strike", check=True)
+    return cli
+
+
+def test_local_appends_stay_format_1_and_only_submitted_statements_are_format_2(tmp_path):
     cli = v1_cli(tmp_path)
     cli("tag", CARBON[:12], "strike", check=True)
-    cli("verify", check=True)
+    last = json.loads(cli("log", "--json", check=True).stdout.splitlines()[-1])
+    assert last["entry_format"] == 1 and last["signed_at"] is None
+    assert last["statement_id"] is None
+    _submit(cli, _note_statement(cli, "from the field"), "s")
     last = json.loads(cli("log", "--json", check=True).stdout.splitlines()[-1])
     assert last["entry_format"] == 2 and last["statement_id"] and last["signed_at"]
-    cli("export", CARBON[:12], "--purpose", "hand over", "-o", tmp_path / "pkg", check=True)
-    assert cli("verify-package", tmp_path / "pkg").code == 0
+
+
+def test_an_archive_mixing_both_formats_verifies_exports_and_its_package_verifies_offline(
+        tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    cli = mixed_cli(tmp_path)
+    assert "OK: 11 entries" in cli("verify", check=True).stdout
+    log = [json.loads(x) for x in cli("log", "--json", check=True).stdout.splitlines()]
+    assert [e["entry_format"] for e in log] == [1] * 7 + [2, 1, 2, 1]
+    pkg = tmp_path / "pkg"
+    cli("export", CARBON[:12], "--purpose", "hand over", "-o", pkg, check=True)
+    nowhere = {"CUSTODY_ARCHIVE": str(tmp_path / "no-such-archive")}
+    r = cli("verify-package", pkg, "--json", env=nowhere)
+    assert r.code == 0 and r.json()["ok"], r.stdout + r.stderr
+    carried = {json.loads(line)["seq"]
+               for line in (pkg / "custody" / "ledger.jsonl").read_text().splitlines()}
+    assert {7, 8, 9, 10} <= carried
+    # docs/VERIFYING.md's script and openssl steps, on a format 2 and a format 1 entry
+    doc = (DATA.parent.parent / "docs" / "VERIFYING.md").read_text()
+    (tmp_path / "check.py").write_text(re.search(r"```python\n(.*?)```", doc, re.S).group(1))
+    proc = subprocess.run([sys.executable, str(tmp_path / "check.py"), str(pkg)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "all entries are in the checkpoint" in proc.stdout, (
+        proc.stdout + proc.stderr)
+    if shutil.which("openssl") is not None:
+        shell = re.search(r"```sh\n# openssl: one entry's signature\n(.*?)```", doc, re.S).group(1)
+        for seq in (7, 8):
+            proc = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                                   shell.replace("N=1 ", f"N={seq} ", 1)], cwd=pkg,
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0 and proc.stdout.count(
+                "Signature Verified Successfully") == 3, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("seq", [7, 8], ids=["format-2-statement", "format-1-entry"])
+def test_a_forged_entry_of_either_format_in_a_mixed_package_is_caught_offline(tmp_path, seq):
+    """A careful forger edits one entry's text in the package and recomputes the BagIt
+    manifests: the statement's or the entry's signature, and the inclusion proof, tell."""
+    from .test_package import rebag
+
+    cli = mixed_cli(tmp_path)
+    pkg = tmp_path / "pkg"
+    cli("export", CARBON[:12], "--purpose", "hand over", "-o", pkg, check=True)
+    ledger = pkg / "custody" / "ledger.jsonl"
+    lines = [json.loads(x) for x in ledger.read_text().splitlines()]
+    for line in lines:
+        if line["seq"] == seq:
+            value = json.loads(base64.b64decode(line["entry"]))
+            signed = value["statement"] if value["v"] == 2 else value
+            signed["details"]["text"] = "nothing was seen"
+            line["entry"] = base64.b64encode(canonical.encode(value)).decode()
+    ledger.write_text("".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines))
+    rebag(pkg)
+    r = cli("verify-package", pkg, env={"CUSTODY_ARCHIVE": str(tmp_path / "no-such-archive")})
+    assert r.code == 1, r.stdout + r.stderr
+    assert f"entry {seq}" in r.stdout + r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_statement_signed_without_the_lock_is_chained_later_and_verifies(tmp_path):
@@ -135,7 +217,8 @@ def _fields(s: entries.Statement) -> dict[str, object]:
 
 def test_an_outsider_checks_a_format_1_package_with_the_documented_tools(tmp_path):
     """docs/VERIFYING.md's Python script and openssl steps, on the package made before format 2
-    (tests/test_package.py runs them on a format 2 package)."""
+    (tests/test_package.py runs them on a package made now; the mixed-format test above, on
+    format 2 entries)."""
     import re
     import subprocess
     import sys

@@ -1,10 +1,11 @@
 """Ledger entries: the record of one event (ingest, sighting, enrolment, …), pure.
 
 An entry is an RFC 8785 canonical JSON object; its leaf hash is RFC 9162's SHA-256(0x00 || bytes).
-Format 1 entries are signed whole by their actor. Format 2 entries (written since) embed the
-custodian's signed *statement* (actor, action, item, details, their time, a nonce), which names
-nothing the archive assigns, and chain it (seq, prev, the archive's time): a custodian can sign
-far from the archive's write lock. docs/FORMAT.md §5 specifies both.
+Format 1 entries are signed whole by their actor, `seq` and `prev` included: every entry a
+custodian makes with their key at hand. Format 2 entries embed a custodian's signed *statement*
+(actor, action, item, details, their time, a nonce), which names nothing the archive assigns, and
+chain it (seq, prev, the archive's time): a statement signed on a field device, far from the
+archive's write lock. A log mixes both in any order. docs/FORMAT.md §5 specifies both.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def leaf_hash(body: bytes) -> bytes:
 
 
 def sign(entry: Entry, key: SigningKey) -> SignedEntry:
-    """A format 1 entry, signed whole (kept for old archives' tests; custody writes format 2)."""
+    """A format 1 entry, signed whole: what every local append writes (format 2 is only for
+    statements signed elsewhere, `chain`)."""
     if entry.actor != key.key_id:
         raise ValueError("an entry must be signed by its actor")
     body = entry.encode()

@@ -133,7 +133,6 @@ class Replay:
         self._originals: dict[str, str] = {}  # derivative -> original (docs/FORMAT.md §5.4.1)
         self._derivatives: dict[str, list[str]] = {}
         self._statements: dict[str, int] = {}  # statement id -> the entry that embeds it
-        self._first_v2: int | None = None  # the first format 2 entry: none of format 1 after it
 
     # Folding ------------------------------------------------------------------------------------
 
@@ -159,14 +158,8 @@ class Replay:
 
     def _violations(self, e: Entry) -> list[tuple[str, str]]:
         found = self._check_time(e)
-        if e.statement_id is not None:
+        if e.statement_id is not None:  # format 2; a log mixes both formats in any order
             found += self._check_statement(e)
-            if self._first_v2 is None:
-                self._first_v2 = e.seq
-        elif self._first_v2 is not None:
-            found.append(("entry-format", f"is a format {e.version} entry after format 2 entry "
-                                          f"{self._first_v2} (no going back to entries signed "
-                                          "whole)"))
         signer = self.registry.signer(e.actor, e.seq)
         if e.seq == 0:
             if e.action != "init":

@@ -3,8 +3,9 @@ store/ports.py), and the one way to append.
 
 The archive folder holds custody.json and keys/archive.key (+ .pub); where objects and entries are
 kept is the adapters' business (custody/ops/backends.py opens the local ones in the same folder).
-Every entry is appended through `Archive.append_signed`: `append` has the acting custodian sign
-each statement under the write lock, `append_statement` takes one a custodian signed elsewhere.
+Every entry is appended through `Archive.append`, where the acting custodian signs it whole (format
+1: `seq` and `prev` under their signature), or `Archive.append_statement`, which chains a statement
+a custodian signed elsewhere (format 2, docs/FORMAT.md §5.8).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -357,45 +357,45 @@ class Archive:
     def _append_one(
         self, writer: LedgerTransaction, key: SigningKey, draft: Draft, now: str
     ) -> entries.SignedEntry:
-        """The acting custodian's statement of `draft`, signed here (it names nothing the archive
-        assigns: the lock is held only because `decide` read the log), then chained."""
-        statement = entries.Statement(
-            log=self.config.origin, actor=key.key_id, action=draft.action, item=draft.item,
-            details=draft.details, time=now, nonce=secrets.token_hex(entries.NONCE_HEX // 2),
-        )
-        signed = entries.sign_statement(statement, key)
-        return self._chain(writer, signed, statement, now, draft.metadata)
-
-    def _chain(
-        self, writer: LedgerTransaction, signed: entries.SignedStatement,
-        statement: entries.Statement, now: str, metadata: bytes | None,
-    ) -> entries.SignedEntry:
-        """Place a signed statement (`statement`, parsed) at the log's end: the one way an
-        entry is written."""
-        seq = writer.next_seq
-        entry = entries.chain(
-            signed, seq=seq, time=now, statement=statement,
+        """A format 1 entry: the acting custodian signs it whole, `seq` and `prev` included, under
+        the write lock, so no one can move or drop it without breaking its signature."""
+        entry = entries.Entry(
+            log=self.config.origin,
+            seq=writer.next_seq,
+            time=now,
+            actor=key.key_id,
+            action=draft.action,
+            item=draft.item,
+            details=draft.details,
             prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
         )
-        if metadata is not None and statement.item is not None:
-            writer.put_metadata(statement.item, metadata)  # before the entry that records it
+        return self._write(writer, entries.sign(entry, key), entry, draft.metadata)
+
+    def _write(
+        self, writer: LedgerTransaction, signed: entries.SignedEntry, entry: entries.Entry,
+        metadata: bytes | None,
+    ) -> entries.SignedEntry:
+        """Write a signed entry (`entry`, parsed) at the log's end: the one way an entry is
+        written, whatever its format."""
+        if metadata is not None and entry.item is not None:
+            writer.put_metadata(entry.item, metadata)  # before the entry that records it
         # The tree's complete-subtree nodes grow with the log, in the same transaction, so proofs
         # never rebuild the tree (custody/core/merkle.py, docs/FORMAT.md §9.1). A ledger error
         # here is said by `writing`, after the rollback.
-        writer.put_nodes(merkle.nodes_after_append(seq, entry.leaf_hash, writer.get_node))
+        writer.put_nodes(merkle.nodes_after_append(entry.seq, signed.leaf_hash, writer.get_node))
         writer.append(
             EntryRow(
-                seq=seq,
-                body=entry.body,
-                signature=entry.signature,
-                leaf_hash=entry.leaf_hash,
-                time=now,
-                actor=statement.actor,
-                action=statement.action,
-                item=statement.item,
+                seq=entry.seq,
+                body=signed.body,
+                signature=signed.signature,
+                leaf_hash=signed.leaf_hash,
+                time=entry.time,
+                actor=entry.actor,
+                action=entry.action,
+                item=entry.item,
             )
         )
-        return entry
+        return signed
 
     def append_statement(
         self, signed: entries.SignedStatement, *, metadata: bytes | None = None,
@@ -442,12 +442,13 @@ class Archive:
                                        "is already in the log (a replay)")
             self._check_record(statement, metadata)
             tip = writer.tip_hash
-            entry = entries.chain(signed, seq=writer.next_seq, time=now, statement=statement,
-                                  prev=tip.hex() if tip is not None else None).entry()
+            chained = entries.chain(signed, seq=writer.next_seq, time=now, statement=statement,
+                                    prev=tip.hex() if tip is not None else None)
+            entry = chained.entry()
             broken = replayed(writer).apply(entry)  # every rule verify will hold it to
             if broken:
                 raise StatementRefused(f"statement refused: {broken[0]}")
-            return self._chain(writer, signed, statement, now, metadata)
+            return self._write(writer, chained, entry, metadata)
 
     def _check_record(self, statement: entries.Statement, metadata: bytes | None) -> None:
         """A first record names bytes the archive holds, and the metadata document it signs."""

@@ -7,7 +7,6 @@ the ledger's write lock, so two concurrent offers cannot both be recorded.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -49,19 +48,15 @@ def _checked_append(
     def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
         if "replay" not in state:
             state["replay"] = replayed(writer)
-        now = utc_now()
-        probe = entries.Entry(  # as `append` will write it: format 2, a statement of its own
+        probe = entries.Entry(
             log=archive.config.origin,
             seq=writer.next_seq,
-            time=now,
+            time=utc_now(),
             actor=key.key_id,
             action=draft.action,
             item=draft.item,
             details=draft.details,
             prev=None,
-            version=entries.STATEMENT_ENTRY_VERSION,
-            claimed_time=now,
-            statement_id=secrets.token_hex(32),
         )
         broken = [v for v in state["replay"].fold(probe) if not v.rule.startswith("time-")]
         if broken:  # all roll back on a refusal
