@@ -70,3 +70,10 @@ class VerificationFailed(CustodyError):
         first = self.problems[0] if self.problems else "unknown problem"
         more = f" (and {count - 1} more)" if count > 1 else ""
         super().__init__(f"verification failed: {first}{more}")
+
+
+class StatementRefused(CustodyError):
+    """A statement signed elsewhere that the archive will not append (docs/FORMAT.md §5.8):
+    malformed, altered, by a key not enrolled, beyond its role, or already in the log."""
+
+    exit_code = EXIT_PROBLEM

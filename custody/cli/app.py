@@ -1064,6 +1064,19 @@ def tag(
     _seqs_out([seq], f"tag {name}" + (" removed" if remove else ""), as_json)
 
 
+@app.command()
+def submit(
+    path: Path = typer.Argument(..., help="A statement file (docs/FORMAT.md §5.8) a custodian signed on their own device."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Append a statement a custodian signed elsewhere, without their key: refused whole (exit 1,
+    nothing appended) if altered, not theirs, beyond their role or already in the log."""
+    from custody.ops import statements
+
+    entry = statements.submit(open_archive(), read_text_arg(path, "statement")).entry()
+    _seqs_out([entry.seq], f"{entry.action} statement {entry.statement_id}", as_json)
+
+
 # Checkpoints and proofs ------------------------------------------------------------------------
 
 def archive_key(archive: Archive) -> SigningKey:

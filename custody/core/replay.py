@@ -132,6 +132,7 @@ class Replay:
         self._item_incidents: dict[str, list[str]] = {}
         self._originals: dict[str, str] = {}  # derivative -> original (docs/FORMAT.md §5.4.1)
         self._derivatives: dict[str, list[str]] = {}
+        self._statements: dict[str, int] = {}  # statement id -> the entry that embeds it
 
     # Folding ------------------------------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class Replay:
 
     def _violations(self, e: Entry) -> list[tuple[str, str]]:
         found = self._check_time(e)
+        if e.statement_id is not None:  # format 2; a log mixes both formats in any order
+            found += self._check_statement(e)
         signer = self.registry.signer(e.actor, e.seq)
         if e.seq == 0:
             if e.action != "init":
@@ -233,6 +236,24 @@ class Replay:
             return found  # not a mark for later entries: one forged date is one problem
         if self._latest is None or when > self._latest:
             self._latest, self._latest_seq = when, e.seq
+        return found
+
+    def _check_statement(self, e: Entry) -> list[tuple[str, str]]:
+        """A format 2 entry's statement: in the log once, and not dated after its entry."""
+        found: list[tuple[str, str]] = []
+        sid = str(e.statement_id)
+        if sid in self._statements:
+            found.append(("statement-replay", f"embeds statement {sid[:16]}, which entry "
+                                              f"{self._statements[sid]} already embeds"))
+        else:
+            self._statements[sid] = e.seq
+        claimed, when = parse_time(str(e.claimed_time)), parse_time(e.time)
+        if claimed is None:
+            found.append(("statement-time", f"its statement's time {e.claimed_time!r} is not "
+                                            "RFC 3339 UTC with microseconds and Z"))
+        elif when is not None and claimed > when + self.skew:
+            found.append(("statement-time", f"its statement's time {e.claimed_time} is more than "
+                                            f"{_minutes(self.skew)} after the entry's {e.time}"))
         return found
 
     def _check_item(self, e: Entry) -> list[tuple[str, str]]:

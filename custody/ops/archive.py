@@ -3,11 +3,14 @@ store/ports.py), and the one way to append.
 
 The archive folder holds custody.json and keys/archive.key (+ .pub); where objects and entries are
 kept is the adapters' business (custody/ops/backends.py opens the local ones in the same folder).
-Every entry is appended through `Archive.append`, which signs it.
+Every entry is appended through `Archive.append`, where the acting custodian signs it whole (format
+1: `seq` and `prev` under their signature), or `Archive.append_statement`, which chains a statement
+a custodian signed elsewhere (format 2, docs/FORMAT.md §5.8).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -34,6 +37,7 @@ from custody.errors import (
     ArchiveError,
     NotFound,
     NotPermitted,
+    StatementRefused,
     UsageError,
     VerificationFailed,
 )
@@ -353,6 +357,8 @@ class Archive:
     def _append_one(
         self, writer: LedgerTransaction, key: SigningKey, draft: Draft, now: str
     ) -> entries.SignedEntry:
+        """A format 1 entry: the acting custodian signs it whole, `seq` and `prev` included, under
+        the write lock, so no one can move or drop it without breaking its signature."""
         entry = entries.Entry(
             log=self.config.origin,
             seq=writer.next_seq,
@@ -363,9 +369,16 @@ class Archive:
             details=draft.details,
             prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
         )
-        signed = entries.sign(entry, key)
-        if draft.metadata is not None and draft.item is not None:
-            writer.put_metadata(draft.item, draft.metadata)  # before the entry that records it
+        return self._write(writer, entries.sign(entry, key), entry, draft.metadata)
+
+    def _write(
+        self, writer: LedgerTransaction, signed: entries.SignedEntry, entry: entries.Entry,
+        metadata: bytes | None,
+    ) -> entries.SignedEntry:
+        """Write a signed entry (`entry`, parsed) at the log's end: the one way an entry is
+        written, whatever its format."""
+        if metadata is not None and entry.item is not None:
+            writer.put_metadata(entry.item, metadata)  # before the entry that records it
         # The tree's complete-subtree nodes grow with the log, in the same transaction, so proofs
         # never rebuild the tree (custody/core/merkle.py, docs/FORMAT.md §9.1). A ledger error
         # here is said by `writing`, after the rollback.
@@ -383,6 +396,71 @@ class Archive:
             )
         )
         return signed
+
+    def append_statement(
+        self, signed: entries.SignedStatement, *, metadata: bytes | None = None,
+        now: str | None = None,
+    ) -> entries.SignedEntry:
+        """Append a statement a custodian signed elsewhere (a field device, `custody serve`),
+        without their key: everything is decided under the write lock, and a statement that is
+        malformed, for another log, badly signed, by a key not enrolled (or revoked), beyond its
+        signer's role, dated ahead of the archive's clock, or already in the log is refused
+        (StatementRefused, one line) with nothing appended. docs/FORMAT.md §5.8."""
+        try:
+            statement = signed.statement()
+        except entries.MalformedEntry as exc:
+            raise StatementRefused(f"statement refused: {exc}") from None
+        if statement.log != self.config.origin:
+            raise StatementRefused(f"statement refused: it is for log {statement.log!r}, not "
+                                   f"this archive's ({self.config.origin})")
+        with self.writing() as writer:
+            now = now or utc_now()
+            _check_clock(now, writer.tip_time)
+            who = registry_of(writer).by_id.get(statement.actor)
+            if who is None or who.role == ARCHIVE_ROLE or who.ended() is not None:
+                why = (who.ended() if who is not None else None) or "not enrolled"
+                raise StatementRefused(f"statement refused: its signer {statement.actor} is "
+                                       f"{why} in this archive")
+            if not signed.signature_valid(who.public_key):
+                raise StatementRefused("statement refused: its signature does not verify with "
+                                       f"{who.name}'s key (altered or not theirs)")
+            if not permissions.may(who.role, statement.action):
+                raise StatementRefused(f"statement refused: {who.name} has role '{who.role}', "
+                                       f"which may not sign {statement.action!r}")
+            claimed, stamped = parse_time(statement.time), parse_time(now)
+            if claimed is None:
+                raise StatementRefused(f"statement refused: time {statement.time!r} is not "
+                                       "RFC 3339 UTC with microseconds and Z")
+            if stamped is not None and claimed > stamped + SKEW:
+                raise StatementRefused(f"statement refused: its time {statement.time} is ahead "
+                                       f"of the archive's clock ({now})")
+            # the statement's bytes appear verbatim in the entry that embeds it (RFC 8785)
+            earlier = (writer.rows_for_item(statement.item) if statement.item is not None
+                       else writer.rows_with_action(statement.action))
+            if any(signed.body in row.body for row in earlier):
+                raise StatementRefused(f"statement refused: statement {signed.statement_id[:16]} "
+                                       "is already in the log (a replay)")
+            self._check_record(statement, metadata)
+            tip = writer.tip_hash
+            chained = entries.chain(signed, seq=writer.next_seq, time=now, statement=statement,
+                                    prev=tip.hex() if tip is not None else None)
+            entry = chained.entry()
+            broken = replayed(writer).apply(entry)  # every rule verify will hold it to
+            if broken:
+                raise StatementRefused(f"statement refused: {broken[0]}")
+            return self._write(writer, chained, entry, metadata)
+
+    def _check_record(self, statement: entries.Statement, metadata: bytes | None) -> None:
+        """A first record names bytes the archive holds, and the metadata document it signs."""
+        if statement.action in FIRST_RECORD and statement.item is not None \
+                and not self.objects.has(statement.item):
+            raise StatementRefused(f"statement refused: item {statement.item[:16]} is not in "
+                                   "the archive's store (upload its bytes first)")
+        named = statement.details.get("metadata_sha256")
+        if named is not None and (metadata is None
+                                  or hashlib.sha256(metadata).hexdigest() != named):
+            raise StatementRefused("statement refused: it names a metadata document "
+                                   f"({str(named)[:16]}) that was not sent with it")
 
     def authorize(
         self,

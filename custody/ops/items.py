@@ -34,6 +34,9 @@ def entry_json(row: EntryRow, registry: Registry) -> dict[str, Any]:
         "prev": e.prev,
         "leaf_hash": row.leaf_hash.hex(),
         "signature": base64.b64encode(row.signature).decode(),
+        "entry_format": e.version,  # 2: `signature` signs the statement; `time` is the archive's
+        "signed_at": e.claimed_time,
+        "statement_id": e.statement_id,
     }
 
 

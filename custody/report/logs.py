@@ -21,6 +21,7 @@ from custody.ops.items import entry_json, holder_name
 COLUMNS = (
     "seq", "time", "action", "item", "actor", "actor_name", "purpose", "reason", "kind",
     "holder_after", "holder_after_name", "details_json", "prev", "leaf_hash", "signature", "entry",
+    "entry_format", "signed_at", "statement_id",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
 TEXT_COLUMNS = ("actor_name", "purpose", "reason", "holder_after_name")
