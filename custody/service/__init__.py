@@ -1,0 +1,1 @@
+"""The HTTP service (`custody serve`): tus uploads, the API, request signatures."""

@@ -1,0 +1,226 @@
+"""tus 1.0 under /uploads/ on a real server (uvicorn on a loopback port), with tuspy and httpx:
+an upload becomes an item only when its bytes are the ones the custodian signed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import time
+
+import httpx
+import pytest
+from tusclient import client as tus_client
+from tusclient.exceptions import TusCommunicationError, TusUploadFailed
+from tusclient.uploader import Uploader
+
+from custody.metadata import MetadataReader
+from custody.ops.keyfiles import load_key
+
+from .conftest import DATA, PASSPHRASE, Cli
+from .upload_helpers import Server, upload_statement
+from .upload_server import TEST_HEADER, StandInKeyAuth
+
+PHOTO = DATA / "media" / "aleppo-gps.jpg"
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+class Sha256Uploader(Uploader):
+    CHECKSUM_ALGORITHM_PAIR = ("sha256", hashlib.sha256)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Alice's archive and Bob (field, enrolled), served by one server for the module."""
+    tmp = tmp_path_factory.mktemp("uploads")
+    cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
+    cli("key", "new", "--name", "Alice Admin", check=True)
+    cli("init", "--name", "Aleppo Documentation Centre", check=True)
+    cli.bob = tmp / "keys" / "bob.key"
+    cli("key", "new", "--name", "Bob Field", "-o", cli.bob, check=True)
+    cli("enroll", str(cli.bob) + ".pub", "--role", "field", check=True)
+    cli.alice_key = load_key(cli.key, PASSPHRASE)
+    cli.bob_key = load_key(cli.bob, PASSPHRASE)
+    cli.uploads = tmp / "archive" / "uploads"
+    server = Server(cli.archive, cli.uploads).start()
+    cli.server = server
+    with MetadataReader() as reader:
+        cli.reader = reader
+        yield cli
+    server.stop()
+
+
+def _random_file(tmp, name: str, size: int):
+    import os
+    path = tmp / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def _create(cli, text: str, length: int, key=None) -> str:
+    meta = "statement " + base64.b64encode(text.encode()).decode()
+    key = key or cli.alice_key
+    r = httpx.post(f"{cli.server.url}/uploads/", headers={
+        **TUS, "Upload-Length": str(length), "Upload-Metadata": meta, TEST_HEADER: key.key_id})
+    assert r.status_code == 201, r.text
+    return r.headers["location"]
+
+
+def _patch(url: str, key, offset: int, data: bytes, checksum: bytes | None = None):
+    digest = checksum if checksum is not None else hashlib.sha256(data).digest()
+    return httpx.patch(url, content=data, headers={
+        **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": "sha256 " + base64.b64encode(digest).decode(),
+        TEST_HEADER: key.key_id})
+
+
+def _entries(cli) -> list[dict]:
+    return [json.loads(x) for x in cli("log", "--json", check=True).stdout.splitlines()]
+
+
+def test_options_advertise_tus_1_0_and_its_extensions(served):
+    r = httpx.options(f"{served.server.url}/uploads/")
+    assert r.status_code == 204 and r.headers["tus-version"] == "1.0.0"
+    assert set(r.headers["tus-extension"].split(",")) == {
+        "creation", "checksum", "termination", "expiration"}
+    assert "sha256" in r.headers["tus-checksum-algorithm"].split(",")
+    assert int(r.headers["tus-max-size"]) > 0
+
+
+def test_a_tuspy_upload_in_chunks_becomes_an_item_whose_ingest_is_the_custodians_statement(
+        served, tmp_path):
+    photo = tmp_path / "IMG_0001.JPG"
+    shutil.copy(PHOTO, photo)
+    text, statement_id = upload_statement(served.archive, served.bob_key, photo, served.reader)
+    client = tus_client.TusClient(f"{served.server.url}/uploads/",
+                                  headers={TEST_HEADER: served.bob_key.key_id})
+    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=8 * 1024,
+                              metadata={"statement": text, "filename": photo.name},
+                              upload_checksum=True)
+    uploader.upload()
+    head = httpx.head(uploader.url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
+    assert head.headers["custody-status"] == "new"
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    shown = served("show", sha, "--json", check=True).json()
+    ingest = shown["history"][0]
+    assert ingest["action"] == "ingest" and ingest["statement_id"] == statement_id
+    assert ingest["actor"] == served.bob_key.key_id and shown["gps"] is not None
+    assert not served.archive.joinpath("uploads", uploader.url.rsplit("/", 1)[1] + ".part") \
+        .exists()
+    served("verify", check=True)
+
+
+def test_bytes_other_than_those_signed_are_refused_and_nothing_is_stored(served, tmp_path):
+    signed_file = _random_file(tmp_path, "signed.bin", 40_000)
+    other = _random_file(tmp_path, "other.bin", 40_000)
+    text, _ = upload_statement(served.archive, served.bob_key, signed_file, served.reader)
+    before = len(_entries(served))
+    url = _create(served, text, 40_000, served.bob_key)
+    r = _patch(url, served.bob_key, 0, other.read_bytes())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "digest-mismatch"
+    assert "nothing was stored" in r.json()["error"]["message"]
+    for f in (signed_file, other):
+        sha = hashlib.sha256(f.read_bytes()).hexdigest()
+        assert served("show", sha).code != 0
+        assert not list((served.archive / "objects").rglob(sha))
+    assert len(_entries(served)) == before
+    upload_id = url.rsplit("/", 1)[1]
+    assert not (served.uploads / f"{upload_id}.part").exists()
+    refusal = [r for r in json.loads("[" + ",".join(
+        (served.uploads / "refusals.jsonl").read_text().splitlines()) + "]")
+        if r["upload"] == upload_id]
+    assert refusal[0]["code"] == "digest-mismatch" and refusal[0]["statement"] == text
+    head = httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
+    assert head.status_code == 410
+
+
+def test_a_chunk_with_a_bad_checksum_gets_460_and_is_discarded(served, tmp_path):
+    f = _random_file(tmp_path, "chunked.bin", 30_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    url = _create(served, text, 30_000, served.bob_key)
+    data = f.read_bytes()
+    assert _patch(url, served.bob_key, 0, data[:10_000]).status_code == 204
+    r = _patch(url, served.bob_key, 10_000, data[10_000:20_000], checksum=b"\0" * 32)
+    assert r.status_code == 460 and r.json()["error"]["code"] == "checksum-mismatch"
+    head = httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
+    assert head.headers["upload-offset"] == "10000"
+    r = _patch(url, served.bob_key, 10_000, data[10_000:])
+    assert r.status_code == 204 and r.headers["custody-status"] == "new"
+
+
+def test_delete_terminates_an_upload(served, tmp_path):
+    f = _random_file(tmp_path, "dropped.bin", 20_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    url = _create(served, text, 20_000, served.bob_key)
+    _patch(url, served.bob_key, 0, f.read_bytes()[:5000])
+    upload_id = url.rsplit("/", 1)[1]
+    assert (served.uploads / f"{upload_id}.part").stat().st_size == 5000
+    r = httpx.delete(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
+    assert r.status_code == 204
+    assert not (served.uploads / f"{upload_id}.part").exists()
+    assert httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id}) \
+        .status_code == 404
+
+
+def test_an_upload_belongs_to_the_key_that_created_it(served, tmp_path):
+    f = _random_file(tmp_path, "bobs.bin", 10_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    url = _create(served, text, 10_000, served.bob_key)
+    alice = {**TUS, TEST_HEADER: served.alice_key.key_id}
+    assert httpx.head(url, headers=alice).status_code == 404
+    assert _patch(url, served.alice_key, 0, f.read_bytes()).status_code == 404
+    assert httpx.delete(url, headers=alice).status_code == 404
+    # nor may one upload bytes under another custodian's statement
+    meta = "statement " + base64.b64encode(text.encode()).decode()
+    r = httpx.post(f"{served.server.url}/uploads/", headers={
+        **alice, "Upload-Length": "10000", "Upload-Metadata": meta})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "not-your-statement"
+
+
+def test_a_sighting_of_held_bytes_ends_present_and_stores_nothing_twice(served, tmp_path):
+    photo = tmp_path / "copy-of-photo.jpg"
+    shutil.copy(DATA / "media" / "carbon-south-west.jpg", photo)
+    text, _ = upload_statement(served.archive, served.bob_key, photo, served.reader)
+    url = _create(served, text, photo.stat().st_size, served.bob_key)
+    assert _patch(url, served.bob_key, 0, photo.read_bytes()).headers["custody-status"] == "new"
+    again, sighting_id = upload_statement(served.archive, served.bob_key, photo, served.reader,
+                                          action="sighting")
+    url = _create(served, again, photo.stat().st_size, served.bob_key)
+    r = _patch(url, served.bob_key, 0, photo.read_bytes())
+    assert r.status_code == 204 and r.headers["custody-status"] == "present"
+    history = served("show", hashlib.sha256(photo.read_bytes()).hexdigest()[:12], "--json",
+                     check=True).json()["history"]
+    assert [e["action"] for e in history] == ["ingest", "sighting"]
+    assert history[1]["statement_id"] == sighting_id
+
+
+def test_an_expired_upload_is_swept(tmp_path, cli_archive):
+    cli = cli_archive
+    key = load_key(cli.key, PASSPHRASE)
+    uploads = tmp_path / "uploads"
+    server = Server(cli.archive, uploads, expire_seconds=1).start()
+    try:
+        f = _random_file(tmp_path, "slow.bin", 20_000)
+        with MetadataReader() as reader:
+            text, _ = upload_statement(cli.archive, key, f, reader)
+        cli.server, cli.alice_key = server, key
+        url = _create(cli, text, 20_000)
+        r = _patch(url, key, 0, f.read_bytes()[:4000])
+        assert r.status_code == 204 and "GMT" in r.headers["upload-expires"]
+        upload_id = url.rsplit("/", 1)[1]
+        time.sleep(1.6)
+        _create(cli, text, 20_000)  # any request past the sweep interval sweeps
+        assert not (uploads / f"{upload_id}.part").exists()
+        assert not (uploads / f"{upload_id}.json").exists()
+        assert httpx.head(url, headers={**TUS, TEST_HEADER: key.key_id}).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_an_unauthenticated_request_gets_nothing(served):
+    r = httpx.post(f"{served.server.url}/uploads/", headers={**TUS, "Upload-Length": "1"})
+    assert r.status_code == 401
+    with pytest.raises((TusCommunicationError, TusUploadFailed)):
+        client = tus_client.TusClient(f"{served.server.url}/uploads/")
+        Sha256Uploader(file_path=str(PHOTO), client=client, metadata={"statement": "{}"}).upload()
