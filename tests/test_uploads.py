@@ -20,7 +20,7 @@ from custody.ops.keyfiles import load_key
 
 from .conftest import DATA, PASSPHRASE, Cli
 from .upload_helpers import Server, upload_statement
-from .upload_server import TEST_HEADER, StandInKeyAuth
+from .upload_server import TEST_HEADER
 
 PHOTO = DATA / "media" / "aleppo-gps.jpg"
 TUS = {"Tus-Resumable": "1.0.0"}

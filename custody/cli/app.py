@@ -1075,6 +1075,43 @@ def submit(
     _seqs_out([entry.seq], f"{entry.action} statement {entry.statement_id}", as_json)
 
 
+
+@app.command("push")
+def push_command(
+    paths: list[Path] = typer.Argument(..., help="Files and folders to send (folders recursively)."),
+    server: str = typer.Option(..., "--server", metavar="URL", help="The custody service (`custody serve`), e.g. https://archive.example.org"),
+    chunk_size: int = typer.Option(4 << 20, "--chunk-size", metavar="BYTES", help="Bytes per tus PATCH (each signed and made durable by the server)."),
+    case: str = typer.Option(None, "--case", help="Case id recorded in each ingest statement."),
+    note: str = typer.Option(None, "--note", help="Note recorded in each ingest statement."),
+    c2pa_trust_anchors: list[Path] = typer.Option(None, "--c2pa-trust-anchors", metavar="FILE.pem", help="The served archive's C2PA trust anchors, if it has any: the metadata read here must be the server's."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per file (JSON Lines)."),
+) -> None:
+    """Send files to a custody service over tus: hashed, read and signed here; a rerun after an
+    interruption sends only the missing bytes. Exit 3 if any file failed."""
+    from custody.ops.c2pa_trust import load_trust
+    from custody.service import push
+    from custody.service.signing import RequestSigner
+
+    key = acting_key()
+
+    def done(result: push.PushResult) -> None:
+        if as_json:
+            display.json_line(result.to_json())
+            sys.stdout.flush()
+            return
+        said = f" ({result.error})" if result.error else ""
+        say(f"{result.status:8} {result.sha256 or '-':64}  {result.path}  sent "
+            f"{result.bytes_sent}, skipped {result.bytes_skipped}{said}")
+
+    results = push.run(paths, server, key, RequestSigner(key), chunk_size=chunk_size,
+                       case=case, note=note,
+                       c2pa_trust=load_trust(list(c2pa_trust_anchors or [])),
+                       on_result=done)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise CustodyError(f"{len(failed)} of {len(results)} file(s) failed to push; the first: "
+                           f"{failed[0].path}: {failed[0].error}")
+
 # Checkpoints and proofs ------------------------------------------------------------------------
 
 def archive_key(archive: Archive) -> SigningKey:

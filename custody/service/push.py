@@ -279,3 +279,17 @@ def _said(response: httpx.Response) -> str:
         return f"{error['code']}: {error['message']}"
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}"
+
+
+def run(paths: list[Path], server: str, key: SigningKey, auth: httpx.Auth, *,
+        chunk_size: int = DEFAULT_CHUNK, case: str | None = None, note: str | None = None,
+        c2pa_trust: dict[str, Any] | None = None,
+        on_result: Callable[[PushResult], None] | None = None) -> list[PushResult]:
+    """Push `paths` (files and folders) with one metadata worker, as `custody push` does."""
+    from custody.metadata import MetadataReader
+
+    if not server.startswith(("http://", "https://")):
+        raise UsageError(f"--server must be an http:// or https:// URL, not {server[:60]!r}")
+    with MetadataReader(c2pa_trust=c2pa_trust) as reader:
+        return Pusher(server, key, auth, reader, chunk_size=chunk_size, case=case, note=note,
+                      on_result=on_result).push(paths)
