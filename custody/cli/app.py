@@ -1643,6 +1643,40 @@ def crossref(
         f"segment(s), {t['start']} to {t['end']}; not checked: {render.not_checked_text(result)}")
 
 
+# The service --------------------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    listen: str = typer.Option("127.0.0.1:8080", "--listen", metavar="HOST:PORT", help="Address to listen on ([::1]:8080 for IPv6)."),
+    allow_origin: list[str] = typer.Option(None, "--allow-origin", metavar="ORIGIN", help="Allow browser requests (CORS) from this origin (repeatable); none by default."),
+    max_body: int = typer.Option(1024 * 1024, "--max-body", metavar="BYTES", help="Largest request body outside /uploads/ (413 beyond)."),
+    rate: float = typer.Option(10.0, "--rate", metavar="N", help="Requests a second each custodian key may make, on average (429 beyond)."),
+    burst: int = typer.Option(60, "--burst", metavar="N", help="Requests a key may make at once before --rate applies."),
+    access_log: Path = typer.Option(None, "--access-log", metavar="FILE", help="Append the JSON access log here [stderr]."),
+    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate (PEM); see docs/SERVICE.md."),
+    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="The certificate's private key (PEM)."),
+) -> None:
+    """Serve the archive over HTTP: the JSON API (docs/SERVICE.md), every request signed by a
+    custodian's key (RFC 9421), every write a statement they signed."""
+    from custody.service.app import ServiceSettings
+    from custody.service.app import serve as run
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen wants HOST:PORT, not {listen!r}")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise UsageError("give --ssl-certfile and --ssl-keyfile together")
+    if max_body < 1 or rate <= 0 or burst < 1:
+        raise UsageError("--max-body, --rate and --burst must be positive")
+    settings = ServiceSettings(archive=state.archive_path, allow_origins=tuple(allow_origin or ()),
+                               max_body_bytes=max_body, rate_per_second=rate, rate_burst=burst,
+                               access_log=access_log)
+    scheme = "https" if ssl_certfile else "http"
+    err(f"custody: serving {state.archive_path} on {scheme}://{listen}")
+    run(settings, host, int(port), ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+
+
 # Help text and the one error handler --------------------------------------------------------------
 
 METAVARS = {str: "TEXT", int: "N", float: "NUMBER", Path: "PATH"}
