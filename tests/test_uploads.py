@@ -1,5 +1,7 @@
-"""tus 1.0 under /uploads/ on a real server (uvicorn on a loopback port), with tuspy and httpx:
-an upload becomes an item only when its bytes are the ones the custodian signed."""
+"""tus 1.0 under /uploads/ on a real `custody serve` (a subprocess on a loopback port), requests
+signed with RFC 9421 by the custodian's key: an upload becomes an item only when its bytes are
+the ones the custodian signed. The tuspy test runs against the upload routes behind a stand-in
+authentication (tests/upload_server.py): tuspy sends fixed headers and cannot sign each request."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tusclient.uploader import Uploader
 
 from custody.metadata import MetadataReader
 from custody.ops.keyfiles import load_key
+from custody.service.signing import RequestSigner
 
 from .conftest import DATA, PASSPHRASE, Cli
 from .upload_helpers import Server, upload_statement
@@ -45,10 +48,12 @@ def served(tmp_path_factory):
     cli.uploads = tmp / "archive" / "uploads"
     server = Server(cli.archive, cli.uploads).start()
     cli.server = server
-    with MetadataReader() as reader:
-        cli.reader = reader
-        yield cli
-    server.stop()
+    try:
+        with MetadataReader() as reader:
+            cli.reader = reader
+            yield cli
+    finally:
+        server.stop()
 
 
 def _random_file(tmp, name: str, size: int):
@@ -58,21 +63,31 @@ def _random_file(tmp, name: str, size: int):
     return path
 
 
+def _as(key) -> httpx.Client:
+    """An httpx client whose every request is signed by `key` (RFC 9421)."""
+    return httpx.Client(auth=RequestSigner(key), headers=TUS)
+
+
 def _create(cli, text: str, length: int, key=None) -> str:
     meta = "statement " + base64.b64encode(text.encode()).decode()
-    key = key or cli.alice_key
-    r = httpx.post(f"{cli.server.url}/uploads/", headers={
-        **TUS, "Upload-Length": str(length), "Upload-Metadata": meta, TEST_HEADER: key.key_id})
+    with _as(key or cli.alice_key) as c:
+        r = c.post(f"{cli.server.url}/uploads/", headers={
+            "Upload-Length": str(length), "Upload-Metadata": meta})
     assert r.status_code == 201, r.text
     return r.headers["location"]
 
 
 def _patch(url: str, key, offset: int, data: bytes, checksum: bytes | None = None):
     digest = checksum if checksum is not None else hashlib.sha256(data).digest()
-    return httpx.patch(url, content=data, headers={
-        **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
-        "Upload-Checksum": "sha256 " + base64.b64encode(digest).decode(),
-        TEST_HEADER: key.key_id})
+    with _as(key) as c:
+        return c.patch(url, content=data, headers={
+            "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": "sha256 " + base64.b64encode(digest).decode()})
+
+
+def _head(url: str, key) -> httpx.Response:
+    with _as(key) as c:
+        return c.head(url)
 
 
 def _entries(cli) -> list[dict]:
@@ -93,22 +108,46 @@ def test_a_tuspy_upload_in_chunks_becomes_an_item_whose_ingest_is_the_custodians
     photo = tmp_path / "IMG_0001.JPG"
     shutil.copy(PHOTO, photo)
     text, statement_id = upload_statement(served.archive, served.bob_key, photo, served.reader)
-    client = tus_client.TusClient(f"{served.server.url}/uploads/",
-                                  headers={TEST_HEADER: served.bob_key.key_id})
-    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=8 * 1024,
-                              metadata={"statement": text, "filename": photo.name},
-                              upload_checksum=True)
-    uploader.upload()
-    head = httpx.head(uploader.url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
+    stand_in = Server(served.archive, tmp_path / "uploads", stand_in=True).start()
+    try:
+        url = _tuspy_upload(stand_in, served.bob_key, photo, text)
+        head = httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
+    finally:
+        stand_in.stop()
     assert head.headers["custody-status"] == "new"
     sha = hashlib.sha256(photo.read_bytes()).hexdigest()
     shown = served("show", sha, "--json", check=True).json()
     ingest = shown["history"][0]
     assert ingest["action"] == "ingest" and ingest["statement_id"] == statement_id
     assert ingest["actor"] == served.bob_key.key_id and shown["gps"] is not None
-    assert not served.archive.joinpath("uploads", uploader.url.rsplit("/", 1)[1] + ".part") \
-        .exists()
+    assert not (tmp_path / "uploads" / (url.rsplit("/", 1)[1] + ".part")).exists()
     served("verify", check=True)
+
+
+def _tuspy_upload(server, key, photo, text) -> str:
+    client = tus_client.TusClient(f"{server.url}/uploads/", headers={TEST_HEADER: key.key_id})
+    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=8 * 1024,
+                              metadata={"statement": text, "filename": photo.name},
+                              upload_checksum=True)
+    uploader.upload()
+    return str(uploader.url)
+
+
+def test_a_custody_serve_upload_in_signed_chunks_becomes_an_item(served, tmp_path):
+    photo = tmp_path / "IMG_0002.JPG"
+    shutil.copy(DATA / "media" / "clock-no-offset.jpg", photo)
+    text, statement_id = upload_statement(served.archive, served.bob_key, photo, served.reader)
+    data = photo.read_bytes()
+    url = _create(served, text, len(data), served.bob_key)
+    offset = 0
+    while offset < len(data):
+        r = _patch(url, served.bob_key, offset, data[offset:offset + 4096])
+        assert r.status_code == 204, r.text
+        offset = int(r.headers["upload-offset"])
+    assert r.headers["custody-status"] == "new"
+    history = served("show", hashlib.sha256(data).hexdigest(), "--json",
+                     check=True).json()["history"]
+    assert history[0]["statement_id"] == statement_id
 
 
 def test_bytes_other_than_those_signed_are_refused_and_nothing_is_stored(served, tmp_path):
@@ -131,8 +170,7 @@ def test_bytes_other_than_those_signed_are_refused_and_nothing_is_stored(served,
         (served.uploads / "refusals.jsonl").read_text().splitlines()) + "]")
         if r["upload"] == upload_id]
     assert refusal[0]["code"] == "digest-mismatch" and refusal[0]["statement"] == text
-    head = httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
-    assert head.status_code == 410
+    assert _head(url, served.bob_key).status_code == 410
 
 
 def test_a_chunk_with_a_bad_checksum_gets_460_and_is_discarded(served, tmp_path):
@@ -143,8 +181,7 @@ def test_a_chunk_with_a_bad_checksum_gets_460_and_is_discarded(served, tmp_path)
     assert _patch(url, served.bob_key, 0, data[:10_000]).status_code == 204
     r = _patch(url, served.bob_key, 10_000, data[10_000:20_000], checksum=b"\0" * 32)
     assert r.status_code == 460 and r.json()["error"]["code"] == "checksum-mismatch"
-    head = httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
-    assert head.headers["upload-offset"] == "10000"
+    assert _head(url, served.bob_key).headers["upload-offset"] == "10000"
     r = _patch(url, served.bob_key, 10_000, data[10_000:])
     assert r.status_code == 204 and r.headers["custody-status"] == "new"
 
@@ -156,25 +193,24 @@ def test_delete_terminates_an_upload(served, tmp_path):
     _patch(url, served.bob_key, 0, f.read_bytes()[:5000])
     upload_id = url.rsplit("/", 1)[1]
     assert (served.uploads / f"{upload_id}.part").stat().st_size == 5000
-    r = httpx.delete(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id})
-    assert r.status_code == 204
+    with _as(served.bob_key) as c:
+        assert c.delete(url).status_code == 204
     assert not (served.uploads / f"{upload_id}.part").exists()
-    assert httpx.head(url, headers={**TUS, TEST_HEADER: served.bob_key.key_id}) \
-        .status_code == 404
+    assert _head(url, served.bob_key).status_code == 404
 
 
 def test_an_upload_belongs_to_the_key_that_created_it(served, tmp_path):
     f = _random_file(tmp_path, "bobs.bin", 10_000)
     text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
     url = _create(served, text, 10_000, served.bob_key)
-    alice = {**TUS, TEST_HEADER: served.alice_key.key_id}
-    assert httpx.head(url, headers=alice).status_code == 404
+    assert _head(url, served.alice_key).status_code == 404
     assert _patch(url, served.alice_key, 0, f.read_bytes()).status_code == 404
-    assert httpx.delete(url, headers=alice).status_code == 404
-    # nor may one upload bytes under another custodian's statement
-    meta = "statement " + base64.b64encode(text.encode()).decode()
-    r = httpx.post(f"{served.server.url}/uploads/", headers={
-        **alice, "Upload-Length": "10000", "Upload-Metadata": meta})
+    with _as(served.alice_key) as c:
+        assert c.delete(url).status_code == 404
+        # nor may one upload bytes under another custodian's statement
+        meta = "statement " + base64.b64encode(text.encode()).decode()
+        r = c.post(f"{served.server.url}/uploads/", headers={
+            "Upload-Length": "10000", "Upload-Metadata": meta})
     assert r.status_code == 403 and r.json()["error"]["code"] == "not-your-statement"
 
 
@@ -213,14 +249,17 @@ def test_an_expired_upload_is_swept(tmp_path, cli_archive):
         _create(cli, text, 20_000)  # any request past the sweep interval sweeps
         assert not (uploads / f"{upload_id}.part").exists()
         assert not (uploads / f"{upload_id}.json").exists()
-        assert httpx.head(url, headers={**TUS, TEST_HEADER: key.key_id}).status_code == 404
+        assert _head(url, key).status_code == 404
     finally:
         server.stop()
 
 
-def test_an_unauthenticated_request_gets_nothing(served):
-    r = httpx.post(f"{served.server.url}/uploads/", headers={**TUS, "Upload-Length": "1"})
-    assert r.status_code == 401
+def test_an_unsigned_request_gets_401_and_creates_nothing(served):
+    before = sorted(p.name for p in served.uploads.iterdir())
+    r = httpx.post(f"{served.server.url}/uploads/", headers={**TUS, "Upload-Length": "1",
+                                                              TEST_HEADER: served.bob_key.key_id})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
     with pytest.raises((TusCommunicationError, TusUploadFailed)):
         client = tus_client.TusClient(f"{served.server.url}/uploads/")
         Sha256Uploader(file_path=str(PHOTO), client=client, metadata={"statement": "{}"}).upload()
+    assert sorted(p.name for p in served.uploads.iterdir()) == before

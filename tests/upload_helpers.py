@@ -34,21 +34,35 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m tests.upload_server` on 127.0.0.1: start, SIGKILL, start again (same port)."""
+    """A real server on 127.0.0.1 that can be SIGKILLed and started again on the same port:
+    `custody serve` (RFC 9421 request signatures), or with `stand_in=True` the upload routes
+    alone behind tests/upload_server.py's stand-in authentication (for tuspy, which cannot sign
+    each request)."""
 
-    def __init__(self, archive: Path, upload_dir: Path, expire_seconds: float = 3600) -> None:
+    def __init__(self, archive: Path, upload_dir: Path, expire_seconds: int = 3600, *,
+                 stand_in: bool = False) -> None:
         self.archive, self.upload_dir, self.expire = archive, upload_dir, expire_seconds
+        self.stand_in = stand_in
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.upload_server", str(self.archive),
-             str(self.upload_dir), str(self.port), str(self.expire)], cwd=ROOT, env=env)
+        if self.stand_in:
+            args = ["-m", "tests.upload_server", str(self.archive), str(self.upload_dir),
+                    str(self.port), str(self.expire)]
+        else:
+            args = ["-m", "custody", "--archive", str(self.archive), "serve", "--listen",
+                    f"127.0.0.1:{self.port}", "--rate", "1000", "--burst", "1000",
+                    "--upload-dir", str(self.upload_dir), "--upload-expire", str(self.expire),
+                    "--access-log", str(self.upload_dir.parent / "access.log")]
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
+                                     stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited {self.proc.returncode}")
             try:
                 httpx.options(f"{self.url}/uploads/", timeout=1)
                 return self

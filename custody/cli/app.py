@@ -1655,9 +1655,14 @@ def serve(
     access_log: Path = typer.Option(None, "--access-log", metavar="FILE", help="Append the JSON access log here [stderr]."),
     ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate (PEM); see docs/SERVICE.md."),
     ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="The certificate's private key (PEM)."),
+    upload_dir: Path = typer.Option(None, "--upload-dir", metavar="DIR", help="Where partial tus uploads live, outside the object store [ARCHIVE/uploads]."),
+    max_upload: int = typer.Option(64 << 30, "--max-upload", metavar="BYTES", help="Largest file one upload may carry (Tus-Max-Size)."),
+    upload_expire: int = typer.Option(7 * 24 * 3600, "--upload-expire", metavar="SECONDS", help="An unfinished upload is removed this long after its last chunk."),
 ) -> None:
     """Serve the archive over HTTP: the JSON API (docs/SERVICE.md), every request signed by a
     custodian's key (RFC 9421), every write a statement they signed."""
+    from datetime import timedelta
+
     from custody.service.app import ServiceSettings
     from custody.service.app import serve as run
 
@@ -1669,9 +1674,13 @@ def serve(
         raise UsageError("give --ssl-certfile and --ssl-keyfile together")
     if max_body < 1 or rate <= 0 or burst < 1:
         raise UsageError("--max-body, --rate and --burst must be positive")
+    if max_upload < 1 or upload_expire < 1:
+        raise UsageError("--max-upload and --upload-expire must be positive")
     settings = ServiceSettings(archive=state.archive_path, allow_origins=tuple(allow_origin or ()),
                                max_body_bytes=max_body, rate_per_second=rate, rate_burst=burst,
-                               access_log=access_log)
+                               access_log=access_log, upload_dir=upload_dir,
+                               max_upload_bytes=max_upload,
+                               upload_expire_after=timedelta(seconds=upload_expire))
     scheme = "https" if ssl_certfile else "http"
     err(f"custody: serving {state.archive_path} on {scheme}://{listen}")
     run(settings, host, int(port), ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +27,7 @@ from custody.service.auth import CALLER_KEY, Authenticator
 from custody.service.errors import HANDLERS
 from custody.service.limits import BodyLimit, RateLimiter
 from custody.service.openapi import Operation, document, json_content
+from custody.service.uploads import upload_operations, upload_routes
 
 UPLOADS = "/uploads/"  # tus uploads keep their own size limit (custody/service/uploads.py)
 
@@ -43,6 +44,9 @@ class ServiceSettings:
     signature_window_seconds: int = 300  # |now - created| allowed
     access_log: Path | None = None  # None: stderr
     extra_routes: tuple[BaseRoute, ...] = field(default=())
+    upload_dir: Path | None = None  # partial tus uploads; None: <archive>/uploads
+    max_upload_bytes: int = 64 << 30  # Tus-Max-Size: one file, whole
+    upload_expire_after: timedelta = timedelta(days=7)  # from an upload's last chunk
 
 
 def create_app(settings: ServiceSettings) -> Starlette:
@@ -56,9 +60,13 @@ def create_app(settings: ServiceSettings) -> Starlette:
                                  window_seconds=settings.signature_window_seconds,
                                  limiter=limiter)
     routes, operations = api_routes(open_archive, authenticate)
+    routes += upload_routes(open_archive, authenticate,
+                            settings.upload_dir or settings.archive / "uploads",
+                            max_upload_bytes=settings.max_upload_bytes,
+                            expire_after=settings.upload_expire_after)
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
         "description": "OpenAPI 3.1", "content": json_content({"type": "object"})}},
-        signed=False), *operations]
+        signed=False), *operations, *upload_operations()]
     spec = document("custody", _version(), operations)
 
     async def openapi(request: Request) -> Response:
@@ -74,7 +82,9 @@ def create_app(settings: ServiceSettings) -> Starlette:
                            "tus-resumable", "upload-length", "upload-offset",
                            "upload-metadata", "upload-checksum"],
             expose_headers=["x-custody-sha256", "location", "upload-offset", "upload-length",
-                            "tus-resumable"]))
+                            "tus-resumable", "tus-version", "tus-extension", "tus-max-size",
+                            "tus-checksum-algorithm", "upload-expires", "custody-status",
+                            "custody-sha256", "custody-seq"]))
     app = Starlette(routes=[Route("/openapi.json", openapi, methods=["GET"]), *routes,
                             *settings.extra_routes],
                     middleware=middleware, exception_handlers=HANDLERS)

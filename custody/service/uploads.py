@@ -13,12 +13,12 @@ import binascii
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -27,6 +27,9 @@ from starlette.routing import BaseRoute, Route
 
 from custody.ops.archive import Archive
 from custody.service import landing
+from custody.service.auth import Authenticate
+from custody.service.errors import error_response
+from custody.service.openapi import Operation, json_content, path_param
 from custody.service.partials import RECEIVING, Upload, UploadFolder, rfc3339, write_at
 
 TUS_VERSION = "1.0.0"
@@ -37,20 +40,10 @@ METADATA_STATEMENT = "statement"  # Upload-Metadata key: base64 of the statement
 METADATA_FILENAME = "filename"
 
 
-class _Caller(Protocol):
-    @property
-    def key_id(self) -> str: ...
-
-
-Authenticate = Callable[[Request], Awaitable[_Caller]]  # custody.service.auth's, by contract
-
-
 def _error(status: int, code: str, message: str,
            headers: dict[str, str] | None = None) -> JSONResponse:
-    """The service's error shape (docs/SERVICE.md); custody.service.errors has the same."""
-    return JSONResponse({"error": {"code": code, "message": " ".join(message.split())}},
-                        status_code=status,
-                        headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
+    """The service's error shape (custody.service.errors), with tus's version header."""
+    return error_response(status, code, message, {"Tus-Resumable": TUS_VERSION, **(headers or {})})
 
 
 def _http_date(rfc3339: str) -> str:
@@ -342,3 +335,33 @@ def _describe(upload: Upload) -> dict[str, Any]:
     return {"id": upload.id, "length": upload.length, "offset": upload.offset,
             "state": upload.state, "result": upload.result, "expires": upload.expires,
             "created": upload.created, "filename": upload.filename}
+
+
+def upload_operations() -> list[Operation]:
+    """The tus routes in the OpenAPI document (the protocol itself: https://tus.io/protocols/)."""
+    tus = {"description": "tus 1.0 headers only (Tus-Resumable, Upload-Offset, ...)"}
+    upload = path_param("upload_id", "The upload's id (32 hex digits), from Location")
+    obj = json_content({"type": "object"})
+    return [
+        Operation("options", "/uploads/", "tus discovery: Tus-Version, Tus-Extension, "
+                  "Tus-Max-Size, Tus-Checksum-Algorithm", {"204": tus}, signed=False),
+        Operation("get", "/uploads/", "What a client signs for: this archive's log origin and "
+                  "the upload limits", {"200": {"description": "Upload settings",
+                                                "content": obj}}),
+        Operation("post", "/uploads/", "tus creation: Upload-Length and Upload-Metadata "
+                  "`statement` (base64 of a custodian-signed statement file of the bytes)",
+                  {"201": {"description": "Created; Location names the upload"}}),
+        Operation("get", "/uploads/held/{sha256}", "Whether the archive holds these bytes as "
+                  "an item", {"200": {"description": "held or not", "content": obj}},
+                  [path_param("sha256", "SHA-256, 64 hex digits")]),
+        Operation("head", "/uploads/{upload_id}", "tus core: the durable Upload-Offset; a "
+                  "finished upload adds Custody-Status", {"200": tus}, [upload]),
+        Operation("get", "/uploads/{upload_id}", "The upload's state and outcome",
+                  {"200": {"description": "The upload", "content": obj}}, [upload]),
+        Operation("patch", "/uploads/{upload_id}", "tus core: bytes at Upload-Offset "
+                  "(Upload-Checksum sha256 per chunk; 460 on mismatch); the last one lands "
+                  "the upload or refuses it (422)", {"204": tus, "409": tus, "460": tus},
+                  [upload]),
+        Operation("delete", "/uploads/{upload_id}", "tus termination", {"204": tus},
+                  [upload]),
+    ]
