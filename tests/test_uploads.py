@@ -120,13 +120,13 @@ def test_a_tuspy_upload_in_chunks_becomes_an_item_whose_ingest_is_the_custodians
     ingest = shown["history"][0]
     assert ingest["action"] == "ingest" and ingest["statement_id"] == statement_id
     assert ingest["actor"] == served.bob_key.key_id and shown["gps"] is not None
-    assert not (tmp_path / "uploads" / (url.rsplit("/", 1)[1] + ".part")).exists()
+    assert not (tmp_path / "uploads" / (url.rsplit("/", 1)[1])).exists()
     served("verify", check=True)
 
 
 def _tuspy_upload(server, key, photo, text) -> str:
     client = tus_client.TusClient(f"{server.url}/uploads/", headers={TEST_HEADER: key.key_id})
-    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=8 * 1024,
+    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=32 * 1024,
                               metadata={"statement": text, "filename": photo.name},
                               upload_checksum=True)
     uploader.upload()
@@ -165,7 +165,7 @@ def test_bytes_other_than_those_signed_are_refused_and_nothing_is_stored(served,
         assert not list((served.archive / "objects").rglob(sha))
     assert len(_entries(served)) == before
     upload_id = url.rsplit("/", 1)[1]
-    assert not (served.uploads / f"{upload_id}.part").exists()
+    assert not (served.uploads / f"{upload_id}").exists()
     refusal = [r for r in json.loads("[" + ",".join(
         (served.uploads / "refusals.jsonl").read_text().splitlines()) + "]")
         if r["upload"] == upload_id]
@@ -192,10 +192,10 @@ def test_delete_terminates_an_upload(served, tmp_path):
     url = _create(served, text, 20_000, served.bob_key)
     _patch(url, served.bob_key, 0, f.read_bytes()[:5000])
     upload_id = url.rsplit("/", 1)[1]
-    assert (served.uploads / f"{upload_id}.part").stat().st_size == 5000
+    assert (served.uploads / f"{upload_id}").stat().st_size == 5000
     with _as(served.bob_key) as c:
         assert c.delete(url).status_code == 204
-    assert not (served.uploads / f"{upload_id}.part").exists()
+    assert not (served.uploads / f"{upload_id}").exists()
     assert _head(url, served.bob_key).status_code == 404
 
 
@@ -247,7 +247,7 @@ def test_an_expired_upload_is_swept(tmp_path, cli_archive):
         upload_id = url.rsplit("/", 1)[1]
         time.sleep(1.6)
         _create(cli, text, 20_000)  # any request past the sweep interval sweeps
-        assert not (uploads / f"{upload_id}.part").exists()
+        assert not (uploads / f"{upload_id}").exists()
         assert not (uploads / f"{upload_id}.json").exists()
         assert _head(url, key).status_code == 404
     finally:

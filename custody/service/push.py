@@ -13,9 +13,11 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,7 +175,8 @@ class Pusher:
         self._send(found.path, url, 0, digests.size, result)
 
     def _create(self, found: Found, digests: Any) -> str:
-        document = metadata_document(self.reader, found.path)
+        with nameless(found.path, self.resume.path.parent / "reading", digests.sha256) as same:
+            document = metadata_document(self.reader, same)
         st = found.path.stat()
         claims = Claims(name=found.path.name, path=str(found.path.absolute()),
                         mtime=datetime.fromtimestamp(st.st_mtime, UTC)
@@ -270,6 +273,24 @@ class Pusher:
             time.sleep(wait)
             wait *= 2
         raise AssertionError("unreachable")
+
+
+@contextmanager
+def nameless(path: Path, folder: Path, sha256: str) -> Iterator[Path]:
+    """The file's bytes under a name without extension, as the archive reads them (an object
+    or a partial upload has none, and ExifTool lets an extension decide what it cannot
+    recognise): a hard link where the file system allows one, else a copy; removed after."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    same = folder / sha256
+    same.unlink(missing_ok=True)
+    try:
+        os.link(path, same)
+    except OSError:  # another file system (a memory card): copy it
+        shutil.copyfile(path, same)
+    try:
+        yield same
+    finally:
+        same.unlink(missing_ok=True)
 
 
 def _said(response: httpx.Response) -> str:
