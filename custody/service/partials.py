@@ -124,9 +124,10 @@ class UploadFolder:
             if (found := self.get(path.stem)) is not None:
                 yield found
 
-    def sweep(self, now: datetime) -> list[str]:
-        """Remove every upload past its expiry (partial bytes and record); their ids."""
-        gone = [u.id for u in self.uploads() if u.expired(now)]
+    def sweep(self, now: datetime, busy: frozenset[str] = frozenset()) -> list[str]:
+        """Remove every upload past its expiry (partial bytes and record) but those `busy` (a
+        request is at work on them); their ids."""
+        gone = [u.id for u in self.uploads() if u.expired(now) and u.id not in busy]
         for upload_id in gone:
             self.remove(upload_id)
         # A temp record or a part without a record is left by a crash mid-write: drop it too.

@@ -102,7 +102,10 @@ class _Uploads:
     async def _sweep_if_due(self) -> None:
         if time.monotonic() - self.last_sweep >= self.sweep_every:
             self.last_sweep = time.monotonic()
-            await run_in_threadpool(self.folder.sweep, datetime.now(UTC))
+            busy = frozenset(k for k, lock in self.locks.items() if lock.locked())
+            await run_in_threadpool(self.folder.sweep, datetime.now(UTC), busy)
+            for k in [k for k, lock in self.locks.items() if not lock.locked()]:
+                del self.locks[k]  # recreated on the next request for that upload
 
     def _version_refused(self, request: Request) -> Response | None:
         if request.headers.get("tus-resumable") != TUS_VERSION:
