@@ -263,3 +263,33 @@ def test_an_unsigned_request_gets_401_and_creates_nothing(served):
         client = tus_client.TusClient(f"{served.server.url}/uploads/")
         Sha256Uploader(file_path=str(PHOTO), client=client, metadata={"statement": "{}"}).upload()
     assert sorted(p.name for p in served.uploads.iterdir()) == before
+
+
+def test_the_protocol_refuses_what_tus_1_0_refuses_and_creates_nothing_for_it(served, tmp_path):
+    f = _random_file(tmp_path, "protocol.bin", 8_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    meta = "statement " + base64.b64encode(text.encode()).decode()
+    with _as(served.bob_key) as c:
+        base = f"{served.server.url}/uploads/"
+        r = c.post(base, headers={"Tus-Resumable": "0.2.2", "Upload-Length": "8000",
+                                  "Upload-Metadata": meta})
+        assert r.status_code == 412 and r.headers["tus-version"] == "1.0.0"
+        r = c.post(base, headers={"Upload-Length": "7999", "Upload-Metadata": meta})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "length-mismatch"
+        r = c.post(base, headers={"Upload-Length": "8000"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "no-statement"
+        r = c.post(base, headers={"Upload-Length": str(1 << 40), "Upload-Metadata": meta})
+        assert r.status_code == 413
+    url = _create(served, text, 8_000, served.bob_key)
+    data = f.read_bytes()
+    assert _patch(url, served.bob_key, 100, data[:10]).status_code == 409
+    with _as(served.bob_key) as c:
+        r = c.patch(url, content=data[:10], headers={"Upload-Offset": "0",
+                                                     "Content-Type": "text/plain"})
+        assert r.status_code == 415
+        r = c.patch(url, content=data[:10], headers={
+            "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": "crc32 AAAA"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "checksum-algorithm"
+    assert _patch(url, served.bob_key, 0, data + b"extra").status_code == 413
+    assert _head(url, served.bob_key).headers["upload-offset"] == "0"
