@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import shutil
+import socket
 import time
 
 import httpx
@@ -293,3 +294,18 @@ def test_the_protocol_refuses_what_tus_1_0_refuses_and_creates_nothing_for_it(se
         assert r.status_code == 400 and r.json()["error"]["code"] == "checksum-algorithm"
     assert _patch(url, served.bob_key, 0, data + b"extra").status_code == 413
     assert _head(url, served.bob_key).headers["upload-offset"] == "0"
+
+
+def test_a_chunk_larger_than_the_server_holds_is_refused_before_it_is_read(served, tmp_path):
+    from custody.service.uploads import MAX_CHUNK
+
+    f = _random_file(tmp_path, "huge-chunk.bin", 1_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    path = _create(served, text, 1_000, served.bob_key).split("://", 1)[-1]
+    path = path[path.index("/"):] if not path.startswith("/") else path
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=10) as s:
+        s.sendall(f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                  "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                  f"Content-Length: {MAX_CHUNK + 1}\r\n\r\n".encode())
+        status = s.recv(4096).split(b"\r\n")[0]
+    assert b" 413 " in status

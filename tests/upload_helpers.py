@@ -61,7 +61,7 @@ class Server:
                     "--access-log", str(self.upload_dir.parent / "access.log")]
         self.proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
                                      stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited {self.proc.returncode}")

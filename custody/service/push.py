@@ -32,6 +32,7 @@ from custody.ops import dryrun
 from custody.ops.ingest import Claims, Found, find_files, shown
 from custody.ops.statements import statement_file
 from custody.service.landing import ingest_details, metadata_document
+from custody.service.uploads import MAX_CHUNK
 
 TUS = {"Tus-Resumable": "1.0.0"}
 DEFAULT_CHUNK = 4 << 20  # 4 MiB a PATCH: each is signed and fsynced as one piece
@@ -116,8 +117,8 @@ class Pusher:
                  note: str | None = None, state_dir: Path | None = None,
                  on_result: Callable[[PushResult], None] | None = None,
                  retry_wait: float = 0.5) -> None:
-        if chunk_size < 1:
-            raise UsageError("--chunk-size must be at least 1 byte")
+        if not 1 <= chunk_size <= MAX_CHUNK:
+            raise UsageError(f"--chunk-size must be 1 to {MAX_CHUNK} bytes (the server's limit)")
         self.server = server.rstrip("/")
         self.key = key
         self.reader = reader
@@ -126,7 +127,7 @@ class Pusher:
         self.batch = str(uuid.uuid4())
         self.on_result = on_result or (lambda _r: None)
         self.retry_wait = retry_wait
-        self.http = httpx.Client(auth=auth, timeout=httpx.Timeout(60.0, connect=10.0))
+        self.http = httpx.Client(auth=auth, timeout=httpx.Timeout(300.0, connect=10.0))
         self.resume = ResumeFile(state_dir or resume_dir(), self.server, key.key_id)
         self._log: str | None = None
 
