@@ -75,7 +75,7 @@ def _create(cli, text: str, length: int, key=None) -> str:
         r = c.post(f"{cli.server.url}/uploads/", headers={
             "Upload-Length": str(length), "Upload-Metadata": meta})
     assert r.status_code == 201, r.text
-    return r.headers["location"]
+    return str(httpx.URL(cli.server.url).join(r.headers["location"]))  # relative, as tus allows
 
 
 def _patch(url: str, key, offset: int, data: bytes, checksum: bytes | None = None):
