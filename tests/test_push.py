@@ -67,7 +67,7 @@ def _wait_mid_upload(cli, length: int, timeout: float = 60) -> None:
                 upload = json.loads(info.read_text())
             except (ValueError, FileNotFoundError):
                 continue
-            if upload["length"] == length and 0 < upload["offset"] < length // 2:
+            if upload["length"] == length and 0 < upload["offset"] < length:
                 return
         time.sleep(0.02)
     raise AssertionError("the push never got part-way")
