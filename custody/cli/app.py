@@ -1077,6 +1077,43 @@ def submit(
     _seqs_out([entry.seq], f"{entry.action} statement {entry.statement_id}", as_json)
 
 
+
+@app.command("push")
+def push_command(
+    paths: list[Path] = typer.Argument(..., help="Files and folders to send (folders recursively)."),
+    server: str = typer.Option(..., "--server", metavar="URL", help="The custody service (`custody serve`), e.g. https://archive.example.org"),
+    chunk_size: int = typer.Option(4 << 20, "--chunk-size", metavar="BYTES", help="Bytes per tus PATCH (each signed and made durable by the server)."),
+    case: str = typer.Option(None, "--case", help="Case id recorded in each ingest statement."),
+    note: str = typer.Option(None, "--note", help="Note recorded in each ingest statement."),
+    c2pa_trust_anchors: list[Path] = typer.Option(None, "--c2pa-trust-anchors", metavar="FILE.pem", help="The served archive's C2PA trust anchors, if it has any: the metadata read here must be the server's."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per file (JSON Lines)."),
+) -> None:
+    """Send files to a custody service over tus: hashed, read and signed here; a rerun after an
+    interruption sends only the missing bytes. Exit 3 if any file failed."""
+    from custody.ops.c2pa_trust import load_trust
+    from custody.service import push
+    from custody.service.signing import RequestSigner
+
+    key = acting_key()
+
+    def done(result: push.PushResult) -> None:
+        if as_json:
+            display.json_line(result.to_json())
+            sys.stdout.flush()
+            return
+        said = f" ({result.error})" if result.error else ""
+        say(f"{result.status:8} {result.sha256 or '-':64}  {result.path}  sent "
+            f"{result.bytes_sent}, skipped {result.bytes_skipped}{said}")
+
+    results = push.run(paths, server, key, RequestSigner(key), chunk_size=chunk_size,
+                       case=case, note=note,
+                       c2pa_trust=load_trust(list(c2pa_trust_anchors or [])),
+                       on_result=done)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise CustodyError(f"{len(failed)} of {len(results)} file(s) failed to push; the first: "
+                           f"{failed[0].path}: {failed[0].error}")
+
 # Checkpoints and proofs ------------------------------------------------------------------------
 
 def archive_key(archive: Archive) -> SigningKey:
@@ -1615,6 +1652,49 @@ def crossref(
     t = result["track"]
     err(f"{result['count']} match(es); track: {t['points']} points in {t['segments']} "
         f"segment(s), {t['start']} to {t['end']}; not checked: {render.not_checked_text(result)}")
+
+
+# The service --------------------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    listen: str = typer.Option("127.0.0.1:8080", "--listen", metavar="HOST:PORT", help="Address to listen on ([::1]:8080 for IPv6)."),
+    allow_origin: list[str] = typer.Option(None, "--allow-origin", metavar="ORIGIN", help="Allow browser requests (CORS) from this origin (repeatable); none by default."),
+    max_body: int = typer.Option(1024 * 1024, "--max-body", metavar="BYTES", help="Largest request body outside /uploads/ (413 beyond)."),
+    rate: float = typer.Option(10.0, "--rate", metavar="N", help="Requests a second each custodian key may make, on average (429 beyond)."),
+    burst: int = typer.Option(60, "--burst", metavar="N", help="Requests a key may make at once before --rate applies."),
+    access_log: Path = typer.Option(None, "--access-log", metavar="FILE", help="Append the JSON access log here [stderr]."),
+    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate (PEM); see docs/SERVICE.md."),
+    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="The certificate's private key (PEM)."),
+    upload_dir: Path = typer.Option(None, "--upload-dir", metavar="DIR", help="Where partial tus uploads live, outside the object store [ARCHIVE/uploads]."),
+    max_upload: int = typer.Option(64 << 30, "--max-upload", metavar="BYTES", help="Largest file one upload may carry (Tus-Max-Size)."),
+    upload_expire: int = typer.Option(7 * 24 * 3600, "--upload-expire", metavar="SECONDS", help="An unfinished upload is removed this long after its last chunk."),
+) -> None:
+    """Serve the archive over HTTP: the JSON API (docs/SERVICE.md), every request signed by a
+    custodian's key (RFC 9421), every write a statement they signed."""
+    from datetime import timedelta
+
+    from custody.service.app import ServiceSettings
+    from custody.service.app import serve as run
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen wants HOST:PORT, not {listen!r}")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise UsageError("give --ssl-certfile and --ssl-keyfile together")
+    if max_body < 1 or rate <= 0 or burst < 1:
+        raise UsageError("--max-body, --rate and --burst must be positive")
+    if max_upload < 1 or upload_expire < 1:
+        raise UsageError("--max-upload and --upload-expire must be positive")
+    settings = ServiceSettings(archive=state.archive_path, allow_origins=tuple(allow_origin or ()),
+                               max_body_bytes=max_body, rate_per_second=rate, rate_burst=burst,
+                               access_log=access_log, upload_dir=upload_dir,
+                               max_upload_bytes=max_upload,
+                               upload_expire_after=timedelta(seconds=upload_expire))
+    scheme = "https" if ssl_certfile else "http"
+    err(f"custody: serving {state.archive_path} on {scheme}://{listen}")
+    run(settings, host, int(port), ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
 # Help text and the one error handler --------------------------------------------------------------

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from custody.core import entry as entries
 from custody.core.signing import SigningKey
-from custody.errors import CustodyError, NotFound, UsageError
+from custody.errors import CustodyError, NotFound, StatementRefused, UsageError
 from custody.ops.archive import Archive, Draft
 from store.ports import CHUNK, ObjectReader
 
@@ -85,3 +86,29 @@ def get(archive: Archive, key: SigningKey, item: str, purpose: str, output: Path
     finally:
         partial.unlink(missing_ok=True)
     return Copied(item, str(output), size, purpose.strip())
+
+
+def content_for_statement(
+    archive: Archive, item: str, signed: entries.SignedStatement,
+) -> ObjectReader:
+    """A verifying reader of `item` for a reader away from the archive (`custody serve`): their
+    signed `access` statement for this item (kind `get`, with a purpose) is appended first
+    (`Archive.append_statement`: refused whole if it is not theirs, beyond their role or a
+    replay), and only then is the object opened. The caller closes the reader."""
+    try:
+        statement = signed.statement()
+    except entries.MalformedEntry as exc:
+        raise StatementRefused(f"statement refused: {exc}") from None
+    purpose = statement.details.get("purpose")
+    if statement.action != "access" or statement.item != item:
+        raise StatementRefused(f"statement refused: a read of item {item[:16]} needs an "
+                               "'access' statement about that item")
+    if statement.details.get("kind") != "get":
+        raise StatementRefused("statement refused: the access statement of a download has kind "
+                               "'get'")
+    if not isinstance(purpose, str) or not purpose.strip():
+        raise UsageError("reading evidence content needs a stated purpose")
+    if not archive.ledger.rows_for_item(item):
+        raise NotFound(f"no item {item} in this archive")
+    archive.append_statement(signed)
+    return archive.objects.open(item)

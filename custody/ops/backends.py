@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custody.errors import ArchiveError, CustodyError, DiskFull, UsageError, VerificationFailed
 from store.index import LocalIndex
@@ -28,6 +28,9 @@ from store.ports import (
     StoreFull,
 )
 from store.sqlite_ledger import SqliteLedger
+
+if TYPE_CHECKING:
+    from store.nonces import NonceStore
 
 OBJECTS, LEDGER = "objects", "ledger.db"  # the local adapters' places in an archive folder
 FREE_SPACE = "free space, then run the command again"
@@ -163,6 +166,16 @@ def index_for(root: Path, ledger_config: dict[str, Any] | None) -> IndexLocation
 
         return PostgresIndexLocation(str(ledger_config["url"]))
     return LocalIndex(root)
+
+
+NONCES = "service-nonces.db"  # custody serve's request nonces (docs/SERVICE.md), not the ledger
+
+
+def nonce_store(root: Path) -> NonceStore:
+    """The served archive's store of request nonces: a SQLite file in its folder."""
+    from store.nonces import NonceStore as Store  # only the service uses it
+
+    return Store(root / NONCES)
 
 
 def custody_error(exc: StoreError | IndexStoreError) -> CustodyError:

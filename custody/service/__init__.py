@@ -1,4 +1,4 @@
-"""The HTTP service (`custody serve`): Starlette routes over the library's operations.
+"""The HTTP service (`custody serve`): an ASGI app over the library's operations.
 
-Each part is a factory of routes taking its dependencies explicitly (tiles.py: the public log).
+A layer above ops/search/report/package and below the CLI (docs/SERVICE.md).
 """
