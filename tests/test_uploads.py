@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import shutil
+import socket
 import time
 
 import httpx
@@ -74,7 +75,7 @@ def _create(cli, text: str, length: int, key=None) -> str:
         r = c.post(f"{cli.server.url}/uploads/", headers={
             "Upload-Length": str(length), "Upload-Metadata": meta})
     assert r.status_code == 201, r.text
-    return r.headers["location"]
+    return str(httpx.URL(cli.server.url).join(r.headers["location"]))  # relative, as tus allows
 
 
 def _patch(url: str, key, offset: int, data: bytes, checksum: bytes | None = None):
@@ -120,13 +121,13 @@ def test_a_tuspy_upload_in_chunks_becomes_an_item_whose_ingest_is_the_custodians
     ingest = shown["history"][0]
     assert ingest["action"] == "ingest" and ingest["statement_id"] == statement_id
     assert ingest["actor"] == served.bob_key.key_id and shown["gps"] is not None
-    assert not (tmp_path / "uploads" / (url.rsplit("/", 1)[1] + ".part")).exists()
+    assert not (tmp_path / "uploads" / (url.rsplit("/", 1)[1])).exists()
     served("verify", check=True)
 
 
 def _tuspy_upload(server, key, photo, text) -> str:
     client = tus_client.TusClient(f"{server.url}/uploads/", headers={TEST_HEADER: key.key_id})
-    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=8 * 1024,
+    uploader = Sha256Uploader(file_path=str(photo), client=client, chunk_size=32 * 1024,
                               metadata={"statement": text, "filename": photo.name},
                               upload_checksum=True)
     uploader.upload()
@@ -165,7 +166,7 @@ def test_bytes_other_than_those_signed_are_refused_and_nothing_is_stored(served,
         assert not list((served.archive / "objects").rglob(sha))
     assert len(_entries(served)) == before
     upload_id = url.rsplit("/", 1)[1]
-    assert not (served.uploads / f"{upload_id}.part").exists()
+    assert not (served.uploads / f"{upload_id}").exists()
     refusal = [r for r in json.loads("[" + ",".join(
         (served.uploads / "refusals.jsonl").read_text().splitlines()) + "]")
         if r["upload"] == upload_id]
@@ -192,10 +193,10 @@ def test_delete_terminates_an_upload(served, tmp_path):
     url = _create(served, text, 20_000, served.bob_key)
     _patch(url, served.bob_key, 0, f.read_bytes()[:5000])
     upload_id = url.rsplit("/", 1)[1]
-    assert (served.uploads / f"{upload_id}.part").stat().st_size == 5000
+    assert (served.uploads / f"{upload_id}").stat().st_size == 5000
     with _as(served.bob_key) as c:
         assert c.delete(url).status_code == 204
-    assert not (served.uploads / f"{upload_id}.part").exists()
+    assert not (served.uploads / f"{upload_id}").exists()
     assert _head(url, served.bob_key).status_code == 404
 
 
@@ -247,7 +248,7 @@ def test_an_expired_upload_is_swept(tmp_path, cli_archive):
         upload_id = url.rsplit("/", 1)[1]
         time.sleep(1.6)
         _create(cli, text, 20_000)  # any request past the sweep interval sweeps
-        assert not (uploads / f"{upload_id}.part").exists()
+        assert not (uploads / f"{upload_id}").exists()
         assert not (uploads / f"{upload_id}.json").exists()
         assert _head(url, key).status_code == 404
     finally:
@@ -263,3 +264,48 @@ def test_an_unsigned_request_gets_401_and_creates_nothing(served):
         client = tus_client.TusClient(f"{served.server.url}/uploads/")
         Sha256Uploader(file_path=str(PHOTO), client=client, metadata={"statement": "{}"}).upload()
     assert sorted(p.name for p in served.uploads.iterdir()) == before
+
+
+def test_the_protocol_refuses_what_tus_1_0_refuses_and_creates_nothing_for_it(served, tmp_path):
+    f = _random_file(tmp_path, "protocol.bin", 8_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    meta = "statement " + base64.b64encode(text.encode()).decode()
+    with _as(served.bob_key) as c:
+        base = f"{served.server.url}/uploads/"
+        r = c.post(base, headers={"Tus-Resumable": "0.2.2", "Upload-Length": "8000",
+                                  "Upload-Metadata": meta})
+        assert r.status_code == 412 and r.headers["tus-version"] == "1.0.0"
+        r = c.post(base, headers={"Upload-Length": "7999", "Upload-Metadata": meta})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "length-mismatch"
+        r = c.post(base, headers={"Upload-Length": "8000"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "no-statement"
+        r = c.post(base, headers={"Upload-Length": str(1 << 40), "Upload-Metadata": meta})
+        assert r.status_code == 413
+    url = _create(served, text, 8_000, served.bob_key)
+    data = f.read_bytes()
+    assert _patch(url, served.bob_key, 100, data[:10]).status_code == 409
+    with _as(served.bob_key) as c:
+        r = c.patch(url, content=data[:10], headers={"Upload-Offset": "0",
+                                                     "Content-Type": "text/plain"})
+        assert r.status_code == 415
+        r = c.patch(url, content=data[:10], headers={
+            "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": "crc32 AAAA"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "checksum-algorithm"
+    assert _patch(url, served.bob_key, 0, data + b"extra").status_code == 413
+    assert _head(url, served.bob_key).headers["upload-offset"] == "0"
+
+
+def test_a_chunk_larger_than_the_server_holds_is_refused_before_it_is_read(served, tmp_path):
+    from custody.service.uploads import MAX_CHUNK
+
+    f = _random_file(tmp_path, "huge-chunk.bin", 1_000)
+    text, _ = upload_statement(served.archive, served.bob_key, f, served.reader)
+    path = _create(served, text, 1_000, served.bob_key).split("://", 1)[-1]
+    path = path[path.index("/"):] if not path.startswith("/") else path
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=10) as s:
+        s.sendall(f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                  "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                  f"Content-Length: {MAX_CHUNK + 1}\r\n\r\n".encode())
+        status = s.recv(4096).split(b"\r\n")[0]
+    assert b" 413 " in status

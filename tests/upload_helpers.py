@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ from custody.ops import dryrun
 from custody.ops.ingest import Claims
 from custody.ops.statements import statement_file
 from custody.service.landing import ingest_details, metadata_document
+from custody.service.push import nameless
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +61,7 @@ class Server:
                     "--access-log", str(self.upload_dir.parent / "access.log")]
         self.proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
                                      stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited {self.proc.returncode}")
@@ -88,9 +90,10 @@ def upload_statement(archive: Path, key: SigningKey, path: Path, reader, *,
     """(statement file text, statement id) of an ingest of `path` (or of bytes `data` as if they
     were its content), signed by `key` as `custody push` signs it."""
     content = data if data is not None else path.read_bytes()
-    import io
     digests = dryrun.hashed(io.BytesIO(content)).digests
-    document = metadata_document(reader, path)
+    with nameless(path, path.parent / ".reading", hashlib.sha256(path.read_bytes())
+                  .hexdigest()) as same:
+        document = metadata_document(reader, same)
     details = ingest_details(digests, Claims(name=path.name), document,
                              batch=str(uuid.uuid4()))
     if action == "sighting":

@@ -1,7 +1,9 @@
 """Partial uploads on disk: the upload folder, outside the object store (docs/SERVICE.md).
 
 Each upload is two files: `<id>.json` (who created it, its length, its durable offset, the signed
-statement, when it expires, how it ended) replaced atomically, and `<id>.part` (the bytes so far).
+statement, when it expires, how it ended) replaced atomically, and `<id>` (the bytes so far; no
+suffix, as an object's name has none: ExifTool reads a file it cannot recognise by its name's
+extension, so the metadata of the bytes is read under a name that says nothing).
 The offset in `<id>.json` is written only after the bytes up to it are fsynced, so a server killed
 at any instant resumes at an offset whose bytes are on disk; anything past it is cut off.
 """
@@ -61,7 +63,7 @@ class UploadFolder:
         return self.root / f"{upload_id}.json"
 
     def data_path(self, upload_id: str) -> Path:
-        return self.info_path(upload_id).with_suffix(".part")
+        return self.info_path(upload_id).with_suffix("")
 
     def create(self, *, owner: str, length: int, statement: str, filename: str | None,
                now: datetime, expires: datetime) -> Upload:
@@ -122,14 +124,15 @@ class UploadFolder:
             if (found := self.get(path.stem)) is not None:
                 yield found
 
-    def sweep(self, now: datetime) -> list[str]:
-        """Remove every upload past its expiry (partial bytes and record); their ids."""
-        gone = [u.id for u in self.uploads() if u.expired(now)]
+    def sweep(self, now: datetime, busy: frozenset[str] = frozenset()) -> list[str]:
+        """Remove every upload past its expiry (partial bytes and record) but those `busy` (a
+        request is at work on them); their ids."""
+        gone = [u.id for u in self.uploads() if u.expired(now) and u.id not in busy]
         for upload_id in gone:
             self.remove(upload_id)
         # A temp record or a part without a record is left by a crash mid-write: drop it too.
-        for path in self.root.glob("*.part") if self.root.is_dir() else ():
-            if not path.with_suffix(".json").exists():
+        for path in self.root.iterdir() if self.root.is_dir() else ():
+            if UPLOAD_ID.fullmatch(path.name) and not path.with_suffix(".json").exists():
                 path.unlink(missing_ok=True)
         return gone
 

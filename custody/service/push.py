@@ -13,9 +13,11 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +32,7 @@ from custody.ops import dryrun
 from custody.ops.ingest import Claims, Found, find_files, shown
 from custody.ops.statements import statement_file
 from custody.service.landing import ingest_details, metadata_document
+from custody.service.uploads import MAX_CHUNK
 
 TUS = {"Tus-Resumable": "1.0.0"}
 DEFAULT_CHUNK = 4 << 20  # 4 MiB a PATCH: each is signed and fsynced as one piece
@@ -114,8 +117,8 @@ class Pusher:
                  note: str | None = None, state_dir: Path | None = None,
                  on_result: Callable[[PushResult], None] | None = None,
                  retry_wait: float = 0.5) -> None:
-        if chunk_size < 1:
-            raise UsageError("--chunk-size must be at least 1 byte")
+        if not 1 <= chunk_size <= MAX_CHUNK:
+            raise UsageError(f"--chunk-size must be 1 to {MAX_CHUNK} bytes (the server's limit)")
         self.server = server.rstrip("/")
         self.key = key
         self.reader = reader
@@ -124,7 +127,7 @@ class Pusher:
         self.batch = str(uuid.uuid4())
         self.on_result = on_result or (lambda _r: None)
         self.retry_wait = retry_wait
-        self.http = httpx.Client(auth=auth, timeout=httpx.Timeout(60.0, connect=10.0))
+        self.http = httpx.Client(auth=auth, timeout=httpx.Timeout(300.0, connect=10.0))
         self.resume = ResumeFile(state_dir or resume_dir(), self.server, key.key_id)
         self._log: str | None = None
 
@@ -173,7 +176,8 @@ class Pusher:
         self._send(found.path, url, 0, digests.size, result)
 
     def _create(self, found: Found, digests: Any) -> str:
-        document = metadata_document(self.reader, found.path)
+        with nameless(found.path, self.resume.path.parent / "reading", digests.sha256) as same:
+            document = metadata_document(self.reader, same)
         st = found.path.stat()
         claims = Claims(name=found.path.name, path=str(found.path.absolute()),
                         mtime=datetime.fromtimestamp(st.st_mtime, UTC)
@@ -270,6 +274,24 @@ class Pusher:
             time.sleep(wait)
             wait *= 2
         raise AssertionError("unreachable")
+
+
+@contextmanager
+def nameless(path: Path, folder: Path, sha256: str) -> Iterator[Path]:
+    """The file's bytes under a name without extension, as the archive reads them (an object
+    or a partial upload has none, and ExifTool lets an extension decide what it cannot
+    recognise): a hard link where the file system allows one, else a copy; removed after."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    same = folder / sha256
+    same.unlink(missing_ok=True)
+    try:
+        os.link(path, same)
+    except OSError:  # another file system (a memory card): copy it
+        shutil.copyfile(path, same)
+    try:
+        yield same
+    finally:
+        same.unlink(missing_ok=True)
 
 
 def _said(response: httpx.Response) -> str:

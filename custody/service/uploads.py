@@ -38,6 +38,7 @@ CHECKSUMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 OFFSET_TYPE = "application/offset+octet-stream"
 METADATA_STATEMENT = "statement"  # Upload-Metadata key: base64 of the statement file's JSON
 METADATA_FILENAME = "filename"
+MAX_CHUNK = 64 << 20  # bytes one PATCH may carry: held in memory while its signature is checked
 
 
 def _error(status: int, code: str, message: str,
@@ -102,7 +103,10 @@ class _Uploads:
     async def _sweep_if_due(self) -> None:
         if time.monotonic() - self.last_sweep >= self.sweep_every:
             self.last_sweep = time.monotonic()
-            await run_in_threadpool(self.folder.sweep, datetime.now(UTC))
+            busy = frozenset(k for k, lock in self.locks.items() if lock.locked())
+            await run_in_threadpool(self.folder.sweep, datetime.now(UTC), busy)
+            for k in [k for k, lock in self.locks.items() if not lock.locked()]:
+                del self.locks[k]  # recreated on the next request for that upload
 
     def _version_refused(self, request: Request) -> Response | None:
         if request.headers.get("tus-resumable") != TUS_VERSION:
@@ -164,9 +168,10 @@ class _Uploads:
             lambda: self.folder.create(owner=key_id, length=length, statement=text,
                                        filename=meta.get(METADATA_FILENAME), now=now,
                                        expires=now + self.expire_after))
+        # relative (tus allows it): right behind a reverse proxy that terminates TLS
         location = request.url.path.rstrip("/") + "/" + upload.id
         return Response(status_code=201, headers={
-            "Location": str(request.url.replace(path=location, query="")),
+            "Location": location,
             "Tus-Resumable": TUS_VERSION, "Upload-Offset": "0",
             "Upload-Expires": _http_date(upload.expires)})
 
@@ -185,6 +190,8 @@ class _Uploads:
     async def one(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return self._options()
+        if request.method == "PATCH" and (refused := _chunk_refused(request)) is not None:
+            return refused  # before authenticate, which reads the whole body into memory
         caller = await self.authenticate(request)
         if request.method != "GET" and (refused := self._version_refused(request)) is not None:
             return refused
@@ -305,6 +312,19 @@ class _Uploads:
             "length": upload.length})
         self.folder.end(upload, "refused", {"status": "refused", "code": refused.code,
                                             "error": refused.message})
+
+
+def _chunk_refused(request: Request) -> Response | None:
+    """A PATCH states its length and stays within MAX_CHUNK: its body is read whole (its
+    signature covers its Content-Digest) before anything is written."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return _error(411, "length-required", "a PATCH needs a Content-Length (send the upload "
+                      f"in chunks of at most {MAX_CHUNK} bytes)")
+    if int(declared) > MAX_CHUNK:
+        return _error(413, "chunk-too-large", f"a PATCH may carry at most {MAX_CHUNK} bytes: "
+                      "send the upload in chunks (tus clients: set a chunk size)")
+    return None
 
 
 def _checksum(header: str | None) -> tuple[Any, bytes] | Response | None:
