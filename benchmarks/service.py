@@ -412,8 +412,10 @@ def fault_run(site: Site, cards: list[Path], args: argparse.Namespace) -> bool:
     print(f"fault run: {args.clients} clients, {args.files} files; the server SIGKILLed with "
           f"{at_kill} landed, {len(killed)} clients killed with it; restarted on the same archive"
           f" and port; load now {load()}")
-    print(f"  first runs' statuses: {dict(Counter(str(r['status']) for r in first))} "
-          f"(of the clients not killed)")
+    survivors = [p.returncode for p in pushes if p not in killed]
+    print(f"  first runs' statuses: {dict(Counter(str(r['status']) for r in first))} (the "
+          f"killed clients' up to their kill); of the {len(survivors)} not killed, "
+          f"{survivors.count(0)} exited 0 by themselves")
     print(f"  reruns: {dict(said)}; bytes sent {resent / 1e6:.1f} MB, skipped (already there) "
           f"{skipped / 1e6:.1f} MB; reruns took {rerun_seconds:.1f} s, the whole run "
           f"{seconds:.1f} s")
