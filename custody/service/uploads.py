@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -91,6 +92,7 @@ class _Uploads:
         self.last_sweep = 0.0
         self.locks: dict[str, asyncio.Lock] = {}
         self._reader: Any = None  # the metadata worker, started at the first landing
+        self._reader_made = threading.Lock()
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -115,12 +117,16 @@ class _Uploads:
         return None
 
     def reader(self, archive: Archive) -> Any:
-        if self._reader is None:
-            from custody.metadata import MetadataReader
-            from custody.ops.c2pa_trust import configured_files, load_trust
+        """The metadata worker. Called in the thread pool: making it imports heavy libraries,
+        which on the event loop would stall every other request (found under load)."""
+        with self._reader_made:
+            if self._reader is None:
+                from custody.metadata import MetadataReader
+                from custody.ops.c2pa_trust import configured_files, load_trust
 
-            self._reader = MetadataReader(c2pa_trust=load_trust(configured_files(archive.root)))
-        return self._reader
+                self._reader = MetadataReader(
+                    c2pa_trust=load_trust(configured_files(archive.root)))
+            return self._reader
 
     # -- /uploads/ -----------------------------------------------------------------------------
 
@@ -292,7 +298,8 @@ class _Uploads:
         archive = await run_in_threadpool(self.open_archive)
         path = self.folder.data_path(upload.id)
         try:
-            landed = await run_in_threadpool(landing.land, archive, self.reader(archive), path,
+            reader = await run_in_threadpool(self.reader, archive)
+            landed = await run_in_threadpool(landing.land, archive, reader, path,
                                              upload.statement)
         except landing.Refused as refused:
             await run_in_threadpool(self._refuse, upload, refused)
