@@ -22,6 +22,7 @@ from custody.errors import (
     VerificationFailed,
 )
 from custody.ops.backends import custody_error
+from custody.search.tracks import TrackError
 from store.index_port import IndexStoreError
 from store.ports import StoreError
 
@@ -56,8 +57,12 @@ def error_response(status: int, code: str, message: str,
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+PATH = re.compile(r"(?<![\w.:/])/(?:[\w.\-]+/)+[\w.\-]*")  # an absolute path in a message
+
+
 def one_line(message: str) -> str:
-    return " ".join(message.split())[:500]
+    """One line, at most 500 characters, no filesystem path (the server's layout is its own)."""
+    return PATH.sub("<path>", " ".join(message.split()))[:500]
 
 
 def kebab(name: str) -> str:
@@ -70,7 +75,7 @@ def status_of(exc: CustodyError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, UsageError):
+    if isinstance(exc, UsageError | TrackError):  # the client's input
         return 400
     if isinstance(exc, StatementRefused | VerificationFailed):
         return 422

@@ -92,6 +92,27 @@ class RequestSigner(httpx.Auth):
         yield request
 
 
+class RequestsSigner:
+    """The same signature for the `requests` library (tuspy, schemathesis): `auth=` of a
+    request or a Session; signs the prepared request in place."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key = key
+        self.signer = HTTPMessageSigner(signature_algorithm=CustodyEd25519,
+                                        key_resolver=_OwnKey(key))
+
+    def __call__(self, request: Any) -> Any:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if body is not None and not isinstance(body, bytes):
+            raise TypeError("a streamed body cannot be signed: give its bytes")
+        self.signer.sign(request, key_id=self.key.key_id, label=LABEL, tag=TAG,
+                         created=datetime.now(UTC), nonce=new_nonce(),
+                         covered_component_ids=COVERED, body=body or None)
+        return request
+
+
 def signed_statement(key: SigningKey, log: str, action: str, item: str | None,
                      details: dict[str, Any], *, metadata: bytes | None = None,
                      now: datetime | None = None) -> dict[str, Any]:
