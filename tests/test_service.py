@@ -157,6 +157,14 @@ def test_a_replayed_request_gets_401_the_second_time(served):
     assert "nonce was used before" in r.json()["error"]["message"]
 
 
+def test_a_statement_file_with_non_ascii_base64_is_refused_not_an_internal_error(served):
+    # found by schemathesis: base64 of non-ASCII text raised ValueError, not binascii.Error
+    body = {"format": "custody-statement", "statement": "g{N\u00fa", "signature": ""}
+    with served.client("field") as c:
+        r = c.post("/api/v1/statements", json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "statement-refused"
+
+
 # Roles, reads of content ---------------------------------------------------------------------------
 
 def test_a_role_that_may_not_read_content_gets_403_and_nothing_appended(served):

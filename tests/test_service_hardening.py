@@ -29,7 +29,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, SigningKey]:
     key = write_new_key(tmp / "keys" / "admin.key", "Alice Admin", PASSPHRASE)
     cli = Cli(tmp, tmp / "archive", tmp / "keys" / "admin.key")
     cli("init", "--name", "Hardening Test Centre", check=True)
-    cli("ingest", MEDIA / "aleppo-gps.jpg", MEDIA / "homs-loci.mp4", "--case", "H-1", check=True)
+    cli("ingest", MEDIA / "aleppo-gps.jpg", "--case", "H-1", check=True)
     return cli, key
 
 
@@ -119,9 +119,14 @@ def live(archive):
 @pytest.fixture(scope="module")
 def api_schema(live):
     import schemathesis
+    from schemathesis.config import SchemathesisConfig
 
     server, _ = live
-    return schemathesis.openapi.from_url(server.base + "/openapi.json")
+    # Examples and fuzzing; the coverage phase (every boundary of every parameter, some
+    # hundreds of cases for search's 15 filters) is left to a manual run: CI time
+    # (docs/SERVICE.md "schemathesis").
+    config = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}})
+    return schemathesis.openapi.from_url(server.base + "/openapi.json", config=config)
 
 
 schema = pytest.importorskip("schemathesis").pytest.from_fixture("api_schema")
