@@ -11,7 +11,13 @@ import pytest
 
 from custody.core.signing import SigningKey
 from custody.ops.keyfiles import write_new_key
-from custody.service.signing import RequestSigner, signed_statement
+from custody.service.signing import (
+    RequestSigner,
+    accept_statement,
+    offer_statement,
+    signed_statement,
+    tag_statement,
+)
 from tests.conftest import PASSPHRASE, Cli
 from tests.service_server import Subprocess
 
@@ -41,13 +47,15 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("served")
     keys: dict[str, SigningKey] = {}
     for who, name in [("admin", "Alice Admin"), ("field", "Farah Field"),
-                      ("reviewer", "Rami Reviewer"), ("revoked", "Omar Revoked")]:
+                      ("reviewer", "Rami Reviewer"), ("revoked", "Omar Revoked"),
+                      ("investigator", "Ines Investigator")]:
         keys[who] = write_new_key(tmp / "keys" / f"{who}.key", name, PASSPHRASE)
     cli = Cli(tmp, tmp / "archive", tmp / "keys" / "admin.key")
     cli("init", "--name", "Service Test Centre", check=True)
     cli("enroll", tmp / "keys" / "field.key.pub", "--role", "field", check=True)
     cli("enroll", tmp / "keys" / "reviewer.key.pub", "--role", "reviewer", check=True)
     cli("enroll", tmp / "keys" / "revoked.key.pub", "--role", "investigator", check=True)
+    cli("enroll", tmp / "keys" / "investigator.key.pub", "--role", "investigator", check=True)
     cli("revoke", keys["revoked"].key_id, "--reason", "left the team", check=True)
     cli("ingest", MEDIA / "aleppo-gps.jpg", "--case", "ALP-1", check=True)
     item = cli("list", "--json", check=True).json()[0]["sha256"]
@@ -84,6 +92,34 @@ def test_a_note_statement_is_appended_and_shown_by_custody_log(served):
     assert last["seq"] == r.json()["seq"] and last["action"] == "note"
     assert last["details"]["text"] == "seen from the roof"
     assert last["actor"] == served.keys["field"].key_id
+
+
+def test_a_tag_and_a_custody_transfer_are_statements_the_custodians_signed(served):
+    admin, inv = served.keys["admin"], served.keys["investigator"]
+    with served.client("field") as c:
+        tagged = c.post("/api/v1/statements",
+                        json=tag_statement(served.keys["field"], served.origin, served.item,
+                                           "strike"))
+    assert tagged.status_code == 201, tagged.text
+    with served.client("admin") as c:
+        offered = c.post("/api/v1/statements", json=offer_statement(
+            admin, served.origin, served.item, inv.key_id, "to the investigation team"))
+    assert offered.status_code == 201, offered.text
+    offer = offered.json()["seq"]
+    with served.client("investigator") as c:
+        accepted = c.post("/api/v1/statements",
+                          json=accept_statement(inv, served.origin, served.item, offer))
+        assert accepted.status_code == 201, accepted.text
+        offers = c.get("/api/v1/transfers").json()
+    assert [(o["offer"], o["state"]) for o in offers] == [(offer, "accepted")]
+    shown = served.cli("show", served.item, "--json", check=True).json()
+    assert "strike" in shown["tags"]
+    assert served.cli("verify").code == 0
+
+
+def test_serve_refuses_a_bad_listen_address_in_one_line(served):
+    r = served.cli("serve", "--listen", "nowhere")
+    assert r.code == 2 and "--listen wants HOST:PORT" in r.stderr and "Traceback" not in r.stderr
 
 
 # Authentication: refused requests change nothing -------------------------------------------------
@@ -247,7 +283,8 @@ def test_each_read_is_the_cli_commands_data(served):
     assert [i["sha256"] for i in found["items"]] == [served.item]
     assert report["items"][0]["sha256"] == served.item and report["report_digest"]
     assert html.status_code == 200 and html.text.lstrip().lower().startswith("<!doctype html")
-    assert offers == [] and latest == {"latest": None} and verified["ok"] is True
+    assert offers == served.cli("transfers", "--json", check=True).json()
+    assert latest == {"latest": None} and verified["ok"] is True
     assert matched.status_code == 200, matched.text
     assert "count" in matched.json()
 
