@@ -4,6 +4,7 @@ schemathesis run of /openapi.json against the live server with signed requests."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, SigningKey]:
     key = write_new_key(tmp / "keys" / "admin.key", "Alice Admin", PASSPHRASE)
     cli = Cli(tmp, tmp / "archive", tmp / "keys" / "admin.key")
     cli("init", "--name", "Hardening Test Centre", check=True)
-    cli("ingest", MEDIA / "aleppo-gps.jpg", "--case", "H-1", check=True)
+    odd = tmp / "odd"
+    odd.mkdir()
+    # a name as a field laptop's file system may hold it: not UTF-8 (kept with surrogateescape)
+    shutil.copy(MEDIA / "carbon-south-west.jpg", os.fsdecode(bytes(odd) + b"/caf\xe9.jpg"))
+    cli("ingest", MEDIA / "aleppo-gps.jpg", odd, "--case", "H-1", check=True)
     return cli, key
 
 
@@ -67,6 +72,16 @@ def test_an_allowed_origin_gets_its_cors_preflight(archive, threaded):
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == "https://review.example"
     assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+def test_a_name_that_is_not_utf8_is_served_as_list_json_shows_it(archive, threaded):
+    cli, key = archive
+    server = threaded(ServiceSettings(cli.archive))
+    with httpx.Client(base_url=server.base, auth=RequestSigner(key)) as c:
+        r = c.get("/api/v1/items")
+    assert r.status_code == 200, r.text
+    assert r.json() == cli("list", "--json", check=True).json()
+    assert "caf\\xe9.jpg" in [n for item in r.json() for n in item["names"]]
 
 
 def test_an_internal_error_shows_no_trace_or_path(archive, threaded):

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from custody.core import permissions
@@ -24,7 +24,7 @@ from custody.errors import NotPermitted, UsageError
 from custody.ops import statements
 from custody.ops.archive import Archive
 from custody.service.auth import Authenticate, Caller
-from custody.service.errors import ServiceError
+from custody.service.errors import JSONResponse, ServiceError
 from custody.service.openapi import Operation, json_content, path_param, query
 from store.ports import CHUNK
 
@@ -114,10 +114,13 @@ def api_routes(open_archive: Callable[[], Archive],
         limit = min(_int(request, "limit", 100), LOG_PAGE_MAX)
 
         def page(a: Archive, c: Caller) -> dict[str, Any]:
-            rows = logs.rows(a, a.resolve_item(ref) if ref else None)  # `log --json`'s rows
-            entries = list(itertools.islice(rows, offset, offset + limit))
-            total = a.ledger.size() if not ref else offset + len(entries) + sum(1 for _ in rows)
-            return {"total": total, "offset": offset, "limit": limit, "entries": entries}
+            if ref:  # one item's entries: few
+                rows = list(logs.rows(a, a.resolve_item(ref)))  # `log --json`'s rows
+                return {"total": len(rows), "offset": offset, "limit": limit,
+                        "entries": rows[offset:offset + limit]}
+            entries = list(itertools.islice(logs.rows(a, None), offset, offset + limit))
+            return {"total": a.ledger.size(), "offset": offset, "limit": limit,
+                    "entries": entries}
 
         return JSONResponse(await read(request, page))
 

@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSON
+from starlette.responses import Response
 
 from custody.errors import (
     CustodyError,
@@ -29,6 +31,17 @@ from store.ports import StoreError
 log = logging.getLogger("custody.service")
 
 INTERNAL = "internal error: the server could not complete the request (see its log)"
+
+
+class JSONResponse(StarletteJSON):
+    """JSON as the CLI's --json writes it: UTF-8, and names holding undecodable bytes (lone
+    surrogates, kept as read from a file system) escaped rather than failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 class ServiceError(Exception):
