@@ -8,7 +8,6 @@ theirs. `custody submit` (and later `custody serve`) read one here.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from custody.core import canonical
@@ -47,7 +46,7 @@ def read_statement_file(text: str) -> tuple[entries.SignedStatement, bytes | Non
         signature = base64.b64decode(value["signature"], validate=True)
         raw = value.get("metadata")
         metadata = base64.b64decode(raw, validate=True) if raw is not None else None
-    except (KeyError, TypeError, binascii.Error) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # binascii.Error, and non-ASCII text
         raise StatementRefused(f"statement refused: the file's {exc} is missing or not "
                                "base64") from None
     return entries.SignedStatement(body=body, signature=signature), metadata

@@ -7,15 +7,16 @@ on their own device (docs/FORMAT.md §5.8), appended with `Archive.append_statem
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from custody.core import permissions
@@ -23,7 +24,7 @@ from custody.errors import NotPermitted, UsageError
 from custody.ops import statements
 from custody.ops.archive import Archive
 from custody.service.auth import Authenticate, Caller
-from custody.service.errors import ServiceError
+from custody.service.errors import JSONResponse, ServiceError
 from custody.service.openapi import Operation, json_content, path_param, query
 from store.ports import CHUNK
 
@@ -37,15 +38,21 @@ STATEMENT_BODY = {"required": True, "content": json_content({
     "type": "object", "required": ["format", "statement", "signature"],
     "properties": {"format": {"const": "custody-statement"}, "statement": STR,
                    "signature": STR, "metadata": STR}})}
-ITEM = path_param("item", "SHA-256 or a unique prefix of 8+ hex digits")
+ITEM_REF = {"type": "string", "pattern": "^[0-9a-fA-F]{8,64}$"}
+ITEM = {**path_param("item", "SHA-256 or a unique prefix of 8+ hex digits"), "schema": ITEM_REF}
+TEXT = {"type": "string", "minLength": 1}
 SEARCH_FILTERS: dict[str, dict[str, Any]] = {
-    "case": STR, "incident": STR, "tag": STR, "since": STR, "until": STR, "near": STR,
-    "within_km": NUM, "bbox": STR, "device": STR, "mime": STR, "text": STR,
-    "limit": {"type": "integer", "minimum": 0}, "list_unplaced": BOOL, "c2pa": STR,
+    "case": TEXT, "incident": TEXT, "tag": TEXT, "since": TEXT, "until": TEXT, "near": TEXT,
+    "within_km": NUM, "bbox": TEXT, "device": TEXT, "mime": TEXT, "text": TEXT,
+    "limit": {"type": "integer", "minimum": 0}, "list_unplaced": BOOL,
+    "c2pa": {"enum": ["trusted", "valid", "invalid", "unreadable", "none"]},
 }
+POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 CROSSREF_OPTIONS: dict[str, dict[str, Any]] = {
-    "km": NUM, "minutes": NUM, "clock_tolerance": NUM, "max_gap": NUM, "incidents": BOOL,
-    "case": STR, "format": STR, "assume_utc": BOOL, "limit": {"type": "integer", "minimum": 0},
+    "km": POSITIVE, "minutes": POSITIVE, "clock_tolerance": {"type": "number", "minimum": 0},
+    "max_gap": POSITIVE, "incidents": BOOL, "case": TEXT,
+    "format": {"enum": ["gpx", "geojson", "geojsonseq", "csv"]}, "assume_utc": BOOL,
+    "limit": {"type": "integer", "minimum": 0},
 }
 LATEST = {"type": "object", "required": ["latest"],
           "properties": {"latest": {"type": ["object", "null"]}}}
@@ -55,16 +62,18 @@ LOG_PAGE_MAX = 1000
 def api_routes(open_archive: Callable[[], Archive],
                authenticate: Authenticate) -> tuple[list[BaseRoute], list[Operation]]:
     """The /api/v1 routes and their OpenAPI operations."""
-    routes: list[BaseRoute] = []
+    handlers: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
     operations: list[Operation] = []
 
-    def route(op: Operation, handler: Callable[..., Any]) -> None:
+    def route(op: Operation, handler: Callable[[Request], Awaitable[Response]]) -> None:
         operations.append(op)
-        routes.append(Route(op.path, handler, methods=[op.method.upper()]))
+        handlers.setdefault(op.path, {})[op.method.upper()] = handler
 
     async def read(request: Request, work: Callable[[Archive, Caller], Any]) -> Any:
-        """Authenticate, then run `work` on a freshly opened archive off the event loop."""
-        caller = await authenticate(request)
+        """Run `work` on a freshly opened archive off the event loop, for the caller the
+        request was signed by (`authenticate` runs first in every handler: nothing about a
+        request is said back before its signature is checked)."""
+        caller = await authenticate(request)  # a second call returns the first's Caller
         return await run_in_threadpool(lambda: work(open_archive(), caller))
 
     async def whoami(request: Request) -> Response:
@@ -77,6 +86,7 @@ def api_routes(open_archive: Callable[[], Archive],
                          "properties": {"key_id": STR, "name": STR, "role": STR}})}}), whoami)
 
     async def items(request: Request) -> Response:
+        await authenticate(request)
         from custody.ops import items as views
 
         return JSONResponse(await read(request, lambda a, c: views.listing(a)))
@@ -85,6 +95,7 @@ def api_routes(open_archive: Callable[[], Archive],
                     {"200": {"description": "Items", "content": json_content(ARR)}}), items)
 
     async def item(request: Request) -> Response:
+        await authenticate(request)
         from custody.ops import items as views
 
         ref = request.path_params["item"]
@@ -95,16 +106,21 @@ def api_routes(open_archive: Callable[[], Archive],
                     [ITEM]), item)
 
     async def log(request: Request) -> Response:
-        from custody.ops import items as views
+        await authenticate(request)
+        from custody.report import logs
 
         ref = request.query_params.get("item")
         offset = _int(request, "offset", 0)
         limit = min(_int(request, "limit", 100), LOG_PAGE_MAX)
 
         def page(a: Archive, c: Caller) -> dict[str, Any]:
-            rows = views.log(a, a.resolve_item(ref) if ref else None)
-            return {"total": len(rows), "offset": offset, "limit": limit,
-                    "entries": rows[offset:offset + limit]}
+            if ref:  # one item's entries: few
+                rows = list(logs.rows(a, a.resolve_item(ref)))  # `log --json`'s rows
+                return {"total": len(rows), "offset": offset, "limit": limit,
+                        "entries": rows[offset:offset + limit]}
+            entries = list(itertools.islice(logs.rows(a, None), offset, offset + limit))
+            return {"total": a.ledger.size(), "offset": offset, "limit": limit,
+                    "entries": entries}
 
         return JSONResponse(await read(request, page))
 
@@ -113,11 +129,12 @@ def api_routes(open_archive: Callable[[], Archive],
         {"200": {"description": "A page of entries", "content": json_content({
             "type": "object", "required": ["total", "offset", "limit", "entries"],
             "properties": {"total": INT, "offset": INT, "limit": INT, "entries": ARR}})}},
-        [query("item", STR, "Only this item's entries"),
+        [query("item", ITEM_REF, "Only this item's entries"),
          query("offset", {"type": "integer", "minimum": 0}),
          query("limit", {"type": "integer", "minimum": 0, "maximum": LOG_PAGE_MAX})]), log)
 
     async def search(request: Request) -> Response:
+        await authenticate(request)
         from custody.search import query as finder
         from custody.search import render
 
@@ -137,6 +154,7 @@ def api_routes(open_archive: Callable[[], Archive],
         [query(k, v) for k, v in SEARCH_FILTERS.items()] + [query("geojson", BOOL)]), search)
 
     async def crossref(request: Request) -> Response:
+        await authenticate(request)
         from custody.search import crossref as finder
         from custody.search import render
 
@@ -167,6 +185,7 @@ def api_routes(open_archive: Callable[[], Archive],
             "text/csv": {"schema": STR}}}), crossref)
 
     async def verification(request: Request) -> Response:
+        await authenticate(request)
         from custody.ops import items as views
 
         def latest(a: Archive, c: Caller) -> Any:
@@ -182,6 +201,7 @@ def api_routes(open_archive: Callable[[], Archive],
           verification)
 
     async def verify(request: Request) -> Response:
+        await authenticate(request)
         from custody.ops.verify import audit
 
         ref = request.query_params.get("item")
@@ -198,9 +218,10 @@ def api_routes(open_archive: Callable[[], Archive],
         "Run `verify` now and return its report (synchronous; nothing is appended)",
         {"200": {"description": "The verify report (`verify --json`)",
                  "content": json_content(OBJ)}},
-        [query("item", STR), query("ledger_only", BOOL)]), verify)
+        [query("item", ITEM_REF), query("ledger_only", BOOL)]), verify)
 
     async def report(request: Request) -> Response:
+        await authenticate(request)
         from custody.report import html
         from custody.report import model as reports
 
@@ -227,10 +248,11 @@ def api_routes(open_archive: Callable[[], Archive],
         "content is read",
         {"200": {"description": "The report", "content": {
             **json_content(OBJ), "text/html": {"schema": STR}}}},
-        [query("item", {"type": "array", "items": STR}), query("case", STR),
+        [query("item", {"type": "array", "items": ITEM_REF}), query("case", TEXT),
          query("format", {"enum": ["json", "html"]})]), report)
 
     async def transfers(request: Request) -> Response:
+        await authenticate(request)
         from custody.ops import transfer as transfer_ops
 
         pending = _bool(request, "pending")
@@ -241,6 +263,7 @@ def api_routes(open_archive: Callable[[], Archive],
                     [query("pending", BOOL)]), transfers)
 
     async def statement(request: Request) -> Response:
+        await authenticate(request)
         text = _text(await request.body())
 
         def append(a: Archive, c: Caller) -> dict[str, Any]:
@@ -260,6 +283,7 @@ def api_routes(open_archive: Callable[[], Archive],
         request_body=STATEMENT_BODY), statement)
 
     async def content(request: Request) -> Response:
+        await authenticate(request)
         from custody.ops import access
 
         ref = request.path_params["item"]
@@ -284,7 +308,16 @@ def api_routes(open_archive: Callable[[], Archive],
                      "schema": {"type": "string", "format": "binary"}}}}},
         [ITEM], request_body=STATEMENT_BODY), content)
 
-    return routes, operations
+    return [_one_route(path, by_method) for path, by_method in handlers.items()], operations
+
+
+def _one_route(path: str, by_method: dict[str, Callable[[Request], Awaitable[Response]]]) -> Route:
+    """One Route a path, so that a 405 names every method the path has in its Allow header."""
+
+    async def dispatch(request: Request) -> Response:
+        return await by_method[request.method if request.method in by_method else "GET"](request)
+
+    return Route(path, dispatch, methods=list(by_method))
 
 
 def _check_signer(signed: Any, caller: Caller) -> None:

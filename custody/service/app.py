@@ -20,14 +20,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from custody.errors import CustodyError
 from custody.ops.archive import Archive
 from custody.ops.backends import nonce_store
 from custody.service.api import api_routes
 from custody.service.auth import CALLER_KEY, Authenticator
-from custody.service.errors import HANDLERS
+from custody.service.errors import HANDLERS, ServiceError, log
 from custody.service.limits import BodyLimit, RateLimiter
 from custody.service.openapi import Operation, document, json_content
 from custody.service.uploads import upload_operations, upload_routes
+from store.ports import StoreError
 
 UPLOADS = "/uploads/"  # tus uploads keep their own size limit (custody/service/uploads.py)
 
@@ -53,7 +55,12 @@ def create_app(settings: ServiceSettings) -> Starlette:
     Archive.open(settings.archive)  # refuse to start on a folder that is not an archive
 
     def open_archive() -> Archive:
-        return Archive.open(settings.archive)
+        try:
+            return Archive.open(settings.archive)
+        except (CustodyError, StoreError) as exc:  # moved, unmounted, unreadable: said in our log
+            log.error("cannot open the archive: %s", exc)
+            raise ServiceError(503, "archive-unavailable", "the archive cannot be opened now "
+                               "(see the server's log)") from None
 
     limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
     authenticate = Authenticator(open_archive, nonce_store(settings.archive),

@@ -30,6 +30,7 @@ from custody.service.limits import RateLimiter
 from custody.service.signing import COVERED, TAG, CustodyEd25519
 
 CALLER_KEY = "custody.caller"  # where the verified key id is kept in the ASGI scope (access log)
+CALLER = "custody.caller.verified"  # and the Caller, for the handler's later calls
 NONCE_FORM = re.compile(r"[A-Za-z0-9_\-]{16,128}")
 
 
@@ -103,13 +104,17 @@ class Authenticator:
         self.limiter = limiter
 
     async def __call__(self, request: Request) -> Caller:
+        known = request.scope.get(CALLER)
+        if isinstance(known, Caller):  # verified once per request (its nonce is spent)
+            return known
         if "signature" not in request.headers or "signature-input" not in request.headers:
             raise Unauthorized("the request is not signed (RFC 9421 Signature and "
                                "Signature-Input; docs/SERVICE.md)")
         body = await request.body()
-        message = _Message(request.method, str(request.url), _Fields(request.headers.raw))
+        message = _Message(request.method, _target_uri(request), _Fields(request.headers.raw))
         caller = await run_in_threadpool(self._verify, message, body)
         request.scope[CALLER_KEY] = caller.key_id
+        request.scope[CALLER] = caller
         if not self.limiter.allow(caller.key_id):
             raise ServiceError(429, "rate-limited", f"too many requests from key "
                                f"{caller.key_id}: slow down (docs/SERVICE.md)")
@@ -134,6 +139,17 @@ class Authenticator:
         if not self.nonces.claim(who.key_id, nonce, int(time.time()), 2 * self.window + 1):
             raise Unauthorized("signature refused: its nonce was used before (a replay)")
         return Caller(key_id=who.key_id, name=who.name, role=who.role)
+
+
+def _target_uri(request: Request) -> str:
+    """The URI as the client sent it: the raw (still percent-encoded) path and query, which the
+    client signed, not Starlette's decoded path."""
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return str(request.url)
+    query = request.scope.get("query_string", b"")
+    return (f"{request.url.scheme}://{request.url.netloc}{raw.decode('latin-1')}"
+            + (f"?{query.decode('latin-1')}" if query else ""))
 
 
 def _reason(exc: Exception, keys: _ActiveCustodians) -> str:

@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSON
+from starlette.responses import Response
 
 from custody.errors import (
     CustodyError,
@@ -22,12 +24,24 @@ from custody.errors import (
     VerificationFailed,
 )
 from custody.ops.backends import custody_error
+from custody.search.tracks import TrackError
 from store.index_port import IndexStoreError
 from store.ports import StoreError
 
 log = logging.getLogger("custody.service")
 
 INTERNAL = "internal error: the server could not complete the request (see its log)"
+
+
+class JSONResponse(StarletteJSON):
+    """JSON as the CLI's --json writes it: UTF-8, and names holding undecodable bytes (lone
+    surrogates, kept as read from a file system) escaped rather than failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 class ServiceError(Exception):
@@ -56,8 +70,12 @@ def error_response(status: int, code: str, message: str,
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+PATH = re.compile(r"(?<![\w.:/])/(?:[\w.\-]+/)+[\w.\-]*")  # an absolute path in a message
+
+
 def one_line(message: str) -> str:
-    return " ".join(message.split())[:500]
+    """One line, at most 500 characters, no filesystem path (the server's layout is its own)."""
+    return PATH.sub("<path>", " ".join(message.split()))[:500]
 
 
 def kebab(name: str) -> str:
@@ -70,7 +88,7 @@ def status_of(exc: CustodyError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, UsageError):
+    if isinstance(exc, UsageError | TrackError):  # the client's input
         return 400
     if isinstance(exc, StatementRefused | VerificationFailed):
         return 422

@@ -19,7 +19,8 @@ def error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {400: "Bad request", 401: "Not signed, badly signed, expired, replayed or by no "
                "active custodian", 403: "The caller's role may not do this", 404: "Not found",
                405: "Method not allowed", 413: "Body too large", 422: "Refused (a statement, "
-               "a verification)", 429: "Rate limited", 500: "Internal error (no detail)"}
+               "a verification)", 429: "Rate limited", 500: "Internal error (no detail)",
+               503: "The archive cannot be opened now"}
     return {str(s): {"description": reasons.get(s, "Error"), "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         for s in statuses}
@@ -53,7 +54,7 @@ class Operation:
     signed: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        errors = (400, 401, 403, 404, 413, 422, 429, 500) if self.signed else (400, 404, 500)
+        errors = (400, 401, 403, 404, 413, 422, 429, 500, 503) if self.signed else (400, 404, 500)
         out: dict[str, Any] = {
             "summary": self.summary,
             "operationId": f"{self.method}_{self.path}".replace("/", "_").replace("{", "")

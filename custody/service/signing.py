@@ -92,6 +92,27 @@ class RequestSigner(httpx.Auth):
         yield request
 
 
+class RequestsSigner:
+    """The same signature for the `requests` library (tuspy, schemathesis): `auth=` of a
+    request or a Session; signs the prepared request in place."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key = key
+        self.signer = HTTPMessageSigner(signature_algorithm=CustodyEd25519,
+                                        key_resolver=_OwnKey(key))
+
+    def __call__(self, request: Any) -> Any:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if body is not None and not isinstance(body, bytes):
+            raise TypeError("a streamed body cannot be signed: give its bytes")
+        self.signer.sign(request, key_id=self.key.key_id, label=LABEL, tag=TAG,
+                         created=datetime.now(UTC), nonce=new_nonce(),
+                         covered_component_ids=COVERED, body=body or None)
+        return request
+
+
 def signed_statement(key: SigningKey, log: str, action: str, item: str | None,
                      details: dict[str, Any], *, metadata: bytes | None = None,
                      now: datetime | None = None) -> dict[str, Any]:
@@ -101,3 +122,37 @@ def signed_statement(key: SigningKey, log: str, action: str, item: str | None,
     statement = entries.Statement(log=log, actor=key.key_id, action=action, item=item,
                                   details=details, time=when, nonce=new_nonce())
     return statement_file(entries.sign_statement(statement, key), metadata)
+
+
+# The statements of the API's writes (details as docs/FORMAT.md §5.4 has them) ---------------------
+
+def note_statement(key: SigningKey, log: str, item: str, text: str,
+                   supersedes: int | None = None) -> dict[str, Any]:
+    return signed_statement(key, log, "note", item, {"text": text.strip(),
+                                                     "supersedes": supersedes})
+
+
+def tag_statement(key: SigningKey, log: str, item: str, tag: str,
+                  removed: bool = False) -> dict[str, Any]:
+    return signed_statement(key, log, "tag", item, {"tag": tag, "removed": removed})
+
+
+def offer_statement(key: SigningKey, log: str, item: str, to: str, purpose: str,
+                    group: str | None = None) -> dict[str, Any]:
+    """A custody offer of `item` to the custodian whose key id is `to`."""
+    import uuid
+
+    return signed_statement(key, log, "transfer-offer", item, {
+        "to": to, "purpose": purpose.strip(), "group": group or str(uuid.uuid4())})
+
+
+def accept_statement(key: SigningKey, log: str, item: str, offer: int) -> dict[str, Any]:
+    """Accept offer `offer` (its entry's seq) of `item`."""
+    return signed_statement(key, log, "transfer-accept", item, {"offer": offer})
+
+
+def access_statement(key: SigningKey, log: str, item: str, purpose: str,
+                     destination: str | None = None) -> dict[str, Any]:
+    """The access a download (`POST /api/v1/items/{item}/content`) needs: who reads and why."""
+    return signed_statement(key, log, "access", item, {
+        "purpose": purpose.strip(), "kind": "get", "destination": destination})
