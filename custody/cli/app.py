@@ -1669,6 +1669,8 @@ def serve(
     upload_dir: Path = typer.Option(None, "--upload-dir", metavar="DIR", help="Where partial tus uploads live, outside the object store [ARCHIVE/uploads]."),
     max_upload: int = typer.Option(64 << 30, "--max-upload", metavar="BYTES", help="Largest file one upload may carry (Tus-Max-Size)."),
     upload_expire: int = typer.Option(7 * 24 * 3600, "--upload-expire", metavar="SECONDS", help="An unfinished upload is removed this long after its last chunk."),
+    checkpoint_every: float = typer.Option(10.0, "--checkpoint-every", metavar="SECONDS", help="Sign a checkpoint when the log has grown, this often (the archive key's passphrase from $CUSTODY_ARCHIVE_PASSPHRASE or the terminal); 0: never, and statements of remote custodians stay bound only by the next checkpoint someone makes."),
+    public_log: bool = typer.Option(False, "--public-log", help="Also serve the log's entries (/tile/entries/…: notes, purposes, names in clear); the checkpoint and hash tiles are always served."),
 ) -> None:
     """Serve the archive over HTTP: the JSON API (docs/SERVICE.md), every request signed by a
     custodian's key (RFC 9421), every write a statement they signed."""
@@ -1687,11 +1689,16 @@ def serve(
         raise UsageError("--max-body, --rate and --burst must be positive")
     if max_upload < 1 or upload_expire < 1:
         raise UsageError("--max-upload and --upload-expire must be positive")
+    if checkpoint_every < 0:
+        raise UsageError("--checkpoint-every must be 0 (never) or a number of seconds")
+    key = archive_key(open_archive()) if checkpoint_every > 0 else None
     settings = ServiceSettings(archive=state.archive_path, allow_origins=tuple(allow_origin or ()),
                                max_body_bytes=max_body, rate_per_second=rate, rate_burst=burst,
                                access_log=access_log, upload_dir=upload_dir,
                                max_upload_bytes=max_upload,
-                               upload_expire_after=timedelta(seconds=upload_expire))
+                               upload_expire_after=timedelta(seconds=upload_expire),
+                               public_log=public_log, archive_key=key,
+                               checkpoint_every=checkpoint_every)
     scheme = "https" if ssl_certfile else "http"
     err(f"custody: serving {state.archive_path} on {scheme}://{listen}")
     run(settings, host, int(port), ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)

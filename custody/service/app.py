@@ -20,14 +20,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from custody.core.signing import SigningKey
 from custody.errors import CustodyError
 from custody.ops.archive import Archive
 from custody.ops.backends import nonce_store
 from custody.service.api import api_routes
 from custody.service.auth import CALLER_KEY, Authenticator
+from custody.service.checkpointer import Checkpointer
 from custody.service.errors import HANDLERS, ServiceError, log
 from custody.service.limits import BodyLimit, RateLimiter
 from custody.service.openapi import Operation, document, json_content
+from custody.service.tiles import tile_operations, tile_routes
 from custody.service.uploads import upload_operations, upload_routes
 from store.ports import StoreError
 
@@ -49,6 +52,9 @@ class ServiceSettings:
     upload_dir: Path | None = None  # partial tus uploads; None: <archive>/uploads
     max_upload_bytes: int = 64 << 30  # Tus-Max-Size: one file, whole
     upload_expire_after: timedelta = timedelta(days=7)  # from an upload's last chunk
+    public_log: bool = False  # serve entry bundles (entries in clear), not only hashes
+    archive_key: SigningKey | None = None  # signs checkpoints as the log grows (checkpointer.py)
+    checkpoint_every: float = 10.0  # seconds between checks for growth
 
 
 def create_app(settings: ServiceSettings) -> Starlette:
@@ -71,9 +77,10 @@ def create_app(settings: ServiceSettings) -> Starlette:
                             settings.upload_dir or settings.archive / "uploads",
                             max_upload_bytes=settings.max_upload_bytes,
                             expire_after=settings.upload_expire_after)
+    routes += tile_routes(open_archive, public_entries=settings.public_log)
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
         "description": "OpenAPI 3.1", "content": json_content({"type": "object"})}},
-        signed=False), *operations, *upload_operations()]
+        signed=False), *operations, *upload_operations(), *tile_operations()]
     spec = document("custody", _version(), operations)
 
     async def openapi(request: Request) -> Response:
@@ -92,9 +99,13 @@ def create_app(settings: ServiceSettings) -> Starlette:
                             "tus-resumable", "tus-version", "tus-extension", "tus-max-size",
                             "tus-checksum-algorithm", "upload-expires", "custody-status",
                             "custody-sha256", "custody-seq"]))
+    lifespan = None
+    if settings.archive_key is not None:
+        lifespan = Checkpointer(open_archive, settings.archive_key,
+                                settings.checkpoint_every).running
     app = Starlette(routes=[Route("/openapi.json", openapi, methods=["GET"]), *routes,
                             *settings.extra_routes],
-                    middleware=middleware, exception_handlers=HANDLERS)
+                    middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
     app.state.openapi = spec
     return app
 

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from itertools import islice
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from custody.core import note, tiles
 from custody.core.note import parse_checkpoint, split_note
 from custody.ops import witness
 from custody.ops.archive import Archive
+from custody.service.errors import error_response
+from custody.service.openapi import Operation, error_responses, path_param
 from store.ports import CheckpointRow
 
 FULL_TILE_CACHE = "public, max-age=31536000, immutable"  # a full tile never changes
@@ -28,10 +30,8 @@ CHECKPOINT_CACHE = "no-cache"  # the spec: no caching beyond a few seconds
 OCTETS = "application/octet-stream"
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    """The service's JSON error shape (docs/SERVICE.md); the lead switches this to
-    custody.service.errors.ServiceError in one edit."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(status: int, code: str, message: str) -> Response:
+    return error_response(status, code, message)
 
 
 def tile_routes(
@@ -42,28 +42,7 @@ def tile_routes(
     only with `public_entries` (`custody serve --public-log`)."""
 
     def checkpoint(request: Request) -> Response:
-        """The latest signed checkpoint, with the witness cosignatures the archive keeps of it.
-        ---
-        summary: The log's latest signed checkpoint (C2SP tlog-checkpoint, signed-note)
-        tags: [public log]
-        responses:
-          "200":
-            description: The checkpoint note, then any kept witness cosignature lines.
-            content:
-              text/plain: {schema: {type: string}}
-          "404":
-            description: The archive has signed no checkpoint yet (code no-checkpoint).
-            content:
-              application/json:
-                schema:
-                  type: object
-                  required: [error]
-                  properties:
-                    error:
-                      type: object
-                      required: [code, message]
-                      properties: {code: {type: string}, message: {type: string}}
-        """
+        """The latest signed checkpoint, with the witness cosignatures the archive keeps of it."""
         archive = open_archive()
         kept = archive.ledger.checkpoints()
         if not kept:
@@ -73,39 +52,7 @@ def tile_routes(
                         headers={"Cache-Control": CHECKPOINT_CACHE})
 
     def tile(request: Request) -> Response:
-        """A tile of tree hashes or an entry bundle (C2SP tlog-tiles).
-        ---
-        summary: A tile of tree hashes or an entry bundle (C2SP tlog-tiles)
-        tags: [public log]
-        parameters:
-          - name: path
-            in: path
-            required: true
-            description: "<L>/<N>[.p/<W>] (hashes) or entries/<N>[.p/<W>] (entries); <N> in
-              three-digit groups, all but the last prefixed x (x001/x234/067)"
-            schema: {type: string}
-        responses:
-          "200":
-            description: W (256 when full) 32-byte hashes, or W uint16-length-prefixed entries.
-            content:
-              application/octet-stream: {schema: {type: string, format: binary}}
-          "404":
-            description: No such tile, beyond the latest checkpoint, or entries not public.
-            content:
-              application/json:
-                schema: &error
-                  type: object
-                  required: [error]
-                  properties:
-                    error:
-                      type: object
-                      required: [code, message]
-                      properties: {code: {type: string}, message: {type: string}}
-          "422":
-            description: The bundle holds an entry longer than 65,535 bytes (entry-too-large).
-            content:
-              application/json: {schema: *error}
-        """
+        """A tile of tree hashes or an entry bundle (C2SP tlog-tiles)."""
         try:
             wanted = tiles.parse_path(request.path_params["path"])
         except tiles.TileError as exc:
@@ -190,3 +137,21 @@ def _bundle(archive: Archive, tile: tiles.Tile, request: Request) -> Response:
         data = gzip.compress(data, mtime=0)
         headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
     return Response(data, media_type=OCTETS, headers=headers)
+
+
+def tile_operations() -> list[Operation]:
+    """The public log's routes in the OpenAPI document (the layout: https://c2sp.org/tlog-tiles)."""
+    octets = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    return [
+        Operation("get", "/checkpoint", "The log's latest signed checkpoint (C2SP "
+                  "tlog-checkpoint, signed-note), then the kept witness cosignature lines",
+                  {"200": {"description": "The checkpoint note",
+                           "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                  signed=False),
+        Operation("get", "/tile/{path}", "A tile of tree hashes (<L>/<N>[.p/<W>]) or an entry "
+                  "bundle (entries/<N>[.p/<W>], only with --public-log); <N> in three-digit "
+                  "groups, all but the last prefixed x",
+                  {"200": {"description": "32-byte hashes, or uint16-length-prefixed entries",
+                           "content": octets}, **error_responses(422)},
+                  [path_param("path", "The tile's path after /tile/")], signed=False),
+    ]
