@@ -188,6 +188,18 @@ def _kill_at(cli, rng, duration, n, *args):
     return running
 
 
+def _kill_when(cli, began, delay, *args):
+    """Start `custody ARGS`, SIGKILL it `delay` seconds after began() turns true (or once it has
+    exited, if it never does); True if it was still running at the kill."""
+    proc = _popen(cli, *args)
+    while proc.poll() is None and not began():
+        time.sleep(0.001)
+    time.sleep(delay)
+    running = proc.poll() is None
+    _kill(proc)
+    return running
+
+
 def _timed(cli, *args):
     start = time.monotonic()
     cli(*args, check=True, timeout=300)
@@ -238,12 +250,19 @@ def test_sigkill_during_export_leaves_no_half_package_and_a_retry_succeeds(stock
     cli, rng = stocked, random.Random(11)
     out = tmp_path / "out"
     out.mkdir()
-    duration = _timed(cli, "export", *cli.items, "--purpose", "timing", "-o", out / "timing")
     killed = 0
-    for n in range(OP_KILLS):
+    for n in range(OP_KILLS):  # one kill in each phase of the export, watched on the disk
         target = out / ["pkg{}", "pkg{}.zip", "pkg{}.tar"][n % 3].format(n)
+        wal = _size(cli.archive / "ledger.db-wal")
+        phases = [("starting", lambda: True, rng.uniform(0.0, 0.25)),
+                  ("the package being written", lambda: _leftovers(out) != [], 0.0),
+                  ("the package half written", lambda: _leftovers(out) != [], rng.uniform(0.05, 0.3)),
+                  ("the export being recorded",
+                   lambda: _size(cli.archive / "ledger.db-wal") != wal, 0.0),  # noqa: B023
+                  ("the package in place", target.exists, 0.0)]
+        _phase, began, delay = phases[n % len(phases)]
         args = ("export", *cli.items, "--purpose", f"handover {n}", "-o", target)
-        killed += _kill_at(cli, rng, duration, n, *args)
+        killed += _kill_when(cli, began, delay, *args)
         _sound(cli.archive)
         if target.exists():  # the kill came after the rename: then it is the whole package
             cli("verify-package", target, check=True)
@@ -262,13 +281,21 @@ def test_sigkill_during_import_stores_nothing_half_and_a_retry_succeeds(stocked,
     incoming.mkdir()
     package = incoming / "pkg.zip"
     cli("export", *cli.items, "--purpose", "to bob", "-o", package, check=True)
-    receiver = type(cli)(tmp_path, tmp_path / "bob-archive", tmp_path / "keys" / "bob.key")
-    receiver("init", "--name", "Bob's archive", check=True)
-    size = receiver("log", "--json", check=True).stdout.count("\n")
-    duration = _timed(receiver, "verify-package", package)
+    prepared = type(cli)(tmp_path, tmp_path / "bob-prepared", tmp_path / "keys" / "bob.key")
+    prepared("init", "--name", "Bob's archive", check=True)
+    size = prepared("log", "--json", check=True).stdout.count("\n")
     killed = 0
-    for n in range(OP_KILLS):
-        killed += _kill_at(receiver, rng, duration * 1.5, n, "import", package)
+    for n in range(OP_KILLS):  # one kill in each phase of the import, each on a fresh receiver
+        receiver = copy_archive(prepared, tmp_path / f"bob{n}")
+        bob = receiver.archive
+        phases = [("starting", lambda: True, rng.uniform(0.0, 0.25)),
+                  ("the package being unpacked", lambda: _leftovers(incoming) != [], 0.0),
+                  ("an object stored", lambda: _stored(bob) > 0, 0.0),  # noqa: B023
+                  ("the ledger being written",
+                   lambda: _size(bob / "ledger.db-wal") > 0, 0.0),  # noqa: B023
+                  ("the search index being written", lambda: _index(bob) > 0, 0.0)]  # noqa: B023
+        _phase, began, delay = phases[n % len(phases)]
+        killed += _kill_when(receiver, began, delay, "import", package)
         _sound(receiver.archive)
         log = [json.loads(x) for x in receiver("log", "--json", check=True).stdout.splitlines()]
         firsts = [e for e in log[size:] if e["action"] in ("received", "sighting")]
@@ -276,11 +303,11 @@ def test_sigkill_during_import_stores_nothing_half_and_a_retry_succeeds(stocked,
         done = receiver("import", package, "--json", check=True, timeout=300).json()
         assert done["received"] + done["present"] == len(cli.items)
         assert _leftovers(incoming) == []
+        received = {e["item"] for e in (json.loads(x) for x in receiver(
+            "log", "--json", check=True).stdout.splitlines()) if e["action"] == "received"}
+        assert received == set(cli.items)
+        assert audit(Archive.open(receiver.archive)).ok
     assert killed >= 2, "kills should land while the import is running"
-    received = {e["item"] for e in (json.loads(x) for x in receiver(
-        "log", "--json", check=True).stdout.splitlines()) if e["action"] == "received"}
-    assert received == set(cli.items)
-    receiver("verify", check=True)
 
 
 @pytest.mark.slow
