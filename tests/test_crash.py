@@ -5,8 +5,9 @@ An ingest is killed once in each of its phases, each found by watching the archi
 being written, the n-th object stored, the ledger being written, the index being updated, ...),
 so a few kills cover the whole run whatever the machine's load; each kill gets its own copy of an
 archive prepared once per module. A larger seeded run (each phase several times, at seeded delays
-after it starts): CUSTODY_CRASH_KILLS=50 CUSTODY_CRASH_SEED=7 (docs/TESTING.md). The other
-commands are killed once in each fifth of a run timed beforehand.
+after it starts): CUSTODY_CRASH_KILLS=50 CUSTODY_CRASH_SEED=7 (docs/TESTING.md). Export and
+import are killed once in each of their phases the same way; accept and checkpoint once in each
+fifth of a run timed beforehand.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def test_two_ingests_at_once_both_succeed_and_lose_nothing(cli_archive, tmp_path
 
 # Killed during export, import, accept and checkpoint ----------------------------------------------
 
-OP_KILLS = 5  # per command; one kill in each fifth of a run timed beforehand
+OP_KILLS = 5  # per command: one per phase (export, import) or per fifth of a timed run
 
 
 def _kill_at(cli, rng, duration, n, *args):
