@@ -215,3 +215,34 @@ def pg_url(pg_server: str) -> Iterator[str]:
     url = new_database(pg_server)
     yield url
     drop_database(pg_server, url)
+
+
+@pytest.fixture(scope="session")
+def session_made_key(_key_folder: Path):
+    """made_key for module- or session-scope fixtures (an archive prepared once per module and
+    copied per test): the same keys, made once per session and copied."""
+
+    def make(path: Path, name: str) -> SigningKey:
+        if name not in _MADE_KEYS:
+            made = _key_folder / f"key-{len(_MADE_KEYS)}"
+            _MADE_KEYS[name] = (made, write_new_key(made, name, PASSPHRASE))
+        made, key = _MADE_KEYS[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(made, path)
+        shutil.copy2(str(made) + ".pub", str(path) + ".pub")
+        return key
+
+    return make
+
+
+def copy_archive(prepared: Cli, tmp: Path) -> Cli:
+    """A Cli on a copy, under tmp, of an archive prepared once (module scope) and its keys folder:
+    a test that writes gets its own archive without paying for `init` and the setup again."""
+    shutil.copytree(prepared.archive, tmp / "archive")
+    keys = prepared.key.parent
+    if keys.is_relative_to(prepared.tmp):
+        shutil.copytree(keys, tmp / keys.relative_to(prepared.tmp), dirs_exist_ok=True)
+        key = tmp / prepared.key.relative_to(prepared.tmp)
+    else:
+        key = prepared.key
+    return Cli(tmp, tmp / "archive", key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -20,7 +21,7 @@ from custody.core import entry as entries
 from custody.ops.archive import Archive
 from custody.ops.keyfiles import load_key
 
-from .conftest import ARCHIVE_PASSPHRASE, PASSPHRASE, one_line_error
+from .conftest import ARCHIVE_PASSPHRASE, PASSPHRASE, Cli, copy_archive, one_line_error
 
 TRIGGERS = ("entries_no_update", "entries_no_delete", "entries_in_order", "nodes_no_update",
             "nodes_no_delete", "checkpoints_no_update", "checkpoints_no_delete")
@@ -43,16 +44,28 @@ def independent_open_signed_note(text: str, name: str, public_key: bytes) -> tup
     raise AssertionError("no signature by the archive key")
 
 
-@pytest.fixture
-def logged(cli_archive, tmp_path):
-    """An archive with a dozen entries and a first checkpoint saved to a file."""
-    folder = tmp_path / "in"
+@pytest.fixture(scope="module")
+def _logged(tmp_path_factory, session_made_key):
+    """Made once per module: an archive with a dozen entries and a first checkpoint saved to a
+    file (cp1.txt beside it)."""
+    tmp = tmp_path_factory.mktemp("logged")
+    cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
+    session_made_key(cli.key, "Alice Admin")
+    cli("init", "--name", "Test Documentation Centre", check=True)
+    folder = tmp / "in"
     folder.mkdir()
     for i in range(10):
         (folder / f"photo-{i}.bin").write_bytes(f"evidence {i}".encode())
-    cli_archive("ingest", folder, check=True)
-    cli_archive("checkpoint", "-o", tmp_path / "cp1.txt", check=True)
-    return cli_archive
+    cli("ingest", folder, check=True)
+    cli("checkpoint", "-o", tmp / "cp1.txt", check=True)
+    return cli
+
+
+@pytest.fixture
+def logged(_logged, tmp_path):
+    """This test's own copy of that archive, its keys and cp1.txt (tests damage it)."""
+    shutil.copy2(_logged.tmp / "cp1.txt", tmp_path / "cp1.txt")
+    return copy_archive(_logged, tmp_path)
 
 
 def test_checkpoint_verifies_independently(logged, tmp_path):

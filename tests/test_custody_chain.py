@@ -14,23 +14,39 @@ from custody.ops.archive import Archive, Draft
 from custody.ops.keyfiles import load_key
 from custody.ops.verify import audit
 
-from .conftest import DATA, PASSPHRASE, one_line_error
+from .conftest import DATA, PASSPHRASE, Cli, copy_archive, one_line_error
 
 PHOTO = DATA / "media" / "aleppo-gps.jpg"
 VIDEO = DATA / "media" / "homs-loci.mp4"
 
 
-@pytest.fixture
-def team(cli_archive, tmp_path, made_key):
-    """Alice (admin) enrols Farah (field), Ivan and Jana (investigators), Rami (reviewer)."""
-    cli = cli_archive
-    keys = {}
-    for name, role in [("Farah Field", "field"), ("Ivan Investigator", "investigator"),
-                       ("Jana Investigator", "investigator"), ("Rami Reviewer", "reviewer")]:
-        path = tmp_path / "keys" / (name.split()[0].lower() + ".key")
-        key = made_key(path, name)
+@pytest.fixture(scope="module")
+def _team(tmp_path_factory, session_made_key):
+    """Made once per module: Alice (admin) enrols Farah (field), Ivan and Jana (investigators),
+    Rami (reviewer)."""
+    tmp = tmp_path_factory.mktemp("team")
+    cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
+    session_made_key(cli.key, "Alice Admin")
+    cli("init", "--name", "Test Documentation Centre", check=True)
+    for name, role in TEAM:
+        path = tmp / "keys" / (name.split()[0].lower() + ".key")
+        session_made_key(path, name)
         cli("enroll", str(path) + ".pub", "--role", role, check=True)
-        keys[name.split()[0].lower()] = (path, key.key_id)
+    return cli
+
+
+TEAM = [("Farah Field", "field"), ("Ivan Investigator", "investigator"),
+        ("Jana Investigator", "investigator"), ("Rami Reviewer", "reviewer")]
+
+
+@pytest.fixture
+def team(_team, tmp_path, made_key):
+    """This test's own copy of the team's archive and keys (`cli.keys`: who -> (path, key id))."""
+    cli = copy_archive(_team, tmp_path)
+    keys = {}
+    for name, _role in TEAM:
+        path = tmp_path / "keys" / (name.split()[0].lower() + ".key")
+        keys[name.split()[0].lower()] = (path, made_key(path, name).key_id)
     cli.keys = keys
     cli.as_ = lambda who: {"CUSTODY_KEY": str(keys[who][0])}
     return cli

@@ -12,7 +12,7 @@ import pytest
 from custody import display
 from custody.cli.app import command
 
-from .conftest import DATA, one_line_error
+from .conftest import DATA, Cli, copy_archive, one_line_error
 
 DOCS = Path(__file__).parent.parent / "docs" / "CLI.md"
 FORGED = "x\nnew      " + "0" * 64 + "  IMPORTANT.jpg"
@@ -35,6 +35,41 @@ def leaf_commands() -> dict[str, object]:
     return found
 
 
+@pytest.fixture(scope="module")
+def _empty(tmp_path_factory, session_made_key):
+    """Made once per module (init costs a process and a key derivation): an initialised archive."""
+    tmp = tmp_path_factory.mktemp("output-empty")
+    cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
+    session_made_key(cli.key, "Alice Admin")
+    cli("init", "--name", "Test Documentation Centre", check=True)
+    return cli
+
+
+@pytest.fixture(scope="module")
+def _shelf(_empty, tmp_path_factory):
+    """Made once per module: two real photos ingested in case C1, one with its clock's offset
+    unknown."""
+    cli = copy_archive(_empty, tmp_path_factory.mktemp("output-shelf"))
+    cli("ingest", DATA / "media" / "aleppo-gps.jpg", DATA / "media" / "clock-no-offset.jpg",
+        "--case", "C1", check=True)
+    return cli
+
+
+@pytest.fixture
+def fresh(_empty, tmp_path):
+    """This test's own copy of the initialised archive (as `cli_archive`, without the init)."""
+    return copy_archive(_empty, tmp_path)
+
+
+@pytest.fixture
+def shelf(_shelf, tmp_path):
+    """This test's own copy of the archive of two photos."""
+    return copy_archive(_shelf, tmp_path)
+
+
+ALEPPO = hashlib.sha256((DATA / "media" / "aleppo-gps.jpg").read_bytes()).hexdigest()
+
+
 # Control and bidi characters in human output --------------------------------------------------
 
 def test_clean_escapes_controls_bidi_and_separators_and_nothing_else():
@@ -46,7 +81,8 @@ def test_clean_escapes_controls_bidi_and_separators_and_nothing_else():
     assert display.clean(plain) == plain
 
 
-def test_a_newline_in_a_file_name_cannot_forge_an_ingest_line(cli_archive, tmp_path):
+def test_a_newline_in_a_file_name_cannot_forge_an_ingest_line(fresh, tmp_path):
+    cli_archive = fresh
     folder = tmp_path / "card"
     folder.mkdir()
     photo = (DATA / "media" / "aleppo-gps.jpg").read_bytes()
@@ -77,9 +113,8 @@ def test_a_newline_in_a_file_name_cannot_forge_an_ingest_line(cli_archive, tmp_p
 
 
 @pytest.mark.slow
-def test_notes_and_errors_that_quote_names_are_escaped(cli_archive, tmp_path):
-    sha = hashlib.sha256((DATA / "media" / "aleppo-gps.jpg").read_bytes()).hexdigest()
-    cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", check=True)
+def test_notes_and_errors_that_quote_names_are_escaped(shelf, tmp_path):
+    cli_archive, sha = shelf, ALEPPO
     cli_archive("note", sha[:12], "seen at\nnew 0000 IMPORTANT.jpg \x1b[2J\u202eok", check=True)
     shown = cli_archive("show", sha[:12], check=True).stdout
     assert "seen at\\nnew 0000 IMPORTANT.jpg \\x1b[2J\\u202eok" in shown
@@ -93,13 +128,13 @@ def test_notes_and_errors_that_quote_names_are_escaped(cli_archive, tmp_path):
 # One JSON schema --------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_every_command_takes_json_and_fails_with_one_json_document(cli_archive):
+def test_every_command_takes_json_and_fails_with_one_json_document(fresh):
     """Every command accepts --json; run bare (missing arguments), each still prints exactly one
     JSON document (its result, or the error document) and nothing else on stdout."""
     for name, cmd in leaf_commands().items():
         options = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
         assert "--json" in options, f"custody {name} has no --json"
-        r = cli_archive(*name.split(), "--json")
+        r = fresh(*name.split(), "--json")
         if name == "log":
             docs = [json.loads(line) for line in r.stdout.splitlines()]
             assert docs and r.code == 0, name
@@ -121,9 +156,9 @@ def test_every_command_takes_json_and_fails_with_one_json_document(cli_archive):
         (["ingest", "."], 3, "wrong-passphrase"),
     ],
 )
-def test_json_errors_are_one_documented_object(cli_archive, args, code, kind):
+def test_json_errors_are_one_documented_object(fresh, args, code, kind):
     env = {"CUSTODY_PASSPHRASE": "wrong"} if kind == "wrong-passphrase" else None
-    r = cli_archive(*args, "--json", env=env)
+    r = fresh(*args, "--json", env=env)
     assert r.code == code
     doc = json.loads(r.stdout)
     assert doc == {"ok": False, "error": {"kind": kind, "message": doc["error"]["message"],
@@ -143,8 +178,8 @@ def documented_keys() -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-def test_every_json_key_named_in_the_docs_appears(cli_archive, tmp_path):
-    cli = cli_archive
+def test_every_json_key_named_in_the_docs_appears(fresh, tmp_path):
+    cli = fresh
     table = documented_keys()
     assert set(table) <= set(leaf_commands()), set(table) - set(leaf_commands())
     assert len(table) >= 20
@@ -198,9 +233,9 @@ def test_every_json_key_named_in_the_docs_appears(cli_archive, tmp_path):
 
 
 @pytest.mark.slow
-def test_list_and_show_use_the_same_key_names(cli_archive):
-    cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", "--case", "C1", check=True)
-    row = cli_archive("list", "--json", check=True).json()[0]
+def test_list_and_show_use_the_same_key_names(shelf):
+    cli_archive = shelf
+    [row] = [r for r in cli_archive("list", "--json", check=True).json() if r["sha256"] == ALEPPO]
     shown = cli_archive("show", row["sha256"], "--json", check=True).json()
     assert set(row) - {"name"} <= set(shown) and row["name"] == shown["names"][0]
     for key in ("names", "cases", "metadata_errors"):
@@ -211,22 +246,20 @@ def test_list_and_show_use_the_same_key_names(cli_archive):
 # Human formatting -------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_human_output_is_tables_and_one_date_style_not_python_reprs(cli_archive):
-    cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", DATA / "media" / "clock-no-offset.jpg",
-                check=True)
+def test_human_output_is_tables_and_one_date_style_not_python_reprs(shelf):
+    cli_archive = shelf
     listed = cli_archive("list", check=True).stdout.splitlines()
     assert listed[0].split() == ["SHA-256", "BYTES", "TYPE", "CAPTURED", "CASES", "NAME"]
     assert any("2016-10-03 11:22:05Z" in line for line in listed)
     assert any("2016-11-20 08:05:59 local" in line for line in listed)  # offset unknown: local
     assert listed[-1] == display.UNKNOWN_OFFSET_LEGEND
-    sha = cli_archive("list", "--json", check=True).json()[0]["sha256"]
-    shown = cli_archive("show", sha, check=True).stdout
+    shown = cli_archive("show", ALEPPO, check=True).stdout
     for repr_mark in ("['", "{'", "None", "': "):
         assert repr_mark not in shown, repr_mark
     assert "36.202100, 37.134300, 379 m" in shown and "samsung SM-G935F" in shown
-    log = cli_archive("log", check=True).stdout.splitlines()
-    assert log[0].split()[:2] == ["SEQ", "TIME"]
-    times = re.findall(r"\d{4}-\d\d-\d\d[T ][\d:.]+Z?", cli_archive("log", check=True).stdout)
+    log = cli_archive("log", check=True).stdout  # one run for both checks
+    assert log.splitlines()[0].split()[:2] == ["SEQ", "TIME"]
+    times = re.findall(r"\d{4}-\d\d-\d\d[T ][\d:.]+Z?", log)
     assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", t) for t in times)
 
 
@@ -250,9 +283,8 @@ def test_version(cli):
 
 
 @pytest.mark.slow
-def test_note_takes_its_text_as_an_argument_or_text_option(cli_archive):
-    cli_archive("ingest", DATA / "media" / "aleppo-gps.jpg", check=True)
-    sha = cli_archive("list", "--json", check=True).json()[0]["sha256"][:12]
+def test_note_takes_its_text_as_an_argument_or_text_option(shelf):
+    cli_archive, sha = shelf, ALEPPO[:12]
     cli_archive("note", sha, "positional text", check=True)
     cli_archive("note", sha, "--text", "option text", check=True)
     notes = [n["text"] for n in cli_archive("show", sha, "--json", check=True).json()["notes"]]
