@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from tests.conftest import ARCHIVE_PASSPHRASE
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -45,7 +47,7 @@ class Subprocess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "custody", "--archive", str(archive), "serve", "--listen",
              f"127.0.0.1:{self.port}", *args],
-            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=self._err,
+            env={**os.environ, "CUSTODY_ARCHIVE_PASSPHRASE": ARCHIVE_PASSPHRASE, **(env or {})}, stdout=subprocess.DEVNULL, stderr=self._err,
             stdin=subprocess.DEVNULL)
         wait_until_up(self.base, self.proc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from custody.service.signing import (
     signed_statement,
     tag_statement,
 )
-from tests.conftest import PASSPHRASE, Cli
+from tests.conftest import PASSPHRASE, Cli, one_line_error
 from tests.service_server import Subprocess
 
 MEDIA = Path(__file__).parent / "data" / "media"
@@ -60,7 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     cli("ingest", MEDIA / "aleppo-gps.jpg", "--case", "ALP-1", check=True)
     item = cli("list", "--json", check=True).json()[0]["sha256"]
     origin = json.loads((tmp / "archive" / "custody.json").read_text())["origin"]
-    server = Subprocess(tmp / "archive", tmp / "serve.log")
+    server = Subprocess(tmp / "archive", tmp / "serve.log", "--checkpoint-every", "1")
     yield Served(cli, server.base, origin, item, keys, server)
     server.stop()
 
@@ -120,6 +121,31 @@ def test_a_tag_and_a_custody_transfer_are_statements_the_custodians_signed(serve
 def test_serve_refuses_a_bad_listen_address_in_one_line(served):
     r = served.cli("serve", "--listen", "nowhere")
     assert r.code == 2 and "--listen wants HOST:PORT" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_refuses_a_wrong_archive_passphrase_in_one_line(served):
+    """The server signs checkpoints with the archive key: a wrong passphrase stops it at start."""
+    r = served.cli("serve", "--listen", "127.0.0.1:9", env={"CUSTODY_ARCHIVE_PASSPHRASE":
+                                                           "not the archive passphrase"})
+    assert r.code != 0 and "passphrase" in one_line_error(r).lower()
+
+
+def test_a_statement_appended_by_the_server_is_covered_by_a_checkpoint_within_seconds(served):
+    """A remote custodian's statement (format 2) has no signature over its position: the
+    server's own checkpoint, signed as the log grows, is what binds it (FORMAT.md §5.8)."""
+    with served.client("field") as c:
+        r = c.post("/api/v1/statements", json=_note(served, "field", "checkpointed soon"))
+        assert r.status_code in (200, 201), r.text
+    size = _size(served)
+    deadline = time.monotonic() + 60
+    while True:
+        text = httpx.get(served.base + "/checkpoint", timeout=30).text
+        lines = text.splitlines()
+        if len(lines) > 1 and lines[1].isdigit() and int(lines[1]) >= size:
+            break
+        assert time.monotonic() < deadline, f"no checkpoint covers the log's {size} entries"
+        time.sleep(0.5)
+    assert "entries-not-public" in httpx.get(served.base + "/tile/entries/000.p/1").text
 
 
 # Authentication: refused requests change nothing -------------------------------------------------

@@ -26,6 +26,8 @@ from custody.ops.statements import statement_file
 from custody.service.landing import ingest_details, metadata_document
 from custody.service.push import nameless
 
+from .conftest import ARCHIVE_PASSPHRASE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +52,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "CUSTODY_ARCHIVE_PASSPHRASE": ARCHIVE_PASSPHRASE}
         if self.stand_in:
             args = ["-m", "tests.upload_server", str(self.archive), str(self.upload_dir),
                     str(self.port), str(self.expire)]
