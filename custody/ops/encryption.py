@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 import pyrage
 
+from custody.core import canonical, sealing
 from custody.core import entry as entries
-from custody.core import sealing
 from custody.core.signing import PublicKey, SigningKey
 from custody.errors import ArchiveError, CustodyError, NotPermitted
 from store.ports import Ledger, LedgerReads
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
+AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
 CONTENT_KEYS = Path("keys") / "content"
 FIRST_RECORDS = ("ingest", "received", "derived")
 
@@ -114,12 +115,12 @@ def open_content_key(root: Path, recipient: str, key: SigningKey) -> pyrage.x255
 # Sealing -----------------------------------------------------------------------------------------
 
 
-def seal_bytes(recipient: str, data: bytes) -> bytes:
-    return pyrage.encrypt(data, [pyrage.x25519.Recipient.from_str(recipient)])
+def seal_bytes(recipient: str, data: bytes, armored: bool = False) -> bytes:
+    return pyrage.encrypt(data, [pyrage.x25519.Recipient.from_str(recipient)], armored=armored)
 
 
 def is_sealed(doc: bytes) -> bool:
-    return doc.startswith(AGE_MAGIC)
+    return doc.startswith(AGE_MAGIC) or doc.startswith(AGE_ARMOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,8 @@ class Sealer:
             details[sealing.SEALED] = base64.b64encode(seal_bytes(self.recipient, secret)).decode()
         metadata = draft.metadata
         if metadata is not None and not is_sealed(metadata):
-            metadata = seal_bytes(self.recipient, metadata)
+            # armored (ASCII): a package carries the document as a UTF-8 tag file (§11)
+            metadata = seal_bytes(self.recipient, metadata, armored=True)
             details["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
         if draft.action in FIRST_RECORDS and draft.item is not None:
             kept = self.stored(draft.item)
@@ -172,6 +174,17 @@ def open_document(identity: pyrage.x25519.Identity | None, doc: bytes | None) ->
         return pyrage.decrypt(doc, [identity])
     except pyrage.DecryptError as exc:
         raise CustodyError(f"a sealed metadata document does not open: {exc}") from None
+
+
+def opened_record(identity: pyrage.x25519.Identity, doc: bytes | None,
+                  rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """An export's opened view of one item of a sealed archive (docs/FORMAT.md §12.3): its
+    metadata document and the sealed fields of its entries, as the exporter's key opened them."""
+    opened = open_document(identity, doc)
+    return {
+        "metadata": canonical.decode(opened) if opened is not None else None,
+        "entries": {str(seq): open_details(identity, d) for seq, d in rows if sealing.SEALED in d},
+    }
 
 
 # Where sealed objects are ------------------------------------------------------------------------
