@@ -1212,6 +1212,48 @@ def verify_proof(
                       f"{v['checkpoint_size']} entries")
 
 
+# Field kit: panic and travel (docs/FORMAT.md §12) ----------------------------------------------
+
+@app.command()
+def lock(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Panic: drop every cached plaintext and key material custody could have left, at once.
+
+    custody keeps no key agent and no key in memory between commands; this empties the spools a
+    killed command may have left (sealed reads, metadata reading, reports, derivatives).
+    """
+    from custody.ops import encryption
+
+    done = encryption.lock(state.archive_path)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(f"locked: removed {len(done.removed)} cached file(s)")
+    if os.environ.get("CUSTODY_PASSPHRASE"):
+        err("custody: CUSTODY_PASSPHRASE is set in this shell: unset it (custody cannot)")
+
+
+travel_app = typer.Typer(help="Travel mode: carry the signed record, not the content.",
+                         no_args_is_help=True)
+app.add_typer(travel_app, name="travel")
+
+
+@travel_app.command("empty")
+def travel_empty(
+    held_in: Path = typer.Option(..., "--held-in", help="A package of this archive (custody export) holding every item on this device; it is verified first."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Remove this device's objects once a verified package holds them all; the signed ledger
+    stays, and verify reports the content as held elsewhere."""
+    from custody.package import travel
+
+    archive = open_archive()
+    done = travel.empty(archive, acting_key(), held_in)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(f"emptied {len(done.items)} object(s); held in package {done.package.get('id')}")
+
+
 # Witnesses ---------------------------------------------------------------------------------------
 
 witness_app = typer.Typer(help="Cosign checkpoints as an independent witness.", no_args_is_help=True)

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -248,13 +249,19 @@ class Locked:
 def lock(root: Path) -> Locked:
     """Drop every cached plaintext at once. custody keeps no key in memory between commands and
     no agent: what can be left is the spool of a command that was killed (metadata reading,
-    a read being copied out). Every spool this archive could have used is emptied."""
+    a read being copied out, a report's or a derivative's working folder). Every spool this
+    archive could have used is emptied."""
     places = {spool_dir(root), root / "spool" / "plain"}
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         places.add(Path(runtime) / "custody-spool")
     places.add(Path("/dev/shm") / f"custody-spool-{os.getuid()}")
     removed: list[str] = []
+    temp = Path(tempfile.gettempdir())  # reports' thumbnails, derivatives: plaintext while made
+    for left in sorted([*temp.glob("custody-report-*"), *temp.glob("custody-derive-*")]):
+        if left.is_dir() and not left.is_symlink() and left.stat().st_uid == os.getuid():
+            removed.append(str(left))
+            shutil.rmtree(left, ignore_errors=True)
     for place in sorted(places):
         if not place.is_dir():
             continue
