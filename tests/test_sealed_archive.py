@@ -26,8 +26,6 @@ NAME = "depot-strike-secret.jpg"
 def sealed(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     tmp = tmp_path_factory.mktemp("sealed")
     cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
-    cli.env["XDG_RUNTIME_DIR"] = str(tmp / "run")  # the spool, where the test can look
-    (tmp / "run").mkdir(mode=0o700)
     write_new_key(cli.key, "Alice Admin", PASSPHRASE)
     cli("init", "--name", "Field Team North", "--encrypt", check=True)
     shutil.copy(JPEG, tmp / NAME)

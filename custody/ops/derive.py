@@ -26,7 +26,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
 from custody.metadata import derive_worker
-from custody.ops import access
+from custody.ops import access, encryption
 from custody.ops.archive import Archive, Draft
 from store.ports import CHUNK, LedgerTransaction
 
@@ -76,7 +76,8 @@ def derive(
     if not archive.ledger.recorded(original):
         raise NotFound(f"no item {original} in this archive")
     kind, container = _check_against_original(archive, original, operations)
-    with tempfile.TemporaryDirectory(prefix="custody-derive-") as folder:
+    with tempfile.TemporaryDirectory(prefix="custody-derive-",
+                                     dir=encryption.working_folder(archive)) as folder:
         work = Path(folder)
         copy = work / "original"
         with access.content(archive, key, original, purpose, "derive", None) as content, \

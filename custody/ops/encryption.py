@@ -11,7 +11,6 @@ import base64
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -222,6 +221,24 @@ def listing(ledger: Ledger) -> Callable[[], dict[str, str]]:
     return every
 
 
+class _Sealable(Protocol):
+    @property
+    def root(self) -> Path: ...
+    @property
+    def sealer(self) -> Sealer | None: ...
+
+
+def working_folder(archive: _Sealable) -> Path | None:
+    """Where a report or a derivative keeps its working copy of content: a sealed archive's spool
+    (owner-only, memory where offered), so `custody lock` finds what a killed one left; None (the
+    system's temporary folder, as before) for a clear archive."""
+    if archive.sealer is None:
+        return None
+    place = spool_dir(archive.root)
+    place.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return place
+
+
 # The spool and `custody lock` --------------------------------------------------------------------
 
 
@@ -249,19 +266,10 @@ class Locked:
 def lock(root: Path) -> Locked:
     """Drop every cached plaintext at once. custody keeps no key in memory between commands and
     no agent: what can be left is the spool of a command that was killed (metadata reading,
-    a read being copied out, a report's or a derivative's working folder). Every spool this
-    archive could have used is emptied."""
-    places = {spool_dir(root), root / "spool" / "plain"}
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        places.add(Path(runtime) / "custody-spool")
-    places.add(Path("/dev/shm") / f"custody-spool-{os.getuid()}")
+    a read being copied out, a report's or a derivative's working folder). The spool this
+    environment uses (the rule every command follows) and the archive's own fallback are emptied."""
+    places = {spool_dir(root), root / "spool" / "plain"}  # where this environment's commands spool
     removed: list[str] = []
-    temp = Path(tempfile.gettempdir())  # reports' thumbnails, derivatives: plaintext while made
-    for left in sorted([*temp.glob("custody-report-*"), *temp.glob("custody-derive-*")]):
-        if left.is_dir() and not left.is_symlink() and left.stat().st_uid == os.getuid():
-            removed.append(str(left))
-            shutil.rmtree(left, ignore_errors=True)
     for place in sorted(places):
         if not place.is_dir():
             continue
