@@ -102,7 +102,8 @@ def test_wrong_passphrase_or_a_non_custodian_key_reads_nothing_and_touches_nothi
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_enrolled_custodian_reads_a_sealed_archive(sealed: Cli, tmp_path: Path) -> None:
+def test_enrolled_and_rotated_custodian_reads_a_sealed_archive(
+        sealed: Cli, tmp_path: Path) -> None:
     archive = _copy(sealed, tmp_path / "copy")
     bob = write_new_key(tmp_path / "bob.key", "Bob Investigator", PASSPHRASE)
     sealed("--archive", archive, "enroll", f"{tmp_path / 'bob.key'}.pub", "--role",
@@ -112,6 +113,13 @@ def test_enrolled_custodian_reads_a_sealed_archive(sealed: Cli, tmp_path: Path) 
     sealed("--archive", archive, "--key", tmp_path / "bob.key", "get", item, "--purpose",
            "case review", "-o", tmp_path / "bob.jpg", check=True)
     assert (tmp_path / "bob.jpg").read_bytes() == JPEG.read_bytes()
+    new_pass = {"CUSTODY_NEW_PASSPHRASE": "bob's next passphrase, long"}
+    sealed("--archive", archive, "--key", tmp_path / "bob.key", "key", "rotate", "--reason",
+           "routine", env=new_pass, check=True)
+    sealed("--archive", archive, "--key", tmp_path / "bob.key", "get", item, "--purpose",
+           "case review", "-o", tmp_path / "bob2.jpg", check=True,
+           env={"CUSTODY_PASSPHRASE": new_pass["CUSTODY_NEW_PASSPHRASE"]})
+    assert (tmp_path / "bob2.jpg").read_bytes() == JPEG.read_bytes()
 
 
 def test_tampered_ciphertext_is_caught_by_verify_without_a_key(
