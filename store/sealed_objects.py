@@ -60,7 +60,7 @@ class SealedObjects:
     `listing` all of them at once. `unlock(identity)` allows reads (get, export, metadata)."""
 
     def __init__(self, inner: ObjectStore, recipient: pyrage.x25519.Recipient, spool: Path,
-                 locate: Locate, listing: Callable[[], dict[str, str]]) -> None:
+                 locate: Locate, listing: Callable[[], dict[str, tuple[str, int, int]]]) -> None:
         self.inner = inner
         self._recipient = recipient
         self.spool = spool
@@ -69,7 +69,18 @@ class SealedObjects:
         self._identity: pyrage.x25519.Identity | None = None
         self._sealed: dict[str, tuple[str, int]] = {}  # stored by this process, not yet recorded
         self._spooled: dict[str, Path] = {}  # plaintext kept for the metadata reader
+        self._catalogue: dict[str, tuple[str, int, int]] | None = None  # preload()
         self._cleanup = weakref.finalize(self, _remove, self._spooled)
+
+    def preload(self) -> None:
+        """Read where every recorded object is kept, at once (verify, before it forks workers
+        that must not use the ledger's connection)."""
+        self._catalogue = self._listing()
+
+    def _found(self, sha256: str) -> tuple[str, int, int] | None:
+        if self._catalogue is not None:
+            return self._catalogue.get(sha256)
+        return self._locate(sha256)
 
     def unlock(self, identity: pyrage.x25519.Identity) -> None:
         self._identity = identity
@@ -86,7 +97,7 @@ class SealedObjects:
         known = self._sealed.get(sha256)
         if known is not None:
             return known[0]
-        found = self._locate(sha256)
+        found = self._found(sha256)
         return found[0] if found is not None else None
 
     def _cipher(self, sha256: str) -> str:
@@ -153,7 +164,7 @@ class SealedObjects:
     def check(self, sha256: str) -> int:
         """Fixity without a key: the age file against the ciphertext digest and size its record
         signed; then the plaintext size that record signed (age's AEAD binds the two)."""
-        found = self._locate(sha256)
+        found = self._found(sha256)
         if found is None:
             raise ObjectMissing(f"object {sha256} is missing (no sealed copy is recorded)")
         cipher, cipher_size, plain_size = found
@@ -212,7 +223,7 @@ class SealedObjects:
     def __iter__(self) -> Iterator[str]:
         """Plaintext names of the recorded sealed objects; a ciphertext nothing records (an
         interrupted ingest) under its own name."""
-        plain_of = {cipher: plain for plain, cipher in self._listing().items()}
+        plain_of = {found[0]: plain for plain, found in self._listing().items()}
         plain_of.update({c: p for p, (c, _) in self._sealed.items()})
         for name in self.inner:
             yield plain_of.get(name, name)

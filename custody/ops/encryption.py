@@ -211,12 +211,12 @@ def locator(ledger: Ledger) -> Callable[[str], tuple[str, int, int] | None]:
     return locate
 
 
-def listing(ledger: Ledger) -> Callable[[], dict[str, str]]:
-    def every() -> dict[str, str]:
-        out: dict[str, str] = {}
+def listing(ledger: Ledger) -> Callable[[], dict[str, tuple[str, int, int]]]:
+    def every() -> dict[str, tuple[str, int, int]]:
+        out: dict[str, tuple[str, int, int]] = {}
         for row in ledger.rows_with_action(*FIRST_RECORDS):
             if row.item is not None and (found := _ciphertext_of(row.body)) is not None:
-                out.setdefault(row.item, found[0])
+                out.setdefault(row.item, found)
         return out
     return every
 
