@@ -128,6 +128,9 @@ class SealedObjects:
         except OSError as exc:
             plain.unlink(missing_ok=True)
             raise _spool_error(exc) from None
+        except BaseException:  # a source that failed: no plaintext left behind
+            plain.unlink(missing_ok=True)
+            raise
         digests = hasher.digests()
         if digests.sha256 in self._spooled:
             plain.unlink()
