@@ -345,6 +345,19 @@ class LocalObjectStore:
             raise ObjectMissing(f"object {sha256} is missing")
         yield path
 
+    def release(self, sha256: str) -> None:
+        """Remove an object from this device (travel: its content is held elsewhere, and a signed
+        entry says so before this is called). ObjectMissing if there is none."""
+        path = self.path(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise ObjectMissing(f"object {sha256} is missing") from None
+        except OSError as exc:
+            raise ObjectWriteError(f"cannot remove object {sha256}: {exc.strerror or exc}",
+                                   exc.errno) from None
+        _fsync_dir(path.parent)
+
     def retention(self, sha256: str) -> Retention | None:
         """A folder keeps no retention: its objects are protected by file modes only."""
         if not self.has(sha256):

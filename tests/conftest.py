@@ -45,7 +45,10 @@ class Cli:
             "CUSTODY_ARCHIVE_PASSPHRASE": ARCHIVE_PASSPHRASE,
             "HOME": str(tmp / "home"),
             "XDG_CONFIG_HOME": str(tmp / "home" / ".config"),
+            # its own spool (docs/FORMAT.md §12.3): `custody lock` in one test empties no other's
+            "XDG_RUNTIME_DIR": str(tmp / "run"),
         }
+        (tmp / "run").mkdir(mode=0o700, exist_ok=True)
         self.archive = archive
         self.key = key
 

@@ -205,6 +205,7 @@ def test_every_json_key_named_in_the_docs_appears(fresh, tmp_path):
         "search": ["search", "--case", "C1"], "report": ["report", sha],
         "similar": ["similar", sha],
         "derive": ["derive", sha, "--purpose", "publication", "--strip-metadata"],
+        "lock": ["lock"],
     }
     docs: dict[str, object] = {"init": None}
     for name, args in runs.items():

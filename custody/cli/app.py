@@ -133,6 +133,15 @@ def open_archive() -> Archive:
     return Archive.open(state.archive_path)
 
 
+def open_archive_to_read() -> Archive:
+    """The archive, a sealed one opened with the acting custodian's key when one is named
+    (--key or $CUSTODY_KEY); without one its sealed fields show as sealed (FORMAT.md §12.3)."""
+    archive = open_archive()
+    if archive.sealer is not None and (state.key_path or os.environ.get("CUSTODY_KEY")):
+        archive.unlock(acting_key())
+    return archive
+
+
 # Keys and archives -----------------------------------------------------------------------------
 
 @key_app.command("new")
@@ -334,6 +343,7 @@ def init(
     s3_endpoint: str = typer.Option(None, "--s3-endpoint", envvar="CUSTODY_S3_ENDPOINT", help="The S3 endpoint URL, for a store other than AWS (Ceph, MinIO) [$CUSTODY_S3_ENDPOINT]"),
     retention_days: int = typer.Option(None, "--retention-days", help="Object Lock (COMPLIANCE) retention of each object, in days [3650]"),
     ledger: str = typer.Option(None, "--ledger", help="Keep the ledger in PostgreSQL: postgresql://ROLE@HOST:PORT/DATABASE, no password in it (PGPASSWORD or ~/.pgpass) [SQLite in the archive]"),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Seal content, metadata and sensitive fields with age for the archive's custodians (docs/FORMAT.md §12)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Make an archive and its archive key; the acting custodian becomes its first admin.
@@ -361,9 +371,12 @@ def init(
     warn_if_weakly_protected(path, "custody key passwd")
     archive_pass = passphrase(confirm=True, env=ARCHIVE_PASSPHRASE, what="archive key")
     check_archive_passphrase(archive_pass, admin_pass)
-    archive = Archive.create(root, name, admin, archive_pass, objects=store, ledger=ledger_at)
+    archive = Archive.create(root, name, admin, archive_pass, objects=store, ledger=ledger_at,
+                             encrypt=encrypt)
     info = {"archive": str(root), "name": name, "origin": archive.config.origin,
             "archive_key_id": archive.config.archive_key.key_id, "admin": admin.key_id}
+    if archive.sealer is not None:
+        info["sealed"] = archive.sealer.recipient
     if ledger_at is not None:
         from custody.ops.backends import ledger_label
 
@@ -564,7 +577,7 @@ def list_items(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every item, in order of first ingest."""
     from custody.ops import items as views
 
-    rows = views.listing(open_archive())
+    rows = views.listing(open_archive_to_read())
     if as_json:
         out_json(rows)
         return
@@ -596,7 +609,7 @@ def show(
     """One item: hashes, metadata, names seen and its full history."""
     from custody.ops import items as views
 
-    archive = open_archive()
+    archive = open_archive_to_read()
     data = views.show(archive, archive.resolve_item(item))
     if as_json:
         out_json(data)
@@ -1247,6 +1260,48 @@ def verify_proof(
             else:
                 say(f"OK: the log of {v['old_size']} entries is a prefix of the log of "
                       f"{v['checkpoint_size']} entries")
+
+
+# Field kit: panic and travel (docs/FORMAT.md §12) ----------------------------------------------
+
+@app.command()
+def lock(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Panic: drop every cached plaintext and key material custody could have left, at once.
+
+    custody keeps no key agent and no key in memory between commands; this empties the spools a
+    killed command may have left (sealed reads, metadata reading, reports, derivatives).
+    """
+    from custody.ops import encryption
+
+    done = encryption.lock(state.archive_path)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(f"locked: removed {len(done.removed)} cached file(s)")
+    if os.environ.get("CUSTODY_PASSPHRASE"):
+        err("custody: CUSTODY_PASSPHRASE is set in this shell: unset it (custody cannot)")
+
+
+travel_app = typer.Typer(help="Travel mode: carry the signed record, not the content.",
+                         no_args_is_help=True)
+app.add_typer(travel_app, name="travel")
+
+
+@travel_app.command("empty")
+def travel_empty(
+    held_in: Path = typer.Option(..., "--held-in", help="A package of this archive (custody export) holding every item on this device; it is verified first."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Remove this device's objects once a verified package holds them all; the signed ledger
+    stays, and verify reports the content as held elsewhere."""
+    from custody.package import travel
+
+    archive = open_archive()
+    done = travel.empty(archive, acting_key(), held_in)
+    if as_json:
+        out_json(done.to_json())
+    else:
+        say(f"emptied {len(done.items)} object(s); held in package {done.package.get('id')}")
 
 
 # Witnesses ---------------------------------------------------------------------------------------

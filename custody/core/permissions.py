@@ -35,6 +35,7 @@ MAY_SIGN: dict[str, frozenset[str]] = {
     "key-restore": ALL_ROLES,
     # the last entry of a copy of the log on other storage (`custody migrate`, docs/BACKENDS.md)
     "migrated": frozenset({"admin"}),
+    "held-elsewhere": frozenset({"admin", "field", "investigator"}),  # travel (FORMAT.md §12.4)
 }
 
 

@@ -263,6 +263,12 @@ class Replay:
             if e.action == "transfer-offer":
                 return []  # the custody book says it, in its own words
             return [("first-record", f"{e.action} of item {e.item}, which was never ingested")]
+        if e.action == "held-elsewhere":
+            named = e.details.get("items")
+            if not isinstance(named, list) or not named:
+                return [("held-recorded", "names no items")]
+            return [("held-recorded", f"names item {sha}, which was never recorded")
+                    for sha in named if sha not in self._first]
         return []
 
     def _check_derived(self, e: Entry) -> list[tuple[str, str]]:

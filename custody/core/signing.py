@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
+import pyrage
 import shamir_mnemonic
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import padding, serialization
@@ -165,6 +166,15 @@ class SigningKey:
         if len(seed) != 32:
             raise ShareError(f"the shares hold a {len(seed)}-byte secret, not a 32-byte key seed")
         return cls(Ed25519PrivateKey.from_private_bytes(seed), name)
+
+    def age_identity(self) -> pyrage.ssh.Identity:
+        """This key as an age `ssh-ed25519` identity (age's published Ed25519-to-X25519 mapping),
+        to open a sealed archive's wrapped content key (docs/FORMAT.md §12.1). The OpenSSH form
+        handed to pyrage lives only in memory, for this call."""
+        return pyrage.ssh.Identity.from_buffer(self._private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ))
 
     def sign(self, message: bytes) -> bytes:
         return self._private.sign(message)

@@ -36,6 +36,7 @@ def content(
     archive.authorize(key, "access", item=item, attempted=kind, purpose=purpose)
     if not archive.ledger.rows_for_item(item):
         raise NotFound(f"no item {item} in this archive")
+    archive.unlock(key)  # a sealed archive: the reader's content key, before anything is logged
     details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
     details.update(extra or {})
     archive.append(key, [Draft("access", item, details)], attempted=kind, purpose=purpose)

@@ -15,10 +15,12 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pyrage
 
 from custody.core import canonical, merkle, permissions
 from custody.core import entry as entries
@@ -41,6 +43,7 @@ from custody.errors import (
     UsageError,
     VerificationFailed,
 )
+from custody.ops import encryption
 from custody.ops.backends import (
     create_ledger,
     create_objects,
@@ -49,6 +52,7 @@ from custody.ops.backends import (
     open_backends,
     prepare_ledger,
     prepare_objects,
+    sealed_objects,
 )
 from custody.ops.keyfiles import check_new_passphrase, load_key, write_new_key
 from store.index_port import IndexLocation
@@ -84,6 +88,16 @@ def _check_identity(ledger: Ledger, stated: ArchiveConfig, label: str) -> None:
                            "names the wrong database")
 
 
+def _signed_recipient(ledger: Ledger) -> str | None:
+    """A sealed archive's recipient as entry 0 signed it (never custody.json's, which anyone
+    with the disk could edit to redirect sealing); None for a clear archive or an unreadable
+    entry 0 (verify says why)."""
+    try:
+        return encryption.signed_recipient(ledger)
+    except StoreError:
+        return None
+
+
 def utc_now() -> str:
     """Now, as the RFC 3339 UTC string every entry carries (microseconds, 'Z')."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -112,6 +126,7 @@ class ArchiveConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     objects: dict[str, Any] | None = None  # where the objects are (docs/BACKENDS.md); None: folder
     ledger: dict[str, Any] | None = None  # where the ledger is (docs/BACKENDS.md); None: SQLite
+    sealing: dict[str, Any] | None = None  # a sealed archive's recipient (docs/FORMAT.md §12)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +142,7 @@ class ArchiveConfig:
             "created": self.created,
             **({"objects": self.objects} if self.objects is not None else {}),
             **({"ledger": self.ledger} if self.ledger is not None else {}),
+            **({"sealing": self.sealing} if self.sealing is not None else {}),
         }
 
 
@@ -150,6 +166,12 @@ class Archive:
         self.root = root  # custody.json and keys/
         self.stated = config
         self._signed: ArchiveConfig | None = config if signed else None
+        self.sealer: encryption.Sealer | None = None  # set for a sealed archive (FORMAT.md §12)
+        self.content_key: pyrage.x25519.Identity | None = None  # once a custodian unlocked it
+        recipient = _signed_recipient(ledger)
+        if recipient is not None:
+            self.objects = sealed_objects(root, objects, ledger, recipient)
+            self.sealer = encryption.Sealer(recipient, self.objects.sealed_as)
 
     @property
     def config(self) -> ArchiveConfig:
@@ -164,7 +186,7 @@ class Archive:
     @classmethod
     def create(cls, root: Path, name: str, admin: SigningKey, archive_passphrase: str,
                *, objects: dict[str, Any] | None = None,
-               ledger: dict[str, Any] | None = None) -> Archive:
+               ledger: dict[str, Any] | None = None, encrypt: bool = False) -> Archive:
         """`objects`: where the objects go (backends.s3_objects_config), None for the folder;
         `ledger`: where the ledger is (backends.pg_ledger_config), None for SQLite in it."""
         root = Path(root)
@@ -186,9 +208,11 @@ class Archive:
         )
         now = utc_now()
         origin = f"custody.archive/{archive_key.key_id}"
+        content = encryption.new_content_key() if encrypt else None
+        sealed = encryption.sealing_details(content) if content is not None else None
         config = ArchiveConfig(
             name=name, origin=origin, archive_key=archive_key.public, created=now, objects=objects,
-            ledger=ledger,
+            ledger=ledger, sealing=sealed,
         )
         index = open_backends(root, objects, ledger).index  # backends.index_for: where it goes
         create_objects(root, store)
@@ -202,9 +226,13 @@ class Archive:
                 "format": FORMAT_VERSION,
                 "archive": custodian_json(archive_key.public),
                 "admin": custodian_json(admin.public),
+                **({"sealing": sealed} if sealed is not None else {}),
             },
         )
         archive.append(archive_key, [genesis], now=now, check_signer=False)
+        if content is not None:  # the first admin can read; enroll gives each custodian a copy
+            encryption.wrap_for(root, content, admin.public)
+            archive = cls(store, log, index, config, root=root, signed=True)
         # custody.json is written last: a folder without it is not an archive, so a crash
         # during init leaves nothing that could be mistaken for one.
         tmp = root / (CONFIG + ".tmp")
@@ -245,7 +273,7 @@ class Archive:
                 raise ValueError("ledger is not an object")
             config = ArchiveConfig(
                 name=raw["name"], origin=raw["origin"], archive_key=public, created=raw["created"],
-                objects=objects, ledger=ledger,
+                objects=objects, ledger=ledger, sealing=raw.get("sealing"),
             )
             opened = open_backends(root, objects, ledger)
             label = ledger_label(ledger)
@@ -254,6 +282,16 @@ class Archive:
         if ledger is not None:
             _check_identity(opened.ledger, config, label)
         return cls(opened.objects, opened.ledger, opened.index, config, root=root)
+
+    def unlock(self, key: SigningKey) -> None:
+        """Open a sealed archive's content key with a custodian's key, for reads (FORMAT.md §12):
+        NotPermitted when the key holds none. A clear archive needs nothing."""
+        if self.sealer is None or self.content_key is not None:
+            return
+        self.content_key = encryption.open_content_key(self.root, self.sealer.recipient, key)
+        unlock = getattr(self.objects, "unlock", None)
+        if unlock is not None:
+            unlock(self.content_key)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         key = load_key(self.root / "keys" / "archive.key", passphrase)
@@ -369,6 +407,9 @@ class Archive:
             details=draft.details,
             prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
         )
+        if self.sealer is not None:  # after decide, which sees plaintext; before the signature
+            draft = self.sealer.seal(draft)
+            entry = replace(entry, details=draft.details)
         return self._write(writer, entries.sign(entry, key), entry, draft.metadata)
 
     def _write(
@@ -413,6 +454,12 @@ class Archive:
         if statement.log != self.config.origin:
             raise StatementRefused(f"statement refused: it is for log {statement.log!r}, not "
                                    f"this archive's ({self.config.origin})")
+        if self.sealer is not None:
+            # A statement is signed as its custodian wrote it, so the archive cannot seal its
+            # notes, purposes or names afterwards; sealing on the device is not built yet.
+            raise StatementRefused("statement refused: this archive is sealed (init --encrypt) "
+                                   "and takes no statement signed elsewhere yet (docs/FORMAT.md "
+                                   "§12.3)")
         with self.writing() as writer:
             now = now or utc_now()
             _check_clock(now, writer.tip_time)

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyrage
+
 from custody.errors import ArchiveError, CustodyError, DiskFull, UsageError, VerificationFailed
+from custody.ops import encryption
 from store.index import LocalIndex
 from store.index_port import IndexLocation, IndexStoreError
 from store.local_objects import LocalObjectStore
@@ -27,6 +30,7 @@ from store.ports import (
     StoreError,
     StoreFull,
 )
+from store.sealed_objects import SealedObjects
 from store.sqlite_ledger import SqliteLedger
 
 if TYPE_CHECKING:
@@ -234,3 +238,12 @@ def target_ledger(root: Path, spec: str) -> Ledger:
     except LedgerDamaged:
         server.create()  # an empty database: the schema, as init makes it
     return server
+
+
+def sealed_objects(root: Path, inner: ObjectStore, ledger: Ledger, recipient: str
+                   ) -> SealedObjects:
+    """A sealed archive's objects (docs/FORMAT.md §12): `inner` keeps the age files."""
+    return SealedObjects(inner, pyrage.x25519.Recipient.from_str(recipient),
+                         encryption.spool_dir(root), encryption.locator(ledger),
+                         encryption.listing(ledger))
+

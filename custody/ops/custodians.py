@@ -12,6 +12,7 @@ from typing import Any
 from custody.core.custodians import ROLES
 from custody.core.signing import PublicKey, SigningKey
 from custody.errors import NotPermitted, UsageError
+from custody.ops import encryption
 from custody.ops.archive import Archive, Draft, custodian_json, registry_of
 from store.ports import LedgerTransaction
 
@@ -48,6 +49,7 @@ def enroll(archive: Archive, admin: SigningKey, public: PublicKey, role: str) ->
     archive.authorize(admin, "enroll")
     if (refused := archive.registry().refusal_to_enrol(public.key_id)) is not None:
         raise NotPermitted(refused)  # early answer; decided again under the lock below
+    archive.unlock(admin)  # a sealed archive: the admin opens the content key to share it
 
     def may_be_enrolled(writer: LedgerTransaction, draft: Draft) -> Draft:
         if (refused := registry_of(writer).refusal_to_enrol(public.key_id)) is not None:
@@ -57,6 +59,8 @@ def enroll(archive: Archive, admin: SigningKey, public: PublicKey, role: str) ->
     draft = Draft(action="enroll", item=None,
                   details={"custodian": custodian_json(public), "role": role})
     signed = archive.append(admin, [draft], decide=may_be_enrolled, attempted="enroll")[0]
+    if archive.content_key is not None:  # the new custodian reads the archive (FORMAT.md §12.1)
+        encryption.wrap_for(archive.root, archive.content_key, public)
     return Enrolled(signed.entry().seq, public.key_id, public.name, role)
 
 

@@ -26,7 +26,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
 from custody.metadata import derive_worker
-from custody.ops import access
+from custody.ops import access, encryption
 from custody.ops.archive import Archive, Draft
 from store.ports import CHUNK, LedgerTransaction
 
@@ -75,8 +75,10 @@ def derive(
     archive.authorize(key, "derived", item=original, attempted="derive", purpose=purpose)
     if not archive.ledger.recorded(original):
         raise NotFound(f"no item {original} in this archive")
+    archive.unlock(key)  # a sealed archive: the original is read opened (FORMAT.md §12.3)
     kind, container = _check_against_original(archive, original, operations)
-    with tempfile.TemporaryDirectory(prefix="custody-derive-") as folder:
+    with tempfile.TemporaryDirectory(prefix="custody-derive-",
+                                     dir=encryption.working_folder(archive)) as folder:
         work = Path(folder)
         copy = work / "original"
         with access.content(archive, key, original, purpose, "derive", None) as content, \
@@ -97,7 +99,7 @@ def _check_against_original(
 ) -> tuple[str, str]:
     """The original's kind and container, once the operations are known to fit it (from its
     signed metadata document; the worker checks again on the bytes)."""
-    raw = archive.ledger.metadata(original)
+    raw = encryption.open_document(archive.content_key, archive.ledger.metadata(original))
     doc: dict[str, Any] = json.loads(raw) if raw else {}
     kind = str(doc.get("kind") or "")
     problem = derivation.kind_problem(ops, kind)

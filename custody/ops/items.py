@@ -14,7 +14,7 @@ from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD
 from custody.core.custodians import Registry
 from custody.metadata.clocks import shown_capture
 from custody.metadata.gps import fix_problems, shown_place
-from custody.ops import containment, lineage
+from custody.ops import containment, encryption, lineage
 from custody.ops.archive import Archive, replayed
 from custody.ops.sidecars import for_show as sidecars_for_show
 from store.ports import EntryRow
@@ -67,7 +67,7 @@ def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[st
         h["holder_after"] = holder
         h["holder_after_name"] = holder_name(holder, registry)
         history.append(h)
-        d = e.details
+        d = h["details"] = encryption.open_details(archive.content_key, e.details)
         if e.action == "tag":
             if d.get("removed") and d.get("tag") in tags:
                 tags.remove(d["tag"])
@@ -120,7 +120,8 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
     chain = chain_of_custody(archive, item, registry)
     history = chain["history"]
     first = next(h for h in history if h["action"] in FIRST_RECORD)
-    doc_bytes = archive.ledger.metadata(item)
+    stored = archive.ledger.metadata(item)
+    doc_bytes = encryption.open_document(archive.content_key, stored)
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
     names: list[str] = []
     for h in history:
@@ -131,8 +132,11 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "sha256": item,
         "size": first["details"].get("size"),
         "digests": first["details"].get("digests"),
-        "mime": doc.get("mime"),
+        "mime": doc.get("mime", first["details"].get("mime")),
         "names": names,
+        # a sealed archive (docs/FORMAT.md §12): "sealed" shown without a custodian's key
+        "sealing": None if archive.sealer is None else (
+            "sealed" if stored is not None and doc_bytes is None else "opened"),
         "captured_at": shown_capture(doc.get("captured_at"), doc.get("captured_at_basis")),
         "captured_at_basis": doc.get("captured_at_basis"),
         "gps": shown_place(doc),  # a flagged fix is no place; metadata.gps keeps what was read
@@ -161,7 +165,8 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
     names: dict[str, list[str]] = {}
     for r in archive.ledger.rows_with_action(*FIRST_RECORD, "sighting"):
         e = entries.parse(r.body)
-        name = (e.details.get("source") or {}).get("name")
+        name = (encryption.open_details(archive.content_key, e.details).get("source") or {}
+                ).get("name")
         seen = names.setdefault(e.item or "", [])
         if name and name not in seen:
             seen.append(name)
@@ -169,7 +174,7 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
     for item in replay.items():
         first = replay.first_record(item)
         assert first is not None
-        doc_bytes = archive.ledger.metadata(item)
+        doc_bytes = encryption.open_document(archive.content_key, archive.ledger.metadata(item))
         doc = canonical.decode(doc_bytes) if doc_bytes else {}
         seen = names.get(item, [])
         rows.append({

@@ -16,6 +16,7 @@ from typing import Any
 from custody.core.custodians import ARCHIVE_ROLE
 from custody.core.signing import PublicKey, SigningKey
 from custody.errors import CustodyError, NotPermitted, UsageError
+from custody.ops import encryption
 from custody.ops.archive import CONFIG, Archive, Draft, custodian_json, registry_of
 from custody.ops.keyfiles import check_new_passphrase, public_path, write_new_key
 from store.ports import LedgerTransaction
@@ -64,6 +65,7 @@ def rotate_own(archive: Archive, old: SigningKey, key_path: Path, new_passphrase
         raise NotPermitted(f"key {old.key_id} ({who.name}) was {ended}")
     check_new_passphrase(new_passphrase)
     reason = reason.strip() if reason and reason.strip() else None
+    archive.unlock(old)  # a sealed archive: the new key is given the content key (FORMAT §12.1)
     staged = key_path.with_name(key_path.name + ".new")
     for path in (staged, public_path(staged)):
         path.unlink(missing_ok=True)  # a rotation interrupted before its entry left these
@@ -76,6 +78,8 @@ def rotate_own(archive: Archive, old: SigningKey, key_path: Path, new_passphrase
         staged.unlink(missing_ok=True)
         public_path(staged).unlink(missing_ok=True)
         raise
+    if archive.content_key is not None:
+        encryption.wrap_for(archive.root, archive.content_key, new.public)
     retired = key_path.with_name(f"{key_path.name}.retired-{old.key_id}")
     os.replace(key_path, retired)
     if public_path(key_path).exists():
@@ -98,10 +102,13 @@ def rotate_by_admin(archive: Archive, admin: SigningKey, custodian: str, new: Pu
     if refused is not None:
         raise NotPermitted(refused[1])
     public = PublicKey(raw=new.raw, name=new.name or target.name)
+    archive.unlock(admin)  # a sealed archive: the new key is given the content key
     signed = archive.append(admin, [_rotation_draft(target.key_id, public, reason.strip())],
                             decide=_decide_rotation(target.key_id, new.key_id, admin.key_id,
                                                     reason),
                             attempted="key-rotate")[0]
+    if archive.content_key is not None:
+        encryption.wrap_for(archive.root, archive.content_key, public)
     return Rotated(signed.entry().seq, target.name, target.key_id, new.key_id, "admin",
                    reason.strip(), None)
 

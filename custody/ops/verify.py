@@ -29,6 +29,7 @@ from custody.errors import (
     NotFound,
     VerificationFailed,
 )
+from custody.ops import travel_records
 from custody.ops.archive import Archive, registry_of, signed_config
 from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
@@ -417,8 +418,13 @@ def _check_objects(
 ) -> None:
     """The outcomes of the fixity checks queued on `pool` (every target, in sorted order)."""
     store = archive.objects
+    held = travel_records.held_elsewhere(archive.ledger)
     for sha256, outcome, value in pool.object_outcomes():
         info = targets[sha256]
+        if outcome == "missing" and sha256 in held:  # emptied on purpose, held elsewhere (§12.4)
+            report.notices.append(f"object {sha256}: held elsewhere ({held[sha256]}), not on "
+                                  "this device")
+            continue
         if outcome == "missing":
             report.problems.append(f"object {sha256} (ingested in entry {info.seq}) is missing")
             continue

@@ -93,6 +93,8 @@ class VerifyPool:
         global _store
         if parallel and self._pool is None:
             _store = self._objects
+            if (preload := getattr(self._objects, "preload", None)) is not None:
+                preload()  # a sealed store's catalogue, read here: no ledger use after the fork
             context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
             self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=context)
 

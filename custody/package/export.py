@@ -26,7 +26,7 @@ from custody.errors import (
     NotPermitted,
     UsageError,
 )
-from custody.ops import access, checkpoints
+from custody.ops import access, checkpoints, encryption
 from custody.ops.archive import Archive, replayed, utc_now
 from custody.package import layout
 from custody.package import lineage as lineage_proof
@@ -105,6 +105,7 @@ def export(
     purpose = checked_request(items, case, purpose)
     check_output_free(output)
     authorize_export(archive, key, purpose)
+    archive.unlock(key)  # a sealed archive: content and metadata are opened for the court
     archive_key = load_archive_key()
     chosen = list(dict.fromkeys(items)) if items else case_items(archive, case or "")
     if not chosen:
@@ -239,6 +240,10 @@ def _tag_files(
         if doc is None:
             raise ArchiveError(f"item {sha}: its metadata document is missing")
         metadata_docs[layout.metadata_path(sha)] = doc
+        if archive.content_key is not None:  # signed by the exporter, like every tag file
+            metadata_docs[layout.opened_path(sha)] = layout.json_bytes(encryption.opened_record(
+                archive.content_key, doc,
+                [(r.seq, entries.parse(r.body).details) for r in ledger.rows_for_item(sha)]))
         item_rows.append({
             "sha256": sha,
             "path": paths[sha],

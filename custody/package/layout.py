@@ -54,6 +54,13 @@ def metadata_path(sha256: str) -> str:
     return f"{METADATA}{sha256}.json"
 
 
+OPENED = "custody/opened/"  # a sealed archive's export: what the exporter's key opened (§12.3)
+
+
+def opened_path(sha256: str) -> str:
+    return f"{OPENED}{sha256}.json"
+
+
 def statement_message(package_json: bytes) -> bytes:
     return SIGNATURE_TAG + package_json
 

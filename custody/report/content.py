@@ -15,7 +15,7 @@ from typing import IO
 
 from custody.core import entry as entries
 from custody.core.signing import SigningKey
-from custody.ops import access
+from custody.ops import access, encryption
 from custody.ops.archive import Archive
 from custody.report import poster
 from store.ports import CHUNK, ObjectCorrupt, ObjectMissing
@@ -45,7 +45,8 @@ def read(
     hashes = {name: hashlib.new(name) for name in ("md5", "sha1", "sha256", "sha512")}
     is_video = (mime or "").startswith("video/")
     want_preview = (mime or "").startswith("image/") or is_video
-    with tempfile.TemporaryDirectory(prefix="custody-report-") as private, (
+    with tempfile.TemporaryDirectory(prefix="custody-report-",
+                                     dir=encryption.working_folder(archive)) as private, (
         open(Path(private) / "content", "w+b") if is_video  # noqa: SIM115 - closed by `with`
         else tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
     ) as spool:

@@ -20,7 +20,7 @@ from custody.core.signing import SigningKey
 from custody.errors import CustodyError, NotFound, UsageError
 from custody.metadata import clocks
 from custody.metadata import provenance as c2pa_record
-from custody.ops import annotate, checkpoints, lineage
+from custody.ops import annotate, checkpoints, encryption, lineage
 from custody.ops import items as views
 from custody.ops.archive import Archive, replayed, utc_now
 from custody.ops.verify import audit
@@ -89,9 +89,12 @@ def build(
         raise UsageError("reading content for a report needs the acting custodian's key")
     reads: dict[str, content.ContentRead] = {}
     if purpose:  # first, so that these access entries are under the checkpoint issued next
+        assert reader is not None
+        archive.unlock(reader)  # a sealed archive: its metadata and content (FORMAT.md §12.3)
         for sha in targets:
-            doc = canonical.decode(archive.ledger.metadata(sha) or b"{}")
-            assert reader is not None
+            doc = canonical.decode(
+                encryption.open_document(archive.content_key, archive.ledger.metadata(sha))
+                or b"{}")
             reads[sha] = content.read(archive, reader, sha, purpose, doc.get("mime"),
                                       destination or "", doc.get("duration_s"))
     row, issued, remarks = _checkpoint(archive, unlock_archive_key)

@@ -12,6 +12,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.entry import parse_leaving_form
 from custody.errors import UsageError
 from custody.metadata import provenance
+from custody.ops import encryption
 from custody.ops.archive import Archive
 
 LISTS = ("items", "undetermined", "unplaced")
@@ -34,7 +35,7 @@ def verdict_of(archive: Archive, item: str) -> str:
     document, whose bytes are the signed ones once the digest matches, is re-encoded to check its
     canonical form: that cost ~10 ms a document (rfc8785 on a real ExifTool dump)."""
     raw = archive.ledger.metadata(item)
-    if raw is None:
+    if raw is None or encryption.is_sealed(raw):  # a sealed document is not read by search
         return UNCHECKED
     entries = (parse_leaving_form(r.body) for r in archive.ledger.rows_for_item(item))
     signed = next((e.details.get("metadata_sha256") for e in entries

@@ -15,6 +15,7 @@ from custody.core import geo
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.core.replay import case_change
 from custody.metadata.gps import fix_problems
+from custody.ops import encryption
 from custody.ops.archive import Archive
 from custody.search import fingerprints
 from custody.search.times import (
@@ -135,6 +136,8 @@ class Indexer:
         raw = self.archive.ledger.metadata(item)
         if raw is None:
             warnings.append("no metadata document")
+        elif encryption.is_sealed(raw):
+            pass  # a sealed archive's index holds only clear fields: no places, no names (§12)
         elif hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
             warnings.append("metadata document does not match its signed digest: not used "
                             "(run custody verify)")
