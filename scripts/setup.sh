@@ -32,6 +32,8 @@ command -v gpgv >/dev/null 2>&1 || need+=(gpgv)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 # Video: ffmpeg trims, transcodes and takes stills (custody derive) and a report's poster frames.
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+# The service benchmark's baseline: plain HTTP PUTs with curl (benchmarks/service.py).
+command -v curl >/dev/null 2>&1 || need+=(curl)
 BASE=${PYTHON:-python3}
 # A stock machine may lack Python itself, or Debian's venv module (package python3-venv).
 if ! command -v "$BASE" >/dev/null 2>&1; then
