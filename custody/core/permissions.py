@@ -35,6 +35,8 @@ MAY_SIGN: dict[str, frozenset[str]] = {
     "key-restore": ALL_ROLES,
     # the last entry of a copy of the log on other storage (`custody migrate`, docs/BACKENDS.md)
     "migrated": frozenset({"admin"}),
+    # a centre's signed receipt for an item this archive handed in (`custody sync`)
+    "handed_in": frozenset({"admin", "field", "investigator"}),
 }
 
 
