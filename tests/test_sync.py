@@ -98,6 +98,7 @@ def test_sync_hands_in_the_field_history_and_records_the_centre_receipt(sync):
         assert len(receipt) == 1
         assert receipt[0]["details"]["seq"] == e["seq"]
         assert receipt[0]["details"]["centre_key"] == sync.centre_key
+    assert "handed in:" in sync("show", done["items"][0]["item"], check=True).stdout
     assert sync("verify", check=True).code == 0
     assert sync.centre("verify", check=True).code == 0
 
@@ -168,22 +169,51 @@ def _hand_in(sync, key, package, statements) -> httpx.Response:
                            headers={"Content-Type": "application/json"})
 
 
-def test_a_tampered_package_is_refused_and_nothing_recorded(sync, tmp_path):
-    package = _new_item_package(sync, tmp_path, "tampered.jpg")
+def _flip_object_byte(name: str, data: bytes, files: dict[str, bytes]) -> bytes:
+    if "/data/" in "/" + name and name.endswith(".jpg"):
+        return data[:100] + bytes([data[100] ^ 1]) + data[101:]
+    return data
+
+
+def _alter_history(name: str, data: bytes, files: dict[str, bytes]) -> bytes:
+    """The ingest entry's file name altered in the carried ledger, and the bag's tag manifests
+    made to match: only the entry's signature can tell."""
+    if name.endswith("custody/ledger.jsonl"):
+        rows = [json.loads(line) for line in data.decode().splitlines()]
+        for row in rows:
+            body = base64.b64decode(row["entry"])
+            if b'"ingest"' in body:
+                row["entry"] = base64.b64encode(body.replace(b'.jpg"', b'.jpe"', 1)).decode()
+        return "".join(json.dumps(r) + "\n" for r in rows).encode()
+    for alg in ("sha256", "sha512"):
+        if name.endswith(f"tagmanifest-{alg}.txt"):
+            ledger = _alter_history("custody/ledger.jsonl", files["custody/ledger.jsonl"], files)
+            lines = [f"{hashlib.new(alg, ledger).hexdigest()}  {line.split(maxsplit=1)[1]}"
+                     if line.endswith("custody/ledger.jsonl") else line
+                     for line in data.decode().splitlines()]
+            return ("\n".join(lines) + "\n").encode()
+    return data
+
+
+@pytest.mark.parametrize("tamper", [_flip_object_byte, _alter_history],
+                         ids=["an-object-byte", "a-history-entry"])
+def test_a_tampered_package_is_refused_and_nothing_recorded(sync, tmp_path, tamper):
+    package = _new_item_package(sync, tmp_path, f"tampered-{tamper.__name__}.jpg")
     key, log, drafts = _statements(sync, package)
     statements = [signed_statement(key, log, d.action, d.item, d.details) for d in drafts]
-    tampered = tmp_path / "tampered-package.zip"  # one byte of the photo changed in the bag
+    tampered = tmp_path / "tampered-package.zip"
     with zipfile.ZipFile(package) as src, zipfile.ZipFile(tampered, "w") as out:
+        files = {i.filename.split("/", 1)[1]: src.read(i) for i in src.infolist()}
         for info in src.infolist():
-            data = src.read(info)
-            if "/data/" in "/" + info.filename and info.filename.endswith(".jpg"):
-                data = data[:100] + bytes([data[100] ^ 1]) + data[101:]
-            out.writestr(info, data)
+            out.writestr(info, tamper(info.filename, src.read(info), files))
     before = _centre_size(sync)
     answer = _hand_in(sync, key, tampered, statements)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["code"] == "verification-failed"
     assert _centre_size(sync) == before
+    assert not json.loads(httpx.post(
+        sync.server.base + "/api/v1/held", auth=RequestSigner(key),
+        json={"sha256": [drafts[0].item]}).text)["held"]
 
 
 def test_a_received_statement_unlike_the_centre_draft_is_refused(sync, tmp_path):

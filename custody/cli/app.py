@@ -680,6 +680,13 @@ def show_lines(data: dict[str, Any]) -> list[str]:
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))
+    for h in data["history"]:  # the centre's receipts (custody sync), checked by verify
+        if h["action"] == "handed_in":
+            d = h["details"]
+            size = str(d.get("checkpoint", "")).split("\n")[1:2] or ["?"]
+            pairs.append(("handed in", f"#{h['seq']} to {d.get('centre')} as its entry "
+                                       f"#{d.get('seq')}; receipt: its checkpoint of size "
+                                       f"{size[0]}"))
     for algo, value in (data["digests"] or {}).items():
         pairs.append((algo, value))
     # every clock found, so offsets show; clocks that say the same are listed once
