@@ -247,3 +247,45 @@ def test_sync_with_a_wrong_centre_key_records_no_receipt(sync, tmp_path):
     mine = _log(sync)
     assert not [r for r in mine if r["action"] == "handed_in"
                 and r["details"]["centre_key"] == other["verifier_key"]]
+
+
+def test_a_sync_killed_mid_upload_resumes_and_finishes(sync, tmp_path):
+    """SIGKILLed while the package is on its way; the same command again sends only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "long-video.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    sync("ingest", big, check=True)
+    args = [sys.executable, "-m", "custody", "sync", "--server", sync.server.base,
+            "--centre-key", sync.centre_key, "--json", "--chunk-size", "32768"]
+    proc = subprocess.Popen(args, env=sync.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    uploads = sync.centre.archive / "uploads"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        parts = []
+        for info in uploads.glob("*.json"):
+            try:
+                parts.append(json.loads(info.read_text()))
+            except ValueError:
+                continue
+        if any(u.get("kind") == "package" and u["length"] > 3 << 20
+               and 0 < u["offset"] < u["length"] for u in parts):
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the sync never got part-way")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result = _sync(sync)
+    assert result.code == 0, result.stderr
+    done = result.json()
+    assert done["status"] == "new" and done["bytes_skipped"] > 0
+    sha = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert sha in [e["item"] for e in done["items"]]
+    assert [r for r in _log(sync, sha) if r["action"] == "handed_in"]
+    assert sync.centre("verify", check=True).code == 0
