@@ -5,6 +5,7 @@ docs/SERVICE.md, "Sync to the centre"; the client is custody/service/sync_client
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,11 +21,11 @@ from custody.core import permissions
 from custody.errors import CustodyError, NotPermitted
 from custody.ops.archive import Archive
 from custody.package.handin import import_signed
-from custody.service.auth import Authenticate
+from custody.service.auth import Authenticate, Caller
 from custody.service.errors import ServiceError, status_of
 from custody.service.landing import SHA256_HEX
 from custody.service.openapi import Operation, error_responses, json_content
-from custody.service.partials import COMPLETE, UploadFolder
+from custody.service.partials import COMPLETE, UPLOAD_ID, UploadFolder
 
 MAX_DIGESTS = 10_000  # per `held` request: a larger archive asks in several
 
@@ -34,6 +35,7 @@ def sync_routes(open_archive: Callable[[], Archive], authenticate: Authenticate,
     """`POST /api/v1/held` and `POST /api/v1/imports`; package uploads in `upload_dir` (the tus
     routes' folder)."""
     folder = UploadFolder(upload_dir)
+    importing: dict[str, asyncio.Lock] = {}  # one import of an upload at a time
 
     async def held(request: Request) -> Response:
         await authenticate(request)
@@ -54,6 +56,15 @@ def sync_routes(open_archive: Callable[[], Archive], authenticate: Authenticate,
                 or not all(isinstance(f, dict) for f in files):
             raise ServiceError(400, "usage-error", "give {\"upload\": ID, \"statements\": "
                                "[statement files]}")
+        if not UPLOAD_ID.fullmatch(upload_id) or folder.get(upload_id) is None:
+            raise ServiceError(404, "no-such-upload", "no such package upload (expired, "
+                               "refused, imported, or not yours)")
+        # one lock per existing upload (a few bytes each, for the server's life): two posts of
+        # one upload must not both import it, nor the loser's refusal overwrite the winner's record
+        async with importing.setdefault(upload_id, asyncio.Lock()):
+            return await _import(caller, upload_id, files)
+
+    async def _import(caller: Caller, upload_id: str, files: list[Any]) -> Response:
         try:
             upload = folder.get(upload_id)
         except ValueError:
