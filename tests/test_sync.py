@@ -289,3 +289,17 @@ def test_a_sync_killed_mid_upload_resumes_and_finishes(sync, tmp_path):
     assert sha in [e["item"] for e in done["items"]]
     assert [r for r in _log(sync, sha) if r["action"] == "handed_in"]
     assert sync.centre("verify", check=True).code == 0
+
+
+def test_a_package_upload_is_imported_once(sync, tmp_path):
+    """Posting the same upload's import again is refused and appends nothing."""
+    package = _new_item_package(sync, tmp_path, "twice.jpg")
+    key, log, drafts = _statements(sync, package)
+    good = [signed_statement(key, log, d.action, d.item, d.details) for d in drafts]
+    first = _hand_in(sync, key, package, good)
+    assert first.status_code == 201, first.text
+    before = _centre_size(sync)
+    again = httpx.post(sync.server.base + "/api/v1/imports", auth=RequestSigner(key),
+                       json={"upload": first.json()["upload"], "statements": good})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already-imported"
+    assert _centre_size(sync) == before

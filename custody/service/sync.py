@@ -72,6 +72,9 @@ def sync_routes(open_archive: Callable[[], Archive], authenticate: Authenticate,
         if upload is None or upload.owner != caller.key_id or upload.kind != "package":
             raise ServiceError(404, "no-such-upload", "no such package upload (expired, "
                                "refused, imported, or not yours)")
+        if upload.state == "imported":
+            raise ServiceError(409, "already-imported", "this package upload was imported: "
+                               "GET /uploads/ID has its entries")
         if upload.state != COMPLETE:
             raise ServiceError(409, "upload-not-complete", f"the package upload is {upload.state}"
                                ": send its remaining bytes first")
