@@ -422,7 +422,8 @@ def upload_operations() -> list[Operation]:
                   "the upload limits", {"200": {"description": "Upload settings",
                                                 "content": obj}}),
         Operation("post", "/uploads/", "tus creation: Upload-Length and Upload-Metadata "
-                  "`statement` (base64 of a custodian-signed statement file of the bytes)",
+                  "`statement` (base64 of a custodian-signed statement file of the bytes), "
+                  "or `package` (the SHA-256 of a package to hand in, `custody sync`)",
                   {"201": {"description": "Created; Location names the upload"}}),
         Operation("get", "/uploads/held/{sha256}", "Whether the archive holds these bytes as "
                   "an item", {"200": {"description": "held or not", "content": obj}},
