@@ -30,7 +30,7 @@ from custody.ops.archive import Archive
 from custody.service import landing
 from custody.service.auth import Authenticate
 from custody.service.errors import error_response
-from custody.service.openapi import Operation, json_content, path_param
+from custody.service.openapi import Operation, error_responses, json_content, path_param
 from custody.service.partials import COMPLETE, RECEIVING, Upload, UploadFolder, rfc3339, write_at
 
 TUS_VERSION = "1.0.0"
@@ -424,18 +424,21 @@ def upload_operations() -> list[Operation]:
         Operation("post", "/uploads/", "tus creation: Upload-Length and Upload-Metadata "
                   "`statement` (base64 of a custodian-signed statement file of the bytes), "
                   "or `package` (the SHA-256 of a package to hand in, `custody sync`)",
-                  {"201": {"description": "Created; Location names the upload"}}),
+                  {"201": {"description": "Created; Location names the upload"},
+                   **error_responses(412)}),
         Operation("get", "/uploads/held/{sha256}", "Whether the archive holds these bytes as "
                   "an item", {"200": {"description": "held or not", "content": obj}},
                   [path_param("sha256", "SHA-256, 64 hex digits")]),
         Operation("head", "/uploads/{upload_id}", "tus core: the durable Upload-Offset; a "
-                  "finished upload adds Custody-Status", {"200": tus}, [upload]),
+                  "finished upload adds Custody-Status", {"200": tus, "412": tus}, [upload]),
         Operation("get", "/uploads/{upload_id}", "The upload's state and outcome",
                   {"200": {"description": "The upload", "content": obj}}, [upload]),
         Operation("patch", "/uploads/{upload_id}", "tus core: bytes at Upload-Offset "
                   "(Upload-Checksum sha256 per chunk; 460 on mismatch); the last one lands "
-                  "the upload or refuses it (422)", {"204": tus, "409": tus, "460": tus},
+                  "the upload or refuses it (422)", {"204": tus, "409": tus, "460": tus,
+                                                     **error_responses(412)},
                   [upload]),
-        Operation("delete", "/uploads/{upload_id}", "tus termination", {"204": tus},
+        Operation("delete", "/uploads/{upload_id}", "tus termination",
+                  {"204": tus, **error_responses(412)},
                   [upload]),
     ]
