@@ -693,6 +693,13 @@ def show_lines(data: dict[str, Any]) -> list[str]:
     for n in data["notes"]:
         old = f" [superseded by #{n['superseded_by']}]" if n["superseded_by"] else ""
         pairs.append(("note", f"#{n['seq']} {n['by']}: {n['text']}{old}"))
+    for h in data["history"]:  # the centre's receipts (custody sync), checked by verify
+        if h["action"] == "handed_in":
+            d = h["details"]
+            size = str(d.get("checkpoint", "")).split("\n")[1:2] or ["?"]
+            pairs.append(("handed in", f"#{h['seq']} to {d.get('centre')} as its entry "
+                                       f"#{d.get('seq')}; receipt: its checkpoint of size "
+                                       f"{size[0]}"))
     for algo, value in (data["digests"] or {}).items():
         pairs.append((algo, value))
     # every clock found, so offsets show; clocks that say the same are listed once
@@ -1126,6 +1133,39 @@ def push_command(
     if failed:
         raise CustodyError(f"{len(failed)} of {len(results)} file(s) failed to push; the first: "
                            f"{failed[0].path}: {failed[0].error}")
+
+@app.command("sync")
+def sync_command(
+    server: str = typer.Option(..., "--server", metavar="URL", help="The centre's custody service (`custody serve`)."),
+    centre_key: str = typer.Option(..., "--centre-key", metavar="VKEY", help="The centre archive's verifier key (name+id+key, as `custody checkpoint --json` prints it there), or a file holding it: its checkpoint is the receipt."),
+    chunk_size: int = typer.Option(4 << 20, "--chunk-size", metavar="BYTES", help="Bytes per tus PATCH."),
+    wait: float = typer.Option(60.0, "--wait", metavar="SECONDS", help="How long to wait for the centre's checkpoint over the handed-in entries."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Hand in this archive's items the centre lacks, with their signed history (a verified
+    package and received statements signed here), and record the centre's signed receipt."""
+    from custody.service.signing import RequestSigner
+    from custody.service.sync_client import sync
+
+    text = centre_key.strip()
+    if "+" not in text and Path(text).is_file():
+        text = Path(text).read_text().strip()
+    archive = open_archive()
+    key = acting_key()
+    done = sync(archive, key, lambda: archive_key(archive), server, RequestSigner(key), text,
+                chunk_size=chunk_size, wait=wait)
+    if as_json:
+        out_json(done)
+        return
+    if done["status"] == "present":
+        say("present: the centre holds every item of this archive; nothing sent")
+        return
+    for e in done["items"]:
+        say(f"handed in {e['item']}  centre entry {e['seq']}")
+    say(f"receipt: the centre's checkpoint of size {done['receipt']['checkpoint_size']} "
+        f"(root {done['receipt']['root_hash'][:16]}…), recorded in entries "
+        f"{', '.join(map(str, done['receipt']['entries']))}")
+
 
 # Checkpoints and proofs ------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ MAY_SIGN: dict[str, frozenset[str]] = {
     # the last entry of a copy of the log on other storage (`custody migrate`, docs/BACKENDS.md)
     "migrated": frozenset({"admin"}),
     "held-elsewhere": frozenset({"admin", "field", "investigator"}),  # travel (FORMAT.md §12.4)
+    # a centre's signed receipt for an item this archive handed in (`custody sync`)
+    "handed_in": frozenset({"admin", "field", "investigator"}),
 }
 
 

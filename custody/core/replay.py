@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from custody.core import derivation, permissions
+from custody.core import derivation, handin, permissions
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD, ChainError, CustodyBook, Offer
 from custody.core.custodians import (
     ARCHIVE_ROLE,
@@ -40,7 +40,7 @@ clock: the clocks of several intake stations writing to one archive (docs/FORMAT
 # Actions about an item that must already have a first record (`ingest` or `received`).
 ABOUT_AN_ITEM = frozenset({
     "sighting", "access", "transfer-offer", "transfer-accept", "transfer-withdraw",
-    "case-add", "case-remove", "incident-add", "note", "tag",
+    "case-add", "case-remove", "incident-add", "note", "tag", "handed_in",
 })
 # with a `case`: files the item
 CASE_FILING = ("ingest", "sighting", "received", "derived", "case-add")
@@ -181,6 +181,8 @@ class Replay:
             found += self._check_derived(e)
         if e.action in ("key-backup", "key-restore"):
             found += self._check_own_key(e, signer)
+        if e.action == "handed_in":
+            found += [("handed-in", p) for p in handin.receipt_problems(e.details)]
         role = signer.role if signer is not None else None
         if e.action == "transfer-offer":
             found += self._check_receiver(e)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import uuid
 from dataclasses import replace
@@ -74,7 +75,8 @@ def import_package(
                                   f"{item.first.seq} (or it changed during the import)")
         if mismatched:
             raise VerificationFailed(mismatched)
-        drafts = _with_repairs(_drafts(report, c.tags, evidence, case), evidence, repairs)
+        drafts = _with_repairs(received_drafts(report, c.tags, evidence, case,
+                                               str(uuid.uuid4())), evidence, repairs)
     recorded: set[str] = set()
 
     def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
@@ -144,10 +146,20 @@ def _with_repairs(
     return out
 
 
-def _drafts(
-    report: PackageReport, tags: dict[str, bytes], evidence: dict[str, str], case: str | None
+def kept_evidence(report: PackageReport, tags: dict[str, bytes]) -> dict[str, str]:
+    """The package's records kept as evidence with its items, each by its SHA-256 (what storing
+    them gives): the same on the sending device and at the importing archive."""
+    kept = [rel for rel in KEPT if rel in tags]
+    kept += [layout.metadata_path(item.sha256) for item in report.items]
+    return {rel: hashlib.sha256(tags[rel]).hexdigest() for rel in kept}
+
+
+def received_drafts(
+    report: PackageReport, tags: dict[str, bytes], evidence: dict[str, str], case: str | None,
+    batch: str,
 ) -> list[Draft]:
-    batch = str(uuid.uuid4())
+    """The entries an import of a verified package records, pure: the importing archive and a
+    device signing those entries as statements (`custody sync`) build the same ones."""
     checkpoint_note = tags[layout.CHECKPOINT].decode("utf-8")
     statement = canonical.decode(tags[layout.PACKAGE])
     drafts = []

@@ -30,6 +30,7 @@ from custody.service.checkpointer import Checkpointer
 from custody.service.errors import HANDLERS, ServiceError, log
 from custody.service.limits import BodyLimit, RateLimiter
 from custody.service.openapi import Operation, document, json_content
+from custody.service.sync import sync_operations, sync_routes
 from custody.service.tiles import tile_operations, tile_routes
 from custody.service.uploads import upload_operations, upload_routes
 from store.ports import StoreError
@@ -78,9 +79,12 @@ def create_app(settings: ServiceSettings) -> Starlette:
                             max_upload_bytes=settings.max_upload_bytes,
                             expire_after=settings.upload_expire_after)
     routes += tile_routes(open_archive, public_entries=settings.public_log)
+    routes += sync_routes(open_archive, authenticate,
+                          settings.upload_dir or settings.archive / "uploads")
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
         "description": "OpenAPI 3.1", "content": json_content({"type": "object"})}},
-        signed=False), *operations, *upload_operations(), *tile_operations()]
+        signed=False), *operations, *upload_operations(), *tile_operations(),
+        *sync_operations()]
     spec = document("custody", _version(), operations)
 
     async def openapi(request: Request) -> Response:

@@ -23,6 +23,7 @@ from typing import Any
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 RECEIVING = "receiving"  # states; the others say how it ended: "new", "present", "refused"
 REFUSALS = "refusals.jsonl"
+COMPLETE = "complete"  # a package upload whose bytes are all here, waiting for its import
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Upload:
     filename: str | None
     state: str = RECEIVING
     result: dict[str, Any] | None = None  # how it ended: status, sha256, seq or error
+    kind: str = "item"  # or "package": a custody package handed in (`custody sync`)
+    package_sha256: str | None = None  # a package's SHA-256, as its sender declared it
 
     def expired(self, now: datetime) -> bool:
         return datetime.fromisoformat(self.expires.replace("Z", "+00:00")) <= now
@@ -66,11 +69,12 @@ class UploadFolder:
         return self.info_path(upload_id).with_suffix("")
 
     def create(self, *, owner: str, length: int, statement: str, filename: str | None,
-               now: datetime, expires: datetime) -> Upload:
+               now: datetime, expires: datetime, kind: str = "item",
+               package_sha256: str | None = None) -> Upload:
         self._ensure()
         upload = Upload(id=secrets.token_hex(16), owner=owner, length=length, offset=0,
                         created=rfc3339(now), expires=rfc3339(expires), statement=statement,
-                        filename=filename)
+                        filename=filename, kind=kind, package_sha256=package_sha256)
         fd = os.open(self.data_path(upload.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         self.save(upload)
@@ -111,6 +115,12 @@ class UploadFolder:
         self.save(ended)
         self.data_path(upload.id).unlink(missing_ok=True)
         return ended
+
+    def complete(self, upload: Upload, result: dict[str, Any]) -> Upload:
+        """A package's bytes all arrived and match its digest: kept until it is imported."""
+        done = replace(upload, state=COMPLETE, result=result)
+        self.save(done)
+        return done
 
     def remove(self, upload_id: str) -> None:
         self.data_path(upload_id).unlink(missing_ok=True)

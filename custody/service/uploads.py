@@ -30,8 +30,8 @@ from custody.ops.archive import Archive
 from custody.service import landing
 from custody.service.auth import Authenticate
 from custody.service.errors import error_response
-from custody.service.openapi import Operation, json_content, path_param
-from custody.service.partials import RECEIVING, Upload, UploadFolder, rfc3339, write_at
+from custody.service.openapi import Operation, error_responses, json_content, path_param
+from custody.service.partials import COMPLETE, RECEIVING, Upload, UploadFolder, rfc3339, write_at
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,checksum,termination,expiration"
@@ -39,6 +39,8 @@ CHECKSUMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 OFFSET_TYPE = "application/offset+octet-stream"
 METADATA_STATEMENT = "statement"  # Upload-Metadata key: base64 of the statement file's JSON
 METADATA_FILENAME = "filename"
+# instead of a statement: the SHA-256 of a package handed in (`custody sync`)
+METADATA_PACKAGE = PACKAGE = "package"
 MAX_CHUNK = 64 << 20  # bytes one PATCH may carry: held in memory while its signature is checked
 
 
@@ -160,6 +162,10 @@ class _Uploads:
             meta = parse_metadata(request.headers.get("upload-metadata", ""))
         except ValueError as exc:
             return _error(400, "upload-metadata", str(exc))
+        package = meta.get(METADATA_PACKAGE)
+        if package is not None:
+            return await self._create_package(request, key_id, length, package,
+                                              meta.get(METADATA_FILENAME))
         text = meta.get(METADATA_STATEMENT)
         if text is None:
             return _error(400, "no-statement", "Upload-Metadata must carry 'statement': the "
@@ -179,6 +185,24 @@ class _Uploads:
         return Response(status_code=201, headers={
             "Location": location,
             "Tus-Resumable": TUS_VERSION, "Upload-Offset": "0",
+            "Upload-Expires": _http_date(upload.expires)})
+
+    async def _create_package(self, request: Request, key_id: str, length: int, sha256: str,
+                              filename: str | None) -> Response:
+        """A package to hand in: its bytes are only kept until `POST /api/v1/imports` verifies
+        and imports it (custody/service/sync.py); nothing is recorded at upload."""
+        if not landing.SHA256_HEX.fullmatch(sha256):
+            return _error(400, "upload-metadata", "'package' must be the package file's SHA-256 "
+                          "(64 lowercase hex digits)")
+        now = datetime.now(UTC)
+        upload = await run_in_threadpool(
+            lambda: self.folder.create(owner=key_id, length=length, statement="",
+                                       filename=filename, now=now,
+                                       expires=now + self.expire_after, kind=PACKAGE,
+                                       package_sha256=sha256))
+        location = request.url.path.rstrip("/") + "/" + upload.id
+        return Response(status_code=201, headers={
+            "Location": location, "Tus-Resumable": TUS_VERSION, "Upload-Offset": "0",
             "Upload-Expires": _http_date(upload.expires)})
 
     async def held(self, request: Request) -> Response:
@@ -295,6 +319,8 @@ class _Uploads:
         return moved
 
     async def _land(self, upload: Upload) -> Response:
+        if upload.kind == PACKAGE:
+            return await self._package_arrived(upload)
         archive = await run_in_threadpool(self.open_archive)
         path = self.folder.data_path(upload.id)
         try:
@@ -310,6 +336,21 @@ class _Uploads:
             "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(ended.offset),
             "Upload-Expires": _http_date(ended.expires)} | _outcome(ended))
 
+    async def _package_arrived(self, upload: Upload) -> Response:
+        """Every byte of a package: it must be the file its sender named, else refused."""
+        path = self.folder.data_path(upload.id)
+        got = await run_in_threadpool(_sha256_of, path)
+        if got != upload.package_sha256:
+            refused = landing.Refused(422, "digest-mismatch", "the package's bytes do not have "
+                                      "the SHA-256 its sender named: nothing was kept")
+            await run_in_threadpool(self._refuse, upload, refused)
+            return _error(refused.status, refused.code, refused.message)
+        done = await run_in_threadpool(self.folder.complete, upload,
+                                       {"status": COMPLETE, "sha256": got})
+        return Response(status_code=204, headers={
+            "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(done.offset),
+            "Upload-Expires": _http_date(done.expires)} | _outcome(done))
+
     def _refuse(self, upload: Upload, refused: landing.Refused) -> None:
         """Nothing stored; the partial deleted; the refusal kept (the statement as signed)."""
         self.folder.record_refusal({
@@ -319,6 +360,11 @@ class _Uploads:
             "length": upload.length})
         self.folder.end(upload, "refused", {"status": "refused", "code": refused.code,
                                             "error": refused.message})
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _chunk_refused(request: Request) -> Response | None:
@@ -376,19 +422,23 @@ def upload_operations() -> list[Operation]:
                   "the upload limits", {"200": {"description": "Upload settings",
                                                 "content": obj}}),
         Operation("post", "/uploads/", "tus creation: Upload-Length and Upload-Metadata "
-                  "`statement` (base64 of a custodian-signed statement file of the bytes)",
-                  {"201": {"description": "Created; Location names the upload"}}),
+                  "`statement` (base64 of a custodian-signed statement file of the bytes), "
+                  "or `package` (the SHA-256 of a package to hand in, `custody sync`)",
+                  {"201": {"description": "Created; Location names the upload"},
+                   **error_responses(412)}),
         Operation("get", "/uploads/held/{sha256}", "Whether the archive holds these bytes as "
                   "an item", {"200": {"description": "held or not", "content": obj}},
                   [path_param("sha256", "SHA-256, 64 hex digits")]),
         Operation("head", "/uploads/{upload_id}", "tus core: the durable Upload-Offset; a "
-                  "finished upload adds Custody-Status", {"200": tus}, [upload]),
+                  "finished upload adds Custody-Status", {"200": tus, "412": tus}, [upload]),
         Operation("get", "/uploads/{upload_id}", "The upload's state and outcome",
                   {"200": {"description": "The upload", "content": obj}}, [upload]),
         Operation("patch", "/uploads/{upload_id}", "tus core: bytes at Upload-Offset "
                   "(Upload-Checksum sha256 per chunk; 460 on mismatch); the last one lands "
-                  "the upload or refuses it (422)", {"204": tus, "409": tus, "460": tus},
+                  "the upload or refuses it (422)", {"204": tus, "409": tus, "460": tus,
+                                                     **error_responses(412)},
                   [upload]),
-        Operation("delete", "/uploads/{upload_id}", "tus termination", {"204": tus},
+        Operation("delete", "/uploads/{upload_id}", "tus termination",
+                  {"204": tus, **error_responses(412)},
                   [upload]),
     ]
