@@ -166,7 +166,11 @@ _COLUMNS = "seq, body, signature, leaf_hash, time, actor, action, item"
 
 
 def connect(path: Path | str, uri: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=uri)
+    # check_same_thread off: the service opens an archive in one worker thread and reads it in
+    # another, one step after the other within a request (never two threads at once; SQLite is
+    # built serialized anyway). The command line is unaffected.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=uri,
+                           check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous = FULL")  # a committed entry survives power loss
