@@ -77,14 +77,12 @@ def _key_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("made-keys")
 
 
-@pytest.fixture
-def made_key(_key_folder: Path):
-    """made_key(path, name): a custodian key (PASSPHRASE) at path, made once per session and
-    copied: key files cost a quarter second each (scrypt at its real cost, never lowered)."""
+def _key_maker(folder: Path) -> Callable[[Path, str], SigningKey]:
+    """make(path, name): the key of that name, made once in `folder` and copied to path."""
 
     def make(path: Path, name: str) -> SigningKey:
         if name not in _MADE_KEYS:
-            made = _key_folder / f"key-{len(_MADE_KEYS)}"
+            made = folder / f"key-{len(_MADE_KEYS)}"
             _MADE_KEYS[name] = (made, write_new_key(made, name, PASSPHRASE))
         made, key = _MADE_KEYS[name]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +91,14 @@ def made_key(_key_folder: Path):
         return key
 
     return make
+
+
+@pytest.fixture
+def made_key(_key_folder: Path):
+    """made_key(path, name): a custodian key (PASSPHRASE) at path, made once per session and
+    copied: key files cost a quarter second each (scrypt at its real cost, never lowered)."""
+
+    return _key_maker(_key_folder)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -225,17 +231,7 @@ def session_made_key(_key_folder: Path):
     """made_key for module- or session-scope fixtures (an archive prepared once per module and
     copied per test): the same keys, made once per session and copied."""
 
-    def make(path: Path, name: str) -> SigningKey:
-        if name not in _MADE_KEYS:
-            made = _key_folder / f"key-{len(_MADE_KEYS)}"
-            _MADE_KEYS[name] = (made, write_new_key(made, name, PASSPHRASE))
-        made, key = _MADE_KEYS[name]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(made, path)
-        shutil.copy2(str(made) + ".pub", str(path) + ".pub")
-        return key
-
-    return make
+    return _key_maker(_key_folder)
 
 
 def copy_archive(prepared: Cli, tmp: Path) -> Cli:
