@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from store.durable import fsync_folder
 from store.ports import (
     CHUNK,
     DIGEST_NAMES,
@@ -148,14 +149,6 @@ def _fingerprint(path: Path) -> tuple[str | None, int | None]:
         return None, None  # unreadable: not to be trusted; set aside, not lost
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LocalObjectStore:
     """Objects at `root/sha256/ab/<64 hex>`, read-only, with temp files in `root/tmp`.
 
@@ -268,7 +261,7 @@ class LocalObjectStore:
             if not shard.is_dir():
                 shard.mkdir(exist_ok=True, mode=FOLDER_MODE)
                 os.chmod(shard, FOLDER_MODE)
-                _fsync_dir(self._objects)
+                fsync_folder(self._objects)
             try:
                 os.link(tmp, final)  # atomic, and fails rather than replace an existing object
             except FileExistsError:
@@ -277,10 +270,10 @@ class LocalObjectStore:
                     return PutResult(digests=digests, created=False)
                 aside = self._set_aside(final)
                 os.replace(tmp, final)  # atomic: the name never points at nothing
-                _fsync_dir(shard)
+                fsync_folder(shard)
                 return PutResult(digests=digests, created=True, replaced=aside)
             tmp.unlink()
-            _fsync_dir(shard)
+            fsync_folder(shard)
             return PutResult(digests=digests, created=True)
         except OSError as exc:
             raise _write_error(exc, "cannot place an object") from None
@@ -302,7 +295,7 @@ class LocalObjectStore:
             except (PermissionError, IsADirectoryError):  # a folder cannot be linked: move it
                 os.rename(final, target)
             break
-        _fsync_dir(quarantine)
+        fsync_folder(quarantine)
         return SetAside(
             path=f"{self.label}/{QUARANTINE}/{name}", sha256=found_sha256, size=found_size
         )
@@ -356,7 +349,7 @@ class LocalObjectStore:
         except OSError as exc:
             raise ObjectWriteError(f"cannot remove object {sha256}: {exc.strerror or exc}",
                                    exc.errno) from None
-        _fsync_dir(path.parent)
+        fsync_folder(path.parent)
 
     def retention(self, sha256: str) -> Retention | None:
         """A folder keeps no retention: its objects are protected by file modes only."""

@@ -531,6 +531,10 @@ class PostgresLedger(_Reads):
         return [_checkpoint(r) for r in
                 self._all(f"SELECT {_CP_COLUMNS} FROM {SCHEMA}.checkpoints ORDER BY id")]
 
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        r = self._all(f"SELECT {_CP_COLUMNS} FROM {SCHEMA}.checkpoints ORDER BY id DESC LIMIT 1")
+        return _checkpoint(r[0]) if r else None
+
     def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None:
         r = self._all(f"SELECT {_CP_COLUMNS} FROM {SCHEMA}.checkpoints WHERE id = %s",
                       (checkpoint_id,))

@@ -588,6 +588,13 @@ class SqliteLedger(_Reads):
             cur = conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id")
             return [CheckpointRow(*r) for r in cur]
 
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        with self._reading() as conn:
+            r = conn.execute(
+                f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return None if r is None else CheckpointRow(*r)
+
     def checkpoint(self, checkpoint_id: int) -> CheckpointRow | None:
         with self._reading() as conn:
             r = conn.execute(

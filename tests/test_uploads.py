@@ -66,7 +66,7 @@ def _random_file(tmp, name: str, size: int):
 
 def _as(key) -> httpx.Client:
     """An httpx client whose every request is signed by `key` (RFC 9421)."""
-    return httpx.Client(auth=RequestSigner(key), headers=TUS)
+    return httpx.Client(auth=RequestSigner(key), headers=TUS, timeout=60)  # a loaded CI machine
 
 
 def _create(cli, text: str, length: int, key=None) -> str:
@@ -236,7 +236,8 @@ def test_an_expired_upload_is_swept(tmp_path, cli_archive):
     cli = cli_archive
     key = load_key(cli.key, PASSPHRASE)
     uploads = tmp_path / "uploads"
-    server = Server(cli.archive, uploads, expire_seconds=1).start()
+    # 4 s, not 1: under load, creating and then patching the upload alone took over a second
+    server = Server(cli.archive, uploads, expire_seconds=4).start()
     try:
         f = _random_file(tmp_path, "slow.bin", 20_000)
         with MetadataReader() as reader:
@@ -246,7 +247,7 @@ def test_an_expired_upload_is_swept(tmp_path, cli_archive):
         r = _patch(url, key, 0, f.read_bytes()[:4000])
         assert r.status_code == 204 and "GMT" in r.headers["upload-expires"]
         upload_id = url.rsplit("/", 1)[1]
-        time.sleep(1.6)
+        time.sleep(4.6)
         _create(cli, text, 20_000)  # any request past the sweep interval sweeps
         assert not (uploads / f"{upload_id}").exists()
         assert not (uploads / f"{upload_id}.json").exists()

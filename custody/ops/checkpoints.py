@@ -69,10 +69,10 @@ def issue(archive: Archive, archive_key: SigningKey) -> Issued:
 
 
 def latest(archive: Archive) -> CheckpointRow:
-    kept = archive.ledger.checkpoints()
-    if not kept:
+    row = archive.ledger.latest_checkpoint()
+    if row is None:
         raise NotFound("this archive has issued no checkpoint yet", hint="run 'custody checkpoint'")
-    return kept[-1]
+    return row
 
 
 def covering(archive: Archive, seq: int) -> CheckpointRow:

@@ -32,6 +32,7 @@ from custody.ops.backends import (
     target_ledger,
 )
 from custody.ops.c2pa_trust import configured_files
+from store.durable import fsync_folder
 from store.ports import (
     EntryRow,
     Ledger,
@@ -448,7 +449,7 @@ class _Migration:
         tmp = self.root / (CONFIG + ".tmp")
         _write_json(tmp, config)
         os.replace(tmp, self.root / CONFIG)
-        _fsync_folder(self.root)
+        fsync_folder(self.root)
         (self.root / MARKER).unlink(missing_ok=True)
 
 
@@ -528,12 +529,3 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
         out.write(json.dumps(value, indent=2) + "\n")
         out.flush()
         os.fsync(out.fileno())
-
-
-def _fsync_folder(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-

@@ -142,8 +142,7 @@ def _checkpoint(
     """The latest checkpoint if it covers the whole log; else a new one, if the archive key
     unlocks; else the latest, and why no new one was signed (for the operator, not the page:
     a reviewer who does not hold the archive key has done nothing wrong)."""
-    kept = archive.ledger.checkpoints()
-    latest = kept[-1] if kept else None
+    latest = archive.ledger.latest_checkpoint()
     if latest is not None and latest.size == archive.ledger.size():
         return latest, False, []
     if unlock is None:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from store.durable import fsync_folder
+
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 RECEIVING = "receiving"  # states; the others say how it ended: "new", "present", "refused"
 REFUSALS = "refusals.jsonl"
@@ -93,7 +95,7 @@ class UploadFolder:
         temp = final.with_suffix(".json.tmp")
         _write_durably(temp, json.dumps(asdict(upload)).encode())
         os.replace(temp, final)
-        _fsync_dir(self.root)
+        fsync_folder(self.root)
 
     def open_at(self, upload: Upload) -> int:
         """The part file opened for writing at the durable offset: whatever a crash left past it
@@ -125,7 +127,7 @@ class UploadFolder:
     def remove(self, upload_id: str) -> None:
         self.data_path(upload_id).unlink(missing_ok=True)
         self.info_path(upload_id).unlink(missing_ok=True)
-        _fsync_dir(self.root)
+        fsync_folder(self.root)
 
     def uploads(self) -> Iterator[Upload]:
         if not self.root.is_dir():
@@ -173,14 +175,6 @@ def _write_durably(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

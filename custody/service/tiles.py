@@ -44,10 +44,10 @@ def tile_routes(
     def checkpoint(request: Request) -> Response:
         """The latest signed checkpoint, with the witness cosignatures the archive keeps of it."""
         archive = open_archive()
-        kept = archive.ledger.checkpoints()
-        if not kept:
+        latest = archive.ledger.latest_checkpoint()
+        if latest is None:
             return _error(404, "no-checkpoint", "this archive has signed no checkpoint yet")
-        return Response(_with_cosignatures(archive, kept[-1]),
+        return Response(_with_cosignatures(archive, latest),
                         media_type="text/plain; charset=utf-8",
                         headers={"Cache-Control": CHECKPOINT_CACHE})
 
@@ -77,10 +77,10 @@ def tile_routes(
 
 def _latest_size(archive: Archive) -> int | None:
     """The tree size of the latest kept checkpoint: what may be served."""
-    kept = archive.ledger.checkpoints()
-    if not kept:
+    latest = archive.ledger.latest_checkpoint()
+    if latest is None:
         return None
-    return parse_checkpoint(split_note(kept[-1].note)[0]).size
+    return parse_checkpoint(split_note(latest.note)[0]).size
 
 
 def _with_cosignatures(archive: Archive, row: CheckpointRow) -> str:
