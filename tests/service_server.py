@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def wait_until_up(base: str, proc: subprocess.Popen[bytes] | None = None,
-                  timeout: float = 30) -> None:
+                  timeout: float = 90) -> None:  # a loaded CI machine starts slowly
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -103,6 +103,7 @@ def offline(cli: Cli, *args) -> object:
 # Export ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.quick  # the quick suite's smoke test of this area
 def test_export_writes_a_bagit_1_0_bag_that_bagit_python_validates(package, sender):
     assert (package / "bagit.txt").read_text() == (
         "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")

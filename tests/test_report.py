@@ -215,6 +215,7 @@ def test_arabic_notes_survive_into_the_pdf_text(cli, tmp_path):
     assert "مستشفى" in text and "حلب" in text
 
 
+@pytest.mark.quick  # the quick suite's smoke test of this area
 def test_html_report_holds_the_timeline_rows_and_rechecks(cli, tmp_path):
     out = tmp_path / "case.html"
     cli("report", "--case", CASE, "-o", out, "--purpose", REVIEW, env=cli.as_("rami"), check=True)

@@ -177,6 +177,7 @@ def test_time_window_lists_undated_items_separately(field):
     assert field.names(r["items"]) == ALEPPO | {HUAWEI}
 
 
+@pytest.mark.quick  # the quick suite's smoke test of this area
 def test_near_is_a_great_circle_distance(field):
     r = field.json("search", "--near", "36.2,37.13", "--within-km", "1")
     assert field.names(r["items"]) == ALEPPO

@@ -66,6 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
+@pytest.mark.quick  # the quick suite's smoke test of this area
 def test_a_signed_request_is_answered_with_the_archive_data(served):
     with served.client("reviewer") as c:
         r = c.get("/api/v1/items")
