@@ -32,6 +32,7 @@ from store.index_port import (
     PointRow,
 )
 from store.index_rows import (
+    FIXES_SQL,
     INCIDENT_COLUMNS,
     ITEM_COLUMNS,
     LEG_COLUMNS,
@@ -46,8 +47,8 @@ from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
-SCHEMA_VERSION = 3  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
-#                   3: item_phash, item_unhashed (look-alikes)
+SCHEMA_VERSION = 4  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
+#                   3: item_phash, item_unhashed (look-alikes); 4: items.c2pa (the verdict)
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
@@ -67,7 +68,8 @@ CREATE TABLE IF NOT EXISTS items (
     device TEXT,                -- lower-case "make model", for substring search
     mime TEXT,
     warnings TEXT,              -- JSON list, or NULL
-    names TEXT, notes TEXT, cases TEXT, incidents TEXT, tags TEXT  -- lists, for output (_pack)
+    names TEXT, notes TEXT, cases TEXT, incidents TEXT, tags TEXT, -- lists, for output (_pack)
+    c2pa TEXT                   -- the C2PA verdict of the signed metadata document
 );
 CREATE INDEX IF NOT EXISTS items_time ON items(captured_at);
 CREATE INDEX IF NOT EXISTS items_place ON items(lat, lon);
@@ -126,8 +128,8 @@ _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "n
 # merge.
 _COMPARED_SQL: dict[str, str] = {
     "items": "SELECT sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags "
-             "FROM items ORDER BY sha256",
+             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags, "
+             "c2pa FROM items ORDER BY sha256",
     "item_names": "SELECT sha256, name, seq FROM item_names ORDER BY sha256, name",
     "item_cases": "SELECT sha256, case_id, seq FROM item_cases ORDER BY sha256, case_id",
     "item_incidents": "SELECT sha256, incident, seq FROM item_incidents "
@@ -353,17 +355,17 @@ class IndexStore:
                   captured_t: float | None, basis: str | None, lat: float | None,
                   lon: float | None, alt: float | None, make: str | None, model: str | None,
                   mime: str | None, time_bounds: tuple[float, float] | None,
-                  warnings: list[str]) -> None:
+                  warnings: list[str], c2pa: str | None = None) -> None:
         """The facts read from an item's metadata; `time_bounds` is its place row's time extent
         (the caller widens it for clocks of unknown offset)."""
         device = " ".join(p for p in (make, model) if p).lower() or None
         conn = self.conn
         conn.execute(
             "UPDATE items SET captured_at = ?, captured_text = ?, captured_t = ?, basis = ?, "
-            "lat = ?, lon = ?, alt = ?, make = ?, model = ?, device = ?, mime = ?, warnings = ? "
-            "WHERE sha256 = ?",
+            "lat = ?, lon = ?, alt = ?, make = ?, model = ?, device = ?, mime = ?, warnings = ?, "
+            "c2pa = ? WHERE sha256 = ?",
             (captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model, device,
-             mime, json.dumps(warnings) if warnings else None, sha256))
+             mime, json.dumps(warnings) if warnings else None, c2pa, sha256))
         rowid = self._id(sha256)
         conn.execute("DELETE FROM item_geo WHERE id = ?", (rowid,))
         if lat is not None and lon is not None:
@@ -463,6 +465,10 @@ class IndexStore:
 
     def unhashed(self) -> Iterator[tuple[str, str]]:
         yield from self.conn.execute("SELECT sha256, reason FROM item_unhashed ORDER BY sha256")
+
+    def device_fixes(self) -> Iterator[tuple[str | None, str | None, str, float, float, float,
+                                             str | None]]:
+        yield from self.conn.execute(FIXES_SQL.format(items="items"))
 
     def count_items(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])

@@ -100,6 +100,7 @@ def _global(
 err = display.note  # a message line on stderr, escaped
 say = display.line  # a report line on stdout, escaped
 out_json = display.out_json
+out_json_streamed = display.out_json_streamed
 
 
 def passphrase(confirm: bool = False, env: str = "CUSTODY_PASSPHRASE", what: str = "key") -> str:
@@ -1679,6 +1680,12 @@ def search(
     query = finder.Search(case=case, incident=incident, tag=tag, since=since, until=until,
                           near=near, within_km=within_km, bbox=bbox, device=device, mime=mime,
                           text=text, limit=limit, list_unplaced=list_unplaced, c2pa=c2pa)
+    if as_json and finder.streams(query):  # the same document, written as the index yields it
+        counts = finder.search_streamed(open_archive(), query, out_json_streamed,
+                                        rebuild=reindex)
+        err(f"{counts['count']} item(s); {counts['undetermined_count']} without a capture time "
+            f"to test, {counts['unplaced_count']} without a position to test")
+        return
     result = finder.search(open_archive(), query, rebuild=reindex)
     if as_json:
         out_json(result)

@@ -45,18 +45,16 @@ def verdict_of(archive: Archive, item: str) -> str:
     return provenance.verdict(canonical.load_json(raw.decode("utf-8")))
 
 
-def annotate(archive: Archive, result: dict[str, Any], only: str | None,
-             limit: int | None) -> dict[str, Any]:
-    """Give each listed item its `c2pa` verdict; with `only`, keep those with that verdict."""
-    seen: dict[str, str] = {}
+def annotate(result: dict[str, Any], only: str | None, limit: int | None,
+             verdicts: dict[str, str]) -> dict[str, Any]:
+    """Give each listed item its `c2pa` verdict (from `verdicts`: the index keeps each item's,
+    derived from its signed document when indexed); with `only`, keep those with that verdict."""
     for key in LISTS:
         if key not in result:
             continue
         rows = result[key]
         for row in rows:
-            if row["sha256"] not in seen:
-                seen[row["sha256"]] = verdict_of(archive, row["sha256"])
-            row["c2pa"] = seen[row["sha256"]]
+            row["c2pa"] = verdicts.get(row["sha256"], UNCHECKED)
         if only is not None:
             rows = [r for r in rows if r["c2pa"] == only][:limit]
             result[key] = rows
