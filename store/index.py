@@ -119,6 +119,18 @@ CREATE INDEX IF NOT EXISTS item_geo_place ON item_geo(min_lat, min_lon);
 """
 _TEXT_FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS item_text USING fts5(body, tokenize='trigram')"
 _TEXT_PLAIN = "CREATE TABLE IF NOT EXISTS item_text (rowid INTEGER PRIMARY KEY, body TEXT)"
+# An item's output lists for a batch of items, in refresh_item's order (names, notes, cases,
+# incidents, tags), each item's values in the order refresh_item reads them.
+REFRESH_BATCH = 500
+_LIST_SQL = (
+    "SELECT sha256, name FROM item_names WHERE sha256 IN ({marks}) ORDER BY sha256, seq, name",
+    "SELECT sha256, text FROM notes WHERE sha256 IN ({marks}) ORDER BY sha256, seq",
+    "SELECT sha256, case_id FROM item_cases WHERE sha256 IN ({marks}) "
+    "ORDER BY sha256, seq, case_id",
+    "SELECT sha256, incident FROM item_incidents WHERE sha256 IN ({marks}) "
+    "ORDER BY sha256, seq, incident",
+    "SELECT sha256, tag FROM item_tags WHERE sha256 IN ({marks}) ORDER BY sha256, seq, tag",
+)
 _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
          "item_incidents", "item_cases", "item_names", "items", "state"]
 
@@ -439,6 +451,29 @@ class IndexStore:
         body = "\n".join([*names, *notes]).lower()
         conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
         conn.execute("INSERT INTO item_text (rowid, body) VALUES (?, ?)", (rowid, body))
+
+    def refresh_items(self, sha256s: Iterable[str]) -> None:
+        """`refresh_item` for many items, REFRESH_BATCH at a time: one query per list for the
+        whole batch and one executemany per write, instead of nine statements an item."""
+        todo = list(sha256s)
+        conn = self.conn
+        for start in range(0, len(todo), REFRESH_BATCH):
+            chunk = todo[start:start + REFRESH_BATCH]
+            marks = ", ".join("?" * len(chunk))
+            ids = dict(conn.execute(f"SELECT sha256, id FROM items WHERE sha256 IN ({marks})",
+                                    chunk))
+            lists: dict[str, tuple[list[str], ...]] = {sha: ([], [], [], [], []) for sha in ids}
+            for k, sql in enumerate(_LIST_SQL):
+                for sha, value in conn.execute(sql.format(marks=marks), chunk):
+                    if sha in lists:
+                        lists[sha][k].append(str(value))
+            conn.executemany("UPDATE items SET names = ?, notes = ?, cases = ?, incidents = ?, "
+                             "tags = ? WHERE id = ?",
+                             [(*map(pack, lists[sha]), ids[sha]) for sha in lists])
+            conn.executemany("DELETE FROM item_text WHERE rowid = ?", [(i,) for i in ids.values()])
+            conn.executemany("INSERT INTO item_text (rowid, body) VALUES (?, ?)",
+                             [(ids[sha], "\n".join([*names, *notes]).lower())
+                              for sha, (names, notes, *_links) in lists.items()])
 
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:

@@ -214,6 +214,10 @@ class SearchIndex(Protocol):
     def refresh_item(self, sha256: str) -> None:
         """Rebuild an item's output lists and searchable text from its names, notes and links."""
 
+    def refresh_items(self, sha256s: Iterable[str]) -> None:
+        """`refresh_item` for each of these items that the index holds (the others are left
+        alone), in as few statements as the adapter can."""
+
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:
         """An item's perceptual hashes, `(t, hex)` with `t` None for an image's, replacing any it

@@ -462,6 +462,11 @@ class PostgresIndex:
         self._run("INSERT INTO {s}.item_text (id, body) VALUES (%s, %s) "
                   "ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body", (rowid, body))
 
+    def refresh_items(self, sha256s: Iterable[str]) -> None:
+        for sha256 in sha256s:
+            if self.has_item(sha256):
+                self.refresh_item(sha256)
+
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:
         self._run("DELETE FROM {s}.item_phash WHERE sha256 = %s", (sha256,))

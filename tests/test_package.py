@@ -136,6 +136,19 @@ def test_the_export_is_an_access_entry_per_item_in_the_sending_archive(package, 
     sender("verify", check=True)
 
 
+def test_an_exports_access_entries_land_in_one_transaction_before_any_content_is_read(
+        package, sender):
+    """One transaction (one fsync), not one per item: the entries are consecutive and carry the
+    one time their transaction read; and they precede the package's checkpoint."""
+    exports = [e for e in _log(sender)
+               if e["action"] == "access" and e["details"]["kind"] == "export"]
+    assert [e["seq"] for e in exports] == list(range(exports[0]["seq"],
+                                                     exports[0]["seq"] + len(MEDIA)))
+    assert len({e["time"] for e in exports}) == 1
+    statement = json.loads((package / "custody" / "package.json").read_text())
+    assert exports[-1]["seq"] < statement["checkpoint"]["size"]
+
+
 def test_the_package_carries_each_items_full_history_with_proofs_and_keys(package, sender):
     statement = json.loads((package / "custody" / "package.json").read_text())
     ledger = [json.loads(x) for x in (package / "custody" / "ledger.jsonl").read_text().splitlines()]

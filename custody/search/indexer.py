@@ -126,9 +126,7 @@ class Indexer:
         self.dirty.add(item)
 
     def finish(self) -> None:
-        for sha256 in self.dirty:
-            if self.store.has_item(sha256):
-                self.store.refresh_item(sha256)
+        self.store.refresh_items(sorted(self.dirty))
         self.dirty.clear()
 
     def _facts(self, item: str, d: dict[str, Any]) -> None:
