@@ -149,6 +149,17 @@ def test_an_exports_access_entries_land_in_one_transaction_before_any_content_is
     assert exports[-1]["seq"] < statement["checkpoint"]["size"]
 
 
+def test_a_wrong_archive_passphrase_stops_the_export_before_any_access_is_logged(sender,
+                                                                                 tmp_path):
+    """The archive key opens in a child process beside the custodian's: still before any access
+    is logged, and its error is the one-line error of opening it in place."""
+    size = len(_log(sender))
+    r = sender("export", "--case", CASE, "--purpose", "p", "-o", tmp_path / "bag",
+               env={**sender.as_("ivan"), "CUSTODY_ARCHIVE_PASSPHRASE": "not the archive's"})
+    assert r.code == 3 and "wrong passphrase" in one_line_error(r)
+    assert len(_log(sender)) == size and not list(tmp_path.iterdir())
+
+
 def test_the_package_carries_each_items_full_history_with_proofs_and_keys(package, sender):
     statement = json.loads((package / "custody" / "package.json").read_text())
     ledger = [json.loads(x) for x in (package / "custody" / "ledger.jsonl").read_text().splitlines()]
