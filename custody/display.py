@@ -183,6 +183,7 @@ def out_json_streamed(document: dict[str, Any], out: TextIO | None = None) -> No
         quote = _quote
     except UnicodeEncodeError:
         quote = _quote_ascii
+    stdout_state.json_written = True  # from the first byte: never a second document after it
     if not document:
         out.write("{}\n")
     else:
@@ -197,7 +198,6 @@ def out_json_streamed(document: dict[str, Any], out: TextIO | None = None) -> No
             out.write(",\n" if n < last else "\n")
         out.write("}\n")
     out.flush()
-    stdout_state.json_written = True
 
 
 def _write_rows(out: TextIO, rows: Iterable[Any], quote: Callable[[str], str]) -> None:

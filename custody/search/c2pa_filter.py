@@ -30,7 +30,9 @@ def wanted(value: str | None) -> str | None:
 
 
 def verdict_of(archive: Archive, item: str) -> str:
-    """The verdict of the document whose digest the item's first record names. Search reads the
+    """The verdict of the document whose digest the item's first record names, read from the
+    ledger: what the index keeps for each item (custody/search/indexer.py derives it as the
+    item is indexed; the tests hold the two to the same answer). Search reads the
     rows as stored (verify checks their signatures and form), so neither the entry nor the
     document, whose bytes are the signed ones once the digest matches, is re-encoded to check its
     canonical form: that cost ~10 ms a document (rfc8785 on a real ExifTool dump)."""
