@@ -32,6 +32,7 @@ from store.index_port import (
     PointRow,
 )
 from store.index_rows import (
+    FIXES_SQL,
     INCIDENT_COLUMNS,
     ITEM_COLUMNS,
     LEG_COLUMNS,
@@ -46,8 +47,8 @@ from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
-SCHEMA_VERSION = 3  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
-#                   3: item_phash, item_unhashed (look-alikes)
+SCHEMA_VERSION = 4  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
+#                   3: item_phash, item_unhashed (look-alikes); 4: items.c2pa (the verdict)
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
@@ -67,7 +68,8 @@ CREATE TABLE IF NOT EXISTS items (
     device TEXT,                -- lower-case "make model", for substring search
     mime TEXT,
     warnings TEXT,              -- JSON list, or NULL
-    names TEXT, notes TEXT, cases TEXT, incidents TEXT, tags TEXT  -- lists, for output (_pack)
+    names TEXT, notes TEXT, cases TEXT, incidents TEXT, tags TEXT, -- lists, for output (_pack)
+    c2pa TEXT                   -- the C2PA verdict of the signed metadata document
 );
 CREATE INDEX IF NOT EXISTS items_time ON items(captured_at);
 CREATE INDEX IF NOT EXISTS items_place ON items(lat, lon);
@@ -117,6 +119,18 @@ CREATE INDEX IF NOT EXISTS item_geo_place ON item_geo(min_lat, min_lon);
 """
 _TEXT_FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS item_text USING fts5(body, tokenize='trigram')"
 _TEXT_PLAIN = "CREATE TABLE IF NOT EXISTS item_text (rowid INTEGER PRIMARY KEY, body TEXT)"
+# An item's output lists for a batch of items, in refresh_item's order (names, notes, cases,
+# incidents, tags), each item's values in the order refresh_item reads them.
+REFRESH_BATCH = 500
+_LIST_SQL = (
+    "SELECT sha256, name FROM item_names WHERE sha256 IN ({marks}) ORDER BY sha256, seq, name",
+    "SELECT sha256, text FROM notes WHERE sha256 IN ({marks}) ORDER BY sha256, seq",
+    "SELECT sha256, case_id FROM item_cases WHERE sha256 IN ({marks}) "
+    "ORDER BY sha256, seq, case_id",
+    "SELECT sha256, incident FROM item_incidents WHERE sha256 IN ({marks}) "
+    "ORDER BY sha256, seq, incident",
+    "SELECT sha256, tag FROM item_tags WHERE sha256 IN ({marks}) ORDER BY sha256, seq, tag",
+)
 _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
          "item_incidents", "item_cases", "item_names", "items", "state"]
 
@@ -126,8 +140,8 @@ _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "n
 # merge.
 _COMPARED_SQL: dict[str, str] = {
     "items": "SELECT sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags "
-             "FROM items ORDER BY sha256",
+             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags, "
+             "c2pa FROM items ORDER BY sha256",
     "item_names": "SELECT sha256, name, seq FROM item_names ORDER BY sha256, name",
     "item_cases": "SELECT sha256, case_id, seq FROM item_cases ORDER BY sha256, case_id",
     "item_incidents": "SELECT sha256, incident, seq FROM item_incidents "
@@ -353,17 +367,17 @@ class IndexStore:
                   captured_t: float | None, basis: str | None, lat: float | None,
                   lon: float | None, alt: float | None, make: str | None, model: str | None,
                   mime: str | None, time_bounds: tuple[float, float] | None,
-                  warnings: list[str]) -> None:
+                  warnings: list[str], c2pa: str | None = None) -> None:
         """The facts read from an item's metadata; `time_bounds` is its place row's time extent
         (the caller widens it for clocks of unknown offset)."""
         device = " ".join(p for p in (make, model) if p).lower() or None
         conn = self.conn
         conn.execute(
             "UPDATE items SET captured_at = ?, captured_text = ?, captured_t = ?, basis = ?, "
-            "lat = ?, lon = ?, alt = ?, make = ?, model = ?, device = ?, mime = ?, warnings = ? "
-            "WHERE sha256 = ?",
+            "lat = ?, lon = ?, alt = ?, make = ?, model = ?, device = ?, mime = ?, warnings = ?, "
+            "c2pa = ? WHERE sha256 = ?",
             (captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model, device,
-             mime, json.dumps(warnings) if warnings else None, sha256))
+             mime, json.dumps(warnings) if warnings else None, c2pa, sha256))
         rowid = self._id(sha256)
         conn.execute("DELETE FROM item_geo WHERE id = ?", (rowid,))
         if lat is not None and lon is not None:
@@ -438,6 +452,29 @@ class IndexStore:
         conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
         conn.execute("INSERT INTO item_text (rowid, body) VALUES (?, ?)", (rowid, body))
 
+    def refresh_items(self, sha256s: Iterable[str]) -> None:
+        """`refresh_item` for many items, REFRESH_BATCH at a time: one query per list for the
+        whole batch and one executemany per write, instead of nine statements an item."""
+        todo = list(sha256s)
+        conn = self.conn
+        for start in range(0, len(todo), REFRESH_BATCH):
+            chunk = todo[start:start + REFRESH_BATCH]
+            marks = ", ".join("?" * len(chunk))
+            ids = dict(conn.execute(f"SELECT sha256, id FROM items WHERE sha256 IN ({marks})",
+                                    chunk))
+            lists: dict[str, tuple[list[str], ...]] = {sha: ([], [], [], [], []) for sha in ids}
+            for k, sql in enumerate(_LIST_SQL):
+                for sha, value in conn.execute(sql.format(marks=marks), chunk):
+                    if sha in lists:
+                        lists[sha][k].append(str(value))
+            conn.executemany("UPDATE items SET names = ?, notes = ?, cases = ?, incidents = ?, "
+                             "tags = ? WHERE id = ?",
+                             [(*map(pack, lists[sha]), ids[sha]) for sha in lists])
+            conn.executemany("DELETE FROM item_text WHERE rowid = ?", [(i,) for i in ids.values()])
+            conn.executemany("INSERT INTO item_text (rowid, body) VALUES (?, ?)",
+                             [(ids[sha], "\n".join([*names, *notes]).lower())
+                              for sha, (names, notes, *_links) in lists.items()])
+
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:
         """An item's perceptual hashes (`t` None for an image's), or why it has none."""
@@ -463,6 +500,10 @@ class IndexStore:
 
     def unhashed(self) -> Iterator[tuple[str, str]]:
         yield from self.conn.execute("SELECT sha256, reason FROM item_unhashed ORDER BY sha256")
+
+    def device_fixes(self) -> Iterator[tuple[str | None, str | None, str, float, float, float,
+                                             str | None]]:
+        yield from self.conn.execute(FIXES_SQL.format(items="items"))
 
     def count_items(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])

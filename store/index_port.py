@@ -59,6 +59,7 @@ class ItemRow(NamedTuple):
     incidents: list[str]
     tags: list[str]
     warnings: list[str]
+    c2pa: str | None = None  # the C2PA verdict of the signed metadata document, when indexed
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ class Compared:
 COMPARED: dict[str, Compared] = {
     "items": Compared(("sha256", "first_seq", "captured_at", "captured_text", "captured_t",
                        "basis", "lat", "lon", "alt", "make", "model", "device", "mime",
-                       "warnings", "names", "notes", "cases", "incidents", "tags"), 1),
+                       "warnings", "names", "notes", "cases", "incidents", "tags", "c2pa"), 1),
     "item_names": Compared(("sha256", "name", "seq"), 2),
     "item_cases": Compared(("sha256", "case_id", "seq"), 2),
     "item_incidents": Compared(("sha256", "incident", "seq"), 2),
@@ -189,9 +190,10 @@ class SearchIndex(Protocol):
                   captured_t: float | None, basis: str | None, lat: float | None,
                   lon: float | None, alt: float | None, make: str | None, model: str | None,
                   mime: str | None, time_bounds: tuple[float, float] | None,
-                  warnings: list[str]) -> None:
+                  warnings: list[str], c2pa: str | None = None) -> None:
         """The facts read from an item's metadata; `time_bounds` is its place row's time
-        extent (the caller widens it for clocks of unknown offset; None: any time)."""
+        extent (the caller widens it for clocks of unknown offset; None: any time); `c2pa` the
+        C2PA verdict of its signed metadata document."""
 
     def add_name(self, sha256: str, name: str, seq: int) -> None: ...
 
@@ -212,6 +214,10 @@ class SearchIndex(Protocol):
     def refresh_item(self, sha256: str) -> None:
         """Rebuild an item's output lists and searchable text from its names, notes and links."""
 
+    def refresh_items(self, sha256s: Iterable[str]) -> None:
+        """`refresh_item` for each of these items that the index holds (the others are left
+        alone), in as few statements as the adapter can."""
+
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:
         """An item's perceptual hashes, `(t, hex)` with `t` None for an image's, replacing any it
@@ -220,6 +226,11 @@ class SearchIndex(Protocol):
     # Queries --------------------------------------------------------------------------------
 
     def count_items(self) -> int: ...
+
+    def device_fixes(self) -> Iterator[tuple[str | None, str | None, str, float, float, float,
+                                             str | None]]:
+        """(make, model, sha256, captured_t, lat, lon, basis) of every item with a capture time,
+        a place and a device, those of one device next to each other."""
 
     def case_known(self, case: str) -> bool:
         """An item or an incident is in the case."""

@@ -14,8 +14,12 @@ from typing import Any
 from store.index_port import IncidentRow, ItemRow, Mode, TimeRange
 
 ITEM_COLUMNS = ("id, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-                "alt, make, model, mime, warnings, names, notes, cases, incidents, tags")
+                "alt, make, model, mime, warnings, names, notes, cases, incidents, tags, c2pa")
 LEG_COLUMNS = "seg, t0, lat0, lon0, alt0, ref0, t1, lat1, lon1, alt1, ref1"
+# Every timed, placed item of a known device, grouped by device (for impossible-speed checks).
+FIXES_SQL = ("SELECT make, model, sha256, captured_t, lat, lon, basis FROM {items} "
+             "WHERE (make IS NOT NULL OR model IS NOT NULL) AND captured_t IS NOT NULL "
+             "AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY make, model")
 INCIDENT_COLUMNS = ("incident, seq, case_id, date, t_lo, t_hi, offset_unknown, lat, lon, "
                     "place_name, description")
 
@@ -45,7 +49,7 @@ def item_row(r: Sequence[Any]) -> ItemRow:
     """An ItemRow from a row selected as ITEM_COLUMNS."""
     return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
                    r[12], unpack(r[14]), unpack(r[15]), unpack(r[16]), unpack(r[17]),
-                   unpack(r[18]), json.loads(r[13]) if r[13] else [])
+                   unpack(r[18]), json.loads(r[13]) if r[13] else [], r[19])
 
 
 def incident_row(r: Sequence[Any]) -> IncidentRow:

@@ -34,6 +34,7 @@ from store.index_port import (
     PointRow,
 )
 from store.index_rows import (
+    FIXES_SQL,
     INCIDENT_COLUMNS,
     ITEM_COLUMNS,
     LEG_COLUMNS,
@@ -47,7 +48,7 @@ from store.index_rows import (
 
 SCHEMA = "custody_index"  # beside the ledger's tables, in the same database
 TEMP = "pg_temp"  # a session's own schema: scratch indexes, dropped with the session
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: items.c2pa (the C2PA verdict)
 INDEX_LOCK = 0x637573744958  # pg_advisory_xact_lock key of index writers ("custIX")
 CONNECT_TIMEOUT_S = 10
 BATCH = 2000
@@ -62,7 +63,7 @@ CREATE TABLE {{s}}.items (
     sha256 {T} NOT NULL UNIQUE, first_seq bigint NOT NULL,
     captured_at {T}, captured_text {T}, captured_t {F}, basis {T},
     lat {F}, lon {F}, alt {F}, make {T}, model {T}, device {T}, mime {T},
-    warnings {T}, names {T}, notes {T}, cases {T}, incidents {T}, tags {T});
+    warnings {T}, names {T}, notes {T}, cases {T}, incidents {T}, tags {T}, c2pa {T});
 CREATE INDEX items_time ON {{s}}.items (captured_at, first_seq);
 CREATE INDEX items_place ON {{s}}.items (lat, lon);
 CREATE INDEX items_mime ON {{s}}.items (mime);
@@ -104,8 +105,8 @@ _LEG_L = ", ".join("l." + c for c in LEG_COLUMNS.split(", "))
 # The port's logical rows (COMPARED), keyed by SHA-256 and in the order Python compares them.
 _COMPARED_SQL: dict[str, str] = {
     "items": "SELECT sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, "
-             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags "
-             "FROM {s}.items ORDER BY sha256",
+             "alt, make, model, device, mime, warnings, names, notes, cases, incidents, tags, "
+             "c2pa FROM {s}.items ORDER BY sha256",
     "item_names": "SELECT sha256, name, seq FROM {s}.item_names ORDER BY sha256, name",
     "item_cases": "SELECT sha256, case_id, seq FROM {s}.item_cases ORDER BY sha256, case_id",
     "item_incidents": "SELECT sha256, incident, seq FROM {s}.item_incidents "
@@ -386,13 +387,13 @@ class PostgresIndex:
                   captured_t: float | None, basis: str | None, lat: float | None,
                   lon: float | None, alt: float | None, make: str | None, model: str | None,
                   mime: str | None, time_bounds: tuple[float, float] | None,
-                  warnings: list[str]) -> None:
+                  warnings: list[str], c2pa: str | None = None) -> None:
         device = " ".join(p for p in (make, model) if p).lower() or None
         self._run("UPDATE {s}.items SET captured_at = %s, captured_text = %s, captured_t = %s, "
                   "basis = %s, lat = %s, lon = %s, alt = %s, make = %s, model = %s, "
-                  "device = %s, mime = %s, warnings = %s WHERE sha256 = %s",
+                  "device = %s, mime = %s, warnings = %s, c2pa = %s WHERE sha256 = %s",
                   (captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model,
-                   device, mime, json.dumps(warnings) if warnings else None, sha256))
+                   device, mime, json.dumps(warnings) if warnings else None, c2pa, sha256))
         rowid = self._id(sha256)
         self._run("DELETE FROM {s}.item_geo WHERE id = %s", (rowid,))
         if lat is not None and lon is not None:
@@ -461,6 +462,11 @@ class PostgresIndex:
         self._run("INSERT INTO {s}.item_text (id, body) VALUES (%s, %s) "
                   "ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body", (rowid, body))
 
+    def refresh_items(self, sha256s: Iterable[str]) -> None:
+        for sha256 in sha256s:
+            if self.has_item(sha256):
+                self.refresh_item(sha256)
+
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:
         self._run("DELETE FROM {s}.item_phash WHERE sha256 = %s", (sha256,))
@@ -482,6 +488,10 @@ class PostgresIndex:
 
     def unhashed(self) -> Iterator[tuple[str, str]]:
         yield from self._run("SELECT sha256, reason FROM {s}.item_unhashed ORDER BY sha256")
+
+    def device_fixes(self) -> Iterator[tuple[str | None, str | None, str, float, float, float,
+                                             str | None]]:
+        yield from self._run(FIXES_SQL.format(items="{s}.items"))
 
     def count_items(self) -> int:
         row = self._one("SELECT COUNT(*) FROM {s}.items")

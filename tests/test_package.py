@@ -137,6 +137,30 @@ def test_the_export_is_an_access_entry_per_item_in_the_sending_archive(package, 
     sender("verify", check=True)
 
 
+def test_an_exports_access_entries_land_in_one_transaction_before_any_content_is_read(
+        package, sender):
+    """One transaction (one fsync), not one per item: the entries are consecutive and carry the
+    one time their transaction read; and they precede the package's checkpoint."""
+    exports = [e for e in _log(sender)
+               if e["action"] == "access" and e["details"]["kind"] == "export"]
+    assert [e["seq"] for e in exports] == list(range(exports[0]["seq"],
+                                                     exports[0]["seq"] + len(MEDIA)))
+    assert len({e["time"] for e in exports}) == 1
+    statement = json.loads((package / "custody" / "package.json").read_text())
+    assert exports[-1]["seq"] < statement["checkpoint"]["size"]
+
+
+def test_a_wrong_archive_passphrase_stops_the_export_before_any_access_is_logged(sender,
+                                                                                 tmp_path):
+    """The archive key opens in a child process beside the custodian's: still before any access
+    is logged, and its error is the one-line error of opening it in place."""
+    size = len(_log(sender))
+    r = sender("export", "--case", CASE, "--purpose", "p", "-o", tmp_path / "bag",
+               env={**sender.as_("ivan"), "CUSTODY_ARCHIVE_PASSPHRASE": "not the archive's"})
+    assert r.code == 3 and "wrong passphrase" in one_line_error(r)
+    assert len(_log(sender)) == size and not list(tmp_path.iterdir())
+
+
 def test_the_package_carries_each_items_full_history_with_proofs_and_keys(package, sender):
     statement = json.loads((package / "custody" / "package.json").read_text())
     ledger = [json.loads(x) for x in (package / "custody" / "ledger.jsonl").read_text().splitlines()]

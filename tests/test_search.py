@@ -232,6 +232,54 @@ def test_device_type_text_tag_and_case(field):
     assert one_line_error(missing) == "custody: no case 'ALEPPO-2061' in this archive"
 
 
+def _search_as_before(field: Field, index_status: dict, **filters) -> str:
+    """What `search --json` printed before it streamed (the reference): the whole result built
+    in memory, each listed item's C2PA verdict read from its signed metadata document."""
+    from custody.display import json_text
+    from custody.ops.archive import Archive
+    from custody.search.c2pa_filter import LISTS, verdict_of
+
+    archive = Archive.open(field.cli.archive)
+    store = indexer.open_index(archive)
+    try:
+        result = search.find(store, search.Search(**filters))
+    finally:
+        store.close()
+    for key in LISTS:
+        for row in result.get(key, []):
+            row["c2pa"] = verdict_of(archive, row["sha256"])
+    result["index"] = index_status
+    return json_text(result)
+
+
+@pytest.mark.parametrize("args, filters", [
+    ((), {}),
+    (("--since", "2016-10-03", "--until", "2016-10-05"),
+     {"since": "2016-10-03", "until": "2016-10-05"}),
+    (("--case", "ALEPPO-2016", "--limit", "2"), {"case": "ALEPPO-2016", "limit": 2}),
+    (("--incident", "M10-STRIKE"), {"incident": "M10-STRIKE"}),
+    (("--text", "market", "--since", "2016-10-04", "--limit", "1"),
+     {"text": "market", "since": "2016-10-04", "limit": 1}),
+])
+def test_streamed_search_json_is_byte_for_byte_the_document_built_in_memory(field, args,
+                                                                             filters):
+    out = field.cli("search", *args, "--json", check=True).stdout
+    assert out == _search_as_before(field, json.loads(out)["index"], **filters)
+
+
+def test_the_index_keeps_each_items_c2pa_verdict_as_its_signed_document_gives_it(field):
+    import sqlite3
+
+    from custody.ops.archive import Archive
+    from custody.search.c2pa_filter import verdict_of
+
+    field.cli("search", "--limit", "1", "--json", check=True)  # the index is current
+    with sqlite3.connect(field.cli.archive / "index.db") as db:
+        kept = dict(db.execute("SELECT sha256, c2pa FROM items"))
+    archive = Archive.open(field.cli.archive)
+    assert kept == {sha: verdict_of(archive, sha) for sha in field.sha.values()}
+
+
 def test_incident_search_shows_the_latest_version(field):
     r = field.json("search", "--incident", "M10-STRIKE")
     assert field.names(r["items"]) == {"aleppo-gps.jpg", "aleppo-gps.truncated-half.jpg"}

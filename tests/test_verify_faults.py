@@ -299,6 +299,8 @@ def test_an_edited_search_index_is_named_by_verify_and_rebuilt_by_reindex(filled
     conn = sqlite3.connect(filled.archive / "index.db", isolation_level=None)
     conn.execute("DELETE FROM item_cases WHERE sha256 = ?", (sha,))
     conn.execute("UPDATE items SET lat = NULL, lon = NULL WHERE sha256 = ?", (sha,))
+    other = _items(filled)[next(n for n in _items(filled) if n != GPS_JPEG)]
+    conn.execute("UPDATE items SET c2pa = 'trusted' WHERE sha256 = ?", (other,))  # a forged verdict
     conn.close()
     assert filled("search", "--case", "C-1", "--json", check=True).json()["count"] == 2
     r = filled("verify", "--json")
@@ -306,6 +308,7 @@ def test_an_edited_search_index_is_named_by_verify_and_rebuilt_by_reindex(filled
     named = [p for p in r.json()["problems"] if "search index" in p]
     assert any(sha in p and "case" in p for p in named), named
     assert any(sha in p and "position" in p for p in named), named
+    assert any(other in p and "C2PA verdict" in p for p in named), named
     filled("search", "--reindex", "--case", "C-1", check=True)
     assert filled("search", "--case", "C-1", "--json", check=True).json()["count"] == 3
     assert filled("search", *near, check=True).json()["count"] == 1

@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from custody.ops.keyfiles import (
     check_archive_passphrase,
     default_key_path,
     load_key,
+    load_key_aside,
     read_public_key,
     weak_protection,
     write_new_key,
@@ -100,6 +102,7 @@ def _global(
 err = display.note  # a message line on stderr, escaped
 say = display.line  # a report line on stdout, escaped
 out_json = display.out_json
+out_json_streamed = display.out_json_streamed
 
 
 def passphrase(confirm: bool = False, env: str = "CUSTODY_PASSPHRASE", what: str = "key") -> str:
@@ -1176,6 +1179,29 @@ def archive_key(archive: Archive) -> SigningKey:
     return key
 
 
+@contextlib.contextmanager
+def archive_key_aside(archive: Archive) -> Iterator[Callable[[], SigningKey]]:
+    """`archive_key(archive)` as a function to call later: with $CUSTODY_ARCHIVE_PASSPHRASE set
+    (no prompt to wait for) the key file is opened meanwhile in a child process (an export's
+    two scrypts, the custodian's and the archive's, then run on two cores); the child is reaped
+    when the block ends, whether the key was asked for or not."""
+    if os.environ.get(ARCHIVE_PASSPHRASE) is None:
+        yield lambda: archive_key(archive)
+        return
+    path = archive.root / "keys" / "archive.key"
+    pending = load_key_aside(path, os.environ[ARCHIVE_PASSPHRASE])
+
+    def opened() -> SigningKey:
+        key = archive.checked_archive_key(pending())
+        warn_if_weakly_protected(path, "custody key passwd --archive-key")
+        return key
+
+    try:
+        yield opened
+    finally:
+        pending.close()
+
+
 def read_text_arg(path: Path, what: str) -> str:
     if not path.is_file():
         raise NotFound(f"no {what} file at {path}")
@@ -1502,16 +1528,22 @@ def export(
     if fmt not in ("bag", "case"):
         raise UsageError(f"unknown --format '{fmt}': choose bag or case")
     archive = open_archive()
-    key = acting_key()
-    refs = [archive.resolve_item(i) for i in items or []]
-    chosen = refs or (case_items(archive, case) if case else [])
     if fmt == "case":
+        key = acting_key()
+        refs = [archive.resolve_item(i) for i in items or []]
+        chosen = refs or (case_items(archive, case) if case else [])
         _export_case(archive, key, refs, case, purpose, output, chosen, as_json)
         return
+    # a bag is signed with the archive key too: opened beside the custodian's key (still asked
+    # for after the export's checks, and before any access is logged)
     try:
-        with ExportProgress(_content_bytes(archive, chosen)) as progress:
-            done = export_package(archive, key, lambda: archive_key(archive), refs, case, purpose,
-                                  output, on_bytes=progress.advance)
+        with archive_key_aside(archive) as load_archive_key:
+            key = acting_key()
+            refs = [archive.resolve_item(i) for i in items or []]
+            chosen = refs or (case_items(archive, case) if case else [])
+            with ExportProgress(_content_bytes(archive, chosen)) as progress:
+                done = export_package(archive, key, load_archive_key, refs, case, purpose,
+                                      output, on_bytes=progress.advance)
     except KeyboardInterrupt:
         left = output.exists() or output.with_name(f".{output.name}.custody-partial").exists()
         err(f"custody: interrupted: no package was written at {output}"
@@ -1679,6 +1711,12 @@ def search(
     query = finder.Search(case=case, incident=incident, tag=tag, since=since, until=until,
                           near=near, within_km=within_km, bbox=bbox, device=device, mime=mime,
                           text=text, limit=limit, list_unplaced=list_unplaced, c2pa=c2pa)
+    if as_json and finder.streams(query):  # the same document, written as the index yields it
+        counts = finder.search_streamed(open_archive(), query, out_json_streamed,
+                                        rebuild=reindex)
+        err(f"{counts['count']} item(s); {counts['undetermined_count']} without a capture time "
+            f"to test, {counts['unplaced_count']} without a position to test")
+        return
     result = finder.search(open_archive(), query, rebuild=reindex)
     if as_json:
         out_json(result)

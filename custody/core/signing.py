@@ -133,8 +133,21 @@ class SigningKey:
 
     @classmethod
     def from_seed(cls, seed: bytes, name: str) -> SigningKey:
-        """A key from its 32-byte RFC 8032 seed (test vectors; never used for real keys)."""
+        """A key from its 32-byte RFC 8032 seed (test vectors, and a key file opened in a child
+        process: `opened_seed`)."""
         return cls(Ed25519PrivateKey.from_private_bytes(seed), name)
+
+    @classmethod
+    def opened_seed(cls, pem: bytes, passphrase: str) -> bytes | None:
+        """The 32-byte seed of an encrypted key file, or None when it does not open as an
+        Ed25519 key (`from_encrypted_pem` then says why). For the one process that decrypts a
+        key beside another (keyfiles.load_key_aside): the seed goes back to its parent over a
+        pipe and into `from_seed`, never anywhere else."""
+        try:
+            key = cls.from_encrypted_pem(pem, passphrase, "")
+        except CustodyError:
+            return None
+        return key._private.private_bytes_raw()
 
     @property
     def key_id(self) -> str:

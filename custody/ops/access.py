@@ -7,7 +7,7 @@ object, verifying its SHA-256 as it is read. Nothing else in custody opens an ob
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,33 @@ def content(
     archive.append(key, [Draft("access", item, details)], attempted=kind, purpose=purpose)
     with archive.objects.open(item) as reader:
         yield reader
+
+
+def contents(
+    archive: Archive, key: SigningKey, items: Sequence[str], purpose: str, kind: str,
+    destination: str | None,
+) -> Generator[tuple[str, ObjectReader], None, None]:
+    """Each of `items` with a verifying reader of it, in order, for one reading of many items
+    (an export): every item's access entry is committed first, all in ONE transaction (one
+    fsync, not one per item), before the first object is opened; each reader is open only while
+    its item is being consumed. The entries are the ones `content` would append, item by item."""
+    if not purpose or not purpose.strip():
+        raise UsageError("reading evidence content needs a stated purpose (--purpose TEXT)")
+    if kind not in KINDS:
+        raise ValueError(f"unknown access kind {kind!r}")
+    if not items:
+        return
+    archive.authorize(key, "access", item=items[0], attempted=kind, purpose=purpose)
+    for item in items:
+        if not archive.ledger.rows_for_item(item):
+            raise NotFound(f"no item {item} in this archive")
+    archive.unlock(key)  # a sealed archive: the reader's content key, before anything is logged
+    details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
+    archive.append(key, [Draft("access", item, dict(details)) for item in items],
+                   attempted=kind, purpose=purpose)
+    for item in items:
+        with archive.objects.open(item) as reader:
+            yield item, reader
 
 
 @dataclass(frozen=True, slots=True)

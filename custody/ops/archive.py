@@ -294,7 +294,10 @@ class Archive:
             unlock(self.content_key)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
-        key = load_key(self.root / "keys" / "archive.key", passphrase)
+        return self.checked_archive_key(load_key(self.root / "keys" / "archive.key", passphrase))
+
+    def checked_archive_key(self, key: SigningKey) -> SigningKey:
+        """`key` if it is the archive key in force (VerificationFailed if not)."""
         current, seq = self.current_archive_key()
         if key.public.raw != current.raw:
             raise VerificationFailed(

@@ -8,6 +8,7 @@ read both files, so no custody code is needed to inspect a key. New passphrases 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -135,6 +136,68 @@ def load_key(path: Path, passphrase: str) -> SigningKey:
     if pub.is_file() and read_public_key(pub).raw != key.public.raw:
         raise BadKeyFile(f"{pub} does not belong to the key in {path}")
     return key
+
+
+class PendingKey:
+    """A key file being opened in a child process (`load_key_aside`): calling it waits and gives
+    the key exactly as `load_key` would (its checks and errors too); `close` stops and reaps the
+    child if the key was never asked for."""
+
+    def __init__(self, path: Path, passphrase: str) -> None:
+        self.path, self._passphrase = path, passphrase
+        self._pid: int | None = None
+        self._read = -1
+        try:
+            pem = path.read_bytes()
+        except OSError:
+            return  # load_key says what is wrong with the path
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: none of the parent's cleanup (files, locks, atexit) is run
+            status = 1
+            try:
+                os.close(read)
+                os.write(write, SigningKey.opened_seed(pem, passphrase) or b"")
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        self._pid, self._read = pid, read
+
+    def __call__(self) -> SigningKey:
+        if self._pid is None:
+            return load_key(self.path, self._passphrase)
+        with os.fdopen(self._read, "rb") as pipe:
+            seed = pipe.read()
+        self._reap()
+        if len(seed) != 32:  # it did not open: open it here, which says why
+            return load_key(self.path, self._passphrase)
+        pub = public_path(self.path)
+        key = SigningKey.from_seed(seed, read_public_key(pub).name if pub.is_file() else "")
+        if pub.is_file() and read_public_key(pub).raw != key.public.raw:
+            raise BadKeyFile(f"{pub} does not belong to the key in {self.path}")
+        return key
+
+    def close(self) -> None:
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
+            os.close(self._read)
+            self._reap()
+
+    def _reap(self) -> None:
+        if self._pid is not None:
+            os.waitpid(self._pid, 0)
+            self._pid = None
+
+
+def load_key_aside(path: Path, passphrase: str) -> PendingKey:
+    """Start opening the key file at `path` in a forked child process, to be asked for later.
+
+    A key file's scrypt takes a few hundred ms and holds the GIL (cryptography does not release
+    it), so a thread cannot run it beside other work; a child process can, on the other core. The
+    child sends the 32-byte seed back over a pipe and exits; if the key does not open there, the
+    parent opens it again itself, which raises the precise error."""
+    return PendingKey(path, passphrase)
 
 
 def weak_protection(path: Path) -> str | None:

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +131,12 @@ def export(
     except OSError as exc:
         raise CustodyError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
-        for sha in chosen:
-            first = described[sha][0]
-            with (
-                access.content(archive, key, sha, purpose, "export", destination) as reader,
-                layout.Prefetch(_Counted(reader, on_bytes)) as ahead,
-            ):
-                writer.add_stream(paths[sha], int(first.details["size"]), ahead)
+        # every access is logged, in one transaction, before the first byte is read
+        with closing(access.contents(archive, key, chosen, purpose, "export",
+                                     destination)) as readers:
+            for sha, reader in readers:
+                with layout.Prefetch(_Counted(reader, on_bytes)) as ahead:
+                    writer.add_stream(paths[sha], int(described[sha][0].details["size"]), ahead)
         issued = checkpoints.issue(archive, archive_key)
         tags, summary = _tag_files(archive, key, chosen, described, paths, purpose, issued,
                                    replay)

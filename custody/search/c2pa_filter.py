@@ -30,7 +30,9 @@ def wanted(value: str | None) -> str | None:
 
 
 def verdict_of(archive: Archive, item: str) -> str:
-    """The verdict of the document whose digest the item's first record names. Search reads the
+    """The verdict of the document whose digest the item's first record names, read from the
+    ledger: what the index keeps for each item (custody/search/indexer.py derives it as the
+    item is indexed; the tests hold the two to the same answer). Search reads the
     rows as stored (verify checks their signatures and form), so neither the entry nor the
     document, whose bytes are the signed ones once the digest matches, is re-encoded to check its
     canonical form: that cost ~10 ms a document (rfc8785 on a real ExifTool dump)."""
@@ -45,18 +47,16 @@ def verdict_of(archive: Archive, item: str) -> str:
     return provenance.verdict(canonical.load_json(raw.decode("utf-8")))
 
 
-def annotate(archive: Archive, result: dict[str, Any], only: str | None,
-             limit: int | None) -> dict[str, Any]:
-    """Give each listed item its `c2pa` verdict; with `only`, keep those with that verdict."""
-    seen: dict[str, str] = {}
+def annotate(result: dict[str, Any], only: str | None, limit: int | None,
+             verdicts: dict[str, str]) -> dict[str, Any]:
+    """Give each listed item its `c2pa` verdict (from `verdicts`: the index keeps each item's,
+    derived from its signed document when indexed); with `only`, keep those with that verdict."""
     for key in LISTS:
         if key not in result:
             continue
         rows = result[key]
         for row in rows:
-            if row["sha256"] not in seen:
-                seen[row["sha256"]] = verdict_of(archive, row["sha256"])
-            row["c2pa"] = seen[row["sha256"]]
+            row["c2pa"] = verdicts.get(row["sha256"], UNCHECKED)
         if only is not None:
             rows = [r for r in rows if r["c2pa"] == only][:limit]
             result[key] = rows

@@ -70,7 +70,8 @@ _COLUMN_WORDS = {"first_seq": "first entry", "captured_at": "capture time",
                  "basis": "capture time basis", "lat": "position", "lon": "position",
                  "alt": "position", "make": "device", "model": "device", "device": "device",
                  "mime": "type", "warnings": "warnings", "names": "file names", "notes": "notes",
-                 "cases": "cases", "incidents": "incidents", "tags": "tags"}
+                 "cases": "cases", "incidents": "incidents", "tags": "tags",
+                 "c2pa": "C2PA verdict"}
 assert COMPARED["items"].columns == ("sha256", *_COLUMN_WORDS)
 
 

@@ -14,10 +14,11 @@ from custody.core import entry as entries
 from custody.core import geo
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.core.replay import case_change
+from custody.metadata import provenance
 from custody.metadata.gps import fix_problems
 from custody.ops import encryption
 from custody.ops.archive import Archive
-from custody.search import fingerprints
+from custody.search import c2pa_filter, fingerprints
 from custody.search.times import (
     OFFSET_UNKNOWN,
     UNKNOWN_OFFSET_S,
@@ -125,14 +126,13 @@ class Indexer:
         self.dirty.add(item)
 
     def finish(self) -> None:
-        for sha256 in self.dirty:
-            if self.store.has_item(sha256):
-                self.store.refresh_item(sha256)
+        self.store.refresh_items(sorted(self.dirty))
         self.dirty.clear()
 
     def _facts(self, item: str, d: dict[str, Any]) -> None:
         warnings: list[str] = []
         doc: dict[str, Any] = {}
+        c2pa = c2pa_filter.UNCHECKED  # unless the document is the signed one, read in the clear
         raw = self.archive.ledger.metadata(item)
         if raw is None:
             warnings.append("no metadata document")
@@ -145,6 +145,7 @@ class Indexer:
             # json, not canonical.decode: the index is derived, verify checks the form.
             value = json.loads(raw)
             doc = value if isinstance(value, dict) else {}
+            c2pa = provenance.verdict(doc)  # kept in the index: a search reads no documents
         text = _text(doc.get("captured_at"))
         moment = utc(text)
         if text and moment is None:
@@ -168,7 +169,8 @@ class Indexer:
             captured_t=t, basis=basis, lat=lat, lon=lon, alt=alt,
             make=_text(device.get("make")), model=_text(device.get("model")),
             mime=mime.lower() if mime else None,
-            time_bounds=(t - wide, t + wide) if t is not None else None, warnings=warnings)
+            time_bounds=(t - wide, t + wide) if t is not None else None, warnings=warnings,
+            c2pa=c2pa)
         self.store.set_perceptual(item, *fingerprints.index_rows(doc, mime))
 
     def _incident(self, seq: int, d: dict[str, Any]) -> None:

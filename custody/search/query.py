@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from custody import display
 from custody.core import geo
 from custody.errors import NotFound, UsageError
 from custody.ops.archive import Archive
@@ -101,38 +102,108 @@ def search(archive: Archive, s: Search, *, rebuild: bool = False) -> dict[str, A
     p = plan(s)  # usage errors before any work
     only = c2pa_filter.wanted(s.c2pa)
     store = open_index(archive)
+    verdicts: dict[str, str] = {}
     try:
         status = refresh(archive, store, rebuild=rebuild)
         # with --c2pa the limit applies after that filter
-        result = find(store, replace(s, limit=None) if only else s, p)
+        result = find(store, replace(s, limit=None) if only else s, p, verdicts)
     finally:
         store.close()
-    c2pa_filter.annotate(archive, result, only, s.limit)
+    c2pa_filter.annotate(result, only, s.limit, verdicts)
     result["index"] = status
     return result
 
 
-def find(store: SearchIndex, s: Search, p: _Plan | None = None) -> dict[str, Any]:
+def streams(s: Search) -> bool:
+    """Whether `search_streamed` can answer `s`: no place filter (whose results are sorted by
+    distance or filtered by flags over the whole result) and no --c2pa (counted after it)."""
+    return s.near is None and s.bbox is None and s.c2pa is None
+
+
+def search_streamed(archive: Archive, s: Search, write: Callable[[dict[str, Any]], None], *,
+                    rebuild: bool = False) -> dict[str, int]:
+    """`search` for a query that `streams`: `write` gets the same document, key for key, with
+    its lists as display.Streamed rows read from the index as they are written (memory stays
+    flat whatever the count); returns the counts for the summary line."""
+    if not streams(s):
+        raise ValueError("search_streamed: a place or --c2pa filter needs `search`")
+    p = plan(s)
+    q = p.query
+    store = open_index(archive)
+    try:
+        status = refresh(archive, store, rebuild=rebuild)
+        incident = _incident(store, q)
+        cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+        timed = q.time is not None
+        count = _at_most(store.count(q), s.limit)
+        undetermined = _at_most(store.count(q, time="missing", place="either"), s.limit) \
+            if timed else 0
+        problems = speed.archive_problems(store)
+
+        def items() -> Iterator[dict[str, Any]]:
+            for r in store.select(q, limit=s.limit):
+                out = render.item_json(r, cases, timed)
+                if r.sha256 in problems and out["gps"] and out["device"]:  # as speed.flag does
+                    out["gps_problems"] = problems[r.sha256]
+                    out["gps"] = None
+                out["c2pa"] = r.c2pa or c2pa_filter.UNCHECKED
+                yield out
+
+        def undated() -> Iterator[dict[str, Any]]:
+            for r in store.select(q, time="missing", place="either", limit=s.limit) if timed \
+                    else ():
+                out = render.item_json(r, cases, timed)
+                out["missing"] = ["captured_at"]
+                out["c2pa"] = r.c2pa or c2pa_filter.UNCHECKED
+                yield out
+
+        document: dict[str, Any] = {"query": p.echo}
+        if incident is not None:
+            document["incident"] = incident
+        document.update({"count": count, "items": display.Streamed(items()),
+                         "undetermined_count": undetermined,
+                         "undetermined": display.Streamed(undated()), "index": status})
+        with collector_paused():
+            write(document)
+    finally:
+        store.close()
+    return {"count": count, "undetermined_count": undetermined, "unplaced_count": 0}
+
+
+def _at_most(n: int, limit: int | None) -> int:
+    return n if limit is None else min(n, limit)
+
+
+def _incident(store: SearchIndex, q: ItemQuery) -> dict[str, Any] | None:
+    """The case and incident asked for, checked (NotFound when unknown); the incident's row."""
+    if q.case is not None and not store.case_known(q.case):
+        raise NotFound(f"no case {q.case!r} in this archive")
+    if q.incident is None:
+        return None
+    row = store.incident(q.incident)
+    if row is None and not store.incident_linked(q.incident):
+        raise NotFound(f"no incident {q.incident!r} in this archive")
+    return render.incident_json(row) if row else {"incident": q.incident}
+
+
+def find(store: SearchIndex, s: Search, p: _Plan | None = None,
+         verdicts: dict[str, str] | None = None) -> dict[str, Any]:
     """Search an up-to-date index. `items` pass every filter (sorted by distance with --near,
     else by capture time). Never silently dropped: with a time filter, items without a capture
     time that pass the other filters are listed in `undetermined`; with a place filter, items
-    with no position are counted in `unplaced_count` (listed in `unplaced` on request)."""
+    with no position are counted in `unplaced_count` (listed in `unplaced` on request).
+    `verdicts` (when given) receives each listed item's C2PA verdict from its index row."""
     p = p or plan(s)
     q = p.query
-    if q.case is not None and not store.case_known(q.case):
-        raise NotFound(f"no case {q.case!r} in this archive")
-    incident = None
-    if q.incident is not None:
-        row = store.incident(q.incident)
-        if row is None and not store.incident_linked(q.incident):
-            raise NotFound(f"no incident {q.incident!r} in this archive")
-        incident = render.incident_json(row) if row else {"incident": q.incident}
+    incident = _incident(store, q)
+    seen = verdicts if verdicts is not None else {}
     cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
     timed, placed = q.time is not None, q.boxes is not None
     with collector_paused():
         items = []
         for r in store.select(q, limit=None if p.near else s.limit):
             distance = _distance_to(r, p.near)
+            seen[r.sha256] = r.c2pa or c2pa_filter.UNCHECKED
             if p.near is None or distance is not None:
                 items.append(render.item_json(r, cases, timed, distance))
         flagged = speed.flag(store, items)  # fixes no traveller could join: no place
@@ -145,6 +216,7 @@ def find(store: SearchIndex, s: Search, p: _Plan | None = None) -> dict[str, Any
         if timed:
             for r in store.select(q, time="missing", place="either", limit=s.limit):
                 distance = _distance_to(r, p.near)
+                seen[r.sha256] = r.c2pa or c2pa_filter.UNCHECKED
                 if p.near is not None and r.lat is not None and distance is None:
                     continue
                 out = render.item_json(r, cases, timed, distance)
@@ -159,9 +231,9 @@ def find(store: SearchIndex, s: Search, p: _Plan | None = None) -> dict[str, Any
             result["gps_flagged"] = left_out
             result["unplaced_count"] = store.count(q, time="match", place="missing")
             if s.list_unplaced:
-                result["unplaced"] = [render.item_json(r, cases, timed) for r in
-                                      store.select(q, time="match", place="missing",
-                                                   limit=s.limit)]
+                unplaced = list(store.select(q, time="match", place="missing", limit=s.limit))
+                seen.update((r.sha256, r.c2pa or c2pa_filter.UNCHECKED) for r in unplaced)
+                result["unplaced"] = [render.item_json(r, cases, timed) for r in unplaced]
     return result
 
 

@@ -9,6 +9,7 @@ step that applies it to a result.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import groupby
 from typing import Any, NamedTuple
 
 from custody.core import geo
@@ -51,6 +52,18 @@ def _fix(r: Any) -> Fix | None:
     if r.captured_t is None or r.lat is None or r.lon is None or r.basis == OFFSET_UNKNOWN:
         return None
     return Fix(r.sha256, r.captured_t, r.lat, r.lon)
+
+
+def archive_problems(store: SearchIndex) -> dict[str, list[str]]:
+    """What `flag` would say of every item of the archive, device by device, in one ordered scan
+    of the index: a result streamed item by item looks each item up here. Each device's fixes
+    are all its items' (as `flag` takes them), so an item's problems are the same either way."""
+    problems: dict[str, list[str]] = {}
+    for _device, rows in groupby(store.device_fixes(), key=lambda r: (r[0], r[1])):
+        fixes = [Fix(sha, t, lat, lon) for _make, _model, sha, t, lat, lon, basis in rows
+                 if basis != OFFSET_UNKNOWN]
+        problems.update(impossible_speeds(fixes))
+    return problems
 
 
 def flag(store: SearchIndex, items: list[dict[str, Any]]) -> set[str]:
