@@ -63,10 +63,11 @@ class SealedObjects:
                  locate: Locate, listing: Callable[[], dict[str, tuple[str, int, int]]]) -> None:
         self.inner = inner
         self._recipient = recipient
+        self.recipient = str(recipient)  # the content key in force when this store was opened
         self.spool = spool
         self._locate = locate
         self._listing = listing
-        self._identity: pyrage.x25519.Identity | None = None
+        self._identities: list[pyrage.x25519.Identity] = []
         self._sealed: dict[str, tuple[str, int]] = {}  # stored by this process, not yet recorded
         self._spooled: dict[str, Path] = {}  # plaintext kept for the metadata reader
         self._catalogue: dict[str, tuple[str, int, int]] | None = None  # preload()
@@ -82,12 +83,17 @@ class SealedObjects:
             return self._catalogue.get(sha256)
         return self._locate(sha256)
 
-    def unlock(self, identity: pyrage.x25519.Identity) -> None:
-        self._identity = identity
+    def unlock(self, *identities: pyrage.x25519.Identity) -> None:
+        """Allow reads with these content keys (one per epoch the reader holds)."""
+        self._identities = list(identities)
 
     def close(self) -> None:
         """Remove every plaintext this process spooled (also done at exit)."""
         _remove(self._spooled)
+
+    def sealed_to(self, sha256: str) -> str | None:
+        """The recipient `put` sealed this plaintext to in this process (None: not sealed here)."""
+        return self.recipient if sha256 in self._sealed else None
 
     def sealed_as(self, sha256: str) -> tuple[str, int] | None:
         """(SHA-256, size) of the ciphertext `put` stored for this plaintext in this process."""
@@ -178,13 +184,13 @@ class SealedObjects:
         return plain_size
 
     def _decrypted(self, sha256: str) -> Path:
-        if self._identity is None:
+        if not self._identities:
             raise SealedObjectsLocked(
                 f"object {sha256} is sealed: reading it needs a custodian's key")
         target = self._spool_path("open")
         try:
             with self.inner.local_file(self._cipher(sha256)) as sealed:
-                pyrage.decrypt_file(str(sealed), str(target), [self._identity])
+                pyrage.decrypt_file(str(sealed), str(target), self._identities)
         except pyrage.DecryptError as exc:
             target.unlink(missing_ok=True)
             raise ObjectCorrupt(f"object {sha256}: its sealed copy does not decrypt ({exc})") \

@@ -247,3 +247,9 @@ def sealed_objects(root: Path, inner: ObjectStore, ledger: Ledger, recipient: st
                          encryption.spool_dir(root), encryption.locator(ledger),
                          encryption.listing(ledger))
 
+
+
+def as_stored(objects: ObjectStore) -> ObjectStore:
+    """The store as it holds the bytes: a sealed archive's age files under their ciphertext
+    names (what `migrate` copies, with no key), else the store itself."""
+    return objects.inner if isinstance(objects, SealedObjects) else objects
