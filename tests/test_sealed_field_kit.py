@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,60 @@ def test_a_custodian_enrolled_after_a_revocation_reads_every_epoch(
         cli(*dana, "get", item, "--purpose", "review", "-o", tmp_path / f"{item}.jpg",
             check=True)
         assert (tmp_path / f"{item}.jpg").read_bytes() == source.read_bytes()
+
+
+# 2. search over sealed fields ------------------------------------------------------------------
+
+
+def _index_secrets() -> dict[str, bytes]:
+    """What a plaintext index would hold: text as SQLite stores it, coordinates as its REALs."""
+    return {"the note": b"Rami Haddad", "the later note": b"Layla Nasser",
+            "the device": b"SM-G935F", "the other device": b"Canon EOS 5D",
+            "the file name": b"depot-strike", "the capture time": b"2016-10-03T11:22:05",
+            "the latitude": struct.pack(">d", 36.2021), "the longitude": struct.pack(">d", 37.1343),
+            "the other latitude": struct.pack(">d", -49.5783)}
+
+
+def test_search_of_a_sealed_archive_needs_a_key_finds_by_every_field_and_leaves_no_plaintext(
+        sealed: Cli, tmp_path: Path) -> None:
+    cli = copy_archive(sealed, tmp_path)
+    cli("tag", ITEM, "strike", check=True)
+    cli("ingest", LATER, "--note", LATER_NOTE, check=True)  # from outside tmp_path, searched
+
+    def found(*filters: str) -> list[str]:
+        return [i["sha256"] for i in cli("search", *filters, "--json", check=True).json()["items"]]
+
+    assert found("--near", "36.20,37.13", "--within-km", "5") == [ITEM]
+    assert found("--bbox", "-69,-50,-68,-49") == [LATER_ITEM]
+    assert found("--since", "2016-10-03", "--until", "2016-10-03") == [ITEM]
+    assert found("--device", "sm-g935") == [ITEM] and found("--device", "canon") == [LATER_ITEM]
+    assert found("--tag", "strike") == [ITEM]
+    assert found("--text", "haddad") == [ITEM] and found("--text", "nasser") == [LATER_ITEM]
+    assert found("--text", "depot-strike") == [ITEM]  # the file name, sealed in the ledger
+    # without a key: one line, nothing built
+    locked = cli("search", "--near", "36.20,37.13", "--within-km", "5", env=NO_KEY)
+    assert locked.code == 2 and "needs a custodian's key" in one_line_error(locked)
+    # nothing of it in clear on the device: not the archive, not the spool, not the home folder
+    needles = _index_secrets()
+    assert found_in_files(tmp_path, needles) == []
+    sealed_index = cli.archive / "index.age"
+    key = load_key(cli.key, PASSPHRASE)
+    content = pyrage.x25519.Identity.from_str(pyrage.decrypt(
+        (cli.archive / "keys" / "content" / f"{key.key_id}.age").read_bytes(),
+        [key.age_identity()]).decode())
+    opened = pyrage.decrypt(sealed_index.read_bytes(), [content])
+    assert [w for w, n in needles.items() if n not in opened] == []  # the check would see them
+    cli("lock", check=True)
+    assert found_in_files(tmp_path, needles) == []
+    assert found("--near", "36.20,37.13", "--within-km", "5") == [ITEM]  # reopened after lock
+
+
+def test_a_revoked_custodian_cannot_open_the_search_index_built_after_the_revocation(
+        sealed: Cli, tmp_path: Path) -> None:
+    cli = copy_archive(sealed, tmp_path)
+    cli("revoke", "Bob Field", "--reason", "left the team", check=True)
+    cli("ingest", LATER, "--note", LATER_NOTE, check=True)
+    assert cli("search", "--text", "nasser", "--json", check=True).json()["count"] == 1
+    stolen = _revoked_identities(cli.archive, tmp_path / "keys" / "bob.key")
+    with pytest.raises(pyrage.DecryptError):
+        pyrage.decrypt((cli.archive / "index.age").read_bytes(), stolen)

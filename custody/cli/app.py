@@ -1679,7 +1679,7 @@ def search(
     query = finder.Search(case=case, incident=incident, tag=tag, since=since, until=until,
                           near=near, within_km=within_km, bbox=bbox, device=device, mime=mime,
                           text=text, limit=limit, list_unplaced=list_unplaced, c2pa=c2pa)
-    result = finder.search(open_archive(), query, rebuild=reindex)
+    result = finder.search(open_archive_to_read(), query, rebuild=reindex)
     if as_json:
         out_json(result)
     elif as_geojson:
@@ -1702,7 +1702,7 @@ def similar(
 
     if max_distance is None:
         max_distance = lookalikes.DEFAULT_MAX_DISTANCE
-    result = lookalikes.similar(open_archive(), item, max_distance)
+    result = lookalikes.similar(open_archive_to_read(), item, max_distance)
     if as_json:
         out_json(result.to_json())
     else:
@@ -1736,7 +1736,7 @@ def crossref(
     query = finder.Crossref(track=track, km=km, minutes=minutes, clock_tolerance=clock_tolerance,
                             max_gap=max_gap, incidents=incidents, case=case, fmt=fmt,
                             naive_utc=assume_utc, limit=limit)
-    result = finder.crossref(open_archive(), query, draw_track=as_geojson)
+    result = finder.crossref(open_archive_to_read(), query, draw_track=as_geojson)
     if as_json:
         out_json(result)
     elif as_geojson:
