@@ -99,9 +99,14 @@ class SealedIndexStore(IndexStore):
 
     @contextmanager
     def writing(self) -> Iterator[None]:
+        before = self._mark()
         with super().writing():
             yield
-        self._changed = True
+        # saved only when the index moved on (a refresh with nothing new is not re-sealed)
+        self._changed = self._changed or self._mark() != before
+
+    def _mark(self) -> tuple[str | None, ...]:
+        return tuple(self.get(k) for k in ("origin", "last_seq", "last_leaf"))
 
     def close(self) -> None:
         """Save the index, sealed whole, if it changed and the content key in force is held."""
