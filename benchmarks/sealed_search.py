@@ -77,7 +77,7 @@ def main() -> None:
                    "1"),
     }
     times: dict[tuple[str, str], list[float]] = {}
-    for label, path in archives.items():  # one unmeasured run each: the index exists
+    for path in archives.values():  # one unmeasured run each: the index exists
         run(env, "--archive", str(path), *searches["search"])
     for _ in range(args.repeat):
         for what, argv in searches.items():
