@@ -19,7 +19,10 @@ import pyrage
 import pytest
 
 from custody.core import entry as entries
-from custody.ops.archive import Archive
+from custody.errors import ArchiveError
+from custody.metadata import MetadataReader
+from custody.ops.archive import Archive, Draft
+from custody.ops.ingest import Claims, ingest_stream
 from custody.ops.keyfiles import load_key
 from tests.conftest import DATA, PASSPHRASE, Cli, copy_archive, one_line_error
 
@@ -250,3 +253,46 @@ def test_a_revoked_custodian_cannot_open_the_search_index_built_after_the_revoca
     stolen = _revoked_identities(cli.archive, tmp_path / "keys" / "bob.key")
     with pytest.raises(pyrage.DecryptError):
         pyrage.decrypt((cli.archive / "index.age").read_bytes(), stolen)
+
+
+def test_an_object_sealed_to_the_old_key_before_a_revocation_committed_is_not_recorded(
+        sealed: Cli, tmp_path: Path) -> None:
+    """An ingest seals its object before it takes the write lock; a revocation committed in
+    between (another process) makes that batch refused, nothing recorded; run again, the object
+    is sealed to the new key."""
+    cli = copy_archive(sealed, tmp_path)
+    archive = Archive.open(cli.archive)
+    alice = load_key(cli.key, PASSPHRASE)
+    with LATER.open("rb") as stream:
+        archive.objects.put(stream)  # sealed to epoch 0, as an ingest does before the lock
+    cli("revoke", "Bob Field", "--reason", "laptop seized", check=True)
+    before = archive.ledger.size()
+    with MetadataReader() as reader, LATER.open("rb") as stream, \
+            pytest.raises(ArchiveError, match="content key changed"):
+        ingest_stream(archive, alice, reader, stream, Claims(name=LATER.name))
+    assert Archive.open(cli.archive).ledger.size() == before
+    cli("ingest", LATER, check=True)
+    stolen = _revoked_identities(cli.archive, tmp_path / "keys" / "bob.key")
+    with pytest.raises(pyrage.DecryptError):
+        pyrage.decrypt(_sealed_parts(cli.archive, LATER_ITEM)["content"], stolen)
+
+
+def test_verify_refuses_a_content_key_epoch_out_of_order_or_outside_a_revoke(
+        sealed: Cli, tmp_path: Path) -> None:
+    cli = copy_archive(sealed, tmp_path)
+    archive = Archive.open(cli.archive)
+    alice = load_key(cli.key, PASSPHRASE)
+    bob = load_key(tmp_path / "keys" / "bob.key", PASSPHRASE)
+
+    def epoch(n: int) -> dict[str, Any]:
+        return {"scheme": "age-v1-x25519", "epoch": n,
+                "recipient": str(pyrage.x25519.Identity.generate().to_public())}
+
+    archive.append(alice, [Draft("revoke", None, {"key_id": bob.key_id, "name": "Bob Field",
+                                                  "reason": "x", "sealing": epoch(3)})])
+    archive.append(alice, [Draft("tag", ITEM, {"tag": "t", "sealing": epoch(1)})])
+    report = cli("verify", "--json", env=NO_KEY)
+    assert report.code == 1
+    problems = [p for p in report.json()["problems"] if "sealing-epoch" in p]
+    assert len(problems) == 2 and "next epoch is 1" in problems[0]
+    assert "only a revoke may" in problems[1]
