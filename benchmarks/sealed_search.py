@@ -9,7 +9,9 @@ made and filled through the real command. Then, interleaved A B A B:
   opened from its age file into memory).
 
 Each sealed run includes unlocking the custodian's key (scrypt, about 0.25 s) and the content key.
-Prints the median, min and max of each, the ratios, and the load average.
+Then the same two in one process (no start-up, no key unlock): the index rebuilt from the ledger
+and saved, and opened with nothing new. Prints the median, min and max of each, the ratios, and
+the load average.
 
     python benchmarks/sealed_search.py [--items 1000] [--repeat 5] [--dir DIR]
 """
@@ -45,6 +47,24 @@ def variants(folder: Path, count: int) -> None:
         comment = f"variant {n}".encode()
         segment = b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment
         (folder / f"photo-{n:05d}.jpg").write_bytes(data[:2] + segment + data[2:])
+
+
+def in_process(path: Path, key: Path, rebuild: bool) -> float:
+    """The index rebuilt (or opened with nothing new) and closed, in this process."""
+    from custody.ops.archive import Archive
+    from custody.ops.keyfiles import load_key
+    from custody.search.indexer import open_index, refresh
+
+    archive = Archive.open(path)
+    if archive.sealer is not None:
+        archive.unlock(load_key(key, PASSPHRASE))
+    start = time.perf_counter()
+    store = open_index(archive)
+    refresh(archive, store, rebuild=rebuild)
+    store.close()
+    took = time.perf_counter() - start
+    archive.ledger.close()
+    return took
 
 
 def main() -> None:
@@ -94,6 +114,17 @@ def main() -> None:
             print(f"{what:8} {label:7} median {medians[label]:.2f} s "
                   f"(min {min(t):.2f}, max {max(t):.2f})")
         print(f"{what:8} sealed/clear {medians['sealed'] / medians['clear']:.2f}")
+    sys.path.insert(0, str(TREE))
+    for what, rebuild in (("rebuild in process", True), ("open in process", False)):
+        inner: dict[str, list[float]] = {}
+        for _ in range(args.repeat):
+            for label, path in archives.items():
+                inner.setdefault(label, []).append(in_process(path, work / "key", rebuild))
+        for label, t in inner.items():
+            print(f"{what:18} {label:7} median {statistics.median(t) * 1000:.0f} ms "
+                  f"(min {min(t) * 1000:.0f}, max {max(t) * 1000:.0f})")
+        print(f"{what:18} sealed/clear "
+              f"{statistics.median(inner['sealed']) / statistics.median(inner['clear']):.2f}")
     sealed_index = archives["sealed"] / "index.age"
     print(f"index.age: {sealed_index.stat().st_size:,} bytes")
 
