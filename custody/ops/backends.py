@@ -245,7 +245,8 @@ def sealed_objects(root: Path, inner: ObjectStore, ledger: Ledger, recipient: st
     """A sealed archive's objects (docs/FORMAT.md §12): `inner` keeps the age files."""
     return SealedObjects(inner, pyrage.x25519.Recipient.from_str(recipient),
                          encryption.spool_dir(root), encryption.locator(ledger),
-                         encryption.listing(ledger))
+                         encryption.listing(ledger),
+                         lambda: encryption.epochs(ledger)[-1].recipient)
 
 
 
