@@ -60,14 +60,20 @@ class SealedObjects:
     `listing` all of them at once. `unlock(identity)` allows reads (get, export, metadata)."""
 
     def __init__(self, inner: ObjectStore, recipient: pyrage.x25519.Recipient, spool: Path,
-                 locate: Locate, listing: Callable[[], dict[str, tuple[str, int, int]]]) -> None:
+                 locate: Locate, listing: Callable[[], dict[str, tuple[str, int, int]]],
+                 current: Callable[[], str] | None = None) -> None:
         self.inner = inner
         self._recipient = recipient
+        self.recipient = str(recipient)  # the content key in force when this store was opened
+        # the content key in force now (re-read before each object is sealed: a revocation by
+        # another process re-keys; docs/FORMAT.md §12.5)
+        self._current = current
         self.spool = spool
         self._locate = locate
         self._listing = listing
-        self._identity: pyrage.x25519.Identity | None = None
+        self._identities: list[pyrage.x25519.Identity] = []
         self._sealed: dict[str, tuple[str, int]] = {}  # stored by this process, not yet recorded
+        self._sealed_to: dict[str, str] = {}  # the recipient each of those was sealed to
         self._spooled: dict[str, Path] = {}  # plaintext kept for the metadata reader
         self._catalogue: dict[str, tuple[str, int, int]] | None = None  # preload()
         self._cleanup = weakref.finalize(self, _remove, self._spooled)
@@ -82,12 +88,17 @@ class SealedObjects:
             return self._catalogue.get(sha256)
         return self._locate(sha256)
 
-    def unlock(self, identity: pyrage.x25519.Identity) -> None:
-        self._identity = identity
+    def unlock(self, *identities: pyrage.x25519.Identity) -> None:
+        """Allow reads with these content keys (one per epoch the reader holds)."""
+        self._identities = list(identities)
 
     def close(self) -> None:
         """Remove every plaintext this process spooled (also done at exit)."""
         _remove(self._spooled)
+
+    def sealed_to(self, sha256: str) -> str | None:
+        """The recipient `put` sealed this plaintext to in this process (None: not sealed here)."""
+        return self._sealed_to.get(sha256)
 
     def sealed_as(self, sha256: str) -> tuple[str, int] | None:
         """(SHA-256, size) of the ciphertext `put` stored for this plaintext in this process."""
@@ -139,6 +150,8 @@ class SealedObjects:
         if self.cipher_name(digests.sha256) is not None:
             return PutResult(digests=digests, created=False)
         sealed = self._spool_path("sealed")
+        if self._current is not None and (now := self._current()) != self.recipient:
+            self.recipient, self._recipient = now, pyrage.x25519.Recipient.from_str(now)
         try:
             with open(self._spooled[digests.sha256], "rb") as src, open(sealed, "xb") as dst:
                 pyrage.encrypt_io(src, dst, [self._recipient])
@@ -149,6 +162,7 @@ class SealedObjects:
         finally:
             sealed.unlink(missing_ok=True)
         self._sealed[digests.sha256] = (stored.digests.sha256, stored.digests.size)
+        self._sealed_to[digests.sha256] = self.recipient
         return PutResult(digests=digests, created=True, replaced=stored.replaced)
 
     def release(self, sha256: str) -> None:
@@ -178,13 +192,13 @@ class SealedObjects:
         return plain_size
 
     def _decrypted(self, sha256: str) -> Path:
-        if self._identity is None:
+        if not self._identities:
             raise SealedObjectsLocked(
                 f"object {sha256} is sealed: reading it needs a custodian's key")
         target = self._spool_path("open")
         try:
             with self.inner.local_file(self._cipher(sha256)) as sealed:
-                pyrage.decrypt_file(str(sealed), str(target), [self._identity])
+                pyrage.decrypt_file(str(sealed), str(target), self._identities)
         except pyrage.DecryptError as exc:
             target.unlink(missing_ok=True)
             raise ObjectCorrupt(f"object {sha256}: its sealed copy does not decrypt ({exc})") \

@@ -1712,12 +1712,12 @@ def search(
                           near=near, within_km=within_km, bbox=bbox, device=device, mime=mime,
                           text=text, limit=limit, list_unplaced=list_unplaced, c2pa=c2pa)
     if as_json and finder.streams(query):  # the same document, written as the index yields it
-        counts = finder.search_streamed(open_archive(), query, out_json_streamed,
+        counts = finder.search_streamed(open_archive_to_read(), query, out_json_streamed,
                                         rebuild=reindex)
         err(f"{counts['count']} item(s); {counts['undetermined_count']} without a capture time "
             f"to test, {counts['unplaced_count']} without a position to test")
         return
-    result = finder.search(open_archive(), query, rebuild=reindex)
+    result = finder.search(open_archive_to_read(), query, rebuild=reindex)
     if as_json:
         out_json(result)
     elif as_geojson:
@@ -1740,7 +1740,7 @@ def similar(
 
     if max_distance is None:
         max_distance = lookalikes.DEFAULT_MAX_DISTANCE
-    result = lookalikes.similar(open_archive(), item, max_distance)
+    result = lookalikes.similar(open_archive_to_read(), item, max_distance)
     if as_json:
         out_json(result.to_json())
     else:
@@ -1774,7 +1774,7 @@ def crossref(
     query = finder.Crossref(track=track, km=km, minutes=minutes, clock_tolerance=clock_tolerance,
                             max_gap=max_gap, incidents=incidents, case=case, fmt=fmt,
                             naive_utc=assume_utc, limit=limit)
-    result = finder.crossref(open_archive(), query, draw_track=as_geojson)
+    result = finder.crossref(open_archive_to_read(), query, draw_track=as_geojson)
     if as_json:
         out_json(result)
     elif as_geojson:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from custody.core import derivation, handin, permissions
+from custody.core import derivation, handin, permissions, sealing
 from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD, ChainError, CustodyBook, Offer
 from custody.core.custodians import (
     ARCHIVE_ROLE,
@@ -133,6 +133,7 @@ class Replay:
         self._originals: dict[str, str] = {}  # derivative -> original (docs/FORMAT.md §5.4.1)
         self._derivatives: dict[str, list[str]] = {}
         self._statements: dict[str, int] = {}  # statement id -> the entry that embeds it
+        self._epochs: list[tuple[int, str]] = []  # a sealed archive's content keys (§12.5)
 
     # Folding ------------------------------------------------------------------------------------
 
@@ -183,6 +184,7 @@ class Replay:
             found += self._check_own_key(e, signer)
         if e.action == "handed_in":
             found += [("handed-in", p) for p in handin.receipt_problems(e.details)]
+        found += self._check_epoch(e)
         role = signer.role if signer is not None else None
         if e.action == "transfer-offer":
             found += self._check_receiver(e)
@@ -205,6 +207,22 @@ class Replay:
                 found.append(("genesis", "is not signed by the archive key it names"))
         self._fold_item(e)
         return found
+
+    def _check_epoch(self, e: Entry) -> list[tuple[str, str]]:
+        """A sealed archive's content key epochs: entry 0's, then one per re-keying revoke."""
+        if e.seq == 0 and e.action == "init":
+            first = e.details.get("sealing")
+            if isinstance(first, dict) and isinstance(first.get("recipient"), str):
+                self._epochs = [(0, first["recipient"])]
+            return []
+        known = [recipient for _, recipient in self._epochs]
+        problem = sealing.epoch_problem(e.action, e.details, bool(known), known)
+        if problem is not None:
+            return [("sealing-epoch", problem)]
+        started = sealing.epoch_started(e.details) if e.action == "revoke" else None
+        if started is not None:
+            self._epochs.append((e.seq, started[1]))
+        return []
 
     def _is_archive_key(self, key_id: str) -> bool:
         known = self.registry.by_id.get(key_id)
@@ -331,6 +349,11 @@ class Replay:
         self._item_cases[item].remove(case)
 
     # Views --------------------------------------------------------------------------------------
+
+    def epochs(self) -> tuple[tuple[int, str], ...]:
+        """(seq of the entry that signed it, recipient) of each content key epoch, in order:
+        empty for a clear archive (docs/FORMAT.md §12.5)."""
+        return tuple(self._epochs)
 
     @property
     def archive_key(self) -> str | None:

@@ -38,3 +38,37 @@ def merge(details: dict[str, Any], secret: bytes) -> dict[str, Any]:
     if not isinstance(opened, dict):
         raise ValueError("sealed fields are not a JSON object")
     return {**{k: v for k, v in details.items() if k != SEALED}, **opened}
+
+
+def epoch_started(details: dict[str, Any]) -> tuple[int, str] | None:
+    """(number, recipient) of the content key epoch a `revoke` entry starts in a sealed archive
+    (`details.sealing`, docs/FORMAT.md §12.5), or None when it starts none or is malformed."""
+    found = details.get("sealing")
+    if not isinstance(found, dict) or found.get("scheme") != SCHEME:
+        return None
+    number, recipient = found.get("epoch"), found.get("recipient")
+    if isinstance(number, bool) or not isinstance(number, int) or not isinstance(recipient, str):
+        return None
+    return number, recipient
+
+
+def epoch_problem(action: str, details: dict[str, Any], sealed: bool, known: list[str]
+                  ) -> str | None:
+    """What is wrong with an entry's `details.sealing` (None: nothing, or it has none), given
+    whether entry 0 sealed the archive and the recipients of the epochs so far (§12.5)."""
+    if action == "init" or "sealing" not in details:
+        return None
+    if action != "revoke":
+        return f"a {action} entry may not start a content key epoch (only a revoke may)"
+    if not sealed:
+        return "starts a content key epoch in an archive entry 0 did not seal"
+    started = epoch_started(details)
+    if started is None:
+        return ("its sealing is not {\"scheme\": \"" + SCHEME
+                + "\", \"recipient\", \"epoch\"} with an integer epoch")
+    number, recipient = started
+    if number != len(known):
+        return f"starts content key epoch {number}; the next epoch is {len(known)}"
+    if not recipient.startswith("age1") or recipient in known:
+        return f"names recipient {recipient[:24]!r}, not a new age X25519 recipient"
+    return None

@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyrage
-
 from custody.core import canonical, merkle, permissions
 from custody.core import entry as entries
 from custody.core.chain import FIRST_RECORD
@@ -167,11 +165,14 @@ class Archive:
         self.stated = config
         self._signed: ArchiveConfig | None = config if signed else None
         self.sealer: encryption.Sealer | None = None  # set for a sealed archive (FORMAT.md §12)
-        self.content_key: pyrage.x25519.Identity | None = None  # once a custodian unlocked it
+        # once a custodian unlocked it: the content key of every epoch they hold (FORMAT.md §12.5)
+        self.content_key: encryption.ContentKeys | None = None
         recipient = _signed_recipient(ledger)
         if recipient is not None:
-            self.objects = sealed_objects(root, objects, ledger, recipient)
-            self.sealer = encryption.Sealer(recipient, self.objects.sealed_as)
+            current = encryption.epochs(ledger, recipient)[-1].recipient
+            self.objects = sealed_objects(root, objects, ledger, current)
+            self.sealer = encryption.Sealer(recipient, self.objects.sealed_as,
+                                            self.objects.sealed_to)
 
     @property
     def config(self) -> ArchiveConfig:
@@ -288,10 +289,11 @@ class Archive:
         NotPermitted when the key holds none. A clear archive needs nothing."""
         if self.sealer is None or self.content_key is not None:
             return
-        self.content_key = encryption.open_content_key(self.root, self.sealer.recipient, key)
+        self.content_key = encryption.open_content_keys(
+            self.root, encryption.epochs(self.ledger, self.sealer.recipient), key)
         unlock = getattr(self.objects, "unlock", None)
         if unlock is not None:
-            unlock(self.content_key)
+            unlock(*self.content_key.identities)
 
     def load_archive_key(self, passphrase: str) -> SigningKey:
         return self.checked_archive_key(load_key(self.root / "keys" / "archive.key", passphrase))
@@ -411,7 +413,9 @@ class Archive:
             prev=writer.tip_hash.hex() if writer.tip_hash is not None else None,
         )
         if self.sealer is not None:  # after decide, which sees plaintext; before the signature
-            draft = self.sealer.seal(draft)
+            # sealed to the content key in force here, as this transaction reads the log (§12.5)
+            draft = self.sealer.seal(
+                draft, encryption.epochs(writer, self.sealer.recipient)[-1].recipient)
             entry = replace(entry, details=draft.details)
         return self._write(writer, entries.sign(entry, key), entry, draft.metadata)
 

@@ -245,5 +245,26 @@ def sealed_objects(root: Path, inner: ObjectStore, ledger: Ledger, recipient: st
     """A sealed archive's objects (docs/FORMAT.md §12): `inner` keeps the age files."""
     return SealedObjects(inner, pyrage.x25519.Recipient.from_str(recipient),
                          encryption.spool_dir(root), encryption.locator(ledger),
-                         encryption.listing(ledger))
+                         encryption.listing(ledger),
+                         lambda: encryption.epochs(ledger)[-1].recipient)
 
+
+
+def as_stored(objects: ObjectStore) -> ObjectStore:
+    """The store as it holds the bytes: a sealed archive's age files under their ciphertext
+    names (what `migrate` copies, with no key), else the store itself."""
+    return objects.inner if isinstance(objects, SealedObjects) else objects
+
+
+def sealed_index(root: Path, ledger: Ledger, recipient: str,
+                 keys: encryption.ContentKeys | None) -> IndexLocation:
+    """A sealed archive's search index (docs/SEARCH.md "Sealed archives"): in memory only, kept
+    as `root/index.age` sealed to the content key in force, saved only by a reader holding it.
+    `keys`: the reader's content keys (None: locked, nothing opens)."""
+    from store.sealed_index import SealedIndex  # pyrage and SQLite in memory only when used
+
+    held = keys.identities if keys is not None else []
+    current = encryption.epochs(ledger, recipient)[-1]
+    saves = keys is not None and current.number in keys.by_epoch
+    return SealedIndex(root / "index.age", held,
+                       pyrage.x25519.Recipient.from_str(current.recipient) if saves else None)

@@ -6,10 +6,10 @@ still unrevoked, is decided under the write lock by `Archive.append` (docs/ARCHI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from custody.core.custodians import ROLES
+from custody.core.custodians import ARCHIVE_ROLE, ROLES
 from custody.core.signing import PublicKey, SigningKey
 from custody.errors import NotPermitted, UsageError
 from custody.ops import encryption
@@ -54,14 +54,27 @@ def enroll(archive: Archive, admin: SigningKey, public: PublicKey, role: str) ->
     def may_be_enrolled(writer: LedgerTransaction, draft: Draft) -> Draft:
         if (refused := registry_of(writer).refusal_to_enrol(public.key_id)) is not None:
             raise NotPermitted(refused)
+        _holds_current_key(archive, writer)
         return draft
 
     draft = Draft(action="enroll", item=None,
                   details={"custodian": custodian_json(public), "role": role})
     signed = archive.append(admin, [draft], decide=may_be_enrolled, attempted="enroll")[0]
     if archive.content_key is not None:  # the new custodian reads the archive (FORMAT.md §12.1)
-        encryption.wrap_for(archive.root, archive.content_key, public)
+        encryption.wrap_all(archive.root, archive.content_key, public)
     return Enrolled(signed.entry().seq, public.key_id, public.name, role)
+
+
+def _holds_current_key(archive: Archive, writer: LedgerTransaction) -> None:
+    """In a sealed archive, the enrolling admin must hold the content key in force (decided under
+    the lock: a revocation just before may have started a new one), else the new custodian
+    could not read what is sealed from now on."""
+    if archive.sealer is None or archive.content_key is None:
+        return
+    current = encryption.epochs(writer, archive.sealer.recipient)[-1]
+    if current.number not in archive.content_key.by_epoch:
+        raise NotPermitted(f"you hold no copy of the archive's current content key (epoch "
+                           f"{current.number}, entry {current.seq}): another admin must enrol")
 
 
 def revoke(archive: Archive, admin: SigningKey, custodian: str, reason: str) -> Revoked:
@@ -73,10 +86,19 @@ def revoke(archive: Archive, admin: SigningKey, custodian: str, reason: str) -> 
     archive.authorize(admin, "revoke", attempted="revoke")
 
     def not_yet_revoked(writer: LedgerTransaction, draft: Draft) -> Draft:
-        now = registry_of(writer).by_id[target.key_id]  # under the lock: two admins at once
+        registry = registry_of(writer)
+        now = registry.by_id[target.key_id]  # under the lock: two admins at once
         if now.revoked_seq is not None:
             raise UsageError(f"{now.name} was already revoked in entry {now.revoked_seq}")
-        return draft
+        if archive.sealer is None:
+            return draft
+        # A sealed archive is re-keyed: what is sealed from this entry on, the revoked key
+        # cannot open (docs/FORMAT.md §12.5). The readers are decided here, under the lock.
+        readers = [PublicKey(raw=c.public_key, name=c.name) for c in registry.by_id.values()
+                   if c.role != ARCHIVE_ROLE and c.ended() is None and c.key_id != now.key_id]
+        number = len(encryption.epochs(writer, archive.sealer.recipient))
+        started = encryption.start_epoch(archive.root, number, readers)
+        return replace(draft, details={**draft.details, "sealing": started})
 
     draft = Draft("revoke", None, {"key_id": target.key_id, "name": target.name,
                                    "reason": reason.strip()})

@@ -73,16 +73,58 @@ def signed_recipient(ledger: LedgerReads | Ledger) -> str | None:
 # Wrapped content keys ----------------------------------------------------------------------------
 
 
-def wrapped_path(root: Path, key_id: str) -> Path:
-    return root / CONTENT_KEYS / f"{key_id}.age"
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """A content key's period (docs/FORMAT.md §12.5): number 0 from entry 0, each next one from
+    the `revoke` entry whose `details.sealing` names its recipient."""
+
+    number: int
+    seq: int
+    recipient: str
 
 
-def wrap_for(root: Path, identity: pyrage.x25519.Identity, public: PublicKey) -> Path:
+@dataclass(frozen=True, slots=True)
+class ContentKeys:
+    """The content keys a custodian's key opened, by epoch: they read what was sealed in those
+    epochs (age tries each identity against a file's stanza)."""
+
+    by_epoch: dict[int, pyrage.x25519.Identity]
+
+    @property
+    def identities(self) -> list[pyrage.x25519.Identity]:
+        return [self.by_epoch[n] for n in sorted(self.by_epoch)]
+
+
+def epochs(ledger: LedgerReads | Ledger, first: str | None = None) -> list[Epoch]:
+    """The content key epochs the log signed, in order; empty for a clear archive. `first`:
+    entry 0's recipient when the caller knows it (a write transaction reads no entry 0)."""
+    first = first or signed_recipient(ledger)
+    if first is None:
+        return []
+    found = [Epoch(0, 0, first)]
+    for row in ledger.rows_with_action("revoke"):
+        try:
+            started = sealing.epoch_started(entries.parse(row.body).details)
+        except entries.MalformedEntry:
+            continue  # verify names it
+        if started is not None and started[0] == len(found):  # verify names any other number
+            found.append(Epoch(started[0], row.seq, started[1]))
+    return found
+
+
+def wrapped_path(root: Path, key_id: str, epoch: int = 0) -> Path:
+    """Epoch 0 where archives before epochs kept it; a later epoch in a folder of its own."""
+    folder = root / CONTENT_KEYS if epoch == 0 else root / CONTENT_KEYS / str(epoch)
+    return folder / f"{key_id}.age"
+
+
+def wrap_for(root: Path, identity: pyrage.x25519.Identity, public: PublicKey,
+             epoch: int = 0) -> Path:
     """Write the content key sealed to one custodian's Ed25519 key (age ssh-ed25519), 0600."""
     recipient = pyrage.ssh.Recipient.from_str(public.openssh_line().split(" ", 2)[0] + " "
                                               + public.openssh_line().split(" ", 2)[1])
     blob = pyrage.encrypt(str(identity).encode("ascii"), [recipient])
-    path = wrapped_path(root, public.key_id)
+    path = wrapped_path(root, public.key_id, epoch)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -94,9 +136,16 @@ def wrap_for(root: Path, identity: pyrage.x25519.Identity, public: PublicKey) ->
     return path
 
 
-def open_content_key(root: Path, recipient: str, key: SigningKey) -> pyrage.x25519.Identity:
+def wrap_all(root: Path, keys: ContentKeys, public: PublicKey) -> None:
+    """Give a custodian (newly enrolled, or a rotated key) every content key `keys` holds."""
+    for number, identity in sorted(keys.by_epoch.items()):
+        wrap_for(root, identity, public, number)
+
+
+def open_content_key(root: Path, recipient: str, key: SigningKey,
+                     epoch: int = 0) -> pyrage.x25519.Identity:
     """The content key, opened with the acting custodian's key and checked against entry 0."""
-    path = wrapped_path(root, key.key_id)
+    path = wrapped_path(root, key.key_id, epoch)
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
@@ -108,8 +157,38 @@ def open_content_key(root: Path, recipient: str, key: SigningKey) -> pyrage.x255
     except (pyrage.DecryptError, pyrage.IdentityError, UnicodeDecodeError) as exc:
         raise ArchiveError(f"{path} does not open with key {key.key_id}: {exc}") from None
     if recipient_of(identity) != recipient:
-        raise ArchiveError(f"{path} holds a content key entry 0 did not sign: refused")
+        raise ArchiveError(f"{path} holds a content key the log did not sign: refused")
     return identity
+
+
+def open_content_keys(root: Path, known: list[Epoch], key: SigningKey) -> ContentKeys:
+    """Every epoch's content key this custodian's key holds (a custodian revoked in one epoch
+    holds none of the next). NotPermitted when it holds none at all."""
+    held: dict[int, pyrage.x25519.Identity] = {}
+    for epoch in known:
+        try:
+            held[epoch.number] = open_content_key(root, epoch.recipient, key, epoch.number)
+        except NotPermitted:
+            continue
+    if not held:
+        raise NotPermitted(f"key {key.key_id} holds no content key of this sealed archive "
+                           "(not a custodian here, or enrolled without one)")
+    return ContentKeys(held)
+
+
+def start_epoch(root: Path, number: int, readers: list[PublicKey]) -> dict[str, Any]:
+    """A new content key for epoch `number`, wrapped for `readers` only, BEFORE the entry that
+    signs it commits (a key that is signed but wrapped for no one would seal evidence nobody
+    can read). What that entry signs as `details.sealing` is returned; files a rolled-back
+    attempt left in the epoch's folder are removed first."""
+    identity = new_content_key()
+    folder = wrapped_path(root, "x", number).parent
+    if folder.is_dir():
+        for stale in folder.iterdir():
+            stale.unlink()
+    for public in readers:
+        wrap_for(root, identity, public, number)
+    return {**sealing_details(identity), "epoch": number}
 
 
 # Sealing -----------------------------------------------------------------------------------------
@@ -131,20 +210,29 @@ class Sealer:
 
     recipient: str
     stored: Callable[[str], tuple[str, int] | None]
+    sealed_to: Callable[[str], str | None] = lambda _sha256: None
 
-    def seal(self, draft: SealedDraft) -> Any:
+    def seal(self, draft: SealedDraft, recipient: str | None = None) -> Any:
+        """`recipient`: the content key in force where the entry lands (read under the write
+        lock; docs/FORMAT.md §12.5), else the one this archive was opened with."""
+        recipient = recipient or self.recipient
         details, secret = sealing.split(draft.action, draft.details)
         details = dict(details)
         if secret is not None:
-            details[sealing.SEALED] = base64.b64encode(seal_bytes(self.recipient, secret)).decode()
+            details[sealing.SEALED] = base64.b64encode(seal_bytes(recipient, secret)).decode()
         metadata = draft.metadata
         if metadata is not None and not is_sealed(metadata):
             # armored (ASCII): a package carries the document as a UTF-8 tag file (§11)
-            metadata = seal_bytes(self.recipient, metadata, armored=True)
+            metadata = seal_bytes(recipient, metadata, armored=True)
             details["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
         if draft.action in FIRST_RECORDS and draft.item is not None:
             kept = self.stored(draft.item)
             if kept is not None:
+                if self.sealed_to(draft.item) not in (None, recipient):
+                    raise ArchiveError(
+                        f"the archive's content key changed (a revocation) while item "
+                        f"{draft.item[:16]} was being stored: nothing of this batch was "
+                        "recorded (run the command again)")
                 details[sealing.CIPHERTEXT] = {"sha256": kept[0], "size": kept[1]}
         return replace(draft, details=details, metadata=metadata)  # type: ignore[type-var]
 
@@ -152,31 +240,30 @@ class Sealer:
 # Opening -----------------------------------------------------------------------------------------
 
 
-def open_details(identity: pyrage.x25519.Identity | None, details: dict[str, Any]
-                 ) -> dict[str, Any]:
+def open_details(keys: ContentKeys | None, details: dict[str, Any]) -> dict[str, Any]:
     """Details with their sealed fields opened; as stored when there is no key or nothing sealed."""
     blob = details.get(sealing.SEALED)
-    if identity is None or not isinstance(blob, str):
+    if keys is None or not isinstance(blob, str):
         return details
     try:
-        return sealing.merge(details, pyrage.decrypt(base64.b64decode(blob), [identity]))
+        return sealing.merge(details, pyrage.decrypt(base64.b64decode(blob), keys.identities))
     except (pyrage.DecryptError, ValueError) as exc:
         raise CustodyError(f"sealed fields do not open: {exc}") from None
 
 
-def open_document(identity: pyrage.x25519.Identity | None, doc: bytes | None) -> bytes | None:
+def open_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
     """A metadata document opened; None when it is sealed and there is no key."""
     if doc is None or not is_sealed(doc):
         return doc
-    if identity is None:
+    if keys is None:
         return None
     try:
-        return pyrage.decrypt(doc, [identity])
+        return pyrage.decrypt(doc, keys.identities)
     except pyrage.DecryptError as exc:
         raise CustodyError(f"a sealed metadata document does not open: {exc}") from None
 
 
-def opened_record(identity: pyrage.x25519.Identity, doc: bytes | None,
+def opened_record(identity: ContentKeys, doc: bytes | None,
                   rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """An export's opened view of one item of a sealed archive (docs/FORMAT.md §12.3): its
     metadata document and the sealed fields of its entries, as the exporter's key opened them."""

@@ -79,7 +79,7 @@ def rotate_own(archive: Archive, old: SigningKey, key_path: Path, new_passphrase
         public_path(staged).unlink(missing_ok=True)
         raise
     if archive.content_key is not None:
-        encryption.wrap_for(archive.root, archive.content_key, new.public)
+        encryption.wrap_all(archive.root, archive.content_key, new.public)
     retired = key_path.with_name(f"{key_path.name}.retired-{old.key_id}")
     os.replace(key_path, retired)
     if public_path(key_path).exists():
@@ -108,7 +108,7 @@ def rotate_by_admin(archive: Archive, admin: SigningKey, custodian: str, new: Pu
                                                     reason),
                             attempted="key-rotate")[0]
     if archive.content_key is not None:
-        encryption.wrap_for(archive.root, archive.content_key, public)
+        encryption.wrap_all(archive.root, archive.content_key, public)
     return Rotated(signed.entry().seq, target.name, target.key_id, new.key_id, "admin",
                    reason.strip(), None)
 

@@ -24,6 +24,7 @@ from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, NotPermitted, UsageError, VerificationFailed
 from custody.ops.archive import CONFIG, PRIVATE_FILE, PRIVATE_FOLDER, Archive, Draft
 from custody.ops.backends import (
+    as_stored,
     create_objects,
     custody_error,
     index_for,
@@ -136,6 +137,9 @@ class _Migration:
         self.progress = progress
         self.copied = 0
         self.bytes = 0
+        # A sealed archive (docs/FORMAT.md §12) moves as it is stored: its age files, under the
+        # ciphertext names its first records sign, copied and checked without any key.
+        self.objects: ObjectStore = as_stored(source.objects)
 
     def run(self) -> Migrated:
         ledger = self.src.ledger
@@ -152,7 +156,7 @@ class _Migration:
                   "objects": self.target.objects}
         resumed = self._check_target(wanted)
         store = prepare_objects(self.root, self.target.objects)  # S3: Object Lock, credentials
-        names = sorted(self.src.objects)
+        names = sorted(self.objects)
         if not resumed:
             ours = set(names)
             foreign = next((s for s in store if s not in ours), None)
@@ -273,7 +277,8 @@ class _Migration:
     def _copy_files(self) -> None:
         """The key files (the archive key, encrypted, and its .pub) and the C2PA trust anchors
         custody.json names: the same bytes, owner-only."""
-        files = [p for p in sorted((self.src.root / "keys").glob("*")) if p.is_file()]
+        # keys/content/: a sealed archive's content keys, wrapped per custodian (§12.1)
+        files = [p for p in sorted((self.src.root / "keys").rglob("*")) if p.is_file()]
         files += [p for p in configured_files(self.src.root) if p.is_file()]
         for path in files:
             rel = path.relative_to(self.src.root)
@@ -301,7 +306,7 @@ class _Migration:
             except (ObjectCorrupt, ObjectMissing):
                 pass  # a damaged copy: put sets it aside and stores the object again
         try:
-            with self.src.objects.open(sha256) as reader:
+            with self.objects.open(sha256) as reader:
                 result = store.put(_ReadsInto(reader))
         except ObjectMissing as exc:
             raise VerificationFailed([f"source object {exc}: the migration stopped"]) from None

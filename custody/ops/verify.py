@@ -263,6 +263,9 @@ def _walk(
         problems.append("the ledger is empty (no genesis entry)")
     roots[tree.size] = tree.root()
     problems.extend(stored_tree.finish(tree.size))
+    if len(replay.epochs()) > 1:  # a sealed archive re-keyed on revocations (FORMAT.md §12.5)
+        report.notices.append("content keys: " + ", ".join(
+            f"epoch {n} from entry {seq}" for n, (seq, _) in enumerate(replay.epochs())))
     ingested = {}
     for item in replay.items():
         first = replay.first_record(item)

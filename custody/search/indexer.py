@@ -11,13 +11,15 @@ import math
 from typing import Any
 
 from custody.core import entry as entries
-from custody.core import geo
+from custody.core import geo, sealing
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.core.replay import case_change
+from custody.errors import CustodyError, UsageError
 from custody.metadata import provenance
 from custody.metadata.gps import fix_problems
 from custody.ops import encryption
 from custody.ops.archive import Archive
+from custody.ops.backends import sealed_index
 from custody.search import c2pa_filter, fingerprints
 from custody.search.times import (
     OFFSET_UNKNOWN,
@@ -30,13 +32,20 @@ from store.index_port import IncidentRow, IndexLocation, SearchIndex
 
 
 def index_location(archive: Archive) -> IndexLocation:
-    """Where this archive keeps its search index (a port the archive was built with)."""
-    return archive.index
+    """Where this archive keeps its search index (a port the archive was built with); a sealed
+    archive's is in memory, kept sealed whole, opened with the reader's content keys."""
+    if archive.sealer is None:
+        return archive.index
+    return sealed_index(archive.root, archive.ledger, archive.sealer.recipient,
+                        archive.content_key)
 
 
 def open_index(archive: Archive) -> SearchIndex:
     """The archive's index (ARCHIVE/index.db); in memory, rebuilt for this run, when it cannot
-    be written."""
+    be written. A sealed archive's needs a custodian's key (docs/SEARCH.md "Sealed archives")."""
+    if archive.sealer is not None and archive.content_key is None:
+        raise UsageError("this archive is sealed: searching it needs a custodian's key",
+                         hint="give --key FILE or set $CUSTODY_KEY")
     return index_location(archive).open()
 
 
@@ -93,6 +102,8 @@ class Indexer:
             self.skipped += 1  # verify reports it; the index just cannot use it
             return
         d, item, store = e.details, e.item, self.store
+        if sealing.SEALED in d:  # a sealed archive: notes and names, opened in memory (§12.6)
+            d = self._opened(d)
         if e.action == "incident":
             self._incident(e.seq, d)
             return
@@ -129,15 +140,30 @@ class Indexer:
         self.store.refresh_items(sorted(self.dirty))
         self.dirty.clear()
 
+    def _opened(self, d: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return encryption.open_details(self.archive.content_key, d)
+        except CustodyError:  # sealed under a content key this reader does not hold
+            return d
+
     def _facts(self, item: str, d: dict[str, Any]) -> None:
         warnings: list[str] = []
         doc: dict[str, Any] = {}
         c2pa = c2pa_filter.UNCHECKED  # unless the document is the signed one, read in the clear
         raw = self.archive.ledger.metadata(item)
+        if raw is not None and encryption.is_sealed(raw) and \
+                hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
+            try:  # the signed (sealed) bytes, opened in memory only
+                raw = encryption.open_document(self.archive.content_key, raw)
+            except CustodyError:
+                raw = None
+            if raw is None:
+                warnings.append("metadata document sealed under a content key not held here: "
+                                "not used")
+                raw = b"{}"
+            d = {**d, "metadata_sha256": hashlib.sha256(raw).hexdigest()}
         if raw is None:
             warnings.append("no metadata document")
-        elif encryption.is_sealed(raw):
-            pass  # a sealed archive's index holds only clear fields: no places, no names (§12)
         elif hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
             warnings.append("metadata document does not match its signed digest: not used "
                             "(run custody verify)")
