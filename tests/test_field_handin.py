@@ -85,6 +85,12 @@ def test_a_sealed_field_archive_hands_in_the_exact_plaintext_and_keeps_the_recei
         field.centre("get", sha, "--purpose", "check the hand-in", "-o", out, check=True)
         assert out.read_bytes() == (DATA / "media" / source).read_bytes()
     assert field.centre("verify", check=True).code == 0
+    # the centre reads what the field laptop sealed: place, device, capture time (FORMAT §12.3)
+    shown = field.centre("show", hashlib.sha256((DATA / "media" / "aleppo-gps.jpg")
+                                                .read_bytes()).hexdigest(), "--json",
+                         check=True).json()
+    assert shown["gps"] == {"lat": 36.2021, "lon": 37.1343, "alt": 379}
+    assert shown["device"] == {"make": "samsung", "model": "SM-G935F"}
     receipts = [r for r in _log(field) if r["action"] == "handed_in"]
     assert sorted(r["item"] for r in receipts) == field.items
     assert all(r["details"]["entry"] and r["details"]["inclusion"] is not None
