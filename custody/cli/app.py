@@ -942,7 +942,7 @@ def transfers(
     """Custody offers: pending, accepted and withdrawn."""
     from custody.ops import transfer as transfer_ops
 
-    rows = transfer_ops.listing(open_archive(), pending)
+    rows = transfer_ops.listing(open_archive_to_read(), pending)
     if as_json:
         out_json(rows)
         return

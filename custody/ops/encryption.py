@@ -164,6 +164,16 @@ def open_details(identity: pyrage.x25519.Identity | None, details: dict[str, Any
         raise CustodyError(f"sealed fields do not open: {exc}") from None
 
 
+def opened_member(ledger: Ledger, identity: pyrage.x25519.Identity | None, seq: int,
+                  name: str) -> Any:
+    """One member of entry `seq`'s details, opened when it was sealed (None without a key): e.g.
+    a transfer offer's purpose, which the custody book does not hold for a sealed archive."""
+    row = ledger.row(seq)
+    if row is None:
+        return None
+    return open_details(identity, entries.parse(row.body).details).get(name)
+
+
 def open_document(identity: pyrage.x25519.Identity | None, doc: bytes | None) -> bytes | None:
     """A metadata document opened; None when it is sealed and there is no key."""
     if doc is None or not is_sealed(doc):
