@@ -164,3 +164,29 @@ def test_a_forged_receipt_for_an_item_ingested_after_the_sync_empties_nothing(
     assert len(_objects(archive)) == 1  # its ciphertext stays; the two handed in went
     code, said = _keyless(field, archive, "verify")
     assert code == 1 and "rule handed-in" in said
+
+
+@pytest.mark.parametrize("damage", ["entry-byte", "proof-hash", "proof-dropped", "other-item"])
+def test_a_receipt_whose_centre_entry_or_proof_is_altered_covers_nothing(
+        field: Cli, damage: str) -> None:
+    """The pure check of a real receipt (core/handin.py), each alteration named."""
+    from custody.core import handin
+
+    real = [r for r in _log(field) if r["action"] == "handed_in"][0]
+    details, item = dict(real["details"]), real["item"]
+    assert handin.covers(details, item, field.centre_key) is None
+    if damage == "entry-byte":
+        body = bytearray(base64.b64decode(details["entry"]))
+        body[body.index(b'"received"') + 1] ^= 0x20  # "Received": still JSON, another leaf
+        details["entry"] = base64.b64encode(bytes(body)).decode()
+    elif damage == "proof-hash":
+        first = bytearray(base64.b64decode(details["inclusion"][0]))
+        first[0] ^= 1
+        details["inclusion"] = [base64.b64encode(bytes(first)).decode(),
+                                *details["inclusion"][1:]]
+    elif damage == "proof-dropped":
+        details["inclusion"] = details["inclusion"][1:]
+    else:
+        item = "0" * 64
+    assert handin.covers(details, item, field.centre_key) is not None
+    assert handin.receipt_problems(details, item)
