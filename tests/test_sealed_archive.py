@@ -8,6 +8,7 @@ GPS); tests that change an archive work on a copy of its folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,8 @@ JPEG = DATA / "media" / "aleppo-gps.jpg"  # GPS 36.2021 N, 37.1343 E, 379 m; a s
 NOTE = "witness Rami Haddad, ambulance depot basement"
 PURPOSE = "prosecutor Karim review of the depot strike"
 NAME = "depot-strike-secret.jpg"
+OFFER_PURPOSE = "handover to investigator Layla Mansour for the Hama dossier"
+REFUSED_PURPOSE = "copy for the Qasr al-Nil liaison"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,15 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     cli("ingest", tmp / NAME, "--note", NOTE, check=True)
     item = hashlib.sha256(JPEG.read_bytes()).hexdigest()
     cli("get", item, "--purpose", PURPOSE, "-o", tmp / "back.jpg", check=True)
+    # a transfer offer and a refused transfer, each with a purpose that must stay sealed
+    layla = write_new_key(tmp / "keys" / "layla.key", "Layla Investigator", PASSPHRASE)
+    cli("enroll", tmp / "keys" / "layla.key.pub", "--role", "investigator", check=True)
+    write_new_key(tmp / "keys" / "rita.key", "Rita Reviewer", PASSPHRASE)
+    cli("enroll", tmp / "keys" / "rita.key.pub", "--role", "reviewer", check=True)
+    cli("transfer", item, "--to", layla.key_id, "--purpose", OFFER_PURPOSE, check=True)
+    refused = cli("--key", tmp / "keys" / "rita.key", "transfer", item, "--to", layla.key_id,
+                  "--purpose", REFUSED_PURPOSE)
+    assert refused.code != 0
     return cli
 
 
@@ -60,6 +72,8 @@ def test_seized_copy_of_a_sealed_archive_yields_no_content_gps_or_text(
         "the device": b"SM-G935F",
         "the note": b"Rami Haddad",
         "the purpose": b"Karim",
+        "the transfer offer's purpose": b"Layla Mansour",
+        "the refused transfer's purpose": b"Qasr al-Nil",
         "the file name": b"depot-strike",
     }
     found = [(what, str(f.relative_to(seized))) for f in seized.rglob("*") if f.is_file()
@@ -71,7 +85,7 @@ def test_seized_copy_of_a_sealed_archive_yields_no_content_gps_or_text(
 def test_seized_sealed_archive_verifies_without_any_key(sealed: Cli, tmp_path: Path) -> None:
     code, out, err = _keyless(sealed, _copy(sealed, tmp_path / "seized"), "verify")
     assert code == 0, err
-    assert "OK: 3 entries and 1 objects verified" in out
+    assert "OK: 7 entries and 1 objects verified" in out
 
 
 def test_custodian_gets_the_exact_bytes_and_places_back(sealed: Cli) -> None:
@@ -197,3 +211,22 @@ def test_a_statement_signed_elsewhere_is_refused_by_a_sealed_archive(
     assert r.code != 0 and "sealed" in one_line_error(r)
     assert (archive / "ledger.db").read_bytes() == before
     assert b"would lie in clear" not in before
+
+
+def test_transfer_purposes_are_sealed_and_a_custodian_reads_them(sealed: Cli) -> None:
+    """The offer's and the refused attempt's purposes are sealed like notes (FORMAT.md §12.2):
+    the log shows `sealed`, a custodian's key opens them, and no key shows none."""
+    logged = [json.loads(line) for line in sealed("log", "--json", check=True).stdout
+              .splitlines() if line.strip()]
+    offer = [e for e in logged if e["action"] == "transfer-offer"][0]
+    refusal = [e for e in logged if e["action"] == "refused"][0]
+    assert "purpose" not in offer["details"] and "sealed" in offer["details"]
+    assert "purpose" not in refusal["details"] and "sealed" in refusal["details"]
+    (row,) = sealed("transfers", "--json", check=True).json()
+    assert row["purpose"] == OFFER_PURPOSE
+    item = hashlib.sha256(JPEG.read_bytes()).hexdigest()
+    shown = sealed("show", item, "--json", check=True).json()
+    assert shown["refusals"][0]["details"]["purpose"] == REFUSED_PURPOSE
+    assert shown["pending_offers"][0]["purpose"] == OFFER_PURPOSE
+    code, out, _ = _keyless(sealed, sealed.archive, "transfers", "--json")
+    assert code == 0 and json.loads(out)[0]["purpose"] is None

@@ -945,7 +945,7 @@ def transfers(
     """Custody offers: pending, accepted and withdrawn."""
     from custody.ops import transfer as transfer_ops
 
-    rows = transfer_ops.listing(open_archive(), pending)
+    rows = transfer_ops.listing(open_archive_to_read(), pending)
     if as_json:
         out_json(rows)
         return
@@ -1355,19 +1355,35 @@ app.add_typer(travel_app, name="travel")
 
 @travel_app.command("empty")
 def travel_empty(
-    held_in: Path = typer.Option(..., "--held-in", help="A package of this archive (custody export) holding every item on this device; it is verified first."),
+    held_in: Path = typer.Option(None, "--held-in", help="A package of this archive (custody export) holding every item on this device; it is verified first."),
+    handed_in: bool = typer.Option(False, "--handed-in", help="Empty what the centre's signed receipts (custody sync) prove it holds; the rest stays and is named. Needs --centre-key."),
+    centre_key: str = typer.Option(None, "--centre-key", metavar="VKEY", help="With --handed-in: the centre's verifier key (name+id+key, or a file holding it); only receipts it signed count."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Remove this device's objects once a verified package holds them all; the signed ledger
-    stays, and verify reports the content as held elsewhere."""
+    """Remove this device's objects once a verified package, or the centre's receipts, hold
+    them; the signed ledger stays, and verify reports the content as held elsewhere."""
     from custody.package import travel
 
+    if (held_in is None) == (not handed_in):
+        raise UsageError("give either --held-in PACKAGE or --handed-in --centre-key VKEY")
+    if handed_in and not centre_key:
+        raise UsageError("--handed-in needs --centre-key VKEY (the key you pinned for sync)")
     archive = open_archive()
-    done = travel.empty(archive, acting_key(), held_in)
+    if handed_in:
+        text = centre_key.strip()
+        if "+" not in text and Path(text).is_file():
+            text = Path(text).read_text().strip()
+        done = travel.empty_handed_in(archive, acting_key(), text)
+    else:
+        done = travel.empty(archive, acting_key(), held_in)
     if as_json:
         out_json(done.to_json())
+    elif done.centre is not None:
+        say(f"emptied {len(done.items)} object(s); held at the centre {done.centre['origin']}")
+        for sha, why in done.kept.items():
+            err(f"kept {sha}: {why}")
     else:
-        say(f"emptied {len(done.items)} object(s); held in package {done.package.get('id')}")
+        say(f"emptied {len(done.items)} object(s); held in package {(done.package or {}).get('id')}")
 
 
 # Witnesses ---------------------------------------------------------------------------------------

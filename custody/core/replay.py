@@ -134,6 +134,8 @@ class Replay:
         self._derivatives: dict[str, list[str]] = {}
         self._statements: dict[str, int] = {}  # statement id -> the entry that embeds it
         self._epochs: list[tuple[int, str]] = []  # a sealed archive's content keys (§12.5)
+        # handed_in seq -> (item, centre key) of a receipt whose inclusion proof holds (§12.4)
+        self._receipts: dict[int, tuple[str, str]] = {}
 
     # Folding ------------------------------------------------------------------------------------
 
@@ -183,7 +185,7 @@ class Replay:
         if e.action in ("key-backup", "key-restore"):
             found += self._check_own_key(e, signer)
         if e.action == "handed_in":
-            found += [("handed-in", p) for p in handin.receipt_problems(e.details)]
+            found += self._check_receipt(e)
         found += self._check_epoch(e)
         role = signer.role if signer is not None else None
         if e.action == "transfer-offer":
@@ -288,8 +290,31 @@ class Replay:
             if not isinstance(named, list) or not named:
                 return [("held-recorded", "names no items")]
             return [("held-recorded", f"names item {sha}, which was never recorded")
-                    for sha in named if sha not in self._first]
+                    for sha in named if sha not in self._first] + self._check_held_at_centre(e)
         return []
+
+    def _check_receipt(self, e: Entry) -> list[tuple[str, str]]:
+        problems = handin.receipt_problems(e.details, e.item)
+        if not problems and handin.ENTRY in e.details and e.item is not None:
+            self._receipts[e.seq] = (e.item, str(e.details.get("centre_key")))
+        return [("handed-in", p) for p in problems]
+
+    def _check_held_at_centre(self, e: Entry) -> list[tuple[str, str]]:
+        """A `held-elsewhere` by the centre's receipts (§12.4): each item named has, among the
+        `receipts` listed, an earlier handed_in entry whose inclusion proof holds, of that item,
+        signed by the centre key named."""
+        centre = e.details.get("centre")
+        if centre is None:
+            return []
+        receipts = centre.get("receipts") if isinstance(centre, dict) else None
+        if not isinstance(receipts, list):
+            return [("held-receipt", "its centre names no receipts")]
+        covered = {self._receipts[s] for s in receipts if isinstance(s, int)
+                   and not isinstance(s, bool) and s in self._receipts}
+        key = str(centre.get("key"))
+        return [("held-receipt", f"names item {sha}, which no listed receipt of centre key "
+                                 f"{key[:40]} covers")
+                for sha in e.details.get("items") or [] if (sha, key) not in covered]
 
     def _check_derived(self, e: Entry) -> list[tuple[str, str]]:
         found = derivation.record_problems(e.details, e.item)

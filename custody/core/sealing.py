@@ -19,6 +19,9 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {
     "sighting": ("note", "source"),
     "access": ("purpose", "destination"),
     "note": ("text",),
+    # why custody was offered, and what a refused attempt said it was for (issue 19 item 3)
+    "transfer-offer": ("purpose",),
+    "refused": ("purpose",),
 }
 
 

@@ -251,6 +251,15 @@ def open_details(keys: ContentKeys | None, details: dict[str, Any]) -> dict[str,
         raise CustodyError(f"sealed fields do not open: {exc}") from None
 
 
+def opened_member(ledger: Ledger, keys: ContentKeys | None, seq: int, name: str) -> Any:
+    """One member of entry `seq`'s details, opened when it was sealed (None without a key): e.g.
+    a transfer offer's purpose, which the custody book does not hold for a sealed archive."""
+    row = ledger.row(seq)
+    if row is None:
+        return None
+    return open_details(keys, entries.parse(row.body).details).get(name)
+
+
 def open_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
     """A metadata document opened; None when it is sealed and there is no key."""
     if doc is None or not is_sealed(doc):

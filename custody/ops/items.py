@@ -108,7 +108,9 @@ def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[st
         ],
         "refusals": [h for h in history if h["action"] == "refused"],
         "pending_offers": [
-            {"offer": o.seq, "to": o.to, "to_name": registry.name_of(o.to), "purpose": o.purpose}
+            {"offer": o.seq, "to": o.to, "to_name": registry.name_of(o.to),
+             "purpose": o.purpose if archive.sealer is None else encryption.opened_member(
+                 archive.ledger, archive.content_key, o.seq, "purpose")}
             for o in replay.pending_offers() if o.item == item
         ],
         "history": history,

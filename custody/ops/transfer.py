@@ -18,6 +18,7 @@ from custody.core.custodians import Registry
 from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import NotFound, NotPermitted, UsageError
+from custody.ops import encryption
 from custody.ops.archive import Archive, Draft, Refusal, replayed, utc_now
 from store.ports import LedgerReads, LedgerTransaction
 
@@ -164,11 +165,20 @@ def offer_json(o: Offer, archive: Archive) -> dict[str, Any]:
         "from_name": reg.name_of(o.sender),
         "to": o.to,
         "to_name": reg.name_of(o.to),
-        "purpose": o.purpose,
+        "purpose": offer_purpose(archive, o),
         "state": o.state,
         "closed_by": o.closed_by,
         "group": o.group,
     }
+
+
+def offer_purpose(archive: Archive, o: Offer) -> str | None:
+    """The offer's stated purpose: sealed in a sealed archive's entry (FORMAT.md §12.2), so read
+    from the entry with the content key; None when it stays sealed (no key)."""
+    if archive.sealer is None:
+        return o.purpose
+    found = encryption.opened_member(archive.ledger, archive.content_key, o.seq, "purpose")
+    return found if isinstance(found, str) else None
 
 
 def listing(archive: Archive, pending_only: bool = False) -> list[dict[str, Any]]:

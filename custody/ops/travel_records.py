@@ -1,5 +1,6 @@
 """Travel mode's record: which items' content a signed `held-elsewhere` entry says this device
-no longer holds, and where it is held (docs/FORMAT.md §12.4). Read by verify and show."""
+no longer holds, and where it is held: a package, or the centre by its receipts (docs/FORMAT.md
+§12.4). Read by verify and show."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ def held_elsewhere(ledger: LedgerReads) -> dict[str, str]:
             details = entries.parse(row.body).details
         except entries.MalformedEntry:
             continue  # the ledger check names it
-        package = details.get("package")
-        where = (f"package {package.get('id')}, entry {row.seq}" if isinstance(package, dict)
-                 else f"entry {row.seq}")
+        package, centre = details.get("package"), details.get("centre")
+        if isinstance(package, dict):
+            where = f"package {package.get('id')}, entry {row.seq}"
+        elif isinstance(centre, dict):  # the centre's signed receipts (handed_in entries)
+            where = f"at the centre {centre.get('origin')}, entry {row.seq}"
+        else:
+            where = f"entry {row.seq}"
         for sha in details.get("items") or []:
             held[str(sha)] = where
     return held

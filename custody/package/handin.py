@@ -6,6 +6,7 @@ draft, or nothing is recorded. docs/SERVICE.md, "Sync to the centre".
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,17 @@ def import_signed(
             raise VerificationFailed([f"the archive set aside {len(repairs)} damaged stored "
                                       "cop(ies) while storing the package: run custody verify, "
                                       "then sync again"])
-    appended = [archive.append_statement(s, metadata=d.metadata).entry()
+    appended = [archive.append_statement(s, metadata=d.metadata)
                 for (s, _), d in zip(statements, drafts, strict=True)]
     return {
         "package_sha256": report.package_sha256,
         "package_id": report.package_id,
         "archive": report.archive,
+        # `entry`: the entry's bytes, so the sender can prove them in a checkpoint (§12.4)
         "entries": [{"item": e.item, "seq": e.seq, "action": e.action,
-                     "statement_id": e.statement_id} for e in appended],
+                     "statement_id": e.statement_id,
+                     "entry": base64.b64encode(signed.body).decode()}
+                    for signed in appended for e in [signed.entry()]],
     }
 
 

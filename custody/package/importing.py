@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from custody.core.chain import FIRST_RECORD
 from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.errors import ArchiveError, DiskFull, VerificationFailed
+from custody.ops import encryption
 from custody.ops.annotate import _check_id
 from custody.ops.archive import Archive, Draft
 from custody.ops.ingest import replaced_details
@@ -166,11 +168,13 @@ def received_drafts(
     for item in report.items:
         fr = item.first.details
         meta = layout.metadata_path(item.sha256)
+        document, opened_from = _readable_metadata(tags, item.sha256, tags[meta])
         details = {
             "digests": fr["digests"],
             "size": fr["size"],
             "mime": fr.get("mime"),
-            "metadata_sha256": fr["metadata_sha256"],
+            "metadata_sha256": (fr["metadata_sha256"] if opened_from is None
+                                else hashlib.sha256(document).hexdigest()),
             "source": {
                 "archive": report.archive.get("name"),
                 "origin": report.archive["origin"],
@@ -187,10 +191,30 @@ def received_drafts(
             "case": case,
             "batch": batch,
         }
-        drafts.append(Draft("received", item.sha256, details, metadata=tags[meta]))
+        if opened_from is not None:
+            details["metadata_opened_from"] = opened_from
+        drafts.append(Draft("received", item.sha256, details, metadata=document))
         if case is not None:
             drafts.append(Draft("case-add", item.sha256, {"case": case}))
     return drafts
+
+
+def _readable_metadata(tags: dict[str, bytes], sha256: str, carried: bytes
+                       ) -> tuple[bytes, str | None]:
+    """The metadata document a receiving archive keeps: the carried one, or, when a sealed
+    archive exported it (an age file the receiver has no key for), the document the exporter's
+    key opened (`custody/opened/`, signed by the exporter, re-derivable from the payload),
+    canonical, with the SHA-256 of the sealed one it was opened from (docs/FORMAT.md §12.3)."""
+    opened = tags.get(layout.opened_path(sha256))
+    if not encryption.is_sealed(carried) or opened is None:
+        return carried, None
+    try:
+        document = json.loads(opened)["metadata"]
+    except (ValueError, KeyError, TypeError):
+        return carried, None
+    if not isinstance(document, dict):
+        return carried, None
+    return canonical.encode(document), hashlib.sha256(carried).hexdigest()
 
 
 def provenance(archive: Archive, item: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ recorded, so an interruption at any step is finished by a rerun.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from custody.core import handin, note
+from custody.core import handin, merkle, note, tiles
 from custody.core.signing import SigningKey
 from custody.errors import CustodyError, UsageError
 from custody.ops.archive import Archive, Draft
@@ -176,17 +177,40 @@ def _receipt(archive: Archive, key: SigningKey, pusher: Pusher, state: dict[str,
                              "receipt")
         time.sleep(0.5)
     drafts = []
+    fetched: dict[tiles.Tile, bytes] = {}
     for e in entries:
         details = {"centre": state["log"], "centre_key": centre_key, "server": pusher.server,
                    "checkpoint": text, "seq": e["seq"], "statement_id": e["statement_id"],
                    "package_sha256": state["imported"].get("package_sha256")}
-        problems = handin.receipt_problems(details)
+        if isinstance(e.get("entry"), str):  # a centre that returns its entry: prove it (§12.4)
+            details[handin.ENTRY] = e["entry"]
+            details[handin.INCLUSION] = _inclusion(pusher, checkpoint, e["seq"], fetched)
+        problems = handin.receipt_problems(details, e["item"])
         if problems:
             raise SyncFailed(f"the centre's receipt does not hold: {problems[0]}")
         drafts.append(Draft("handed_in", e["item"], details))
     signed = archive.append(key, drafts, attempted="sync")
     return {"checkpoint_size": checkpoint.size, "root_hash": checkpoint.root_hash.hex(),
             "entries": [s.entry().seq for s in signed]}
+
+
+def _inclusion(pusher: Pusher, checkpoint: note.Checkpoint, seq: int,
+               fetched: dict[tiles.Tile, bytes]) -> list[str]:
+    """The inclusion proof of centre entry `seq` in `checkpoint`'s tree, read from the centre's
+    public hash tiles (C2SP tlog-tiles). The tiles need no trust: the proof is checked against
+    the root the pinned key signed (handin.receipt_problems)."""
+    size = checkpoint.size
+    for tile in tiles.tiles_for_nodes(merkle.inclusion_proof_nodes(seq, size), size):
+        if tile not in fetched:
+            response = pusher._request("GET", f"{pusher.server}/{tile.path}")
+            if response.status_code != 200:
+                raise PushError(_said(response))
+            fetched[tile] = response.content
+    try:
+        proof = merkle.inclusion_proof(seq, size, tiles.node_reader(size, fetched))
+    except (tiles.TileError, ValueError) as exc:
+        raise SyncFailed(f"the centre's tiles do not give an inclusion proof: {exc}") from None
+    return [base64.b64encode(h).decode() for h in proof]
 
 
 def _check_centre_key(pusher: Pusher, verifier: note.VerifierKey) -> None:
@@ -213,8 +237,6 @@ def _post(pusher: Pusher, path: str, body: dict[str, Any], expect: int) -> dict[
 
 
 def _b64(text: str) -> str:
-    import base64
-
     return base64.b64encode(text.encode()).decode()
 
 
