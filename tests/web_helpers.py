@@ -64,7 +64,8 @@ def make_web_archive(tmp: Path, files: list[Path] | None = None) -> WebArchive:
     for f in files if files is not None else [MEDIA / "aleppo-gps.jpg"]:
         cli("ingest", f, "--case", "ALP-1", check=True)
     items = [row["sha256"] for row in cli("list", "--json", check=True).json()]
-    server = Subprocess(tmp / "archive", tmp / "serve.log", "--checkpoint-every", "0")
+    server = Subprocess(tmp / "archive", tmp / "serve.log", "--checkpoint-every", "0",
+                        start_timeout=120)  # a loaded CI machine starts it slowly
     return WebArchive(tmp, cli, server.base, server, keys, items)
 
 

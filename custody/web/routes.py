@@ -10,6 +10,8 @@ from starlette.staticfiles import StaticFiles
 
 from custody.ops.archive import Archive
 from custody.service.auth import Nonces
+from custody.web.auditlog import log_routes
+from custody.web.content import content_routes
 from custody.web.dashboard import dashboard_routes
 from custody.web.sessions import Sessions
 from custody.web.signin import signin_routes
@@ -24,5 +26,7 @@ def web_routes(open_archive: Callable[[], Archive], nonces: Nonces) -> list[Base
     return [
         *signin_routes(web, nonces),
         *dashboard_routes(web),
+        *log_routes(web),
+        *content_routes(web),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
