@@ -7,6 +7,7 @@ docs/WEB.md "Adding a page": `web.page(path, handler)` is the one way a page is 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -191,4 +192,21 @@ def _environment(language: str) -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["when"] = when
     return env
+
+
+STAMP = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?")
+
+
+def when(value: object) -> str:
+    """A time as people read it: seconds, no fraction, `UTC` for Z (the full value is kept in
+    the `datetime` attribute of the <time> element that shows it)."""
+    if not isinstance(value, str):
+        return "—" if value is None else str(value)
+    found = STAMP.fullmatch(value)
+    if found is None:
+        return value
+    zone = found.group(3)
+    return f"{found.group(1)} {found.group(2)}" + (
+        " UTC" if zone == "Z" else f" {zone}" if zone else "")
