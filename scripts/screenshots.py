@@ -121,14 +121,14 @@ def shoot(demo: Demo, base: str, out: Path) -> None:
                 page = context.new_page()
                 url = demo.run("login", "--server", base, who="reviewer").strip()
                 page.goto(url)
-                page.screenshot(path=str(out / f"signin-confirm-{lang}-{device}.png"))
+                page.screenshot(path=str(out / f"web-signin-confirm-{lang}-{device}.png"))
                 page.locator("form[action='/signin'] button").click()
                 page.wait_for_url("**/")
                 for name, (path, full) in PAGES.items():
                     page.goto(base + path)
                     if device == "phone" and name != "dashboard":
                         continue
-                    page.screenshot(path=str(out / f"{name}-{lang}-{device}.png"),
+                    page.screenshot(path=str(out / f"web-{name}-{lang}-{device}.png"),
                                     full_page=full)
                 context.close()
         browser.close()
