@@ -171,9 +171,24 @@ def test_the_main_pages_have_no_serious_accessibility_violation(hostile, browser
                 else:
                     page.goto(hostile.base + path)
             results = axe.run(page)
+            assert results.response["testEngine"]["name"] == "axe-core"  # it ran on the page
             bad = [(v["id"], v["impact"], len(v["nodes"])) for v in results.response["violations"]
                    if v["impact"] in ("serious", "critical")]
             if bad:
                 found[f"{name} ({lang})"] = bad
         context.close()
     assert found == {}
+
+
+def test_revoking_a_key_ends_its_browser_sessions_at_the_next_page(hostile, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, hostile.login_url("investigator"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Case dashboard"
+    hostile.cli("revoke", hostile.keys["investigator"].key_id, "--reason", "device seized",
+                check=True)
+    page.goto(hostile.base + "/log")
+    assert page.url.endswith("/signin")
+    page.goto(hostile.login_url("investigator"))  # and no new link signs them in
+    assert "not an active custodian" in page.get_by_role("alert").inner_text()
+    context.close()
