@@ -34,6 +34,7 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # The service benchmark's baseline: plain HTTP PUTs with curl (benchmarks/service.py).
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the web tests' headless browser (Playwright, docs/WEB.md)
 BASE=${PYTHON:-python3}
 # A stock machine may lack Python itself, or Debian's venv module (package python3-venv).
 if ! command -v "$BASE" >/dev/null 2>&1; then

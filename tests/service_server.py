@@ -39,7 +39,8 @@ def wait_until_up(base: str, proc: subprocess.Popen[bytes] | None = None,
 class Subprocess:
     """`python -m custody serve --listen 127.0.0.1:PORT ...` with its stderr kept in a file."""
 
-    def __init__(self, archive: Path, log: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, archive: Path, log: Path, *args: str, env: dict[str, str] | None = None,
+                 start_timeout: float = 30):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -49,7 +50,7 @@ class Subprocess:
              f"127.0.0.1:{self.port}", *args],
             env={**os.environ, "CUSTODY_ARCHIVE_PASSPHRASE": ARCHIVE_PASSPHRASE, **(env or {})}, stdout=subprocess.DEVNULL, stderr=self._err,
             stdin=subprocess.DEVNULL)
-        wait_until_up(self.base, self.proc)
+        wait_until_up(self.base, self.proc, start_timeout)
 
     def stop(self) -> None:
         self.proc.terminate()

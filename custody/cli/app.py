@@ -1853,6 +1853,35 @@ def serve(
     run(settings, host, int(port), ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
+@app.command()
+def login(
+    server: str = typer.Option(..., "--server", metavar="URL", help="The custody service to sign in to (`custody serve`), e.g. https://archive.example.org"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print a one-time link that signs a browser in to the web interface as the acting
+    custodian: signed by their key, valid for two minutes, usable once (docs/WEB.md)."""
+    import secrets
+    import time
+
+    from custody.core import login_token
+
+    try:
+        origin = login_token.origin(server)
+    except login_token.LoginTokenError as exc:
+        raise UsageError(f"--server: {exc}") from None
+    key = acting_key()
+    now = int(time.time())
+    token = login_token.make(key, origin, now, secrets.token_urlsafe(24))
+    url = f"{origin}/signin?token={token}"
+    if as_json:
+        out_json({"url": url, "key_id": key.key_id, "server": origin,
+                  "expires": now + login_token.LIFETIME_SECONDS})
+        return
+    say(url)
+    err(f"custody: open this link within {login_token.LIFETIME_SECONDS // 60} minutes; it "
+        "works once")
+
+
 # Help text and the one error handler --------------------------------------------------------------
 
 METAVARS = {str: "TEXT", int: "N", float: "NUMBER", Path: "PATH"}

@@ -33,6 +33,8 @@ from custody.service.openapi import Operation, document, json_content
 from custody.service.sync import sync_operations, sync_routes
 from custody.service.tiles import tile_operations, tile_routes
 from custody.service.uploads import upload_operations, upload_routes
+from custody.web.routes import web_routes
+from custody.web.security import SecurityHeaders
 from store.ports import StoreError
 
 UPLOADS = "/uploads/"  # tus uploads keep their own size limit (custody/service/uploads.py)
@@ -70,7 +72,8 @@ def create_app(settings: ServiceSettings) -> Starlette:
                                "(see the server's log)") from None
 
     limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
-    authenticate = Authenticator(open_archive, nonce_store(settings.archive),
+    nonces = nonce_store(settings.archive)
+    authenticate = Authenticator(open_archive, nonces,
                                  window_seconds=settings.signature_window_seconds,
                                  limiter=limiter)
     routes, operations = api_routes(open_archive, authenticate)
@@ -81,6 +84,7 @@ def create_app(settings: ServiceSettings) -> Starlette:
     routes += tile_routes(open_archive, public_entries=settings.public_log)
     routes += sync_routes(open_archive, authenticate,
                           settings.upload_dir or settings.archive / "uploads")
+    routes += web_routes(open_archive, nonces)  # the pages, at / (docs/WEB.md)
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
         "description": "OpenAPI 3.1", "content": json_content({"type": "object"})}},
         signed=False), *operations, *upload_operations(), *tile_operations(),
@@ -91,6 +95,7 @@ def create_app(settings: ServiceSettings) -> Starlette:
         return JSONResponse(spec)
 
     middleware = [Middleware(AccessLog, stream=_log_stream(settings.access_log)),
+                  Middleware(SecurityHeaders),  # CSP and friends on every response
                   Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=(UPLOADS,))]
     if settings.allow_origins:
         middleware.append(Middleware(

@@ -1,0 +1,46 @@
+"""The headers every response carries: a Content-Security-Policy with no inline script or style,
+no framing, no MIME sniffing, no referrer (sign-in links carry a token in their query)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# img-src: pages that show map tiles add the tile server's origin (docs/WEB.md "Adding a page")
+IMG_SOURCES: list[str] = ["'self'", "data:"]
+
+
+def content_security_policy() -> str:
+    return "; ".join([
+        "default-src 'none'", "script-src 'self'", "style-src 'self'",
+        f"img-src {' '.join(IMG_SOURCES)}", "connect-src 'self'", "font-src 'self'",
+        "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+    ])
+
+
+def headers() -> list[tuple[bytes, bytes]]:
+    return [(b"content-security-policy", content_security_policy().encode("ascii")),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin")]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every HTTP response that does not set its own."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in headers() if n not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
