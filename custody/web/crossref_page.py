@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -107,11 +107,14 @@ def _options(form: FormData) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _saved(upload: UploadFile, limit: int) -> Iterator[Path]:
-    """The uploaded track in a private temporary file (removed after), at most `limit` bytes:
-    the form's whole body is already capped by `_limited`; this holds if that ever changes."""
-    fd, name = tempfile.mkstemp(prefix="custody-track-")
+    """The uploaded track in a private temporary folder (removed after), under the uploaded
+    file's own name (errors name it, and a .geojsonl suffix tells its format, as on the command
+    line), at most `limit` bytes: the form's body is already capped by `_limited`; this holds
+    if that ever changes."""
+    folder = Path(tempfile.mkdtemp(prefix="custody-track-"))
+    name = _safe_name(upload.filename or "")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with (folder / name).open("xb") as out:
             upload.file.seek(0)
             written = 0
             while chunk := upload.file.read(CHUNK):
@@ -119,9 +122,17 @@ def _saved(upload: UploadFile, limit: int) -> Iterator[Path]:
                 if written > limit:
                     raise UsageError(f"the track is larger than {limit:,} bytes")
                 out.write(chunk)
-        yield Path(name)
+        yield folder / name
     finally:
-        os.unlink(name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _safe_name(uploaded: str) -> str:
+    """The last part of the name the browser sent, without path separators or control
+    characters, at most 120 characters; `track` when nothing is left."""
+    name = uploaded.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable())[-120:].lstrip(".")
+    return name or "track"
 
 
 def _limited(web: Web, route: Route, max_bytes: int) -> Route:
