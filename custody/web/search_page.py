@@ -57,7 +57,8 @@ def _count(text: str, flag: str) -> int:
 def search_routes(web: Web, tiles: maps.Tiles | None) -> list[BaseRoute]:
     async def search(request: Request) -> Response:
         await web.caller(request)  # every custodian may search, as on the command line
-        params = dict(request.query_params)
+        # the CLI's option names, with `_` (as /api/v1/search) or `-` (`within-km`) alike
+        params = {k.replace("-", "_"): v for k, v in request.query_params.items()}
         form = {k: params.get(k, "") for k in FILTERS}
         context: dict[str, Any] = {"form": form, "verdicts": C2PA_VERDICTS, "result": None,
                                    "problem": None, **maps.map_context(tiles, {"points": []})}
