@@ -194,6 +194,6 @@ def timeline(result: dict[str, Any]) -> list[dict[str, Any]]:
                      "x_track": half + m["dt_seconds"] / span * (half - 20),
                      "x_lo": half - window / span * (half - 20),
                      "x_hi": half + window / span * (half - 20),
-                     "span_minutes": span / 60})
+                     "span_minutes": span / 60, "window_minutes": round(window / 60, 1)})
     rows.sort(key=lambda r: r["captured"])
     return rows

@@ -69,10 +69,11 @@ def search_routes(web: Web, tiles: maps.Tiles | None) -> list[BaseRoute]:
                 points = [p for p in (maps.item_point(i, i.get("distance_km"))
                                       for i in result["items"]) if p]
                 near = result["query"].get("near")
-                center = [near["lat"], near["lon"]] if near else None
+                data = {"points": points, "bbox": result["query"].get("bbox")}
+                if near:
+                    data.update(center=[near["lat"], near["lon"]], radius_km=near["within_km"])
                 context.update(result=result, limited=wanted.limit,
-                               **maps.map_context(tiles, {"points": points, "center": center,
-                                                          "bbox": result["query"].get("bbox")}))
+                               **maps.map_context(tiles, data))
         except (UsageError, NotFound) as exc:  # a filter that cannot be read, an unknown case:
             context["problem"] = exc.message  # said above the form, which keeps what was typed
             status = 404 if isinstance(exc, NotFound) else 400

@@ -57,11 +57,18 @@
       .bindPopup(popup(link.position)).addTo(map);
     bounds.push(link.to);
   });
-  if (data.bbox) {
-    bounds.push([data.bbox[1], data.bbox[0]]);
-    bounds.push([data.bbox[3], data.bbox[2]]);
+  if (data.bbox) {  // the box searched (west, south, east, north), drawn for context
+    var west = data.bbox[0], east = data.bbox[2] < west ? data.bbox[2] + 360 : data.bbox[2];
+    var box = [[data.bbox[1], west], [data.bbox[3], east]];
+    L.rectangle(box, { className: "searched", weight: 1, fill: false, interactive: false })
+      .addTo(map);
+    bounds.push(box[0], box[1]);
   }
-  if (data.center) { bounds.push(data.center); }
+  if (data.center) {  // the place searched and its radius
+    L.circle(data.center, { radius: (data.radius_km || 0) * 1000, className: "searched",
+                            weight: 1, fill: false, interactive: false }).addTo(map);
+    bounds.push(data.center);
+  }
   if (bounds.length) {
     map.fitBounds(bounds, { padding: [24, 24], maxZoom: 14 });
   } else {
