@@ -16,7 +16,7 @@ from custody.web import security
 LEAFLET = "/static/vendor/leaflet-1.9.4"
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = "© OpenStreetMap contributors"
-_PLACEHOLDERS = re.compile(r"\{[a-z]\}")
+_PLACEHOLDERS = re.compile(r"\{[^{}]*\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +28,9 @@ class Tiles:
 
     @property
     def origin(self) -> str:
-        parts = urlsplit(self.url.replace("{s}", "a"))
-        return f"{parts.scheme}://{parts.netloc}"
+        """For the CSP: `{s}.host` (Leaflet's subdomains a, b, c) becomes `*.host`."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.replace('{s}', '*')}"
 
 
 def tiles_from(url: str | None, attribution: str | None = None) -> Tiles | None:
@@ -43,6 +44,9 @@ def tiles_from(url: str | None, attribution: str | None = None) -> Tiles | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"--tile-url {url!r}: give an http(s) URL template such as "
                          f"{OSM_TILES} (or 'osm')")
+    if "{" in parts.netloc.replace("{s}.", "", 1) if parts.netloc.startswith("{s}.") \
+            else "{" in parts.netloc:
+        raise UsageError(f"--tile-url {url!r}: only a leading {{s}}. may stand in the host")
     if not all(p in url for p in ("{z}", "{x}", "{y}")):
         raise UsageError(f"--tile-url {url!r} must hold {{z}}, {{x}} and {{y}}")
     unknown = set(_PLACEHOLDERS.findall(url)) - {"{z}", "{x}", "{y}", "{s}", "{r}"}
