@@ -1820,6 +1820,9 @@ def serve(
     upload_expire: int = typer.Option(7 * 24 * 3600, "--upload-expire", metavar="SECONDS", help="An unfinished upload is removed this long after its last chunk."),
     checkpoint_every: float = typer.Option(10.0, "--checkpoint-every", metavar="SECONDS", help="Sign a checkpoint when the log has grown, this often (the archive key's passphrase from $CUSTODY_ARCHIVE_PASSPHRASE or the terminal); 0: never, and statements of remote custodians stay bound only by the next checkpoint someone makes."),
     public_log: bool = typer.Option(False, "--public-log", help="Also serve the log's entries (/tile/entries/…: notes, purposes, names in clear); the checkpoint and hash tiles are always served."),
+    tile_url: str = typer.Option(None, "--tile-url", metavar="URL", help="Map tiles for the web pages' maps: a template with {z}/{x}/{y}, or 'osm' for OpenStreetMap's (which then sees the areas viewed); none by default (docs/WEB.md)."),
+    tile_attribution: str = typer.Option(None, "--tile-attribution", metavar="TEXT", help="The attribution the tile server asks to be shown [its host name]."),
+    max_track: int = typer.Option(16 << 20, "--max-track", metavar="BYTES", help="Largest track the web crossref page takes."),
 ) -> None:
     """Serve the archive over HTTP: the JSON API (docs/SERVICE.md), every request signed by a
     custodian's key (RFC 9421), every write a statement they signed."""
@@ -1840,6 +1843,11 @@ def serve(
         raise UsageError("--max-upload and --upload-expire must be positive")
     if checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be 0 (never) or a number of seconds")
+    from custody.web.maps import tiles_from
+
+    tiles_from(tile_url, tile_attribution)  # a bad --tile-url refused before anything starts
+    if max_track < 1:
+        raise UsageError("--max-track must be positive")
     key = archive_key(open_archive()) if checkpoint_every > 0 else None
     settings = ServiceSettings(archive=state.archive_path, allow_origins=tuple(allow_origin or ()),
                                max_body_bytes=max_body, rate_per_second=rate, rate_burst=burst,
@@ -1847,7 +1855,9 @@ def serve(
                                max_upload_bytes=max_upload,
                                upload_expire_after=timedelta(seconds=upload_expire),
                                public_log=public_log, archive_key=key,
-                               checkpoint_every=checkpoint_every)
+                               checkpoint_every=checkpoint_every,
+                               tile_url=tile_url, tile_attribution=tile_attribution,
+                               max_track_bytes=max_track)
     scheme = "https" if ssl_certfile else "http"
     err(f"custody: serving {state.archive_path} on {scheme}://{listen}")
     run(settings, host, int(port), ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)

@@ -33,6 +33,8 @@ from custody.service.openapi import Operation, document, json_content
 from custody.service.sync import sync_operations, sync_routes
 from custody.service.tiles import tile_operations, tile_routes
 from custody.service.uploads import upload_operations, upload_routes
+from custody.web import maps
+from custody.web.crossref_page import PATH as CROSSREF_PAGE  # its own limit: --max-track
 from custody.web.routes import web_routes
 from custody.web.security import SecurityHeaders
 from store.ports import StoreError
@@ -58,6 +60,9 @@ class ServiceSettings:
     public_log: bool = False  # serve entry bundles (entries in clear), not only hashes
     archive_key: SigningKey | None = None  # signs checkpoints as the log grows (checkpointer.py)
     checkpoint_every: float = 10.0  # seconds between checks for growth
+    tile_url: str | None = None  # the web maps' tile server (docs/WEB.md "Maps"); None: none
+    tile_attribution: str | None = None
+    max_track_bytes: int = 16 << 20  # a track uploaded on the web crossref page
 
 
 def create_app(settings: ServiceSettings) -> Starlette:
@@ -84,7 +89,9 @@ def create_app(settings: ServiceSettings) -> Starlette:
     routes += tile_routes(open_archive, public_entries=settings.public_log)
     routes += sync_routes(open_archive, authenticate,
                           settings.upload_dir or settings.archive / "uploads")
-    routes += web_routes(open_archive, nonces)  # the pages, at / (docs/WEB.md)
+    routes += web_routes(open_archive, nonces,  # the pages, at / (docs/WEB.md)
+                         tiles=maps.tiles_from(settings.tile_url, settings.tile_attribution),
+                         max_track_bytes=settings.max_track_bytes)
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
         "description": "OpenAPI 3.1", "content": json_content({"type": "object"})}},
         signed=False), *operations, *upload_operations(), *tile_operations(),
@@ -96,7 +103,8 @@ def create_app(settings: ServiceSettings) -> Starlette:
 
     middleware = [Middleware(AccessLog, stream=_log_stream(settings.access_log)),
                   Middleware(SecurityHeaders),  # CSP and friends on every response
-                  Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=(UPLOADS,))]
+                  Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                             exempt=(UPLOADS, CROSSREF_PAGE))]
     if settings.allow_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(settings.allow_origins),

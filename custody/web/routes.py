@@ -10,9 +10,12 @@ from starlette.staticfiles import StaticFiles
 
 from custody.ops.archive import Archive
 from custody.service.auth import Nonces
+from custody.web import maps
 from custody.web.auditlog import log_routes
 from custody.web.content import content_routes
+from custody.web.crossref_page import crossref_routes
 from custody.web.dashboard import dashboard_routes
+from custody.web.search_page import search_routes
 from custody.web.sessions import Sessions
 from custody.web.signin import signin_routes
 from custody.web.site import Web
@@ -20,12 +23,18 @@ from custody.web.site import Web
 STATIC = Path(__file__).parent / "static"
 
 
-def web_routes(open_archive: Callable[[], Archive], nonces: Nonces) -> list[BaseRoute]:
-    """Every page, and the static files under /static/. A page's module adds its routes here."""
+def web_routes(open_archive: Callable[[], Archive], nonces: Nonces,
+               tiles: maps.Tiles | None = None,
+               max_track_bytes: int = 16 << 20) -> list[BaseRoute]:
+    """Every page, and the static files under /static/. A page's module adds its routes here.
+    `tiles`: the map tile server (`custody serve --tile-url`), None for none."""
     web = Web(open_archive, Sessions())
+    maps.allow_images_from(tiles)  # the CSP's img-src gains the tile server's origin
     return [
         *signin_routes(web, nonces),
         *dashboard_routes(web),
+        *search_routes(web, tiles),
+        *crossref_routes(web, tiles, max_track_bytes),
         *log_routes(web),
         *content_routes(web),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
