@@ -11,6 +11,7 @@ from starlette.staticfiles import StaticFiles
 from custody.ops.archive import Archive
 from custody.service.auth import Nonces
 from custody.web.dashboard import dashboard_routes
+from custody.web.item import item_routes
 from custody.web.sessions import Sessions
 from custody.web.signin import signin_routes
 from custody.web.site import Web
@@ -24,5 +25,6 @@ def web_routes(open_archive: Callable[[], Archive], nonces: Nonces) -> list[Base
     return [
         *signin_routes(web, nonces),
         *dashboard_routes(web),
+        *item_routes(web),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
