@@ -61,7 +61,8 @@ def _poster(path: str) -> tuple[bytes, str]:
             container.seek(int(at * 1_000_000), any_frame=False, backward=True)
         for frame in container.decode(stream):
             if frame.time is None or frame.time >= at - 0.001:
-                return _scaled_png(frame.to_image()), f"the poster frame at {frame.time or 0:.2f} s"
+                picture = frame.to_image()  # type: ignore[no-untyped-call]
+                return _scaled_png(picture), f"the poster frame at {frame.time or 0:.2f} s"
     raise ValueError("no frame could be decoded")
 
 

@@ -122,7 +122,7 @@ def _download_name(item: dict[str, Any]) -> str:
     """A safe file name for a download: the item's digest and its first name's suffix."""
     names = item.get("names") or []
     suffix = Path(names[0]).suffix if names else ""
-    return item["sha256"] + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else "")
+    return str(item["sha256"]) + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else "")
 
 
 def item_routes(web: Web) -> list[BaseRoute]:
@@ -137,7 +137,7 @@ def item_routes(web: Web) -> list[BaseRoute]:
         return makers[0]
 
     def resolve(request: Request) -> str:
-        ref = request.path_params["sha256"]
+        ref = str(request.path_params["sha256"])
         if not DIGEST.fullmatch(ref):
             raise Refused(404, "an item page is named by the item's full SHA-256 (64 hex digits)")
         return ref
