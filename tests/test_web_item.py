@@ -167,3 +167,32 @@ def test_an_unknown_item_and_a_forged_statement_are_readable_pages(served, brows
     page.click("#signed-form button")
     assert "not the draft this page made" in page.content()
     context.close()
+
+
+def test_a_transfer_is_offered_and_accepted_through_the_pages(served, browser):
+    video = served.items[1]
+    investigator = served.keys["investigator"].key_id
+    admin_context = browser.new_context()
+    page = admin_context.new_page()
+    sign_in(page, served.login_url("admin"))  # the admin ingested it: the holder offers
+    page.goto(f"{served.base}/items/{video}")
+    page.select_option("#offer-to", investigator)
+    page.fill("#offer-purpose", "تسليم إلى فريق التحقيق")
+    page.click("#offer-form button")
+    sign_on_device(page, served, "admin")
+    page.click("#signed-form button")
+    page.wait_for_url(f"**/items/{video}")
+    admin_context.close()
+
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, served.login_url("investigator"))
+    page.goto(f"{served.base}/items/{video}")
+    page.click(".accept-form button")
+    sign_on_device(page, served, "investigator")
+    page.click("#signed-form button")
+    page.wait_for_url(f"**/items/{video}")
+    assert served.cli("show", video, "--json", check=True).json()["holder"]["holder"] == investigator
+    last = page.locator("#timeline tbody tr").last.inner_text()
+    assert "transfer-accept" in last and "إيناس المحققة" in last
+    context.close()
