@@ -23,6 +23,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebArchive]:
     web.server.stop()
 
 
+def opened(context):
+    """A page that waits long enough on a shared, loaded machine (a report verifies the ledger)."""
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    return page
+
+
 def sign_on_device(page, served: WebArchive, who: str) -> None:
     """What the custodian does on their own computer: run the command the page shows, paste the
     statement it prints back into the page."""
@@ -41,7 +48,7 @@ def accesses(served: WebArchive, item: str) -> list[dict]:
 def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, browser, tmp_path):
     jpeg = served.items[0]
     context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
+    page = opened(context)
     sign_in(page, served.login_url("reviewer"))
     page.goto(f"{served.base}/items/{jpeg}")
     assert jpeg in page.locator("dl.hashes").inner_text()  # the four hashes
@@ -53,7 +60,7 @@ def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, b
     page.fill("#copy-purpose", "Prosecutor's review of the strike")
     page.click("#copy-form button")
     sign_on_device(page, served, "reviewer")
-    with page.expect_download() as got:
+    with page.expect_download(timeout=120_000) as got:
         page.click("#signed-form button")
     saved = tmp_path / "copy"
     got.value.save_as(saved)
@@ -76,7 +83,7 @@ def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, b
     assert {a["actor"] for a in logged} == {served.keys["reviewer"].key_id}
     # another session (another browser) has no logged access for the preview
     other = browser.new_context()
-    page2 = other.new_page()
+    page2 = opened(other)
     sign_in(page2, served.login_url("reviewer"))
     assert other.request.get(f"{served.base}/items/{jpeg}/preview.png").status == 403
     other.close()
@@ -86,7 +93,7 @@ def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, b
 def test_a_video_shows_its_poster_frame(served, browser):
     video = served.items[1]
     context = browser.new_context()
-    page = context.new_page()
+    page = opened(context)
     sign_in(page, served.login_url("investigator"))
     page.goto(f"{served.base}/items/{video}")
     page.fill("#preview-purpose", "Identify the location")
@@ -103,7 +110,7 @@ def test_a_field_custodian_adds_an_arabic_note_but_may_not_copy(served, browser)
     jpeg = served.items[0]
     note = "ملاحظة: صُوِّرت من سطح المستشفى"
     context = browser.new_context()
-    page = context.new_page()
+    page = opened(context)
     sign_in(page, served.login_url("field"))
     page.goto(f"{served.base}/items/{jpeg}?lang=en")
     # the button is absent...
@@ -136,16 +143,16 @@ def test_the_pdf_report_and_the_inclusion_proof_verify_offline(served, browser, 
     jpeg = served.items[0]
     served.cli("checkpoint", check=True)
     context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
+    page = opened(context)
     sign_in(page, served.login_url("reviewer"))
     page.goto(f"{served.base}/items/{jpeg}")
-    with page.expect_download() as got:
+    with page.expect_download(timeout=120_000) as got:
         page.click("#report-form button")
     report = tmp_path / "report.pdf"
     got.value.save_as(report)
     assert report.read_bytes().startswith(b"%PDF")
     served.cli("verify-report", report, check=True)
-    with page.expect_download() as got:
+    with page.expect_download(timeout=120_000) as got:
         page.click("a[href$='/proof']")
     proof = tmp_path / "proof.json"
     got.value.save_as(proof)
@@ -155,7 +162,7 @@ def test_the_pdf_report_and_the_inclusion_proof_verify_offline(served, browser, 
 
 def test_an_unknown_item_and_a_forged_statement_are_readable_pages(served, browser):
     context = browser.new_context()
-    page = context.new_page()
+    page = opened(context)
     sign_in(page, served.login_url("reviewer"))
     missing = page.goto(f"{served.base}/items/{'0' * 64}")
     assert missing.status == 404 and "Traceback" not in page.content()
@@ -173,7 +180,7 @@ def test_a_transfer_is_offered_and_accepted_through_the_pages(served, browser):
     video = served.items[1]
     investigator = served.keys["investigator"].key_id
     admin_context = browser.new_context()
-    page = admin_context.new_page()
+    page = opened(admin_context)
     sign_in(page, served.login_url("admin"))  # the admin ingested it: the holder offers
     page.goto(f"{served.base}/items/{video}")
     page.select_option("#offer-to", investigator)
@@ -185,7 +192,7 @@ def test_a_transfer_is_offered_and_accepted_through_the_pages(served, browser):
     admin_context.close()
 
     context = browser.new_context()
-    page = context.new_page()
+    page = opened(context)
     sign_in(page, served.login_url("investigator"))
     page.goto(f"{served.base}/items/{video}")
     page.click(".accept-form button")
