@@ -1100,6 +1100,24 @@ def submit(
     _seqs_out([entry.seq], f"{entry.action} statement {entry.statement_id}", as_json)
 
 
+@app.command("sign-statement")
+def sign_statement_command(
+    draft: str = typer.Argument(..., help="A statement draft (custody-draft:…) a web page showed you, or - to read it from stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Accepted for scripts: the statement file is JSON either way."),
+) -> None:
+    """Sign a statement draft with your key, on this device: what it says is printed on stderr,
+    the statement file on stdout (paste it back into the page; docs/WEB.md, "Actions")."""
+    from custody.ops import drafts
+
+    del as_json  # the output is one JSON document (the statement file) with or without it
+    text = sys.stdin.read() if draft == "-" else draft
+    _, statement = drafts.read(text)  # refuse a malformed draft before the passphrase is asked
+    err("signing this statement:")
+    for line in drafts.described(statement):
+        err(f"  {line}")
+    out_json(drafts.sign(acting_key(), text))
+
+
 
 @app.command("push")
 def push_command(

@@ -15,6 +15,7 @@ from custody.web.auditlog import log_routes
 from custody.web.content import content_routes
 from custody.web.crossref_page import crossref_routes
 from custody.web.dashboard import dashboard_routes
+from custody.web.item import item_routes
 from custody.web.search_page import search_routes
 from custody.web.sessions import Sessions
 from custody.web.signin import signin_routes
@@ -37,5 +38,6 @@ def web_routes(open_archive: Callable[[], Archive], nonces: Nonces,
         *crossref_routes(web, tiles, max_track_bytes),
         *log_routes(web),
         *content_routes(web),
+        *item_routes(web),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
