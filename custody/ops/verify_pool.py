@@ -3,7 +3,8 @@ Ed25519 signature, each object's fixity (its SHA-256 re-computed from its bytes)
 task that runs beside them from the start (the search index's check, verify.py).
 
 The verifying process walks the log (chain, tree, replay) and hands these checks out in chunks;
-the workers are forked, so they share the object store's location and parse no files. Results
+the workers are forked, so they share the object store's location and parse no media files (the
+index check opens the archive afresh: a worker never uses its parent's ledger connection). Results
 come back as plain values, and the caller turns them into findings in its own order: what verify
 reports does not depend on which worker finished first. Below PARALLEL_FROM entries everything
 runs inline (starting workers would cost more than it saves).
