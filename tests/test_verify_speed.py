@@ -2,11 +2,16 @@
 
 A large log is walked with a worker per core checking each entry's canonical form and signature
 and each object's fixity, and its metadata documents are read in one ordered scan; a damaged log
-is walked again the exact way. Here the thresholds are lowered so a small real archive takes the
-quick paths, and each damage must give the same report, word for word, as the exact paths.
+is walked again the exact way; the search index is checked on a worker beside the walk. Here the
+thresholds are lowered so a small real archive takes the quick paths, and each damage must give
+the same report, word for word, as the exact paths.
 """
 
 from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -46,13 +51,21 @@ def missing_metadata_row(cli):
     return "its metadata document is missing"
 
 
+def drop_a_search_index_row(cli):
+    cli("search", "--json", check=True)  # the index is made and brought up to date
+    conn = sqlite3.connect(cli.archive / "index.db", isolation_level=None)
+    conn.execute("DELETE FROM item_names WHERE sha256 = ?", (_first_item(cli),))
+    conn.close()
+    return "search index: item"
+
+
 def nothing(cli):
     return None
 
 
 DAMAGES = [nothing, not_canonical_entry, forge_signature, edit_entry_note, swap_entries,
            flip_object_byte, delete_object, edit_metadata_document, unrecorded_metadata_row,
-           missing_metadata_row]
+           missing_metadata_row, drop_a_search_index_row]
 
 
 def _report(root, monkeypatch, quick: bool):
@@ -85,3 +98,24 @@ def test_a_non_canonical_entry_is_named_by_the_command_too(filled):  # noqa: F81
     assert r.code == 1
     assert any(p.startswith("entry 2: malformed: JSON is not in RFC 8785 canonical form")
                for p in r.json()["problems"]), r.json()["problems"]
+
+
+def _children() -> list[tuple[int, str]]:
+    """This process's children and their state (Z: a zombie), from /proc."""
+    me, found = os.getpid(), []
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if int(fields[1]) == me:
+            found.append((int(proc.name), fields[0]))
+    return found
+
+
+def test_a_verify_with_workers_leaves_no_process_and_no_zombie_behind(filled, monkeypatch):  # noqa: F811
+    filled("search", "--json", check=True)  # an index.db: its check runs on a worker too
+    before = set(_children())
+    report = _report(filled.archive, monkeypatch, quick=True)
+    assert report["ok"], report
+    assert [c for c in _children() if c not in before] == []

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from custody.core import entry as entries
@@ -120,6 +122,10 @@ def _audit(
     try:
         archive.ledger.open()  # read-only, or says why it cannot
         pool.start(parallel=archive.ledger.size() >= PARALLEL_FROM)
+        # The search index's check replays the whole log on its own: started first, on a worker,
+        # it runs beside the walk instead of after everything else.
+        index_check = pool.beside(_search_index_findings, archive.root) \
+            if objects and item is None else None
         kept = _open_checkpoints(archive, report)
         moved = migration_claims(archive.ledger)  # a copy's `migrated` entries state a root
         wanted = {cp.size for _, cp in kept} | {cp.size for cp in external} | \
@@ -148,7 +154,7 @@ def _audit(
     _check_objects(archive, targets, report, progress, whole=item is None, pool=pool)
     report.problems.extend(metadata)
     if item is None:
-        _check_search_index(archive, report)
+        _check_search_index(archive, report, index_check)
     return report
 
 
@@ -616,9 +622,38 @@ def _check_identity(archive: Archive, report: AuditReport) -> None:
         report.problems.append("keys/archive.key is not an encrypted private key")
 
 
-def _check_search_index(archive: Archive, report: AuditReport) -> None:
+IndexFindings = tuple[list[str], list[str], list[str]]  # problems, notices, unreadable
+
+
+def _search_index_findings(root: Path) -> IndexFindings:
+    """The search index's check on a pool worker, on the archive opened afresh from its folder
+    (a forked worker never uses its parent's ledger connection), as the command opens it."""
+    archive = Archive.open(root)
+    try:
+        report = AuditReport()
+        _check_search_index(archive, report)
+        return report.problems, report.notices, report.unreadable
+    finally:
+        archive.ledger.close()
+
+
+def _check_search_index(
+    archive: Archive, report: AuditReport, on_worker: Future[IndexFindings] | None = None
+) -> None:
     """index.db is derived, but a search that drops an item misrepresents the archive: its rows
-    must be what a replay of the ledger gives (custody/search.py, docs/SEARCH.md)."""
+    must be what a replay of the ledger gives (custody/search.py, docs/SEARCH.md). `on_worker`:
+    the same check already running on a pool worker; if the worker could not run it, it is run
+    here (so its failure, if any, is met exactly as without a worker)."""
+    if on_worker is not None:
+        try:
+            problems, notices, unreadable = on_worker.result()
+        except Exception:  # noqa: BLE001 - not swallowed: the check runs again here, below
+            pass
+        else:
+            report.problems.extend(problems)
+            report.notices.extend(notices)
+            report.unreadable.extend(unreadable)
+            return
     from custody.search.consistency import index_differences  # heavy; only verify needs it
 
     try:

@@ -1,8 +1,10 @@
 """verify's CPU-bound checks spread over a process per core: each entry's canonical form and
-Ed25519 signature, and each object's fixity (its SHA-256 re-computed from its bytes).
+Ed25519 signature, each object's fixity (its SHA-256 re-computed from its bytes), and one long
+task that runs beside them from the start (the search index's check, verify.py).
 
 The verifying process walks the log (chain, tree, replay) and hands these checks out in chunks;
-the workers are forked, so they share the object store's location and parse no files. Results
+the workers are forked, so they share the object store's location and parse no media files (the
+index check opens the archive afresh: a worker never uses its parent's ledger connection). Results
 come back as plain values, and the caller turns them into findings in its own order: what verify
 reports does not depend on which worker finished first. Below PARALLEL_FROM entries everything
 runs inline (starting workers would cost more than it saves).
@@ -13,14 +15,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from custody.core import entry as entries
 from store.ports import ObjectCorrupt, ObjectMissing, ObjectStore, ObjectUnreadable
 
-PARALLEL_FROM = 20_000  # entries; below this, worker start-up costs more than it saves
+PARALLEL_FROM = 5_000  # entries; below this, forking the workers costs more than it saves
 ENTRY_CHUNK = 2048
 OBJECT_CHUNK = 256
 MAX_IN_FLIGHT = 8  # chunks queued to the workers: bounds memory on a huge log
@@ -30,8 +33,13 @@ EntryJob = tuple[int, bytes | None, bytes, bytes]
 # what one object's check found: "ok" with its size, or "missing" / "corrupt" / "unreadable"
 # with the store's message
 ObjectOutcome = tuple[str, str, int | str]
+# as a worker sends it back, the name left out (the caller holds the chunk it sent): the size, or
+# the outcome and the store's message. A size alone keeps 100,000 results small in memory.
+Fixity = int | tuple[str, str]
 
 _store: ObjectStore | None = None  # the store the forked workers check (set before they fork)
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -54,20 +62,20 @@ def check_entries(jobs: list[EntryJob]) -> EntryFindings:
     return found
 
 
-def check_objects(shas: list[str], store: ObjectStore | None = None) -> list[ObjectOutcome]:
-    """Fixity of each object: its size, or why it could not be confirmed."""
+def check_objects(shas: list[str], store: ObjectStore | None = None) -> list[Fixity]:
+    """Fixity of each object, in order: its size, or why it could not be confirmed."""
     store = store or _store
     assert store is not None, "check_objects runs in a worker forked after _store was set"
-    out: list[ObjectOutcome] = []
+    out: list[Fixity] = []
     for sha256 in shas:
         try:
-            out.append((sha256, "ok", store.check(sha256)))
+            out.append(store.check(sha256))
         except ObjectMissing as exc:
-            out.append((sha256, "missing", str(exc)))
+            out.append(("missing", str(exc)))
         except ObjectCorrupt as exc:
-            out.append((sha256, "corrupt", str(exc)))
+            out.append(("corrupt", str(exc)))
         except ObjectUnreadable as exc:
-            out.append((sha256, "unreadable", str(exc)))
+            out.append(("unreadable", str(exc)))
     return out
 
 
@@ -80,8 +88,8 @@ class VerifyPool:
         self._jobs: list[EntryJob] = []
         self.entry_findings = EntryFindings()
         self._entry_futures: deque[Future[EntryFindings]] = deque()
-        self._object_futures: deque[Future[list[ObjectOutcome]]] = deque()
-        self._objects_inline: list[ObjectOutcome] = []
+        self._object_futures: deque[tuple[list[str], Future[list[Fixity]]]] = deque()
+        self._objects_inline: list[tuple[list[str], list[Fixity]]] = []
         self._pool: ProcessPoolExecutor | None = None
 
     @property
@@ -110,6 +118,14 @@ class VerifyPool:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
         _store = None
+
+    def beside(self, task: Callable[..., T], *args: object) -> Future[T] | None:
+        """Run `task(*args)` on a worker, beside the checks queued after it (None when the pool
+        runs inline: the caller then does the work itself). Submitted first, it takes one worker
+        from the start while the other takes the entry and object chunks."""
+        if self._pool is None:
+            return None
+        return self._pool.submit(task, *args)
 
     def entry(self, seq: int, public_key: bytes | None, body: bytes, signature: bytes) -> None:
         self._jobs.append((seq, public_key, body, signature))
@@ -152,13 +168,23 @@ class VerifyPool:
 
     def _submit_objects(self, chunk: list[str]) -> None:
         if self._pool is None:
-            self._objects_inline.extend(check_objects(chunk, self._objects))
+            self._objects_inline.append((chunk, check_objects(chunk, self._objects)))
         else:
-            self._object_futures.append(self._pool.submit(check_objects, chunk))
+            self._object_futures.append((chunk, self._pool.submit(check_objects, chunk)))
 
     def object_outcomes(self) -> Iterable[ObjectOutcome]:
         """The outcomes, in the order the objects were queued."""
-        yield from self._objects_inline
-        self._objects_inline = []
+        done, self._objects_inline = self._objects_inline, []
+        for chunk, found in done:
+            yield from _outcomes(chunk, found)
         while self._object_futures:
-            yield from self._object_futures.popleft().result()
+            chunk, future = self._object_futures.popleft()
+            yield from _outcomes(chunk, future.result())
+
+
+def _outcomes(chunk: list[str], found: list[Fixity]) -> Iterable[ObjectOutcome]:
+    for sha256, fixity in zip(chunk, found, strict=True):
+        if isinstance(fixity, int):
+            yield sha256, "ok", fixity
+        else:
+            yield sha256, fixity[0], fixity[1]
