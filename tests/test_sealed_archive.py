@@ -230,3 +230,25 @@ def test_transfer_purposes_are_sealed_and_a_custodian_reads_them(sealed: Cli) ->
     assert shown["pending_offers"][0]["purpose"] == OFFER_PURPOSE
     code, out, _ = _keyless(sealed, sealed.archive, "transfers", "--json")
     assert code == 0 and json.loads(out)[0]["purpose"] is None
+
+
+def test_an_incidents_place_and_description_and_a_case_removal_reason_are_sealed(
+        sealed: Cli, tmp_path: Path) -> None:
+    """An incident's place is a GPS position: a seized copy must not show it (issue 19)."""
+    archive = _copy(sealed, tmp_path / "incident")
+    item = hashlib.sha256(JPEG.read_bytes()).hexdigest()
+    sealed("--archive", archive, "incident", "new", "M10-2016-10-03", "--date", "2016-10-03",
+           "--place", "36.19862,37.16317,Al-Sakhour clinic",
+           "--description", "Barrel bomb near the clinic, witness Huda Saleh", check=True)
+    sealed("--archive", archive, "case", "add", item, "--case", "ALEPPO-2016", check=True)
+    sealed("--archive", archive, "case", "remove", item, "--case", "ALEPPO-2016",
+           "--reason", "duplicate of Omar's copy", check=True)
+    secrets = [b"36.19862", b"37.16317", b"Al-Sakhour", b"Huda Saleh", b"Omar's copy"]
+    found = [(needle, str(f.relative_to(archive))) for f in archive.rglob("*") if f.is_file()
+             for needle in secrets if needle in f.read_bytes()]
+    assert found == []
+    opened = sealed("--archive", archive, "incident", "list", "--json", check=True).json()
+    assert [(i["place"]["lat"], i["description"]) for i in opened] == [
+        (36.19862, "Barrel bomb near the clinic, witness Huda Saleh")]
+    code, out, err = _keyless(sealed, archive, "verify")
+    assert code == 0, err

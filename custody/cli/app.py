@@ -1041,14 +1041,14 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every incident as last stated, with its items."""
     from custody.ops import annotate
 
-    rows = annotate.incidents(open_archive())
+    rows = annotate.incidents(open_archive_to_read())  # a sealed archive's are opened with a key
     if as_json:
         out_json(rows)
         return
     for text in display.table(
         ["INCIDENT", "DATE", "CASE", "ITEMS", "DESCRIPTION"],
         [[r["incident"], display.when(r["date"]), r["case"] or "-", len(r["items"]),
-          r["description"]] for r in rows], right=["ITEMS"],
+          r.get("description", "(sealed)")] for r in rows], right=["ITEMS"],
     ):
         say(text)
 

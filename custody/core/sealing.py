@@ -22,6 +22,11 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {
     # why custody was offered, and what a refused attempt said it was for (issue 19 item 3)
     "transfer-offer": ("purpose",),
     "refused": ("purpose",),
+    # an incident's place is a GPS position and its description names people and events; why an
+    # item left a case, and what a derivative was made for, are the team's own words
+    "incident": ("place", "description"),
+    "case-remove": ("reason",),
+    "derived": ("purpose",),
 }
 
 
