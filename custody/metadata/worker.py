@@ -201,7 +201,7 @@ def extract(path: str, tools: Tools, mode: str = FULL) -> Iterator[Message]:
     except OSError as error:
         yield {"type": "error", "text": one_line(error)}
         return
-    if not stat.S_ISREG(st_mode):  # ExifTool would scan a directory; a FIFO would block every reader
+    if not stat.S_ISREG(st_mode):  # ExifTool would scan a folder; a FIFO would block every reader
         yield {"type": "error", "text": "not a regular file"}
         return
     if mode == EXIFTOOL_ONLY:

@@ -16,6 +16,7 @@ from custody.core.chain import FIRST_RECORD  # ingest or received: an item's met
 from custody.core.replay import case_change
 from custody.metadata.gps import fix_problems
 from custody.ops import encryption
+from custody.ops import enrich as enrichment
 from custody.ops.archive import Archive
 from custody.search import fingerprints
 from custody.search.times import (
@@ -112,6 +113,8 @@ class Indexer:
             store.link("incident", incident, item, seq)
         elif e.action == "tag" and (tag := _text(d.get("tag"))):
             store.link("tag", tag, item, seq, present=d.get("removed") is not True)
+        elif e.action == enrichment.ACTION and not enrichment.failed(d):
+            self._enriched(item, d)
         elif e.action == "note":
             if isinstance(d.get("supersedes"), int) and (old := store.drop_note(d["supersedes"])):
                 self.dirty.add(old)
@@ -130,7 +133,15 @@ class Indexer:
                 self.store.refresh_item(sha256)
         self.dirty.clear()
 
-    def _facts(self, item: str, d: dict[str, Any]) -> None:
+    def _enriched(self, item: str, d: dict[str, Any]) -> None:
+        """An `enriched` entry: the item's facts again, from its fast-path document completed with
+        ExifTool's reading, if that entry completes the item's signed document."""
+        raw = self.archive.ledger.metadata(item)
+        if raw is not None and hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
+            self._facts(item, d, reading=d[enrichment.READER])
+
+    def _facts(self, item: str, d: dict[str, Any],
+               reading: dict[str, Any] | None = None) -> None:
         warnings: list[str] = []
         doc: dict[str, Any] = {}
         raw = self.archive.ledger.metadata(item)
@@ -144,7 +155,7 @@ class Indexer:
         else:
             # json, not canonical.decode: the index is derived, verify checks the form.
             value = json.loads(raw)
-            doc = value if isinstance(value, dict) else {}
+            doc = enrichment.document(value, reading) if isinstance(value, dict) else {}
         text = _text(doc.get("captured_at"))
         moment = utc(text)
         if text and moment is None:
