@@ -362,7 +362,12 @@ class Ingest:
             self._commit_or_stop([])
         finally:
             self._pool.shutdown()
+            self._end_batch()
         return self.report
+
+    def _end_batch(self) -> None:
+        if hasattr(self.archive.objects, "end_batch"):
+            self.archive.objects.end_batch()
 
     def run_stream(self, stream: BinaryIO, claims: Claims) -> FileResult:
         """Ingest one stream (an upload): stored, its metadata read, its entry committed."""
@@ -381,6 +386,7 @@ class Ingest:
             self._commit_or_stop([])
         finally:
             self._pool.shutdown()
+            self._end_batch()
         return result
 
     def commit_if_due(self, rest: list[Found] | None = None) -> None:
@@ -397,6 +403,10 @@ class Ingest:
         if self.dry_run:  # an early answer only; it would record a refusal
             return
         self.archive.authorize(self.key, "ingest")  # early: the lock decides again per batch
+        # The local store fsyncs and links a batch's objects together, just before its entries
+        # commit (store/local_objects.py `flush`); other stores keep their own write order.
+        if hasattr(self.archive.objects, "begin_batch"):
+            self.archive.objects.begin_batch()
         # The first worker starts while the first file is stored; the next one only when two
         # files wait to be read (one file never pays for two start-ups on a 2-core machine).
         first = self._readers.queue[0] if self._readers.queue else None
@@ -408,6 +418,10 @@ class Ingest:
             self._commit()
         except DiskFull:
             raise self._stopped("the disk holding the archive is full", rest, True) from None
+        except ObjectWriteError as exc:  # the batch's objects could not be flushed
+            full = isinstance(exc, StoreFull)
+            why = "the disk holding the archive is full" if full else str(exc)
+            raise self._stopped(why, rest, full) from None
         except ArchiveError as exc:
             raise self._stopped(exc.message, rest, False) from None
 
@@ -537,6 +551,8 @@ class Ingest:
             return
         for p in pending:
             p.settle()  # every reading finishes before the write lock is taken
+        if hasattr(self.archive.objects, "flush"):
+            self.archive.objects.flush()  # the batch's objects durable and in place: then entries
         while True:
             try:
                 signed = self.archive.append(
