@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -179,6 +180,7 @@ class LocalObjectStore:
         # Batched durability (begin_batch/flush): objects written but not yet fsynced and linked,
         # by SHA-256: their temp file and final name. None: every put is durable on return.
         self._unflushed: dict[str, tuple[Path, Path]] | None = None
+        self._batch_thread: int | None = None  # only the batch's own thread defers its puts
 
     def begin_batch(self) -> None:
         """From now on `put` leaves each new object in its temp file, neither fsynced nor linked
@@ -186,11 +188,12 @@ class LocalObjectStore:
         of two per object. Reads (`local_file`, `open`, `has`) see those objects meanwhile."""
         if self._unflushed is None:
             self._unflushed = {}
+            self._batch_thread = threading.get_ident()
 
     def end_batch(self) -> None:
         """Every later put durable on return again. Objects not flushed (the run stopped before
         its batch was recorded) stay in their temp files: unfinished writes, never referenced."""
-        self._unflushed = None
+        self._unflushed, self._batch_thread = None, None
 
     def flush(self) -> None:
         """Make every object of the batch durable, then visible: fsync each temp file (at once,
@@ -242,6 +245,10 @@ class LocalObjectStore:
     def has(self, sha256: str) -> bool:
         return self._pending(sha256) is not None or self.path(sha256).is_file()
 
+    def _deferring(self) -> bool:
+        """True in a batch, on its thread: this put is fsynced and linked by `flush`."""
+        return self._unflushed is not None and self._batch_thread == threading.get_ident()
+
     def _pending(self, sha256: str) -> Path | None:
         """The temp file of an object of the current batch not flushed yet, else None."""
         found = self._unflushed.get(sha256) if self._unflushed else None
@@ -262,7 +269,7 @@ class LocalObjectStore:
         tmp = Path(tmp_name)
         try:
             try:
-                digests = self._fill(fd, stream, sync=self._unflushed is None)
+                digests = self._fill(fd, stream, sync=not self._deferring())
             finally:
                 os.close(fd)
             return self._place(tmp, digests)
@@ -337,7 +344,7 @@ class LocalObjectStore:
                 shard.mkdir(exist_ok=True, mode=FOLDER_MODE)
                 os.chmod(shard, FOLDER_MODE)
                 _fsync_dir(self._objects)
-            if self._unflushed is not None and not os.path.lexists(final):
+            if self._deferring() and not os.path.lexists(final):
                 self._unflushed[digests.sha256] = (tmp, final)  # linked by flush(), once synced
                 return PutResult(digests=digests, created=True)
             try:
@@ -346,7 +353,7 @@ class LocalObjectStore:
                 if _fingerprint(final) == (digests.sha256, digests.size):
                     tmp.unlink()
                     return PutResult(digests=digests, created=False)
-                if self._unflushed is not None:
+                if self._deferring():
                     _fsync_path(tmp)  # a repair never puts bytes not yet on disk at the name
                 aside = self._set_aside(final)
                 os.replace(tmp, final)  # atomic: the name never points at nothing

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from custody.metadata import MetadataReader
-from custody.metadata import jpeg
+from custody.metadata import MetadataReader, jpeg
 from custody.metadata.record import enriched
 
 DATA = Path(__file__).parent / "data"
