@@ -344,7 +344,7 @@ class LocalObjectStore:
                 shard.mkdir(exist_ok=True, mode=FOLDER_MODE)
                 os.chmod(shard, FOLDER_MODE)
                 _fsync_dir(self._objects)
-            if self._deferring() and not os.path.lexists(final):
+            if self._unflushed is not None and self._deferring() and not os.path.lexists(final):
                 self._unflushed[digests.sha256] = (tmp, final)  # linked by flush(), once synced
                 return PutResult(digests=digests, created=True)
             try:
