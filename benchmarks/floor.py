@@ -60,7 +60,8 @@ def interleave(contenders: Mapping[str, Contender], rounds: int,
             if before_each is not None:
                 before_each(name)
             runs[name].append(contenders[name]())
-            print(f"  round {r + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
+            print(f"  round {r + 1}/{rounds}: {name} done in {runs[name][-1]['seconds']:.2f} s "
+                  f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     return runs
 
 

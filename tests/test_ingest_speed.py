@@ -115,3 +115,25 @@ def test_a_worker_that_meets_no_image_never_loads_the_perceptual_libraries(tmp_p
         pid = reader._worker.pid
         maps = Path(f"/proc/{pid}/maps").read_text()
     assert "scipy" not in maps and "/av/" not in maps and "numpy" not in maps
+
+
+def test_a_batched_object_is_invisible_under_its_name_until_flushed(tmp_path):
+    store = LocalObjectStore(tmp_path / "objects")
+    store.create()
+    store.begin_batch()
+    try:
+        put = store.put(io.BytesIO(b"photo bytes"))
+        again = store.put(io.BytesIO(b"photo bytes"))  # the same content twice in one batch
+        sha = put.digests.sha256
+        assert put.created and not again.created
+        assert not store.path(sha).exists() and len(store.unfinished_writes()) == 1
+        with store.local_file(sha) as path, store.open(sha) as reader:  # the metadata reader's view
+            assert path.read_bytes() == b"photo bytes" and reader.read() == b"photo bytes"
+        assert store.has(sha)
+        store.flush()
+        assert store.path(sha).read_bytes() == b"photo bytes"
+        assert store.unfinished_writes() == [] and store.check(sha) == 11
+        left = store.put(io.BytesIO(b"never flushed"))  # a run stopped before its batch landed
+    finally:
+        store.end_batch()
+    assert not store.has(left.digests.sha256) and len(store.unfinished_writes()) == 1

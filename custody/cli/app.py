@@ -463,6 +463,8 @@ def ingest(
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be stored, skipped and already present; store nothing."),
     as_json: bool = typer.Option(False, "--json"),
     c2pa_trust_anchors: list[Path] = typer.Option(None, "--c2pa-trust-anchors", metavar="FILE.pem", help="Validate C2PA signers against these PEM certificates too (besides custody.json's c2pa.trust_anchors); none by default."),
+    enrich_now: bool = typer.Option(False, "--enrich", help="Also record ExifTool's full reading of the JPEGs the fast path left it for, before exiting (else: custody enrich)."),
+    full_metadata: bool = typer.Option(False, "--full-metadata", help="No fast path: every file is read by ExifTool before its ingest entry is signed."),
 ) -> None:
     """Ingest files and folders: store each file once, sign an entry for every file seen."""
     from custody.cli.progress import IngestProgress
@@ -506,7 +508,7 @@ def ingest(
                          on_file=file_done, on_bytes=progress.advance,
                          on_skip=lambda s: None if "selected" in s else err(
                              f"skipped {s['path']}: {s['reason']}"),
-                         expand=expand, dry_run=dry_run)
+                         expand=expand, dry_run=dry_run, fast=not full_metadata)
             try:
                 report = run.run(files)
             except CustodyError:  # e.g. a full disk: --json still says what was stored and recorded
@@ -515,6 +517,11 @@ def ingest(
                     out_json(run.report.to_json())
                 raise
             report.skipped[:0] = skipped  # the walk's skips first, then those found when opening
+            if enrich_now and report.deferred:
+                from custody.ops import enrich as enrichment
+                waiting = {d.item: d for d in enrichment.pending(archive)}
+                todo = [waiting[i] for i in report.deferred if i in waiting]
+                report.enriched = len(enrichment.enrich(archive, key, readers, todo).recorded)
     except KeyboardInterrupt:
         _interrupted_ingest(archive, run.report.batch if run else None, progress, len(files))
         raise typer.Exit(130) from None
@@ -527,6 +534,9 @@ def ingest(
             + " stored as is: add --unpack to ingest the members of a zip or tar dump too")
     if run is not None and run.look_alikes.problem:
         err(run.look_alikes.problem)
+    if (left := len(report.deferred) - report.enriched) > 0:
+        err(f"{left} JPEG(s) wait for ExifTool's full reading (their fields are recorded): "
+            "run custody enrich, or ingest with --enrich")
     for line in sidecar_lines([(f.path, f.sidecar) for f in report.files if f.sidecar]):
         err(line)
     unreadable = [s for s in skipped if s.get("unreadable")]
@@ -573,6 +583,33 @@ def _interrupted_ingest(archive: Archive, batch: str | None, progress: Any, tota
     err(f"custody: interrupted: {len(recorded)} of {total} file(s) stored and recorded "
         f"({new} new, {len(recorded) - new} already present; ingest batch {batch or '-'}); "
         "the rest were not recorded: run the same ingest again to finish")
+
+
+@app.command()
+def enrich(
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also read again the items whose every earlier enrichment failed."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record ExifTool's full reading of the items ingest's fast path left it for."""
+    from custody.metadata import MetadataReader, close_all
+    from custody.ops import enrich as enrichment
+
+    archive = open_archive()
+    key = acting_key()
+    todo = enrichment.pending(archive, retry_failed=retry_failed)
+    with contextlib.ExitStack() as stack:
+        readers = [MetadataReader() for _ in range(min(2, os.cpu_count() or 1))]
+        stack.callback(close_all, readers)
+        report = enrichment.enrich(archive, key, readers, todo, on_item=None if as_json else (
+            lambda d: say(f"{'failed  ' if d['failed'] else 'enriched'} {d['sha256']} "
+                          f"(entry {d['seq']})" + (f": {'; '.join(d['errors'])}"
+                                                   if d["failed"] else ""))))
+    if as_json:
+        out_json(report.to_json())
+    summary = report.to_json()["summary"]
+    err(f"{summary['enriched']} enriched, {summary['failed']} failed (recorded; "
+        "custody enrich --retry-failed reads them again)" if summary["failed"] else
+        f"{summary['enriched']} enriched")
 
 
 @app.command("list")

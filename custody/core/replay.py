@@ -40,7 +40,7 @@ clock: the clocks of several intake stations writing to one archive (docs/FORMAT
 # Actions about an item that must already have a first record (`ingest` or `received`).
 ABOUT_AN_ITEM = frozenset({
     "sighting", "access", "transfer-offer", "transfer-accept", "transfer-withdraw",
-    "case-add", "case-remove", "incident-add", "note", "tag", "handed_in",
+    "case-add", "case-remove", "incident-add", "note", "tag", "handed_in", "enriched",
 })
 # with a `case`: files the item
 CASE_FILING = ("ingest", "sighting", "received", "derived", "case-add")

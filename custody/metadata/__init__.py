@@ -53,12 +53,29 @@ class MetadataReader:
     def timeout(self, seconds: float) -> None:
         self._worker.timeout = seconds
 
-    def read(self, path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> dict[str, Any]:
-        """The metadata record of one file. Problems with the file are in record["errors"]."""
+    def read(self, path: str | os.PathLike[str] | os.PathLike[bytes] | bytes,
+             *, fast: bool = False) -> dict[str, Any]:
+        """The metadata record of one file. Problems with the file are in record["errors"].
+
+        `fast`: a JPEG that exifread and the marker walk read completely is not given to ExifTool;
+        its record then says `"deferred": ["exiftool"]` (docs/METADATA.md, "The fast path")."""
         name = os.path.abspath(os.fsdecode(path))
         with self._lock:
-            parts, errors = self._worker.read(name)
+            parts, errors = self._worker.read(name, "fast" if fast else "full")
         return compose(parts, errors)
+
+    def read_exiftool(self, path: str | os.PathLike[str] | os.PathLike[bytes] | bytes
+                      ) -> dict[str, Any]:
+        """ExifTool's report on one file alone, for a record the fast path completed without it:
+        `{"version", "raw", "fields", "errors"}` (errors one line each, never raised)."""
+        name = os.path.abspath(os.fsdecode(path))
+        with self._lock:
+            parts, errors = self._worker.read(name, "exiftool")
+        part = parts.get("exiftool") or {"version": None, "raw": None, "fields": None,
+                                         "errors": []}
+        own = [e.removeprefix("exiftool: ") for e in errors]  # a time-out, a crash
+        return {"version": part.get("version"), "raw": part.get("raw"),
+                "fields": part.get("fields"), "errors": [*part.get("errors", []), *own]}
 
     def start(self) -> None:
         """Start the worker now (ingest does so before the first object is stored), so that its

@@ -8,6 +8,7 @@ only for the first video. A hash is a derived lead, never identity.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from importlib import metadata as dist
 from typing import Any
@@ -31,6 +32,7 @@ pillow_heif.register_heif_opener()  # phones' HEIC/HEIF photos
 Image.MAX_IMAGE_PIXELS = 100_000_000  # twice this Pillow refuses (a decompression bomb)
 
 
+@functools.cache  # importlib.metadata parses three METADATA files: once per worker, not per file
 def version() -> str:
     return (f"imagehash {dist.version('ImageHash')}, Pillow {dist.version('pillow')}, "
             f"PyAV {dist.version('av')}")

@@ -10,7 +10,7 @@ from typing import Any
 from .clocks import compared_rank
 from .gps import fix_problems
 
-READERS = ("python-magic", "exifread", "exiftool", "c2pa", "perceptual")
+READERS = ("python-magic", "exifread", "structure", "exiftool", "c2pa", "perceptual")
 FALLBACK_MIME = "application/octet-stream"
 
 # Field groups taken whole from one reader (captured_at, its basis and the clocks belong together).
@@ -31,7 +31,7 @@ PREFERENCE: dict[str, dict[str, tuple[str, ...]]] = {
         "gps": ("exifread", "exiftool"),
         "device": ("exifread", "exiftool"),
         "orientation": ("exifread", "exiftool"),
-        "dimensions": ("exiftool", "exifread"),
+        "dimensions": ("exiftool", "structure", "exifread"),
         "duration_s": ("exiftool",),
         "codecs": ("exiftool",),
     },
@@ -91,20 +91,8 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
     """
     mime = (parts.get("python-magic") or {}).get("mime") or FALLBACK_MIME
     kind = kind_of(mime)
-    preference = PREFERENCE.get(kind, OTHER_PREFERENCE)
-    record: dict[str, Any] = {"mime": mime, "kind": kind, **empty_fields()}
-    sources: dict[str, str] = {}
-    for group, members in GROUPS.items():
-        readers = [r for r in preference[group] if (parts.get(r) or {}).get("fields")]
-        if group == "captured_at":  # the best-ranked capture time of any reader, then preference
-            readers.sort(key=lambda r: _capture_rank(parts[r]["fields"]))
-        chosen = next((r for r in readers if _present(group, parts[r]["fields"])), None)
-        if chosen is None and group == "captured_at":  # no instant anywhere: keep the clocks seen
-            chosen = next((r for r in readers if parts[r]["fields"].get("clocks")), None)
-        if chosen is not None:
-            for member in members:
-                record[member] = parts[chosen]["fields"].get(member)
-            sources[group] = chosen
+    chosen, sources = choose(kind, parts)
+    record: dict[str, Any] = {"mime": mime, "kind": kind, **chosen}
     record["sources"] = sources
     record["readers"] = {
         name: parts[name]["version"] for name in READERS if (parts.get(name) or {}).get("version")
@@ -125,7 +113,70 @@ def compose(parts: dict[str, dict[str, Any]], supervisor_errors: list[str]) -> d
     if c2pa:  # only a file that carries a C2PA manifest has provenance
         record["provenance"] = {"c2pa": c2pa}
     record["perceptual"] = perceptual_hashes(parts.get("perceptual"))
+    deferred = (parts.get("deferred") or {}).get("readers")
+    if deferred:  # the fast path: read later, each in its own signed entry (enrichment)
+        record["deferred"] = list(deferred)
     return record
+
+
+def choose(kind: str, parts: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The normalised fields, each group from the reader preferred for it, and `sources`."""
+    preference = PREFERENCE.get(kind, OTHER_PREFERENCE)
+    out = empty_fields()
+    sources: dict[str, str] = {}
+    for group, members in GROUPS.items():
+        readers = [r for r in preference[group] if (parts.get(r) or {}).get("fields")]
+        if group == "captured_at":  # the best-ranked capture time of any reader, then preference
+            readers.sort(key=lambda r: _capture_rank(parts[r]["fields"]))
+        chosen = next((r for r in readers if _present(group, parts[r]["fields"])), None)
+        if chosen is None and group == "captured_at":  # no instant anywhere: keep the clocks seen
+            chosen = next((r for r in readers if parts[r]["fields"].get("clocks")), None)
+        if chosen is not None:
+            for member in members:
+                out[member] = parts[chosen]["fields"].get(member)
+            sources[group] = chosen
+    return out, sources
+
+
+def exiftool_can_wait(parts: dict[str, dict[str, Any]]) -> bool:
+    """Whether a JPEG's record is complete without ExifTool: exifread and the marker walk read it
+    without a problem, and nothing ExifTool alone reads could change a normalised field (it could
+    only give what exifread lacks, or a better-ranked capture time from XMP or IPTC)."""
+    exif, walked = parts.get("exifread") or {}, parts.get("structure") or {}
+    if exif.get("errors") or walked.get("errors") or not exif.get("fields"):
+        return False
+    if not (walked.get("fields") or {}).get("dimensions"):
+        return False
+    found = exif["fields"]
+    if not found.get("device") or found.get("captured_at") is None:
+        return False
+    tier, tag = _capture_rank(found)
+    if walked.get("xmp") or walked.get("iptc"):  # dates, places, devices ExifTool may find there
+        return found.get("gps") is not None and found.get("orientation") is not None and (
+            tier == 0 or (tier == 1 and tag == 0))
+    return tier == 0 or tag == 0  # a DateTimeOriginal (or the GPS clock) ranks first or ties
+
+
+def enriched(doc: dict[str, Any], exiftool: dict[str, Any]) -> dict[str, Any]:
+    """A fast-path record completed with ExifTool's report read later (its `enriched` entry):
+    what `compose` gives when ExifTool ran with the other readers, its errors listed last."""
+    parts: dict[str, dict[str, Any]] = {}
+    for group, reader in (doc.get("sources") or {}).items():
+        fields = parts.setdefault(reader, {"fields": empty_fields()})["fields"]
+        for member in GROUPS.get(group, ()):
+            fields[member] = doc.get(member)
+    parts["exiftool"] = {"fields": exiftool.get("fields")}
+    chosen, sources = choose(kind_of(doc.get("mime") or ""), parts)
+    out = {key: value for key, value in doc.items() if key != "deferred"}
+    out.update(chosen, sources=sources)
+    if exiftool.get("version"):
+        out["readers"] = {**(doc.get("readers") or {}), "exiftool": exiftool["version"]}
+    if exiftool.get("raw") is not None:
+        out["raw"] = {**(doc.get("raw") or {}), "exiftool": exiftool["raw"]}
+    out["errors"] = [*(doc.get("errors") or []),
+                     *(f"exiftool: {e}" for e in exiftool.get("errors") or [])]
+    out["gps_problems"] = fix_problems(out)
+    return out
 
 
 def perceptual_hashes(part: dict[str, Any] | None) -> dict[str, Any] | None:

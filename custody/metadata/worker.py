@@ -32,14 +32,14 @@ from exifread.core.exceptions import ExifNotFound
 
 from custody.metadata.isolation import reader_environment
 
-from . import images, video
+from . import images, jpeg, video
 from .provenance import c2pa_version, read_c2pa
-from .record import kind_of, one_line
+from .record import exiftool_can_wait, kind_of, one_line
 
 START_TIMEOUT = 60.0  # spawning Python and ExifTool; not counted against a file's time limit
 EXIFTOOL_ARGS = ["-G1", "-a", "-n", "-api", "LargeFileSupport=1"]
 Message = dict[str, Any]
-Extract = Callable[[str, "Tools"], Iterator[Message]]
+Extract = Callable[..., Iterator[Message]]  # (path, tools[, mode=])
 
 
 # ---- in the child ------------------------------------------------------------------------------
@@ -186,16 +186,26 @@ def read_exiftool(path: str, tools: Tools) -> dict[str, Any]:
             "errors": video.problems(meta)}  # fmt: skip
 
 
-def extract(path: str, tools: Tools) -> Iterator[Message]:
-    """Run the readers on one file, announcing each before it starts (so a time-out names it)."""
+FULL, FAST, EXIFTOOL_ONLY = "full", "fast", "exiftool"  # a request's `mode`
+
+
+def extract(path: str, tools: Tools, mode: str = FULL) -> Iterator[Message]:
+    """Run the readers on one file, announcing each before it starts (so a time-out names it).
+
+    `mode` FAST: a JPEG that exifread and the marker walk read completely is not given to
+    ExifTool (the record says `deferred`; ExifTool reads it later, docs/METADATA.md "The fast
+    path"); EXIFTOOL_ONLY: ExifTool's report alone (that later reading)."""
     yield {"type": "begin", "stage": "file"}
     try:
-        mode = os.stat(path).st_mode
+        st_mode = os.stat(path).st_mode
     except OSError as error:
         yield {"type": "error", "text": one_line(error)}
         return
-    if not stat.S_ISREG(mode):  # ExifTool would scan a directory; a FIFO would block every reader
+    if not stat.S_ISREG(st_mode):  # ExifTool would scan a folder; a FIFO would block every reader
         yield {"type": "error", "text": "not a regular file"}
+        return
+    if mode == EXIFTOOL_ONLY:
+        yield from _exiftool_stage(path, tools)
         return
     yield {"type": "begin", "stage": "python-magic"}
     mime, errors = None, []
@@ -205,16 +215,21 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
         errors.append(one_line(error))
     payload = {"version": tools.magic_version, "mime": mime, "errors": errors}
     yield {"type": "part", "stage": "python-magic", "payload": payload}
+    exif: dict[str, Any] = {}
     if kind_of(mime or "") == "image":
         yield {"type": "begin", "stage": "exifread"}
-        payload = read_exifread(path, tools.exifread_version)
-        yield {"type": "part", "stage": "exifread", "payload": payload}
-    yield {"type": "begin", "stage": "exiftool"}
-    if tools.exiftool_error and tools.helper is None:
-        payload = {"version": None, "raw": None, "fields": None, "errors": [tools.exiftool_error]}
+        exif = read_exifread(path, tools.exifread_version)
+        yield {"type": "part", "stage": "exifread", "payload": exif}
+    if mode == FAST and mime == "image/jpeg":
+        yield {"type": "begin", "stage": "structure"}
+        walked = jpeg.payload(path)
+        yield {"type": "part", "stage": "structure", "payload": walked}
+        if exiftool_can_wait({"exifread": exif, "structure": walked}):
+            yield {"type": "part", "stage": "deferred", "payload": {"readers": ["exiftool"]}}
+        else:
+            yield from _exiftool_stage(path, tools)
     else:
-        payload = read_exiftool(path, tools)
-    yield {"type": "part", "stage": "exiftool", "payload": payload}
+        yield from _exiftool_stage(path, tools)
     yield {"type": "begin", "stage": "c2pa"}
     payload = read_c2pa(path, tools.c2pa_trust, tools.c2pa_version)
     yield {"type": "part", "stage": "c2pa", "payload": payload}
@@ -229,6 +244,15 @@ def extract(path: str, tools: Tools) -> Iterator[Message]:
         else:
             payload = tools.perceptual.payload(path, kind_of(mime or ""))
         yield {"type": "part", "stage": "perceptual", "payload": payload}
+
+
+def _exiftool_stage(path: str, tools: Tools) -> Iterator[Message]:
+    yield {"type": "begin", "stage": "exiftool"}
+    if tools.exiftool_error and tools.helper is None:
+        payload = {"version": None, "raw": None, "fields": None, "errors": [tools.exiftool_error]}
+    else:
+        payload = read_exiftool(path, tools)
+    yield {"type": "part", "stage": "exiftool", "payload": payload}
 
 
 def _send(conn: Connection, message: Message) -> None:
@@ -255,7 +279,9 @@ def serve(conn: Connection, memory_limit: int | None, exiftool_path: str, run: E
             except (EOFError, OSError):
                 break
             try:
-                for message in run(request["path"], tools):
+                asked = request.get("mode", FULL)  # a custom `run` need not know modes
+                for message in run(request["path"], tools, **({} if asked == FULL else
+                                                                {"mode": asked})):
                     _send(conn, message)
             except Exception as error:  # MemoryError included: reported, and the worker lives on
                 _send(conn, {"type": "error", "text": one_line(error)})
@@ -400,7 +426,7 @@ class Worker:
             return self._start()
         return None
 
-    def read(self, path: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    def read(self, path: str, mode: str = FULL) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """Each reader's report for one file, and the supervisor's own errors."""
         problem = self.start()
         if problem is not None:
@@ -413,7 +439,7 @@ class Worker:
         deadline = time.monotonic() + self.timeout
         paused = self.timeout
         try:
-            _send(conn, {"path": path})
+            _send(conn, {"path": path} if mode == FULL else {"path": path, "mode": mode})
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not conn.poll(remaining):

@@ -128,6 +128,8 @@ class IngestReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)  # dump members not unpacked
     dry_run: bool = False
+    deferred: list[str] = field(default_factory=list)  # first ingests left for enrichment
+    enriched: int = 0  # of those, how many this run enriched (ingest --enrich)
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -139,6 +141,8 @@ class IngestReport:
             "skipped": self.skipped,
             "refused": self.refused,
             "dry_run": self.dry_run,
+            # ExifTool's full reading left for `custody enrich` (docs/METADATA.md "The fast path")
+            "enrichment": {"deferred": len(self.deferred), "enriched": self.enriched},
             "summary": {
                 "new": self.count("new"),
                 "present": self.count("present"),
@@ -272,6 +276,8 @@ class _Pending:
     def fold(self, doc: dict[str, Any]) -> None:
         body = canonical.encode(doc)
         details = dict(self.draft.details, mime=doc.get("mime"), metadata_sha256=_sha256_hex(body))
+        if doc.get("deferred"):  # the fast path: signed here, so enrich finds it from the log
+            details["metadata_deferred"] = list(doc["deferred"])
         self.draft = Draft(self.draft.action, self.draft.item, details, metadata=body)
         self.result.mime = doc.get("mime")
         self.result.metadata_errors = list(doc.get("errors", []))
@@ -303,8 +309,12 @@ class Ingest:
         on_skip: Callable[[dict[str, str]], None] | None = None,
         expand: Callable[[Ingest, FileResult, Found], None] | None = None,
         dry_run: bool = False,
+        fast: bool = False,
     ) -> None:
         self.archive = archive
+        # The metadata fast path (ExifTool read later, in an `enriched` entry); not in a sealed
+        # archive, whose entries seal what they carry (docs/METADATA.md "The fast path").
+        self.fast = fast and archive.sealer is None
         self.key = key
         # Each reader is one worker process: with two, metadata of file n is read while file n+1
         # is hashed and stored, and two files' metadata at a time.
@@ -352,7 +362,12 @@ class Ingest:
             self._commit_or_stop([])
         finally:
             self._pool.shutdown()
+            self._end_batch()
         return self.report
+
+    def _end_batch(self) -> None:
+        if hasattr(self.archive.objects, "end_batch"):
+            self.archive.objects.end_batch()
 
     def run_stream(self, stream: BinaryIO, claims: Claims) -> FileResult:
         """Ingest one stream (an upload): stored, its metadata read, its entry committed."""
@@ -371,6 +386,7 @@ class Ingest:
             self._commit_or_stop([])
         finally:
             self._pool.shutdown()
+            self._end_batch()
         return result
 
     def commit_if_due(self, rest: list[Found] | None = None) -> None:
@@ -387,6 +403,10 @@ class Ingest:
         if self.dry_run:  # an early answer only; it would record a refusal
             return
         self.archive.authorize(self.key, "ingest")  # early: the lock decides again per batch
+        # The local store fsyncs and links a batch's objects together, just before its entries
+        # commit (store/local_objects.py `flush`); other stores keep their own write order.
+        if hasattr(self.archive.objects, "begin_batch"):
+            self.archive.objects.begin_batch()
         # The first worker starts while the first file is stored; the next one only when two
         # files wait to be read (one file never pays for two start-ups on a 2-core machine).
         first = self._readers.queue[0] if self._readers.queue else None
@@ -398,6 +418,10 @@ class Ingest:
             self._commit()
         except DiskFull:
             raise self._stopped("the disk holding the archive is full", rest, True) from None
+        except ObjectWriteError as exc:  # the batch's objects could not be flushed
+            full = isinstance(exc, StoreFull)
+            why = "the disk holding the archive is full" if full else str(exc)
+            raise self._stopped(why, rest, full) from None
         except ArchiveError as exc:
             raise self._stopped(exc.message, rest, False) from None
 
@@ -498,7 +522,8 @@ class Ingest:
         reader = self._readers.get()
         try:
             with self.archive.objects.local_file(sha256) as path:
-                doc: dict[str, Any] = reader.read(path)
+                doc: dict[str, Any] = reader.read(path, fast=True) if self.fast else reader.read(
+                    path)
         finally:
             self._readers.put(reader)
         try:
@@ -526,6 +551,8 @@ class Ingest:
             return
         for p in pending:
             p.settle()  # every reading finishes before the write lock is taken
+        if hasattr(self.archive.objects, "flush"):
+            self.archive.objects.flush()  # the batch's objects durable and in place: then entries
         while True:
             try:
                 signed = self.archive.append(
@@ -545,6 +572,8 @@ class Ingest:
             p.result.seq = e.seq
             if p.result.mime is None:
                 p.result.mime = e.details.get("mime")
+            if e.action == "ingest" and e.details.get("metadata_deferred"):
+                self.report.deferred.append(e.item or "")
             if e.action == "ingest":
                 p.result.looks_like = self.look_alikes.check(e.item or "", p.document,
                                                              p.result.mime)
@@ -562,9 +591,8 @@ class Ingest:
             # becomes a sighting and stores no second metadata doc.
             item = draft.item or ""
             if item in ingested_now or any(writer.has_action(item, a) for a in FIRST_RECORD):
-                details = {
-                    k: v for k, v in draft.details.items() if k not in ("mime", "metadata_sha256")
-                }
+                details = {k: v for k, v in draft.details.items()
+                           if k not in ("mime", "metadata_sha256", "metadata_deferred")}
                 return Draft(action="sighting", item=item, details=details)
             if draft.metadata is None:  # its reading was skipped as recorded elsewhere
                 raise _NeedsMetadata(draft)

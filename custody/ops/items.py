@@ -15,6 +15,7 @@ from custody.core.custodians import Registry
 from custody.metadata.clocks import shown_capture
 from custody.metadata.gps import fix_problems, shown_place
 from custody.ops import containment, encryption, lineage
+from custody.ops import enrich as enrichment
 from custody.ops.archive import Archive, replayed
 from custody.ops.sidecars import for_show as sidecars_for_show
 from store.ports import EntryRow
@@ -125,6 +126,9 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
     stored = archive.ledger.metadata(item)
     doc_bytes = encryption.open_document(archive.content_key, stored)
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
+    # the fast path's document completed with ExifTool's later reading (its `enriched` entry)
+    reading = enrichment.latest(history, first["details"].get("metadata_sha256"))
+    doc = enrichment.document(doc, reading)
     names: list[str] = []
     for h in history:
         src = h["details"].get("source") or {}
@@ -148,6 +152,8 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "ingested_by": first["actor_name"],
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
+        # docs/METADATA.md "The fast path": null, or ExifTool's reading pending or recorded
+        "metadata_enrichment": enrichment.state(first["details"], history),
         # what the file says of its own origin (C2PA), as read and validated at ingest
         "provenance": {"c2pa": None, **(doc.get("provenance") or {})},
         **chain,
@@ -172,12 +178,14 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
         seen = names.setdefault(e.item or "", [])
         if name and name not in seen:
             seen.append(name)
+    readings = enrichment.latest_by_item(archive.ledger)
     rows: list[dict[str, Any]] = []
     for item in replay.items():
         first = replay.first_record(item)
         assert first is not None
         doc_bytes = encryption.open_document(archive.content_key, archive.ledger.metadata(item))
         doc = canonical.decode(doc_bytes) if doc_bytes else {}
+        doc = enrichment.document(doc, readings.get((item, str(first.metadata_sha256))))
         seen = names.get(item, [])
         rows.append({
             "sha256": item,

@@ -18,6 +18,7 @@ from custody.errors import CustodyError, UsageError
 from custody.metadata import provenance
 from custody.metadata.gps import fix_problems
 from custody.ops import encryption
+from custody.ops import enrich as enrichment
 from custody.ops.archive import Archive
 from custody.ops.backends import sealed_index
 from custody.search import c2pa_filter, fingerprints
@@ -124,6 +125,8 @@ class Indexer:
             store.link("incident", incident, item, seq)
         elif e.action == "tag" and (tag := _text(d.get("tag"))):
             store.link("tag", tag, item, seq, present=d.get("removed") is not True)
+        elif e.action == enrichment.ACTION and not enrichment.failed(d):
+            self._enriched(item, d)
         elif e.action == "note":
             if isinstance(d.get("supersedes"), int) and (old := store.drop_note(d["supersedes"])):
                 self.dirty.add(old)
@@ -146,7 +149,15 @@ class Indexer:
         except CustodyError:  # sealed under a content key this reader does not hold
             return d
 
-    def _facts(self, item: str, d: dict[str, Any]) -> None:
+    def _enriched(self, item: str, d: dict[str, Any]) -> None:
+        """An `enriched` entry: the item's facts again, from its fast-path document completed with
+        ExifTool's reading, if that entry completes the item's signed document."""
+        raw = self.archive.ledger.metadata(item)
+        if raw is not None and hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
+            self._facts(item, d, reading=d[enrichment.READER])
+
+    def _facts(self, item: str, d: dict[str, Any],
+               reading: dict[str, Any] | None = None) -> None:
         warnings: list[str] = []
         doc: dict[str, Any] = {}
         c2pa = c2pa_filter.UNCHECKED  # unless the document is the signed one, read in the clear
@@ -170,7 +181,7 @@ class Indexer:
         else:
             # json, not canonical.decode: the index is derived, verify checks the form.
             value = json.loads(raw)
-            doc = value if isinstance(value, dict) else {}
+            doc = enrichment.document(value, reading) if isinstance(value, dict) else {}
             c2pa = provenance.verdict(doc)  # kept in the index: a search reads no documents
         text = _text(doc.get("captured_at"))
         moment = utc(text)
