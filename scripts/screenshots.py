@@ -32,7 +32,11 @@ PAGES: dict[str, tuple[str, bool]] = {
     "dashboard": ("/", True),
     "log": ("/log", False),
     "consistency": ("/log/consistency?old=1&new=2", True),
+    "search": ("/search?near=36.2021,37.1343&within_km=50&since=2016-01-01&until=2026-12-31", True),
+    "crossref": ("/crossref", True),
+    "item": ("/items/{item}", True),  # the first item ingested
 }
+ON_PHONE = {"dashboard", "item", "search"}
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 
@@ -41,6 +45,7 @@ class Demo:
     """A demo archive in a temporary folder, made with the real CLI."""
 
     def __init__(self, tmp: Path) -> None:
+        self.items: list[str] = []
         self.tmp = tmp
         self.env = {**os.environ, "CUSTODY_ARCHIVE": str(tmp / "archive"),
                     "CUSTODY_PASSPHRASE": PASSPHRASE,
@@ -66,6 +71,7 @@ class Demo:
         for name in ["aleppo-gps.jpg", "carbon-south-west.jpg", "clock-no-offset.jpg"]:
             self.run("ingest", MEDIA / name, "--case", "ALP-1", "--note", "تسليم من المراسل")
         items = [row["sha256"] for row in json.loads(self.run("list", "--json"))]
+        self.items = items
         self.run("incident", "new", "INC-7", "--date", "2016-10-03", "--description",
                  "قصف سوق الحي — market shelling", "--case", "ALP-1",
                  "--place", "36.2021,37.1343,Aleppo")
@@ -125,9 +131,9 @@ def shoot(demo: Demo, base: str, out: Path) -> None:
                 page.locator("form[action='/signin'] button").click()
                 page.wait_for_url("**/")
                 for name, (path, full) in PAGES.items():
-                    page.goto(base + path)
-                    if device == "phone" and name != "dashboard":
+                    if device == "phone" and name not in ON_PHONE:
                         continue
+                    page.goto(base + path.format(item=demo.items[0]))
                     page.screenshot(path=str(out / f"web-{name}-{lang}-{device}.png"),
                                     full_page=full)
                 context.close()
