@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.web_helpers import MEDIA, WebArchive, browser, make_web_archive, sign_in  # noqa: F401
+from tests.web_helpers import (  # noqa: F401
+    MEDIA,
+    WebArchive,
+    accesses,
+    browser,
+    make_web_archive,
+    sign_in,
+    sign_on_device,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +36,6 @@ def opened(context):
     page = context.new_page()
     page.set_default_timeout(120_000)
     return page
-
-
-def sign_on_device(page, served: WebArchive, who: str) -> None:
-    """What the custodian does on their own computer: run the command the page shows, paste the
-    statement it prints back into the page."""
-    command = page.locator("#command").inner_text().strip()
-    draft = command.removeprefix("custody sign-statement ").strip()
-    done = served.as_(who)("sign-statement", draft, check=True)
-    assert "signing this statement" in done.stderr
-    page.fill("#statement", done.stdout)
-
-
-def accesses(served: WebArchive, item: str) -> list[dict]:
-    rows = [json.loads(x) for x in served.cli("log", item, "--json", check=True).stdout.splitlines()]
-    return [r for r in rows if r["action"] == "access"]
 
 
 def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, browser, tmp_path):

@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from tests.service_server import Subprocess, free_port
-from tests.web_helpers import MEDIA, browser, make_web_archive, sign_in  # noqa: F401 - fixtures
+from tests.web_helpers import (  # noqa: F401 - fixtures
+    MEDIA,
+    accesses,
+    browser,
+    make_web_archive,
+    sign_in,
+    sign_on_device,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +55,10 @@ def _signed_in(served, browser, who="reviewer"):
     return context, page, csp
 
 
-def test_a_reviewer_searches_by_place_and_time_and_opens_a_result(served, browser):
+def test_a_reviewer_searches_by_place_and_time_opens_the_item_and_requests_a_copy(served,
+                                                                                   browser):
+    """Issue 17's walk: sign in, search by place and time, open the item, request a copy with a
+    purpose; the access is in the item's timeline and in the signed log."""
     context, page, csp = _signed_in(served, browser)
     page.get_by_role("link", name="Search").click()
     page.get_by_label("Near (LAT,LON)").fill("36.2,37.13")
@@ -77,8 +87,19 @@ def test_a_reviewer_searches_by_place_and_time_and_opens_a_result(served, browse
     with page.expect_response(lambda r: r.url.endswith(f"/items/{aleppo}")) as opened:
         page.get_by_role("link", name="aleppo-gps.jpg").first.click()
     assert page.url == f"{served.base}/items/{aleppo}"
-    # the item page is another helper's (r25-webitem): until it is merged the route is a 404
-    assert opened.value.status == 404 or aleppo in page.content()
+    assert opened.value.status == 200 and aleppo in page.locator("dl.hashes").inner_text()
+
+    page.set_default_timeout(120_000)  # signing and appending on a loaded machine
+    page.fill("#copy-purpose", "Prosecutor's review of the Aleppo strike")
+    page.click("#copy-form button")
+    sign_on_device(page, served, "reviewer")
+    with page.expect_download(timeout=120_000) as got:
+        page.click("#signed-form button")
+    assert got.value.suggested_filename  # the copy itself; its bytes are checked in test_web_item
+    page.goto(f"{served.base}/items/{aleppo}")
+    assert "Prosecutor's review of the Aleppo strike" in page.locator("#timeline").inner_text()
+    assert [a["details"]["purpose"] for a in accesses(served, aleppo)] == [
+        "Prosecutor's review of the Aleppo strike"]
     context.close()
 
 

@@ -110,3 +110,18 @@ def copy_media(names: dict[str, str], folder: Path) -> list[Path]:
 
 def entries(cli: Cli) -> list[dict]:
     return [json.loads(line) for line in cli("log", "--json", check=True).stdout.splitlines()]
+
+
+def sign_on_device(page, served: WebArchive, who: str) -> None:
+    """What the custodian does on their own computer: run the command the page shows, paste the
+    statement it prints back into the page."""
+    command = page.locator("#command").inner_text().strip()
+    draft = command.removeprefix("custody sign-statement ").strip()
+    done = served.as_(who)("sign-statement", draft, check=True)
+    assert "signing this statement" in done.stderr
+    page.fill("#statement", done.stdout)
+
+
+def accesses(served: WebArchive, item: str) -> list[dict]:
+    rows = [json.loads(x) for x in served.cli("log", item, "--json", check=True).stdout.splitlines()]
+    return [r for r in rows if r["action"] == "access"]
