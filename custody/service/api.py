@@ -296,7 +296,7 @@ def api_routes(open_archive: Callable[[], Archive],
             return sha256, access.content_for_statement(a, sha256, signed)
 
         sha256, reader = await read(request, open_reader)
-        return StreamingResponse(_chunks(reader), media_type="application/octet-stream",
+        return StreamingResponse(chunks(reader), media_type="application/octet-stream",
                                  headers={"X-Custody-SHA256": sha256})
 
     route(Operation(
@@ -341,7 +341,8 @@ def _check_signer(signed: Any, caller: Caller) -> None:
 check_signer = _check_signer  # the web pages' content route checks statements the same way
 
 
-def _chunks(reader: Any) -> Iterator[bytes]:
+def chunks(reader: Any) -> Iterator[bytes]:
+    """A content reader's bytes, CHUNK by CHUNK, the reader closed at the end (or on a cut)."""
     try:
         while chunk := reader.read(CHUNK):
             yield chunk

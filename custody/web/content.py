@@ -5,7 +5,6 @@ an object's bytes in the web interface."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -15,10 +14,9 @@ from starlette.routing import BaseRoute
 
 from custody.ops import access, statements
 from custody.ops.archive import Archive
-from custody.service.api import check_signer
+from custody.service.api import check_signer, chunks
 from custody.service.auth import Caller
 from custody.web.site import Refused, Web
-from store.ports import CHUNK
 
 MAX_STATEMENT_BYTES = 64 * 1024
 
@@ -44,7 +42,7 @@ def content_routes(web: Web) -> list[BaseRoute]:
             return _open(archive, ref, text, caller)
 
         sha256, reader = await web.read(open_reader)
-        return StreamingResponse(_chunks(reader), media_type="application/octet-stream", headers={
+        return StreamingResponse(chunks(reader), media_type="application/octet-stream", headers={
             "X-Custody-SHA256": sha256, "Cache-Control": "no-store",
             "Content-Disposition": f'attachment; filename="{sha256}"'})
 
@@ -56,11 +54,3 @@ def _open(archive: Archive, ref: str, text: str, caller: Caller) -> tuple[str, A
     check_signer(signed, caller)  # the signed-in custodian signed it; their role may `access`
     sha256 = archive.resolve_item(ref)
     return sha256, access.content_for_statement(archive, sha256, signed)
-
-
-def _chunks(reader: Any) -> Iterator[bytes]:
-    try:
-        while chunk := reader.read(CHUNK):
-            yield chunk
-    finally:
-        reader.close()

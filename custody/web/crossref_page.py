@@ -5,7 +5,6 @@ library's own `crossref.crossref` (as `custody crossref`), its matches on a map 
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from custody.search import crossref as finder
 from custody.search.tracks import TrackError
 from custody.service.limits import BodyLimit
 from custody.web import maps
+from custody.web.search_page import parse_number
 from custody.web.site import Refused, Web
 
 PATH = "/crossref"
@@ -78,15 +78,7 @@ def _options(form: FormData) -> dict[str, Any]:
     """The form as `custody crossref`'s options (UsageError when one cannot be read)."""
     def number(key: str, flag: str) -> float | None:
         text = _text(form, key)
-        if not text:
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            raise UsageError(f"{flag} must be a number, not {text!r}") from None
-        if not math.isfinite(value):
-            raise UsageError(f"{flag} must be a finite number")
-        return value
+        return parse_number(text, flag) if text else None
 
     km, minutes = number("km", "--km"), number("minutes", "--minutes")
     if km is None or minutes is None:

@@ -28,6 +28,7 @@ from custody.ops import access, checkpoints, drafts, encryption, statements
 from custody.ops import items as views
 from custody.ops.archive import Archive, registry_of
 from custody.ops.verify import audit
+from custody.service.api import chunks
 from custody.service.auth import Caller
 from custody.web.site import Refused, Web
 from store.ports import CHUNK
@@ -226,7 +227,7 @@ def item_routes(web: Web) -> list[BaseRoute]:
 
             reader, name = await web.read(open_copy)
             del desk.drafts[_field(form, "draft")]
-            return StreamingResponse(_chunks(reader), media_type="application/octet-stream",
+            return StreamingResponse(chunks(reader), media_type="application/octet-stream",
                                      headers={"X-Custody-SHA256": sha, "Cache-Control": "no-store",
                                               "Content-Disposition":
                                                   f'attachment; filename="{name}"'})
@@ -275,12 +276,3 @@ def item_routes(web: Web) -> list[BaseRoute]:
         web.page(base + "/signed", signed, ("POST",)),
         web.page(base + "/report", report_pdf, ("POST",)),
     ]
-
-
-def _chunks(reader: Any) -> Any:
-    try:
-        while chunk := reader.read(CHUNK):
-            yield chunk
-    finally:
-        reader.close()
-

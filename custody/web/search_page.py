@@ -32,13 +32,14 @@ def search_of(params: dict[str, str]) -> finder.Search | None:
         return None
     options: dict[str, Any] = {k: given.get(k) for k in TEXT_FILTERS}
     if "within_km" in given:
-        options["within_km"] = _number(given["within_km"], "--within-km")
+        options["within_km"] = parse_number(given["within_km"], "--within-km")
     options["limit"] = _count(given["limit"], "--limit") if "limit" in given else WEB_LIMIT
     options["list_unplaced"] = given.get("list_unplaced") in ("1", "on", "true", "yes")
     return finder.Search(**options)
 
 
-def _number(text: str, flag: str) -> float:
+def parse_number(text: str, flag: str) -> float:
+    """A finite number typed into a form field, or the CLI's own one-line UsageError."""
     try:
         value = float(text)
     except ValueError:
