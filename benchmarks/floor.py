@@ -10,11 +10,13 @@ and max, and the ratio of medians against the floor. A shared machine is noisy: 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -90,3 +92,52 @@ def paired_ratios(runs: Mapping[str, list[Figures]], name: str, floor: str,
     ratios = [a[key] / b[key] for a, b in zip(runs[name], runs[floor], strict=False)]
     return (f"{name} / {floor}, round by round: x{statistics.median(ratios):.2f} "
             f"({min(ratios):.2f}..{max(ratios):.2f})")
+
+
+class PeakRss:
+    """Peak RSS (VmHWM, KiB) of each child of this process whose command line holds `mark` (the
+    timed custody command) and, apart, of the largest of their own children whose command line
+    holds `worker_mark` (any child when None: verify's forked workers; ingest's metadata workers),
+    sampled from /proc every 20 ms. wait4's rusage cannot tell them apart: its ru_maxrss is the
+    largest of the process and every descendant it waited for."""
+
+    def __init__(self, mark: bytes, worker_mark: bytes | None = None) -> None:
+        self.mark, self.worker_mark = mark, worker_mark
+        self.main_kib = 0
+        self.worker_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        mains: set[int] = set()
+        while not self._stop.wait(0.02):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    status = (proc / "status").read_text()
+                    ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+                    if ppid == me and self.mark in (proc / "cmdline").read_bytes():
+                        mains.add(int(proc.name))
+                        main = True
+                    elif ppid in mains and (self.worker_mark is None
+                                            or self.worker_mark in (proc / "cmdline").read_bytes()):
+                        main = False
+                    else:
+                        continue
+                except (OSError, ValueError, AttributeError):  # gone meanwhile
+                    continue
+                found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+                if found and main:
+                    self.main_kib = max(self.main_kib, int(found.group(1)))
+                elif found:
+                    self.worker_kib = max(self.worker_kib, int(found.group(1)))

@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
-from floor import Figures, interleave, paired_ratios, report, timed_command
+from floor import Figures, PeakRss, interleave, paired_ratios, report, timed_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "corpora" / "exiftool-samples"
@@ -42,52 +40,6 @@ ENRICHED = "custody ingest --enrich"  # the fast path's deferred ExifTool readin
 
 WORKER_MARK = "custody.metadata.worker"  # in the metadata worker's command line
 
-
-class PeakRss:
-    """Peak RSS (VmHWM) of custody's main process and of its largest metadata worker, sampled
-    from /proc while the ingest runs. (wait4's rusage cannot tell them apart: its ru_maxrss is
-    the largest of the process and every descendant it waited for.)"""
-
-    def __init__(self) -> None:
-        self.main_kib = 0
-        self.worker_kib = 0
-        self.main_pid: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        me = os.getpid()
-        mains: set[int] = set()
-        while not self._stop.wait(0.02):
-            for proc in Path("/proc").iterdir():
-                if not proc.name.isdigit():
-                    continue
-                try:
-                    status = (proc / "status").read_text()
-                    ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-                    if ppid == me and "\0ingest\0" in (proc / "cmdline").read_text():
-                        which = "main"
-                        mains.add(int(proc.name))
-                    elif ppid in mains and WORKER_MARK in (proc / "cmdline").read_text(
-                            errors="replace"):
-                        which = "worker"
-                    else:
-                        continue
-                except (OSError, ValueError, AttributeError):  # gone meanwhile
-                    continue
-                found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-                if found and which == "main":
-                    self.main_kib = max(self.main_kib, int(found.group(1)))
-                elif found:
-                    self.worker_kib = max(self.worker_kib, int(found.group(1)))
 
 
 def custody_env(work: Path, tree: Path = ROOT) -> dict[str, str]:
@@ -112,7 +64,7 @@ def fresh_archive(work: Path, tree: Path = ROOT) -> None:
 
 def ingest(work: Path, path: Path, tree: Path = ROOT, *flags: str) -> Figures:
     """One `custody ingest PATH` into the fresh archive: time, main and largest-child peak RSS."""
-    with PeakRss() as peak:
+    with PeakRss(b"\0ingest\0", WORKER_MARK.encode()) as peak:
         figures = timed_command(custody("ingest", str(path), *flags), env=custody_env(work, tree))
     figures["tree_rss_mib"] = figures.pop("peak_rss_mib")  # the largest of the whole tree
     figures["main_rss_mib"] = peak.main_kib / 1024

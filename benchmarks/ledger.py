@@ -183,9 +183,8 @@ def full_verify(size: int, repeat: int, work: Path | None, against: Path | None 
     verifying process and of its largest worker. `against`: another source tree's custody too
     (the same command, PYTHONPATH=against), in the same rounds."""
     import realarchive
+    from floor import PeakRss, paired_ratios, report, timed_command
     from floor import interleave as alternate
-    from floor import paired_ratios, report, timed_command
-    from verify_floor import PeakRss
 
     archive = realarchive.build(size, work)
     env = realarchive.environment(archive.parent, archive)

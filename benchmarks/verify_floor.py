@@ -6,9 +6,9 @@ entry's bytes and signature from ledger.db (sqlite3), checks the Ed25519 signatu
 SHA-256 of each object file (hashlib). Nothing else: no parsing, no chain, no tree, no rules, no
 metadata documents. custody's verify is measured against this (benchmarks/ledger.py --verify).
 
-`PeakRss` samples the peak RSS (VmHWM) of a timed `custody verify` process and, separately, of its
-largest worker, from /proc while it runs (wait4's ru_maxrss is the largest of a process and every
-descendant it waited for: it cannot tell them apart).
+`floor.PeakRss` samples the peak RSS (VmHWM) of a timed `custody verify` process and, apart, of
+its largest worker, from /proc while it runs (wait4's ru_maxrss is the largest of a process and
+every descendant it waited for: it cannot tell them apart).
 
     python benchmarks/verify_floor.py ARCHIVE
 """
@@ -18,10 +18,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import sqlite3
 import sys
-import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -74,50 +72,6 @@ def _share(archive: Path, part: int, parts: int, keys: dict[str, bytes]) -> int:
                 hashlib.file_digest(f, "sha256")
     return checked
 
-
-class PeakRss:
-    """Peak RSS (VmHWM, KiB) of each child of this process whose command line holds `mark`, and
-    of the largest of their own children (verify's forked workers), sampled every 20 ms."""
-
-    def __init__(self, mark: bytes) -> None:
-        self.mark = mark
-        self.main_kib = 0
-        self.worker_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        me = os.getpid()
-        mains: set[int] = set()
-        while not self._stop.wait(0.02):
-            for proc in Path("/proc").iterdir():
-                if not proc.name.isdigit():
-                    continue
-                try:
-                    status = (proc / "status").read_text()
-                    ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-                    if ppid == me and self.mark in (proc / "cmdline").read_bytes():
-                        mains.add(int(proc.name))
-                        main = True
-                    elif ppid in mains:
-                        main = False
-                    else:
-                        continue
-                except (OSError, AttributeError):  # gone meanwhile
-                    continue
-                found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-                if found and main:
-                    self.main_kib = max(self.main_kib, int(found.group(1)))
-                elif found:
-                    self.worker_kib = max(self.worker_kib, int(found.group(1)))
 
 
 def main() -> None:
