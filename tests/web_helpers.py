@@ -51,8 +51,10 @@ class WebArchive:
         return out
 
 
-def make_web_archive(tmp: Path, files: list[Path] | None = None) -> WebArchive:
-    """An archive with every role enrolled (one revoked), the given JPEGs ingested, served."""
+def make_web_archive(tmp: Path, files: list[Path] | None = None,
+                     serve_args: tuple[str, ...] = ("--checkpoint-every", "0")) -> WebArchive:
+    """An archive with every role enrolled (one revoked), the given JPEGs ingested, served
+    (`serve_args`: the server's options; by default it holds no archive key)."""
     keys = {who: write_new_key(tmp / "keys" / f"{who}.key", name, PASSPHRASE)
             for who, (name, _) in PEOPLE.items()}
     cli = Cli(tmp, tmp / "archive", tmp / "keys" / "admin.key")
@@ -64,7 +66,7 @@ def make_web_archive(tmp: Path, files: list[Path] | None = None) -> WebArchive:
     for f in files if files is not None else [MEDIA / "aleppo-gps.jpg"]:
         cli("ingest", f, "--case", "ALP-1", check=True)
     items = [row["sha256"] for row in cli("list", "--json", check=True).json()]
-    server = Subprocess(tmp / "archive", tmp / "serve.log", "--checkpoint-every", "0",
+    server = Subprocess(tmp / "archive", tmp / "serve.log", *serve_args,
                         start_timeout=120)  # a loaded CI machine starts it slowly
     return WebArchive(tmp, cli, server.base, server, keys, items)
 

@@ -1139,15 +1139,23 @@ def submit(
 
 @app.command("sign-statement")
 def sign_statement_command(
-    draft: str = typer.Argument(..., help="A statement draft (custody-draft:…) a web page showed you, or - to read it from stdin."),
+    draft: str = typer.Argument(..., help="A statement draft (custody-draft:…, or a package draft custody-package-draft:…) a web page showed you, or - to read it from stdin."),
     as_json: bool = typer.Option(False, "--json", help="Accepted for scripts: the statement file is JSON either way."),
 ) -> None:
     """Sign a statement draft with your key, on this device: what it says is printed on stderr,
     the statement file on stdout (paste it back into the page; docs/WEB.md, "Actions")."""
     from custody.ops import drafts
+    from custody.package import export_drafts as package_drafts
 
     del as_json  # the output is one JSON document (the statement file) with or without it
     text = sys.stdin.read() if draft == "-" else draft
+    if package_drafts.is_draft(text):  # a web export's package statement (docs/WEB.md)
+        _, package = package_drafts.read(text)
+        err("signing this evidence package:")
+        for line in package_drafts.described(package):
+            err(f"  {line}")
+        out_json(package_drafts.sign(acting_key(), text))
+        return
     _, statement = drafts.read(text)  # refuse a malformed draft before the passphrase is asked
     err("signing this statement:")
     for line in drafts.described(statement):

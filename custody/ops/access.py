@@ -15,7 +15,7 @@ from typing import Any
 
 from custody.core import entry as entries
 from custody.core.signing import SigningKey
-from custody.errors import CustodyError, NotFound, StatementRefused, UsageError
+from custody.errors import CustodyError, NotFound, NotPermitted, StatementRefused, UsageError
 from custody.ops.archive import Archive, Draft
 from store.ports import CHUNK, ObjectReader
 
@@ -66,6 +66,31 @@ def contents(
     details: dict[str, Any] = {"purpose": purpose.strip(), "kind": kind, "destination": destination}
     archive.append(key, [Draft("access", item, dict(details)) for item in items],
                    attempted=kind, purpose=purpose)
+    for item in items:
+        with archive.objects.open(item) as reader:
+            yield item, reader
+
+
+def logged(archive: Archive, item: str, actor: str, kind: str, purpose: str) -> bool:
+    """Whether the log holds an access entry about `item` by `actor`, of `kind`, for `purpose`."""
+    for row in archive.ledger.rows_for_item(item):
+        e = entries.parse(row.body)
+        if e.action == "access" and e.actor == actor and e.details.get("kind") == kind \
+                and e.details.get("purpose") == purpose.strip():
+            return True
+    return False
+
+
+def contents_logged(
+    archive: Archive, items: Sequence[str], actor: str, kind: str, purpose: str,
+) -> Generator[tuple[str, ObjectReader], None, None]:
+    """As `contents`, for a reading whose access entries are already in the log, appended from
+    the reader's own signed statements (a web export, docs/WEB.md): refused (NotPermitted)
+    before any object is opened unless every item has such an entry by `actor`."""
+    for item in items:
+        if not logged(archive, item, actor, kind, purpose):
+            raise NotPermitted(f"no {kind} access to item {item[:16]} by {actor} for this "
+                               "purpose is in the log: it must be logged before any byte is read")
     for item in items:
         with archive.objects.open(item) as reader:
             yield item, reader

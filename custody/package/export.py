@@ -8,7 +8,7 @@ import base64
 import errno
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,27 @@ def _describe(
     return first, names, list(cases)
 
 
+Described = dict[str, tuple[entries.Entry, list[str], list[str]]]
+
+
+def _plan(
+    archive: Archive, chosen: list[str], case: str | None
+) -> tuple[Described, dict[str, str], Replay]:
+    """Each item's first record, names and cases, and its path in the bag."""
+    described = {}
+    replay = replayed(archive.ledger)
+    for sha in chosen:
+        rows = archive.ledger.rows_for_item(sha)
+        if not rows:
+            raise NotFound(f"no item {sha} in this archive")
+        described[sha] = _describe(rows, replay.cases_of(sha))
+    paths = layout.payload_paths(
+        [(sha, case or (d[2][0] if d[2] else None), d[1][0] if d[1] else None)
+         for sha, d in described.items()]
+    )
+    return described, paths, replay
+
+
 def export(
     archive: Archive,
     key: SigningKey,
@@ -112,17 +133,7 @@ def export(
     if not chosen:
         raise NotFound(f"no items in case {case}")
 
-    described = {}
-    replay = replayed(archive.ledger)
-    for sha in chosen:
-        rows = archive.ledger.rows_for_item(sha)
-        if not rows:
-            raise NotFound(f"no item {sha} in this archive")
-        described[sha] = _describe(rows, replay.cases_of(sha))
-    paths = layout.payload_paths(
-        [(sha, case or (d[2][0] if d[2] else None), d[1][0] if d[1] else None)
-         for sha, d in described.items()]
-    )
+    described, paths, replay = _plan(archive, chosen, case)
     destination = str(output.absolute())
     try:
         writer = layout.writer_for(output)
@@ -134,12 +145,12 @@ def export(
         # every access is logged, in one transaction, before the first byte is read
         with closing(access.contents(archive, key, chosen, purpose, "export",
                                      destination)) as readers:
-            for sha, reader in readers:
-                with layout.Prefetch(_Counted(reader, on_bytes)) as ahead:
-                    writer.add_stream(paths[sha], int(described[sha][0].details["size"]), ahead)
+            _write_payload(writer, readers, described, paths, on_bytes)
         issued = checkpoints.issue(archive, archive_key)
-        tags, summary = _tag_files(archive, key, chosen, described, paths, purpose, issued,
-                                   replay)
+        tags, package_json, summary = _tag_files(archive, key.key_id, chosen, described, paths,
+                                                 purpose, issued, replay)
+        tags = _signed(tags, package_json, key.sign(layout.statement_message(package_json)),
+                       summary)
         for rel, data in tags.items():
             writer.add_bytes(rel, data)
         writer.commit()
@@ -157,17 +168,44 @@ def export(
     return summary
 
 
+def _write_payload(
+    writer: layout.BagWriter,
+    readers: Iterable[tuple[str, Any]],
+    described: dict[str, tuple[entries.Entry, list[str], list[str]]],
+    paths: dict[str, str],
+    on_bytes: Callable[[int], None] | None,
+) -> None:
+    """Each item's content into the bag, read through its (verifying) reader, hashed ahead."""
+    for sha, reader in readers:
+        with layout.Prefetch(_Counted(reader, on_bytes)) as ahead:
+            writer.add_stream(paths[sha], int(described[sha][0].details["size"]), ahead)
+
+
+def _signed(
+    tags: dict[str, bytes], package_json: bytes, signature: bytes, summary: dict[str, Any]
+) -> dict[str, bytes]:
+    """The tag files with the statement, the exporter's signature over it and the tag
+    manifests; `summary` gains the package digest."""
+    tags = {**tags, layout.PACKAGE: package_json,
+            layout.SIGNATURE: (_b64(signature) + "\n").encode()}
+    tags.update(layout.tag_manifests(tags))
+    summary["package_sha256"] = _sha256(tags["tagmanifest-sha256.txt"])
+    return tags
+
+
 def _tag_files(
     archive: Archive,
-    key: SigningKey,
+    exporter: str,
     chosen: list[str],
     described: dict[str, tuple[entries.Entry, list[str], list[str]]],
     paths: dict[str, str],
     purpose: str,
     issued: checkpoints.Issued,
     state: Replay | None = None,
-) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Every tag file of the package, and the summary `export` returns."""
+) -> tuple[dict[str, bytes], bytes, dict[str, Any]]:
+    """Every tag file of the package but the statement, its signature and the tag manifests;
+    the statement (package.json's bytes, for `exporter` to sign); the summary `export` returns
+    (its package digest set by `_signed`)."""
     ledger = archive.ledger
     size = issued.checkpoint.size
     now = utc_now()
@@ -263,7 +301,7 @@ def _tag_files(
         for alg in layout.PAYLOAD_ALGORITHMS
     }
     octets = sum(int(described[sha][0].details["size"]) for sha in chosen)
-    who = registry.by_id[key.key_id]
+    who = registry.by_id[exporter]
     package_id = str(uuid.uuid4())
     info = layout.bag_info([
         ("Source-Organization", config.name),
@@ -316,21 +354,17 @@ def _tag_files(
     if lineage:  # only then: a package without derivatives is as before
         statement["lineage"] = [r.seq for r in lineage]
     package_json = canonical.encode(statement)
-    tags[layout.PACKAGE] = package_json
-    signature = key.sign(layout.statement_message(package_json))
-    tags[layout.SIGNATURE] = (_b64(signature) + "\n").encode()
-    tags.update(layout.tag_manifests(tags))
     summary = {
         "items": len(chosen),
         "bytes": octets,
         "entries": len(rows),
-        "package_sha256": _sha256(tags["tagmanifest-sha256.txt"]),
+        "package_sha256": None,  # set by _signed
         "package_id": package_id,
         "checkpoint": {"size": size, "root_hash": issued.checkpoint.root_hash.hex()},
         "verifier_key": str(verifier),
         "files": [{"sha256": sha, "path": paths[sha]} for sha in chosen],
     }
-    return tags, summary
+    return tags, package_json, summary
 
 
 class _Counted:

@@ -91,7 +91,8 @@ def create_app(settings: ServiceSettings) -> Starlette:
                           settings.upload_dir or settings.archive / "uploads")
     routes += web_routes(open_archive, nonces,  # the pages, at / (docs/WEB.md)
                          tiles=maps.tiles_from(settings.tile_url, settings.tile_attribution),
-                         max_track_bytes=settings.max_track_bytes)
+                         max_track_bytes=settings.max_track_bytes,
+                         archive_key=settings.archive_key)  # a web export signs a checkpoint
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
         "description": "OpenAPI 3.1", "content": json_content({"type": "object"})}},
         signed=False), *operations, *upload_operations(), *tile_operations(),

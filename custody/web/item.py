@@ -30,6 +30,7 @@ from custody.ops.archive import Archive, registry_of
 from custody.ops.verify import audit
 from custody.service.api import chunks
 from custody.service.auth import Caller
+from custody.web.export_page import may_export
 from custody.web.site import Refused, Web
 from store.ports import CHUNK
 
@@ -107,7 +108,9 @@ def page_data(archive: Archive, sha256: str, caller: Caller) -> dict[str, Any]:
                          "notices": report.notices, "entries": report.entries},
         "offer_to": sorted(offer_to, key=lambda c: c.name),
         "offers_to_me": [o for o in item["pending_offers"] if o["to"] == caller.key_id],
-        "may": {kind: permissions.may(caller.role, action) for kind, action in ACTIONS.items()},
+        "may": {**{kind: permissions.may(caller.role, action)
+                   for kind, action in ACTIONS.items()},
+                "export": may_export(caller)},
         "covered": bool(archive.ledger.checkpoints()),
     }
 
@@ -148,7 +151,8 @@ def item_routes(web: Web) -> list[BaseRoute]:
         sha = resolve(request)
         data = await web.read(lambda a: page_data(a, a.resolve_item(sha), caller))
         desk = desks.of(web.session(request).id)
-        return web.render(request, "item.html", {**data, "preview": desk.previews.get(sha)})
+        return web.render(request, "item.html", {**data, "preview": desk.previews.get(sha),
+                                                 "exports": web.exports})
 
     async def preview_png(request: Request) -> Response:
         await web.caller(request)

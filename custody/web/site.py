@@ -61,6 +61,7 @@ class Web:
         self.open_archive = open_archive
         self.sessions = sessions
         self.envs = {language: _environment(language) for language in i18n.LANGUAGES}
+        self.exports = False  # whether packages can be exported from pages (an archive key)
 
     # sessions ------------------------------------------------------------------------------
     def session(self, request: Request) -> Session:
