@@ -1883,7 +1883,7 @@ def serve(
     upload_expire: int = typer.Option(7 * 24 * 3600, "--upload-expire", metavar="SECONDS", help="An unfinished upload is removed this long after its last chunk."),
     checkpoint_every: float = typer.Option(10.0, "--checkpoint-every", metavar="SECONDS", help="Sign a checkpoint when the log has grown, this often (the archive key's passphrase from $CUSTODY_ARCHIVE_PASSPHRASE or the terminal); 0: never, and statements of remote custodians stay bound only by the next checkpoint someone makes."),
     public_log: bool = typer.Option(False, "--public-log", help="Also serve the log's entries (/tile/entries/…: notes, purposes, names in clear); the checkpoint and hash tiles are always served."),
-    tile_url: str = typer.Option(None, "--tile-url", metavar="URL", help="Map tiles for the web pages' maps: a template with {z}/{x}/{y}, or 'osm' for OpenStreetMap's (which then sees the areas viewed); none by default (docs/WEB.md)."),
+    tile_url: str = typer.Option(None, "--tile-url", metavar="URL", help="Map tiles for the web pages' maps: an https URL template with Z, X and Y placeholders as Leaflet takes them, or 'osm' for OpenStreetMap's (which then sees the areas viewed); none by default (docs/WEB.md)."),
     tile_attribution: str = typer.Option(None, "--tile-attribution", metavar="TEXT", help="The attribution the tile server asks to be shown [its host name]."),
     max_track: int = typer.Option(16 << 20, "--max-track", metavar="BYTES", help="Largest track the web crossref page takes."),
 ) -> None:
