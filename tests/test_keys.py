@@ -7,13 +7,18 @@ the archive's) chain of keys.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
 from pathlib import Path
+
+import pytest
 
 from custody.core import note
 from custody.core.signing import SigningKey
 from custody.ops.archive import Archive, Draft
-from custody.ops.keyfiles import load_key
+from custody.ops.keyfiles import load_key, load_key_aside, write_new_key
 
 from .conftest import ARCHIVE_PASSPHRASE, PASSPHRASE, one_line_error
 
@@ -322,3 +327,18 @@ def test_rotation_rules_of_the_replay() -> None:
     assert _log(("M", "key-backup", {"key_id": "A"}), ("M", "key-backup", {"key_id": "M"})) == []
     other = _log(enrol_b, ("B", "key-backup", {"key_id": "M"}))
     assert any("(rule key-own)" in p for p in other)
+
+
+def test_ctrl_c_while_a_key_opens_aside_is_an_interrupt_not_an_error(tmp_path: Path) -> None:
+    """Ctrl-C while export waited for the archive key opened in a child process: the pipe was
+    closed twice on the way out, and the OSError replaced the interrupt (exit 3, not 130)."""
+    path = tmp_path / "archive.key"
+    write_new_key(path, "Archive", PASSPHRASE)
+    pending = load_key_aside(path, PASSPHRASE)  # the child's scrypt takes a few hundred ms
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        pending()
+    timer.join()
+    pending.close()  # raised OSError (bad file descriptor) before the fix
+    assert pending._pid is None  # the child was stopped and reaped

@@ -7,6 +7,7 @@ read both files, so no custody code is needed to inspect a key. New passphrases 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -167,7 +168,8 @@ class PendingKey:
     def __call__(self) -> SigningKey:
         if self._pid is None:
             return load_key(self.path, self._passphrase)
-        with os.fdopen(self._read, "rb") as pipe:
+        read, self._read = self._read, -1  # the pipe is closed below whatever happens (Ctrl-C too)
+        with os.fdopen(read, "rb") as pipe:
             seed = pipe.read()
         self._reap()
         if len(seed) != 32:  # it did not open: open it here, which says why
@@ -179,9 +181,14 @@ class PendingKey:
         return key
 
     def close(self) -> None:
-        if self._pid is not None:
-            os.kill(self._pid, signal.SIGKILL)
+        """Stop the child if the key was never asked for, or if asking was interrupted (Ctrl-C
+        while waiting: the pipe is already closed then, and must not be closed twice)."""
+        if self._read >= 0:
             os.close(self._read)
+            self._read = -1
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
             self._reap()
 
     def _reap(self) -> None:
