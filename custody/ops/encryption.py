@@ -22,6 +22,7 @@ from custody.core import canonical, sealing
 from custody.core import entry as entries
 from custody.core.signing import PublicKey, SigningKey
 from custody.errors import ArchiveError, CustodyError, NotPermitted
+from store.durable import fsync_folder
 from store.ports import Ledger, LedgerReads
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
@@ -125,6 +126,7 @@ def wrap_for(root: Path, identity: pyrage.x25519.Identity, public: PublicKey,
                                               + public.openssh_line().split(" ", 2)[1])
     blob = pyrage.encrypt(str(identity).encode("ascii"), [recipient])
     path = wrapped_path(root, public.key_id, epoch)
+    made = not path.parent.is_dir()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -133,6 +135,11 @@ def wrap_for(root: Path, identity: pyrage.x25519.Identity, public: PublicKey,
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
+    # the name and, for a new epoch, its folder must outlive a power cut before the entry that
+    # names the recipient commits: otherwise later content is sealed to a key nobody holds
+    fsync_folder(path.parent)
+    if made:
+        fsync_folder(path.parent.parent)
     return path
 
 
