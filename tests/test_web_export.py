@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.web_helpers import MEDIA, WebArchive, browser, make_web_archive, sign_in  # noqa: F401
+from tests.web_helpers import (  # noqa: F401
+    MEDIA,
+    WebArchive,
+    browser,
+    make_web_archive,
+    opened,
+    sign_in,
+    sign_on_device,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +30,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebArchive]:
                            serve_args=("--checkpoint-every", "3600"))
     yield web
     web.server.stop()
-
-
-def opened(context):
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    return page
-
-
-def sign_on_device(page, served: WebArchive, who: str) -> str:
-    """Run the command the page shows on the custodian's computer; paste what it prints."""
-    command = page.locator("#command").inner_text().strip()
-    draft = command.removeprefix("custody sign-statement ").strip()
-    done = served.as_(who)("sign-statement", draft, check=True)
-    page.fill("#statement", done.stdout)
-    return done.stderr
 
 
 def log_of(served: WebArchive, item: str) -> list[dict]:

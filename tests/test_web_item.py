@@ -16,6 +16,7 @@ from tests.web_helpers import (  # noqa: F401
     accesses,
     browser,
     make_web_archive,
+    opened,
     sign_in,
     sign_on_device,
 )
@@ -29,13 +30,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebArchive]:
                            [MEDIA / "aleppo-gps.jpg", MEDIA / "homs-loci.mp4"])
     yield web
     web.server.stop()
-
-
-def opened(context):
-    """A page that waits long enough on a shared, loaded machine (a report verifies the ledger)."""
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    return page
 
 
 def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, browser, tmp_path):
@@ -52,7 +46,7 @@ def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, b
 
     page.fill("#copy-purpose", "Prosecutor's review of the strike")
     page.click("#copy-form button")
-    sign_on_device(page, served, "reviewer")
+    assert "signing this statement" in sign_on_device(page, served, "reviewer")
     with page.expect_download(timeout=120_000) as got:
         page.click("#signed-form button")
     saved = tmp_path / "copy"
@@ -62,7 +56,7 @@ def test_a_reviewer_requests_a_copy_and_a_preview_each_a_logged_access(served, b
     page.goto(f"{served.base}/items/{jpeg}")
     page.fill("#preview-purpose", "Check the picture before review")
     page.click("#preview form button")
-    sign_on_device(page, served, "reviewer")
+    assert "signing this statement" in sign_on_device(page, served, "reviewer")
     page.click("#signed-form button")
     page.wait_for_url(f"**/items/{jpeg}")
     assert page.locator("img.preview").evaluate("i => i.complete && i.naturalWidth") > 0
@@ -91,7 +85,7 @@ def test_a_video_shows_its_poster_frame(served, browser):
     page.goto(f"{served.base}/items/{video}")
     page.fill("#preview-purpose", "Identify the location")
     page.click("#preview form button")
-    sign_on_device(page, served, "investigator")
+    assert "signing this statement" in sign_on_device(page, served, "investigator")
     page.click("#signed-form button")
     page.wait_for_url(f"**/items/{video}")
     assert page.locator("img.preview").evaluate("i => i.complete && i.naturalWidth") > 0
@@ -120,7 +114,7 @@ def test_a_field_custodian_adds_an_arabic_note_but_may_not_copy(served, browser)
 
     page.fill("#note-text", note)
     page.click("#note-form button")
-    sign_on_device(page, served, "field")
+    assert "signing this statement" in sign_on_device(page, served, "field")
     page.click("#signed-form button")
     page.wait_for_url(f"**/items/{jpeg}")
     for lang, direction in (("en", "ltr"), ("ar", "rtl")):
@@ -179,7 +173,7 @@ def test_a_transfer_is_offered_and_accepted_through_the_pages(served, browser):
     page.select_option("#offer-to", investigator)
     page.fill("#offer-purpose", "تسليم إلى فريق التحقيق")
     page.click("#offer-form button")
-    sign_on_device(page, served, "admin")
+    assert "signing this statement" in sign_on_device(page, served, "admin")
     page.click("#signed-form button")
     page.wait_for_url(f"**/items/{video}")
     admin_context.close()
@@ -189,7 +183,7 @@ def test_a_transfer_is_offered_and_accepted_through_the_pages(served, browser):
     sign_in(page, served.login_url("investigator"))
     page.goto(f"{served.base}/items/{video}")
     page.click(".accept-form button")
-    sign_on_device(page, served, "investigator")
+    assert "signing this statement" in sign_on_device(page, served, "investigator")
     page.click("#signed-form button")
     page.wait_for_url(f"**/items/{video}")
     assert served.cli("show", video, "--json", check=True).json()["holder"]["holder"] == investigator

@@ -92,7 +92,7 @@ def test_a_reviewer_searches_by_place_and_time_opens_the_item_and_requests_a_cop
     page.set_default_timeout(120_000)  # signing and appending on a loaded machine
     page.fill("#copy-purpose", "Prosecutor's review of the Aleppo strike")
     page.click("#copy-form button")
-    sign_on_device(page, served, "reviewer")
+    assert "signing this statement" in sign_on_device(page, served, "reviewer")
     with page.expect_download(timeout=120_000) as got:
         page.click("#signed-form button")
     assert got.value.suggested_filename  # the copy itself; its bytes are checked in test_web_item

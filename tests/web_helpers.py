@@ -114,14 +114,22 @@ def entries(cli: Cli) -> list[dict]:
     return [json.loads(line) for line in cli("log", "--json", check=True).stdout.splitlines()]
 
 
-def sign_on_device(page, served: WebArchive, who: str) -> None:
+def opened(context):
+    """A page that waits long enough on a shared, loaded machine (a report verifies the ledger)."""
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    return page
+
+
+def sign_on_device(page, served: WebArchive, who: str) -> str:
     """What the custodian does on their own computer: run the command the page shows, paste the
-    statement it prints back into the page."""
+    statement it prints back into the page. Returns what the command said it signs (stderr)."""
     command = page.locator("#command").inner_text().strip()
     draft = command.removeprefix("custody sign-statement ").strip()
     done = served.as_(who)("sign-statement", draft, check=True)
-    assert "signing this statement" in done.stderr
+    assert "signing this " in done.stderr  # a statement, or an evidence package
     page.fill("#statement", done.stdout)
+    return done.stderr
 
 
 def accesses(served: WebArchive, item: str) -> list[dict]:
