@@ -2,22 +2,27 @@
 that need them (one start serves both).
 
 `services_env()` returns the services' environment: from the process environment when .ci/run (or
-the developer) started them, else it starts them once for the whole run (a file lock keeps pytest-
-xdist's workers from starting two). None, with the reason, when they cannot start."""
+the developer) started them and they answer, else it starts them once for the whole run (a file
+lock keeps pytest-xdist's workers from starting two). None, with the reason, when they cannot
+start."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import subprocess
+import urllib.parse
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("CUSTODY_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 PG_NEEDED = ("CUSTODY_TEST_PG",)  # a superuser URL of the services' PostgreSQL
-LOCK = Path(os.environ.get("CUSTODY_SERVICES_DIR", "/tmp/custody-services") + ".lock")
+STATE = Path(os.environ.get("CUSTODY_SERVICES_DIR", "/tmp/custody-services"))
+LOCK = Path(f"{STATE}.lock")
 
 
 def _parse(exports: str) -> dict[str, str]:
@@ -29,24 +34,70 @@ def _parse(exports: str) -> dict[str, str]:
     return env
 
 
+def _answers(url: str) -> bool:
+    """Whether something accepts TCP connections at the host and port of `url`."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def _silent(env: dict[str, str]) -> list[str]:
+    """The services of `env` that no longer answer (empty when all do)."""
+    urls = {"PostgreSQL": env.get("CUSTODY_TEST_PG"), "radosgw": env.get("CUSTODY_S3_ENDPOINT")}
+    return [name for name, url in urls.items() if url and not _answers(url)]
+
+
+def _last_log_lines() -> str:
+    """How the services' own logs ended, a few lines each: why they are gone, for the report."""
+    logs = [STATE / "pg" / "server.log", *sorted((STATE / "ceph" / "log").glob("*.log"))]
+    parts = []
+    for log in logs:
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-2:]
+        except OSError:
+            continue
+        parts.append(f"{log.name}: " + " | ".join(line.strip()[:160] for line in tail))
+    return "; ".join(parts) or "no logs left"
+
+
+def _services_sh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
 def services_env(needed: tuple[str, ...] = NEEDED) -> tuple[dict[str, str] | None, str]:
-    """(the environment, '') or (None, why the services cannot be had)."""
+    """(the environment, '') or (None, why the services cannot be had).
+
+    Services that were started (by .ci/run, the developer, or another worker) but no longer
+    answer are started again, once, under the lock, with a warning naming which and how their logs
+    ended: a CI run once found both gone before its first test, and a run of silent refusals says
+    nothing about why."""
     if all(os.environ.get(name) for name in needed):
-        return {name: os.environ[name] for name in needed}, ""
+        silent = _silent(dict(os.environ))
+        if not silent:
+            return {name: os.environ[name] for name in needed}, ""
+        warnings.warn(f"the services of this run's environment do not answer ({', '.join(silent)}); "
+                      f"their logs ended: {_last_log_lines()}; starting them again", stacklevel=2)
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter; the others then read its env file
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "start"],
-                              capture_output=True, text=True, timeout=600)
+        running = _services_sh("env")
+        if running.returncode == 0 and not _silent(_parse(running.stdout)):
+            done = running  # up (started by another worker while this one waited)
+        else:
+            if running.returncode == 0:
+                _services_sh("stop")  # started once, now silent: start afresh
+            done = _services_sh("start")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return None, f"the services (scripts/services.sh) could not start: {last}"
     env = _parse(done.stdout)
-    if not all(env.get(name) for name in needed):
-        return None, f"scripts/services.sh started without {', '.join(needed)}"
-    os.environ.update(env)  # the CLI subprocesses the tests run inherit it
     if missing := [name for name in needed if not env.get(name)]:
         return None, f"scripts/services.sh started without {missing[0]}"
-    return env, ""
+    os.environ.update(env)  # the CLI subprocesses the tests run inherit it
+    return {name: env[name] for name in needed}, ""
 
 
 def _admin() -> Any:
