@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install what is missing (scripts/setup.sh), lint, type-check, run the tests.
-#   bash scripts/test.sh            the full suite, what CI runs: about 20 minutes on 2 cores
+#   bash scripts/test.sh            the full suite, what CI runs: about 22 minutes on 2 cores
 #   bash scripts/test.sh --quick    the quick suite (tests not marked slow): under 2 minutes
 # Any other arguments go to pytest (e.g. bash scripts/test.sh tests/test_cli.py -x).
 set -euo pipefail
@@ -22,7 +22,7 @@ if [ -n "$quick" ]; then
   echo "test: the quick suite (not the tests marked slow): under 2 minutes; progress in % below" >&2
   set -- -m "not slow" "$@"
 else
-  echo "test: the full suite, one worker per core (pytest-xdist): about 20 minutes on 2 cores (bash scripts/test.sh --quick: under 2); progress in % below" >&2
+  echo "test: the full suite, one worker per core (pytest-xdist): about 22 minutes on 2 cores (bash scripts/test.sh --quick: under 2); progress in % below" >&2
   # Tests are independent (each has its own tmp_path archive), so they run on every core.
   set -- -n auto "$@"
 fi
