@@ -184,18 +184,38 @@ EOF
   say "Ceph $(ceph --version | awk '{print $3}') radosgw (S3) on 127.0.0.1:$rgw_port"
 }
 
+answering() {  # answering ENVFILE: both servers an env file names accept connections
+  local pg s3
+  pg=$(sed -n 's/^export CUSTODY_TEST_PG=//p' "$1")
+  s3=$(sed -n 's/^export CUSTODY_S3_ENDPOINT=//p' "$1")
+  [ -n "$pg" ] && [ -n "$s3" ] || return 1
+  python3 - "$pg" "$s3" <<'PY' >/dev/null 2>&1
+import socket, sys, urllib.parse
+for url in sys.argv[1:]:
+    parts = urllib.parse.urlsplit(url)
+    socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+PY
+}
+
+ours() {  # ours PID: the process is one of these services' (not a stranger that reused the pid)
+  local name
+  name=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+  case "$name" in ceph-*|radosgw|postgres) return 0 ;; *) return 1 ;; esac
+}
+
 stop_all() {
   local bin
-  if [ -d "$STATE/pg/db" ] && bin=$(pg_bin); then
+  if [ -d "$STATE/pg/db" ] && ours "$(head -n1 "$STATE/pg/db/postmaster.pid" 2>/dev/null)" \
+     && bin=$(pg_bin); then
     as_pg_user "$bin/pg_ctl" -D "$STATE/pg/db" -m immediate -w stop >/dev/null 2>&1 || true
   fi
   if [ -d "$STATE/ceph/run" ]; then
     for pidfile in "$STATE"/ceph/run/*.pid; do
-      [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+      [ -e "$pidfile" ] && ours "$(cat "$pidfile")" && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
     sleep 1
     for pidfile in "$STATE"/ceph/run/*.pid; do
-      [ -e "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+      [ -e "$pidfile" ] && ours "$(cat "$pidfile")" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
     done
   fi
   rm -rf "$STATE"
@@ -203,7 +223,11 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    if [ -s "$STATE/env" ]; then say "already running (state in $STATE)"; cat "$STATE/env"; exit 0; fi
+    if [ -s "$STATE/env" ]; then
+      if answering "$STATE/env"; then say "already running (state in $STATE)"; cat "$STATE/env"; exit 0; fi
+      # Left behind by a session whose servers are gone (its ports refuse): start afresh.
+      say "stale state in $STATE (its servers do not answer): starting afresh"
+    fi
     install_missing
     stop_all
     mkdir -p "$STATE"
