@@ -43,6 +43,8 @@ def test_the_crossref_api_names_the_uploaded_track_not_a_temporary_file(cli_arch
                            params={"km": 5, "minutes": 30, "name": "flight-IL76.csv"})
             unnamed = c.post("/api/v1/crossref", content=untimed,
                              params={"km": 5, "minutes": 30})
+            long_arabic = c.post("/api/v1/crossref", content=untimed,  # 600 bytes of name
+                                 params={"km": 5, "minutes": 30, "name": "مسار" * 75 + ".csv"})
             good = b"lat,lon,time\n36.2,37.1,2016-12-01T10:00:00Z\n"
             matched = c.post("/api/v1/crossref", content=good,
                              params={"km": 5, "minutes": 30, "name": "../../etc/flight.csv"})
@@ -54,5 +56,7 @@ def test_the_crossref_api_names_the_uploaded_track_not_a_temporary_file(cli_arch
     assert unnamed.status_code == 400
     said = unnamed.json()["error"]["message"]
     assert said.startswith("uploaded-track: no timed points") and "custody-track" not in said
+    assert long_arabic.status_code == 400, long_arabic.text  # its end kept, not a 500
+    assert long_arabic.json()["error"]["message"].split(": ")[0].endswith("مسار.csv")
     assert matched.status_code == 200, matched.text
     assert matched.json()["track"]["file"] == "flight.csv"  # no server path, no folders

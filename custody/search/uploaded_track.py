@@ -14,14 +14,18 @@ from pathlib import Path
 from custody.errors import UsageError
 
 UNNAMED = "uploaded-track"  # what messages call a track sent without a name
+MAX_NAME_BYTES = 200  # a file name's bytes (most file systems take 255)
 
 
 def safe_name(uploaded: str | None) -> str:
     """The last part of the name the sender gave, without path separators or control
-    characters, at most 120 characters; UNNAMED when nothing is left."""
+    characters, at most 120 characters and MAX_NAME_BYTES in UTF-8 (its end kept: the suffix
+    tells the format); UNNAMED when nothing is left."""
     name = (uploaded or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if c.isprintable())[-120:].lstrip(".")
-    return name or UNNAMED
+    name = "".join(c for c in name if c.isprintable())[-120:]
+    while len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        name = name[1:]
+    return name.lstrip(".") or UNNAMED
 
 
 @contextlib.contextmanager
