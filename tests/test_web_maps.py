@@ -32,15 +32,14 @@ def test_no_tile_server_by_default_and_osm_names_openstreetmaps():
     assert mine is not None and mine.origin == "https://*.tiles.example.org:8443"
 
 
-def test_the_csp_allows_images_from_the_tile_server_and_nowhere_else(monkeypatch):
-    monkeypatch.setattr(security, "IMG_SOURCES", list(security.IMG_SOURCES))
+def test_the_csp_allows_images_from_the_tile_server_and_nowhere_else():
     before = security.content_security_policy()
-    maps.allow_images_from(None)
-    assert security.content_security_policy() == before
-    maps.allow_images_from(maps.tiles_from("https://tiles.example.org/{z}/{x}/{y}.png"))
-    img = next(d for d in security.content_security_policy().split("; ")
-               if d.startswith("img-src"))
+    assert security.content_security_policy(maps.image_sources(None)) == before
+    tiles = maps.tiles_from("https://tiles.example.org/{z}/{x}/{y}.png")
+    img = next(d for d in security.content_security_policy(maps.image_sources(tiles))
+               .split("; ") if d.startswith("img-src"))
     assert img == "img-src 'self' data: https://tiles.example.org"
+    assert security.content_security_policy() == before  # nothing shared was widened
 
 
 def test_serve_refuses_a_bad_tile_url_before_listening(cli_archive):

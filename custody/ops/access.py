@@ -71,26 +71,34 @@ def contents(
             yield item, reader
 
 
-def logged(archive: Archive, item: str, actor: str, kind: str, purpose: str) -> bool:
-    """Whether the log holds an access entry about `item` by `actor`, of `kind`, for `purpose`."""
-    for row in archive.ledger.rows_for_item(item):
-        e = entries.parse(row.body)
-        if e.action == "access" and e.actor == actor and e.details.get("kind") == kind \
-                and e.details.get("purpose") == purpose.strip():
-            return True
-    return False
+def logged_at(archive: Archive, seq: int, item: str, actor: str, kind: str, purpose: str
+              ) -> bool:
+    """Whether entry `seq` of the log is an access entry about `item` by `actor`, of `kind`, for
+    `purpose`: one named entry, not any earlier one with the same purpose (a web export binds
+    its package to the access its own step 1 appended, docs/WEB.md "Exporting a package")."""
+    row = archive.ledger.row(seq)
+    if row is None or row.item != item:
+        return False
+    e = entries.parse(row.body)
+    return (e.seq == seq and e.action == "access" and e.item == item and e.actor == actor
+            and e.details.get("kind") == kind and e.details.get("purpose") == purpose.strip())
 
 
 def contents_logged(
-    archive: Archive, items: Sequence[str], actor: str, kind: str, purpose: str,
+    archive: Archive, items: Sequence[str], accesses: Sequence[int], actor: str, kind: str,
+    purpose: str,
 ) -> Generator[tuple[str, ObjectReader], None, None]:
     """As `contents`, for a reading whose access entries are already in the log, appended from
-    the reader's own signed statements (a web export, docs/WEB.md): refused (NotPermitted)
-    before any object is opened unless every item has such an entry by `actor`."""
-    for item in items:
-        if not logged(archive, item, actor, kind, purpose):
-            raise NotPermitted(f"no {kind} access to item {item[:16]} by {actor} for this "
-                               "purpose is in the log: it must be logged before any byte is read")
+    the reader's own signed statements (a web export, docs/WEB.md): `accesses[i]` is the seq of
+    the entry that logged the reading of `items[i]`. Refused (NotPermitted) before any object is
+    opened unless each is such an entry by `actor` (`logged_at`)."""
+    if len(accesses) != len(items):
+        raise NotPermitted("every item read needs its own logged access entry")
+    for item, seq in zip(items, accesses, strict=True):
+        if not logged_at(archive, seq, item, actor, kind, purpose):
+            raise NotPermitted(f"entry {seq} is not a {kind} access to item {item[:16]} by "
+                               f"{actor} for this purpose: it must be logged before any byte "
+                               "is read")
     for item in items:
         with archive.objects.open(item) as reader:
             yield item, reader

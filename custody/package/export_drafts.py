@@ -3,12 +3,17 @@
 
 1. The exporter's `access` entries (kind `export`) are appended from statements they signed
    (custody/ops/drafts.py), before any content is read.
-2. `prepare`: a checkpoint is signed with the archive key and every tag file made; the package
-   statement (package.json's exact bytes) becomes a draft, `custody-package-draft:` + base64url.
+2. `prepare`: bound to those entries by their seq (each item's own access; an earlier access
+   with the same purpose backs nothing), a checkpoint is signed with the archive key and every
+   tag file made; the package statement (package.json's exact bytes) becomes a draft,
+   `custody-package-draft:` + base64url.
 3. The exporter signs the draft on their own device (`custody sign-statement`, `sign` below).
 4. `finish`: the signature is checked against the exporter's enrolled key, the content read
-   (through `access.contents_logged`: only with the access entries of step 1 in the log) and
+   (through `access.contents_logged`: only with the access entries of step 1, by seq) and
    the bag written, exactly as `export` writes it.
+
+One access makes one package: the caller finishes an `Unsigned` at most once (the web page
+claims its draft before `finish`, custody/web/awaiting.py) and prepares one for each access.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import base64
 import binascii
 import errno
 import hashlib
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +52,8 @@ SIGNATURE_FORMAT = "custody-package-signature"
 @dataclass(frozen=True, slots=True)
 class Unsigned:
     """A package whose access entries are logged and whose tag files are made: all it lacks is
-    the exporter's signature over `statement` (package.json's bytes) and its content."""
+    the exporter's signature over `statement` (package.json's bytes) and its content.
+    `accesses[i]` is the seq of the entry that logged the export access to `chosen[i]`."""
 
     exporter: str
     purpose: str
@@ -56,6 +63,7 @@ class Unsigned:
     tags: dict[str, bytes]
     statement: bytes
     summary: dict[str, Any]
+    accesses: tuple[int, ...]
 
 
 def check_exporter(archive: Archive, exporter: str) -> None:
@@ -74,21 +82,25 @@ def check_exporter(archive: Archive, exporter: str) -> None:
 
 
 def prepare(archive: Archive, exporter: str, archive_key: SigningKey, items: list[str],
-            purpose: str) -> Unsigned:
-    """Step 2: a fresh checkpoint over the log (which holds the exporter's export accesses of
-    every item, else NotPermitted) and every tag file but the signed ones."""
+            purpose: str, accesses: Mapping[str, int]) -> Unsigned:
+    """Step 2: a fresh checkpoint over the log and every tag file but the signed ones, for a
+    package backed by `accesses` (item -> seq of the entry step 1 appended for it): each must
+    be the exporter's export access of that item for this purpose, else NotPermitted."""
     purpose = checked_request(items, None, purpose)
     check_exporter(archive, exporter)
     chosen = list(dict.fromkeys(items))
     described, paths, replay = _plan(archive, chosen, None)
     for sha in chosen:
-        if not access.logged(archive, sha, exporter, "export", purpose):
-            raise NotPermitted(f"no export access to item {sha[:16]} is logged for this purpose: "
-                               "an export's accesses are logged first")
+        seq = accesses.get(sha)
+        if seq is None or not access.logged_at(archive, seq, sha, exporter, "export", purpose):
+            named = "no entry is named" if seq is None else f"entry {seq} is not it"
+            raise NotPermitted(f"no export access to item {sha[:16]} is logged for this package "
+                               f"({named}): each export logs its own accesses first")
     issued = checkpoints.issue(archive, archive_key)
     tags, statement, summary = _tag_files(archive, exporter, chosen, described, paths, purpose,
                                           issued, replay)
-    return Unsigned(exporter, purpose, tuple(chosen), described, paths, tags, statement, summary)
+    return Unsigned(exporter, purpose, tuple(chosen), described, paths, tags, statement, summary,
+                    tuple(accesses[sha] for sha in chosen))
 
 
 def finish(archive: Archive, unsigned: Unsigned, signature: bytes, output: Path
@@ -109,8 +121,9 @@ def finish(archive: Archive, unsigned: Unsigned, signature: bytes, output: Path
     except OSError as exc:
         raise CustodyError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
-        with closing(access.contents_logged(archive, list(unsigned.chosen), unsigned.exporter,
-                                            "export", unsigned.purpose)) as readers:
+        with closing(access.contents_logged(archive, list(unsigned.chosen), unsigned.accesses,
+                                            unsigned.exporter, "export",
+                                            unsigned.purpose)) as readers:
             _write_payload(writer, readers, unsigned.described, unsigned.paths, None)
         for rel, data in _signed(unsigned.tags, unsigned.statement, signature, summary).items():
             writer.add_bytes(rel, data)

@@ -6,12 +6,8 @@ on their own device (docs/FORMAT.md §5.8), appended with `Archive.append_statem
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +49,8 @@ CROSSREF_OPTIONS: dict[str, dict[str, Any]] = {
     "max_gap": POSITIVE, "incidents": BOOL, "case": TEXT,
     "format": {"enum": ["gpx", "geojson", "geojsonseq", "csv"]}, "assume_utc": BOOL,
     "limit": {"type": "integer", "minimum": 0},
+    "name": {**TEXT, "description": "the track's file name, for messages (and its suffix for "
+             "the format); default uploaded-track"},
 }
 LATEST = {"type": "object", "required": ["latest"],
           "properties": {"latest": {"type": ["object", "null"]}}}
@@ -156,19 +154,22 @@ def api_routes(open_archive: Callable[[], Archive],
     async def crossref(request: Request) -> Response:
         await authenticate(request)
         from custody.search import crossref as finder
-        from custody.search import render
+        from custody.search import render, uploaded_track
 
         options = _options(request, CROSSREF_OPTIONS)
         geojson = _bool(request, "geojson")
         if "km" not in options or "minutes" not in options:
             raise UsageError("give km and minutes")
         body = await request.body()
+        name = options.pop("name", None)
 
         def match(a: Archive, c: Caller) -> Any:
-            with _track_file(body) as track:
+            # saved under the caller's name for it: messages name their track, not a temp file
+            with uploaded_track.spooled(name, [body]) as track:
                 x = finder.Crossref(track=track, fmt=options.pop("format", None),
                                     naive_utc=options.pop("assume_utc", False), **options)
                 result = finder.crossref(a, x, draw_track=geojson)
+            result["track"]["file"] = track.name  # no server path
             return render.crossref_geojson(result) if geojson else result
 
         return JSONResponse(await read(request, match))
@@ -397,15 +398,3 @@ def _options(request: Request, spec: dict[str, dict[str, Any]]) -> dict[str, Any
         else:
             out[name] = raw
     return out
-
-
-@contextlib.contextmanager
-def _track_file(body: bytes) -> Iterator[Path]:
-    """The posted track in a private temporary file, for crossref's reader (removed after)."""
-    fd, name = tempfile.mkstemp(prefix="custody-track-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
-        yield Path(name)
-    finally:
-        os.unlink(name)

@@ -89,8 +89,9 @@ def create_app(settings: ServiceSettings) -> Starlette:
     routes += tile_routes(open_archive, public_entries=settings.public_log)
     routes += sync_routes(open_archive, authenticate,
                           settings.upload_dir or settings.archive / "uploads")
+    tiles = maps.tiles_from(settings.tile_url, settings.tile_attribution)
     routes += web_routes(open_archive, nonces,  # the pages, at / (docs/WEB.md)
-                         tiles=maps.tiles_from(settings.tile_url, settings.tile_attribution),
+                         tiles=tiles,
                          max_track_bytes=settings.max_track_bytes,
                          archive_key=settings.archive_key)  # a web export signs a checkpoint
     operations = [Operation("get", "/openapi.json", "This document", {"200": {
@@ -103,7 +104,8 @@ def create_app(settings: ServiceSettings) -> Starlette:
         return JSONResponse(spec)
 
     middleware = [Middleware(AccessLog, stream=_log_stream(settings.access_log)),
-                  Middleware(SecurityHeaders),  # CSP and friends on every response
+                  # CSP and friends on every response; img-src names this app's tile server
+                  Middleware(SecurityHeaders, img_sources=maps.image_sources(tiles)),
                   Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
                              exempt=(UPLOADS, CROSSREF_PAGE))]
     if settings.allow_origins:

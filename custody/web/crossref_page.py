@@ -5,9 +5,6 @@ library's own `crossref.crossref` (as `custody crossref`), its matches on a map 
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from custody.errors import NotFound, UsageError
 from custody.ops.archive import Archive
 from custody.search import crossref as finder
+from custody.search import uploaded_track
 from custody.search.tracks import TrackError
 from custody.service.limits import BodyLimit
 from custody.web import maps
@@ -97,34 +95,13 @@ def _options(form: FormData) -> dict[str, Any]:
             "naive_utc": bool(_text(form, "assume_utc"))}
 
 
-@contextlib.contextmanager
-def _saved(upload: UploadFile, limit: int) -> Iterator[Path]:
-    """The uploaded track in a private temporary folder (removed after), under the uploaded
-    file's own name (errors name it, and a .geojsonl suffix tells its format, as on the command
-    line), at most `limit` bytes: the form's body is already capped by `_limited`; this holds
-    if that ever changes."""
-    folder = Path(tempfile.mkdtemp(prefix="custody-track-"))
-    name = _safe_name(upload.filename or "")
-    try:
-        with (folder / name).open("xb") as out:
-            upload.file.seek(0)
-            written = 0
-            while chunk := upload.file.read(CHUNK):
-                written += len(chunk)
-                if written > limit:
-                    raise UsageError(f"the track is larger than {limit:,} bytes")
-                out.write(chunk)
-        yield folder / name
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _safe_name(uploaded: str) -> str:
-    """The last part of the name the browser sent, without path separators or control
-    characters, at most 120 characters; `track` when nothing is left."""
-    name = uploaded.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if c.isprintable())[-120:].lstrip(".")
-    return name or "track"
+def _saved(upload: UploadFile, limit: int) -> contextlib.AbstractContextManager[Path]:
+    """The uploaded track under its own name (errors name it, and a .geojsonl suffix tells its
+    format, as on the command line), at most `limit` bytes: the form's body is already capped
+    by `_limited`; this holds if that ever changes."""
+    upload.file.seek(0)
+    return uploaded_track.spooled(upload.filename, iter(lambda: upload.file.read(CHUNK), b""),
+                                  limit)
 
 
 def _limited(web: Web, route: Route, max_bytes: int) -> Route:

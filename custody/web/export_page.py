@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
-import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,55 +23,22 @@ from custody.ops.archive import Archive
 from custody.package import export_drafts
 from custody.package.layout import EXPORT_ROLES
 from custody.service.auth import Caller
+from custody.web.awaiting import Awaiting
 from custody.web.site import Refused, Web
 
 DESTINATION = "web export (custody serve)"
-MAX_SESSIONS = 1000
 MAX_DRAFTS = 5  # a session's unsigned export drafts kept (the oldest dropped)
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """An export waiting for the exporter's signature: first over their access statement
-    (`unsigned` None), then over the package statement."""
+    (`unsigned` None), then over the package statement, bound to the access entry step 1
+    appended (`unsigned.accesses`)."""
 
-    item: str
     purpose: str
     body: bytes  # the exact bytes they must sign
     unsigned: export_drafts.Unsigned | None = None
-
-
-class Steps:
-    """Every session's export steps awaiting a signature, in memory (gone with the session)."""
-
-    def __init__(self) -> None:
-        self._by_session: OrderedDict[str, OrderedDict[str, Step]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, session_id: str, step: Step) -> str:
-        draft_id = uuid.uuid4().hex
-        with self._lock:
-            waiting = self._by_session.pop(session_id, None) or OrderedDict()
-            self._by_session[session_id] = waiting
-            waiting[draft_id] = step
-            while len(waiting) > MAX_DRAFTS:
-                waiting.popitem(last=False)
-            while len(self._by_session) > MAX_SESSIONS:
-                self._by_session.popitem(last=False)
-        return draft_id
-
-    def get(self, session_id: str, draft_id: str, item: str) -> Step:
-        with self._lock:
-            step = (self._by_session.get(session_id) or OrderedDict()).get(draft_id)
-        if step is None or step.item != item:
-            raise Refused(409, "this export draft is no longer waiting (signed already, or from "
-                               "an ended session): start the export again")
-        return step
-
-    def drop(self, session_id: str, draft_id: str) -> None:
-        """A draft is used once: dropped once its signature was taken."""
-        with self._lock:
-            (self._by_session.get(session_id) or OrderedDict()).pop(draft_id, None)
 
 
 def may_export(caller: Caller) -> bool:
@@ -83,7 +47,7 @@ def may_export(caller: Caller) -> bool:
 
 
 def export_routes(web: Web, archive_key: SigningKey | None) -> list[BaseRoute]:
-    steps = Steps()
+    steps: Awaiting[Step] = Awaiting(MAX_DRAFTS)
 
     def allowed(caller: Caller) -> None:
         web.require(caller, "access")
@@ -118,7 +82,7 @@ def export_routes(web: Web, archive_key: SigningKey | None) -> list[BaseRoute]:
             return body, views.show(a, sha)
 
         body, item = await web.read(compose)
-        draft_id = steps.add(web.session(request).id, Step(sha, purpose, body))
+        draft_id = steps.add(web.session(request).id, sha, Step(purpose, body))
         text = drafts.as_text(body)
         return web.render(request, "sign.html", {
             "item": item, "kind": "export", "draft_id": draft_id, "draft": text,
@@ -132,31 +96,40 @@ def export_routes(web: Web, archive_key: SigningKey | None) -> list[BaseRoute]:
         form = await web.form(request)
         session_id = web.session(request).id
         draft = form_field(form, "draft")
-        step = steps.get(session_id, draft, sha)
         pasted = form_field(form, "statement")
-        if step.unsigned is None:  # step 1: the access statement, appended before any read
-            statement, _ = statements.read_statement_file(pasted)
-            if statement.body != step.body:
-                raise Refused(422, "the signed statement is not the draft this page made: sign "
-                                   "the draft shown, with custody sign-statement")
-            assert archive_key is not None  # allowed() said so
+        # Claimed before anything is appended or read: the same form sent twice at once makes
+        # one access and one package, the other gets 409 (a refusal below puts it back).
+        with steps.claim(session_id, draft, sha) as step:
+            if step.unsigned is None:
+                unsigned, item = await log_access(caller, sha, step, pasted)
+            else:
+                return await package(sha, step.unsigned, pasted)
+        draft_id = steps.add(session_id, sha, Step(step.purpose, unsigned.statement, unsigned))
+        text = export_drafts.as_text(unsigned.statement)
+        return web.render(request, "sign.html", {
+            "item": item, "kind": "export", "draft_id": draft_id, "draft": text,
+            "lines": export_drafts.described(export_drafts.read(text)[1]), "step": 2,
+            "signed_url": f"/items/{sha}/export/signed"})
 
-            def log_and_prepare(a: Archive) -> tuple[export_drafts.Unsigned, dict[str, object]]:
-                a.append_statement(statement)
-                return (export_drafts.prepare(a, caller.key_id, archive_key, [sha],
-                                              step.purpose), views.show(a, sha))
+    async def log_access(caller: Caller, sha: str, step: Step, pasted: str
+                         ) -> tuple[export_drafts.Unsigned, dict[str, object]]:
+        """Step 1: the access statement appended before any read, and the package drafted on
+        that one entry (its seq), not on any earlier access with the same purpose."""
+        statement, _ = statements.read_statement_file(pasted)
+        if statement.body != step.body:
+            raise Refused(422, "the signed statement is not the draft this page made: sign "
+                               "the draft shown, with custody sign-statement")
+        assert archive_key is not None  # allowed() said so
 
-            unsigned, item = await web.read(log_and_prepare)
-            steps.drop(session_id, draft)
-            draft_id = steps.add(session_id, Step(sha, step.purpose, unsigned.statement,
-                                                  unsigned))
-            text = export_drafts.as_text(unsigned.statement)
-            return web.render(request, "sign.html", {
-                "item": item, "kind": "export", "draft_id": draft_id, "draft": text,
-                "lines": export_drafts.described(export_drafts.read(text)[1]), "step": 2,
-                "signed_url": f"/items/{sha}/export/signed"})
+        def log_and_prepare(a: Archive) -> tuple[export_drafts.Unsigned, dict[str, object]]:
+            seq = a.append_statement(statement).entry().seq
+            return (export_drafts.prepare(a, caller.key_id, archive_key, [sha], step.purpose,
+                                          {sha: seq}), views.show(a, sha))
 
-        unsigned = step.unsigned  # step 2: the package statement's signature
+        return await web.read(log_and_prepare)
+
+    async def package(sha: str, unsigned: export_drafts.Unsigned, pasted: str) -> Response:
+        """Step 2: the package statement's signature checked, the package made and sent."""
         signature = export_drafts.read_signature(pasted, unsigned.statement)
         folder = Path(tempfile.mkdtemp(prefix="custody-web-export-"))
         name = f"package-{sha[:16]}.zip"
@@ -165,8 +138,7 @@ def export_routes(web: Web, archive_key: SigningKey | None) -> list[BaseRoute]:
                 lambda a: export_drafts.finish(a, unsigned, signature, folder / name))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
-            raise  # the draft stays: a wrong signature can be replaced by the right one
-        steps.drop(session_id, draft)
+            raise  # the draft waits again: a wrong signature can be replaced by the right one
         return FileResponse(folder / name, media_type="application/zip", filename=name,
                             headers={"Cache-Control": "no-store",
                                      "X-Custody-Package-SHA256": str(summary["package_sha256"])},

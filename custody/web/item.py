@@ -14,7 +14,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,12 @@ from custody.ops.archive import Archive, registry_of
 from custody.ops.verify import audit
 from custody.service.api import chunks
 from custody.service.auth import Caller
+from custody.web.awaiting import Awaiting
 from custody.web.export_page import may_export
 from custody.web.site import Refused, Web
 from store.ports import CHUNK
 
-MAX_SESSIONS = 1000  # per-session drafts and previews kept in memory (the oldest dropped)
+MAX_SESSIONS = 1000  # per-session previews kept in memory (the oldest dropped)
 MAX_DRAFTS = 20  # a session's unsigned drafts kept (the oldest dropped)
 PREVIEW_DESTINATION = "web preview (custody serve)"
 COPY_DESTINATION = "web download (custody serve)"
@@ -46,44 +47,27 @@ ACTIONS = {"copy": "access", "preview": "access", "note": "note", "tag": "tag",
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A draft this session asked for: the item, what it is for, the exact statement bytes."""
+    """A draft this session asked for: what it is for and the exact statement bytes."""
 
-    item: str
     kind: str  # a key of ACTIONS
     body: bytes
 
 
-@dataclass
-class Desk:
-    """One session's drafts awaiting a signature and the previews it has logged accesses for."""
-
-    drafts: OrderedDict[str, Pending] = field(default_factory=OrderedDict)
-    previews: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)
-
-
-class Desks:
-    """Every session's Desk, in memory (lost on restart, as the sessions are)."""
+class Previews:
+    """Each session's previews it has logged accesses for, in memory (lost on restart, as the
+    sessions are; the least recently used session's dropped)."""
 
     def __init__(self) -> None:
-        self._by_session: OrderedDict[str, Desk] = OrderedDict()
+        self._by_session: OrderedDict[str, dict[str, tuple[bytes | None, str]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def of(self, session_id: str) -> Desk:
+    def of(self, session_id: str) -> dict[str, tuple[bytes | None, str]]:
         with self._lock:
-            desk = self._by_session.pop(session_id, None) or Desk()
-            self._by_session[session_id] = desk
+            shown = self._by_session.pop(session_id, None) or {}
+            self._by_session[session_id] = shown
             while len(self._by_session) > MAX_SESSIONS:
                 self._by_session.popitem(last=False)
-            return desk
-
-    def add_draft(self, session_id: str, pending: Pending) -> str:
-        desk = self.of(session_id)
-        draft_id = uuid.uuid4().hex
-        with self._lock:
-            desk.drafts[draft_id] = pending
-            while len(desk.drafts) > MAX_DRAFTS:
-                desk.drafts.popitem(last=False)
-        return draft_id
+            return shown
 
 
 def page_data(archive: Archive, sha256: str, caller: Caller) -> dict[str, Any]:
@@ -130,7 +114,8 @@ def _download_name(item: dict[str, Any]) -> str:
 
 
 def item_routes(web: Web) -> list[BaseRoute]:
-    desks = Desks()
+    waiting: Awaiting[Pending] = Awaiting(MAX_DRAFTS)
+    shown = Previews()
     makers: list[Any] = []  # the one preview worker, started on the first preview
 
     def previews() -> Any:
@@ -150,18 +135,18 @@ def item_routes(web: Web) -> list[BaseRoute]:
         caller = await web.caller(request)  # every custodian may read, as `show` and `log`
         sha = resolve(request)
         data = await web.read(lambda a: page_data(a, a.resolve_item(sha), caller))
-        desk = desks.of(web.session(request).id)
-        return web.render(request, "item.html", {**data, "preview": desk.previews.get(sha),
+        preview = shown.of(web.session(request).id).get(sha)
+        return web.render(request, "item.html", {**data, "preview": preview,
                                                  "exports": web.exports})
 
     async def preview_png(request: Request) -> Response:
         await web.caller(request)
         sha = resolve(request)
-        shown = desks.of(web.session(request).id).previews.get(sha)
-        if shown is None or shown[0] is None:
+        made = shown.of(web.session(request).id).get(sha)
+        if made is None or made[0] is None:
             raise Refused(403, "no preview without a logged access: ask for the preview on the "
                                "item's page (an access entry with your purpose)")
-        return Response(shown[0], media_type="image/png",
+        return Response(made[0], media_type="image/png",
                         headers={"Cache-Control": "no-store", "Content-Disposition": "inline"})
 
     async def proof(request: Request) -> Response:
@@ -202,7 +187,7 @@ def item_routes(web: Web) -> list[BaseRoute]:
                                        details), views.show(a, sha))
 
             body, item = await web.read(compose)
-            draft_id = desks.add_draft(web.session(request).id, Pending(sha, kind, body))
+            draft_id = waiting.add(web.session(request).id, sha, Pending(kind, body))
             return web.render(request, "sign.html", {
                 "item": item, "kind": kind, "draft_id": draft_id, "draft": drafts.as_text(body),
                 "lines": drafts.described(drafts.read(drafts.as_text(body))[1])})
@@ -213,44 +198,41 @@ def item_routes(web: Web) -> list[BaseRoute]:
         caller = await web.caller(request)
         sha = resolve(request)
         form = await web.form(request)
-        desk = desks.of(web.session(request).id)
-        pending = desk.drafts.get(_field(form, "draft"))
-        if pending is None or pending.item != sha:
-            raise Refused(409, "this draft is no longer waiting (signed already, or from an "
-                               "ended session): make the request again")
-        web.require(caller, ACTIONS[pending.kind])  # a role changed since the draft applies now
-        signed_statement, _ = statements.read_statement_file(_field(form, "statement"))
-        if signed_statement.body != pending.body:
-            raise Refused(422, "the signed statement is not the draft this page made: sign "
-                               "the draft shown, with custody sign-statement")
+        session_id = web.session(request).id
+        # Claimed before it is acted on: the same form sent twice at once is appended once,
+        # the other gets 409 (a refusal below puts the draft back for a right signature).
+        with waiting.claim(session_id, _field(form, "draft"), sha) as pending:
+            web.require(caller, ACTIONS[pending.kind])  # a role changed since applies now
+            signed_statement, _ = statements.read_statement_file(_field(form, "statement"))
+            if signed_statement.body != pending.body:
+                raise Refused(422, "the signed statement is not the draft this page made: sign "
+                                   "the draft shown, with custody sign-statement")
+            if pending.kind == "copy":
+                def open_copy(a: Archive) -> tuple[Any, str]:
+                    reader = access.content_for_statement(a, sha, signed_statement)
+                    return reader, _download_name(views.show(a, sha))
 
-        if pending.kind == "copy":
-            def open_copy(a: Archive) -> tuple[Any, str]:
-                reader = access.content_for_statement(a, sha, signed_statement)
-                return reader, _download_name(views.show(a, sha))
+                reader, name = await web.read(open_copy)
+                return StreamingResponse(chunks(reader), media_type="application/octet-stream",
+                                         headers={"X-Custody-SHA256": sha,
+                                                  "Cache-Control": "no-store",
+                                                  "Content-Disposition":
+                                                      f'attachment; filename="{name}"'})
+            if pending.kind == "preview":
+                def make(a: Archive) -> tuple[bytes | None, str]:
+                    with access.content_for_statement(a, sha, signed_statement) as reader, \
+                            tempfile.TemporaryDirectory(prefix="custody-preview-",
+                                                        dir=encryption.working_folder(a)) as folder:
+                        path = Path(folder) / "content"  # no extension: the worker reads bytes
+                        with open(path, "xb") as out:
+                            while chunk := reader.read(CHUNK):
+                                out.write(chunk)
+                        made: tuple[bytes | None, str] = previews().make(str(path))
+                        return made
 
-            reader, name = await web.read(open_copy)
-            del desk.drafts[_field(form, "draft")]
-            return StreamingResponse(chunks(reader), media_type="application/octet-stream",
-                                     headers={"X-Custody-SHA256": sha, "Cache-Control": "no-store",
-                                              "Content-Disposition":
-                                                  f'attachment; filename="{name}"'})
-        if pending.kind == "preview":
-            def make(a: Archive) -> tuple[bytes | None, str]:
-                with access.content_for_statement(a, sha, signed_statement) as reader, \
-                        tempfile.TemporaryDirectory(prefix="custody-preview-",
-                                                    dir=encryption.working_folder(a)) as folder:
-                    path = Path(folder) / "content"  # no extension: the worker reads the bytes
-                    with open(path, "xb") as out:
-                        while chunk := reader.read(CHUNK):
-                            out.write(chunk)
-                    made: tuple[bytes | None, str] = previews().make(str(path))
-                    return made
-
-            desk.previews[sha] = await web.read(make)
-        else:
-            await web.read(lambda a: a.append_statement(signed_statement))
-        del desk.drafts[_field(form, "draft")]
+                shown.of(session_id)[sha] = await web.read(make)
+            else:
+                await web.read(lambda a: a.append_statement(signed_statement))
         return RedirectResponse(f"/items/{sha}", status_code=303)
 
     async def report_pdf(request: Request) -> Response:

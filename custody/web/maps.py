@@ -56,11 +56,10 @@ def tiles_from(url: str | None, attribution: str | None = None) -> Tiles | None:
     return Tiles(url, attribution or parts.netloc)
 
 
-def allow_images_from(tiles: Tiles | None) -> None:
-    """Let the Content-Security-Policy load tile images from the tile server (and nothing else
-    new). Called once at start-up."""
-    if tiles is not None and tiles.origin not in security.IMG_SOURCES:
-        security.IMG_SOURCES.append(tiles.origin)
+def image_sources(tiles: Tiles | None) -> tuple[str, ...]:
+    """The Content-Security-Policy's img-src of an app whose maps load tiles from `tiles`: the
+    tile server's origin and nothing else new (security.SecurityHeaders takes it)."""
+    return security.IMG_SOURCES + ((tiles.origin,) if tiles is not None else ())
 
 
 def map_context(tiles: Tiles | None, data: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,6 @@ def web_routes(open_archive: Callable[[], Archive], nonces: Nonces,
     server's (it signs checkpoints), which a package exported from a page needs; None for none."""
     web = Web(open_archive, Sessions())
     web.exports = archive_key is not None
-    maps.allow_images_from(tiles)  # the CSP's img-src gains the tile server's origin
     return [
         *signin_routes(web, nonces),
         *dashboard_routes(web),
