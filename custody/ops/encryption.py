@@ -77,7 +77,8 @@ def signed_recipient(ledger: LedgerReads | Ledger) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Epoch:
     """A content key's period (docs/FORMAT.md §12.5): number 0 from entry 0, each next one from
-    the `revoke` entry whose `details.sealing` names its recipient."""
+    the `revoke` (or admin's `key-rotate` after a loss) whose `details.sealing` names its
+    recipient."""
 
     number: int
     seq: int
@@ -103,12 +104,16 @@ def epochs(ledger: LedgerReads | Ledger, first: str | None = None) -> list[Epoch
     if first is None:
         return []
     found = [Epoch(0, 0, first)]
-    for row in ledger.rows_with_action("revoke"):
+    for row in ledger.rows_with_action(*sealing.EPOCH_ACTIONS):  # in log order
         try:
-            started = sealing.epoch_started(entries.parse(row.body).details)
+            e = entries.parse(row.body)
         except entries.MalformedEntry:
             continue  # verify names it
-        if started is not None and started[0] == len(found):  # verify names any other number
+        started = sealing.epoch_started(e.details)
+        # the replay's own rule: an epoch out of order, or started by a key-rotate the old key
+        # signed, is no epoch (verify names it)
+        if started is not None and sealing.epoch_problem(
+                e.action, e.details, True, [x.recipient for x in found], e.actor) is None:
             found.append(Epoch(started[0], row.seq, started[1]))
     return found
 
