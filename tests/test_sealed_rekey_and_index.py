@@ -138,3 +138,40 @@ def test_a_planned_rotation_starts_no_epoch_and_old_rotations_without_one_still_
     report = cli("verify", "--json", env=NO_KEY)
     assert report.code == 1
     assert any("sealing-epoch" in p and "old key itself" in p for p in report.json()["problems"])
+
+
+# B. a key without a later epoch reads the rest -------------------------------------------------
+
+
+def test_a_reader_without_a_later_epoch_gets_show_and_transfers_with_that_member_sealed(
+        sealed: Cli, tmp_path: Path) -> None:
+    """Bob's copied key holds epoch 0 only (he was revoked): the offer's purpose and the later
+    item, sealed in epoch 1, stay sealed; everything else is shown, exit 0."""
+    cli = copy_archive(sealed, tmp_path)
+    cli("revoke", "Bob Field", "--reason", "laptop seized", check=True)
+    carol = load_key(tmp_path / "keys" / "carol.key", PASSPHRASE)
+    cli("transfer", ITEM, "--to", carol.key_id, "--purpose", OFFER_PURPOSE, check=True)
+    cli("ingest", LATER, "--note", LATER_NOTE, check=True)
+    bob = ("--key", str(tmp_path / "keys" / "bob.key"))
+    runs = {args: cli(*bob, *args) for args in (
+        ("show", ITEM, "--json"), ("show", ITEM), ("transfers", "--json"), ("transfers",),
+        ("show", LATER_ITEM, "--json"), ("list", "--json"))}
+    for args, run in runs.items():
+        assert run.code == 0 and "Traceback" not in run.stderr, (args, run.stderr)
+    shown = runs[("show", ITEM, "--json")].json()
+    assert [n["text"] for n in shown["notes"]] == [NOTE]  # epoch 0: opened
+    assert shown["pending_offers"][0]["purpose"] is None  # epoch 1: sealed
+    offer = next(h for h in shown["history"] if h["action"] == "transfer-offer")
+    assert "sealed" in offer["details"] and "purpose" not in offer["details"]
+    (row,) = runs[("transfers", "--json")].json()
+    assert row["purpose"] is None and row["to"] == carol.key_id
+    assert "(sealed)" in runs[("transfers",)].stdout
+    later = runs[("show", LATER_ITEM, "--json")].json()
+    assert later["sealing"] == "sealed" and later["gps"] is None
+    assert LATER_NOTE not in json.dumps(later)
+    assert sorted(i["sha256"] for i in runs[("list", "--json")].json()) == sorted([ITEM,
+                                                                                   LATER_ITEM])
+    # a custodian holding every epoch still reads it all
+    (row,) = cli("--key", tmp_path / "keys" / "carol.key", "transfers", "--json",
+                 check=True).json()
+    assert row["purpose"] == OFFER_PURPOSE

@@ -982,14 +982,17 @@ def transfers(
     """Custody offers: pending, accepted and withdrawn."""
     from custody.ops import transfer as transfer_ops
 
-    rows = transfer_ops.listing(open_archive_to_read(), pending)
+    archive = open_archive_to_read()
+    rows = transfer_ops.listing(archive, pending)
     if as_json:
         out_json(rows)
         return
+    sealed = archive.sealer is not None  # a purpose this reader's keys do not open stays sealed
     for text in display.table(
         ["OFFER", "STATE", "ITEM", "FROM", "TO", "PURPOSE"],
         [[r["offer"], r["state"], display.short(r["item"]), r["from_name"], r["to_name"],
-          r["purpose"]] for r in rows], right=["OFFER"],
+          "(sealed)" if sealed and r["purpose"] is None else r["purpose"]] for r in rows],
+        right=["OFFER"],
     ):
         say(text)
 

@@ -263,13 +263,25 @@ def open_details(keys: ContentKeys | None, details: dict[str, Any]) -> dict[str,
         raise CustodyError(f"sealed fields do not open: {exc}") from None
 
 
+def opened_or_sealed(keys: ContentKeys | None, details: dict[str, Any]) -> dict[str, Any]:
+    """Details for a view (show, list, transfers, incidents, the search index): opened when the
+    reader's keys open them, else as stored, with `sealed` (shown as sealed): no key, or sealed
+    in a content key epoch this reader does not hold (§12.5). Whether the sealed bytes are the
+    ones signed is verify's check, not a view's."""
+    try:
+        return open_details(keys, details)
+    except CustodyError:
+        return details
+
+
 def opened_member(ledger: Ledger, keys: ContentKeys | None, seq: int, name: str) -> Any:
-    """One member of entry `seq`'s details, opened when it was sealed (None without a key): e.g.
-    a transfer offer's purpose, which the custody book does not hold for a sealed archive."""
+    """One member of entry `seq`'s details, opened when it was sealed; None while it stays
+    sealed (no key, or not one of its epoch): e.g. a transfer offer's purpose, which the custody
+    book does not hold for a sealed archive."""
     row = ledger.row(seq)
     if row is None:
         return None
-    return open_details(keys, entries.parse(row.body).details).get(name)
+    return opened_or_sealed(keys, entries.parse(row.body).details).get(name)
 
 
 def open_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
@@ -282,6 +294,15 @@ def open_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
         return pyrage.decrypt(doc, keys.identities)
     except pyrage.DecryptError as exc:
         raise CustodyError(f"a sealed metadata document does not open: {exc}") from None
+
+
+def readable_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
+    """A metadata document for a view: opened, or None (shown as sealed) when no key is held or
+    none of the reader's keys opens it (another epoch's); as `opened_or_sealed` for fields."""
+    try:
+        return open_document(keys, doc)
+    except CustodyError:
+        return None
 
 
 def opened_record(identity: ContentKeys, doc: bytes | None,
