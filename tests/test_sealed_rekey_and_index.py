@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pyrage
 import pytest
 
 from custody.core import entry as entries
+from custody.ops import verify as verify_ops
 from custody.ops.archive import Archive, Draft, custodian_json
 from custody.ops.keyfiles import load_key
 from tests.conftest import DATA, PASSPHRASE, Cli, copy_archive
@@ -175,3 +177,61 @@ def test_a_reader_without_a_later_epoch_gets_show_and_transfers_with_that_member
     (row,) = cli("--key", tmp_path / "keys" / "carol.key", "transfers", "--json",
                  check=True).json()
     assert row["purpose"] == OFFER_PURPOSE
+
+
+# C and D. the sealed search index: verified with a key, rebuilt by --reindex --------------------
+
+
+def _content_key(cli: Cli) -> pyrage.x25519.Identity:
+    (identity,) = _content_keys(cli.archive, cli.key)
+    return identity
+
+
+def _alter_index(cli: Cli, item: str) -> None:
+    """What anyone can do without a key (the recipient is public): seal a doctored index, here
+    one that hides an item from search, in place of index.age."""
+    path = cli.archive / "index.age"
+    conn = sqlite3.connect(":memory:")
+    conn.deserialize(pyrage.decrypt(path.read_bytes(), [_content_key(cli)]))
+    assert conn.execute("DELETE FROM items WHERE sha256 = ?", (item,)).rowcount == 1
+    conn.commit()
+    path.write_bytes(pyrage.encrypt(conn.serialize(), [_content_key(cli).to_public()]))
+
+
+def _found(cli: Cli, *filters: str) -> list[str]:
+    return [i["sha256"] for i in cli("search", *filters, "--json", check=True).json()["items"]]
+
+
+def test_verify_with_a_key_checks_the_sealed_index_and_without_one_says_it_was_not_checked(
+        sealed: Cli, tmp_path: Path) -> None:
+    cli = copy_archive(sealed, tmp_path)
+    assert _found(cli, "--text", "haddad") == [ITEM]  # writes index.age
+    keyed = cli("verify", "--json")
+    assert keyed.code == 0 and not [n for n in keyed.json()["notices"] if "index" in n]
+    _alter_index(cli, ITEM)
+    assert _found(cli, "--text", "haddad") == []  # the doctored index is believed by search
+    keyed = cli("verify", "--json")
+    assert keyed.code == 1
+    assert any(f"search index: item {ITEM}" in p for p in keyed.json()["problems"])
+    keyless = cli("verify", "--json", env=NO_KEY)
+    assert keyless.code == 0
+    assert any("index.age is sealed and was NOT checked" in n
+               for n in keyless.json()["notices"])
+    assert "NOT checked" in cli("verify", env=NO_KEY).stdout
+    # a key that does not open: verify goes on, and says the index was not checked
+    unopened = cli("verify", "--json", env={"CUSTODY_PASSPHRASE": "not the passphrase at all"})
+    assert unopened.code == 0 and "sealed search index is not checked" in unopened.stderr
+
+
+def test_verify_on_workers_checks_the_sealed_index_with_the_key_it_holds(
+        sealed: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify hands the index check to a forked worker on a long log: the worker checks with
+    the content keys verify holds, not with none (it opens the archive afresh)."""
+    cli = copy_archive(sealed, tmp_path)
+    _found(cli, "--text", "haddad")
+    _alter_index(cli, ITEM)
+    monkeypatch.setattr(verify_ops, "PARALLEL_FROM", 0)  # workers for a log of any length
+    archive = Archive.open(cli.archive)
+    archive.unlock(load_key(cli.key, PASSPHRASE))
+    report = verify_ops.audit(archive)
+    assert any(f"search index: item {ITEM}" in p for p in report.problems), report.notices
