@@ -235,3 +235,16 @@ def test_verify_on_workers_checks_the_sealed_index_with_the_key_it_holds(
     archive.unlock(load_key(cli.key, PASSPHRASE))
     report = verify_ops.audit(archive)
     assert any(f"search index: item {ITEM}" in p for p in report.problems), report.notices
+
+
+def test_reindex_of_a_sealed_archive_rewrites_an_altered_index(
+        sealed: Cli, tmp_path: Path) -> None:
+    cli = copy_archive(sealed, tmp_path)
+    assert _found(cli, "--text", "haddad") == [ITEM]
+    _alter_index(cli, ITEM)
+    altered = (cli.archive / "index.age").read_bytes()
+    cli("search", "--reindex", "--json", check=True)
+    assert (cli.archive / "index.age").read_bytes() != altered
+    assert _found(cli, "--text", "haddad") == [ITEM]  # from the rewritten file
+    assert _found(cli, "--near", "36.20,37.13", "--within-km", "5") == [ITEM]
+    assert cli("verify").code == 0
