@@ -66,6 +66,7 @@ class SealedIndexStore(IndexStore):
         self._recipient = recipient
         self._strict = strict
         self._changed = False
+        self._was_reset = False
 
     @property
     def location(self) -> str | None:
@@ -100,10 +101,16 @@ class SealedIndexStore(IndexStore):
     @contextmanager
     def writing(self) -> Iterator[None]:
         before = self._mark()
+        self._was_reset = False
         with super().writing():
             yield
-        # saved only when the index moved on (a refresh with nothing new is not re-sealed)
-        self._changed = self._changed or self._mark() != before
+        # saved only when the index moved on (a refresh with nothing new is not re-sealed), or
+        # was rebuilt: a rebuild to the same tip replaces what was there, perhaps altered
+        self._changed = self._changed or self._was_reset or self._mark() != before
+
+    def reset(self) -> None:
+        super().reset()
+        self._was_reset = True
 
     def _mark(self) -> tuple[str | None, ...]:
         return tuple(self.get(k) for k in ("origin", "last_seq", "last_leaf"))

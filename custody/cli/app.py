@@ -798,12 +798,17 @@ def verify(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check objects, signatures, hash chain, Merkle tree, checkpoints, key files and the search
-    index; exit 1 on any problem, 3 if nothing is wrong but something could not be read."""
+    index (a sealed archive's with a custodian's key only); exit 1 on any problem, 3 if nothing
+    is wrong but something could not be read."""
     from custody.errors import VerificationFailed
     from custody.ops import checkpoints
-    from custody.ops.verify import audit
+    from custody.ops.verify import audit, unlock_to_check_index
 
     archive = open_archive()
+    # a sealed archive's search index is checked only with a custodian's key (FORMAT.md §12.6)
+    if archive.sealer is not None and (state.key_path or os.environ.get("CUSTODY_KEY")):
+        if (why := unlock_to_check_index(archive, acting_key)) is not None:
+            err(f"custody: warning: {why}: the sealed search index is not checked")
     target = archive.resolve_item(item) if item else None
     external = []
     for path in held or []:
@@ -982,14 +987,17 @@ def transfers(
     """Custody offers: pending, accepted and withdrawn."""
     from custody.ops import transfer as transfer_ops
 
-    rows = transfer_ops.listing(open_archive_to_read(), pending)
+    archive = open_archive_to_read()
+    rows = transfer_ops.listing(archive, pending)
     if as_json:
         out_json(rows)
         return
+    sealed = archive.sealer is not None  # a purpose this reader's keys do not open stays sealed
     for text in display.table(
         ["OFFER", "STATE", "ITEM", "FROM", "TO", "PURPOSE"],
         [[r["offer"], r["state"], display.short(r["item"]), r["from_name"], r["to_name"],
-          r["purpose"]] for r in rows], right=["OFFER"],
+          "(sealed)" if sealed and r["purpose"] is None else r["purpose"]] for r in rows],
+        right=["OFFER"],
     ):
         say(text)
 

@@ -211,17 +211,18 @@ class Replay:
         return found
 
     def _check_epoch(self, e: Entry) -> list[tuple[str, str]]:
-        """A sealed archive's content key epochs: entry 0's, then one per re-keying revoke."""
+        """A sealed archive's content key epochs: entry 0's, then one per re-keying revoke or
+        admin's key rotation after a loss."""
         if e.seq == 0 and e.action == "init":
             first = e.details.get("sealing")
             if isinstance(first, dict) and isinstance(first.get("recipient"), str):
                 self._epochs = [(0, first["recipient"])]
             return []
         known = [recipient for _, recipient in self._epochs]
-        problem = sealing.epoch_problem(e.action, e.details, bool(known), known)
+        problem = sealing.epoch_problem(e.action, e.details, bool(known), known, e.actor)
         if problem is not None:
             return [("sealing-epoch", problem)]
-        started = sealing.epoch_started(e.details) if e.action == "revoke" else None
+        started = sealing.epoch_started(e.details) if e.action in sealing.EPOCH_ACTIONS else None
         if started is not None:
             self._epochs.append((e.seq, started[1]))
         return []

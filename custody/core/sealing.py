@@ -11,6 +11,9 @@ from typing import Any
 from custody.core import canonical
 
 SCHEME = "age-v1-x25519"
+# the actions whose entry may start a content key epoch (§12.5): a revoke, and an admin's
+# key-rotate after a loss (not one signed by the old key itself)
+EPOCH_ACTIONS = ("revoke", "key-rotate")
 SEALED = "sealed"  # the details member holding base64 of the age file of the secret members
 CIPHERTEXT = "ciphertext"  # an item's first record: {"sha256", "size"} of its stored age file
 
@@ -49,8 +52,9 @@ def merge(details: dict[str, Any], secret: bytes) -> dict[str, Any]:
 
 
 def epoch_started(details: dict[str, Any]) -> tuple[int, str] | None:
-    """(number, recipient) of the content key epoch a `revoke` entry starts in a sealed archive
-    (`details.sealing`, docs/FORMAT.md §12.5), or None when it starts none or is malformed."""
+    """(number, recipient) of the content key epoch a `revoke` or `key-rotate` entry starts in a
+    sealed archive (`details.sealing`, docs/FORMAT.md §12.5), or None when it starts none or is
+    malformed."""
     found = details.get("sealing")
     if not isinstance(found, dict) or found.get("scheme") != SCHEME:
         return None
@@ -60,14 +64,19 @@ def epoch_started(details: dict[str, Any]) -> tuple[int, str] | None:
     return number, recipient
 
 
-def epoch_problem(action: str, details: dict[str, Any], sealed: bool, known: list[str]
-                  ) -> str | None:
+def epoch_problem(action: str, details: dict[str, Any], sealed: bool, known: list[str],
+                  actor: str | None = None) -> str | None:
     """What is wrong with an entry's `details.sealing` (None: nothing, or it has none), given
-    whether entry 0 sealed the archive and the recipients of the epochs so far (§12.5)."""
+    whether entry 0 sealed the archive, the recipients of the epochs so far and the entry's
+    signer (§12.5)."""
     if action == "init" or "sealing" not in details:
         return None
-    if action != "revoke":
-        return f"a {action} entry may not start a content key epoch (only a revoke may)"
+    if action not in EPOCH_ACTIONS:
+        return (f"a {action} entry may not start a content key epoch (only a revoke may, or an "
+                "admin's key-rotate after a loss)")
+    if action == "key-rotate" and actor == details.get("old_key_id"):
+        return ("a key-rotate signed by the old key itself may not start a content key epoch "
+                "(only an admin's rotation after a loss does)")
     if not sealed:
         return "starts a content key epoch in an archive entry 0 did not seal"
     started = epoch_started(details)

@@ -12,7 +12,7 @@ from typing import Any
 
 from custody.core import entry as entries
 from custody.core.signing import SigningKey
-from custody.errors import CustodyError, NotFound, UsageError
+from custody.errors import NotFound, UsageError
 from custody.ops import encryption
 from custody.ops.archive import Archive, Draft
 
@@ -158,7 +158,8 @@ def incidents(archive: Archive) -> list[dict[str, Any]]:
         iid = str(e.details.get("incident"))
         if e.action == "incident":
             items = latest.get(iid, {}).get("items", [])
-            details = _opened(archive, e.details)  # a sealed archive's place and description
+            # a sealed archive's place and description, opened when this reader's keys open them
+            details = encryption.opened_or_sealed(archive.content_key, e.details)
             latest[iid] = {**details, "seq": e.seq, "time": e.time, "items": items}
         elif iid in latest and e.item not in latest[iid]["items"]:
             latest[iid]["items"].append(e.item)
@@ -185,11 +186,3 @@ def tag(archive: Archive, key: SigningKey, item: str, name: str, removed: bool =
     _items_exist(archive, [item])
     return _append(archive, key, "tag", [Draft("tag", item, {"tag": name, "removed": removed})])[0]
 
-
-def _opened(archive: Archive, details: dict[str, Any]) -> dict[str, Any]:
-    """The details with a sealed archive's secret members opened when the reader holds the key
-    (docs/FORMAT.md §12.2); as stored (with `sealed`, without place or description) otherwise."""
-    try:
-        return encryption.open_details(archive.content_key, details)
-    except CustodyError:  # sealed under a content key this reader does not hold
-        return details

@@ -90,17 +90,27 @@ def revoke(archive: Archive, admin: SigningKey, custodian: str, reason: str) -> 
         now = registry.by_id[target.key_id]  # under the lock: two admins at once
         if now.revoked_seq is not None:
             raise UsageError(f"{now.name} was already revoked in entry {now.revoked_seq}")
-        if archive.sealer is None:
-            return draft
         # A sealed archive is re-keyed: what is sealed from this entry on, the revoked key
-        # cannot open (docs/FORMAT.md §12.5). The readers are decided here, under the lock.
-        readers = [PublicKey(raw=c.public_key, name=c.name) for c in registry.by_id.values()
-                   if c.role != ARCHIVE_ROLE and c.ended() is None and c.key_id != now.key_id]
-        number = len(encryption.epochs(writer, archive.sealer.recipient))
-        started = encryption.start_epoch(archive.root, number, readers)
-        return replace(draft, details={**draft.details, "sealing": started})
+        # cannot open (docs/FORMAT.md §12.5)
+        return rekeyed(archive, writer, draft, leaving=now.key_id)
 
     draft = Draft("revoke", None, {"key_id": target.key_id, "name": target.name,
                                    "reason": reason.strip()})
     signed = archive.append(admin, [draft], decide=not_yet_revoked, attempted="revoke")[0]
     return Revoked(signed.entry().seq, target.key_id, target.name, reason.strip())
+
+
+def rekeyed(archive: Archive, writer: LedgerTransaction, draft: Draft, leaving: str,
+            joining: PublicKey | None = None) -> Draft:
+    """`draft` starting a new content key epoch of a sealed archive (as is for a clear one):
+    wrapped, under the write lock and fsynced before the entry commits, for every custodian
+    enrolled and neither revoked nor retired here except `leaving`, and for `joining` (the new
+    key of a rotation). A revoke, and an admin's key rotation after a loss (FORMAT.md §12.5)."""
+    if archive.sealer is None:
+        return draft
+    readers = [PublicKey(raw=c.public_key, name=c.name) for c in registry_of(writer).by_id.values()
+               if c.role != ARCHIVE_ROLE and c.ended() is None and c.key_id != leaving]
+    readers += [joining] if joining is not None else []
+    number = len(encryption.epochs(writer, archive.sealer.recipient))
+    started = encryption.start_epoch(archive.root, number, readers)
+    return replace(draft, details={**draft.details, "sealing": started})

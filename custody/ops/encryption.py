@@ -77,7 +77,8 @@ def signed_recipient(ledger: LedgerReads | Ledger) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Epoch:
     """A content key's period (docs/FORMAT.md §12.5): number 0 from entry 0, each next one from
-    the `revoke` entry whose `details.sealing` names its recipient."""
+    the `revoke` (or admin's `key-rotate` after a loss) whose `details.sealing` names its
+    recipient."""
 
     number: int
     seq: int
@@ -103,12 +104,16 @@ def epochs(ledger: LedgerReads | Ledger, first: str | None = None) -> list[Epoch
     if first is None:
         return []
     found = [Epoch(0, 0, first)]
-    for row in ledger.rows_with_action("revoke"):
+    for row in ledger.rows_with_action(*sealing.EPOCH_ACTIONS):  # in log order
         try:
-            started = sealing.epoch_started(entries.parse(row.body).details)
+            e = entries.parse(row.body)
         except entries.MalformedEntry:
             continue  # verify names it
-        if started is not None and started[0] == len(found):  # verify names any other number
+        started = sealing.epoch_started(e.details)
+        # the replay's own rule: an epoch out of order, or started by a key-rotate the old key
+        # signed, is no epoch (verify names it)
+        if started is not None and sealing.epoch_problem(
+                e.action, e.details, True, [x.recipient for x in found], e.actor) is None:
             found.append(Epoch(started[0], row.seq, started[1]))
     return found
 
@@ -258,13 +263,25 @@ def open_details(keys: ContentKeys | None, details: dict[str, Any]) -> dict[str,
         raise CustodyError(f"sealed fields do not open: {exc}") from None
 
 
+def opened_or_sealed(keys: ContentKeys | None, details: dict[str, Any]) -> dict[str, Any]:
+    """Details for a view (show, list, transfers, incidents, the search index): opened when the
+    reader's keys open them, else as stored, with `sealed` (shown as sealed): no key, or sealed
+    in a content key epoch this reader does not hold (§12.5). Whether the sealed bytes are the
+    ones signed is verify's check, not a view's."""
+    try:
+        return open_details(keys, details)
+    except CustodyError:
+        return details
+
+
 def opened_member(ledger: Ledger, keys: ContentKeys | None, seq: int, name: str) -> Any:
-    """One member of entry `seq`'s details, opened when it was sealed (None without a key): e.g.
-    a transfer offer's purpose, which the custody book does not hold for a sealed archive."""
+    """One member of entry `seq`'s details, opened when it was sealed; None while it stays
+    sealed (no key, or not one of its epoch): e.g. a transfer offer's purpose, which the custody
+    book does not hold for a sealed archive."""
     row = ledger.row(seq)
     if row is None:
         return None
-    return open_details(keys, entries.parse(row.body).details).get(name)
+    return opened_or_sealed(keys, entries.parse(row.body).details).get(name)
 
 
 def open_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
@@ -277,6 +294,15 @@ def open_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
         return pyrage.decrypt(doc, keys.identities)
     except pyrage.DecryptError as exc:
         raise CustodyError(f"a sealed metadata document does not open: {exc}") from None
+
+
+def readable_document(keys: ContentKeys | None, doc: bytes | None) -> bytes | None:
+    """A metadata document for a view: opened, or None (shown as sealed) when no key is held or
+    none of the reader's keys opens it (another epoch's); as `opened_or_sealed` for fields."""
+    try:
+        return open_document(keys, doc)
+    except CustodyError:
+        return None
 
 
 def opened_record(identity: ContentKeys, doc: bytes | None,

@@ -68,7 +68,7 @@ def chain_of_custody(archive: Archive, item: str, registry: Registry) -> dict[st
         h["holder_after"] = holder
         h["holder_after_name"] = holder_name(holder, registry)
         history.append(h)
-        d = h["details"] = encryption.open_details(archive.content_key, e.details)
+        d = h["details"] = encryption.opened_or_sealed(archive.content_key, e.details)
         if e.action == "tag":
             if d.get("removed") and d.get("tag") in tags:
                 tags.remove(d["tag"])
@@ -124,7 +124,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
     history = chain["history"]
     first = next(h for h in history if h["action"] in FIRST_RECORD)
     stored = archive.ledger.metadata(item)
-    doc_bytes = encryption.open_document(archive.content_key, stored)
+    doc_bytes = encryption.readable_document(archive.content_key, stored)
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
     # the fast path's document completed with ExifTool's later reading (its `enriched` entry)
     reading = enrichment.latest(history, first["details"].get("metadata_sha256"))
@@ -173,7 +173,7 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
     names: dict[str, list[str]] = {}
     for r in archive.ledger.rows_with_action(*FIRST_RECORD, "sighting"):
         e = entries.parse(r.body)
-        name = (encryption.open_details(archive.content_key, e.details).get("source") or {}
+        name = (encryption.opened_or_sealed(archive.content_key, e.details).get("source") or {}
                 ).get("name")
         seen = names.setdefault(e.item or "", [])
         if name and name not in seen:
@@ -183,7 +183,8 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
     for item in replay.items():
         first = replay.first_record(item)
         assert first is not None
-        doc_bytes = encryption.open_document(archive.content_key, archive.ledger.metadata(item))
+        doc_bytes = encryption.readable_document(archive.content_key,
+                                                 archive.ledger.metadata(item))
         doc = canonical.decode(doc_bytes) if doc_bytes else {}
         doc = enrichment.document(doc, readings.get((item, str(first.metadata_sha256))))
         seen = names.get(item, [])

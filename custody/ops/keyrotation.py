@@ -18,6 +18,7 @@ from custody.core.signing import PublicKey, SigningKey
 from custody.errors import CustodyError, NotPermitted, UsageError
 from custody.ops import encryption
 from custody.ops.archive import CONFIG, Archive, Draft, custodian_json, registry_of
+from custody.ops.custodians import rekeyed
 from custody.ops.keyfiles import check_new_passphrase, public_path, write_new_key
 from store.ports import LedgerTransaction
 
@@ -38,13 +39,19 @@ class Rotated:
                 "key_path": self.key_path}
 
 
-def _decide_rotation(old_id: str, new_id: str, actor: str, reason: str | None) -> Any:
+def _decide_rotation(old_id: str, new_id: str, actor: str, reason: str | None,
+                     after_loss: tuple[Archive, PublicKey] | None = None) -> Any:
+    """Decided under the write lock; `after_loss` (an admin's rotation: the archive and the new
+    key) also starts a content key epoch in a sealed archive (FORMAT.md §12.5)."""
     def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
         refused = registry_of(writer).refusal_to_rotate(old_id, new_id, actor, writer.next_seq,
                                                         reason)
         if refused is not None:
             raise NotPermitted(refused[1])
-        return draft
+        if after_loss is None:
+            return draft
+        archive, new = after_loss
+        return rekeyed(archive, writer, draft, leaving=old_id, joining=new)
     return decide
 
 
@@ -92,7 +99,10 @@ def rotate_own(archive: Archive, old: SigningKey, key_path: Path, new_passphrase
 
 def rotate_by_admin(archive: Archive, admin: SigningKey, custodian: str, new: PublicKey,
                     reason: str) -> Rotated:
-    """After a loss: an admin enrols `new` in place of `custodian`'s key, stating why."""
+    """After a loss: an admin enrols `new` in place of `custodian`'s key, stating why. A sealed
+    archive is re-keyed as on a revocation: what is sealed from this entry on, the lost key
+    cannot open (FORMAT.md §12.5); the new key is also given every older content key the admin
+    holds, so it reads what the old one read."""
     target = archive.resolve_custodian(custodian)
     if not reason.strip():
         raise UsageError("an admin's rotation of another custodian's key needs a --reason")
@@ -104,8 +114,11 @@ def rotate_by_admin(archive: Archive, admin: SigningKey, custodian: str, new: Pu
     public = PublicKey(raw=new.raw, name=new.name or target.name)
     archive.unlock(admin)  # a sealed archive: the new key is given the content key
     signed = archive.append(admin, [_rotation_draft(target.key_id, public, reason.strip())],
-                            decide=_decide_rotation(target.key_id, new.key_id, admin.key_id,
-                                                    reason),
+                            decide=_decide_rotation(
+                                target.key_id, new.key_id, admin.key_id, reason,
+                                # an admin rotating their own key signs with it: not lost
+                                after_loss=(archive, public) if admin.key_id != target.key_id
+                                else None),
                             attempted="key-rotate")[0]
     if archive.content_key is not None:
         encryption.wrap_all(archive.root, archive.content_key, public)

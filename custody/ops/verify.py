@@ -22,7 +22,7 @@ from custody.core import entry as entries
 from custody.core import merkle, note, proofs
 from custody.core.custodians import ARCHIVE_ROLE, Custodian
 from custody.core.replay import FirstRecord, Replay
-from custody.core.signing import private_key_form
+from custody.core.signing import SigningKey, private_key_form
 from custody.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -31,7 +31,7 @@ from custody.errors import (
     NotFound,
     VerificationFailed,
 )
-from custody.ops import travel_records
+from custody.ops import encryption, travel_records
 from custody.ops.archive import Archive, registry_of, signed_config
 from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
@@ -101,11 +101,14 @@ def audit(
     With `objects=False` only the record is checked (entries, tree, checkpoints), not content.
     `now` is the verifier's clock (default: this machine's), against which no entry may be dated
     ahead by more than the allowed skew (docs/FORMAT.md §5.6)."""
+    global _index_keys
     pool = VerifyPool(archive.objects)
+    _index_keys = archive.content_key  # before any worker forks
     try:
         return _audit(archive, pool, item, on_progress, external or [], objects, now)
     finally:
         pool.close()
+        _index_keys = None
 
 
 def _audit(
@@ -124,7 +127,8 @@ def _audit(
         pool.start(parallel=archive.ledger.size() >= PARALLEL_FROM)
         # The search index's check replays the whole log on its own: started first, on a worker,
         # it runs beside the walk instead of after everything else.
-        index_check = pool.beside(_search_index_findings, archive.root) \
+        index_check = pool.beside(_search_index_findings, archive.root,
+                                  archive.content_key is not None) \
             if objects and item is None else None
         kept = _open_checkpoints(archive, report)
         moved = migration_claims(archive.ledger)  # a copy's `migrated` entries state a root
@@ -624,11 +628,32 @@ def _check_identity(archive: Archive, report: AuditReport) -> None:
 
 IndexFindings = tuple[list[str], list[str], list[str]]  # problems, notices, unreadable
 
+# A sealed archive's content keys verify was given, for the index check on a pool worker: set
+# before the workers fork, so they inherit it; never pickled to them (FORMAT.md §12.6).
+_index_keys: encryption.ContentKeys | None = None
 
-def _search_index_findings(root: Path) -> IndexFindings:
+
+def unlock_to_check_index(archive: Archive, load_key: Callable[[], SigningKey]) -> str | None:
+    """Open a sealed archive's content keys with the custodian's key verify was given, so that
+    its sealed search index is checked like a clear one's. Returns why not, when that key opens
+    none (verify goes on: nothing else it checks needs a key)."""
+    try:
+        archive.unlock(load_key())
+    except CustodyError as exc:
+        return exc.message
+    return None
+
+
+def _search_index_findings(root: Path, keyed: bool) -> IndexFindings:
     """The search index's check on a pool worker, on the archive opened afresh from its folder
-    (a forked worker never uses its parent's ledger connection), as the command opens it."""
+    (a forked worker never uses its parent's ledger connection), as the command opens it, with
+    the content keys verify holds (`keyed`) inherited from it."""
     archive = Archive.open(root)
+    if keyed:
+        if _index_keys is None:  # not inherited (a spawned worker): the caller runs it itself
+            archive.ledger.close()
+            raise RuntimeError("the content keys were not inherited")
+        archive.content_key = _index_keys
     try:
         report = AuditReport()
         _check_search_index(archive, report)

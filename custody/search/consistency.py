@@ -28,10 +28,24 @@ def index_differences(archive: Archive) -> IndexCheck:
     what search would rebuild anyway (another archive's index, a damaged file) is a notice."""
     check = IndexCheck([], [])
     where = index_location(archive)
+    sealed = archive.sealer is not None
+    if sealed and archive.content_key is None:
+        # a sealed archive's index opens only with a custodian's key (FORMAT.md §12.6): say so,
+        # rather than pass in silence
+        if (archive.root / where.name).exists():
+            check.notices.append(f"search index {where.name} is sealed and was NOT checked "
+                                 "against the ledger: no custodian's key was given (verify "
+                                 "--key FILE checks it)")
+        return check
     try:
         disk = where.open_existing()
     except IndexUnusable as exc:
-        check.notices.append(f"search index {where.name} is unusable ({exc}); search rebuilds it")
+        if sealed:
+            check.notices.append(f"search index {where.name} was NOT checked: it does not open "
+                                 f"with the keys given ({exc}); search rebuilds it")
+        else:
+            check.notices.append(f"search index {where.name} is unusable ({exc}); search "
+                                 "rebuilds it")
         return check
     if disk is None:
         return check

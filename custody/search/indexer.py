@@ -14,7 +14,7 @@ from custody.core import entry as entries
 from custody.core import geo, sealing
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.core.replay import case_change
-from custody.errors import CustodyError, UsageError
+from custody.errors import UsageError
 from custody.metadata import provenance
 from custody.metadata.gps import fix_problems
 from custody.ops import encryption
@@ -104,7 +104,7 @@ class Indexer:
             return
         d, item, store = e.details, e.item, self.store
         if sealing.SEALED in d:  # a sealed archive: notes and names, opened in memory (§12.6)
-            d = self._opened(d)
+            d = encryption.opened_or_sealed(self.archive.content_key, d)
         if e.action == "incident":
             self._incident(e.seq, d)
             return
@@ -143,12 +143,6 @@ class Indexer:
         self.store.refresh_items(sorted(self.dirty))
         self.dirty.clear()
 
-    def _opened(self, d: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return encryption.open_details(self.archive.content_key, d)
-        except CustodyError:  # sealed under a content key this reader does not hold
-            return d
-
     def _enriched(self, item: str, d: dict[str, Any]) -> None:
         """An `enriched` entry: the item's facts again, from its fast-path document completed with
         ExifTool's reading, if that entry completes the item's signed document."""
@@ -164,10 +158,8 @@ class Indexer:
         raw = self.archive.ledger.metadata(item)
         if raw is not None and encryption.is_sealed(raw) and \
                 hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
-            try:  # the signed (sealed) bytes, opened in memory only
-                raw = encryption.open_document(self.archive.content_key, raw)
-            except CustodyError:
-                raw = None
+            # the signed (sealed) bytes, opened in memory only
+            raw = encryption.readable_document(self.archive.content_key, raw)
             if raw is None:
                 warnings.append("metadata document sealed under a content key not held here: "
                                 "not used")
