@@ -199,8 +199,12 @@ class IndexStore:
     """The index database: `index.db` beside the ledger, or in memory (path None)."""
 
     def __init__(self, path: Path | None, *, rtree: bool | None = None,
-                 fts: bool | None = None) -> None:
+                 fts: bool | None = None, spill: bool = False) -> None:
         self.path = path
+        # With no path: in memory, or (`spill`) an unnamed database SQLite keeps in a temporary
+        # file of its own, deleted when closed, its cache bounded: verify's scratch replay of a
+        # large archive would otherwise hold the whole index in RAM (docs/PERFORMANCE.md).
+        self._spill = spill and path is None
         self._want_rtree = rtree
         self._want_fts = fts
         self._conn: sqlite3.Connection | None = None
@@ -239,7 +243,7 @@ class IndexStore:
         return None if self.path is None else str(self.path)
 
     def scratch(self) -> IndexStore:
-        return IndexStore(None, rtree=self.rtree, fts=self.fts)
+        return IndexStore(None, rtree=self.rtree, fts=self.fts, spill=True)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -248,7 +252,7 @@ class IndexStore:
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
-        target = ":memory:" if self.path is None else str(self.path)
+        target = str(self.path) if self.path is not None else "" if self._spill else ":memory:"
         try:
             conn = self._connect(target)
         except sqlite3.OperationalError:
@@ -264,14 +268,15 @@ class IndexStore:
         return conn
 
     def _connect(self, target: str) -> sqlite3.Connection:
-        if target != ":memory:":
+        named = target not in (":memory:", "")
+        if named:
             # Owner-only (SQLite would make it 0644 less the umask; its -wal, -shm follow it).
             with suppress(OSError):  # a read-only folder: sqlite3 says so below
                 os.close(os.open(target, os.O_RDONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if target != ":memory:":
+            if named:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # derived: a lost tail is re-indexed
             conn.execute("PRAGMA temp_store = FILE")  # a huge track's tables go to disk
