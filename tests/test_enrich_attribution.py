@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+from custody.core import entry as entries
 from custody.ops.archive import Archive, Draft
+from custody.ops.statements import statement_file
 from tests.conftest import one_line_error
 
 DATA = Path(__file__).parent / "data"
@@ -40,8 +44,16 @@ def _log_length(cli) -> int:
 
 
 def _foreign_reading(archive_dir: Path, key, item: str, changed: dict) -> int:
-    """An `enriched` entry appended by hand through the library (no `custody enrich`): ExifTool's
-    reading of the item as its document holds it, with `changed` fields read differently."""
+    """An `enriched` entry appended by hand through the library (no `custody enrich`)."""
+    archive = Archive.open(archive_dir)
+    signed = archive.append(key, [Draft("enriched", item,
+                                        _reading_details(archive_dir, item, changed))])
+    return signed[0].entry().seq
+
+
+def _reading_details(archive_dir: Path, item: str, changed: dict) -> dict:
+    """An `enriched` entry's details: ExifTool's reading of the item as its signed document
+    holds it, with `changed` fields read differently."""
     archive = Archive.open(archive_dir)
     doc = json.loads(archive.ledger.metadata(item) or b"{}")
     metadata_sha256 = next(
@@ -52,9 +64,11 @@ def _foreign_reading(archive_dir: Path, key, item: str, changed: dict) -> int:
         "orientation", "dimensions", "duration_s", "codecs")} | changed
     reading = {"version": "12.57", "raw": {"EXIF:Make": (doc.get("device") or {}).get("make")},
                "fields": fields, "errors": []}
-    signed = archive.append(key, [Draft("enriched", item, {
-        "reader": "exiftool", "metadata_sha256": metadata_sha256, "exiftool": reading})])
-    return signed[0].entry().seq
+    return {"reader": "exiftool", "metadata_sha256": metadata_sha256, "exiftool": reading}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_a_second_custodians_enrich_is_refused_and_appends_nothing(cli_archive, made_key,
@@ -76,6 +90,18 @@ def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_k
     bob, _ = _enrol(cli_archive, made_key, "Bob Field", "field")
     _, carol = _enrol(cli_archive, made_key, "Carol Field", "field")
     item = _ingest(cli_archive, ALEPPO, tmp_path, bob)["sha256"]
+    # signed on her device and submitted (the path POST /api/v1/statements takes): refused
+    before = _log_length(cli_archive)
+    statement = tmp_path / "carol.json"
+    statement.write_text(json.dumps(statement_file(entries.sign_statement(entries.Statement(
+        log=json.loads((cli_archive.archive / "custody.json").read_text())["origin"],
+        actor=carol.key_id, action="enriched", item=item, time=_now(),
+        nonce=secrets.token_hex(16), details=_reading_details(cli_archive.archive, item, {})),
+        carol), Archive.open(cli_archive.archive).ledger.metadata(item))))
+    submitted = cli_archive("submit", str(statement))
+    assert submitted.code == 1 and "(rule enriched-by)" in one_line_error(submitted)
+    assert _log_length(cli_archive) == before
+    # appended by hand through the library, bypassing every command: verify names it
     seq = _foreign_reading(cli_archive.archive, carol, item,
                            {"captured_at": "2016-10-04T09:00:00Z"})
     verdict = cli_archive("verify")
