@@ -112,6 +112,7 @@ def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_k
     shown = cli_archive("show", item, "--json", check=True).json()
     assert shown["captured_at"] == "2016-10-03T11:22:05Z"  # the ingest's, not Carol's
     assert shown["metadata_enriched"] is None  # her reading completes nothing
+    assert shown["metadata_enrichment"]["state"] == "pending"
     [reading] = shown["enriched_readings"]
     assert reading["by"] == "Carol Field" and reading["by_permitted"] is False
     assert "NOT ALLOWED" in cli_archive("show", item, check=True).stdout
@@ -162,3 +163,16 @@ def test_show_report_and_search_give_both_readings_and_flag_a_disagreement(cli_a
     assert cli_archive("search", "--since", "2016-10-04", "--until", "2016-10-04", "--json",
                        check=True).json()["items"] == []
 
+
+
+def test_a_later_holder_may_not_sign_the_reading(cli_archive, made_key, tmp_path):
+    dana, _ = _enrol(cli_archive, made_key, "Dana Investigator", "investigator")
+    item = _ingest(cli_archive, CANON, tmp_path)["sha256"]  # Alice (admin) ingests and holds it
+    offer = cli_archive("transfer", item[:12], "--to", "Dana Investigator", "--purpose",
+                        "analysis", "--json", check=True).json()
+    cli_archive("accept", str(offer[0]["offer"]), env={"CUSTODY_KEY": str(dana)},
+                check=True)
+    before = _log_length(cli_archive)
+    refused = cli_archive("enrich", env={"CUSTODY_KEY": str(dana)})
+    assert refused.code == 3 and "may not enrich" in one_line_error(refused)
+    assert _log_length(cli_archive) == before  # custody was handed over, not the record

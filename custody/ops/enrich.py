@@ -178,17 +178,20 @@ def disagreement_line(ingest: dict[str, Any], details: dict[str, Any], *, seq: i
             "ingest's reading")
 
 
-def state(first: dict[str, Any], history: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+def state(first: dict[str, Any], history: Iterable[dict[str, Any]],
+          allowed: Callable[[str], bool] = lambda actor: True) -> dict[str, Any] | None:
     """show's `metadata_enrichment`: null when nothing was deferred; else the readers deferred,
-    `state` (`pending`, `enriched`, `failed`: every attempt failed) and the entries' seqs."""
+    `state` (`pending`, `enriched`, `failed`: every attempt failed) and the entries' seqs. Only
+    a reading whose signer is `allowed` enriches: one by anyone else leaves it `pending`."""
     deferred = deferred_of(first)
     if not deferred:
         return None
     tries = [h for h in history if h.get("action") == ACTION
              and (h.get("details") or {}).get("metadata_sha256") == first.get("metadata_sha256")]
-    ok = [h for h in tries if not failed(h.get("details") or {})]
+    mine = [h for h in tries if allowed(str(h.get("actor")))]
+    ok = [h for h in mine if not failed(h.get("details") or {})]
     return {"deferred": deferred,
-            "state": "enriched" if ok else "failed" if tries else "pending",
+            "state": "enriched" if ok else "failed" if mine else "pending",
             "entries": [h.get("seq") for h in tries]}
 
 

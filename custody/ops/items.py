@@ -128,8 +128,8 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
     # The existing keys say what the ingest signed; a later reading (an `enriched` entry) is
     # shown beside it, attributed, never in its place (docs/METADATA.md "Two readings").
-    reading = enrichment.latest(history, first["details"].get("metadata_sha256"),
-                                enrichment.signer_rule(registry, first["actor"]))
+    allowed = enrichment.signer_rule(registry, first["actor"])  # rule enriched-by
+    reading = enrichment.latest(history, first["details"].get("metadata_sha256"), allowed)
     names: list[str] = []
     for h in history:
         src = h["details"].get("source") or {}
@@ -154,7 +154,7 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
         # docs/METADATA.md "The fast path": null, or ExifTool's reading pending or recorded
-        "metadata_enrichment": enrichment.state(first["details"], history),
+        "metadata_enrichment": enrichment.state(first["details"], history, allowed),
         # each later reading, attributed, with where it disagrees with the ingest's; and the
         # ingest's document completed with the latest one allowed (what `metadata` was before)
         "enriched_readings": enrichment.readings(history, first, doc, registry),
