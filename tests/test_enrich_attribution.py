@@ -87,7 +87,7 @@ def test_a_second_custodians_enrich_is_refused_and_appends_nothing(cli_archive, 
 
 
 def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_key, tmp_path):
-    bob, _ = _enrol(cli_archive, made_key, "Bob Field", "field")
+    bob, bob_key = _enrol(cli_archive, made_key, "Bob Field", "field")
     _, carol = _enrol(cli_archive, made_key, "Carol Field", "field")
     item = _ingest(cli_archive, ALEPPO, tmp_path, bob)["sha256"]
     # signed on her device and submitted (the path POST /api/v1/statements takes): refused
@@ -104,8 +104,14 @@ def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_k
     # appended by hand through the library, bypassing every command: verify names it
     seq = _foreign_reading(cli_archive.archive, carol, item,
                            {"captured_at": "2016-10-04T09:00:00Z"})
+    # and one by Bob naming another document than the one his ingest signed
+    archive = Archive.open(cli_archive.archive)
+    details = _reading_details(cli_archive.archive, item, {}) | {"metadata_sha256": "0" * 64}
+    other = archive.append(bob_key, [Draft("enriched", item, details)])[0].entry().seq
     verdict = cli_archive("verify")
     assert verdict.code == 1
+    assert f"entry {other}: enriched reading of item {item} names document 0000000000000000" \
+           in verdict.stdout + verdict.stderr
     assert f"entry {seq}: enriched reading of item {item} signed by Carol Field (role field), " \
            "who neither recorded the item (Bob Field did" in verdict.stdout + verdict.stderr
     assert "(rule enriched-by)" in verdict.stdout + verdict.stderr
@@ -113,8 +119,9 @@ def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_k
     assert shown["captured_at"] == "2016-10-03T11:22:05Z"  # the ingest's, not Carol's
     assert shown["metadata_enriched"] is None  # her reading completes nothing
     assert shown["metadata_enrichment"]["state"] == "pending"
-    [reading] = shown["enriched_readings"]
-    assert reading["by"] == "Carol Field" and reading["by_permitted"] is False
+    carols, bobs = shown["enriched_readings"]
+    assert carols["by"] == "Carol Field" and carols["by_permitted"] is False
+    assert bobs["by_permitted"] is True and bobs["completes_record"] is False
     assert "NOT ALLOWED" in cli_archive("show", item, check=True).stdout
     # her entry does not stand in for the real reading: Bob's enrich still reads it
     done = cli_archive("enrich", "--json", env={"CUSTODY_KEY": str(bob)}, check=True).json()

@@ -70,8 +70,9 @@ def pending(archive: Archive, *, retry_failed: bool = False) -> list[Deferred]:
         if e.action == "ingest" and READER in deferred_of(e.details):
             waiting[item] = Deferred(item, str(e.details.get("metadata_sha256")), e.actor)
         elif e.action == ACTION and not (retry_failed and failed(e.details)) \
-                and item in waiting and signer_rule(registry, waiting[item].recorded_by)(e.actor):
-            done.add(item)  # a reading by someone the rules do not allow leaves it waiting
+                and item in waiting and signer_rule(registry, waiting[item].recorded_by)(e.actor) \
+                and e.details.get("metadata_sha256") == waiting[item].metadata_sha256:
+            done.add(item)  # one the rules refuse (enriched-by, -record) leaves it waiting
     return [d for item, d in waiting.items() if item not in done]
 
 
