@@ -119,10 +119,16 @@ def test_an_enriched_entry_verifies_and_carries_the_full_dump(cli_archive, reade
     assert entry["details"]["metadata_sha256"] == before["history"][0]["details"][
         "metadata_sha256"]
     after = cli_archive("show", item, "--json", check=True).json()
-    assert after["metadata"]["raw"]["exiftool"] == dump
+    # `metadata` stays the document the ingest signed; the completed one is beside it
+    assert after["metadata"] == before["metadata"] and before["metadata_enriched"] is None
+    assert after["metadata_enriched"]["raw"]["exiftool"] == dump
+    [reading] = after["enriched_readings"]
+    assert reading["by"] == "Alice Admin" and reading["tool"] == "exiftool"
+    assert reading["version"] and reading["disagreements"] == [] and reading["by_permitted"]
     assert after["metadata_enrichment"] == {"deferred": ["exiftool"], "state": "enriched",
                                             "entries": [entry["seq"]]}
-    assert after["captured_at"] == before["captured_at"] and "deferred" not in after["metadata"]
+    assert after["captured_at"] == before["captured_at"]
+    assert "deferred" not in after["metadata_enriched"]
     assert cli_archive("verify").code == 0  # signatures, rules, fixity, the search index
     assert cli_archive("search", "--json", check=True).json()["items"] == found
     assert cli_archive("enrich", "--json", check=True).json()["summary"]["enriched"] == 0
@@ -146,7 +152,8 @@ def test_a_failed_enrichment_is_recorded_and_loses_nothing(cli_archive, tmp_path
     assert again["summary"] == {"enriched": 1, "failed": 0}
     shown = cli_archive("show", item, "--json", check=True).json()
     assert shown["metadata_enrichment"]["state"] == "enriched"
-    assert "exiftool" in shown["metadata"]["raw"]
+    assert "exiftool" in shown["metadata_enriched"]["raw"]
+    assert [r["failed"] for r in shown["enriched_readings"]] == [True, False]
 
 
 def test_ingest_with_enrich_and_full_metadata(cli_archive, tmp_path):

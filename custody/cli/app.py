@@ -519,7 +519,9 @@ def ingest(
             report.skipped[:0] = skipped  # the walk's skips first, then those found when opening
             if enrich_now and report.deferred:
                 from custody.ops import enrich as enrichment
-                waiting = {d.item: d for d in enrichment.pending(archive)}
+                ours = set(report.deferred)  # this run's first ingests: this key's to enrich
+                waiting = {d.item: d for d in enrichment.mine(archive, key, [
+                    d for d in enrichment.pending(archive) if d.item in ours])}
                 todo = [waiting[i] for i in report.deferred if i in waiting]
                 report.enriched = len(enrichment.enrich(archive, key, readers, todo).recorded)
     except KeyboardInterrupt:
@@ -596,7 +598,11 @@ def enrich(
 
     archive = open_archive()
     key = acting_key()
-    todo = enrichment.pending(archive, retry_failed=retry_failed)
+    waiting = enrichment.pending(archive, retry_failed=retry_failed)
+    todo = enrichment.mine(archive, key, waiting)  # the ingesting custodian's, or an admin's
+    if len(todo) < len(waiting):
+        err(f"{len(waiting) - len(todo)} item(s) left for the custodian who ingested them or an "
+            "admin (only they may sign an item's later reading)")
     with contextlib.ExitStack() as stack:
         readers = [MetadataReader() for _ in range(min(2, os.cpu_count() or 1))]
         stack.callback(close_all, readers)
@@ -701,6 +707,30 @@ def lineage_lines(data: dict[str, Any]) -> list[tuple[str, object]]:
     return pairs
 
 
+def later_reading_pairs(data: dict[str, Any]) -> list[tuple[str, object]]:
+    """Each later reading (an `enriched` entry) beside the ingest's, attributed, with every
+    field where the two disagree (docs/METADATA.md "Two readings")."""
+    pairs: list[tuple[str, object]] = []
+    for r in data.get("enriched_readings") or []:
+        said = "FAILED: " + "; ".join(r["errors"]) if r["failed"] else "read"
+        flags = "" if r["by_permitted"] else (
+            " [NOT ALLOWED: signed by neither the custodian who ingested it nor an admin]")
+        if not r["completes_record"]:
+            flags += " [names another document than the ingest's]"
+        pairs.append(("later reading", f"#{r['seq']} {r['tool']} {r['version'] or ''} by "
+                                       f"{r['by']} at {display.when(r['time'])}: {said}{flags}"))
+        for d in r["disagreements"]:
+            pairs.append(("  DISAGREES", f"{d['field']}: ingest {_reading_value(d['ingest'])}, "
+                                         f"later {_reading_value(d['later'])}"))
+    return pairs
+
+
+def _reading_value(value: object) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+    return str(value)
+
+
 def show_lines(data: dict[str, Any]) -> list[str]:
     """`show` for people: one field a line, lists joined, times in one style, then the history."""
     from custody.metadata.clocks import listed_once
@@ -721,6 +751,7 @@ def show_lines(data: dict[str, Any]) -> list[str]:
                    f"{display.when(holder['since'])}" if holder else "-"),
         ("metadata errors", data["metadata_errors"] or "none"),
         *c2pa_pairs(data),
+        *later_reading_pairs(data),
     ]
     for u in data.get("unpacked_from") or []:  # ingest --unpack: the dump it came from
         pairs.append(("unpacked from", f"{u['container']} ({', '.join(u['container_names'])}) "

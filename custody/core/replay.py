@@ -186,6 +186,8 @@ class Replay:
             found += self._check_own_key(e, signer)
         if e.action == "handed_in":
             found += self._check_receipt(e)
+        if e.action == "enriched":
+            found += self._check_enriched(e, signer)
         found += self._check_epoch(e)
         role = signer.role if signer is not None else None
         if e.action == "transfer-offer":
@@ -293,6 +295,26 @@ class Replay:
             return [("held-recorded", f"names item {sha}, which was never recorded")
                     for sha in named if sha not in self._first] + self._check_held_at_centre(e)
         return []
+
+    def _check_enriched(self, e: Entry, signer: Custodian | None) -> list[tuple[str, str]]:
+        """A later reading of an item (docs/FORMAT.md §5.4 `enriched`) is signed by the custodian
+        who recorded the item (any key of theirs, rotations included) or an admin, and completes
+        the document its first record signed: no one else's reading stands beside the record."""
+        first = self._first.get(e.item or "")
+        if first is None or signer is None:
+            return []  # first-record and signer-active say it
+        found: list[tuple[str, str]] = []
+        if not may_enrich(self.registry, signer, first.actor):
+            found.append(("enriched-by", f"enriched reading of item {e.item} signed by "
+                                         f"{signer.name} (role {signer.role}), who neither "
+                                         f"recorded the item ({self.name_of(first.actor)} did, "
+                                         f"entry {first.seq}) nor is an admin"))
+        if e.details.get("metadata_sha256") != first.metadata_sha256:
+            found.append(("enriched-record", f"enriched reading of item {e.item} names document "
+                                             f"{str(e.details.get('metadata_sha256'))[:16]}, not "
+                                             f"the one its first record (entry {first.seq}) "
+                                             "signed"))
+        return found
 
     def _check_receipt(self, e: Entry) -> list[tuple[str, str]]:
         problems = handin.receipt_problems(e.details, e.item)
@@ -460,6 +482,15 @@ class Replay:
         return tuple(self._incident_items.get(incident, ()))
 
 
+def may_enrich(registry: Registry, signer: Custodian, recorded_by: str) -> bool:
+    """Whether `signer` may sign an `enriched` reading of an item whose first record
+    `recorded_by` signed: that custodian (any of their keys, rotations linking them) or an admin.
+    Not a later holder: a transfer hands over custody, not the authorship of the record."""
+    if signer.role == "admin":
+        return True
+    return signer.key_id in {c.key_id for c in registry.chain(recorded_by)}
+
+
 def _add(values: list[str], value: str) -> None:
     if value not in values:
         values.append(value)
@@ -470,4 +501,4 @@ def _minutes(skew: timedelta) -> str:
 
 
 __all__ = ["ARCHIVE_HOLDER", "SKEW", "TIME_PATTERN", "FirstRecord", "Removal", "Replay",
-           "Violation", "parse_time"]
+           "Violation", "may_enrich", "parse_time"]

@@ -18,10 +18,15 @@ from typing import Any
 
 from custody.core import canonical
 from custody.core import entry as entries
+from custody.core.chain import FIRST_RECORD
+from custody.core.custodians import Registry
+from custody.core.replay import may_enrich
 from custody.core.signing import SigningKey
+from custody.errors import NotPermitted
+from custody.metadata.readings import COMPARED, disagreements
 from custody.metadata.record import enriched
-from custody.ops.archive import Archive, Draft
-from store.ports import LedgerReads, ObjectError
+from custody.ops.archive import Archive, Draft, Refusal, registry_of
+from store.ports import LedgerTransaction, ObjectError
 
 ACTION = "enriched"
 READER = "exiftool"
@@ -34,6 +39,7 @@ class Deferred:
 
     item: str
     metadata_sha256: str
+    recorded_by: str = ""  # the key that signed its first record (who may enrich it)
 
 
 @dataclass(slots=True)
@@ -57,14 +63,50 @@ def pending(archive: Archive, *, retry_failed: bool = False) -> list[Deferred]:
     `retry_failed`, also those whose every enrichment failed), in log order."""
     done: set[str] = set()
     waiting: dict[str, Deferred] = {}
+    registry = archive.registry()
     for row in archive.ledger.rows_with_action("ingest", ACTION):
         e = entries.parse(row.body)
         item = e.item or ""
         if e.action == "ingest" and READER in deferred_of(e.details):
-            waiting[item] = Deferred(item, str(e.details.get("metadata_sha256")))
-        elif e.action == ACTION and not (retry_failed and failed(e.details)):
-            done.add(item)
+            waiting[item] = Deferred(item, str(e.details.get("metadata_sha256")), e.actor)
+        elif e.action == ACTION and not (retry_failed and failed(e.details)) \
+                and item in waiting and signer_rule(registry, waiting[item].recorded_by)(e.actor) \
+                and e.details.get("metadata_sha256") == waiting[item].metadata_sha256:
+            done.add(item)  # one the rules refuse (enriched-by, -record) leaves it waiting
     return [d for item, d in waiting.items() if item not in done]
+
+
+def mine(archive: Archive, key: SigningKey, todo: list[Deferred]) -> list[Deferred]:
+    """The items of `todo` this key may enrich (docs/FORMAT.md §5.6 rule `enriched-by`: the
+    custodian who recorded the item, or an admin); NotPermitted, one line and nothing appended,
+    when there are items waiting and none of them is this custodian's to enrich."""
+    registry = archive.registry()
+    who = registry.by_id.get(key.key_id)
+    ok = [d for d in todo if who is not None and may_enrich(registry, who, d.recorded_by)]
+    if todo and not ok:
+        name = who.name if who is not None else key.key_id
+        raise NotPermitted(f"{name} may not enrich the {len(todo)} item(s) waiting: only the "
+                           "custodian who ingested an item, or an admin, may sign its later "
+                           "reading", hint="ask them, or an admin, to run custody enrich")
+    return ok
+
+
+def _check_signer(key: SigningKey) -> Callable[[LedgerTransaction, Draft], Draft]:
+    """`Archive.append`'s decision under the write lock: the same rule as `mine`, from the
+    transaction's own reads (a hand-made or racing call is refused there too)."""
+    registries: dict[int, Registry] = {}
+
+    def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
+        registry = registries.setdefault(id(writer), registry_of(writer))
+        who = registry.by_id.get(key.key_id)
+        first = next((entries.parse(r.body) for r in writer.rows_for_item(draft.item or "")
+                      if r.action in FIRST_RECORD), None)
+        if who is None or first is None or not may_enrich(registry, who, first.actor):
+            raise Refusal(f"only the custodian who ingested item {draft.item}, or an admin, may "
+                          "sign its enriched reading", item=draft.item)
+        return draft
+
+    return decide
 
 
 def failed(details: dict[str, Any]) -> bool:
@@ -73,39 +115,84 @@ def failed(details: dict[str, Any]) -> bool:
     return not isinstance(reading, dict) or reading.get("raw") is None
 
 
-def latest(history: Iterable[dict[str, Any]], metadata_sha256: str | None) -> dict[str, Any] | None:
+def latest(history: Iterable[dict[str, Any]], metadata_sha256: str | None,
+           allowed: Callable[[str], bool] = lambda actor: True) -> dict[str, Any] | None:
     """The ExifTool reading of the item's latest successful `enriched` entry that completes the
-    signed document `metadata_sha256`, from show's history (dicts with `action`, `details`)."""
+    signed document `metadata_sha256` and whose signer is `allowed`, from show's history (dicts
+    with `action`, `actor`, `details`)."""
     found = None
     for h in history:
         d = h.get("details") or {}
         if (h.get("action") == ACTION and d.get("metadata_sha256") == metadata_sha256
-                and not failed(d)):
+                and not failed(d) and allowed(str(h.get("actor")))):
             found = d[READER]
     return found
 
 
-def latest_by_item(ledger: LedgerReads) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every item's latest successful reading, keyed by (item, the document it completes)."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in ledger.rows_with_action(ACTION):
-        d = entries.parse(row.body).details
-        if not failed(d):
-            found[(row.item or "", str(d.get("metadata_sha256")))] = d[READER]
-    return found
+def signer_rule(registry: Registry, recorded_by: str) -> Callable[[str], bool]:
+    """Whether a key may sign an item's later reading (rule `enriched-by`), for `latest`."""
+    def allowed(actor: str) -> bool:
+        who = registry.by_id.get(actor)
+        return who is not None and may_enrich(registry, who, recorded_by)
+    return allowed
 
 
-def state(first: dict[str, Any], history: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+def readings(history: Iterable[dict[str, Any]], first: dict[str, Any], ingest: dict[str, Any],
+             registry: Registry) -> list[dict[str, Any]]:
+    """show's `enriched_readings`: each `enriched` entry as a later reading beside the ingest's,
+    attributed (entry, who, when, the tool and its version), its normalised fields, whether its
+    signer and document are the ones the rules allow, and where it disagrees with the ingest's
+    signed document (docs/METADATA.md "Two readings")."""
+    allowed = signer_rule(registry, str(first.get("actor")))
+    out = []
+    for h in history:
+        if h.get("action") != ACTION:
+            continue
+        d = h.get("details") or {}
+        found = d.get(READER)
+        reading: dict[str, Any] = found if isinstance(found, dict) else {}
+        fields = reading.get("fields") if isinstance(reading.get("fields"), dict) else None
+        out.append({
+            "seq": h.get("seq"), "time": h.get("time"), "by": h.get("actor_name"),
+            "actor": h.get("actor"), "tool": d.get("reader"), "version": reading.get("version"),
+            "failed": failed(d), "errors": reading.get("errors") or [],
+            "by_permitted": allowed(str(h.get("actor"))),
+            "completes_record": d.get("metadata_sha256") == first["details"].get(
+                "metadata_sha256"),
+            "fields": None if fields is None else {k: fields.get(k) for k in COMPARED},
+            "disagreements": disagreements(ingest, fields),
+        })
+    return out
+
+
+def disagreement_line(ingest: dict[str, Any], details: dict[str, Any], *, seq: int, by: str,
+                      time: str) -> str | None:
+    """One line for search's `warnings`: a later reading that disagrees with the ingest's."""
+    given = details.get(READER)
+    reading: dict[str, Any] = given if isinstance(given, dict) else {}
+    found = disagreements(ingest, reading.get("fields"))
+    if not found:
+        return None
+    fields = ", ".join(f"{d['field']} {d['ingest']!r} (ingest) vs {d['later']!r}" for d in found)
+    return (f"a later reading disagrees with the ingest's (entry {seq} by {by} at {time}, "
+            f"{details.get('reader')} {reading.get('version')}): {fields}; search matches the "
+            "ingest's reading")
+
+
+def state(first: dict[str, Any], history: Iterable[dict[str, Any]],
+          allowed: Callable[[str], bool] = lambda actor: True) -> dict[str, Any] | None:
     """show's `metadata_enrichment`: null when nothing was deferred; else the readers deferred,
-    `state` (`pending`, `enriched`, `failed`: every attempt failed) and the entries' seqs."""
+    `state` (`pending`, `enriched`, `failed`: every attempt failed) and the entries' seqs. Only
+    a reading whose signer is `allowed` enriches: one by anyone else leaves it `pending`."""
     deferred = deferred_of(first)
     if not deferred:
         return None
     tries = [h for h in history if h.get("action") == ACTION
              and (h.get("details") or {}).get("metadata_sha256") == first.get("metadata_sha256")]
-    ok = [h for h in tries if not failed(h.get("details") or {})]
+    mine = [h for h in tries if allowed(str(h.get("actor")))]
+    ok = [h for h in mine if not failed(h.get("details") or {})]
     return {"deferred": deferred,
-            "state": "enriched" if ok else "failed" if tries else "pending",
+            "state": "enriched" if ok else "failed" if mine else "pending",
             "entries": [h.get("seq") for h in tries]}
 
 
@@ -122,6 +209,7 @@ def enrich(
     """Read each item with ExifTool (the readers' workers, in parallel) and record each reading in
     an `enriched` entry, BATCH to a transaction, as the readings come in."""
     report = EnrichReport()
+    decide = _check_signer(key)
     free: Queue[Any] = Queue()
     for reader in readers:
         free.put(reader)
@@ -147,7 +235,7 @@ def enrich(
             drafts = [Draft(ACTION, d.item, {"reader": READER, "metadata_sha256":
                                              d.metadata_sha256, READER: reading})
                       for d, reading in chunk]
-            signed = archive.append(key, drafts, attempted=ACTION)
+            signed = archive.append(key, drafts, attempted=ACTION, decide=decide)
             for draft, s in zip(drafts, signed, strict=True):
                 reading = draft.details[READER]
                 done = {"sha256": draft.item, "seq": s.entry().seq,

@@ -126,9 +126,10 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
     stored = archive.ledger.metadata(item)
     doc_bytes = encryption.readable_document(archive.content_key, stored)
     doc: dict[str, Any] = canonical.decode(doc_bytes) if doc_bytes else {}
-    # the fast path's document completed with ExifTool's later reading (its `enriched` entry)
-    reading = enrichment.latest(history, first["details"].get("metadata_sha256"))
-    doc = enrichment.document(doc, reading)
+    # The existing keys say what the ingest signed; a later reading (an `enriched` entry) is
+    # shown beside it, attributed, never in its place (docs/METADATA.md "Two readings").
+    allowed = enrichment.signer_rule(registry, first["actor"])  # rule enriched-by
+    reading = enrichment.latest(history, first["details"].get("metadata_sha256"), allowed)
     names: list[str] = []
     for h in history:
         src = h["details"].get("source") or {}
@@ -153,7 +154,11 @@ def show(archive: Archive, item: str) -> dict[str, Any]:
         "metadata": doc,
         "metadata_errors": doc.get("errors", []),
         # docs/METADATA.md "The fast path": null, or ExifTool's reading pending or recorded
-        "metadata_enrichment": enrichment.state(first["details"], history),
+        "metadata_enrichment": enrichment.state(first["details"], history, allowed),
+        # each later reading, attributed, with where it disagrees with the ingest's; and the
+        # ingest's document completed with the latest one allowed (what `metadata` was before)
+        "enriched_readings": enrichment.readings(history, first, doc, registry),
+        "metadata_enriched": enrichment.document(doc, reading) if reading is not None else None,
         # what the file says of its own origin (C2PA), as read and validated at ingest
         "provenance": {"c2pa": None, **(doc.get("provenance") or {})},
         **chain,
@@ -178,7 +183,6 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
         seen = names.setdefault(e.item or "", [])
         if name and name not in seen:
             seen.append(name)
-    readings = enrichment.latest_by_item(archive.ledger)
     rows: list[dict[str, Any]] = []
     for item in replay.items():
         first = replay.first_record(item)
@@ -186,7 +190,6 @@ def listing(archive: Archive) -> list[dict[str, Any]]:
         doc_bytes = encryption.readable_document(archive.content_key,
                                                  archive.ledger.metadata(item))
         doc = canonical.decode(doc_bytes) if doc_bytes else {}
-        doc = enrichment.document(doc, readings.get((item, str(first.metadata_sha256))))
         seen = names.get(item, [])
         rows.append({
             "sha256": item,

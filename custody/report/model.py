@@ -257,6 +257,8 @@ def _item(
         "gps_problems": shown["gps_problems"],
         "place": place,
         "device": shown["device"],
+        # later readings (enriched entries) beside the ingest's, attributed; disagreements flagged
+        "enriched_readings": [_later_reading(r) for r in shown["enriched_readings"]],
         "dimensions": doc.get("dimensions"),
         "duration_s": doc.get("duration_s"),
         "codecs": doc.get("codecs") or [],
@@ -285,6 +287,17 @@ def _item(
         "proofs": bundles,
         "metadata_document": doc,
     }
+
+
+def _later_reading(reading: dict[str, Any]) -> dict[str, Any]:
+    """show's later reading, with each disagreement also as one line a lawyer reads."""
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+        return str(value)
+    return {**reading, "disagreement_lines": [
+        f"{d['field']}: at ingest {text(d['ingest'])}; in this later reading {text(d['later'])}"
+        for d in reading["disagreements"]]}
 
 
 def _c2pa(doc: dict[str, Any]) -> dict[str, Any] | None:

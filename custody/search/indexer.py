@@ -13,6 +13,7 @@ from typing import Any
 from custody.core import entry as entries
 from custody.core import geo, sealing
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
+from custody.core.custodians import Registry
 from custody.core.replay import case_change
 from custody.errors import UsageError
 from custody.metadata import provenance
@@ -95,6 +96,7 @@ class Indexer:
         self.store = store
         self.skipped = skipped
         self.dirty: set[str] = set()
+        self._registry: Registry | None = None  # names for attributed warnings, when needed
 
     def apply(self, seq: int, body: bytes) -> None:
         try:
@@ -126,7 +128,7 @@ class Indexer:
         elif e.action == "tag" and (tag := _text(d.get("tag"))):
             store.link("tag", tag, item, seq, present=d.get("removed") is not True)
         elif e.action == enrichment.ACTION and not enrichment.failed(d):
-            self._enriched(item, d)
+            self._enriched(e, item, d)
         elif e.action == "note":
             if isinstance(d.get("supersedes"), int) and (old := store.drop_note(d["supersedes"])):
                 self.dirty.add(old)
@@ -143,15 +145,23 @@ class Indexer:
         self.store.refresh_items(sorted(self.dirty))
         self.dirty.clear()
 
-    def _enriched(self, item: str, d: dict[str, Any]) -> None:
-        """An `enriched` entry: the item's facts again, from its fast-path document completed with
-        ExifTool's reading, if that entry completes the item's signed document."""
+    def _enriched(self, e: entries.Entry, item: str, d: dict[str, Any]) -> None:
+        """An `enriched` entry: filters keep matching the ingest's signed reading; a later
+        reading that disagrees with it adds a warning to the item's results, attributed
+        (docs/SEARCH.md "Two readings")."""
         raw = self.archive.ledger.metadata(item)
-        if raw is not None and hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
-            self._facts(item, d, reading=d[enrichment.READER])
+        if raw is None or hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
+            return
+        value = json.loads(raw)
+        if self._registry is None:
+            self._registry = self.archive.registry()
+        line = enrichment.disagreement_line(
+            value if isinstance(value, dict) else {}, d, seq=e.seq, time=e.time,
+            by=self._registry.name_of(e.actor))
+        if line is not None:
+            self._facts(item, d, later=line)
 
-    def _facts(self, item: str, d: dict[str, Any],
-               reading: dict[str, Any] | None = None) -> None:
+    def _facts(self, item: str, d: dict[str, Any], later: str | None = None) -> None:
         warnings: list[str] = []
         doc: dict[str, Any] = {}
         c2pa = c2pa_filter.UNCHECKED  # unless the document is the signed one, read in the clear
@@ -173,7 +183,7 @@ class Indexer:
         else:
             # json, not canonical.decode: the index is derived, verify checks the form.
             value = json.loads(raw)
-            doc = enrichment.document(value, reading) if isinstance(value, dict) else {}
+            doc = value if isinstance(value, dict) else {}
             c2pa = provenance.verdict(doc)  # kept in the index: a search reads no documents
         text = _text(doc.get("captured_at"))
         moment = utc(text)
@@ -191,6 +201,8 @@ class Indexer:
             warnings.append("GPS fix not used as a place: " + "; ".join(problems))
             lat = lon = alt = None
         device = _dict(doc.get("device"))
+        if later is not None:
+            warnings.append(later)
         mime = _text(d.get("mime")) or _text(doc.get("mime"))
         wide = UNKNOWN_OFFSET_S if basis == OFFSET_UNKNOWN else 0
         self.store.set_facts(
