@@ -86,7 +86,11 @@ def test_a_second_custodians_enrich_is_refused_and_appends_nothing(cli_archive, 
     assert cli_archive("verify").code == 0
 
 
-def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_key, tmp_path):
+def test_a_foreign_enriched_entry_is_refused_at_every_door_and_verify_names_it(
+        cli_archive, made_key, tmp_path):
+    """Refused by submit; appended by hand, verify names it as a notice, exit 0 (round 25 let
+    any field custodian sign one: such archives and their packages must still verify; no reader
+    uses the reading); a reading naming another document than the ingest's fails verify."""
     bob, bob_key = _enrol(cli_archive, made_key, "Bob Field", "field")
     _, carol = _enrol(cli_archive, made_key, "Carol Field", "field")
     item = _ingest(cli_archive, ALEPPO, tmp_path, bob)["sha256"]
@@ -104,6 +108,10 @@ def test_a_hand_appended_foreign_enriched_entry_fails_verify(cli_archive, made_k
     # appended by hand through the library, bypassing every command: verify names it
     seq = _foreign_reading(cli_archive.archive, carol, item,
                            {"captured_at": "2016-10-04T09:00:00Z"})
+    named = cli_archive("verify", "--json")
+    assert named.code == 0, named.stdout + named.stderr
+    assert any(f"entry {seq}: enriched reading of item {item} signed by Carol Field" in notice
+               and "(rule enriched-by)" in notice for notice in named.json()["notices"])
     # and one by Bob naming another document than the one his ingest signed
     archive = Archive.open(cli_archive.archive)
     details = _reading_details(cli_archive.archive, item, {}) | {"metadata_sha256": "0" * 64}

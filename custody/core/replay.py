@@ -44,6 +44,11 @@ ABOUT_AN_ITEM = frozenset({
 })
 # with a `case`: files the item
 CASE_FILING = ("ingest", "sighting", "received", "derived", "case-add")
+ADVISORY = frozenset({"enriched-by"})
+"""Rules every writer refuses (custody enrich, submit, the API) but a verifier reports as a
+notice, not a problem: round 25 let any field custodian or investigator sign an `enriched`
+reading, and an archive or package holding one must still verify (the log is append-only and
+copies of it are in court). No reader uses such a reading (docs/FORMAT.md §5.6)."""
 
 
 def parse_time(value: str) -> datetime | None:
@@ -154,6 +159,17 @@ class Replay:
         A rule-breaking entry changes the state only where it still can (a first record still
         records its item), so later entries are judged against the log as it stands."""
         return [str(v) for v in self.fold(entry)]
+
+    def verdicts(self, entry: Entry) -> tuple[list[str], list[str]]:
+        """As `apply`, for a verifier: (problems, notices), a rule in ADVISORY being a notice."""
+        problems: list[str] = []
+        notices: list[str] = []
+        for v in self.fold(entry):
+            if v.rule in ADVISORY:
+                notices.append(f"{v}: a reading no one uses")
+            else:
+                problems.append(str(v))
+        return problems, notices
 
     def fold(self, entry: Entry) -> list[Violation]:
         """As `apply`, the violations as values."""
@@ -500,5 +516,5 @@ def _minutes(skew: timedelta) -> str:
     return f"{int(skew.total_seconds() // 60)} minutes"
 
 
-__all__ = ["ARCHIVE_HOLDER", "SKEW", "TIME_PATTERN", "FirstRecord", "Removal", "Replay",
+__all__ = ["ADVISORY", "ARCHIVE_HOLDER", "SKEW", "TIME_PATTERN", "FirstRecord", "Removal", "Replay",
            "Violation", "may_enrich", "parse_time"]

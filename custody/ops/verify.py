@@ -37,6 +37,7 @@ from custody.ops.checkpoints import check_extras
 from custody.ops.keyfiles import read_public_key
 from custody.ops.migrate import migration_claims, migration_problems
 from custody.ops.verify_pool import PARALLEL_FROM, EntryFindings, VerifyPool
+from store.index_port import IndexStoreError
 from store.ports import (
     Ledger,
     LedgerDamaged,
@@ -187,6 +188,7 @@ def _check_ledger(
     same findings either way."""
     if pool.parallel:
         entries_before, problems_before = report.entries, len(report.problems)
+        notices_before = len(report.notices)
         try:
             return _walk(archive, report, progress, wanted_sizes, now, pool, exact=False)
         except _WalkAgain:
@@ -194,6 +196,7 @@ def _check_ledger(
             pool.entry_findings = EntryFindings()
             report.entries = entries_before
             del report.problems[problems_before:]
+            del report.notices[notices_before:]
     return _walk(archive, report, progress, wanted_sizes, now, pool, exact=True)
 
 
@@ -259,7 +262,9 @@ def _walk(
         if signer is not None or not exact:  # the quick walk leaves every form check to the pool
             key = signer.public_key if signer is not None else None
             pool.entry(row.seq, key, row.body, row.signature)
-        problems.extend(replay.apply(entry))
+        broken, advised = replay.verdicts(entry)
+        problems.extend(broken)
+        report.notices.extend(advised)
         prev_hash = leaf
         if report.entries % 10000 == 0:
             progress("ledger", report.entries)
@@ -685,6 +690,10 @@ def _check_search_index(
         differences = index_differences(archive)
     except OSError as exc:
         report.unreadable.append(f"cannot read the search index: {exc.strerror or exc}")
+        return
+    except IndexStoreError as exc:  # its scratch replay is a temporary file: a full /tmp, say
+        report.unreadable.append(f"cannot check the search index: {exc} (is the temporary "
+                                 "folder full?)")
         return
     report.problems.extend(differences.problems)
     report.notices.extend(differences.notices)

@@ -374,7 +374,9 @@ def _audit(
                 except merkle.ProofError as exc:
                     problems.append(f"{where}: inclusion proof does not verify: {exc.message}")
         _check_signature(signed, e, replay, problems)
-        problems.extend(replay.apply(e))
+        broken, advised = replay.verdicts(e)
+        problems.extend(broken)
+        report.notices.extend(advised)
         if e.item is None:
             if e.action not in REGISTRY_ACTIONS:
                 problems.append(f"{where}: a {e.action} entry about no exported item")
