@@ -47,8 +47,9 @@ from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
-SCHEMA_VERSION = 4  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
-#                   3: item_phash, item_unhashed (look-alikes); 4: items.c2pa (the verdict)
+SCHEMA_VERSION = 5  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
+#                   3: item_phash, item_unhashed (look-alikes); 4: items.c2pa (the verdict);
+#                   5: facts are the ingest's reading, a later one only warns (rebuilt once)
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
@@ -342,13 +343,21 @@ class IndexStore:
     def writing(self) -> Iterator[None]:
         """One IMMEDIATE transaction: concurrent refreshers wait for each other."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:  # a full disk has SQLite roll back by itself
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if not self._spill:
+                raise
+            # verify's scratch replay: a full or unwritable temporary folder is said in one line
+            raise IndexStoreError(f"the scratch copy of the search index (a temporary file) "
+                                  f"failed: {exc}") from None
 
     # State --------------------------------------------------------------------------------------
 

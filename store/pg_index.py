@@ -48,7 +48,7 @@ from store.index_rows import (
 
 SCHEMA = "custody_index"  # beside the ledger's tables, in the same database
 TEMP = "pg_temp"  # a session's own schema: scratch indexes, dropped with the session
-SCHEMA_VERSION = "2"  # 2: items.c2pa (the C2PA verdict)
+SCHEMA_VERSION = "3"  # 2: items.c2pa (the C2PA verdict); 3: facts are the ingest's reading
 INDEX_LOCK = 0x637573744958  # pg_advisory_xact_lock key of index writers ("custIX")
 CONNECT_TIMEOUT_S = 10
 BATCH = 2000
