@@ -20,7 +20,7 @@ from custody.core import entry as entries
 from custody.ops import verify as verify_ops
 from custody.ops.archive import Archive, Draft, custodian_json
 from custody.ops.keyfiles import load_key
-from tests.conftest import DATA, PASSPHRASE, Cli, copy_archive
+from tests.conftest import DATA, PASSPHRASE, Cli, copy_archive, one_line_error
 
 JPEG = DATA / "media" / "aleppo-gps.jpg"  # GPS 36.2021 N, 37.1343 E; a samsung SM-G935F
 LATER = DATA / "media" / "carbon-south-west.jpg"  # another camera JPEG, ingested after a re-key
@@ -248,3 +248,24 @@ def test_reindex_of_a_sealed_archive_rewrites_an_altered_index(
     assert _found(cli, "--text", "haddad") == [ITEM]  # from the rewritten file
     assert _found(cli, "--near", "36.20,37.13", "--within-km", "5") == [ITEM]
     assert cli("verify").code == 0
+
+
+def test_a_damaged_sealed_document_is_an_error_not_shown_as_sealed(sealed: Cli,
+                                                                   tmp_path: Path) -> None:
+    """A reader who holds the epoch's key and meets a sealed metadata document whose payload no
+    longer authenticates gets a one-line error naming it (damage), not the quiet "sealed" view
+    meant for another epoch's content; search still works and verify names the damage."""
+    cli = copy_archive(sealed, tmp_path)
+    with sqlite3.connect(cli.archive / "ledger.db") as db:
+        (doc,) = db.execute("SELECT doc FROM metadata WHERE sha256 = ?", (ITEM,)).fetchone()
+        damaged = bytearray(doc)
+        damaged[-3] ^= 0x01  # inside the last payload chunk: its authentication fails
+        for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                     "AND tbl_name = 'metadata'").fetchall():
+            db.execute(f"DROP TRIGGER {trigger}")  # an insider with the file can
+        db.execute("UPDATE metadata SET doc = ? WHERE sha256 = ?", (bytes(damaged), ITEM))
+    shown = cli("show", ITEM, "--json")
+    assert shown.code != 0
+    assert "does not open" in one_line_error(shown)
+    assert cli("search", "--json").code == 0  # the index skips it, with a warning
+    assert cli("verify").code == 1

@@ -15,7 +15,7 @@ from custody.core import geo, sealing
 from custody.core.chain import FIRST_RECORD  # ingest or received: an item's metadata arrives
 from custody.core.custodians import Registry
 from custody.core.replay import case_change
-from custody.errors import UsageError
+from custody.errors import CustodyError, UsageError
 from custody.metadata import provenance
 from custody.metadata.gps import fix_problems
 from custody.ops import encryption
@@ -106,7 +106,10 @@ class Indexer:
             return
         d, item, store = e.details, e.item, self.store
         if sealing.SEALED in d:  # a sealed archive: notes and names, opened in memory (§12.6)
-            d = encryption.opened_or_sealed(self.archive.content_key, d)
+            try:
+                d = encryption.opened_or_sealed(self.archive.content_key, d)
+            except CustodyError:  # damaged sealed bytes: verify names them; the index skips them
+                pass
         if e.action == "incident":
             self._incident(e.seq, d)
             return
@@ -169,10 +172,16 @@ class Indexer:
         if raw is not None and encryption.is_sealed(raw) and \
                 hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
             # the signed (sealed) bytes, opened in memory only
-            raw = encryption.readable_document(self.archive.content_key, raw)
+            try:
+                raw = encryption.readable_document(self.archive.content_key, raw)
+                if raw is None:
+                    warnings.append("metadata document sealed under a content key not held "
+                                    "here: not used")
+            except CustodyError:
+                warnings.append("metadata document does not open (damaged): not used (run "
+                                "custody verify)")
+                raw = None
             if raw is None:
-                warnings.append("metadata document sealed under a content key not held here: "
-                                "not used")
                 raw = b"{}"
             d = {**d, "metadata_sha256": hashlib.sha256(raw).hexdigest()}
         if raw is None:
