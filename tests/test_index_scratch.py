@@ -41,10 +41,56 @@ def test_verify_scratch_index_keeps_its_rows_on_disk_not_in_memory() -> None:
     assert grown_mib < 24, f"the scratch index grew resident memory by {grown_mib} MiB for 64 MiB"
 
 
-def test_a_scratch_index_is_gone_once_closed(tmp_path: Path) -> None:
-    """Nothing of it is left in the temporary folder (SQLite's own unnamed file)."""
-    script = GROWTH.replace("print((peak() - before) // 1024)", "scratch.close()")
-    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True,
-                   env={"PATH": "/usr/bin:/bin", "SQLITE_TMPDIR": str(tmp_path),
-                        "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
+def test_a_scratch_index_is_a_temporary_file_gone_once_closed(tmp_path: Path) -> None:
+    """While open it is a file in the temporary folder (SQLite unlinks it at once; the process
+    still holds it); once closed nothing of it is left."""
+    script = GROWTH.replace("print((peak() - before) // 1024)", textwrap.dedent("""
+        import os
+        def held():
+            targets = []
+            for n in os.listdir("/proc/self/fd"):
+                try:
+                    targets.append(os.readlink(f"/proc/self/fd/{n}"))
+                except FileNotFoundError:  # the listing's own descriptor, closed since
+                    pass
+            return [t for t in targets if t.startswith(os.environ["SQLITE_TMPDIR"])]
+        print(len(held()))
+        scratch.close()
+        print(len(held()))
+    """))
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True,
+                          capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "SQLITE_TMPDIR": str(tmp_path),
+                               "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    open_count, closed_count = map(int, done.stdout.split())
+    assert open_count >= 1, "the scratch index held no file in the temporary folder"
+    assert closed_count == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_temporary_folder_is_one_line_about_the_scratch_index(tmp_path: Path,
+                                                                     mount_tmpfs) -> None:
+    """verify's index check on a machine whose temporary folder fills: the scratch index says so
+    as an IndexStoreError (verify reports it as unreadable, in one line), not a raw SQLite error
+    that would end verify with an internal error."""
+    full = mount_tmpfs(tmp_path / "tmp", "64k")
+    script = textwrap.dedent("""
+        from store.index import IndexStore
+        from store.index_port import IndexStoreError
+        scratch = IndexStore(None).scratch()
+        try:
+            with scratch.writing():
+                for n in range(64 * 1024):
+                    scratch.conn.execute(
+                        "INSERT INTO items (sha256, first_seq, warnings) VALUES (?, ?, ?)",
+                        (f"{n:064x}", n, "x" * 1024))
+        except IndexStoreError as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "SQLITE_TMPDIR": str(full),
+                               "TMPDIR": str(full), "PYTHONPATH": str(ROOT)})
+    assert done.stdout.startswith("the scratch copy of the search index (a temporary file) "
+                                  "failed: "), done.stdout + done.stderr
+    assert "full" in done.stdout

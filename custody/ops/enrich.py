@@ -94,10 +94,14 @@ def mine(archive: Archive, key: SigningKey, todo: list[Deferred]) -> list[Deferr
 def _check_signer(key: SigningKey) -> Callable[[LedgerTransaction, Draft], Draft]:
     """`Archive.append`'s decision under the write lock: the same rule as `mine`, from the
     transaction's own reads (a hand-made or racing call is refused there too)."""
-    registries: dict[int, Registry] = {}
+    # The registry read once per transaction (a batch's drafts share it); the transaction itself is
+    # held, not its id(), so a later transaction can never be handed an earlier one's registry.
+    read: list[tuple[LedgerTransaction, Registry]] = []
 
     def decide(writer: LedgerTransaction, draft: Draft) -> Draft:
-        registry = registries.setdefault(id(writer), registry_of(writer))
+        if not read or read[0][0] is not writer:
+            read[:] = [(writer, registry_of(writer))]
+        registry = read[0][1]
         who = registry.by_id.get(key.key_id)
         first = next((entries.parse(r.body) for r in writer.rows_for_item(draft.item or "")
                       if r.action in FIRST_RECORD), None)
