@@ -131,6 +131,9 @@ def test_a_foreign_enriched_entry_is_refused_at_every_door_and_verify_names_it(
     assert carols["by"] == "Carol Field" and carols["by_permitted"] is False
     assert bobs["by_permitted"] is True and bobs["completes_record"] is False
     assert "NOT ALLOWED" in cli_archive("show", item, check=True).stdout
+    # search neither matches her reading nor warns of it: it is nobody's reading
+    [found] = cli_archive("search", "--json", check=True).json()["items"]
+    assert not any("Carol Field" in w for w in found.get("warnings") or [])
     # her entry does not stand in for the real reading: Bob's enrich still reads it
     done = cli_archive("enrich", "--json", env={"CUSTODY_KEY": str(bob)}, check=True).json()
     assert [i["sha256"] for i in done["items"]] == [item]

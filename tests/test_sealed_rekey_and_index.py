@@ -269,3 +269,12 @@ def test_a_damaged_sealed_document_is_an_error_not_shown_as_sealed(sealed: Cli,
     assert "does not open" in one_line_error(shown)
     assert cli("search", "--json").code == 0  # the index skips it, with a warning
     assert cli("verify").code == 1
+
+
+def test_age_still_says_no_matching_keys_for_another_recipients_file() -> None:
+    """encryption._not_for_these_keys tells another epoch's content from damage by age's own
+    words: if pyrage rewords them, every item of another epoch would become an error; this says
+    so first."""
+    mine, theirs = pyrage.x25519.Identity.generate(), pyrage.x25519.Identity.generate()
+    with pytest.raises(pyrage.DecryptError, match="No matching keys found"):
+        pyrage.decrypt(pyrage.encrypt(b"sealed", [theirs.to_public()]), [mine])

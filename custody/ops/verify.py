@@ -692,8 +692,7 @@ def _check_search_index(
         report.unreadable.append(f"cannot read the search index: {exc.strerror or exc}")
         return
     except IndexStoreError as exc:  # its scratch replay is a temporary file: a full /tmp, say
-        report.unreadable.append(f"cannot check the search index: {exc} (is the temporary "
-                                 "folder full?)")
+        report.unreadable.append(f"cannot check the search index: {exc}")
         return
     report.problems.extend(differences.problems)
     report.notices.extend(differences.notices)

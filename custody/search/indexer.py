@@ -155,9 +155,14 @@ class Indexer:
         raw = self.archive.ledger.metadata(item)
         if raw is None or hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
             return
-        value = json.loads(raw)
         if self._registry is None:
             self._registry = self.archive.registry()
+        recorded_by = next((r.actor for r in self.archive.ledger.rows_for_item(item)
+                            if r.action in FIRST_RECORD), None)
+        if recorded_by is None or \
+                not enrichment.signer_rule(self._registry, recorded_by)(e.actor):
+            return  # rule enriched-by: a reading no one uses, not even as a warning
+        value = json.loads(raw)
         line = enrichment.disagreement_line(
             value if isinstance(value, dict) else {}, d, seq=e.seq, time=e.time,
             by=self._registry.name_of(e.actor))
