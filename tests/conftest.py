@@ -238,6 +238,20 @@ def session_made_key(_key_folder: Path):
     return _key_maker(_key_folder)
 
 
+def sealed_team(tmp: Path, made_key: Callable[[Path, str], object]) -> Cli:
+    """A sealed archive (`init --encrypt`) by Alice Admin with Bob Field (field) and Carol
+    Investigator (investigator) enrolled, their keys in tmp/keys: the team the sealed-archive
+    tests share (each ingests its own media)."""
+    cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
+    made_key(cli.key, "Alice Admin")
+    made_key(tmp / "keys" / "bob.key", "Bob Field")
+    made_key(tmp / "keys" / "carol.key", "Carol Investigator")
+    cli("init", "--name", "Field Team North", "--encrypt", check=True)
+    cli("enroll", tmp / "keys" / "bob.key.pub", "--role", "field", check=True)
+    cli("enroll", tmp / "keys" / "carol.key.pub", "--role", "investigator", check=True)
+    return cli
+
+
 def copy_archive(prepared: Cli, tmp: Path) -> Cli:
     """A Cli on a copy, under tmp, of an archive prepared once (module scope) and its keys folder:
     a test that writes gets its own archive without paying for `init` and the setup again."""

@@ -20,7 +20,7 @@ from custody.core import entry as entries
 from custody.ops import verify as verify_ops
 from custody.ops.archive import Archive, Draft, custodian_json
 from custody.ops.keyfiles import load_key
-from tests.conftest import DATA, PASSPHRASE, Cli, copy_archive, one_line_error
+from tests.conftest import DATA, PASSPHRASE, Cli, copy_archive, one_line_error, sealed_team
 
 JPEG = DATA / "media" / "aleppo-gps.jpg"  # GPS 36.2021 N, 37.1343 E; a samsung SM-G935F
 LATER = DATA / "media" / "carbon-south-west.jpg"  # another camera JPEG, ingested after a re-key
@@ -35,13 +35,7 @@ NO_KEY = {"CUSTODY_KEY": "", "CUSTODY_PASSPHRASE": "", "CUSTODY_ARCHIVE_PASSPHRA
 @pytest.fixture(scope="module")
 def sealed(tmp_path_factory: pytest.TempPathFactory, session_made_key: Any) -> Cli:
     tmp = tmp_path_factory.mktemp("sealed-rekey")
-    cli = Cli(tmp, tmp / "archive", tmp / "keys" / "alice.key")
-    session_made_key(cli.key, "Alice Admin")
-    session_made_key(tmp / "keys" / "bob.key", "Bob Field")
-    session_made_key(tmp / "keys" / "carol.key", "Carol Investigator")
-    cli("init", "--name", "Field Team North", "--encrypt", check=True)
-    cli("enroll", tmp / "keys" / "bob.key.pub", "--role", "field", check=True)
-    cli("enroll", tmp / "keys" / "carol.key.pub", "--role", "investigator", check=True)
+    cli = sealed_team(tmp, session_made_key)
     cli("ingest", JPEG, "--note", NOTE, check=True)
     return cli
 
