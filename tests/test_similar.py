@@ -360,3 +360,21 @@ def test_fingerprints_match_a_naive_reference():
     assert {m.item: m.distance for m in found} == naive
     assert found[0].item == rows[7][0] and found[0].distance == 0 and found[0].query_t == 2.5
     assert json.dumps([m.distance for m in found])  # plain ints
+
+
+def test_fingerprints_added_one_by_one_match_those_loaded_at_once_and_the_naive_reference():
+    """Ingest adds each new item to the hashes held; the buffer grows past several doublings and
+    must compare exactly as a set loaded whole (and as the bit count of the XOR)."""
+    rng = random.Random(27)
+    rows = [(f"{i:064x}", None, f"{rng.getrandbits(64):016x}") for i in range(300)]
+    grown = Fingerprints(rows[:5])
+    for item, t, h in rows[5:]:
+        grown.add(item, [(t, h)])
+    grown.add(rows[9][0], [(None, "0" * 16)])  # held already: ignored
+    whole = Fingerprints(rows)
+    for item, _, h in rows[::37]:
+        query = [(None, h)]
+        naive = {other: bin(int(h, 16) ^ int(oh, 16)).count("1") for other, _, oh in rows
+                 if other != item and bin(int(h, 16) ^ int(oh, 16)).count("1") <= 28}
+        assert grown.nearest(query, 28, exclude=item) == whole.nearest(query, 28, exclude=item)
+        assert {m.item: m.distance for m in grown.nearest(query, 28, exclude=item)} == naive

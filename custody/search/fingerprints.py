@@ -87,7 +87,14 @@ class Fingerprints:
             self._times.append(t)
             values.append(int(hexed, 16))
         np = numpy
-        self._hashes = np.array(values, dtype=np.uint64)
+        # The hashes live in a buffer with room to grow: an ingest adds each new item, and a
+        # copy of every hash held per file would cost O(N) a file in a large archive.
+        self._buffer = np.array(values, dtype=np.uint64)
+        self._count = len(values)
+
+    @property
+    def _hashes(self) -> Any:
+        return self._buffer[:self._count]
 
     def add(self, sha256: str, hashes: list[Hash]) -> None:
         """Hold a new item's hashes too (one ingested in this run), unless already held."""
@@ -98,7 +105,21 @@ class Fingerprints:
         self._items.extend(sha256 for _ in hashes)
         self._times.extend(t for t, _ in hashes)
         more = np.array([int(h, 16) for _, h in hashes], dtype=np.uint64)
-        self._hashes = np.concatenate([self._hashes, more])
+        end = self._count + len(more)
+        if end > len(self._buffer):  # doubling: amortised O(1) a hash
+            grown = np.empty(max(2 * len(self._buffer), end, 64), dtype=np.uint64)
+            grown[:self._count] = self._hashes
+            self._buffer = grown
+        self._buffer[self._count:end] = more
+        self._count = end
+
+    def _distances(self, hexed: str) -> Any:
+        """Hamming distance of one hash to every hash held (uint8 each)."""
+        np = self._np
+        xor = self._hashes ^ np.uint64(int(hexed, 16))
+        if hasattr(np, "bitwise_count"):  # numpy >= 2.0: one instruction a hash
+            return np.bitwise_count(xor)
+        return self._popcount[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.uint8)
 
     def nearest(self, query: list[Hash], max_distance: int, exclude: str) -> list[Match]:
         """Items (other than `exclude`) whose best pair of hashes with `query` is within
@@ -106,20 +127,22 @@ class Fingerprints:
         if not query or not len(self._hashes):
             return []
         np = self._np
-        best = np.full(len(self._hashes), BITS + 1, dtype=np.uint8)
-        which = np.zeros(len(self._hashes), dtype=np.intp)
-        for i, (_, hexed) in enumerate(query):
-            xor = self._hashes ^ np.uint64(int(hexed, 16))
-            distance = self._popcount[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1,
-                                                                          dtype=np.uint8)
-            closer = distance < best
-            best[closer], which[closer] = distance[closer], i
+        if len(query) == 1:  # an image: its one hash's distances are the best
+            best, which = self._distances(query[0][1]), None
+        else:
+            best = np.full(len(self._hashes), BITS + 1, dtype=np.uint8)
+            which = np.zeros(len(self._hashes), dtype=np.intp)
+            for i, (_, hexed) in enumerate(query):
+                distance = self._distances(hexed)
+                closer = distance < best
+                best[closer], which[closer] = distance[closer], i
         found: dict[str, Match] = {}
         for row in np.flatnonzero(best <= max_distance):
             item = self._items[row]
             if item == exclude:
                 continue
-            match = Match(item, int(best[row]), self._times[row], query[int(which[row])][0])
+            matched = query[0 if which is None else int(which[row])]
+            match = Match(item, int(best[row]), self._times[row], matched[0])
             if item not in found or match.distance < found[item].distance:
                 found[item] = match
         return sorted(found.values(), key=lambda m: (m.distance, m.item))
