@@ -665,3 +665,21 @@ def test_the_nodes_a_proof_names_in_advance_are_exactly_the_nodes_it_reads() -> 
     # a node the store did not return is asked of the fallback, whose error stands
     with pytest.raises(AssertionError, match="was read but not named"):
         merkle.inclusion_proof(3, 8, merkle.prefetched({}, nothing_else))
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 13, 32, SMALL])
+def test_inclusion_proofs_of_many_leaves_equal_each_proof_and_share_their_nodes(size: int) -> None:
+    """An export proves every entry it carries against one tree: the batch gives each proof
+    exactly as inclusion_proof does (the RFC reference path) and asks for each node once."""
+    asked: list[tuple[int, int]] = []
+    get_node = STORE.view(size)
+
+    def get_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        asked.extend(keys)
+        return {key: get_node(*key) for key in keys if key != (0, 0)}  # one the store lacks
+
+    indices = list(range(size))
+    proofs = merkle.inclusion_proofs(indices, size, get_nodes, get_node)
+    assert proofs == [ref_path(i, ENTRIES[:size]) for i in indices]
+    assert len(asked) == len(set(asked))  # no node fetched twice...
+    assert set(asked) == {k for i in indices for k in merkle.inclusion_proof_nodes(i, size)}

@@ -84,21 +84,26 @@ def root_hash(size: int, get_node: GetNode) -> bytes:
 
 def inclusion_proof(index: int, size: int, get_node: GetNode) -> list[bytes]:
     """PATH(index, D[0:size]) of RFC 9162 §2.1.3.1, bottom-up, in O(log size) `get_node` calls."""
+    return [_range_hash(begin, end, get_node) for begin, end in _sibling_ranges(index, size)]
+
+
+def _sibling_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose hashes make PATH(index, D[0:size]), bottom-up."""
     _check_size(size, "size")
     _check_size(index, "index")
     if index >= size:
         raise ValueError(f"leaf index {index} is not in a tree of size {size}")
     # Walk down from the root recording siblings (top-down), then reverse: PATH lists them
     # from the leaf up.
-    siblings: list[bytes] = []
+    siblings: list[tuple[int, int]] = []
     begin, end = 0, size
     while end - begin > 1:
         split = begin + _largest_power_of_two_below(end - begin)
         if index < split:
-            siblings.append(_range_hash(split, end, get_node))
+            siblings.append((split, end))
             end = split
         else:
-            siblings.append(_range_hash(begin, split, get_node))
+            siblings.append((begin, split))
             begin = split
     siblings.reverse()
     return siblings
@@ -133,12 +138,10 @@ def consistency_proof(old_size: int, new_size: int, get_node: GetNode) -> list[b
 
 
 def inclusion_proof_nodes(index: int, size: int) -> list[tuple[int, int]]:
-    """The stored nodes `inclusion_proof(index, size, ...)` reads, in order. Which nodes a proof
-    needs follows from the tree's shape alone, so a store across a network can send them all in
-    one request (Ledger.get_nodes) instead of one round trip each."""
-    wanted: list[tuple[int, int]] = []
-    inclusion_proof(index, size, _recorder(wanted))
-    return wanted
+    """The stored nodes `inclusion_proof(index, size, ...)` reads. Which nodes a proof needs
+    follows from the tree's shape alone, so a store across a network can send them all in one
+    request (Ledger.get_nodes) instead of one round trip each."""
+    return [key for begin, end in _sibling_ranges(index, size) for key in _range_nodes(begin, end)]
 
 
 def consistency_proof_nodes(old_size: int, new_size: int) -> list[tuple[int, int]]:
@@ -146,6 +149,33 @@ def consistency_proof_nodes(old_size: int, new_size: int) -> list[tuple[int, int
     wanted: list[tuple[int, int]] = []
     consistency_proof(old_size, new_size, _recorder(wanted))
     return wanted
+
+
+def inclusion_proofs(indices: Iterable[int], size: int,
+                     get_nodes: Callable[[list[tuple[int, int]]], dict[tuple[int, int], bytes]],
+                     get_node: GetNode) -> list[list[bytes]]:
+    """`inclusion_proof` of each index in one tree. Proofs in one tree share their upper
+    siblings (an export carries thousands): each sibling's hash is computed once, and
+    `get_nodes` is asked only for nodes no earlier proof read. A node it did not return is asked
+    of `get_node`, whose error names it."""
+    held: dict[tuple[int, int], bytes] = {}
+    hashed: dict[tuple[int, int], bytes] = {}
+    read = prefetched(held, get_node)
+    proofs: list[list[bytes]] = []
+    for index in indices:
+        ranges = _sibling_ranges(index, size)
+        missing = [key for r in ranges if r not in hashed for key in _range_nodes(*r)
+                   if key not in held]
+        if missing:
+            held.update(get_nodes(missing))
+        proof = []
+        for r in ranges:
+            digest = hashed.get(r)
+            if digest is None:
+                digest = hashed[r] = _range_hash(*r, read)
+            proof.append(digest)
+        proofs.append(proof)
+    return proofs
 
 
 def _recorder(wanted: list[tuple[int, int]]) -> GetNode:
@@ -310,6 +340,18 @@ def _largest_power_of_two_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+def _range_nodes(begin: int, end: int) -> list[tuple[int, int]]:
+    """The complete stored nodes a range splits into, largest first (see `_range_hash`)."""
+    length = end - begin
+    nodes: list[tuple[int, int]] = []
+    position = begin
+    for level in range(length.bit_length() - 1, -1, -1):
+        if length >> level & 1:
+            nodes.append((level, position >> level))
+            position += 1 << level
+    return nodes
+
+
 def _range_hash(begin: int, end: int, get_node: GetNode) -> bytes:
     """MTH(D[begin:end]) for a subtree of the RFC tree: a complete node, or a right-edge subtree.
 
@@ -317,13 +359,7 @@ def _range_hash(begin: int, end: int, get_node: GetNode) -> bytes:
     into complete nodes of strictly decreasing size (the binary digits of its length); its MTH
     folds them from the right. Costs popcount(end - begin) calls.
     """
-    length = end - begin
-    peaks: list[bytes] = []
-    position = begin
-    for level in range(length.bit_length() - 1, -1, -1):
-        if length >> level & 1:
-            peaks.append(get_node(level, position >> level))
-            position += 1 << level
+    peaks = [get_node(level, index) for level, index in _range_nodes(begin, end)]
     current = peaks[-1]
     for peak in reversed(peaks[:-1]):
         current = node_hash(peak, current)

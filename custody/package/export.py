@@ -225,15 +225,15 @@ def _tag_files(
         + b"\n"
         for seq, r in sorted(rows.items())
     )
+    carried = sorted(rows)
     proofs = {
         "checkpoint": layout.CHECKPOINT,
         "tree_size": size,
         "root_hash": issued.checkpoint.root_hash.hex(),
         "proofs": [
-            {"leaf_index": seq, "proof": [_b64(h) for h in merkle.inclusion_proof(
-                seq, size, merkle.prefetched(
-                    ledger.get_nodes(merkle.inclusion_proof_nodes(seq, size)), ledger.get_node))]}
-            for seq in sorted(rows)
+            {"leaf_index": seq, "proof": [_b64(h) for h in proof]}
+            for seq, proof in zip(carried, merkle.inclusion_proofs(
+                carried, size, ledger.get_nodes, ledger.get_node), strict=True)
         ],
     }
     config = archive.config

@@ -145,7 +145,7 @@ def json_bytes(value: Any) -> bytes:
 
 # Writers ---------------------------------------------------------------------------------------
 
-COPY_CHUNK = 4 << 20
+COPY_CHUNK = 256 << 10
 
 
 class Reader(Protocol):
