@@ -478,3 +478,21 @@ def test_payload_names_are_safe_readable_and_never_collide():
     assert safe_name(" .hidden. ", "x") == "hidden"
     long = safe_name("ب" * 300 + ".mp4", "x")
     assert long.endswith(".mp4") and len(long.encode()) <= 180
+
+
+def test_tag_file_json_is_byte_for_byte_what_json_dumps_writes():
+    """keys.json, items.json and proofs.json are written by orjson for speed; their bytes stay
+    json.dumps(indent=2, ensure_ascii=False, sort_keys=True)'s for every value, those orjson
+    writes otherwise included (exponents, tiny floats, integers beyond 64 bits)."""
+    from custody.package.layout import json_bytes
+
+    values = [
+        {"proofs": [{"leaf_index": 7, "proof": ["q83vEjRWeJA=", "AA=="]}], "tree_size": 9,
+         "b": [], "a": {}, "é": "naïve \u2028 \x1f \x7f \"quoted\" \\ back"},
+        {"gps": [51.507351, -0.1277583, 0.0, -0.0, 12345678.9, 0.1]},
+        {"tiny": 1e-05}, {"huge": 1e16}, {"exp": [1.5e300, 2.5e-300]}, {"big": 2 ** 70},
+        {"text mentions 1e5 and 0.00001": "1e-07"}, [], {}, "plain", 3, None, True,
+    ]
+    for value in values:
+        expected = (json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+        assert json_bytes(value) == expected.encode()
