@@ -6,7 +6,6 @@ current. What the rows mean is decided here; storing and querying them is the in
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from typing import Any
 
@@ -22,7 +21,7 @@ from custody.ops import encryption
 from custody.ops import enrich as enrichment
 from custody.ops.archive import Archive
 from custody.ops.backends import sealed_index
-from custody.search import c2pa_filter, fingerprints
+from custody.search import c2pa_filter, fastparse, fingerprints
 from custody.search.times import (
     OFFSET_UNKNOWN,
     UNKNOWN_OFFSET_S,
@@ -100,7 +99,7 @@ class Indexer:
 
     def apply(self, seq: int, body: bytes) -> None:
         try:
-            e = entries.parse(body)
+            e = fastparse.entry(body)  # entries.parse, through orjson where that is exact
         except entries.MalformedEntry:
             self.skipped += 1  # verify reports it; the index just cannot use it
             return
@@ -162,7 +161,7 @@ class Indexer:
         if recorded_by is None or \
                 not enrichment.signer_rule(self._registry, recorded_by)(e.actor):
             return  # rule enriched-by: a reading no one uses, not even as a warning
-        value = json.loads(raw)
+        value = fastparse.document(raw)
         line = enrichment.disagreement_line(
             value if isinstance(value, dict) else {}, d, seq=e.seq, time=e.time,
             by=self._registry.name_of(e.actor))
@@ -195,8 +194,9 @@ class Indexer:
             warnings.append("metadata document does not match its signed digest: not used "
                             "(run custody verify)")
         else:
-            # json, not canonical.decode: the index is derived, verify checks the form.
-            value = json.loads(raw)
+            # json.loads's value, not canonical.decode: the index is derived, verify checks
+            # the form
+            value = fastparse.document(raw)
             doc = value if isinstance(value, dict) else {}
             c2pa = provenance.verdict(doc)  # kept in the index: a search reads no documents
         text = _text(doc.get("captured_at"))
