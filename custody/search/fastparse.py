@@ -21,6 +21,10 @@ _PLAIN = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER  # refuses integers be
 # document with a run of 19 digits anywhere is read by json.
 _DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGITS = b"0" * 19
+# json.loads recurses once per level and fails beyond Python's recursion limit (1,000), where
+# orjson reads on: a document with more arrays and objects than this (a real one has about 20; a
+# video's keyframes add one each) is read by json, nesting too deep failing as it always did.
+_ORJSON_MAX_BRACKETS = 400
 
 
 class _NotPlain(Exception):
@@ -55,7 +59,8 @@ def document(raw: bytes) -> Any:
     """`json.loads(raw)`: the same value, or the same exception. orjson refuses what json reads
     leniently (NaN, a byte-order mark, lone surrogates, numbers beyond a double, other UTFs):
     json then reads it, as it always did."""
-    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZEROS):
+    if raw.count(b"[") + raw.count(b"{") <= _ORJSON_MAX_BRACKETS \
+            and _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZEROS):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
