@@ -22,7 +22,7 @@ import pytest
 
 from custody.core import entry as entries
 from custody.ops.archive import Archive
-from custody.search import fastparse, indexer
+from custody.search import fastparse, indexer, prefetch
 from store.index import IndexStore, LocalIndex
 
 from .conftest import DATA, Cli
@@ -158,6 +158,39 @@ def test_bulk_fills_of_an_existing_file_of_a_scratch_and_in_parts_agree(
     assert rows(parts) == expected
     for store in (local, scratch, parts, reference):
         store.close()
+
+
+def test_documents_read_by_the_forked_reader_give_the_same_rows_and_leave_no_process(
+        field: Field, monkeypatch: pytest.MonkeyPatch):
+    """custody/search/prefetch.py, made to start at any size: its readings are used (not all read
+    again here), the rows are the per-item path's, and the reader is reaped."""
+    with standard_readers(monkeypatch):
+        reference = PerItemIndex(None)
+        indexer.refresh(field.archive, reference)
+    used = []
+    get = prefetch.Prefetch.get
+
+    def counted(self: prefetch.Prefetch, seq: int, item: str) -> prefetch.Found:
+        found = get(self, seq, item)
+        used.append(found is not prefetch.NOT_PREFETCHED)
+        return found
+
+    monkeypatch.setattr(prefetch, "MIN_ENTRIES", 1)
+    monkeypatch.setattr(prefetch, "BATCH", 3)
+    monkeypatch.setattr(prefetch.Prefetch, "get", counted)
+    fresh = IndexStore(None)
+    indexer.refresh(field.archive, fresh, rebuild=True)
+    assert rows(fresh) == rows(reference)
+    assert len(used) == len(MEDIA) + 2 and all(used)  # every first record's, from the reader
+    assert _children() == []
+
+
+def _children() -> list[str]:
+    """This process's children that are still there (running or not yet reaped)."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        found += (task / "children").read_text().split()
+    return found
 
 
 # fastparse: orjson where it gives the standard readers' answer, and only there -------------------
