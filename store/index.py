@@ -470,10 +470,10 @@ class IndexStore:
             self._write(f"INSERT OR IGNORE INTO {table} ({column}, sha256, seq) VALUES (?, ?, ?)",
                         (key, sha256, seq), sha256, _LINK_LIST[kind], key, seq)
         else:
-            if self._bulk is not None:
-                self._bulk.listed.discard(sha256)
             self.conn.execute(f"DELETE FROM {table} WHERE {column} = ? AND sha256 = ?",
                               (key, sha256))
+            if self._bulk is not None:  # after the flush `conn` made, which lists held items
+                self._bulk.listed.discard(sha256)
 
     def put_note(self, seq: int, sha256: str, text: str) -> None:
         bulk = self._bulk

@@ -62,6 +62,9 @@ def field(tmp_path_factory: pytest.TempPathFactory, session_made_key: Any) -> Fi
     def seq(*args: str) -> int:
         return int(cli(*args, "--json", check=True).json()["entries"][0])
 
+    # a tag taken off an item whose rows the fill still holds (nothing before made it write)
+    seq("tag", sha["clock-no-offset.jpg"], "check")
+    seq("tag", sha["clock-no-offset.jpg"], "check", "--remove")
     first = seq("incident", "new", "M10-STRIKE", "--date", "2016-10-03", "--case", "ALEPPO-2016",
                 "--place", "36.2,37.14,M10 hospital", "--description", "strike on a hospital")
     seq("incident", "new", "M10-STRIKE", "--date", "2016-10-03", "--case", "ALEPPO-2016",
@@ -134,6 +137,34 @@ def test_a_bulk_rebuild_writes_every_row_the_per_item_path_writes(field: Field,
     assert not any("market" in r[3] for r in expected["notes"])  # superseded
     assert any("later reading disagrees" in (r[15] or "") for r in expected["items"])
     assert expected["item_tags"] and expected["incidents"] and expected["item_geo"]
+
+
+def test_a_document_that_is_not_the_signed_one_is_not_read_whatever_it_holds(
+        field: Field, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A metadata document replaced by an insider (not JSON at all, or another reading) is not
+    the one its entry signed: a warning, never a parse of it (a parse would fail the search)."""
+    shutil.copytree(field.root, tmp_path / "archive")
+    aleppo, douma = (r.item for r in field.archive.ledger.rows()
+                     if r.action == "ingest" and r.item is not None
+                     and json.loads(r.body)["details"]["source"]["name"] in (
+                         "aleppo-gps.jpg", "douma-xyz.mov"))
+    with sqlite3.connect(tmp_path / "archive" / "ledger.db") as db:
+        for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                     "AND tbl_name = 'metadata'").fetchall():
+            db.execute(f"DROP TRIGGER {trigger}")  # an insider with the file can
+        db.execute("UPDATE metadata SET doc = ? WHERE sha256 = ?", (b"\x00not json", aleppo))
+        db.execute("UPDATE metadata SET doc = ? WHERE sha256 = ?", (b'{"gps": 1}', douma))
+    archive = Archive.open(tmp_path / "archive")
+    with standard_readers(monkeypatch):
+        reference = PerItemIndex(None)
+        indexer.refresh(archive, reference)
+    fresh, forked = IndexStore(None), IndexStore(None)
+    indexer.refresh(archive, fresh)
+    monkeypatch.setattr(prefetch, "MIN_ENTRIES", 1)  # the forked reader reads them too
+    indexer.refresh(archive, forked)
+    assert rows(fresh) == rows(forked) == rows(reference)
+    mismatched = [r for r in rows(fresh)["items"] if "does not match" in (r[15] or "")]
+    assert len(mismatched) == 2
 
 
 def test_bulk_fills_of_an_existing_file_of_a_scratch_and_in_parts_agree(

@@ -195,7 +195,10 @@ class Indexer:
                 if raw is None:
                     raw = b"{}"
                 d = {**d, "metadata_sha256": hashlib.sha256(raw).hexdigest()}
-            found = None if raw is None else read_document(raw)
+            if raw is not None and hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
+                found = NO_READING._replace(sha256=hashlib.sha256(raw).hexdigest())  # not read
+            else:
+                found = None if raw is None else read_document(raw)
         if found is None:
             warnings.append("no metadata document")
         elif found.sha256 != d.get("metadata_sha256"):
