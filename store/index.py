@@ -480,6 +480,7 @@ class IndexStore:
         if bulk is not None:
             if seq <= bulk.last_note:  # may replace another item's note: lists from SQL only
                 bulk.lists_held = False
+                bulk.listed.clear()
             bulk.last_note = seq
         self._write("INSERT OR REPLACE INTO notes (seq, sha256, text) VALUES (?, ?, ?)",
                     (seq, sha256, text), sha256, _NOTES, seq, text)
@@ -802,7 +803,7 @@ class _Bulk:
     would have given them (1, 2, ...: rows are never deleted from `items`). Anything else (a
     DELETE, a read, a change to an item already written) first writes what is held."""
 
-    MAX_HELD = 4096  # items and rows held at most: memory stays flat at any size
+    MAX_HELD = 4096  # items and rows held at most; the items added are remembered by SHA-256
 
     def __init__(self) -> None:
         self.known: set[str] = set()  # every item this fill added, held or written

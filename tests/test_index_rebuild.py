@@ -312,3 +312,24 @@ def test_fastparse_reads_every_real_entry_and_document_as_the_standard_readers(f
         assert fastparse.entry(row.body) == entries.parse(row.body)
     for _, doc in ledger.all_metadata():
         assert _tokens(fastparse.document(doc)) == _tokens(json.loads(doc))
+
+
+def test_a_note_that_moves_to_another_item_in_a_bulk_fill_leaves_both_lists_right():
+    """The adapter alone (no indexer): a note's entry written again for another item (INSERT OR
+    REPLACE moves it), and a tag taken off a held item, give the per-item path's rows."""
+    a, b = "aa" * 32, "bb" * 32
+
+    def fill(store: IndexStore) -> dict[str, list[Any]]:
+        with store.writing():
+            store.ensure_item(a, 1)
+            store.ensure_item(b, 2)
+            store.add_name(a, "a.jpg", 1)
+            store.put_note(5, a, "about a")
+            store.has_item(a)  # a read: what the fill held is written, a's lists with it
+            store.link("tag", "t", b, 6)
+            store.put_note(5, b, "about b, after all")
+            store.link("tag", "t", b, 7, present=False)
+            store.refresh_items([a, b])
+        return rows(store)
+
+    assert fill(IndexStore(None)) == fill(PerItemIndex(None))
