@@ -21,7 +21,12 @@ then `custody search --reindex --json --limit 1` (the index rebuilt from the led
 all 100,000 items < 1 s and < 100 MiB; the reindex of 100,000 < 10 s.
 
     python benchmarks/search.py [--items 100000] [--points 10000] [--ledger 5000] [--dir DIR]
-    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR]
+    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR] [--against OLD_TREE]
+        [--reindex-only]
+
+`--against OLD_TREE` times the reindex of another source tree too (the same command,
+PYTHONPATH=OLD_TREE), interleaved with this tree's, with the CPU time (user + system) of each run;
+`--reindex-only` skips the all-items searches.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import random
 import shutil
+import statistics
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -138,9 +146,12 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--cli", type=int, metavar="N", help="time `custody search` on N real entries")
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds with --cli")
+    ap.add_argument("--against", type=Path, metavar="OLD_TREE",
+                    help="with --cli, time OLD_TREE's reindex too, interleaved")
+    ap.add_argument("--reindex-only", action="store_true", help="with --cli, only the reindex")
     args = ap.parse_args()
     if args.cli:
-        command_line(args.cli, args.repeat, args.dir)
+        command_line(args.cli, args.repeat, args.dir, args.against, args.reindex_only)
         return
     work = Path(tempfile.mkdtemp(prefix="custody-search-bench-", dir=args.dir))
     try:
@@ -149,7 +160,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def command_line(size: int, repeat: int, work: Path | None) -> None:
+def command_line(size: int, repeat: int, work: Path | None, against: Path | None = None,
+                 reindex_only: bool = False) -> None:
     """`custody search --json` of every item against one item, then a reindex, through the CLI."""
     import sys
 
@@ -159,15 +171,54 @@ def command_line(size: int, repeat: int, work: Path | None) -> None:
     archive = realarchive.build(size, work)
     env = realarchive.environment(archive.parent, archive)
     search = [sys.executable, "-P", "-m", "custody", "search", "--json"]
+    if reindex_only:
+        reindex(search, env, repeat, against)
+        return
     timed_command(search + ["--limit", "1"], env)  # bring the index up to date, untimed
     one, every = "search --json --limit 1", f"search --json (all {size:,} items)"
     runs = interleave({one: lambda: timed_command(search + ["--limit", "1"], env),
                        every: lambda: timed_command(search, env)}, repeat)
     report(f"custody search on {size:,} real entries", runs, floor=one)
     print(paired_ratios(runs, every, one))
-    runs = interleave({"search --reindex --json --limit 1": lambda: timed_command(
-        search + ["--reindex", "--limit", "1"], env)}, max(1, repeat // 2))
-    report("custody search --reindex", runs, floor="search --reindex --json --limit 1")
+    reindex(search, env, max(1, repeat // 2), against)
+
+
+def reindex(search: list[str], env: dict[str, str], repeat: int, against: Path | None) -> None:
+    """`custody search --reindex --json --limit 1` (the index rebuilt from the ledger), of this
+    tree and of `against`, interleaved: wall and CPU time, peak RSS."""
+    from floor import interleave, paired_ratios, report
+
+    name = "search --reindex --json --limit 1"
+    command = search + ["--reindex", "--limit", "1"]
+    contenders = {name: lambda: _timed_cpu(command, env)}
+    if against is not None:
+        old_env = dict(env, PYTHONPATH=str(against.resolve()))
+        contenders[f"{name} of {against.name}"] = lambda: _timed_cpu(command, old_env)
+    runs = interleave(contenders, repeat)
+    base = f"{name} of {against.name}" if against is not None else name
+    report("custody search --reindex (wall)", runs, floor=base)
+    report("custody search --reindex (CPU: user + system)", runs, floor=base, key="cpu_seconds")
+    if against is not None:
+        print(paired_ratios(runs, name, base))
+        print(paired_ratios(runs, name, base, key="cpu_seconds") + " (CPU)")
+    for who, values in runs.items():
+        print(f"  {who}: {statistics.median(r['cpu_seconds'] for r in values):.2f} s CPU, "
+              f"{statistics.median(r['seconds'] for r in values):.2f} s wall (medians)")
+
+
+def _timed_cpu(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """floor.timed_command's figures and the CPU time (user + system) of the process and the
+    children it waited for, from wait4."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode(errors='replace')[-2000:]}")
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 def run(args: argparse.Namespace, work: Path) -> None:

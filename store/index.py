@@ -132,6 +132,10 @@ _LIST_SQL = (
     "ORDER BY sha256, seq, incident",
     "SELECT sha256, tag FROM item_tags WHERE sha256 IN ({marks}) ORDER BY sha256, seq, tag",
 )
+# No item, nor any row keyed by an item's id or SHA-256 that a new item could collide with.
+_EMPTY_SQL = "SELECT " + " AND ".join(
+    f"NOT EXISTS (SELECT 1 FROM {t})"
+    for t in ("items", "item_geo", "item_text", "item_phash", "item_unhashed"))
 _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
          "item_incidents", "item_cases", "item_names", "items", "state"]
 
@@ -211,6 +215,7 @@ class IndexStore:
         self._conn: sqlite3.Connection | None = None
         self.rtree = False
         self.fts = False
+        self._bulk: _Bulk | None = None  # rows held back while filling an empty index
 
     # Opening ------------------------------------------------------------------------------------
 
@@ -248,6 +253,10 @@ class IndexStore:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The connection, every row held back by a bulk fill written first: whatever uses it
+        (a read, a DELETE, a write the fill does not hold back) sees what was written before."""
+        if self._bulk is not None and self._bulk.held:
+            self._flush()
         if self._conn is None:
             self._conn = self._open()
         return self._conn
@@ -338,19 +347,28 @@ class IndexStore:
         for table in _DROP:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         _make_tables(conn, self.rtree, self.fts)
+        self._bulk = _Bulk()
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """One IMMEDIATE transaction: concurrent refreshers wait for each other."""
+        """One IMMEDIATE transaction: concurrent refreshers wait for each other. Into an empty
+        index (a rebuild, verify's scratch replay) new items' rows are held back and written many
+        at a time (`_Bulk`), in the same transaction: a crash leaves the index as it was."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if conn.execute(_EMPTY_SQL).fetchone()[0]:
+                    self._bulk = _Bulk()
                 yield
+                if self._bulk is not None:
+                    self._flush()
             except BaseException:
+                self._bulk = None
                 if conn.in_transaction:  # a full disk has SQLite roll back by itself
                     conn.execute("ROLLBACK")
                 raise
+            self._bulk = None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if not self._spill:
@@ -374,8 +392,13 @@ class IndexStore:
                                  (sha256,)).fetchone() is not None
 
     def ensure_item(self, sha256: str, seq: int) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO items (sha256, first_seq) VALUES (?, ?)",
-                          (sha256, seq))
+        bulk = self._bulk
+        if bulk is None:
+            self.conn.execute("INSERT OR IGNORE INTO items (sha256, first_seq) VALUES (?, ?)",
+                              (sha256, seq))
+        elif sha256 not in bulk.known:  # the fill made every row there: it knows them all
+            bulk.add_item(sha256, seq)
+            self._flush_when_full()
 
     def set_facts(self, sha256: str, *, captured_at: str | None, captured_text: str | None,
                   captured_t: float | None, basis: str | None, lat: float | None,
@@ -385,6 +408,15 @@ class IndexStore:
         """The facts read from an item's metadata; `time_bounds` is its place row's time extent
         (the caller widens it for clocks of unknown offset)."""
         device = " ".join(p for p in (make, model) if p).lower() or None
+        held = None if self._bulk is None else self._bulk.items.get(sha256)
+        if held is not None:  # written with its row (UPDATE's values; the place row replaced)
+            held.facts = (captured_at, captured_text, captured_t, basis, lat, lon, alt, make,
+                          model, device, mime, json.dumps(warnings) if warnings else None, c2pa)
+            held.place = None
+            if lat is not None and lon is not None:
+                lo, hi = time_bounds or (-NO_TIME, NO_TIME)
+                held.place = (lo, hi, lat, lat, lon, lon)
+            return
         conn = self.conn
         conn.execute(
             "UPDATE items SET captured_at = ?, captured_text = ?, captured_t = ?, basis = ?, "
@@ -407,8 +439,27 @@ class IndexStore:
         return int(r[0])
 
     def add_name(self, sha256: str, name: str, seq: int) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, ?)",
-                          (sha256, name, seq))
+        self._write("INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, ?)",
+                    (sha256, name, seq), sha256, _NAMES, name, seq)
+
+    def _write(self, sql: str, row: tuple[Any, ...], sha256: str | None = None, kind: int = 0,
+               key: Any = None, value: Any = None) -> None:
+        """An INSERT of one row of an item's list `kind`: held back during a bulk fill (written
+        in order with the statement's other rows, which keeps OR IGNORE's and OR REPLACE's
+        outcome), and followed in the held item's lists; else written now."""
+        bulk = self._bulk
+        if bulk is None:
+            self.conn.execute(sql, row)
+            return
+        bulk.rows.setdefault(sql, []).append(row)
+        bulk.held += 1
+        if sha256 is not None:
+            held = bulk.items.get(sha256)
+            if held is not None:
+                held.follow(kind, key, value)
+            else:
+                bulk.listed.discard(sha256)
+        self._flush_when_full()
 
     def link(self, kind: LinkKind, key: str, sha256: str, seq: int, present: bool = True) -> None:
         """Put an item in (or take it out of) a case, an incident or a tag."""
@@ -416,15 +467,23 @@ class IndexStore:
                          "incident": ("item_incidents", "incident"),
                          "tag": ("item_tags", "tag")}[kind]
         if present:
-            self.conn.execute(f"INSERT OR IGNORE INTO {table} ({column}, sha256, seq) "
-                              "VALUES (?, ?, ?)", (key, sha256, seq))
+            self._write(f"INSERT OR IGNORE INTO {table} ({column}, sha256, seq) VALUES (?, ?, ?)",
+                        (key, sha256, seq), sha256, _LINK_LIST[kind], key, seq)
         else:
             self.conn.execute(f"DELETE FROM {table} WHERE {column} = ? AND sha256 = ?",
                               (key, sha256))
+            if self._bulk is not None:  # after the flush `conn` made, which lists held items
+                self._bulk.listed.discard(sha256)
 
     def put_note(self, seq: int, sha256: str, text: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO notes (seq, sha256, text) VALUES (?, ?, ?)",
-                          (seq, sha256, text))
+        bulk = self._bulk
+        if bulk is not None:
+            if seq <= bulk.last_note:  # may replace another item's note: lists from SQL only
+                bulk.lists_held = False
+                bulk.listed.clear()
+            bulk.last_note = seq
+        self._write("INSERT OR REPLACE INTO notes (seq, sha256, text) VALUES (?, ?, ?)",
+                    (seq, sha256, text), sha256, _NOTES, seq, text)
 
     def drop_note(self, seq: int) -> str | None:
         """Remove the note made by entry `seq`; the item it was about, if any."""
@@ -432,14 +491,15 @@ class IndexStore:
         if r is None:
             return None
         self.conn.execute("DELETE FROM notes WHERE seq = ?", (seq,))
+        if self._bulk is not None:
+            self._bulk.listed.discard(str(r[0]))
         return str(r[0])
 
     def put_incident(self, row: IncidentRow) -> None:
-        self.conn.execute(f"INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS}) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (row.incident, row.seq, row.case_id, row.date, row.t_lo, row.t_hi,
-                           int(row.offset_unknown), row.lat, row.lon, row.place_name,
-                           row.description))
+        self._write(f"INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (row.incident, row.seq, row.case_id, row.date, row.t_lo, row.t_hi,
+                     int(row.offset_unknown), row.lat, row.lon, row.place_name, row.description))
 
     def drop_incident_version(self, seq: int, keep: str) -> None:
         """Remove an incident whose current version is entry `seq`, unless it is `keep`."""
@@ -448,6 +508,8 @@ class IndexStore:
     def refresh_item(self, sha256: str) -> None:
         """Rebuild an item's output lists and its text row from the link tables."""
         conn = self.conn
+        if self._bulk is not None:
+            self._bulk.listed.discard(sha256)
 
         def column(sql: str) -> list[str]:
             return [str(r[0]) for r in conn.execute(sql, (sha256,))]
@@ -463,14 +525,18 @@ class IndexStore:
                                           pack(incidents), pack(tags), sha256))
         rowid = self._id(sha256)
         body = "\n".join([*names, *notes]).lower()
-        conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
+        if self._bulk is None or sha256 not in self._bulk.untexted:
+            conn.execute("DELETE FROM item_text WHERE rowid = ?", (rowid,))
+        else:
+            self._bulk.untexted.discard(sha256)
         conn.execute("INSERT INTO item_text (rowid, body) VALUES (?, ?)", (rowid, body))
 
     def refresh_items(self, sha256s: Iterable[str]) -> None:
         """`refresh_item` for many items, REFRESH_BATCH at a time: one query per list for the
         whole batch and one executemany per write, instead of nine statements an item."""
-        todo = list(sha256s)
         conn = self.conn
+        listed = set() if self._bulk is None else self._bulk.listed
+        todo = [sha for sha in sha256s if sha not in listed]  # the fill wrote theirs: current
         for start in range(0, len(todo), REFRESH_BATCH):
             chunk = todo[start:start + REFRESH_BATCH]
             marks = ", ".join("?" * len(chunk))
@@ -484,7 +550,10 @@ class IndexStore:
             conn.executemany("UPDATE items SET names = ?, notes = ?, cases = ?, incidents = ?, "
                              "tags = ? WHERE id = ?",
                              [(*map(pack, lists[sha]), ids[sha]) for sha in lists])
-            conn.executemany("DELETE FROM item_text WHERE rowid = ?", [(i,) for i in ids.values()])
+            untexted = set() if self._bulk is None else self._bulk.untexted
+            conn.executemany("DELETE FROM item_text WHERE rowid = ?",
+                             [(i,) for sha, i in ids.items() if sha not in untexted])
+            untexted.difference_update(ids)
             conn.executemany("INSERT INTO item_text (rowid, body) VALUES (?, ?)",
                              [(ids[sha], "\n".join([*names, *notes]).lower())
                               for sha, (names, notes, *_links) in lists.items()])
@@ -492,6 +561,10 @@ class IndexStore:
     def set_perceptual(self, sha256: str, hashes: list[tuple[float | None, str]],
                        unhashed: str | None) -> None:
         """An item's perceptual hashes (`t` None for an image's), or why it has none."""
+        held = None if self._bulk is None else self._bulk.items.get(sha256)
+        if held is not None:
+            held.hashes, held.unhashed = hashes, unhashed
+            return
         conn = self.conn
         conn.execute("DELETE FROM item_phash WHERE sha256 = ?", (sha256,))
         conn.execute("DELETE FROM item_unhashed WHERE sha256 = ?", (sha256,))
@@ -500,6 +573,41 @@ class IndexStore:
         if unhashed is not None:
             conn.execute("INSERT INTO item_unhashed (sha256, reason) VALUES (?, ?)",
                          (sha256, unhashed))
+
+    def _flush_when_full(self) -> None:
+        if self._bulk is not None and self._bulk.held >= _Bulk.MAX_HELD:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write every row the bulk fill holds: one executemany a table, each statement's rows
+        in the order they came."""
+        bulk, conn = self._bulk, self._conn
+        assert bulk is not None and conn is not None
+        items = list(bulk.items.items())
+        lists = {sha: h.lists() for sha, h in items} if bulk.lists_held else {}
+        conn.executemany(f"INSERT INTO items (id, sha256, first_seq, {_FACTS}, names, notes, "
+                         f"cases, incidents, tags) VALUES ({', '.join('?' * 21)})",
+                         [(h.id, sha, h.first_seq, *(h.facts or _NO_FACTS),
+                           *(map(pack, lists[sha]) if sha in lists else _NO_LISTS))
+                          for sha, h in items])
+        # their text rows as refresh_items would write them (it leaves these items alone)
+        conn.executemany("INSERT INTO item_text (rowid, body) VALUES (?, ?)",
+                         [(bulk.items[sha].id, "\n".join([*names, *notes]).lower())
+                          for sha, (names, notes, *_links) in lists.items()])
+        bulk.listed.update(lists)
+        bulk.untexted.difference_update(lists)
+        conn.executemany("INSERT INTO item_geo (id, min_t, max_t, min_lat, max_lat, min_lon, "
+                         "max_lon) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [(h.id, *h.place) for _, h in items if h.place is not None])
+        conn.executemany("INSERT INTO item_phash (sha256, frame, t, hash) VALUES (?, ?, ?, ?)",
+                         [(sha, i, t, x) for sha, h in items for i, (t, x) in enumerate(h.hashes)])
+        conn.executemany("INSERT INTO item_unhashed (sha256, reason) VALUES (?, ?)",
+                         [(sha, h.unhashed) for sha, h in items if h.unhashed is not None])
+        for sql, rows in bulk.rows.items():
+            conn.executemany(sql, rows)
+        bulk.items.clear()
+        bulk.rows.clear()
+        bulk.held = 0
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -645,6 +753,73 @@ class IndexStore:
             yield tables
         finally:
             tables.drop()
+
+
+_FACTS = ("captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model, device, "
+          "mime, warnings, c2pa")
+_NO_FACTS = (None,) * 13
+_NO_LISTS = (None,) * 5
+_NAMES, _NOTES, _CASES, _INCIDENTS, _TAGS = range(5)  # an item's lists, in _LIST_SQL's order
+_LINK_LIST = {"case": _CASES, "incident": _INCIDENTS, "tag": _TAGS}
+
+
+class _Held:
+    """A new item's own rows until they are written: its items row, place row and hashes."""
+
+    __slots__ = ("facts", "first_seq", "hashes", "id", "keyed", "place", "unhashed")
+
+    def __init__(self, rowid: int, first_seq: int) -> None:
+        self.id = rowid
+        self.first_seq = first_seq
+        self.facts: tuple[Any, ...] | None = None
+        self.place: tuple[float, ...] | None = None
+        self.hashes: list[tuple[float | None, str]] = []
+        self.unhashed: str | None = None
+        # each list's rows as its table keeps them: name/case/incident/tag -> seq (INSERT OR
+        # IGNORE: the first stays), note seq -> text (INSERT OR REPLACE: the last stays)
+        self.keyed: tuple[dict[Any, Any], ...] = ({}, {}, {}, {}, {})
+
+    def follow(self, kind: int, key: Any, value: Any) -> None:
+        if kind == _NOTES:
+            self.keyed[kind][key] = value
+        else:
+            self.keyed[kind].setdefault(key, value)
+
+    def lists(self) -> tuple[list[str], ...]:
+        """The five lists in refresh_items' order: by seq, then value (_LIST_SQL)."""
+        names, notes, cases, incidents, tags = self.keyed
+        return (_by_seq(names), [t for _, t in sorted(notes.items())], _by_seq(cases),
+                _by_seq(incidents), _by_seq(tags))
+
+
+def _by_seq(keyed: dict[str, int]) -> list[str]:
+    return [key for key, _ in sorted(keyed.items(), key=lambda kv: (kv[1], kv[0]))]
+
+
+class _Bulk:
+    """Filling an index that was empty when its transaction began: each new item's rows, and the
+    INSERTs of names, links, notes and incidents, are held and written many at a time instead of
+    nine statements an item (docs/PERFORMANCE.md "Reindex"). Ids are given in the order SQLite
+    would have given them (1, 2, ...: rows are never deleted from `items`). Anything else (a
+    DELETE, a read, a change to an item already written) first writes what is held."""
+
+    MAX_HELD = 4096  # items and rows held at most; the items added are remembered by SHA-256
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()  # every item this fill added, held or written
+        self.untexted: set[str] = set()  # ... whose text row is not written yet
+        self.items: dict[str, _Held] = {}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.held = 0
+        self.lists_held = True  # held items' lists are known here (else refresh_items reads)
+        self.listed: set[str] = set()  # items written with their lists, unchanged since
+        self.last_note = -1
+
+    def add_item(self, sha256: str, seq: int) -> None:
+        self.known.add(sha256)
+        self.untexted.add(sha256)
+        self.items[sha256] = _Held(len(self.known), seq)
+        self.held += 1
 
 
 class TrackTables:

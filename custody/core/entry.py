@@ -255,6 +255,12 @@ def form_problem(body: bytes) -> str | None:
     return None
 
 
+def shaped(value: Any) -> Entry:
+    """The Entry a parsed value holds, after `parse`'s checks of members and types (not of the
+    canonical form: the caller has made sure of it, as custody/search/fastparse.py does)."""
+    return _shaped(value)
+
+
 def _shaped(value: Any) -> Entry:
     if isinstance(value, dict) and value.get("v") == STATEMENT_ENTRY_VERSION:
         return _statement_entry(value)

@@ -6,8 +6,6 @@ current. What the rows mean is decided here; storing and querying them is the in
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from typing import Any
 
 from custody.core import entry as entries
@@ -16,19 +14,18 @@ from custody.core.chain import FIRST_RECORD  # ingest or received: an item's met
 from custody.core.custodians import Registry
 from custody.core.replay import case_change
 from custody.errors import CustodyError, UsageError
-from custody.metadata import provenance
-from custody.metadata.gps import fix_problems
 from custody.ops import encryption
 from custody.ops import enrich as enrichment
 from custody.ops.archive import Archive
 from custody.ops.backends import sealed_index
-from custody.search import c2pa_filter, fingerprints
+from custody.search import c2pa_filter, fastparse
+from custody.search.prefetch import NOT_PREFETCHED, Prefetch
+from custody.search.reading import HASHED_KINDS, NO_READING, Reading, read_document
+from custody.search.reading import as_dict as _dict
+from custody.search.reading import clean_text as _text
+from custody.search.reading import finite_number as _number
 from custody.search.times import (
-    OFFSET_UNKNOWN,
-    UNKNOWN_OFFSET_S,
     incident_interval,
-    time_key,
-    utc,
 )
 from store.index_port import IncidentRow, IndexLocation, SearchIndex
 
@@ -71,13 +68,18 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
             last = -1
         store.put("origin", archive.config.origin)
         indexer = Indexer(archive, store, int(store.get("skipped") or 0))
+        indexer.prefetch = Prefetch.start(archive, last + 1, until)  # documents, on a 2nd core
         count = 0
         leaf = None
-        for row in archive.ledger.rows(last + 1):
-            if until is not None and row.seq > until:
-                break
-            indexer.apply(row.seq, row.body)
-            last, count, leaf = row.seq, count + 1, row.leaf_hash
+        try:
+            for row in archive.ledger.rows(last + 1):
+                if until is not None and row.seq > until:
+                    break
+                indexer.apply(row.seq, row.body)
+                last, count, leaf = row.seq, count + 1, row.leaf_hash
+        finally:
+            if indexer.prefetch is not None:
+                indexer.prefetch.close()
         indexer.finish()
         if leaf is not None:
             store.put("last_leaf", leaf.hex())
@@ -97,10 +99,11 @@ class Indexer:
         self.skipped = skipped
         self.dirty: set[str] = set()
         self._registry: Registry | None = None  # names for attributed warnings, when needed
+        self.prefetch: Prefetch | None = None  # documents read ahead by a forked reader
 
     def apply(self, seq: int, body: bytes) -> None:
         try:
-            e = entries.parse(body)
+            e = fastparse.entry(body)  # entries.parse, through orjson where that is exact
         except entries.MalformedEntry:
             self.skipped += 1  # verify reports it; the index just cannot use it
             return
@@ -119,7 +122,7 @@ class Indexer:
         if e.action in (*FIRST_RECORD, "sighting"):
             store.ensure_item(item, seq)
             if e.action in FIRST_RECORD:
-                self._facts(item, d)
+                self._facts(item, d, seq=e.seq)
             source = d.get("source")
             name = _text(source.get("name")) if isinstance(source, dict) else None
             if name:
@@ -162,71 +165,62 @@ class Indexer:
         if recorded_by is None or \
                 not enrichment.signer_rule(self._registry, recorded_by)(e.actor):
             return  # rule enriched-by: a reading no one uses, not even as a warning
-        value = json.loads(raw)
+        value = fastparse.document(raw)
         line = enrichment.disagreement_line(
             value if isinstance(value, dict) else {}, d, seq=e.seq, time=e.time,
             by=self._registry.name_of(e.actor))
         if line is not None:
             self._facts(item, d, later=line)
 
-    def _facts(self, item: str, d: dict[str, Any], later: str | None = None) -> None:
+    def _facts(self, item: str, d: dict[str, Any], later: str | None = None,
+               seq: int | None = None) -> None:
         warnings: list[str] = []
-        doc: dict[str, Any] = {}
-        c2pa = c2pa_filter.UNCHECKED  # unless the document is the signed one, read in the clear
-        raw = self.archive.ledger.metadata(item)
-        if raw is not None and encryption.is_sealed(raw) and \
-                hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
-            # the signed (sealed) bytes, opened in memory only
-            try:
-                raw = encryption.readable_document(self.archive.content_key, raw)
+        reading: Reading | None = None  # the signed document's, read in the clear
+        found = NOT_PREFETCHED if seq is None or self.prefetch is None \
+            else self.prefetch.get(seq, item)
+        if found is NOT_PREFETCHED:
+            raw = self.archive.ledger.metadata(item)
+            if raw is not None and encryption.is_sealed(raw) and \
+                    hashlib.sha256(raw).hexdigest() == d.get("metadata_sha256"):
+                # the signed (sealed) bytes, opened in memory only
+                try:
+                    raw = encryption.readable_document(self.archive.content_key, raw)
+                    if raw is None:
+                        warnings.append("metadata document sealed under a content key not "
+                                        "held here: not used")
+                except CustodyError:
+                    warnings.append("metadata document does not open (damaged): not used (run "
+                                    "custody verify)")
+                    raw = None
                 if raw is None:
-                    warnings.append("metadata document sealed under a content key not held "
-                                    "here: not used")
-            except CustodyError:
-                warnings.append("metadata document does not open (damaged): not used (run "
-                                "custody verify)")
-                raw = None
-            if raw is None:
-                raw = b"{}"
-            d = {**d, "metadata_sha256": hashlib.sha256(raw).hexdigest()}
-        if raw is None:
+                    raw = b"{}"
+                d = {**d, "metadata_sha256": hashlib.sha256(raw).hexdigest()}
+            if raw is not None and hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
+                found = NO_READING._replace(sha256=hashlib.sha256(raw).hexdigest())  # not read
+            else:
+                found = None if raw is None else read_document(raw)
+        if found is None:
             warnings.append("no metadata document")
-        elif hashlib.sha256(raw).hexdigest() != d.get("metadata_sha256"):
+        elif found.sha256 != d.get("metadata_sha256"):
             warnings.append("metadata document does not match its signed digest: not used "
                             "(run custody verify)")
         else:
-            # json, not canonical.decode: the index is derived, verify checks the form.
-            value = json.loads(raw)
-            doc = value if isinstance(value, dict) else {}
-            c2pa = provenance.verdict(doc)  # kept in the index: a search reads no documents
-        text = _text(doc.get("captured_at"))
-        moment = utc(text)
-        if text and moment is None:
-            warnings.append(f"capture time {text!r} is not RFC 3339: not used")
-        basis = _text(doc.get("captured_at_basis"))
-        t = moment.timestamp() if moment else None
-        gps = _dict(doc.get("gps"))
-        lat, lon, alt = (_number(gps.get(k)) for k in ("lat", "lon", "alt"))
-        if lat is None or lon is None or not geo.valid_position(lat, lon):
-            if gps:
-                warnings.append(f"GPS position {gps!r} is not usable")
-            lat = lon = alt = None
-        elif problems := fix_problems(doc):  # null island, no fix, poor dilution: no place
-            warnings.append("GPS fix not used as a place: " + "; ".join(problems))
-            lat = lon = alt = None
-        device = _dict(doc.get("device"))
+            reading = found
+        r = reading or NO_READING
+        warnings += r.warnings
         if later is not None:
             warnings.append(later)
-        mime = _text(d.get("mime")) or _text(doc.get("mime"))
-        wide = UNKNOWN_OFFSET_S if basis == OFFSET_UNKNOWN else 0
+        mime = _text(d.get("mime")) or r.mime
         self.store.set_facts(
-            item, captured_at=time_key(moment) if moment else None, captured_text=text,
-            captured_t=t, basis=basis, lat=lat, lon=lon, alt=alt,
-            make=_text(device.get("make")), model=_text(device.get("model")),
-            mime=mime.lower() if mime else None,
-            time_bounds=(t - wide, t + wide) if t is not None else None, warnings=warnings,
-            c2pa=c2pa)
-        self.store.set_perceptual(item, *fingerprints.index_rows(doc, mime))
+            item, captured_at=r.captured_at, captured_text=r.captured_text,
+            captured_t=r.captured_t, basis=r.basis, lat=r.lat, lon=r.lon, alt=r.alt,
+            make=r.make, model=r.model, mime=mime.lower() if mime else None,
+            time_bounds=r.time_bounds, warnings=warnings,
+            c2pa=c2pa_filter.UNCHECKED if reading is None else r.c2pa)
+        if (mime or "").split("/", 1)[0] in HASHED_KINDS:
+            self.store.set_perceptual(item, list(r.hashes), r.unhashed)
+        else:
+            self.store.set_perceptual(item, [], None)
 
     def _incident(self, seq: int, d: dict[str, Any]) -> None:
         incident = _text(d.get("incident"))
@@ -244,17 +238,3 @@ class Indexer:
             incident=incident, seq=seq, case_id=_text(d.get("case")), date=date, t_lo=t_lo,
             t_hi=t_hi, offset_unknown=unknown, lat=lat, lon=lon,
             place_name=_text(place.get("name")), description=_text(d.get("description"))))
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None

@@ -1,0 +1,335 @@
+"""A rebuild of the search index writes exactly the rows the per-item path writes (docs/PERFORMANCE.md
+"Reindex"): an empty index is filled in bulk (store/index.py `_Bulk`) and entries and metadata
+documents are read through orjson (custody/search/fastparse.py); the per-item path (every row by
+its own statement, entries by `entry.parse`, documents by `json.loads`) is the reference. One real
+archive made with the command (tests/data's JPEGs and videos; ingests, sightings, notes and a
+superseded note, tags added and removed, cases filed and removed, incidents and a corrected one,
+ExifTool readings, one that disagrees with the ingest), every table compared row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custody.core import entry as entries
+from custody.ops.archive import Archive
+from custody.search import fastparse, indexer, prefetch
+from store.index import IndexStore, LocalIndex
+
+from .conftest import DATA, Cli
+from .test_enrich_attribution import _foreign_reading
+
+MEDIA = ("aleppo-gps.jpg", "aleppo-gps.truncated-half.jpg", "carbon-south-west.jpg",
+         "clock-no-offset.jpg", "damascus-apple-keys.mov", "douma-xyz.mov", "empty.bin",
+         "homs-loci.mp4")
+
+
+@dataclass
+class Field:
+    root: Path
+    archive: Archive
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory: pytest.TempPathFactory, session_made_key: Any) -> Field:
+    tmp = tmp_path_factory.mktemp("rebuild")
+    key = tmp / "keys" / "alice.key"
+    signer = session_made_key(key, "Alice Admin")
+    cli = Cli(tmp, tmp / "archive", key)
+    cli("init", "--name", "Rebuild Centre", check=True)
+    card, again = tmp / "card", tmp / "again"
+    card.mkdir()
+    again.mkdir()
+    for name in MEDIA:
+        shutil.copy(DATA / "media" / name, card / name)
+    for name in ("Canon.jpg", "GPS.jpg"):  # the fast path: ExifTool's reading comes later
+        shutil.copy(DATA / "exiftool" / name, card / name)
+    cli("ingest", card, "--case", "ALEPPO-2016", "--note", "collected 2016-10-04", check=True)
+    shutil.copy(DATA / "media" / "aleppo-gps.jpg", again / "IMG_0042.JPG")  # a sighting
+    cli("ingest", again, "--case", "OTHER-2016", "--note", "second card", check=True)
+    cli("enrich", check=True)
+    sha = {r["name"]: r["sha256"] for r in cli("list", "--json", check=True).json()}
+
+    def seq(*args: str) -> int:
+        return int(cli(*args, "--json", check=True).json()["entries"][0])
+
+    # a tag taken off an item whose rows the fill still holds (nothing before made it write)
+    seq("tag", sha["clock-no-offset.jpg"], "check")
+    seq("tag", sha["clock-no-offset.jpg"], "check", "--remove")
+    first = seq("incident", "new", "M10-STRIKE", "--date", "2016-10-03", "--case", "ALEPPO-2016",
+                "--place", "36.2,37.14,M10 hospital", "--description", "strike on a hospital")
+    seq("incident", "new", "M10-STRIKE", "--date", "2016-10-03", "--case", "ALEPPO-2016",
+        "--place", "36.2,37.14,M10 hospital", "--description", "strike on the M10 hospital",
+        "--supersedes", str(first))
+    seq("incident", "add", "M10-STRIKE", sha["aleppo-gps.jpg"], sha["carbon-south-west.jpg"])
+    note = seq("note", sha["douma-xyz.mov"], "--text", "Ambulance hit near the market")
+    seq("note", sha["douma-xyz.mov"], "--text", "Ambulance hit near the bakery",
+        "--supersedes", str(note))
+    seq("tag", sha["carbon-south-west.jpg"], "calibration")
+    seq("tag", sha["douma-xyz.mov"], "calibration")
+    seq("tag", sha["douma-xyz.mov"], "calibration", "--remove")
+    seq("tag", sha["homs-loci.mp4"], "Zeta")
+    seq("case", "add", sha["homs-loci.mp4"], sha["empty.bin"], "--case", "HOMS-2016")
+    cli("case", "remove", sha["empty.bin"], "--case", "HOMS-2016", "--reason", "filed by mistake",
+        check=True)
+    _foreign_reading(tmp / "archive", signer, sha["GPS.jpg"],
+                     {"captured_at": "2016-10-04T09:00:00Z"})  # disagrees: a warning
+    return Field(tmp / "archive", Archive.open(tmp / "archive"))
+
+
+class PerItemIndex(IndexStore):
+    """The index written as before bulk fills: every row by its own statement."""
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with super().writing():
+            self._bulk = None
+            yield
+
+    def reset(self) -> None:
+        super().reset()
+        self._bulk = None
+
+
+@contextmanager
+def standard_readers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with monkeypatch.context() as m:
+        m.setattr(fastparse, "entry", entries.parse)
+        m.setattr(fastparse, "document", json.loads)
+        yield
+
+
+def rows(store: IndexStore) -> dict[str, list[Any]]:
+    """Every row of every table, with the file's own row ids."""
+    conn: sqlite3.Connection = store.conn
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'item_geo_%' "
+        "AND name NOT LIKE 'item_text_%' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    found = {}
+    for table in tables:
+        columns = "rowid, *" if table in ("items", "notes", "incidents", "item_text") else "*"
+        found[table] = sorted(conn.execute(f"SELECT {columns} FROM {table}"), key=repr)
+    return found
+
+
+def test_a_bulk_rebuild_writes_every_row_the_per_item_path_writes(field: Field,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    with standard_readers(monkeypatch):
+        before = PerItemIndex(None)
+        done_before = indexer.refresh(field.archive, before, rebuild=True)
+    after = IndexStore(None)
+    done = indexer.refresh(field.archive, after, rebuild=True)
+    assert done == done_before
+    assert done["items"] == len(MEDIA) + 2 and done["skipped_entries"] == 0
+    expected = rows(before)
+    assert rows(after) == expected
+    # what the archive holds shows in the rows compared (not an empty comparison)
+    assert any("bakery" in r[3] for r in expected["notes"])
+    assert not any("market" in r[3] for r in expected["notes"])  # superseded
+    assert any("later reading disagrees" in (r[15] or "") for r in expected["items"])
+    assert expected["item_tags"] and expected["incidents"] and expected["item_geo"]
+
+
+def test_a_document_that_is_not_the_signed_one_is_not_read_whatever_it_holds(
+        field: Field, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A metadata document replaced by an insider (not JSON at all, or another reading) is not
+    the one its entry signed: a warning, never a parse of it (a parse would fail the search)."""
+    shutil.copytree(field.root, tmp_path / "archive")
+    aleppo, douma = (r.item for r in field.archive.ledger.rows()
+                     if r.action == "ingest" and r.item is not None
+                     and json.loads(r.body)["details"]["source"]["name"] in (
+                         "aleppo-gps.jpg", "douma-xyz.mov"))
+    with sqlite3.connect(tmp_path / "archive" / "ledger.db") as db:
+        for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                     "AND tbl_name = 'metadata'").fetchall():
+            db.execute(f"DROP TRIGGER {trigger}")  # an insider with the file can
+        db.execute("UPDATE metadata SET doc = ? WHERE sha256 = ?", (b"\x00not json", aleppo))
+        db.execute("UPDATE metadata SET doc = ? WHERE sha256 = ?", (b'{"gps": 1}', douma))
+    archive = Archive.open(tmp_path / "archive")
+    with standard_readers(monkeypatch):
+        reference = PerItemIndex(None)
+        indexer.refresh(archive, reference)
+    fresh, forked = IndexStore(None), IndexStore(None)
+    indexer.refresh(archive, fresh)
+    monkeypatch.setattr(prefetch, "MIN_ENTRIES", 1)  # the forked reader reads them too
+    indexer.refresh(archive, forked)
+    assert rows(fresh) == rows(forked) == rows(reference)
+    mismatched = [r for r in rows(fresh)["items"] if "does not match" in (r[15] or "")]
+    assert len(mismatched) == 2
+
+
+def test_bulk_fills_of_an_existing_file_of_a_scratch_and_in_parts_agree(
+        field: Field, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A rebuild of index.db (the reset path), verify's empty scratch (the empty-at-start path),
+    and a refresh in two parts (a bulk fill, then the per-item path on a filled index)."""
+    with standard_readers(monkeypatch):
+        reference = PerItemIndex(None)
+        indexer.refresh(field.archive, reference)
+    expected = rows(reference)
+    local = LocalIndex(tmp_path).open()
+    indexer.refresh(field.archive, local)  # an empty file: bulk
+    indexer.refresh(field.archive, local, rebuild=True)  # dropped and rebuilt: bulk again
+    assert rows(local) == expected
+    scratch = local.scratch()
+    indexer.refresh(field.archive, scratch)
+    assert rows(scratch) == expected
+    halfway = field.archive.ledger.size() // 2
+    parts = IndexStore(None)
+    indexer.refresh(field.archive, parts, until=halfway)
+    indexer.refresh(field.archive, parts)
+    assert rows(parts) == expected
+    for store in (local, scratch, parts, reference):
+        store.close()
+
+
+def test_documents_read_by_the_forked_reader_give_the_same_rows_and_leave_no_process(
+        field: Field, monkeypatch: pytest.MonkeyPatch):
+    """custody/search/prefetch.py, made to start at any size: its readings are used (not all read
+    again here), the rows are the per-item path's, and the reader is reaped."""
+    with standard_readers(monkeypatch):
+        reference = PerItemIndex(None)
+        indexer.refresh(field.archive, reference)
+    used = []
+    get = prefetch.Prefetch.get
+
+    def counted(self: prefetch.Prefetch, seq: int, item: str) -> prefetch.Found:
+        found = get(self, seq, item)
+        used.append(found is not prefetch.NOT_PREFETCHED)
+        return found
+
+    monkeypatch.setattr(prefetch, "MIN_ENTRIES", 1)
+    monkeypatch.setattr(prefetch, "BATCH", 3)
+    monkeypatch.setattr(prefetch.Prefetch, "get", counted)
+    fresh = IndexStore(None)
+    indexer.refresh(field.archive, fresh, rebuild=True)
+    assert rows(fresh) == rows(reference)
+    assert len(used) == len(MEDIA) + 2 and all(used)  # every first record's, from the reader
+    assert _children() == []
+
+
+def _children() -> list[str]:
+    """This process's children that are still there (running or not yet reaped)."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        found += (task / "children").read_text().split()
+    return found
+
+
+# fastparse: orjson where it gives the standard readers' answer, and only there -------------------
+
+GOOD = {"v": 1, "log": "l", "seq": 3, "time": "2016-10-03T11:22:05Z", "actor": "a",
+        "action": "note", "item": "ab" * 32, "details": {"text": "x"}, "prev": "cd" * 32}
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _with(details: Any) -> bytes:
+    return _canonical({**GOOD, "details": details})
+
+
+ENTRY_BYTES = [
+    _canonical(GOOD),
+    _with({"text": "".join(map(chr, range(0x20))) + "\"\\/\x7f\u2028é漢\U0001F600"}),
+    _with({"n": 2**53 - 1}), _with({"n": 2**53}), _with({"n": -(2**53)}), _with({"n": 2**70}),
+    _with({"f": 1.5}), _with({"f": 1.0}), _with({"f": 1e21}), _with({"f": -0.0}),
+    _with({"\ue000": 1, "a": 2}), _with({"\U0001F600": 1}), _with({"é": 1, "z": 2}),
+    _with({"deep": json.loads("[" * 130 + "]" * 130)}),
+    _with({"deep": json.loads("[" * 120 + "]" * 120)}),
+    _canonical(GOOD).replace(b'"seq":3', b'"seq": 3'),  # not canonical: spacing
+    json.dumps(GOOD, separators=(",", ":")).encode(),  # not canonical: the members' order
+    _canonical(GOOD)[:-1] + b',"v":1}',  # a duplicate key
+    b"\xef\xbb\xbf" + _canonical(GOOD),  # a byte-order mark
+    _with({"t": "x"}).replace(b'"x"', b'"\\ud800"'),  # a lone surrogate
+    _with({"t": "x"}).replace(b'"x"', b'"\\u0041"'),  # an escape canonical form does not use
+    _with({"t": "x"}).replace(b'"x"', b"NaN"), _with({"t": "x"}).replace(b'"x"', b"1E400"),
+    _with({"t": "x"}).replace(b'"x"', b'"\xff"'),  # not UTF-8
+    _canonical({**GOOD, "seq": -1}), _canonical({**GOOD, "v": 3}), _canonical([GOOD]),
+    _canonical({k: v for k, v in GOOD.items() if k != "prev"}), b"", b"{", b"null",
+]
+
+
+@pytest.mark.parametrize("body", ENTRY_BYTES)
+def test_fastparse_reads_an_entry_as_entry_parse_does(body: bytes):
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(body)
+        except entries.MalformedEntry:
+            return "malformed"
+
+    assert outcome(fastparse.entry) == outcome(entries.parse)
+
+
+DOCUMENTS = [b'{"a":1,"a":{"b":2},"c":[1.5,-0,1e5]}', b"NaN", b'{"x":Infinity}', b"1E400",
+             b"12345678901234567890", b"-9223372036854775809", b'[18446744073709551615]',
+             b'"\\ud800"', b"\xef\xbb\xbf{}", '{"é":"漢"}'.encode("utf-16"),
+             b"[" * 2000 + b"]" * 2000, b"{", b'{"gps":{"lat":1e400}}', b"0.30000000000000004441"]
+
+
+@pytest.mark.parametrize("raw", DOCUMENTS)
+def test_fastparse_reads_a_document_as_json_loads_does(raw: bytes):
+    def outcome(parse: Any) -> Any:
+        try:
+            value = parse(raw)
+        except (ValueError, RecursionError) as exc:
+            return type(exc)
+        return _tokens(value)
+
+    assert outcome(fastparse.document) == outcome(json.loads)
+
+
+def _tokens(value: Any) -> list[str]:
+    """A value as a flat list of typed tokens (repr would recurse: a document may nest 2,000
+    deep); `repr` of each scalar tells an int from a float and -0.0 from 0.0."""
+    out, stack = [], [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            out.append(f"{{{len(v)}")
+            for k, x in reversed(list(v.items())):
+                stack += [x, repr(k)]
+        elif isinstance(v, list):
+            out.append(f"[{len(v)}")
+            stack += reversed(v)
+        else:
+            out.append(f"{type(v).__name__}:{v!r}")
+    return out
+
+
+def test_fastparse_reads_every_real_entry_and_document_as_the_standard_readers(field: Field):
+    ledger = field.archive.ledger
+    for row in ledger.rows():
+        assert fastparse.entry(row.body) == entries.parse(row.body)
+    for _, doc in ledger.all_metadata():
+        assert _tokens(fastparse.document(doc)) == _tokens(json.loads(doc))
+
+
+def test_a_note_that_moves_to_another_item_in_a_bulk_fill_leaves_both_lists_right():
+    """The adapter alone (no indexer): a note's entry written again for another item (INSERT OR
+    REPLACE moves it), and a tag taken off a held item, give the per-item path's rows."""
+    a, b = "aa" * 32, "bb" * 32
+
+    def fill(store: IndexStore) -> dict[str, list[Any]]:
+        with store.writing():
+            store.ensure_item(a, 1)
+            store.ensure_item(b, 2)
+            store.add_name(a, "a.jpg", 1)
+            store.put_note(5, a, "about a")
+            store.has_item(a)  # a read: what the fill held is written, a's lists with it
+            store.link("tag", "t", b, 6)
+            store.put_note(5, b, "about b, after all")
+            store.link("tag", "t", b, 7, present=False)
+            store.refresh_items([a, b])
+        return rows(store)
+
+    assert fill(IndexStore(None)) == fill(PerItemIndex(None))
