@@ -21,7 +21,8 @@ then `custody search --reindex --json --limit 1` (the index rebuilt from the led
 all 100,000 items < 1 s and < 100 MiB; the reindex of 100,000 < 10 s.
 
     python benchmarks/search.py [--items 100000] [--points 10000] [--ledger 5000] [--dir DIR]
-    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR]
+    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR] [--against TREE]
+                                [--no-reindex] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -138,9 +139,15 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--cli", type=int, metavar="N", help="time `custody search` on N real entries")
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds with --cli")
+    ap.add_argument("--against", type=Path, metavar="TREE",
+                    help="with --cli: time TREE's custody too, in the same rounds")
+    ap.add_argument("--no-reindex", action="store_true", help="with --cli: skip the reindex")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="with --cli: no bytecode cache of each tree's own (see command_line)")
     args = ap.parse_args()
     if args.cli:
-        command_line(args.cli, args.repeat, args.dir)
+        command_line(args.cli, args.repeat, args.dir, args.against, not args.no_reindex,
+                     not args.no_bytecode)
         return
     work = Path(tempfile.mkdtemp(prefix="custody-search-bench-", dir=args.dir))
     try:
@@ -149,22 +156,74 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def command_line(size: int, repeat: int, work: Path | None) -> None:
-    """`custody search --json` of every item against one item, then a reindex, through the CLI."""
+def command_line(size: int, repeat: int, work: Path | None, against: Path | None = None,
+                 reindex: bool = True, bytecode: bool = True) -> None:
+    """`custody search --json` of every item against one item, then a reindex, through the CLI.
+    `against`: another source tree's custody too (PYTHONPATH=against), in the same rounds, on
+    the same archive. Each run's CPU time (user + system, from wait4) is reported beside its
+    wall time: on a shared machine it is the steadier measure. `bytecode`: each tree keeps its
+    compiled modules in its own cache folder, as an installed custody has them; without it, a
+    PYTHONDONTWRITEBYTECODE in the environment makes every run of a tree that has no
+    __pycache__ compile its modules again (~0.2 s), and a tree that has one not."""
+    import os
+    import statistics
     import sys
 
     import realarchive
     from floor import interleave, paired_ratios, report, timed_command
 
     archive = realarchive.build(size, work)
-    env = realarchive.environment(archive.parent, archive)
+    trees = {"": Path(__file__).resolve().parents[1]}
+    if against is not None:
+        trees[f" [{against.name}]"] = against.resolve()
+    envs = {}
+    caches = Path(tempfile.mkdtemp(prefix="custody-search-bytecode-"))
+    for label, tree in trees.items():
+        env = dict(realarchive.environment(archive.parent, archive), PYTHONPATH=str(tree))
+        if bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(caches / f"tree{len(envs)}")
+        envs[label] = env
     search = [sys.executable, "-P", "-m", "custody", "search", "--json"]
-    timed_command(search + ["--limit", "1"], env)  # bring the index up to date, untimed
-    one, every = "search --json --limit 1", f"search --json (all {size:,} items)"
-    runs = interleave({one: lambda: timed_command(search + ["--limit", "1"], env),
-                       every: lambda: timed_command(search, env)}, repeat)
-    report(f"custody search on {size:,} real entries", runs, floor=one)
-    print(paired_ratios(runs, every, one))
+
+    def timed(args: list[str], env: dict[str, str]) -> dict[str, float]:
+        before = os.times()
+        figures = timed_command(search + args, env)
+        after = os.times()
+        figures["cpu_seconds"] = (after.children_user - before.children_user
+                                  + after.children_system - before.children_system)
+        return figures
+
+    for env in envs.values():  # bring the index up to date (and the bytecode), untimed
+        timed(["--limit", "1"], env)
+    contenders = {}
+    for label, env in envs.items():
+        contenders[f"search --json --limit 1{label}"] = lambda env=env: timed(["--limit", "1"],
+                                                                                env)
+        contenders[f"search --json (all {size:,}){label}"] = lambda env=env: timed([], env)
+    one, every = "search --json --limit 1", f"search --json (all {size:,})"
+    runs = interleave(contenders, repeat)
+    report(f"custody search on {size:,} real entries, wall", runs, floor=one)
+    report(f"custody search on {size:,} real entries, CPU (user + system)", runs, floor=one,
+           key="cpu_seconds")
+    for label in envs:
+        print(paired_ratios(runs, every + label, one + label))
+        print(paired_ratios(runs, every + label, one + label, key="cpu_seconds") + " (CPU)")
+    if against is not None:
+        other = f" [{against.name}]"
+        for name in (every, one):
+            print(paired_ratios(runs, name, name + other) + " (wall, this tree / the other)")
+            print(paired_ratios(runs, name, name + other, key="cpu_seconds")
+                  + " (CPU, this tree / the other)")
+        for name in (every, every + other):
+            rss = [r["peak_rss_mib"] for r in runs[name]]
+            print(f"  {name} peak RSS {statistics.median(rss):.0f} MiB "
+                  f"({min(rss):.0f}..{max(rss):.0f})")
+    print(flush=True)
+    shutil.rmtree(caches, ignore_errors=True)
+    if not reindex:
+        return
+    env = envs[""]
     runs = interleave({"search --reindex --json --limit 1": lambda: timed_command(
         search + ["--reindex", "--limit", "1"], env)}, max(1, repeat // 2))
     report("custody search --reindex", runs, floor="search --reindex --json --limit 1")
