@@ -555,7 +555,7 @@ class PostgresIndex:
         """The rows of `sql` through a server-side cursor, BATCH at a time: a search of every
         item never holds all its rows (a client-side cursor fetches them whole). The cursor
         lives in a transaction (a savepoint within a writer's), ended when the rows are."""
-        name = f"custody_select_{next(_CURSORS)}"  # unique: two selects may be open at once
+        name = f"custody_select_{next(_CURSORS)}"  # unique: one select may be read inside another
         try:
             with self.conn.transaction(), self.conn.cursor(name=name) as cursor:
                 cursor.itersize = BATCH
