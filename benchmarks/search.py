@@ -220,13 +220,12 @@ def command_line(size: int, repeat: int, work: Path | None, against: Path | None
             print(f"  {name} peak RSS {statistics.median(rss):.0f} MiB "
                   f"({min(rss):.0f}..{max(rss):.0f})")
     print(flush=True)
+    if reindex:
+        env = envs[""]
+        runs = interleave({"search --reindex --json --limit 1": lambda: timed_command(
+            search + ["--reindex", "--limit", "1"], env)}, max(1, repeat // 2))
+        report("custody search --reindex", runs, floor="search --reindex --json --limit 1")
     shutil.rmtree(caches, ignore_errors=True)
-    if not reindex:
-        return
-    env = envs[""]
-    runs = interleave({"search --reindex --json --limit 1": lambda: timed_command(
-        search + ["--reindex", "--limit", "1"], env)}, max(1, repeat // 2))
-    report("custody search --reindex", runs, floor="search --reindex --json --limit 1")
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
