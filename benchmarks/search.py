@@ -21,12 +21,8 @@ then `custody search --reindex --json --limit 1` (the index rebuilt from the led
 all 100,000 items < 1 s and < 100 MiB; the reindex of 100,000 < 10 s.
 
     python benchmarks/search.py [--items 100000] [--points 10000] [--ledger 5000] [--dir DIR]
-    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR] [--against OLD_TREE]
-        [--reindex-only]
-
-`--against OLD_TREE` times the reindex of another source tree too (the same command,
-PYTHONPATH=OLD_TREE), interleaved with this tree's, with the CPU time (user + system) of each run;
-`--reindex-only` skips the all-items searches.
+    python benchmarks/search.py --cli 100000 [--repeat 5] [--dir DIR] [--against TREE]
+                                [--no-reindex | --reindex-only] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -146,12 +142,16 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--cli", type=int, metavar="N", help="time `custody search` on N real entries")
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds with --cli")
-    ap.add_argument("--against", type=Path, metavar="OLD_TREE",
-                    help="with --cli, time OLD_TREE's reindex too, interleaved")
-    ap.add_argument("--reindex-only", action="store_true", help="with --cli, only the reindex")
+    ap.add_argument("--against", type=Path, metavar="TREE",
+                    help="with --cli: time TREE's custody too, in the same rounds")
+    ap.add_argument("--no-reindex", action="store_true", help="with --cli: skip the reindex")
+    ap.add_argument("--reindex-only", action="store_true", help="with --cli: only the reindex")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="with --cli: no bytecode cache of each tree's own (see command_line)")
     args = ap.parse_args()
     if args.cli:
-        command_line(args.cli, args.repeat, args.dir, args.against, args.reindex_only)
+        command_line(args.cli, args.repeat, args.dir, args.against, not args.no_reindex,
+                     not args.no_bytecode, args.reindex_only)
         return
     work = Path(tempfile.mkdtemp(prefix="custody-search-bench-", dir=args.dir))
     try:
@@ -161,39 +161,90 @@ def main() -> None:
 
 
 def command_line(size: int, repeat: int, work: Path | None, against: Path | None = None,
-                 reindex_only: bool = False) -> None:
-    """`custody search --json` of every item against one item, then a reindex, through the CLI."""
+                 reindex: bool = True, bytecode: bool = True, reindex_only: bool = False) -> None:
+    """`custody search --json` of every item against one item, then a reindex, through the CLI.
+    `against`: another source tree's custody too (PYTHONPATH=against), in the same rounds, on
+    the same archive. Each run's CPU time (user + system, from wait4) is reported beside its
+    wall time: on a shared machine it is the steadier measure. `bytecode`: each tree keeps its
+    compiled modules in its own cache folder, as an installed custody has them; without it, a
+    PYTHONDONTWRITEBYTECODE in the environment makes every run of a tree that has no
+    __pycache__ compile its modules again (~0.2 s), and a tree that has one not."""
     import sys
 
     import realarchive
     from floor import interleave, paired_ratios, report, timed_command
 
     archive = realarchive.build(size, work)
-    env = realarchive.environment(archive.parent, archive)
+    trees = {"": Path(__file__).resolve().parents[1]}
+    if against is not None:
+        trees[f" [{against.name}]"] = against.resolve()
+    envs = {}
+    caches = Path(tempfile.mkdtemp(prefix="custody-search-bytecode-"))
+    for label, tree in trees.items():
+        env = dict(realarchive.environment(archive.parent, archive), PYTHONPATH=str(tree))
+        if bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(caches / f"tree{len(envs)}")
+        envs[label] = env
     search = [sys.executable, "-P", "-m", "custody", "search", "--json"]
+
+    def timed(args: list[str], env: dict[str, str]) -> dict[str, float]:
+        before = os.times()
+        figures = timed_command(search + args, env)
+        after = os.times()
+        figures["cpu_seconds"] = (after.children_user - before.children_user
+                                  + after.children_system - before.children_system)
+        return figures
+
     if reindex_only:
-        reindex(search, env, repeat, against)
+        other = envs.get(f" [{against.name}]") if against is not None else None
+        time_reindex(search, envs[""], repeat, against, other)
+        shutil.rmtree(caches, ignore_errors=True)
         return
-    timed_command(search + ["--limit", "1"], env)  # bring the index up to date, untimed
-    one, every = "search --json --limit 1", f"search --json (all {size:,} items)"
-    runs = interleave({one: lambda: timed_command(search + ["--limit", "1"], env),
-                       every: lambda: timed_command(search, env)}, repeat)
-    report(f"custody search on {size:,} real entries", runs, floor=one)
-    print(paired_ratios(runs, every, one))
-    reindex(search, env, max(1, repeat // 2), against)
+    for env in envs.values():  # bring the index up to date (and the bytecode), untimed
+        timed(["--limit", "1"], env)
+    contenders = {}
+    for label, env in envs.items():
+        contenders[f"search --json --limit 1{label}"] = lambda env=env: timed(["--limit", "1"],
+                                                                                env)
+        contenders[f"search --json (all {size:,}){label}"] = lambda env=env: timed([], env)
+    one, every = "search --json --limit 1", f"search --json (all {size:,})"
+    runs = interleave(contenders, repeat)
+    report(f"custody search on {size:,} real entries, wall", runs, floor=one)
+    report(f"custody search on {size:,} real entries, CPU (user + system)", runs, floor=one,
+           key="cpu_seconds")
+    for label in envs:
+        print(paired_ratios(runs, every + label, one + label))
+        print(paired_ratios(runs, every + label, one + label, key="cpu_seconds") + " (CPU)")
+    if against is not None:
+        other = f" [{against.name}]"
+        for name in (every, one):
+            print(paired_ratios(runs, name, name + other) + " (wall, this tree / the other)")
+            print(paired_ratios(runs, name, name + other, key="cpu_seconds")
+                  + " (CPU, this tree / the other)")
+        for name in (every, every + other):
+            rss = [r["peak_rss_mib"] for r in runs[name]]
+            print(f"  {name} peak RSS {statistics.median(rss):.0f} MiB "
+                  f"({min(rss):.0f}..{max(rss):.0f})")
+    print(flush=True)
+    if reindex:
+        other = envs.get(f" [{against.name}]") if against is not None else None
+        time_reindex(search, envs[""], max(1, repeat // 2), against, other)
+    shutil.rmtree(caches, ignore_errors=True)
 
 
-def reindex(search: list[str], env: dict[str, str], repeat: int, against: Path | None) -> None:
+def time_reindex(search: list[str], env: dict[str, str], repeat: int, against: Path | None,
+            old_env: dict[str, str] | None = None) -> None:
     """`custody search --reindex --json --limit 1` (the index rebuilt from the ledger), of this
-    tree and of `against`, interleaved: wall and CPU time, peak RSS."""
+    tree and of `against` (run with `old_env`), interleaved: wall and CPU time, peak RSS."""
     from floor import interleave, paired_ratios, report
 
     name = "search --reindex --json --limit 1"
     command = search + ["--reindex", "--limit", "1"]
     contenders = {name: lambda: _timed_cpu(command, env)}
     if against is not None:
-        old_env = dict(env, PYTHONPATH=str(against.resolve()))
-        contenders[f"{name} of {against.name}"] = lambda: _timed_cpu(command, old_env)
+        theirs = old_env or dict(env, PYTHONPATH=str(against.resolve()))
+        contenders[f"{name} of {against.name}"] = lambda: _timed_cpu(command, theirs)
     runs = interleave(contenders, repeat)
     base = f"{name} of {against.name}" if against is not None else name
     report("custody search --reindex (wall)", runs, floor=base)

@@ -6,12 +6,14 @@ EXIF field can never forge a line, move the cursor or reverse text on the reader
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from custody.metadata.clocks import CAMERA_NO_OFFSET
 
@@ -176,7 +178,7 @@ def out_json_streamed(document: dict[str, Any], out: TextIO | None = None) -> No
     stays flat however many rows there are. The plain members decide, as in `out_json`, whether
     the document is written in UTF-8 or ASCII-escaped (a lone surrogate cannot be written as
     UTF-8); a row that holds one is then written ASCII-escaped by itself (still the same JSON)."""
-    out = out or sys.stdout
+    sink = _ByteSink(out or sys.stdout, raw=out is None)
     plain = {k: v for k, v in document.items() if not isinstance(v, Streamed)}
     try:
         json_text(plain).encode("utf-8")
@@ -185,40 +187,124 @@ def out_json_streamed(document: dict[str, Any], out: TextIO | None = None) -> No
         quote = _quote_ascii
     stdout_state.json_written = True  # from the first byte: never a second document after it
     if not document:
-        out.write("{}\n")
+        sink.write("{}\n")
     else:
-        out.write("{\n")
+        sink.write("{\n")
         last = len(document) - 1
         for n, (key, value) in enumerate(document.items()):
-            out.write(f"  {quote(key)}: ")
+            sink.write(f"  {quote(key)}: ")
             if isinstance(value, Streamed):
-                _write_rows(out, value.rows, quote)
+                _write_rows(sink, value.rows, quote)
             else:
-                out.write(_indented(value, "  ", quote))
-            out.write(",\n" if n < last else "\n")
-        out.write("}\n")
-    out.flush()
+                sink.write(_indented(value, "  ", quote))
+            sink.write(",\n" if n < last else "\n")
+        sink.write("}\n")
+    sink.flush()
 
 
-def _write_rows(out: TextIO, rows: Iterable[Any], quote: Callable[[str], str]) -> None:
+class _ByteSink:
+    """Where a streamed document goes. The rows arrive as UTF-8 bytes (orjson's): on the
+    command's stdout they go to its binary buffer, which gets the bytes the text layer would
+    write (UTF-8, and no newline translation on POSIX); any other stream gets text."""
+
+    def __init__(self, out: TextIO, raw: bool) -> None:
+        self.out = out
+        buffer = getattr(out, "buffer", None) if raw else None
+        encoding = getattr(out, "encoding", None)
+        same = (buffer is not None and encoding is not None and os.linesep == "\n"
+                and codecs.lookup(encoding).name == "utf-8")
+        self.buffer: BinaryIO | None = buffer if same else None
+        if self.buffer is not None:
+            out.flush()
+
+    def write(self, text: str | bytes) -> None:
+        if self.buffer is None:
+            self.out.write(text if isinstance(text, str) else text.decode("utf-8"))
+        else:
+            self.buffer.write(text.encode("utf-8") if isinstance(text, str) else text)
+
+    def flush(self) -> None:
+        (self.out if self.buffer is None else self.buffer).flush()
+
+
+ROWS_PER_WRITE = 512
+
+
+def _write_rows(out: _ByteSink, rows: Iterable[Any], quote: Callable[[str], str]) -> None:
     """`[`, the rows indented as json.dumps(indent=2) nests them two deep, `]`."""
-    batch: list[str] = []
+    batch: list[Any] = []
     opened = False
     for row in rows:
-        text = _indented(row, "    ", quote)
-        if quote is _quote:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                text = _indented(row, "    ", _quote_ascii)
-        batch.append(text)
-        if len(batch) >= 512:
-            out.write((",\n    " if opened else "[\n    ") + ",\n    ".join(batch))
+        batch.append(row)
+        if len(batch) >= ROWS_PER_WRITE:
+            out.write(b",\n    " if opened else b"[\n    ")
+            out.write(_rows_text(batch, quote))
             opened, batch = True, []
     if batch:
-        out.write((",\n    " if opened else "[\n    ") + ",\n    ".join(batch))
+        out.write(b",\n    " if opened else b"[\n    ")
+        out.write(_rows_text(batch, quote))
         opened = True
-    out.write("\n  ]" if opened else "[]")
+    out.write(b"\n  ]" if opened else b"[]")
+
+
+def _rows_text(rows: list[Any], quote: Callable[[str], str]) -> bytes:
+    """`rows` (not empty) as UTF-8, each as json.dumps(indent=2) writes it two deep, joined by
+    `,` and a new line: by orjson (C, several times faster than json's indented encoder, which
+    is pure Python) where it provably gives the same bytes, else row by row by `_indented`."""
+    import orjson
+
+    if quote is _quote and all(map(_orjson_exact, rows)):
+        try:
+            text = orjson.dumps(rows, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits, another type
+            pass
+        else:  # "[\n  " row ",\n  " row "\n]", its new lines two deeper: strip the brackets
+            return text.replace(b"\n", b"\n  ")[6:-4]
+    return b",\n    ".join(_row_text(row, quote) for row in rows)
+
+
+def _row_text(row: Any, quote: Callable[[str], str]) -> bytes:
+    """One row two deep, by orjson when it gives json's bytes; a row holding a lone surrogate
+    (cannot be UTF-8) ASCII-escaped by itself, still the same JSON."""
+    import orjson
+
+    if quote is _quote and _orjson_exact(row):
+        try:
+            return orjson.dumps(row, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
+        except orjson.JSONEncodeError:
+            pass
+    text = _indented(row, "    ", quote)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _indented(row, "    ", _quote_ascii).encode("ascii")
+
+
+def _orjson_exact(value: Any) -> bool:
+    """Whether orjson (OPT_INDENT_2) writes `value` byte for byte as json.dumps(indent=2,
+    ensure_ascii=False) does, or refuses it. Strings, ints, bools and None it writes the same
+    (every code point escaped alike: tests/test_streamed_json.py) or refuses (a lone surrogate,
+    an int past 64 bits). Floats differ outside [1e-4, 1e16): json writes repr's 1e-05, 1e+16,
+    NaN and Infinity, orjson 0.00001, 1e16 and null. Any other type (a subclass too) is left to
+    json."""
+    kind = type(value)
+    if kind is dict:
+        values: Iterable[Any] = value.values()
+    elif kind is list or kind is tuple:
+        values = value
+    elif kind is float:
+        number: float = value
+        return number == 0.0 or 1e-4 <= abs(number) < 1e16  # False for NaN and the infinities
+    else:
+        return kind is str or kind is int or kind is bool or value is None
+    for v in values:  # the common members tested here: a call for each would double the cost
+        kind = type(v)
+        if kind is str or v is None or (kind is list and (not v or len(v) == 1
+                                                           and type(v[0]) is str)):
+            continue
+        if not _orjson_exact(v):
+            return False
+    return True
 
 
 def _indented(value: Any, pad: str, quote: Callable[[str], str]) -> str:
@@ -227,7 +313,7 @@ def _indented(value: Any, pad: str, quote: Callable[[str], str]) -> str:
     kind = type(value)
     if kind is str:
         return quote(value)
-    if kind is dict:
+    if kind is dict and all(type(k) is str for k in value):  # json converts other keys
         if not value:
             return "{}"
         inner = pad + "  "

@@ -46,10 +46,22 @@ def unpack(text: str | None) -> list[str]:
 
 
 def item_row(r: Sequence[Any]) -> ItemRow:
-    """An ItemRow from a row selected as ITEM_COLUMNS."""
-    return ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                   r[12], unpack(r[14]), unpack(r[15]), unpack(r[16]), unpack(r[17]),
-                   unpack(r[18]), json.loads(r[13]) if r[13] else [], r[19])
+    """An ItemRow from a row selected as ITEM_COLUMNS. A search reads one per listed item, so
+    `unpack` is written out for the common cases (none, or plain text) and the tuple made by
+    `_make` (C) rather than the named tuple's __new__ (Python)."""
+    names, notes, cases, incidents, tags = r[14], r[15], r[16], r[17], r[18]
+    return _make_item((
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+        [] if names is None else unpack(names) if names[:1] == _JSON else names.split(_SEP),
+        [] if notes is None else unpack(notes) if notes[:1] == _JSON else notes.split(_SEP),
+        [] if cases is None else unpack(cases) if cases[:1] == _JSON else cases.split(_SEP),
+        [] if incidents is None else unpack(incidents) if incidents[:1] == _JSON
+        else incidents.split(_SEP),
+        [] if tags is None else unpack(tags) if tags[:1] == _JSON else tags.split(_SEP),
+        json.loads(r[13]) if r[13] else [], r[19]))
+
+
+_make_item = ItemRow._make
 
 
 def incident_row(r: Sequence[Any]) -> IncidentRow:

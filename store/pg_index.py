@@ -10,6 +10,7 @@ ledger. docs/BACKENDS.md ("PostgreSQL search index") gives the decisions.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ SCHEMA_VERSION = "3"  # 2: items.c2pa (the C2PA verdict); 3: facts are the inges
 INDEX_LOCK = 0x637573744958  # pg_advisory_xact_lock key of index writers ("custIX")
 CONNECT_TIMEOUT_S = 10
 BATCH = 2000
+_CURSORS = itertools.count()  # server-side cursor names
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
 
 T = 'text COLLATE "C"'  # byte order, as SQLite's BINARY and Python's str compare
@@ -544,10 +546,24 @@ class PostgresIndex:
             sql = (f"SELECT {_ITEM_I} FROM {{s}}.items i WHERE {' AND '.join([*where, dated])} "
                    "ORDER BY i.captured_at, i.first_seq"
                    + (f" LIMIT {int(left)}" if left is not None else ""))
-            for r in self._run(sql, params).fetchall():
+            for r in self._streamed(sql, params):
                 if left is not None:
                     left -= 1
                 yield item_row(r)
+
+    def _streamed(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """The rows of `sql` through a server-side cursor, BATCH at a time: a search of every
+        item never holds all its rows (a client-side cursor fetches them whole). The cursor
+        lives in a transaction (a savepoint within a writer's), ended when the rows are."""
+        name = f"custody_select_{next(_CURSORS)}"  # unique: one select may be read inside another
+        try:
+            with self.conn.transaction(), self.conn.cursor(name=name) as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(self._sql(sql), params)
+                yield from cursor
+        except psycopg.Error as exc:
+            raise IndexStoreError(f"the search index in {describe(self.url)}: "
+                                  f"{_one_line(exc)}") from None
 
     def _where(self, q: ItemQuery, time: Mode, place: Mode) -> tuple[list[str], list[Any]]:
         """The same filters as the SQLite adapter's, clause for clause."""

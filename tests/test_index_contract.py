@@ -243,6 +243,29 @@ def test_expected_answers(results, field, adapter):
     assert {s["item"] for s in r["similar"]["similar"]} == similar
 
 
+def test_a_postgresql_search_reads_its_rows_through_a_server_side_cursor(field, monkeypatch):
+    """A search of every item holds one batch of rows, not all of them: they come through a
+    named cursor, a batch at a time, in a transaction that ends with the rows (read to the end,
+    or left early)."""
+    import store.pg_index
+
+    pg = field.indexes["postgresql"]
+    assert isinstance(pg, store.pg_index.PostgresIndex)
+    monkeypatch.setattr(store.pg_index, "BATCH", 3)  # several batches from this small archive
+    every = _rows(field.indexes["sqlite"], ItemQuery())
+    rows = pg.select(ItemQuery())
+    first = next(rows)
+    cursors = pg.conn.execute("SELECT name FROM pg_cursors").fetchall()
+    assert [name for (name,) in cursors if name.startswith("custody_select_")]
+    assert [tuple(r._replace(id=0)) for r in (first, *rows)] == every and len(every) > 3
+    assert pg.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    rows = pg.select(ItemQuery())
+    next(rows)
+    rows.close()  # left early
+    assert pg.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert pg.conn.execute("SELECT count(*) FROM pg_cursors").fetchone() == (0,)
+
+
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_writers_see_one_transaction(field, adapter, tmp_path, pg_url):
     """A write that fails inside `writing` leaves nothing behind."""

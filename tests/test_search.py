@@ -267,6 +267,67 @@ def test_streamed_search_json_is_byte_for_byte_the_document_built_in_memory(fiel
     assert out == _search_as_before(field, json.loads(out)["index"], **filters)
 
 
+def gps_jpeg(path: Path, lat: float, lon: float, alt: float | None) -> None:
+    """A JPEG whose EXIF GPS says (lat, lon, alt), in degrees, minutes and seconds as cameras
+    write them (a tiny latitude gives a float Python writes with an exponent); its camera model
+    is its file name, so that no two such photos are one device's impossible journey."""
+    from PIL import Image
+
+    def dms(x: float) -> tuple[Fraction, Fraction, Fraction]:
+        seconds = Fraction(round(abs(x) * 3600 * 10**6), 10**6)
+        return Fraction(int(seconds // 3600)), Fraction(int(seconds % 3600 // 60)), seconds % 60
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "samsung", path.stem
+    exif.get_ifd(0x8769)[0x9003] = "2016:10:03 14:30:00"
+    exif.get_ifd(0x8769)[0x9011] = "+03:00"  # OffsetTimeOriginal
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2], gps[3], gps[4] = "N" if lat >= 0 else "S", dms(lat), \
+        "E" if lon >= 0 else "W", dms(lon)
+    if alt is not None:
+        gps[5], gps[6] = b"\x00", Fraction(round(alt * 10**7), 10**7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(path, exif=exif)
+
+
+def test_streamed_search_json_is_the_same_bytes_for_every_name_note_and_number_a_row_holds(
+        cli_archive, tmp_path):
+    """The fast encoder (orjson) and its fallback (json's form) against the document built whole:
+    non-ASCII names, notes and cases, tiny GPS values from a real EXIF, and index rows holding
+    what no camera writes (1e300, an infinite altitude, nested warnings with floats and an int
+    past 64 bits, a list stored in its JSON form)."""
+    import sqlite3
+
+    card = tmp_path / "card"
+    gps_jpeg(card / "صورة حلب ✓.jpg", 0.00001, 0.0, 0.0)
+    gps_jpeg(card / "Homs—日本語.jpg", -33.8688, 151.2093, 8848.86)
+    gps_jpeg(card / "plain.jpg", 36.2, 37.14, None)
+    cli_archive("ingest", card, "--case", "حلب-2016", "--note", 'نقل "quoted" \\ ü', check=True)
+    sha = {r["name"]: r["sha256"] for r in cli_archive("list", "--json", check=True).json()}
+    cli_archive("note", sha["plain.jpg"], "--text", "line one\nline two\ttab \u202e", check=True)
+    cli_archive("search", "--limit", "1", "--json", check=True)  # the index is current
+    with sqlite3.connect(cli_archive.archive / "index.db") as db:
+        db.execute("UPDATE items SET lat = 1e-300, lon = -0.0, alt = 1e300 WHERE sha256 = ?",
+                   (sha["Homs—日本語.jpg"],))
+        db.execute("UPDATE items SET alt = 9e999, warnings = ?, names = ? WHERE sha256 = ?",
+                   ('[["nested", [1.5e-7, {"x": 1e22}]], 18446744073709551616, "ü"]',
+                    "\x1e" + json.dumps(["a\x1fb", "ü.jpg"]), sha["plain.jpg"]))
+    field = Field(cli_archive, sha, [])
+    out = cli_archive("search", "--json", check=True).stdout
+    assert out == _search_as_before(field, json.loads(out)["index"])
+    for written in ('"lat": 1e-05', '"lat": 1e-300', '"alt": 1e+300', '"alt": Infinity',
+                    "1.5e-07", "1e+22", "18446744073709551616",
+                    '"صورة حلب ✓.jpg"', '"نقل \\"quoted\\" \\\\ ü"', '"line one\\nline two'):
+        assert written in out  # each through the fallback, or orjson's same bytes
+    items = {i["sha256"]: i for i in json.loads(out)["items"]}
+    assert items[sha["plain.jpg"]]["names"] == ["a\x1fb", "ü.jpg"]
+    for args in (("--case", "حلب-2016"), ("--text", "quoted"), ("--limit", "2")):
+        out = cli_archive("search", *args, "--json", check=True).stdout
+        filters = {"case": args[1]} if args[0] == "--case" else \
+            {"text": args[1]} if args[0] == "--text" else {"limit": 2}
+        assert out == _search_as_before(field, json.loads(out)["index"], **filters)
+
+
 def test_the_index_keeps_each_items_c2pa_verdict_as_its_signed_document_gives_it(field):
     import sqlite3
 

@@ -7,7 +7,6 @@ the rest are pure functions over the record, used by show, reports and search (d
 from __future__ import annotations
 
 import json
-from importlib import metadata as dist
 from typing import Any
 
 from .record import one_line, safe_text
@@ -36,6 +35,8 @@ def settings(trust_anchors: str | None) -> dict[str, Any]:
 
 def c2pa_version() -> str:
     try:
+        from importlib import metadata as dist  # here: importing it costs search ~20 ms
+
         import c2pa
 
         return f"{dist.version('c2pa-python')} (c2pa-rs {c2pa.sdk_version()})"

@@ -17,17 +17,18 @@ TRACK_DRAW_LIMIT = 50_000  # --geojson draws the track itself up to this many po
 
 def item_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
               distance: float | None = None) -> dict[str, Any]:
-    cases = list(r.cases)
+    cases = r.cases  # the row's own list: copied only when an incident's case joins it
     for incident in r.incidents:
         case = incident_cases.get(incident)
         if case and case not in cases:
-            cases.append(case)
+            cases = [*cases, case]
+    dated = r.captured_at
     out: dict[str, Any] = {
         "sha256": r.sha256,
         "names": r.names,
         "mime": r.mime,
-        "captured_at": shown_capture(r.captured_text, r.basis) if r.captured_at else None,
-        "captured_at_basis": r.basis if r.captured_at else None,
+        "captured_at": shown_capture(r.captured_text, r.basis) if dated else None,
+        "captured_at_basis": r.basis if dated else None,
         "gps": None if r.lat is None else {"lat": r.lat, "lon": r.lon, "alt": r.alt},
         "device": None if r.make is None and r.model is None else {"make": r.make,
                                                                     "model": r.model},
