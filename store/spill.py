@@ -1,0 +1,217 @@
+"""Mappings that keep a bounded number of values in memory and the rest in a scratch database.
+
+A long fold (verify's replay of every entry) keeps state per item; on a huge log that state must not
+grow the process. `SpillTables` is one unnamed temporary SQLite database (SQLite deletes its file on
+close, and keeps its own page cache small); each `table(name)` is a MutableMapping with the dict's
+behaviour (iteration in insertion order, a key deleted and set again goes last) whose most recently
+brought-in values stay in memory as the objects themselves, the oldest written out (pickled) a batch
+at a time. The values are the caller's own, read back only by this process.
+
+A value taken from a table must be changed before the next use of that table: the next use may
+write it out, after which a change to the object would not be kept (set it again instead).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+HOT = 4096  # values kept in memory per table
+EVICT = 1024  # written out at once when a table holds more than HOT in memory
+PAGE = 1024  # keys read at once when a table is iterated
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+Key = str | int
+INT64 = range(-2**63, 2**63)
+
+
+def _stored(key: Key) -> bytes | int | str:
+    """A key as the database holds it: a str as its UTF-8 bytes (any str, lone surrogates too,
+    ordered by code point), an int as itself, an int SQLite cannot hold as its decimal text."""
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogatepass")
+    return key if key in INT64 else str(key)
+
+
+def _key(stored: bytes | int | str) -> Key:
+    if isinstance(stored, bytes):
+        return stored.decode("utf-8", "surrogatepass")
+    return int(stored)
+
+
+class SpillTables:
+    """One scratch database holding any number of named tables; `close()` deletes it."""
+
+    def __init__(self, hot: int = HOT, evict: int = EVICT) -> None:
+        self._conn = sqlite3.connect("", isolation_level=None)  # "": a temporary file, unnamed
+        self._conn.execute("PRAGMA journal_mode = OFF")  # scratch: nothing to recover
+        self._conn.execute("PRAGMA synchronous = OFF")
+        self._conn.execute("PRAGMA cache_size = -4096")  # KiB: SQLite's own memory stays small
+        self._conn.execute(
+            "CREATE TABLE spilled (space INTEGER, key, ord INTEGER, value BLOB, "
+            "PRIMARY KEY (space, key)) WITHOUT ROWID")
+        self._conn.execute("CREATE INDEX spilled_order ON spilled (space, ord)")
+        self._hot = hot
+        self._evict = evict
+        self._tables: dict[str, SpillMapping] = {}
+
+    def table(self, name: str) -> SpillMapping:
+        """The table called `name` (the same object each time)."""
+        found = self._tables.get(name)
+        if found is None:
+            found = self._tables[name] = SpillMapping(self._conn, len(self._tables), self._hot,
+                                                      self._evict)
+        return found
+
+    def close(self) -> None:
+        self._tables.clear()
+        self._conn.close()
+
+    def __enter__(self) -> SpillTables:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SpillMapping(MutableMapping[Any, Any]):
+    """A dict of str or int keys whose oldest values are written out (see the module)."""
+
+    def __init__(self, conn: sqlite3.Connection, space: int, hot: int, evict: int) -> None:
+        self._conn = conn
+        self._space = space
+        self._hot_limit = hot
+        self._evict = max(1, min(evict, hot))
+        self._hot: dict[Key, tuple[int, Any]] = {}  # key -> (its order, the value itself)
+        self._next = 0
+        self._cold = False  # whether anything was ever written out
+
+    def __getitem__(self, key: Key) -> Any:
+        found = self._hot.get(key)
+        if found is not None:
+            return found[1]
+        if self._cold and isinstance(key, str | int):
+            row = self._conn.execute("SELECT ord, value FROM spilled WHERE space = ? AND key = ?",
+                                     (self._space, _stored(key))).fetchone()
+            if row is not None:
+                value = pickle.loads(row[1])
+                self._bring_in(key, row[0], value)
+                return value
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._hot:
+            return True
+        if not self._cold:
+            return False
+        if not isinstance(key, str | int):
+            return False
+        return self._conn.execute("SELECT 1 FROM spilled WHERE space = ? AND key = ?",
+                                  (self._space, _stored(key))).fetchone() is not None
+
+    def __setitem__(self, key: Key, value: Any) -> None:
+        if not isinstance(key, str | int):
+            raise TypeError(f"a spilled table's keys are str or int, not {type(key).__name__}")
+        found = self._hot.get(key)
+        if found is not None:
+            self._hot[key] = (found[0], value)
+            return
+        order = None
+        if self._cold:
+            row = self._conn.execute("SELECT ord FROM spilled WHERE space = ? AND key = ?",
+                                     (self._space, _stored(key))).fetchone()
+            order = row[0] if row is not None else None
+        if order is None:
+            order, self._next = self._next, self._next + 1
+        self._bring_in(key, order, value)
+
+    def __delitem__(self, key: Key) -> None:
+        found = self._hot.pop(key, None)
+        gone = 0
+        if self._cold and isinstance(key, str | int):
+            gone = self._conn.execute("DELETE FROM spilled WHERE space = ? AND key = ?",
+                                      (self._space, _stored(key))).rowcount
+        if found is None and not gone:
+            raise KeyError(key)
+
+    def __len__(self) -> int:
+        self._write_out_all()
+        if not self._cold:
+            return len(self._hot)
+        (count,) = self._conn.execute("SELECT count(*) FROM spilled WHERE space = ?",
+                                      (self._space,)).fetchone()
+        return int(count)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Keys in insertion order, read a page at a time (setting a key while iterating is
+        allowed, as for a dict)."""
+        if not self._cold:
+            yield from list(self._hot)
+            return
+        after = -1
+        while True:
+            self._write_out_all()
+            page = self._conn.execute(
+                "SELECT key, ord FROM spilled WHERE space = ? AND ord > ? ORDER BY ord LIMIT ?",
+                (self._space, after, PAGE)).fetchall()
+            if not page:
+                return
+            after = page[-1][1]
+            for key, _order in page:
+                yield _key(key)
+
+    def sorted_keys(self) -> Iterator[Any]:
+        """Keys in sorted order (str keys by code point, as `sorted` orders them; a table of str
+        keys only), a page at a time, without holding them all."""
+        if not self._cold:
+            yield from sorted(self._hot)
+            return
+        for key, _value in self.sorted_items():
+            yield key
+
+    def sorted_items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) in sorted order of keys (as `sorted_keys`), a page at a time; the values
+        are read, not brought into memory (for a table no longer changed)."""
+        if not self._cold:
+            yield from sorted((key, value) for key, (_, value) in self._hot.items())
+            return
+        self._write_out_all()
+        last: bytes | int | str | None = None
+        while True:
+            if last is None:
+                page = self._conn.execute(
+                    "SELECT key, value FROM spilled WHERE space = ? ORDER BY key LIMIT ?",
+                    (self._space, PAGE)).fetchall()
+            else:
+                page = self._conn.execute(
+                    "SELECT key, value FROM spilled WHERE space = ? AND key > ? ORDER BY key "
+                    "LIMIT ?", (self._space, last, PAGE)).fetchall()
+            if not page:
+                return
+            last = page[-1][0]
+            for key, value in page:
+                yield _key(key), pickle.loads(value)
+
+    def _bring_in(self, key: Key, order: int, value: Any) -> None:
+        if len(self._hot) >= self._hot_limit:
+            self._write_out(self._evict)
+        self._hot[key] = (order, value)
+
+    def _write_out(self, count: int) -> None:
+        """Write the `count` oldest values in memory out to the database and drop them."""
+        hot = self._hot
+        keys = [key for key, _ in zip(hot, range(count), strict=False)]
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?)",
+            [(self._space, _stored(key), hot[key][0], pickle.dumps(hot[key][1], PROTOCOL))
+             for key in keys])
+        for key in keys:
+            del hot[key]
+        self._cold = True
+
+    def _write_out_all(self) -> None:
+        """Once anything is written out, the database is the one place to read an order from."""
+        if self._hot and self._cold:
+            self._write_out(len(self._hot))
