@@ -18,8 +18,9 @@ import sqlite3
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-HOT = 4096  # values kept in memory per table
-EVICT = 1024  # written out at once when a table holds more than HOT in memory
+HOT = 8192  # values kept in memory per table
+EVICT = 2048  # written out at once when a table holds more than HOT in memory
+FILTER_BITS = 1 << 23  # a table's filter of the keys written out (1 MiB; see _WrittenOut)
 PAGE = 1024  # keys read at once when a table is iterated
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -39,6 +40,27 @@ def _key(stored: bytes | int | str) -> Key:
     if isinstance(stored, bytes):
         return stored.decode("utf-8", "surrogatepass")
     return int(stored)
+
+
+class _WrittenOut:
+    """Which keys may have been written out: a fixed-size Bloom filter (two bits a key, taken
+    from its hash), so that asking for a key never written out (each new item, several times
+    an entry) reads no database. It may say yes wrongly (then the database says no), never no
+    wrongly; it does not grow (about 5% wrong yeses at a million keys)."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray(FILTER_BITS // 8)
+
+    def _places(self, key: object) -> tuple[int, int]:
+        h = hash(key) & 0xFFFFFFFFFFFFFFFF
+        return h % FILTER_BITS, (h >> 32 ^ h * 0x9E3779B1) % FILTER_BITS
+
+    def add(self, key: object) -> None:
+        for place in self._places(key):
+            self._bits[place >> 3] |= 1 << (place & 7)
+
+    def __contains__(self, key: object) -> bool:
+        return all(self._bits[p >> 3] & (1 << (p & 7)) for p in self._places(key))
 
 
 class SpillTables:
@@ -87,12 +109,13 @@ class SpillMapping(MutableMapping[Any, Any]):
         self._hot: dict[Key, tuple[int, Any]] = {}  # key -> (its order, the value itself)
         self._next = 0
         self._cold = False  # whether anything was ever written out
+        self._written: _WrittenOut | None = None  # made when something is first written out
 
     def __getitem__(self, key: Key) -> Any:
         found = self._hot.get(key)
         if found is not None:
             return found[1]
-        if self._cold and isinstance(key, str | int):
+        if self._may_be_cold(key):
             row = self._conn.execute("SELECT ord, value FROM spilled WHERE space = ? AND key = ?",
                                      (self._space, _stored(key))).fetchone()
             if row is not None:
@@ -104,9 +127,7 @@ class SpillMapping(MutableMapping[Any, Any]):
     def __contains__(self, key: object) -> bool:
         if key in self._hot:
             return True
-        if not self._cold:
-            return False
-        if not isinstance(key, str | int):
+        if not self._may_be_cold(key) or not isinstance(key, str | int):
             return False
         return self._conn.execute("SELECT 1 FROM spilled WHERE space = ? AND key = ?",
                                   (self._space, _stored(key))).fetchone() is not None
@@ -118,19 +139,15 @@ class SpillMapping(MutableMapping[Any, Any]):
         if found is not None:
             self._hot[key] = (found[0], value)
             return
-        order = None
-        if self._cold:
-            row = self._conn.execute("SELECT ord FROM spilled WHERE space = ? AND key = ?",
-                                     (self._space, _stored(key))).fetchone()
-            order = row[0] if row is not None else None
-        if order is None:
-            order, self._next = self._next, self._next + 1
+        # A key already written out keeps its place: writing out keeps the stored order (below),
+        # so the order taken here counts only for a key that is new.
+        order, self._next = self._next, self._next + 1
         self._bring_in(key, order, value)
 
     def __delitem__(self, key: Key) -> None:
         found = self._hot.pop(key, None)
         gone = 0
-        if self._cold and isinstance(key, str | int):
+        if self._may_be_cold(key):
             gone = self._conn.execute("DELETE FROM spilled WHERE space = ? AND key = ?",
                                       (self._space, _stored(key))).rowcount
         if found is None and not gone:
@@ -168,8 +185,22 @@ class SpillMapping(MutableMapping[Any, Any]):
         if not self._cold:
             yield from sorted(self._hot)
             return
-        for key, _value in self.sorted_items():
-            yield key
+        self._write_out_all()
+        last: bytes | int | str | None = None
+        while True:
+            if last is None:
+                page = self._conn.execute(
+                    "SELECT key FROM spilled WHERE space = ? ORDER BY key LIMIT ?",
+                    (self._space, PAGE)).fetchall()
+            else:
+                page = self._conn.execute(
+                    "SELECT key FROM spilled WHERE space = ? AND key > ? ORDER BY key LIMIT ?",
+                    (self._space, last, PAGE)).fetchall()
+            if not page:
+                return
+            last = page[-1][0]
+            for (key,) in page:
+                yield _key(key)
 
     def sorted_items(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) in sorted order of keys (as `sorted_keys`), a page at a time; the values
@@ -203,13 +234,20 @@ class SpillMapping(MutableMapping[Any, Any]):
         """Write the `count` oldest values in memory out to the database and drop them."""
         hot = self._hot
         keys = [key for key, _ in zip(hot, range(count), strict=False)]
+        written = self._written = self._written or _WrittenOut()
+        for key in keys:
+            written.add(key)
         self._conn.executemany(
-            "INSERT OR REPLACE INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?)",
+            "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # its order stays
             [(self._space, _stored(key), hot[key][0], pickle.dumps(hot[key][1], PROTOCOL))
              for key in keys])
         for key in keys:
             del hot[key]
         self._cold = True
+
+    def _may_be_cold(self, key: object) -> bool:
+        return self._written is not None and isinstance(key, str | int) and key in self._written
 
     def _write_out_all(self) -> None:
         """Once anything is written out, the database is the one place to read an order from."""

@@ -57,6 +57,10 @@ class Holding:
     since_seq: int
     since_time: str
 
+    def __reduce__(self) -> tuple[type[Holding], tuple[str, int, str]]:
+        """Pickled as its fields (verify keeps holdings in scratch tables: store/spill.py)."""
+        return Holding, (self.holder, self.since_seq, self.since_time)
+
 
 class CustodyBook:
     """Apply entries in log order; ask for holders and offers at that point."""

@@ -80,6 +80,12 @@ class FirstRecord:
     size: object
     metadata_sha256: object
 
+    def __reduce__(self) -> tuple[type[FirstRecord], tuple[object, ...]]:
+        """Pickled as its fields (verify keeps first records in scratch tables: store/spill.py);
+        faster to read back than a slotted dataclass's own state."""
+        return FirstRecord, (self.seq, self.time, self.actor, self.action, self.size,
+                             self.metadata_sha256)
+
 
 @dataclass(frozen=True, slots=True)
 class Removal:
