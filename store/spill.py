@@ -51,16 +51,17 @@ class _WrittenOut:
     def __init__(self) -> None:
         self._bits = bytearray(FILTER_BITS // 8)
 
-    def _places(self, key: object) -> tuple[int, int]:
-        h = hash(key) & 0xFFFFFFFFFFFFFFFF
-        return h % FILTER_BITS, (h >> 32 ^ h * 0x9E3779B1) % FILTER_BITS
-
     def add(self, key: object) -> None:
-        for place in self._places(key):
-            self._bits[place >> 3] |= 1 << (place & 7)
+        h = hash(key) & 0xFFFFFFFFFFFFFFFF
+        one, two = h % FILTER_BITS, (h >> 32 ^ h * 0x9E3779B1) % FILTER_BITS
+        self._bits[one >> 3] |= 1 << (one & 7)
+        self._bits[two >> 3] |= 1 << (two & 7)
 
     def __contains__(self, key: object) -> bool:
-        return all(self._bits[p >> 3] & (1 << (p & 7)) for p in self._places(key))
+        h = hash(key) & 0xFFFFFFFFFFFFFFFF
+        one, two = h % FILTER_BITS, (h >> 32 ^ h * 0x9E3779B1) % FILTER_BITS
+        return bool(self._bits[one >> 3] & (1 << (one & 7))
+                    and self._bits[two >> 3] & (1 << (two & 7)))
 
 
 class SpillTables:
