@@ -25,6 +25,12 @@ PAGE = 1024  # keys read at once when a table is iterated
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 Key = str | int
+
+
+class ScratchError(Exception):
+    """The scratch database could not be written or read (a full or unwritable temporary folder);
+    the message is SQLite's, one line."""
+
 INT64 = range(-2**63, 2**63)
 
 
@@ -64,21 +70,33 @@ class _WrittenOut:
                     and self._bits[two >> 3] & (1 << (two & 7)))
 
 
+def _execute(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()
+             ) -> sqlite3.Cursor:
+    try:
+        return conn.execute(sql, params)
+    except sqlite3.Error as exc:
+        raise ScratchError(f"cannot use the verifier's scratch file in the temporary folder: "
+                           f"{exc}") from None
+
+
 class SpillTables:
     """One scratch database holding any number of named tables; `close()` deletes it."""
 
     def __init__(self, hot: int = HOT, evict: int = EVICT) -> None:
         self._conn = sqlite3.connect("", isolation_level=None)  # "": a temporary file, unnamed
-        self._conn.execute("PRAGMA journal_mode = OFF")  # scratch: nothing to recover
-        self._conn.execute("PRAGMA synchronous = OFF")
-        self._conn.execute("PRAGMA cache_size = -4096")  # KiB: SQLite's own memory stays small
-        self._conn.execute(
+        self._sql("PRAGMA journal_mode = OFF")  # scratch: nothing to recover
+        self._sql("PRAGMA synchronous = OFF")
+        self._sql("PRAGMA cache_size = -4096")  # KiB: SQLite's own memory stays small
+        self._sql(
             "CREATE TABLE spilled (space INTEGER, key, ord INTEGER, value BLOB, "
             "PRIMARY KEY (space, key)) WITHOUT ROWID")
-        self._conn.execute("CREATE INDEX spilled_order ON spilled (space, ord)")
+        self._sql("CREATE INDEX spilled_order ON spilled (space, ord)")
         self._hot = hot
         self._evict = evict
         self._tables: dict[str, SpillMapping] = {}
+
+    def _sql(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        return _execute(self._conn, sql, params)
 
     def table(self, name: str) -> SpillMapping:
         """The table called `name` (the same object each time)."""
@@ -112,12 +130,15 @@ class SpillMapping(MutableMapping[Any, Any]):
         self._cold = False  # whether anything was ever written out
         self._written: _WrittenOut | None = None  # made when something is first written out
 
+    def _sql(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        return _execute(self._conn, sql, params)
+
     def __getitem__(self, key: Key) -> Any:
         found = self._hot.get(key)
         if found is not None:
             return found[1]
         if self._may_be_cold(key):
-            row = self._conn.execute("SELECT ord, value FROM spilled WHERE space = ? AND key = ?",
+            row = self._sql("SELECT ord, value FROM spilled WHERE space = ? AND key = ?",
                                      (self._space, _stored(key))).fetchone()
             if row is not None:
                 value = pickle.loads(row[1])
@@ -130,7 +151,7 @@ class SpillMapping(MutableMapping[Any, Any]):
             return True
         if not self._may_be_cold(key) or not isinstance(key, str | int):
             return False
-        return self._conn.execute("SELECT 1 FROM spilled WHERE space = ? AND key = ?",
+        return self._sql("SELECT 1 FROM spilled WHERE space = ? AND key = ?",
                                   (self._space, _stored(key))).fetchone() is not None
 
     def __setitem__(self, key: Key, value: Any) -> None:
@@ -149,7 +170,7 @@ class SpillMapping(MutableMapping[Any, Any]):
         found = self._hot.pop(key, None)
         gone = 0
         if self._may_be_cold(key):
-            gone = self._conn.execute("DELETE FROM spilled WHERE space = ? AND key = ?",
+            gone = self._sql("DELETE FROM spilled WHERE space = ? AND key = ?",
                                       (self._space, _stored(key))).rowcount
         if found is None and not gone:
             raise KeyError(key)
@@ -158,7 +179,7 @@ class SpillMapping(MutableMapping[Any, Any]):
         self._write_out_all()
         if not self._cold:
             return len(self._hot)
-        (count,) = self._conn.execute("SELECT count(*) FROM spilled WHERE space = ?",
+        (count,) = self._sql("SELECT count(*) FROM spilled WHERE space = ?",
                                       (self._space,)).fetchone()
         return int(count)
 
@@ -171,7 +192,7 @@ class SpillMapping(MutableMapping[Any, Any]):
         after = -1
         while True:
             self._write_out_all()
-            page = self._conn.execute(
+            page = self._sql(
                 "SELECT key, ord FROM spilled WHERE space = ? AND ord > ? ORDER BY ord LIMIT ?",
                 (self._space, after, PAGE)).fetchall()
             if not page:
@@ -190,11 +211,11 @@ class SpillMapping(MutableMapping[Any, Any]):
         last: bytes | int | str | None = None
         while True:
             if last is None:
-                page = self._conn.execute(
+                page = self._sql(
                     "SELECT key FROM spilled WHERE space = ? ORDER BY key LIMIT ?",
                     (self._space, PAGE)).fetchall()
             else:
-                page = self._conn.execute(
+                page = self._sql(
                     "SELECT key FROM spilled WHERE space = ? AND key > ? ORDER BY key LIMIT ?",
                     (self._space, last, PAGE)).fetchall()
             if not page:
@@ -213,11 +234,11 @@ class SpillMapping(MutableMapping[Any, Any]):
         last: bytes | int | str | None = None
         while True:
             if last is None:
-                page = self._conn.execute(
+                page = self._sql(
                     "SELECT key, value FROM spilled WHERE space = ? ORDER BY key LIMIT ?",
                     (self._space, PAGE)).fetchall()
             else:
-                page = self._conn.execute(
+                page = self._sql(
                     "SELECT key, value FROM spilled WHERE space = ? AND key > ? ORDER BY key "
                     "LIMIT ?", (self._space, last, PAGE)).fetchall()
             if not page:
@@ -238,11 +259,15 @@ class SpillMapping(MutableMapping[Any, Any]):
         written = self._written = self._written or _WrittenOut()
         for key in keys:
             written.add(key)
-        self._conn.executemany(
-            "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # its order stays
-            [(self._space, _stored(key), hot[key][0], pickle.dumps(hot[key][1], PROTOCOL))
-             for key in keys])
+        try:
+            self._conn.executemany(
+                "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # order stays
+                [(self._space, _stored(key), hot[key][0], pickle.dumps(hot[key][1], PROTOCOL))
+                 for key in keys])
+        except sqlite3.Error as exc:  # the values stay in memory; the caller is told
+            raise ScratchError(f"cannot write the verifier's scratch file in the temporary "
+                               f"folder: {exc}") from None
         for key in keys:
             del hot[key]
         self._cold = True

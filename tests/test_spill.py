@@ -5,7 +5,11 @@ with the log."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+import textwrap
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 from custody.core import entry as entries
@@ -13,6 +17,8 @@ from custody.core.replay import Replay
 from custody.core.signing import SigningKey
 from custody.ops.archive import custodian_json
 from store.spill import SpillTables
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_spilled_table_behaves_as_a_dict_through_any_sequence_of_changes() -> None:
@@ -142,3 +148,29 @@ def test_the_replay_state_verify_keeps_does_not_grow_with_the_log() -> None:
     times the items, the same peak (in memory, the old replay grew about 1 KB an item)."""
     small, large = _traced_peak_of_a_replay(1500), _traced_peak_of_a_replay(6000)
     assert large < small * 1.25 + 100_000, (small, large)
+
+
+def test_a_full_temporary_folder_is_one_line_and_no_file_is_left(tmp_path: Path,
+                                                                 mount_tmpfs: Any) -> None:
+    """The scratch tables live in an unnamed file of the temporary folder: when it fills, a
+    ScratchError in one line (verify reports it as unreadable, exit 3), not a raw SQLite error;
+    closed, nothing is left behind."""
+    full = mount_tmpfs(tmp_path / "tmp", "64k")
+    script = textwrap.dedent("""
+        from store.spill import ScratchError, SpillTables
+        tables = SpillTables(hot=4, evict=2)
+        try:
+            for n in range(100_000):
+                tables.table("first")[f"{n:064x}"] = "x" * 1024
+        except ScratchError as exc:
+            print(exc)
+        tables.close()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "SQLITE_TMPDIR": str(full),
+                               "TMPDIR": str(full), "PYTHONPATH": str(ROOT)})
+    assert done.stdout.startswith("cannot write the verifier's scratch file in the temporary "
+                                  "folder: "), done.stdout + done.stderr
+    assert "full" in done.stdout and len(done.stdout.splitlines()) == 1
+    assert list(full.iterdir()) == []

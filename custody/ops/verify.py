@@ -47,7 +47,7 @@ from store.ports import (
     ObjectStore,
     ObjectUnreadable,
 )
-from store.spill import SpillMapping, SpillTables
+from store.spill import ScratchError, SpillMapping, SpillTables
 
 # From this many items a metadata check reads every document in one scan ordered by SHA-256 (as
 # the items are sorted) instead of looking each one up.
@@ -107,8 +107,13 @@ def audit(
     pool = VerifyPool(archive.objects)
     _index_keys = archive.content_key  # before any worker forks
     scratch: list[SpillTables] = []  # the replay's state, closed (deleted) when verify ends
+    report = AuditReport()
     try:
-        return _audit(archive, pool, item, on_progress, external or [], objects, now, scratch)
+        return _audit(archive, pool, item, on_progress, external or [], objects, now, scratch,
+                      report)
+    except ScratchError as exc:  # a full temporary folder: what was found so far, and that
+        report.unreadable.append(f"cannot check the log to its end: {exc}")
+        return report
     finally:
         pool.close()
         _index_keys = None
@@ -125,8 +130,8 @@ def _audit(
     objects: bool,
     now: datetime | None,
     scratch: list[SpillTables],
+    report: AuditReport,
 ) -> AuditReport:
-    report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
     try:
         archive.ledger.open()  # read-only, or says why it cannot
