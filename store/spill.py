@@ -82,7 +82,7 @@ def _execute(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()
 class SpillTables:
     """One scratch database holding any number of named tables; `close()` deletes it."""
 
-    def __init__(self, hot: int = HOT, evict: int = EVICT) -> None:
+    def __init__(self, hot: int | None = None, evict: int | None = None) -> None:
         self._conn = sqlite3.connect("", isolation_level=None)  # "": a temporary file, unnamed
         self._sql("PRAGMA journal_mode = OFF")  # scratch: nothing to recover
         self._sql("PRAGMA synchronous = OFF")
@@ -91,8 +91,8 @@ class SpillTables:
             "CREATE TABLE spilled (space INTEGER, key, ord INTEGER, value BLOB, "
             "PRIMARY KEY (space, key)) WITHOUT ROWID")
         self._sql("CREATE INDEX spilled_order ON spilled (space, ord)")
-        self._hot = hot
-        self._evict = evict
+        self._hot = HOT if hot is None else hot  # read when made: a test may lower them
+        self._evict = EVICT if evict is None else evict
         self._tables: dict[str, SpillMapping] = {}
 
     def _sql(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
