@@ -25,6 +25,7 @@ PAGE = 1024  # keys read at once when a table is iterated
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 Key = str | int
+_MISSING: Any = object()
 
 
 class ScratchError(Exception):
@@ -125,7 +126,10 @@ class SpillMapping(MutableMapping[Any, Any]):
         self._space = space
         self._hot_limit = hot
         self._evict = max(1, min(evict, hot))
-        self._hot: dict[Key, tuple[int, Any]] = {}  # key -> (its order, the value itself)
+        # key -> the value itself, oldest first: a new key's place in the order is given when it
+        # is written out (in this order, after every place given before); a key brought back
+        # keeps the place stored with it
+        self._hot: dict[Key, Any] = {}
         self._next = 0
         self._cold = False  # whether anything was ever written out
         self._written: _WrittenOut | None = None  # made when something is first written out
@@ -134,17 +138,44 @@ class SpillMapping(MutableMapping[Any, Any]):
         return _execute(self._conn, sql, params)
 
     def __getitem__(self, key: Key) -> Any:
-        found = self._hot.get(key)
-        if found is not None:
-            return found[1]
+        value = self._hot.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
         if self._may_be_cold(key):
-            row = self._sql("SELECT ord, value FROM spilled WHERE space = ? AND key = ?",
-                                     (self._space, _stored(key))).fetchone()
+            row = self._sql("SELECT value FROM spilled WHERE space = ? AND key = ?",
+                            (self._space, _stored(key))).fetchone()
             if row is not None:
-                value = pickle.loads(row[1])
-                self._bring_in(key, row[0], value)
+                value = pickle.loads(row[0])
+                self._bring_in(key, value)
                 return value
         raise KeyError(key)
+
+    def get(self, key: Key, default: Any = None) -> Any:  # the dict's speed while in memory
+        value = self._hot.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if self._written is None:
+            return default
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        value = self._hot.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            self[key] = value = default
+        return value
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        if key not in self._hot and self._written is None:  # never written out: a dict's miss
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return super().pop(key) if default is _MISSING else super().pop(key, default)
 
     def __contains__(self, key: object) -> bool:
         if key in self._hot:
@@ -152,27 +183,23 @@ class SpillMapping(MutableMapping[Any, Any]):
         if not self._may_be_cold(key) or not isinstance(key, str | int):
             return False
         return self._sql("SELECT 1 FROM spilled WHERE space = ? AND key = ?",
-                                  (self._space, _stored(key))).fetchone() is not None
+                         (self._space, _stored(key))).fetchone() is not None
 
     def __setitem__(self, key: Key, value: Any) -> None:
+        if key in self._hot:
+            self._hot[key] = value
+            return
         if not isinstance(key, str | int):
             raise TypeError(f"a spilled table's keys are str or int, not {type(key).__name__}")
-        found = self._hot.get(key)
-        if found is not None:
-            self._hot[key] = (found[0], value)
-            return
-        # A key already written out keeps its place: writing out keeps the stored order (below),
-        # so the order taken here counts only for a key that is new.
-        order, self._next = self._next, self._next + 1
-        self._bring_in(key, order, value)
+        self._bring_in(key, value)
 
     def __delitem__(self, key: Key) -> None:
-        found = self._hot.pop(key, None)
+        found = self._hot.pop(key, _MISSING)
         gone = 0
         if self._may_be_cold(key):
             gone = self._sql("DELETE FROM spilled WHERE space = ? AND key = ?",
-                                      (self._space, _stored(key))).rowcount
-        if found is None and not gone:
+                             (self._space, _stored(key))).rowcount
+        if found is _MISSING and not gone:
             raise KeyError(key)
 
     def __len__(self) -> int:
@@ -180,7 +207,7 @@ class SpillMapping(MutableMapping[Any, Any]):
         if not self._cold:
             return len(self._hot)
         (count,) = self._sql("SELECT count(*) FROM spilled WHERE space = ?",
-                                      (self._space,)).fetchone()
+                             (self._space,)).fetchone()
         return int(count)
 
     def __iter__(self) -> Iterator[Any]:
@@ -228,7 +255,7 @@ class SpillMapping(MutableMapping[Any, Any]):
         """(key, value) in sorted order of keys (as `sorted_keys`), a page at a time; the values
         are read, not brought into memory (for a table no longer changed)."""
         if not self._cold:
-            yield from sorted((key, value) for key, (_, value) in self._hot.items())
+            yield from sorted(self._hot.items())
             return
         self._write_out_all()
         last: bytes | int | str | None = None
@@ -247,10 +274,10 @@ class SpillMapping(MutableMapping[Any, Any]):
             for key, value in page:
                 yield _key(key), pickle.loads(value)
 
-    def _bring_in(self, key: Key, order: int, value: Any) -> None:
+    def _bring_in(self, key: Key, value: Any) -> None:
         if len(self._hot) >= self._hot_limit:
             self._write_out(self._evict)
-        self._hot[key] = (order, value)
+        self._hot[key] = value
 
     def _write_out(self, count: int) -> None:
         """Write the `count` oldest values in memory out to the database and drop them."""
@@ -259,12 +286,13 @@ class SpillMapping(MutableMapping[Any, Any]):
         written = self._written = self._written or _WrittenOut()
         for key in keys:
             written.add(key)
+        first, self._next = self._next, self._next + len(keys)  # kept by keys written before
         try:
             self._conn.executemany(
                 "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # order stays
-                [(self._space, _stored(key), hot[key][0], pickle.dumps(hot[key][1], PROTOCOL))
-                 for key in keys])
+                [(self._space, _stored(key), first + n, pickle.dumps(hot[key], PROTOCOL))
+                 for n, key in enumerate(keys)])
         except sqlite3.Error as exc:  # the values stay in memory; the caller is told
             raise ScratchError(f"cannot write the verifier's scratch file in the temporary "
                                f"folder: {exc}") from None
