@@ -18,8 +18,8 @@ import sqlite3
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-HOT = 16384  # values kept in memory per table: a log of 10,000 items never writes out
-EVICT = 4096  # written out at once when a table holds more than HOT in memory
+HOT = 8192  # values kept in memory per table (about 1 KB an item over the item tables)
+EVICT = 2048  # written out at once when a table holds more than HOT in memory
 FILTER_BITS = 1 << 22  # a table's filter of the keys written out (512 KiB; see _WrittenOut)
 PAGE = 1024  # keys read at once when a table is iterated
 PROTOCOL = pickle.HIGHEST_PROTOCOL
