@@ -32,7 +32,8 @@ class ScratchError(Exception):
     """The scratch database could not be written or read (a full or unwritable temporary folder);
     the message is SQLite's, one line."""
 
-INT64 = range(-2**63, 2**63)
+
+INT64 = range(-2**63, 2**63)  # what SQLite holds as an INTEGER
 
 
 def _stored(key: Key) -> bytes | int | str:
