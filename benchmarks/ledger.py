@@ -215,6 +215,10 @@ def full_verify(size: int, repeat: int, work: Path | None, against: Path | None 
     runs = alternate(contenders, repeat)
     report(f"full verify of {size:,} real entries with objects, metadata and a current search "
            "index", runs, floor=floor)
+    for name in runs:
+        cpu = [r["cpu_s"] for r in runs[name]]
+        print(f"  {name} CPU (user+sys, its process tree): {statistics.median(cpu):.2f} s "
+              f"({min(cpu):.2f}..{max(cpu):.2f})")
     for name in [n for n in runs if n != floor]:
         print(paired_ratios(runs, name, floor), flush=True)
         for what in ("main_rss_mib", "worker_rss_mib", "tree_rss_mib"):

@@ -7,9 +7,19 @@ item, an acceptance by someone else than the receiver), which is how verify catc
 
 from __future__ import annotations
 
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from custody.core.entry import Entry
+
+Tables = Callable[[str], MutableMapping[Any, Any]]
+"""Where a fold keeps its state per item: a fresh table for each name. A dict by default; a
+verifier of a huge log passes tables that keep most values out of memory (store/spill.py)."""
+
+
+def in_memory(_name: str) -> MutableMapping[Any, Any]:
+    return {}
 
 ARCHIVE_HOLDER = "archive"
 """The holder of an item a field custodian ingested: field teams hand evidence in to the archive
@@ -47,13 +57,19 @@ class Holding:
     since_seq: int
     since_time: str
 
+    def __reduce__(self) -> tuple[type[Holding], tuple[str, int, str]]:
+        """Pickled as its fields (verify keeps holdings in scratch tables: store/spill.py)."""
+        return Holding, (self.holder, self.since_seq, self.since_time)
+
 
 class CustodyBook:
     """Apply entries in log order; ask for holders and offers at that point."""
 
-    def __init__(self) -> None:
-        self.holdings: dict[str, list[Holding]] = {}
-        self.offers: dict[int, Offer] = {}
+    def __init__(self, tables: Tables = in_memory) -> None:
+        self.holdings: MutableMapping[str, list[Holding]] = tables("holdings")
+        self.offers: MutableMapping[int, Offer] = tables("offers")
+        # item -> the seq of its pending offer (an item has one at most: rule offer-pending)
+        self._pending: MutableMapping[str, int] = tables("pending-offers")
 
     def holder(self, item: str, at_seq: int | None = None) -> str | None:
         """The holder now, or just after entry `at_seq`."""
@@ -62,9 +78,8 @@ class CustodyBook:
         return periods[-1].holder if periods else None
 
     def pending_for(self, item: str) -> Offer | None:
-        return next(
-            (o for o in self.offers.values() if o.item == item and o.state == "pending"), None
-        )
+        seq = self._pending.get(item)
+        return self.offers[seq] if seq is not None else None
 
     def pending(self) -> list[Offer]:
         return [o for o in self.offers.values() if o.state == "pending"]
@@ -90,9 +105,9 @@ class CustodyBook:
     def rotate(self, old: str, new: str, seq: int, time: str) -> None:
         """A custodian's key replaced (`key-rotate`): the new key holds what the old one held,
         receives the offers made to it and may withdraw the offers it made."""
-        for periods in self.holdings.values():
+        for item, periods in self.holdings.items():
             if periods[-1].holder == old:
-                periods.append(Holding(new, seq, time))
+                self.holdings[item] = [*periods, Holding(new, seq, time)]
         for n, offer in self.offers.items():
             if offer.state == "pending" and offer.to == old:
                 self.offers[n] = replace(offer, to=new)
@@ -113,6 +128,7 @@ class CustodyBook:
         self.offers[e.seq] = Offer(
             e.seq, str(e.details.get("group")), item, e.actor, to, str(e.details.get("purpose"))
         )
+        self._pending[item] = e.seq
 
     def _close(self, e: Entry, offer_seq: object) -> None:
         offer = self.offers.get(offer_seq) if isinstance(offer_seq, int) else None
@@ -130,9 +146,12 @@ class CustodyBook:
                 raise ChainError(f"accepts offer {offer.seq}, which was made to someone else",
                                  "accept-receiver")
             self.offers[offer.seq] = replace(offer, state="accepted", closed_by=e.seq)
-            self.holdings[offer.item].append(Holding(e.actor, e.seq, e.time))
+            del self._pending[offer.item]
+            self.holdings[offer.item] = [*self.holdings[offer.item],
+                                         Holding(e.actor, e.seq, e.time)]
         else:
             if e.actor != offer.sender:
                 raise ChainError(f"withdraws offer {offer.seq}, which someone else made",
                                  "withdraw-offerer")
             self.offers[offer.seq] = replace(offer, state="withdrawn", closed_by=e.seq)
+            del self._pending[offer.item]

@@ -15,13 +15,21 @@ on a large log); no clock is read: a verifier passes its own clock in as `now`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from custody.core import derivation, handin, permissions, sealing
-from custody.core.chain import ARCHIVE_HOLDER, FIRST_RECORD, ChainError, CustodyBook, Offer
+from custody.core.chain import (
+    ARCHIVE_HOLDER,
+    FIRST_RECORD,
+    ChainError,
+    CustodyBook,
+    Offer,
+    Tables,
+    in_memory,
+)
 from custody.core.custodians import (
     ARCHIVE_ROLE,
     Custodian,
@@ -72,6 +80,12 @@ class FirstRecord:
     size: object
     metadata_sha256: object
 
+    def __reduce__(self) -> tuple[type[FirstRecord], tuple[object, ...]]:
+        """Pickled as its fields (verify keeps first records in scratch tables: store/spill.py);
+        faster to read back than a slotted dataclass's own state."""
+        return FirstRecord, (self.seq, self.time, self.actor, self.action, self.size,
+                             self.metadata_sha256)
+
 
 @dataclass(frozen=True, slots=True)
 class Removal:
@@ -97,8 +111,8 @@ class Violation:
 
 @dataclass(slots=True)
 class _Case:
-    members: dict[str, int] = field(default_factory=dict)  # item -> seq that filed it, in order
-    removed: dict[str, Removal] = field(default_factory=dict)
+    members: MutableMapping[str, int]  # item -> seq that filed it, in order
+    removed: MutableMapping[str, Removal]
 
 
 
@@ -120,27 +134,33 @@ def case_change(e: Entry) -> tuple[str, bool] | None:
 class Replay:
     """Fold entries in log order (`apply`); read the state through the views below."""
 
-    def __init__(self, now: datetime | None = None, skew: timedelta = SKEW) -> None:
+    def __init__(self, now: datetime | None = None, skew: timedelta = SKEW,
+                 tables: Tables = in_memory) -> None:
+        """`tables`: where the state that grows with the log is kept (dicts by default; verify
+        passes tables that keep most of it out of memory, store/spill.py)."""
         self.now = now
         self.skew = skew
         self.registry = Registry()
-        self.book = CustodyBook()
+        self.book = CustodyBook(tables)
+        self._tables = tables
         self._latest: datetime | None = None
         self._latest_seq = -1
         self._archive_key: str | None = None
-        self._first: dict[str, FirstRecord] = {}
-        self._sightings: dict[str, list[int]] = {}
+        self._first: MutableMapping[str, FirstRecord] = tables("first")
+        self._sightings: MutableMapping[str, list[int]] = tables("sightings")
         self._cases: dict[str, _Case] = {}
-        self._item_cases: dict[str, list[str]] = {}
-        self._incidents: dict[str, Mapping[str, object]] = {}
-        self._incident_items: dict[str, list[str]] = {}
-        self._item_incidents: dict[str, list[str]] = {}
-        self._originals: dict[str, str] = {}  # derivative -> original (docs/FORMAT.md §5.4.1)
-        self._derivatives: dict[str, list[str]] = {}
-        self._statements: dict[str, int] = {}  # statement id -> the entry that embeds it
+        self._item_cases: MutableMapping[str, list[str]] = tables("item-cases")
+        self._incidents: dict[str, Mapping[str, object]] = {}  # one an incident: few
+        self._incident_items: MutableMapping[str, list[str]] = tables("incident-items")
+        self._item_incidents: MutableMapping[str, list[str]] = tables("item-incidents")
+        # derivative -> original (docs/FORMAT.md §5.4.1)
+        self._originals: MutableMapping[str, str] = tables("originals")
+        self._derivatives: MutableMapping[str, list[str]] = tables("derivatives")
+        # statement id -> the entry that embeds it
+        self._statements: MutableMapping[str, int] = tables("statements")
         self._epochs: list[tuple[int, str]] = []  # a sealed archive's content keys (§12.5)
         # handed_in seq -> (item, centre key) of a receipt whose inclusion proof holds (§12.4)
-        self._receipts: dict[int, tuple[str, str]] = {}
+        self._receipts: MutableMapping[int, tuple[str, str]] = tables("receipts")
 
     # Folding ------------------------------------------------------------------------------------
 
@@ -399,7 +419,10 @@ class Replay:
             _add(self._item_incidents.setdefault(item, []), d["incident"])
 
     def _file(self, item: str, case: str, seq: int) -> None:
-        c = self._cases.setdefault(case, _Case())
+        c = self._cases.get(case)
+        if c is None:
+            c = self._cases[case] = _Case(self._tables(f"case-members {case}"),
+                                          self._tables(f"case-removed {case}"))
         c.members.setdefault(item, seq)
         c.removed.pop(item, None)
         _add(self._item_cases.setdefault(item, []), case)
@@ -447,6 +470,11 @@ class Replay:
 
     def first_record(self, item: str) -> FirstRecord | None:
         return self._first.get(item)
+
+    def first_records(self) -> Mapping[str, FirstRecord]:
+        """Every recorded item's first record, by item (the replay's own table, as kept by its
+        `tables`: read it once the fold is done)."""
+        return self._first
 
     def sightings(self, item: str) -> tuple[int, ...]:
         """Seqs of the entries that saw the item again after its first record."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +47,7 @@ from store.ports import (
     ObjectStore,
     ObjectUnreadable,
 )
+from store.spill import ScratchError, SpillMapping, SpillTables
 
 # From this many items a metadata check reads every document in one scan ordered by SHA-256 (as
 # the items are sorted) instead of looking each one up.
@@ -105,11 +106,19 @@ def audit(
     global _index_keys
     pool = VerifyPool(archive.objects)
     _index_keys = archive.content_key  # before any worker forks
+    scratch: list[SpillTables] = []  # the replay's state, closed (deleted) when verify ends
+    report = AuditReport()
     try:
-        return _audit(archive, pool, item, on_progress, external or [], objects, now)
+        return _audit(archive, pool, item, on_progress, external or [], objects, now, scratch,
+                      report)
+    except ScratchError as exc:  # a full temporary folder: what was found so far, and that
+        report.unreadable.append(f"cannot check the log to its end: {exc}")
+        return report
     finally:
         pool.close()
         _index_keys = None
+        for tables in scratch:
+            tables.close()
 
 
 def _audit(
@@ -120,8 +129,9 @@ def _audit(
     external: list[note.Checkpoint],
     objects: bool,
     now: datetime | None,
+    scratch: list[SpillTables],
+    report: AuditReport,
 ) -> AuditReport:
-    report = AuditReport()
     progress = on_progress or (lambda _stage, _n: None)
     try:
         archive.ledger.open()  # read-only, or says why it cannot
@@ -136,7 +146,7 @@ def _audit(
         wanted = {cp.size for _, cp in kept} | {cp.size for cp in external} | \
             {count for _, count, _ in moved}
         clock = now or datetime.now(UTC)
-        ingested, roots = _check_ledger(archive, report, progress, wanted, clock, pool)
+        ingested, roots = _check_ledger(archive, report, progress, wanted, clock, pool, scratch)
         report.problems.extend(migration_problems(moved, roots))
         _check_checkpoints(archive, kept, roots, report)
         _check_external(external, roots, archive, report)
@@ -154,7 +164,7 @@ def _audit(
         report.problems.append(f"item {item} has no ingest entry")
     if not objects:
         return report
-    pool.objects(sorted(targets))  # hashed by the workers while this process reads metadata
+    pool.objects(sha for sha, _ in _in_order(targets))  # hashed by the workers meanwhile
     metadata = _metadata_problems(archive, targets, ingested, whole=item is None)
     _check_objects(archive, targets, report, progress, whole=item is None, pool=pool)
     report.problems.extend(metadata)
@@ -181,23 +191,28 @@ def _check_ledger(
     wanted_sizes: set[int],
     now: datetime,
     pool: VerifyPool,
-) -> tuple[dict[str, FirstRecord], dict[int, bytes]]:
+    scratch: list[SpillTables],
+) -> tuple[Mapping[str, FirstRecord], dict[int, bytes]]:
     """The quick walk when the pool runs workers (they check each entry's canonical form while
     this process replays it); if any entry is malformed or not canonical, the whole log is walked
     again the exact way (each entry parsed and checked here, in order), so a damaged log gets the
-    same findings either way."""
+    same findings either way. Each walk keeps its replay's state in its own scratch tables."""
     if pool.parallel:
         entries_before, problems_before = report.entries, len(report.problems)
         notices_before = len(report.notices)
+        scratch.append(SpillTables())
         try:
-            return _walk(archive, report, progress, wanted_sizes, now, pool, exact=False)
+            return _walk(archive, report, progress, wanted_sizes, now, pool, scratch[-1],
+                         exact=False)
         except _WalkAgain:
             pool.entries_done()  # drain the quick walk's checks; their findings are dropped
             pool.entry_findings = EntryFindings()
             report.entries = entries_before
             del report.problems[problems_before:]
             del report.notices[notices_before:]
-    return _walk(archive, report, progress, wanted_sizes, now, pool, exact=True)
+            scratch.pop().close()
+    scratch.append(SpillTables())
+    return _walk(archive, report, progress, wanted_sizes, now, pool, scratch[-1], exact=True)
 
 
 def _walk(
@@ -207,11 +222,14 @@ def _walk(
     wanted_sizes: set[int],
     now: datetime,
     pool: VerifyPool,
+    tables: SpillTables,
     exact: bool,
-) -> tuple[dict[str, FirstRecord], dict[int, bytes]]:
+) -> tuple[Mapping[str, FirstRecord], dict[int, bytes]]:
     origin = archive.config.origin
     archive_key = archive.config.archive_key
-    replay = Replay(now=now)  # every rule of docs/FORMAT.md §5.6, and the items it records
+    # every rule of docs/FORMAT.md §5.6, and the items it records; its state per item (first
+    # records, holders, cases) kept mostly on disk, so a huge log does not grow this process
+    replay = Replay(now=now, tables=tables.table)
     expected_seq = 0
     prev_hash: bytes | None = None
     problems = report.problems
@@ -281,12 +299,7 @@ def _walk(
     if len(replay.epochs()) > 1:  # a sealed archive re-keyed on revocations (FORMAT.md §12.5)
         report.notices.append("content keys: " + ", ".join(
             f"epoch {n} from entry {seq}" for n, (seq, _) in enumerate(replay.epochs())))
-    ingested = {}
-    for item in replay.items():
-        first = replay.first_record(item)
-        assert first is not None
-        ingested[item] = first
-    return ingested, roots
+    return replay.first_records(), roots
 
 
 class StoredTree:
@@ -426,9 +439,16 @@ def _check_genesis(
         problems.append("entry 0: bad signature by the archive key")
 
 
+def _in_order(records: Mapping[str, FirstRecord]) -> Iterator[tuple[str, FirstRecord]]:
+    """(item, first record) in item order, read from disk a page at a time when spilled."""
+    if isinstance(records, SpillMapping):
+        return records.sorted_items()
+    return iter(sorted(records.items()))
+
+
 def _check_objects(
     archive: Archive,
-    targets: dict[str, FirstRecord],
+    targets: Mapping[str, FirstRecord],
     report: AuditReport,
     progress: Callable[[str, int], None],
     whole: bool,
@@ -437,8 +457,9 @@ def _check_objects(
     """The outcomes of the fixity checks queued on `pool` (every target, in sorted order)."""
     store = archive.objects
     held = travel_records.held_elsewhere(archive.ledger)
-    for sha256, outcome, value in pool.object_outcomes():
-        info = targets[sha256]
+    for (sha256, outcome, value), (queued, info) in zip(pool.object_outcomes(),
+                                                        _in_order(targets), strict=True):
+        assert sha256 == queued
         if outcome == "missing" and sha256 in held:  # emptied on purpose, held elsewhere (§12.4)
             report.notices.append(f"object {sha256}: held elsewhere ({held[sha256]}), not on "
                                   "this device")
@@ -526,8 +547,8 @@ def _kept_evidence(archive: Archive, report: AuditReport) -> set[str]:
 
 def _metadata_problems(
     archive: Archive,
-    targets: dict[str, FirstRecord],
-    ingested: dict[str, FirstRecord],
+    targets: Mapping[str, FirstRecord],
+    ingested: Mapping[str, FirstRecord],
     whole: bool,
 ) -> list[str]:
     """Each target's metadata document against the digest its first record signed, then (for a
@@ -536,8 +557,7 @@ def _metadata_problems(
     wrong: list[str] = []
     unrecorded: list[str] = []
 
-    def judge(sha256: str, doc: bytes | None) -> None:
-        info = targets[sha256]
+    def judge(sha256: str, info: FirstRecord, doc: bytes | None) -> None:
         if doc is None:
             wrong.append(f"item {sha256}: its metadata document is missing")
         elif hashlib.sha256(doc).hexdigest() != info.metadata_sha256:
@@ -547,24 +567,24 @@ def _metadata_problems(
             )
 
     if len(targets) < METADATA_SCAN_FROM:
-        for sha256 in sorted(targets):
-            judge(sha256, archive.ledger.metadata(sha256))
+        for sha256, info in _in_order(targets):
+            judge(sha256, info, archive.ledger.metadata(sha256))
         if whole:
             unrecorded = [sha for sha in archive.ledger.metadata_items() if sha not in ingested]
     else:
-        wanted = iter(sorted(targets))
+        wanted = _in_order(targets)
         due = next(wanted, None)
         for sha256, doc in archive.ledger.all_metadata():
-            while due is not None and due < sha256:
-                judge(due, None)
+            while due is not None and due[0] < sha256:
+                judge(*due, None)
                 due = next(wanted, None)
-            if due == sha256:
-                judge(sha256, doc)
+            if due is not None and due[0] == sha256:
+                judge(*due, doc)
                 due = next(wanted, None)
             elif whole and sha256 not in ingested:
                 unrecorded.append(sha256)
         while due is not None:
-            judge(due, None)
+            judge(*due, None)
             due = next(wanted, None)
     # custody writes a metadata row only with the entry that records its item: any other row was
     # put there by hand. It is never signed; the ingest that first records the item sets it aside.

@@ -15,9 +15,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TypeVar
 
 from custody.core import entry as entries
@@ -27,6 +28,7 @@ PARALLEL_FROM = 5_000  # entries; below this, forking the workers costs more tha
 ENTRY_CHUNK = 2048
 OBJECT_CHUNK = 256
 MAX_IN_FLIGHT = 8  # chunks queued to the workers: bounds memory on a huge log
+OBJECTS_IN_FLIGHT = 32  # object chunks queued ahead of the caller (8,192 names)
 
 # seq, the signer's public key (None: no signature to check, form only), entry bytes, signature
 EntryJob = tuple[int, bytes | None, bytes, bytes]
@@ -89,7 +91,7 @@ class VerifyPool:
         self.entry_findings = EntryFindings()
         self._entry_futures: deque[Future[EntryFindings]] = deque()
         self._object_futures: deque[tuple[list[str], Future[list[Fixity]]]] = deque()
-        self._objects_inline: list[tuple[list[str], list[Fixity]]] = []
+        self._object_chunks: Iterator[list[str]] = iter(())
         self._pool: ProcessPoolExecutor | None = None
 
     @property
@@ -156,30 +158,33 @@ class VerifyPool:
         return self.entry_findings
 
     def objects(self, shas: Iterable[str]) -> None:
-        """Queue the fixity of these objects (all of them at once: a list of names is small)."""
-        chunk: list[str] = []
-        for sha256 in shas:
-            chunk.append(sha256)
-            if len(chunk) >= OBJECT_CHUNK:
-                self._submit_objects(chunk)
-                chunk = []
-        if chunk:
-            self._submit_objects(chunk)
+        """Queue the fixity of these objects: the first OBJECTS_IN_FLIGHT chunks go to the
+        workers now, the rest as their outcomes are read (so the names are never all held)."""
+        self._object_chunks = _chunks(iter(shas), OBJECT_CHUNK)
+        if self._pool is not None:
+            self._submit_objects(OBJECTS_IN_FLIGHT)
 
-    def _submit_objects(self, chunk: list[str]) -> None:
-        if self._pool is None:
-            self._objects_inline.append((chunk, check_objects(chunk, self._objects)))
-        else:
+    def _submit_objects(self, count: int) -> None:
+        assert self._pool is not None
+        for chunk in islice(self._object_chunks, count):
             self._object_futures.append((chunk, self._pool.submit(check_objects, chunk)))
 
     def object_outcomes(self) -> Iterable[ObjectOutcome]:
-        """The outcomes, in the order the objects were queued."""
-        done, self._objects_inline = self._objects_inline, []
-        for chunk, found in done:
-            yield from _outcomes(chunk, found)
+        """The outcomes, in the order the objects were queued (checked here, inline, when the
+        pool runs no workers)."""
+        if self._pool is None:
+            for chunk in self._object_chunks:
+                yield from _outcomes(chunk, check_objects(chunk, self._objects))
+            return
         while self._object_futures:
             chunk, future = self._object_futures.popleft()
+            self._submit_objects(1)
             yield from _outcomes(chunk, future.result())
+
+
+def _chunks(names: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(names, size)):
+        yield chunk
 
 
 def _outcomes(chunk: list[str], found: list[Fixity]) -> Iterable[ObjectOutcome]:
