@@ -133,9 +133,12 @@ _LIST_SQL = (
     "SELECT sha256, tag FROM item_tags WHERE sha256 IN ({marks}) ORDER BY sha256, seq, tag",
 )
 # No item, nor any row keyed by an item's id or SHA-256 that a new item could collide with.
+# Nor any list row: an item's lists are made from what the fill holds, so a tag, note or case
+# written for it before (an entry about an item the log records later) must not be there.
 _EMPTY_SQL = "SELECT " + " AND ".join(
     f"NOT EXISTS (SELECT 1 FROM {t})"
-    for t in ("items", "item_geo", "item_text", "item_phash", "item_unhashed"))
+    for t in ("items", "item_geo", "item_text", "item_phash", "item_unhashed", "item_names",
+              "notes", "item_cases", "item_incidents", "item_tags"))
 _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
          "item_incidents", "item_cases", "item_names", "items", "state"]
 
@@ -459,6 +462,7 @@ class IndexStore:
                 held.follow(kind, key, value)
             else:
                 bulk.listed.discard(sha256)
+                bulk.touched.add(sha256)
         self._flush_when_full()
 
     def link(self, kind: LinkKind, key: str, sha256: str, seq: int, present: bool = True) -> None:
@@ -474,6 +478,7 @@ class IndexStore:
                               (key, sha256))
             if self._bulk is not None:  # after the flush `conn` made, which lists held items
                 self._bulk.listed.discard(sha256)
+                self._bulk.touched.add(sha256)
 
     def put_note(self, seq: int, sha256: str, text: str) -> None:
         bulk = self._bulk
@@ -493,6 +498,7 @@ class IndexStore:
         self.conn.execute("DELETE FROM notes WHERE seq = ?", (seq,))
         if self._bulk is not None:
             self._bulk.listed.discard(str(r[0]))
+            self._bulk.touched.add(str(r[0]))
         return str(r[0])
 
     def put_incident(self, row: IncidentRow) -> None:
@@ -584,7 +590,9 @@ class IndexStore:
         bulk, conn = self._bulk, self._conn
         assert bulk is not None and conn is not None
         items = list(bulk.items.items())
-        lists = {sha: h.lists() for sha, h in items} if bulk.lists_held else {}
+        # an item with list rows written while it was not held: its lists are read from SQL
+        lists = {sha: h.lists() for sha, h in items
+                 if sha not in bulk.touched} if bulk.lists_held else {}
         conn.executemany(f"INSERT INTO items (id, sha256, first_seq, {_FACTS}, names, notes, "
                          f"cases, incidents, tags) VALUES ({', '.join('?' * 21)})",
                          [(h.id, sha, h.first_seq, *(h.facts or _NO_FACTS),
@@ -813,6 +821,7 @@ class _Bulk:
         self.held = 0
         self.lists_held = True  # held items' lists are known here (else refresh_items reads)
         self.listed: set[str] = set()  # items written with their lists, unchanged since
+        self.touched: set[str] = set()  # items whose list rows were written while not held
         self.last_note = -1
 
     def add_item(self, sha256: str, seq: int) -> None:

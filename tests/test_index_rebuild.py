@@ -333,3 +333,43 @@ def test_a_note_that_moves_to_another_item_in_a_bulk_fill_leaves_both_lists_righ
         return rows(store)
 
     assert fill(IndexStore(None)) == fill(PerItemIndex(None))
+
+
+def test_links_and_notes_written_before_an_items_first_record_are_in_its_lists():
+    """A tag, note or case logged about an item before the entry that records it (the replay
+    flags such an entry; the index still mirrors the log): the bulk fill made the item's lists
+    from what it held and lost them, in one transaction and across two (review, round 27)."""
+    x = "cc" * 32
+
+    def early_links(store: IndexStore) -> None:
+        store.link("tag", "foo", x, 1)
+        store.put_note(2, x, "secret words")
+        store.link("case", "C1", x, 3)
+
+    def recorded(store: IndexStore) -> None:
+        store.ensure_item(x, 4)
+        store.add_name(x, "photo.jpg", 4)
+        store.refresh_items([x])
+
+    def one(store: IndexStore) -> dict[str, list[Any]]:
+        with store.writing():
+            early_links(store)
+            recorded(store)
+        return rows(store)
+
+    def two(store: IndexStore) -> dict[str, list[Any]]:
+        with store.writing():
+            early_links(store)
+        with store.writing():
+            recorded(store)
+        return rows(store)
+
+    for fill in (one, two):
+        bulk = IndexStore(None)
+        assert fill(bulk) == fill(PerItemIndex(None))
+        item = bulk.item(x)
+        assert item is not None
+        assert (item.names, item.notes, item.cases, item.tags) == \
+            (["photo.jpg"], ["secret words"], ["C1"], ["foo"])
+        assert [r[0] for r in bulk.conn.execute("SELECT body FROM item_text")] == \
+            ["photo.jpg\nsecret words"]

@@ -484,6 +484,8 @@ def test_tag_file_json_is_byte_for_byte_what_json_dumps_writes():
     """keys.json, items.json and proofs.json are written by orjson for speed; their bytes stay
     json.dumps(indent=2, ensure_ascii=False, sort_keys=True)'s for every value, those orjson
     writes otherwise included (exponents, tiny floats, integers beyond 64 bits)."""
+    import datetime
+
     from custody.package.layout import json_bytes
 
     values = [
@@ -492,7 +494,10 @@ def test_tag_file_json_is_byte_for_byte_what_json_dumps_writes():
         {"gps": [51.507351, -0.1277583, 0.0, -0.0, 12345678.9, 0.1]},
         {"tiny": 1e-05}, {"huge": 1e16}, {"exp": [1.5e300, 2.5e-300]}, {"big": 2 ** 70},
         {"text mentions 1e5 and 0.00001": "1e-07"}, [], {}, "plain", 3, None, True,
+        {"nan": float("nan")}, {"inf": [float("inf"), -float("inf")]}, {1: "int key"},
     ]
     for value in values:
         expected = (json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
         assert json_bytes(value) == expected.encode()
+    with pytest.raises(TypeError):  # a type json cannot write (orjson would): refused as before
+        json_bytes({"when": datetime.date(2016, 10, 4)})

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
+from custody.core.json_exact import orjson_writes_as_json
 from custody.errors import CustodyError
 
 FORMAT = "custody-package"
@@ -140,26 +141,19 @@ def tag_manifests(tags: dict[str, bytes]) -> dict[str, bytes]:
     return out
 
 
-# A number orjson writes otherwise than json does: an exponent (json: 1e+16, orjson: 1e16) or a
-# tiny float (json: 1e-05, orjson: 0.00001). Matched anywhere, a string included: that only
-# sends the value to json.
-_NOT_JSONS_NUMBER = re.compile(rb"[0-9][eE][-+0-9]|0\.0000")
-
-
 def json_bytes(value: Any) -> bytes:
     """Readable JSON (these files are pinned by digest; only package.json is canonical).
 
     The bytes are json.dumps(indent=2, ensure_ascii=False, sort_keys=True)'s and a newline;
     orjson writes them (a package carries a proof for every entry: json's indenting encoder is
-    pure Python) unless the value holds what orjson writes otherwise (see above; an integer
-    beyond 64 bits), which json writes."""
-    try:
-        out = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-                           | orjson.OPT_APPEND_NEWLINE)
-        if not _NOT_JSONS_NUMBER.search(out):
-            return out
-    except TypeError:  # orjson.JSONEncodeError: a big integer, a key that is not a string
-        pass
+    pure Python) where it writes what json writes (core/json_exact.py: not a float outside
+    [1e-4, 1e16), NaN or an infinity, not another type), or json does."""
+    if orjson_writes_as_json(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+                                | orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:  # a big integer, a key that is not a string, a surrogate
+            pass
     return (json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
 
 

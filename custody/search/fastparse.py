@@ -48,11 +48,11 @@ def entry(body: bytes) -> entries.Entry:
         return entries.parse(body)
     try:
         value = json.loads(body.decode("utf-8"), parse_float=_refuse, parse_constant=_refuse)
-        if orjson.dumps(value, option=_PLAIN) != body:
-            return entries.parse(body)
+        plain = orjson.dumps(value, option=_PLAIN) == body
     except (ValueError, RecursionError, TypeError, _NotPlain):  # orjson's errors subclass these
-        return entries.parse(body)
-    return entries.shaped(value)
+        plain = False
+    # outside the try: entries.parse's MalformedEntry (a ValueError) is the verdict, not a doubt
+    return entries.shaped(value) if plain else entries.parse(body)
 
 
 def document(raw: bytes) -> Any:

@@ -122,7 +122,7 @@ class Indexer:
         if e.action in (*FIRST_RECORD, "sighting"):
             store.ensure_item(item, seq)
             if e.action in FIRST_RECORD:
-                self._facts(item, d, seq=e.seq)
+                self._facts(item, d, seq=seq)  # the row's place in the log, not its claim
             source = d.get("source")
             name = _text(source.get("name")) if isinstance(source, dict) else None
             if name:
@@ -178,6 +178,11 @@ class Indexer:
         reading: Reading | None = None  # the signed document's, read in the clear
         found = NOT_PREFETCHED if seq is None or self.prefetch is None \
             else self.prefetch.get(seq, item)
+        if found is None or (found is not NOT_PREFETCHED and
+                             found.sha256 != d.get("metadata_sha256")):
+            # the reader is only a shortcut: a missing or differing document is read here, so
+            # a warning never rests on what another process saw
+            found = NOT_PREFETCHED
         if found is NOT_PREFETCHED:
             raw = self.archive.ledger.metadata(item)
             if raw is not None and encryption.is_sealed(raw) and \
