@@ -165,7 +165,9 @@ def error_document(message: str, code: int, kind: str, hint: str = "",
 # A JSON document written as it is produced ---------------------------------------------------
 
 class Streamed:
-    """A list in a streamed JSON document: its elements are written as `rows` yields them."""
+    """A list in a streamed JSON document: its elements are written as `rows` yields them. An
+    element may be `bytes`: a row already rendered by `row_text` (no JSON value is bytes), written
+    as it is."""
 
     __slots__ = ("rows",)
 
@@ -254,7 +256,10 @@ def _rows_text(rows: list[Any], quote: Callable[[str], str]) -> bytes:
     is pure Python) where it provably gives the same bytes, else row by row by `_indented`."""
     import orjson
 
-    if quote is _quote and all(map(_orjson_exact, rows)):
+    if type(rows[0]) is bytes and all(type(row) is bytes for row in rows):
+        if quote is _quote:  # rendered by row_text: the bytes this would write
+            return b",\n    ".join(rows)
+    elif quote is _quote and all(map(_orjson_exact, rows)):
         try:
             text = orjson.dumps(rows, option=orjson.OPT_INDENT_2)
         except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits, another type
@@ -264,11 +269,22 @@ def _rows_text(rows: list[Any], quote: Callable[[str], str]) -> bytes:
     return b",\n    ".join(_row_text(row, quote) for row in rows)
 
 
+def row_text(row: Any) -> bytes:
+    """`row` as a streamed document's list writes it in UTF-8 (two deep, json.dumps(indent=2)'s
+    bytes): kept by the search index, so that a search writes its rows without building them
+    (custody/search/render.py)."""
+    return _row_text(row, _quote)
+
+
 def _row_text(row: Any, quote: Callable[[str], str]) -> bytes:
     """One row two deep, by orjson when it gives json's bytes; a row holding a lone surrogate
-    (cannot be UTF-8) ASCII-escaped by itself, still the same JSON."""
+    (cannot be UTF-8) ASCII-escaped by itself, still the same JSON. A rendered row (bytes) is
+    written as it is, or, in an ASCII-escaped document, read back and escaped (JSON that
+    json.dumps wrote reads back to the same value)."""
     import orjson
 
+    if type(row) is bytes:
+        return row if quote is _quote else _row_text(json.loads(row), quote)
     if quote is _quote and _orjson_exact(row):
         try:
             return orjson.dumps(row, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")

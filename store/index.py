@@ -47,9 +47,10 @@ from store.ports import LedgerStoreError
 from store.sqlite_ledger import open_for_reading
 
 INDEX_FILE = "index.db"  # beside ledger.db
-SCHEMA_VERSION = 5  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
+SCHEMA_VERSION = 6  # 2: flagged GPS fixes (null island, no fix, poor DOP) are no place;
 #                   3: item_phash, item_unhashed (look-alikes); 4: items.c2pa (the verdict);
-#                   5: facts are the ingest's reading, a later one only warns (rebuilt once)
+#                   5: facts are the ingest's reading, a later one only warns (rebuilt once);
+#                   6: items.row_json, each item's search row as written (rebuilt once)
 BUSY_TIMEOUT_MS = 120_000
 BATCH = 2000
 NO_TIME = 1e18  # time bounds of an item's place row when it has no time: matches any time
@@ -70,11 +71,13 @@ CREATE TABLE IF NOT EXISTS items (
     mime TEXT,
     warnings TEXT,              -- JSON list, or NULL
     names TEXT, notes TEXT, cases TEXT, incidents TEXT, tags TEXT, -- lists, for output (_pack)
-    c2pa TEXT                   -- the C2PA verdict of the signed metadata document
+    c2pa TEXT,                  -- the C2PA verdict of the signed metadata document
+    row_json BLOB               -- the row `search --json` writes for it (UTF-8), or NULL: stale
 );
 CREATE INDEX IF NOT EXISTS items_time ON items(captured_at);
 CREATE INDEX IF NOT EXISTS items_place ON items(lat, lon);
 CREATE INDEX IF NOT EXISTS items_mime ON items(mime);
+CREATE INDEX IF NOT EXISTS items_unrendered ON items(id) WHERE row_json IS NULL;
 CREATE TABLE IF NOT EXISTS item_names (
     sha256 TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (sha256, name)
 ) WITHOUT ROWID;
@@ -111,6 +114,20 @@ CREATE TABLE IF NOT EXISTS item_phash (
 CREATE TABLE IF NOT EXISTS item_unhashed (sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL)
     WITHOUT ROWID;
 """
+# An item's rendered search row is made from its items row and, for the case its incidents bring,
+# the incidents table (custody/search/render.py). Any change to either makes the rendered row
+# NULL (stale) here, in SQL, whoever writes: it is rendered again at the next refresh. Only
+# `put_rendered` writes row_json itself (into a NULL: these do not fire).
+_TRIGGERS = [
+    "CREATE TRIGGER IF NOT EXISTS items_stale AFTER UPDATE ON items "
+    "WHEN OLD.row_json IS NOT NULL AND NEW.row_json IS OLD.row_json "
+    "BEGIN UPDATE items SET row_json = NULL WHERE id = NEW.id; END",
+    *(f"CREATE TRIGGER IF NOT EXISTS incidents_stale_{when.lower()} AFTER {when} ON incidents "
+      f"BEGIN UPDATE items SET row_json = NULL WHERE row_json IS NOT NULL AND sha256 IN "
+      f"(SELECT sha256 FROM item_incidents WHERE incident IN ({which})); END"
+      for when, which in (("INSERT", "NEW.incident"), ("DELETE", "OLD.incident"),
+                          ("UPDATE", "OLD.incident, NEW.incident"))),
+]
 _GEO_RTREE = ("CREATE VIRTUAL TABLE IF NOT EXISTS item_geo USING rtree("
               "id, min_t, max_t, min_lat, max_lat, min_lon, max_lon)")
 _GEO_PLAIN = """
@@ -165,6 +182,7 @@ _COMPARED_SQL: dict[str, str] = {
                  "LEFT JOIN items i ON i.id = t.rowid ORDER BY 1",
     "item_phash": "SELECT sha256, frame, t, hash FROM item_phash ORDER BY sha256, frame",
     "item_unhashed": "SELECT sha256, reason FROM item_unhashed ORDER BY sha256",
+    "rendered": "SELECT sha256, row_json FROM items ORDER BY sha256",
 }
 assert _COMPARED_SQL.keys() == COMPARED.keys()
 
@@ -282,8 +300,10 @@ class IndexStore:
 
     def _connect(self, target: str) -> sqlite3.Connection:
         named = target not in (":memory:", "")
-        if named:
+        if named and not os.path.exists(target):
             # Owner-only (SQLite would make it 0644 less the umask; its -wal, -shm follow it).
+            # Only a new file: closing any descriptor of a file drops every POSIX lock this
+            # process holds on it, a lock another connection here (a web worker's) relies on.
             with suppress(OSError):  # a read-only folder: sqlite3 says so below
                 os.close(os.open(target, os.O_RDONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -697,6 +717,48 @@ class IndexStore:
                     left -= 1
                 yield item_row(r)
 
+    def select_rendered(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match",
+                        limit: int | None = None) -> Iterator[tuple[str, str | None,
+                                                                     bytes | ItemRow]]:
+        """`select`'s items in its order, each as (SHA-256, capture time basis, its rendered
+        row, or its ItemRow when that is stale): a search writes rendered rows as they are."""
+        where, params = self._where(query, time, place)
+        left = limit
+        for dated in ("i.captured_at IS NOT NULL", "i.captured_at IS NULL"):
+            if left is not None and left <= 0:
+                return
+            sql = (f"SELECT i.sha256, i.basis, i.row_json FROM items i WHERE "
+                   f"{' AND '.join([*where, dated])} ORDER BY i.captured_at, i.first_seq"
+                   + (f" LIMIT {int(left)}" if left is not None else ""))
+            for sha256, basis, text in self.conn.execute(sql, params):
+                if left is not None:
+                    left -= 1
+                if text is None:
+                    row = self.item(sha256)
+                    assert row is not None  # the same transaction's read
+                    yield sha256, basis, row
+                else:
+                    yield sha256, basis, text
+
+    def unrendered(self) -> Iterator[ItemRow]:
+        """Every item whose rendered row is stale (NULL), a batch read at a time: the caller may
+        `put_rendered` between them."""
+        last = 0
+        while True:
+            batch = self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE row_json IS NULL "
+                                      f"AND id > ? ORDER BY id LIMIT {REFRESH_BATCH}",
+                                      (last,)).fetchall()
+            if not batch:
+                return
+            for r in batch:
+                yield item_row(r)
+            last = batch[-1][0]
+
+    def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
+        """Keep items' rendered rows: (item id, row)."""
+        self.conn.executemany("UPDATE items SET row_json = ? WHERE id = ?",
+                              [(text, rowid) for rowid, text in rows])
+
     def _where(self, q: ItemQuery, time: Mode, place: Mode) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
@@ -949,6 +1011,8 @@ def _make_tables(conn: sqlite3.Connection, rtree: bool, fts: bool) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
+    for trigger in _TRIGGERS:  # their bodies hold a `;`
+        conn.execute(trigger)
     conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                      [("schema", str(SCHEMA_VERSION)), ("rtree", "1" if rtree else "0"),
                       ("fts", "1" if fts else "0")])

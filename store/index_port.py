@@ -128,6 +128,8 @@ COMPARED: dict[str, Compared] = {
     "item_text": Compared(("sha256", "body"), 1),
     "item_phash": Compared(("sha256", "frame", "t", "hash"), 2),
     "item_unhashed": Compared(("sha256", "reason"), 1),
+    # each item's rendered search row (`put_rendered`), None where the adapter keeps none
+    "rendered": Compared(("sha256", "row_json"), 1),
 }
 
 
@@ -248,6 +250,21 @@ class SearchIndex(Protocol):
         """Items passing the filters, dated ones in capture-time order, then the undated.
         `time`/`place` say how the time and place filters (when given) apply: "match" (the row
         passes), "missing" (the row lacks the field), "either"."""
+
+    def select_rendered(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match",
+                        limit: int | None = None) -> Iterator[tuple[str, str | None,
+                                                                     bytes | ItemRow]]:
+        """`select`'s items in its order as (sha256, capture time basis, the row `put_rendered`
+        kept for the item, or its ItemRow when that is stale or the adapter keeps none)."""
+
+    def unrendered(self) -> Iterator[ItemRow]:
+        """The items whose rendered row is stale: changed since it was rendered, or never
+        rendered (none from an adapter that keeps none). `put_rendered` may be called while
+        this is iterated."""
+
+    def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
+        """Keep items' rendered search rows, (item id, row), until the item or an incident it
+        is linked to changes (the adapter makes the row stale then, whoever writes)."""
 
     def count(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match") -> int: ...
 

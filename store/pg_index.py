@@ -124,6 +124,7 @@ _COMPARED_SQL: dict[str, str] = {
     "item_phash": "SELECT sha256, frame, t, hash FROM {s}.item_phash ORDER BY sha256, frame",
     "item_unhashed": "SELECT sha256, reason FROM {s}.item_unhashed ORDER BY sha256",
 }
+_COMPARED_SQL["rendered"] = "SELECT sha256, NULL FROM {s}.items ORDER BY sha256"  # none kept
 assert _COMPARED_SQL.keys() == COMPARED.keys()
 
 
@@ -550,6 +551,20 @@ class PostgresIndex:
                 if left is not None:
                     left -= 1
                 yield item_row(r)
+
+    # This adapter keeps no rendered rows (docs/SEARCH.md "Rendered rows"): a search builds
+    # each of its rows.
+    def select_rendered(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match",
+                        limit: int | None = None) -> Iterator[tuple[str, str | None,
+                                                                     bytes | ItemRow]]:
+        for r in self.select(query, time=time, place=place, limit=limit):
+            yield r.sha256, r.basis, r
+
+    def unrendered(self) -> Iterator[ItemRow]:
+        return iter(())
+
+    def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
+        raise IndexStoreError("the PostgreSQL search index keeps no rendered rows")
 
     def _streamed(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of `sql` through a server-side cursor, BATCH at a time: a search of every

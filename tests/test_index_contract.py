@@ -6,6 +6,7 @@ references and look-alike queries on both: the same rows in the same order, and 
 
 from __future__ import annotations
 
+import json
 import time as clock
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from PIL import Image
 from custody.ops.archive import Archive
 from custody.search import crossref as xref
 from custody.search import query as search
+from custody.search import render
 from custody.search.indexer import refresh
 from custody.search.similar import _similar
 from custody.search.times import OFFSET_UNKNOWN
@@ -173,8 +175,14 @@ def answers(f: Field, store: SearchIndex) -> dict[str, Any]:
     out["linked"] = [store.incident_linked(i) for i in ("M10-STRIKE", "NONE")]
     out["items"] = store.count_items()
     for table in COMPARED:
-        if table != "item_geo":  # SQLite's R*Tree keeps 32-bit floats: compared below
+        # SQLite's R*Tree keeps 32-bit floats: compared below. Only SQLite keeps rendered rows:
+        # both adapters must list the same rows, rendered or built.
+        if table not in ("item_geo", "rendered"):
             out[f"rows {table}"] = list(store.compared_rows(table))
+    cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+    out["listed"] = [json.loads(row) if isinstance(row, bytes) else
+                     render.listed_json(row, cases) for _, _, row in
+                     store.select_rendered(ItemQuery())]
     return out
 
 

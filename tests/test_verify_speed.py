@@ -61,13 +61,22 @@ def drop_a_search_index_row(cli):
     return "search index: item"
 
 
+def edit_a_kept_search_row(cli):
+    cli("search", "--json", check=True)
+    conn = sqlite3.connect(cli.archive / "index.db", isolation_level=None)
+    conn.execute("UPDATE items SET row_json = CAST('{}' AS BLOB) WHERE sha256 = ?",
+                 (_first_item(cli),))
+    conn.close()
+    return f"search index: item {_first_item(cli)}: listed row"
+
+
 def nothing(cli):
     return None
 
 
 DAMAGES = [nothing, not_canonical_entry, forge_signature, edit_entry_note, swap_entries,
            flip_object_byte, delete_object, edit_metadata_document, unrecorded_metadata_row,
-           missing_metadata_row, drop_a_search_index_row]
+           missing_metadata_row, drop_a_search_index_row, edit_a_kept_search_row]
 
 
 def _report(root, monkeypatch, quick: bool):

@@ -78,7 +78,8 @@ _TABLE_WORDS = {"items": "row", "item_names": "file name", "item_cases": "case",
                 "item_incidents": "incident link", "item_tags": "tag", "notes": "note",
                 "incidents": "incident", "item_geo": "position (place index)",
                 "item_text": "searchable text", "item_phash": "perceptual hash",
-                "item_unhashed": "missing perceptual hash"}
+                "item_unhashed": "missing perceptual hash",
+                "rendered": "listed row (what search --json writes for it)"}
 _COLUMN_WORDS = {"first_seq": "first entry", "captured_at": "capture time",
                  "captured_text": "capture time", "captured_t": "capture time",
                  "basis": "capture time basis", "lat": "position", "lon": "position",

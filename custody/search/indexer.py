@@ -24,6 +24,7 @@ from custody.search.reading import HASHED_KINDS, NO_READING, Reading, read_docum
 from custody.search.reading import as_dict as _dict
 from custody.search.reading import clean_text as _text
 from custody.search.reading import finite_number as _number
+from custody.search.render import render_stale_rows
 from custody.search.times import (
     incident_interval,
 )
@@ -81,6 +82,7 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
             if indexer.prefetch is not None:
                 indexer.prefetch.close()
         indexer.finish()
+        render_stale_rows(store)  # in this transaction: no reader sees a stale row kept
         if leaf is not None:
             store.put("last_leaf", leaf.hex())
         store.put("last_seq", str(last))

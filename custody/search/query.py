@@ -140,14 +140,18 @@ def search_streamed(archive: Archive, s: Search, write: Callable[[dict[str, Any]
             if timed else 0
         problems = speed.archive_problems(store)
 
-        def items() -> Iterator[dict[str, Any]]:
-            for r in store.select(q, limit=s.limit):
-                out = render.item_json(r, cases, timed)
-                if r.sha256 in problems and out["gps"] and out["device"]:  # as speed.flag does
-                    out["gps_problems"] = problems[r.sha256]
-                    out["gps"] = None
-                out["c2pa"] = r.c2pa or c2pa_filter.UNCHECKED
-                yield out
+        def items() -> Iterator[dict[str, Any] | bytes]:
+            for sha256, basis, row in store.select_rendered(q, limit=s.limit):
+                if type(row) is bytes and sha256 not in problems and not (
+                        timed and basis == OFFSET_UNKNOWN):
+                    yield row  # kept by the index as listed_json renders it (render_stale_rows)
+                elif type(row) is bytes:  # depends on the query or on other items: built here
+                    r = store.item(sha256)
+                    assert r is not None
+                    yield render.listed_json(r, cases, timed, problems.get(sha256))
+                else:
+                    assert isinstance(row, ItemRow)
+                    yield render.listed_json(row, cases, timed, problems.get(sha256))
 
         def undated() -> Iterator[dict[str, Any]]:
             for r in store.select(q, time="missing", place="either", limit=s.limit) if timed \

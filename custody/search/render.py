@@ -9,8 +9,9 @@ from typing import Any
 from custody import display
 from custody.core import geo
 from custody.metadata.clocks import shown_capture
+from custody.search.c2pa_filter import UNCHECKED
 from custody.search.times import OFFSET_UNKNOWN
-from store.index_port import IncidentRow, ItemRow
+from store.index_port import IncidentRow, ItemRow, SearchIndex
 
 TRACK_DRAW_LIMIT = 50_000  # --geojson draws the track itself up to this many points
 
@@ -44,6 +45,42 @@ def item_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
     if r.warnings:
         out["warnings"] = r.warnings
     return out
+
+
+def listed_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
+                gps_problems: list[str] | None = None) -> dict[str, Any]:
+    """An item as `search --json` lists it: `item_json`, what an impossible journey takes from
+    it (as speed.flag does), and its C2PA verdict last."""
+    out = item_json(r, incident_cases, timed)
+    if gps_problems is not None and out["gps"] and out["device"]:
+        out["gps_problems"] = gps_problems
+        out["gps"] = None
+    out["c2pa"] = r.c2pa or UNCHECKED
+    return out
+
+
+def render_stale_rows(store: SearchIndex) -> int:
+    """Render every item whose kept search row is stale, as a search without a time filter
+    lists it (`listed_json`, written by display.row_text): a search then writes the rows as
+    they are instead of building them (docs/SEARCH.md "Rendered rows"). A row that depends on
+    the query or on other items (a time filter's flag, an impossible journey) is built at search
+    time. Returns how many were rendered."""
+    cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+    batch: list[tuple[int, bytes]] = []
+    count = 0
+    for r in store.unrendered():
+        batch.append((r.id, display.row_text(listed_json(r, cases))))
+        if len(batch) >= RENDER_BATCH:
+            store.put_rendered(batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        store.put_rendered(batch)
+        count += len(batch)
+    return count
+
+
+RENDER_BATCH = 1000
 
 
 def incident_json(i: IncidentRow) -> dict[str, Any]:
