@@ -191,11 +191,19 @@ def full_verify(size: int, repeat: int, work: Path | None, against: Path | None 
     here = Path(__file__).resolve().parent
     # A used archive's search index is current (every search brings it up to date), and verify
     # checks every row of it against a replay of the log: bring it up to date, as a search would.
-    subprocess.run([sys.executable, "-P", "-m", "custody", "search", "--limit", "1", "--json"],
-                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Another tree gets its own copy of the archive and index (realarchive.linked_copy).
+    envs = {None: env}
+    if against is not None:
+        copy = realarchive.linked_copy(archive, 1)
+        envs[against] = dict(realarchive.environment(archive.parent, copy),
+                             PYTHONPATH=str(against.resolve()))
+    for run_env in envs.values():
+        subprocess.run([sys.executable, "-P", "-m", "custody", "search", "--limit", "1",
+                        "--json"], env=run_env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
 
     def custody_verify(tree: Path | None = None) -> dict[str, float]:
-        run_env = env if tree is None else dict(env, PYTHONPATH=str(tree.resolve()))
+        run_env = envs[tree]
         with PeakRss(b"\0verify\0") as peak:
             figures = timed_command([sys.executable, "-P", "-m", "custody", "verify", "--json"],
                                     run_env)

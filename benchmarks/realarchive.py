@@ -123,6 +123,17 @@ def _add_variants(root: Path, key_path: Path, size: int) -> None:
     archive.ledger.close()
 
 
+def linked_copy(archive: Path, tree: int) -> Path:
+    """The archive beside itself for another source tree, its files hard links, without its
+    search index: two trees of different index schemas would each rebuild (or, verifying,
+    refuse) the other's at every run. A search or verify only reads the rest."""
+    copy = archive.parent / f"{archive.name}-tree{tree}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(archive, copy, copy_function=os.link,
+                    ignore=shutil.ignore_patterns("index.db*"))
+    return copy
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("size", type=int)

@@ -183,7 +183,7 @@ def command_line(size: int, repeat: int, work: Path | None, against: Path | None
     for label, tree in trees.items():
         # each tree its own search index: two trees of different index schemas would each
         # rebuild the other's at every run (the rest is hard-linked: search only reads it)
-        folder = archive if not envs else _linked_copy(archive, f"{archive.name}-tree{len(envs)}")
+        folder = archive if not envs else realarchive.linked_copy(archive, len(envs))
         env = dict(realarchive.environment(archive.parent, folder), PYTHONPATH=str(tree))
         if bytecode:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -234,15 +234,6 @@ def command_line(size: int, repeat: int, work: Path | None, against: Path | None
         other = envs.get(f" [{against.name}]") if against is not None else None
         time_reindex(search, envs[""], max(1, repeat // 2), against, other)
     shutil.rmtree(caches, ignore_errors=True)
-
-
-def _linked_copy(archive: Path, name: str) -> Path:
-    """The archive beside itself under `name`, its files hard links, without its search index."""
-    copy = archive.parent / name
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(archive, copy, copy_function=os.link,
-                    ignore=shutil.ignore_patterns("index.db*"))
-    return copy
 
 
 def time_reindex(search: list[str], env: dict[str, str], repeat: int, against: Path | None,

@@ -182,7 +182,6 @@ _COMPARED_SQL: dict[str, str] = {
                  "LEFT JOIN items i ON i.id = t.rowid ORDER BY 1",
     "item_phash": "SELECT sha256, frame, t, hash FROM item_phash ORDER BY sha256, frame",
     "item_unhashed": "SELECT sha256, reason FROM item_unhashed ORDER BY sha256",
-    "rendered": "SELECT sha256, row_json FROM items ORDER BY sha256",
 }
 assert _COMPARED_SQL.keys() == COMPARED.keys()
 
@@ -753,6 +752,11 @@ class IndexStore:
             for r in batch:
                 yield item_row(r)
             last = batch[-1][0]
+
+    def rendered_rows(self) -> Iterator[tuple[ItemRow, bytes]]:
+        for r in self.conn.execute(f"SELECT {ITEM_COLUMNS}, row_json FROM items "
+                                   "WHERE row_json IS NOT NULL ORDER BY id"):
+            yield item_row(r), r[-1]
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
         """Keep items' rendered rows: (item id, row)."""

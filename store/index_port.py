@@ -128,8 +128,6 @@ COMPARED: dict[str, Compared] = {
     "item_text": Compared(("sha256", "body"), 1),
     "item_phash": Compared(("sha256", "frame", "t", "hash"), 2),
     "item_unhashed": Compared(("sha256", "reason"), 1),
-    # each item's rendered search row (`put_rendered`), None where the adapter keeps none
-    "rendered": Compared(("sha256", "row_json"), 1),
 }
 
 
@@ -261,6 +259,10 @@ class SearchIndex(Protocol):
         """The items whose rendered row is stale: changed since it was rendered, or never
         rendered (none from an adapter that keeps none). `put_rendered` may be called while
         this is iterated."""
+
+    def rendered_rows(self) -> Iterator[tuple[ItemRow, bytes]]:
+        """Every item that has a kept rendered row, with it, by item id (verify checks each
+        against the item's rendering)."""
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
         """Keep items' rendered search rows, (item id, row), until the item or an incident it

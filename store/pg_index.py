@@ -124,7 +124,6 @@ _COMPARED_SQL: dict[str, str] = {
     "item_phash": "SELECT sha256, frame, t, hash FROM {s}.item_phash ORDER BY sha256, frame",
     "item_unhashed": "SELECT sha256, reason FROM {s}.item_unhashed ORDER BY sha256",
 }
-_COMPARED_SQL["rendered"] = "SELECT sha256, NULL FROM {s}.items ORDER BY sha256"  # none kept
 assert _COMPARED_SQL.keys() == COMPARED.keys()
 
 
@@ -561,6 +560,9 @@ class PostgresIndex:
             yield r.sha256, r.basis, r
 
     def unrendered(self) -> Iterator[ItemRow]:
+        return iter(())
+
+    def rendered_rows(self) -> Iterator[tuple[ItemRow, bytes]]:
         return iter(())
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:

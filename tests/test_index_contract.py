@@ -175,10 +175,9 @@ def answers(f: Field, store: SearchIndex) -> dict[str, Any]:
     out["linked"] = [store.incident_linked(i) for i in ("M10-STRIKE", "NONE")]
     out["items"] = store.count_items()
     for table in COMPARED:
-        # SQLite's R*Tree keeps 32-bit floats: compared below. Only SQLite keeps rendered rows:
-        # both adapters must list the same rows, rendered or built.
-        if table not in ("item_geo", "rendered"):
+        if table != "item_geo":  # SQLite's R*Tree keeps 32-bit floats: compared below
             out[f"rows {table}"] = list(store.compared_rows(table))
+    # Only SQLite keeps rendered rows: both adapters must list the same rows, kept or built.
     cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
     out["listed"] = [json.loads(row) if isinstance(row, bytes) else
                      render.listed_json(row, cases) for _, _, row in

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from custody import display
 from custody.ops.archive import Archive
 from custody.search.indexer import index_location, refresh
+from custody.search.render import listed_json
 from store.index_port import COMPARED, IndexUnusable, SearchIndex
 
 
@@ -59,8 +61,9 @@ def index_differences(archive: Archive) -> IndexCheck:
             return check
         fresh = disk.scratch()
         try:
-            refresh(archive, fresh, until=last)
+            refresh(archive, fresh, until=last, render=False)
             named = list(_differences(disk, fresh))
+            named += _kept_row_differences(disk)
         finally:
             fresh.close()
     finally:
@@ -78,8 +81,7 @@ _TABLE_WORDS = {"items": "row", "item_names": "file name", "item_cases": "case",
                 "item_incidents": "incident link", "item_tags": "tag", "notes": "note",
                 "incidents": "incident", "item_geo": "position (place index)",
                 "item_text": "searchable text", "item_phash": "perceptual hash",
-                "item_unhashed": "missing perceptual hash",
-                "rendered": "listed row (what search --json writes for it)"}
+                "item_unhashed": "missing perceptual hash"}
 _COLUMN_WORDS = {"first_seq": "first entry", "captured_at": "capture time",
                  "captured_text": "capture time", "captured_t": "capture time",
                  "basis": "capture time basis", "lat": "position", "lon": "position",
@@ -123,6 +125,16 @@ def _table_differences(table: str, width: int, disk: SearchIndex,
                         if u != v))
                 yield f"{subject} {x[0]}: {what} {_rest(x[:width])}differs"
             x, y = next(a, None), next(b, None)
+
+
+def _kept_row_differences(disk: SearchIndex) -> list[str]:
+    """Each row the index keeps for search to write (docs/SEARCH.md §1.6) that is not its item's
+    rendering: the columns it is rendered from are compared with the replay above, so a kept row
+    that is their rendering is the ledger's."""
+    cases = {i.incident: i.case_id for i in disk.incidents() if i.case_id}
+    return [f"item {row.sha256}: listed row (what search --json writes for it) differs"
+            for row, kept in disk.rendered_rows()
+            if kept != display.row_text(listed_json(row, cases))]
 
 
 def _rest(key: tuple[Any, ...]) -> str:

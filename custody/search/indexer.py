@@ -50,10 +50,11 @@ def open_index(archive: Archive) -> SearchIndex:
 
 
 def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
-            until: int | None = None) -> dict[str, Any]:
+            until: int | None = None, render: bool = True) -> dict[str, Any]:
     """Index the ledger entries added since the last refresh (all of them when rebuilding, when
     the index belongs to another archive, or when the entry it stopped at is no longer there);
-    with `until`, only up to that entry."""
+    with `until`, only up to that entry. `render`: keep the stale items' search rows rendered
+    (verify's replay, which only compares, does without)."""
     with store.writing():
         last = int(store.get("last_seq") or -1)
         reason = "asked" if rebuild else None
@@ -82,7 +83,8 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
             if indexer.prefetch is not None:
                 indexer.prefetch.close()
         indexer.finish()
-        render_stale_rows(store)  # in this transaction: no reader sees a stale row kept
+        if render:
+            render_stale_rows(store)  # in this transaction: no reader sees a stale row kept
         if leaf is not None:
             store.put("last_leaf", leaf.hex())
         store.put("last_seq", str(last))
