@@ -117,12 +117,16 @@ CREATE TABLE IF NOT EXISTS item_unhashed (sha256 TEXT PRIMARY KEY, reason TEXT N
 # An item's rendered search row is made from its items row and, for the case its incidents bring,
 # the incidents table (custody/search/render.py). Any change to either makes the rendered row
 # NULL (stale) here, in SQL, whoever writes: it is rendered again at the next refresh. Only
-# `put_rendered` writes row_json itself (into a NULL: these do not fire).
+# `put_rendered` writes row_json itself (into a NULL: these do not fire). `incident` is the only
+# unique key of `incidents`, so the row an INSERT OR REPLACE deletes (which fires no DELETE
+# trigger) has NEW.incident: the INSERT trigger covers it. Written as sqlite_master keeps them
+# (no IF NOT EXISTS, single spaces): a file whose triggers differ is mended on open and named by
+# verify (`rendering_guarded`).
 _TRIGGERS = [
-    "CREATE TRIGGER IF NOT EXISTS items_stale AFTER UPDATE ON items "
+    "CREATE TRIGGER items_stale AFTER UPDATE ON items "
     "WHEN OLD.row_json IS NOT NULL AND NEW.row_json IS OLD.row_json "
     "BEGIN UPDATE items SET row_json = NULL WHERE id = NEW.id; END",
-    *(f"CREATE TRIGGER IF NOT EXISTS incidents_stale_{when.lower()} AFTER {when} ON incidents "
+    *(f"CREATE TRIGGER incidents_stale_{when.lower()} AFTER {when} ON incidents "
       f"BEGIN UPDATE items SET row_json = NULL WHERE row_json IS NOT NULL AND sha256 IN "
       f"(SELECT sha256 FROM item_incidents WHERE incident IN ({which})); END"
       for when, which in (("INSERT", "NEW.incident"), ("DELETE", "OLD.incident"),
@@ -327,6 +331,16 @@ class IndexStore:
             version = r[0] if r else None
         if version != str(SCHEMA_VERSION) or self._mismatch(conn):
             self._create(conn, drop=bool(have))
+        elif not _triggers_intact(conn):
+            # dropped or altered by hand (or another trigger added): the kept rows may be stale
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _set_triggers(conn)
+                conn.execute("UPDATE items SET row_json = NULL WHERE row_json IS NOT NULL")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         self.rtree = self._state(conn, "rtree") == "1"
         self.fts = self._state(conn, "fts") == "1"
 
@@ -732,7 +746,7 @@ class IndexStore:
             for sha256, basis, text in self.conn.execute(sql, params):
                 if left is not None:
                     left -= 1
-                if text is None:
+                if type(text) is not bytes:  # stale (NULL), or not what put_rendered writes
                     row = self.item(sha256)
                     assert row is not None  # the same transaction's read
                     yield sha256, basis, row
@@ -753,10 +767,20 @@ class IndexStore:
                 yield item_row(r)
             last = batch[-1][0]
 
-    def rendered_rows(self) -> Iterator[tuple[ItemRow, bytes]]:
+    def rendered_rows(self) -> Iterator[tuple[str, ItemRow | None, Any]]:
         for r in self.conn.execute(f"SELECT {ITEM_COLUMNS}, row_json FROM items "
                                    "WHERE row_json IS NOT NULL ORDER BY id"):
-            yield item_row(r), r[-1]
+            try:
+                row: ItemRow | None = item_row(r)
+            except (TypeError, ValueError, AttributeError):  # columns edited to other types
+                row = None
+            yield r[1], row, r[-1]
+
+    def rendering_guarded(self) -> bool:
+        return _triggers_intact(self.conn)
+
+    def forget_rendered(self) -> None:
+        self.conn.execute("UPDATE items SET row_json = NULL WHERE row_json IS NOT NULL")
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
         """Keep items' rendered rows: (item id, row)."""
@@ -1015,11 +1039,25 @@ def _make_tables(conn: sqlite3.Connection, rtree: bool, fts: bool) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
-    for trigger in _TRIGGERS:  # their bodies hold a `;`
-        conn.execute(trigger)
+    _set_triggers(conn)
     conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                      [("schema", str(SCHEMA_VERSION)), ("rtree", "1" if rtree else "0"),
                       ("fts", "1" if fts else "0")])
+
+
+def _set_triggers(conn: sqlite3.Connection) -> None:
+    """Every trigger in the file dropped, then this schema's made (their bodies hold a `;`)."""
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f'DROP TRIGGER "{name.replace(chr(34), chr(34) * 2)}"')
+    for trigger in _TRIGGERS:
+        conn.execute(trigger)
+
+
+def _triggers_intact(conn: sqlite3.Connection) -> bool:
+    """The file's triggers are exactly this schema's, as written."""
+    have = sorted(r[0] for r in conn.execute("SELECT sql FROM sqlite_master "
+                                             "WHERE type = 'trigger'"))
+    return have == sorted(_TRIGGERS)
 
 
 def _supported(conn: sqlite3.Connection, module: str) -> bool:

@@ -260,9 +260,16 @@ class SearchIndex(Protocol):
         rendered (none from an adapter that keeps none). `put_rendered` may be called while
         this is iterated."""
 
-    def rendered_rows(self) -> Iterator[tuple[ItemRow, bytes]]:
-        """Every item that has a kept rendered row, with it, by item id (verify checks each
+    def rendered_rows(self) -> Iterator[tuple[str, ItemRow | None, Any]]:
+        """Every item that has a kept rendered row: (sha256, its row, or None when its columns
+        do not read as an ItemRow, the kept row as stored), by item id (verify checks each
         against the item's rendering)."""
+
+    def rendering_guarded(self) -> bool:
+        """What makes a kept row stale on any change is in place, unaltered (verify)."""
+
+    def forget_rendered(self) -> None:
+        """Make every kept row stale (rendered by another version of custody)."""
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
         """Keep items' rendered search rows, (item id, row), until the item or an incident it

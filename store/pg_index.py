@@ -562,8 +562,14 @@ class PostgresIndex:
     def unrendered(self) -> Iterator[ItemRow]:
         return iter(())
 
-    def rendered_rows(self) -> Iterator[tuple[ItemRow, bytes]]:
+    def rendered_rows(self) -> Iterator[tuple[str, ItemRow | None, Any]]:
         return iter(())
+
+    def rendering_guarded(self) -> bool:
+        return True  # nothing kept, nothing to guard
+
+    def forget_rendered(self) -> None:
+        pass
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
         raise IndexStoreError("the PostgreSQL search index keeps no rendered rows")

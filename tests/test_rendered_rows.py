@@ -105,3 +105,64 @@ def test_an_edited_kept_row_is_named_by_verify_and_mended_by_reindex(cli_archive
     assert cli("verify").code == 0
     assert json.loads(cli("search", "--json", check=True).stdout)["items"] == \
         json.loads(clean)["items"]
+
+
+def _one_item(cli) -> str:
+    cli("ingest", DATA / "media" / "aleppo-gps.jpg", check=True)
+    cli("search", "--json", check=True)  # the index made, its rows kept
+    return str(cli("list", "--json", check=True).json()[0]["sha256"])
+
+
+def _verify_problems(cli) -> list[str]:
+    r = cli("verify", "--json")
+    assert r.code == 1, r.stderr
+    return list(r.json()["problems"])
+
+
+def test_dropped_triggers_are_named_by_verify_and_mended_by_the_next_search(cli_archive):
+    cli = cli_archive
+    sha = _one_item(cli)
+    with closing(_index(cli)) as db:
+        db.execute("DROP TRIGGER items_stale")
+    assert any("triggers that keep its listed rows current are missing or altered" in p
+               for p in _verify_problems(cli))
+    cli("tag", sha, "hospital", check=True)  # with no trigger, its kept row would stay
+    assert _listed(cli, {"aleppo-gps.jpg": sha})[sha]["tags"] == ["hospital"]
+    with closing(_index(cli)) as db:  # the search put them back, and rendered every row again
+        assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"
+                          ).fetchone() == (4,)
+        db.execute("CREATE TRIGGER keep_mine AFTER UPDATE ON items BEGIN "
+                   "UPDATE items SET row_json = x'7b7d' WHERE id = NEW.id; END")
+    assert any("missing or altered" in p for p in _verify_problems(cli))
+    cli("search", "--json", check=True)
+    assert cli("verify").code == 0
+
+
+def test_kept_rows_of_odd_types_are_named_by_verify_never_a_crash(cli_archive):
+    cli = cli_archive
+    sha = _one_item(cli)
+    with closing(_index(cli)) as db:  # row_json written in the same UPDATE: no trigger fires
+        db.execute("UPDATE items SET names = CAST(names AS BLOB), row_json = x'02'")
+    assert any(p.startswith(f"search index: item {sha}: listed row") for p in
+               _verify_problems(cli))
+    cli("search", "--reindex", "--json", check=True)
+    with closing(_index(cli)) as db:  # a kept row as text: search builds the row instead
+        db.execute("UPDATE items SET row_json = CAST(row_json AS TEXT)")
+    out = cli("search", "--json", check=True).stdout
+    assert out == _search_as_before(Field(cli, {"aleppo-gps.jpg": sha}, []),
+                                    json.loads(out)["index"])
+    assert any(p.startswith(f"search index: item {sha}: listed row") for p in
+               _verify_problems(cli))
+
+
+def test_rows_kept_by_another_version_of_the_renderer_are_rendered_again(cli_archive):
+    cli = cli_archive
+    sha = _one_item(cli)
+    with closing(_index(cli)) as db:
+        db.execute("UPDATE state SET value = 'another' WHERE key = 'rendering'")
+        db.execute("UPDATE items SET row_json = CAST('{}' AS BLOB)")  # what it would have kept
+    r = cli("verify", "--json")
+    assert r.code == 0 and any("rendered by another version" in n
+                               for n in r.json()["notices"]), r.stdout
+    assert _listed(cli, {"aleppo-gps.jpg": sha})[sha]["names"] == ["aleppo-gps.jpg"]
+    assert cli("verify").code == 0

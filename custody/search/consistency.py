@@ -11,7 +11,7 @@ from typing import Any
 from custody import display
 from custody.ops.archive import Archive
 from custody.search.indexer import index_location, refresh
-from custody.search.render import listed_json
+from custody.search.render import RENDERING, listed_json
 from store.index_port import COMPARED, IndexUnusable, SearchIndex
 
 
@@ -63,7 +63,7 @@ def index_differences(archive: Archive) -> IndexCheck:
         try:
             refresh(archive, fresh, until=last, render=False)
             named = list(_differences(disk, fresh))
-            named += _kept_row_differences(disk)
+            named += _kept_row_differences(disk, check)
         finally:
             fresh.close()
     finally:
@@ -127,14 +127,29 @@ def _table_differences(table: str, width: int, disk: SearchIndex,
             x, y = next(a, None), next(b, None)
 
 
-def _kept_row_differences(disk: SearchIndex) -> list[str]:
+def _kept_row_differences(disk: SearchIndex, check: IndexCheck) -> list[str]:
     """Each row the index keeps for search to write (docs/SEARCH.md §1.6) that is not its item's
     rendering: the columns it is rendered from are compared with the replay above, so a kept row
-    that is their rendering is the ledger's."""
+    that is their rendering is the ledger's. And the triggers that make a kept row stale on any
+    change: without them a later change would leave the old row shown."""
+    named = []
+    if not disk.rendering_guarded():
+        named.append("the triggers that keep its listed rows current are missing or altered "
+                     "(a later change would not show in search)")
+    if disk.get("rendering") != RENDERING:
+        check.notices.append("search index: its listed rows were rendered by another version "
+                             "of custody and were not checked; search renders them again")
+        return named
     cases = {i.incident: i.case_id for i in disk.incidents() if i.case_id}
-    return [f"item {row.sha256}: listed row (what search --json writes for it) differs"
-            for row, kept in disk.rendered_rows()
-            if kept != display.row_text(listed_json(row, cases))]
+    for sha256, row, kept in disk.rendered_rows():
+        try:
+            same = row is not None and kept == display.row_text(listed_json(row, cases))
+        except (TypeError, ValueError, AttributeError):  # columns of types never written
+            same = False
+        if not same:
+            named.append(f"item {sha256}: listed row (what search --json writes for it) "
+                         "differs")
+    return named
 
 
 def _rest(key: tuple[Any, ...]) -> str:

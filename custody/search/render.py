@@ -59,12 +59,20 @@ def listed_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
     return out
 
 
+# The version of the code that renders kept rows (listed_json, display.row_text, json_exact): a
+# change to the bytes a row renders to must change it, so that every kept row is rendered again.
+RENDERING = "1"
+
+
 def render_stale_rows(store: SearchIndex) -> int:
     """Render every item whose kept search row is stale, as a search without a time filter
     lists it (`listed_json`, written by display.row_text): a search then writes the rows as
     they are instead of building them (docs/SEARCH.md "Rendered rows"). A row that depends on
     the query or on other items (a time filter's flag, an impossible journey) is built at search
     time. Returns how many were rendered."""
+    if store.get("rendering") != RENDERING:  # kept by another version of this code
+        store.forget_rendered()
+        store.put("rendering", RENDERING)
     cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
     batch: list[tuple[int, bytes]] = []
     count = 0
