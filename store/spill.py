@@ -235,22 +235,8 @@ class SpillMapping(MutableMapping[Any, Any]):
         if not self._cold:
             yield from sorted(self._hot)
             return
-        self._write_out_all()
-        last: bytes | int | str | None = None
-        while True:
-            if last is None:
-                page = self._sql(
-                    "SELECT key FROM spilled WHERE space = ? ORDER BY key LIMIT ?",
-                    (self._space, PAGE)).fetchall()
-            else:
-                page = self._sql(
-                    "SELECT key FROM spilled WHERE space = ? AND key > ? ORDER BY key LIMIT ?",
-                    (self._space, last, PAGE)).fetchall()
-            if not page:
-                return
-            last = page[-1][0]
-            for (key,) in page:
-                yield _key(key)
+        for (key,) in self._sorted_pages("key"):
+            yield _key(key)
 
     def sorted_items(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) in sorted order of keys (as `sorted_keys`), a page at a time; the values
@@ -258,22 +244,23 @@ class SpillMapping(MutableMapping[Any, Any]):
         if not self._cold:
             yield from sorted(self._hot.items())
             return
+        for key, value in self._sorted_pages("key, value"):
+            yield _key(key), pickle.loads(value)
+
+    def _sorted_pages(self, columns: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of this table (`columns`, the key first), all written out first, in key
+        order: PAGE rows a query, each after the last key of the one before (keyset paging)."""
         self._write_out_all()
         last: bytes | int | str | None = None
         while True:
-            if last is None:
-                page = self._sql(
-                    "SELECT key, value FROM spilled WHERE space = ? ORDER BY key LIMIT ?",
-                    (self._space, PAGE)).fetchall()
-            else:
-                page = self._sql(
-                    "SELECT key, value FROM spilled WHERE space = ? AND key > ? ORDER BY key "
-                    "LIMIT ?", (self._space, last, PAGE)).fetchall()
+            after, args = ("", (self._space,)) if last is None else \
+                (" AND key > ?", (self._space, last))
+            page = self._sql(f"SELECT {columns} FROM spilled WHERE space = ?{after} "
+                             "ORDER BY key LIMIT ?", (*args, PAGE)).fetchall()
             if not page:
                 return
             last = page[-1][0]
-            for key, value in page:
-                yield _key(key), pickle.loads(value)
+            yield from page
 
     def _bring_in(self, key: Key, value: Any) -> None:
         if len(self._hot) >= self._hot_limit:
