@@ -254,11 +254,7 @@ class IndexStore:
         except LedgerStoreError as exc:
             raise IndexUnusable(str(exc)) from exc
         try:
-            have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-            if "state" not in have or store._state(conn, "schema") != str(SCHEMA_VERSION):
-                raise IndexUnusable(f"{path} is not a search index of version {SCHEMA_VERSION}")
-            store.rtree = store._state(conn, "rtree") == "1"
-            store.fts = store._state(conn, "fts") == "1"
+            store._take_as_it_is(conn, path)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise IndexUnusable(str(exc)) from exc
@@ -267,6 +263,15 @@ class IndexStore:
             raise
         store._conn = conn
         return store
+
+    def _take_as_it_is(self, conn: sqlite3.Connection, where: object) -> None:
+        """An index to be read as it is (verify): of this version, else IndexUnusable; nothing
+        created, repaired or rebuilt (`_prepare` would)."""
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "state" not in have or self._state(conn, "schema") != str(SCHEMA_VERSION):
+            raise IndexUnusable(f"{where} is not a search index of version {SCHEMA_VERSION}")
+        self.rtree = self._state(conn, "rtree") == "1"
+        self.fts = self._state(conn, "fts") == "1"
 
     @property
     def location(self) -> str | None:

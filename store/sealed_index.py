@@ -84,7 +84,13 @@ class SealedIndexStore(IndexStore):
             data = pyrage.decrypt(self._sealed.read_bytes(), self._identities)
             conn.deserialize(data)
             conn.execute("PRAGMA temp_store = MEMORY")
-            self._prepare(conn)  # a file of another version is rebuilt, as index.db is
+            if self._strict:  # verify: compared as it is, an older version said, not remade
+                self._take_as_it_is(conn, self._sealed)
+            else:
+                self._prepare(conn)  # a file of another version is rebuilt, as index.db is
+        except IndexUnusable:
+            conn.close()
+            raise
         except (OSError, pyrage.DecryptError, sqlite3.DatabaseError) as exc:
             if self._strict:
                 conn.close()

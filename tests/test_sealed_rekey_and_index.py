@@ -217,6 +217,36 @@ def test_verify_with_a_key_checks_the_sealed_index_and_without_one_says_it_was_n
     assert unopened.code == 0 and "sealed search index is not checked" in unopened.stderr
 
 
+def _doctor_index(cli: Cli, *statements: str) -> None:
+    """Seal index.age again after running `statements` on it (as _alter_index)."""
+    path = cli.archive / "index.age"
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.deserialize(pyrage.decrypt(path.read_bytes(), [_content_key(cli)]))
+    for statement in statements:
+        conn.execute(statement)
+    path.write_bytes(pyrage.encrypt(conn.serialize(), [_content_key(cli).to_public()]))
+
+
+def test_verify_reads_a_sealed_index_as_it_is_never_remade_first(sealed: Cli,
+                                                                 tmp_path: Path) -> None:
+    """verify opened index.age as search does, which remakes a file of another version (and
+    would remake a dropped trigger) in memory before the comparison: an older index was then
+    compared empty, with nothing said. Now it is taken as it is."""
+    cli = copy_archive(sealed, tmp_path)
+    assert _found(cli, "--text", "haddad") == [ITEM]
+    _doctor_index(cli, "DROP TRIGGER items_stale")
+    keyed = cli("verify", "--json")
+    assert keyed.code == 1
+    assert any("triggers that keep its listed rows current are missing" in p
+               for p in keyed.json()["problems"]), keyed.json()
+    _doctor_index(cli, "UPDATE state SET value = '5' WHERE key = 'schema'")
+    keyed = cli("verify", "--json")
+    assert any("index.age was NOT checked" in n and "not a search index of version" in n
+               for n in keyed.json()["notices"]), keyed.json()
+    assert _found(cli, "--text", "haddad") == [ITEM]  # search rebuilds it
+    assert cli("verify").code == 0
+
+
 def test_verify_on_workers_checks_the_sealed_index_with_the_key_it_holds(
         sealed: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """verify hands the index check to a forked worker on a long log: the worker checks with

@@ -44,7 +44,8 @@ def index_differences(archive: Archive) -> IndexCheck:
     except IndexUnusable as exc:
         if sealed:
             check.notices.append(f"search index {where.name} was NOT checked: it does not open "
-                                 f"with the keys given ({exc}); search rebuilds it")
+                                 f"with the keys given, or is of another version ({exc}); "
+                                 "search rebuilds it")
         else:
             check.notices.append(f"search index {where.name} is unusable ({exc}); search "
                                  "rebuilds it")
