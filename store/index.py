@@ -719,10 +719,29 @@ class IndexStore:
                limit: int | None = None) -> Iterator[ItemRow]:
         """Items passing the filters. `time`/`place` say how the time and place filters (when
         given) apply: "match" (the row passes), "missing" (the row lacks the field), "either"."""
-        where, params = self._where(query, time, place)
         columns = ", ".join("i." + c for c in ITEM_COLUMNS.split(", "))
-        # Dated rows in capture-time order, then the undated: two walks of the time index
-        # rather than one sort of everything.
+        for r in self._in_order(columns, query, time, place, limit):
+            yield item_row(r)
+
+    def select_rendered(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match",
+                        limit: int | None = None) -> Iterator[tuple[str, str | None,
+                                                                     bytes | ItemRow]]:
+        """`select`'s items in its order, each as (SHA-256, capture time basis, its rendered
+        row, or its ItemRow when that is stale): a search writes rendered rows as they are."""
+        for sha256, basis, text in self._in_order("i.sha256, i.basis, i.row_json", query, time,
+                                                  place, limit):
+            if type(text) is not bytes:  # stale (NULL), or not what put_rendered writes
+                row = self.item(sha256)
+                assert row is not None  # the same transaction's read
+                yield sha256, basis, row
+            else:
+                yield sha256, basis, text
+
+    def _in_order(self, columns: str, query: ItemQuery, time: Mode, place: Mode,
+                  limit: int | None) -> Iterator[tuple[Any, ...]]:
+        """`columns` of the items passing the filters: the dated in capture-time order, then the
+        undated (two walks of the time index rather than one sort of everything)."""
+        where, params = self._where(query, time, place)
         left = limit
         for dated in ("i.captured_at IS NOT NULL", "i.captured_at IS NULL"):
             if left is not None and left <= 0:
@@ -730,33 +749,12 @@ class IndexStore:
             sql = (f"SELECT {columns} FROM items i WHERE {' AND '.join([*where, dated])} "
                    "ORDER BY i.captured_at, i.first_seq"
                    + (f" LIMIT {int(left)}" if left is not None else ""))
+            if left is None:
+                yield from self.conn.execute(sql, params)
+                continue
             for r in self.conn.execute(sql, params):
-                if left is not None:
-                    left -= 1
-                yield item_row(r)
-
-    def select_rendered(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match",
-                        limit: int | None = None) -> Iterator[tuple[str, str | None,
-                                                                     bytes | ItemRow]]:
-        """`select`'s items in its order, each as (SHA-256, capture time basis, its rendered
-        row, or its ItemRow when that is stale): a search writes rendered rows as they are."""
-        where, params = self._where(query, time, place)
-        left = limit
-        for dated in ("i.captured_at IS NOT NULL", "i.captured_at IS NULL"):
-            if left is not None and left <= 0:
-                return
-            sql = (f"SELECT i.sha256, i.basis, i.row_json FROM items i WHERE "
-                   f"{' AND '.join([*where, dated])} ORDER BY i.captured_at, i.first_seq"
-                   + (f" LIMIT {int(left)}" if left is not None else ""))
-            for sha256, basis, text in self.conn.execute(sql, params):
-                if left is not None:
-                    left -= 1
-                if type(text) is not bytes:  # stale (NULL), or not what put_rendered writes
-                    row = self.item(sha256)
-                    assert row is not None  # the same transaction's read
-                    yield sha256, basis, row
-                else:
-                    yield sha256, basis, text
+                left -= 1
+                yield r
 
     def unrendered(self) -> Iterator[ItemRow]:
         """Every item whose rendered row is stale (NULL), a batch read at a time: the caller may
