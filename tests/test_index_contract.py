@@ -178,7 +178,7 @@ def answers(f: Field, store: SearchIndex) -> dict[str, Any]:
         if table != "item_geo":  # SQLite's R*Tree keeps 32-bit floats: compared below
             out[f"rows {table}"] = list(store.compared_rows(table))
     # Only SQLite keeps rendered rows: both adapters must list the same rows, kept or built.
-    cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+    cases = render.incident_cases(store)
     out["listed"] = [json.loads(row) if isinstance(row, bytes) else
                      render.listed_json(row, cases) for _, _, row in
                      store.select_rendered(ItemQuery())]

@@ -11,7 +11,7 @@ from typing import Any
 from custody import display
 from custody.ops.archive import Archive
 from custody.search.indexer import index_location, refresh
-from custody.search.render import RENDERING, listed_json
+from custody.search.render import RENDERING, incident_cases, listed_json
 from store.index_port import COMPARED, IndexUnusable, SearchIndex
 
 
@@ -141,7 +141,7 @@ def _kept_row_differences(disk: SearchIndex, check: IndexCheck) -> list[str]:
         check.notices.append("search index: its listed rows were rendered by another version "
                              "of custody and were not checked; search renders them again")
         return named
-    cases = {i.incident: i.case_id for i in disk.incidents() if i.case_id}
+    cases = incident_cases(disk)
     for sha256, row, kept in disk.rendered_rows():
         try:
             same = row is not None and kept == display.row_text(listed_json(row, cases))

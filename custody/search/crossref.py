@@ -131,7 +131,7 @@ def _item_matches(store: SearchIndex, tables: TrackIndex, x: Crossref, km: float
     best: dict[str, tuple[ItemRow, geo.Approach, geo.Leg]] = {}
     with collector_paused():
         _pairs(tables, query, km, window, best)
-    cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+    cases = render.incident_cases(store)
     matches = []
     for item, found, leg in best.values():
         row = render.item_json(item, cases)

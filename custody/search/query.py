@@ -133,7 +133,7 @@ def search_streamed(archive: Archive, s: Search, write: Callable[[dict[str, Any]
     try:
         status = refresh(archive, store, rebuild=rebuild)
         incident = _incident(store, q)
-        cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+        cases = render.incident_cases(store)
         timed = q.time is not None
         count = _at_most(store.count(q), s.limit)
         undetermined = _at_most(store.count(q, time="missing", place="either"), s.limit) \
@@ -142,16 +142,16 @@ def search_streamed(archive: Archive, s: Search, write: Callable[[dict[str, Any]
 
         def items() -> Iterator[dict[str, Any] | bytes]:
             for sha256, basis, row in store.select_rendered(q, limit=s.limit):
-                if type(row) is bytes and sha256 not in problems and not (
-                        timed and basis == OFFSET_UNKNOWN):
-                    yield row  # kept by the index as listed_json renders it (render_stale_rows)
-                elif type(row) is bytes:  # depends on the query or on other items: built here
-                    r = store.item(sha256)
-                    assert r is not None
-                    yield render.listed_json(r, cases, timed, problems.get(sha256))
-                else:
-                    assert isinstance(row, ItemRow)
-                    yield render.listed_json(row, cases, timed, problems.get(sha256))
+                if type(row) is bytes:  # kept as listed_json renders it (render_stale_rows)
+                    if sha256 not in problems and not (timed and basis == OFFSET_UNKNOWN):
+                        yield row
+                        continue
+                    # this row depends on the query or on other items: built here
+                    found = store.item(sha256)
+                    assert found is not None
+                    row = found
+                assert isinstance(row, ItemRow)
+                yield render.listed_json(row, cases, timed, problems.get(sha256))
 
         def undated() -> Iterator[dict[str, Any]]:
             for r in store.select(q, time="missing", place="either", limit=s.limit) if timed \
@@ -201,7 +201,7 @@ def find(store: SearchIndex, s: Search, p: _Plan | None = None,
     q = p.query
     incident = _incident(store, q)
     seen = verdicts if verdicts is not None else {}
-    cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+    cases = render.incident_cases(store)
     timed, placed = q.time is not None, q.boxes is not None
     with collector_paused():
         items = []

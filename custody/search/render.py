@@ -47,6 +47,12 @@ def item_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
     return out
 
 
+def incident_cases(store: SearchIndex) -> dict[str, str]:
+    """incident -> its case, for the incidents that have one: the case an incident brings to the
+    items linked to it (`item_json`)."""
+    return {i.incident: i.case_id for i in store.incidents() if i.case_id}
+
+
 def listed_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
                 gps_problems: list[str] | None = None) -> dict[str, Any]:
     """An item as `search --json` lists it: `item_json`, what an impossible journey takes from
@@ -62,6 +68,7 @@ def listed_json(r: ItemRow, incident_cases: dict[str, str], timed: bool = False,
 # The version of the code that renders kept rows (listed_json, display.row_text, json_exact): a
 # change to the bytes a row renders to must change it, so that every kept row is rendered again.
 RENDERING = "1"
+RENDER_BATCH = 1000  # rows rendered, then written, at a time
 
 
 def render_stale_rows(store: SearchIndex) -> int:
@@ -73,7 +80,7 @@ def render_stale_rows(store: SearchIndex) -> int:
     if store.get("rendering") != RENDERING:  # kept by another version of this code
         store.forget_rendered()
         store.put("rendering", RENDERING)
-    cases = {i.incident: i.case_id for i in store.incidents() if i.case_id}
+    cases = incident_cases(store)
     batch: list[tuple[int, bytes]] = []
     count = 0
     for r in store.unrendered():
@@ -86,9 +93,6 @@ def render_stale_rows(store: SearchIndex) -> int:
         store.put_rendered(batch)
         count += len(batch)
     return count
-
-
-RENDER_BATCH = 1000
 
 
 def incident_json(i: IncidentRow) -> dict[str, Any]:
