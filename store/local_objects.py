@@ -196,21 +196,21 @@ class LocalObjectStore:
         if not self._unflushed:
             return
         batch = list(self._unflushed.items())
-        try:
-            with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
+        with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
+            try:
                 list(pool.map(_fsync_path, [tmp for _, (tmp, _) in batch]))
-        except OSError as exc:
-            raise _write_error(exc, "cannot flush an object to disk") from None
-        shards: set[Path] = set()
-        try:
-            for sha256, (tmp, final) in batch:
-                self._link(tmp, final, sha256)
-                del self._unflushed[sha256]
-                shards.add(final.parent)
-            for shard in sorted(shards):
-                fsync_folder(shard)
-        except OSError as exc:
-            raise _write_error(exc, "cannot place an object") from None
+            except OSError as exc:
+                raise _write_error(exc, "cannot flush an object to disk") from None
+            shards: set[Path] = set()
+            try:
+                for sha256, (tmp, final) in batch:
+                    self._link(tmp, final, sha256)
+                    del self._unflushed[sha256]
+                    shards.add(final.parent)
+                # At once, like the files: one journal commit then covers most of them.
+                list(pool.map(fsync_folder, sorted(shards)))
+            except OSError as exc:
+                raise _write_error(exc, "cannot place an object") from None
 
     def _link(self, tmp: Path, final: Path, sha256: str) -> None:
         """Link a flushed temp file into place; a sound object put there meanwhile (another

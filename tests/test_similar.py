@@ -378,3 +378,35 @@ def test_fingerprints_added_one_by_one_match_those_loaded_at_once_and_the_naive_
                  if other != item and bin(int(h, 16) ^ int(oh, 16)).count("1") <= 28}
         assert grown.nearest(query, 28, exclude=item) == whole.nearest(query, 28, exclude=item)
         assert {m.item: m.distance for m in grown.nearest(query, 28, exclude=item)} == naive
+
+
+def test_fingerprints_limited_to_the_first_few_are_the_first_few_of_all():
+    """Ingest asks for the LOOKS_LIKE_MAX best only (a burst of near-copies must not cost a Match
+    each): the first `limit` of the whole answer, ties at the cut ordered by item as in it."""
+    rng = random.Random(29)
+    base = rng.getrandbits(64)
+    # Many near-copies of one hash (distances 0..4, so ties straddle every cut), videos among them.
+    rows = [(f"{rng.getrandbits(256):064x}", None if i % 4 else float(i),
+             f"{base ^ (1 << rng.randrange(64)) * (i % 5 != 0):016x}") for i in range(500)]
+    rows += [(rows[i][0], 9.5, f"{base ^ 0b111:016x}") for i in range(0, 500, 7)]  # 2nd frames
+    # Names alike in their first 16 hex digits (the bulk pick's key), told apart only after.
+    rows += [("0" * 16 + f"{i:048x}"[::-1], None, f"{base:016x}") for i in range(30)]
+    query = [(None, f"{base:016x}")]
+    whole = Fingerprints(rows).nearest(query, 20, exclude=rows[3][0])
+    assert len(whole) > 100
+    for limit in (1, 2, 10, 99, len(whole), len(whole) + 5):
+        assert Fingerprints(rows).nearest(query, 20, exclude=rows[3][0], limit=limit) == \
+            whole[:limit]
+
+
+def test_fingerprints_limited_stay_exact_when_names_are_not_sha256_hex():
+    """The bulk pick orders by the first 64 bits of a SHA-256 name; any other name (never an
+    index item, but nothing must go wrong) turns it off rather than misorder."""
+    rows = [("zz-not-hex", None, "0" * 16), ("1" * 64, None, "0" * 16), ("0" * 63 + "2", None,
+                                                                          "0" * 16)]
+    query = [(None, "0" * 16)]
+    assert [m.item for m in Fingerprints(rows).nearest(query, 5, exclude="", limit=1)] == \
+        ["0" * 63 + "2"]
+    grown = Fingerprints(rows[1:])
+    grown.add("!", [(None, "0" * 16)])
+    assert [m.item for m in grown.nearest(query, 5, exclude="", limit=2)] == ["!", "0" * 63 + "2"]

@@ -81,15 +81,20 @@ class Fingerprints:
         self._held: set[str] = set()
         self._times: list[float | None] = []
         values: list[int] = []
+        keys: list[int] = []
         for sha256, t, hexed in rows:
             self._items.append(sha256)
             self._held.add(sha256)
             self._times.append(t)
             values.append(int(hexed, 16))
+            keys.append(_order_key(sha256))
         np = numpy
+        self._keyed = all(k is not None for k in keys)  # else every item name ties (exact)
         # The hashes live in a buffer with room to grow: an ingest adds each new item, and a
-        # copy of every hash held per file would cost O(N) a file in a large archive.
+        # copy of every hash held per file would cost O(N) a file in a large archive. Beside
+        # each, its item's order key (`_order_key`), so that the best few are picked in bulk.
         self._buffer = np.array(values, dtype=np.uint64)
+        self._key_buffer = np.array([k or 0 for k in keys], dtype=np.uint64)
         self._count = len(values)
 
     @property
@@ -107,10 +112,13 @@ class Fingerprints:
         more = np.array([int(h, 16) for _, h in hashes], dtype=np.uint64)
         end = self._count + len(more)
         if end > len(self._buffer):  # doubling: amortised O(1) a hash
-            grown = np.empty(max(2 * len(self._buffer), end, 64), dtype=np.uint64)
-            grown[:self._count] = self._hashes
-            self._buffer = grown
+            size = max(2 * len(self._buffer), end, 64)
+            self._buffer = _grown(np, self._buffer, self._count, size)
+            self._key_buffer = _grown(np, self._key_buffer, self._count, size)
         self._buffer[self._count:end] = more
+        key = _order_key(sha256)
+        self._keyed = self._keyed and key is not None
+        self._key_buffer[self._count:end] = key or 0
         self._count = end
 
     def _distances(self, hexed: str) -> Any:
@@ -121,9 +129,10 @@ class Fingerprints:
             return np.bitwise_count(xor)
         return self._popcount[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.uint8)
 
-    def nearest(self, query: list[Hash], max_distance: int, exclude: str) -> list[Match]:
+    def nearest(self, query: list[Hash], max_distance: int, exclude: str,
+                limit: int | None = None) -> list[Match]:
         """Items (other than `exclude`) whose best pair of hashes with `query` is within
-        `max_distance` bits: best first, then by item."""
+        `max_distance` bits: best first, then by item; the first `limit` of them if given."""
         if not query or not len(self._hashes):
             return []
         np = self._np
@@ -136,13 +145,40 @@ class Fingerprints:
                 distance = self._distances(hexed)
                 closer = distance < best
                 best[closer], which[closer] = distance[closer], i
+        rows = np.flatnonzero(best <= max_distance)
+        keys = self._key_buffer[:self._count][rows] if self._keyed else np.zeros(len(rows),
+                                                                                 dtype=np.uint64)
+        # Rows in (distance, item) order, by the item's order key; stable, so an item's rows
+        # at one distance stay in held order and its first row seen is its best. Once `limit`
+        # items are found, only rows tied with the last one (same distance and key) can still
+        # enter: a burst of near-copies must not cost a Match each.
+        order = np.lexsort((keys, best[rows]))
         found: dict[str, Match] = {}
-        for row in np.flatnonzero(best <= max_distance):
+        last: tuple[int, int] | None = None
+        for row, key in zip(rows[order].tolist(), keys[order].tolist(), strict=True):
+            distance = int(best[row])
+            if last is not None and (distance, key) != last:
+                break
             item = self._items[row]
-            if item == exclude:
+            if item == exclude or item in found:
                 continue
             matched = query[0 if which is None else int(which[row])]
-            match = Match(item, int(best[row]), self._times[row], matched[0])
-            if item not in found or match.distance < found[item].distance:
-                found[item] = match
-        return sorted(found.values(), key=lambda m: (m.distance, m.item))
+            found[item] = Match(item, distance, self._times[row], matched[0])
+            if limit is not None and last is None and len(found) >= limit:
+                last = (distance, key)
+        ordered = sorted(found.values(), key=lambda m: (m.distance, m.item))
+        return ordered if limit is None else ordered[:limit]
+
+
+def _order_key(item: str) -> int | None:
+    """A number in the order of item names as far as their first 16 characters go: the first 64
+    bits of a SHA-256 in hex (items whose keys tie are ordered by name in Python). None for a
+    name that is not hex (never an item of the index): then no name is keyed."""
+    head = item[:16]
+    return int(head, 16) if _HEX.fullmatch(head) else None
+
+
+def _grown(np: Any, buffer: Any, count: int, size: int) -> Any:
+    grown = np.empty(size, dtype=buffer.dtype)
+    grown[:count] = buffer[:count]
+    return grown

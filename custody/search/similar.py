@@ -117,9 +117,10 @@ class LookAlikes:
                 self.problem = (f"look-alikes not checked: the search index failed "
                                 f"({type(exc).__name__}: {exc})")
                 return None
-        found = self._known.nearest(hashes, self.max_distance, exclude=sha256)
+        found = self._known.nearest(hashes, self.max_distance, exclude=sha256,
+                                    limit=LOOKS_LIKE_MAX)
         self._known.add(sha256, hashes)
-        return [{"item": m.item, "distance": m.distance} for m in found[:LOOKS_LIKE_MAX]]
+        return [{"item": m.item, "distance": m.distance} for m in found]
 
     def _load(self) -> Fingerprints:
         store = open_index(self.archive)
