@@ -258,23 +258,26 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_Reading = tuple[dict[str, Any], bytes]  # a metadata document and its RFC 8785 bytes
+
+
 @dataclass(slots=True)
 class _Pending:
     result: FileResult
     draft: Draft
-    metadata: Future[dict[str, Any]] | None = None  # being read while later files are stored
+    metadata: Future[_Reading] | None = None  # being read while later files are stored
     document: dict[str, Any] | None = None  # the metadata read, kept for the look-alike check
 
     def settle(self) -> None:
         """Fold the finished metadata document into the draft (before the batch commits)."""
         if self.metadata is None:
             return
-        doc = self.metadata.result()
+        reading = self.metadata.result()
         self.metadata = None
-        self.fold(doc)
+        self.fold(reading)
 
-    def fold(self, doc: dict[str, Any]) -> None:
-        body = canonical.encode(doc)
+    def fold(self, reading: _Reading) -> None:
+        doc, body = reading
         details = dict(self.draft.details, mime=doc.get("mime"), metadata_sha256=_sha256_hex(body))
         if doc.get("deferred"):  # the fast path: signed here, so enrich finds it from the log
             details["metadata_deferred"] = list(doc["deferred"])
@@ -517,8 +520,9 @@ class Ingest:
             return True
         return self.archive.ledger.recorded(sha256)
 
-    def _read_metadata(self, sha256: str) -> dict[str, Any]:
-        """Metadata of the stored object (what is parsed is exactly what is kept)."""
+    def _read_metadata(self, sha256: str) -> _Reading:
+        """Metadata of the stored object (what is parsed is exactly what is kept), and its
+        canonical bytes (encoded here, on the reading thread, once)."""
         reader = self._readers.get()
         try:
             with self.archive.objects.local_file(sha256) as path:
@@ -527,13 +531,13 @@ class Ingest:
         finally:
             self._readers.put(reader)
         try:
-            canonical.encode(doc)
+            return doc, canonical.encode(doc)
         except ValueError as exc:  # e.g. a NaN from a reader: keep the file, record why
             doc = {
                 "mime": doc.get("mime"),
                 "errors": [*doc.get("errors", []), f"metadata not encodable: {exc}"],
             }
-        return doc
+            return doc, canonical.encode(doc)
 
     def _commit(self) -> None:
         if not self._pending:

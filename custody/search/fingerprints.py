@@ -81,7 +81,7 @@ class Fingerprints:
         self._held: set[str] = set()
         self._times: list[float | None] = []
         values: list[int] = []
-        keys: list[int] = []
+        keys: list[int | None] = []
         for sha256, t, hexed in rows:
             self._items.append(sha256)
             self._held.add(sha256)
