@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from typing import Any
 
 from custody import display
@@ -22,6 +23,7 @@ class IndexCheck:
 
 
 MAX_NAMED = 20  # index differences named one by one; the rest are counted
+SAME_RUN = 1024  # rows of each index read and compared at once before any is merged one by one
 
 
 def index_differences(archive: Archive) -> IndexCheck:
@@ -104,9 +106,21 @@ def _differences(disk: SearchIndex, fresh: SearchIndex) -> Iterator[str]:
 
 def _table_differences(table: str, width: int, disk: SearchIndex,
                        fresh: SearchIndex) -> Iterator[str]:
+    a, b = disk.compared_rows(table), fresh.compared_rows(table)
+    while True:  # equal runs of rows compared a run at a time (C speed): they name nothing
+        run_a, run_b = list(islice(a, SAME_RUN)), list(islice(b, SAME_RUN))
+        if run_a != run_b:
+            yield from _merged_differences(table, width, chain(run_a, a), chain(run_b, b))
+            return
+        if not run_a:
+            return
+
+
+def _merged_differences(table: str, width: int, a: Iterator[tuple[Any, ...]],
+                        b: Iterator[tuple[Any, ...]]) -> Iterator[str]:
+    """Both tables' rows merged in key order: each row only in one, each pair that differs."""
     words = _TABLE_WORDS[table]
     subject = "incident" if table == "incidents" else "item"
-    a, b = disk.compared_rows(table), fresh.compared_rows(table)
     x, y = next(a, None), next(b, None)
     while x is not None or y is not None:
         if y is None or (x is not None and x[:width] < y[:width]):
