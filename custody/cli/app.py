@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,26 @@ def acting_key() -> SigningKey:
     key = load_key(path, passphrase())
     warn_if_weakly_protected(path, "custody key passwd")
     return key
+
+
+@contextlib.contextmanager
+def acting_key_aside() -> Iterator[Callable[[], SigningKey]]:
+    """`acting_key()` as a function to call later: its scrypt (a few hundred ms, holding the GIL)
+    runs meanwhile in a child process on the other core, beside the command's own start (imports,
+    a worker's start-up). Errors are acting_key()'s, raised when it is called; the child is
+    reaped when the block ends, whether the key was asked for or not."""
+    path = state.key_path or default_key_path()
+    pending = load_key_aside(path, passphrase())
+
+    def opened() -> SigningKey:
+        key = pending()
+        warn_if_weakly_protected(path, "custody key passwd")
+        return key
+
+    try:
+        yield opened
+    finally:
+        pending.close()
 
 
 def open_archive() -> Archive:
@@ -467,18 +488,36 @@ def ingest(
     full_metadata: bool = typer.Option(False, "--full-metadata", help="No fast path: every file is read by ExifTool before its ingest entry is signed."),
 ) -> None:
     """Ingest files and folders: store each file once, sign an entry for every file seen."""
+    archive = open_archive()
+    with contextlib.ExitStack() as workers:
+        # The key's scrypt runs in a child process while this one imports what an ingest needs
+        # and the first metadata worker starts (Python, its readers, ExifTool): a fixed start
+        # paid once, not three times in a row.
+        opened_key = workers.enter_context(acting_key_aside())
+        from custody.metadata import MetadataReader, close_all
+        from custody.ops.c2pa_trust import configured_files, load_trust
+
+        c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
+        # one metadata worker per core: the second is started only when first needed
+        readers = [MetadataReader(c2pa_trust=c2pa_trust) for _ in range(min(2, os.cpu_count() or 1))]
+        workers.callback(close_all, readers)  # stopped together, each reaped (no zombie)
+        if not dry_run:  # a dry run reads no metadata
+            threading.Thread(target=readers[0].start, name="worker-start", daemon=True).start()
+        _ingest(archive, opened_key(), readers, paths, case, note, include, exclude, keep_junk,
+                unpack, dry_run, as_json, enrich_now, full_metadata)
+
+
+def _ingest(archive: Archive, key: SigningKey, readers: list[Any], paths: list[Path],
+            case: str | None, note: str | None, include: list[str] | None,
+            exclude: list[str] | None, keep_junk: bool, unpack: bool, dry_run: bool,
+            as_json: bool, enrich_now: bool, full_metadata: bool) -> None:
     from custody.cli.progress import IngestProgress
-    from custody.metadata import MetadataReader, close_all
-    from custody.ops.c2pa_trust import configured_files, load_trust
     from custody.ops.ingest import Ingest
     from custody.ops.selection import Selection, select_files
     from custody.ops.sidecars import ingest_lines as sidecar_lines
     from custody.package.dumps import Unpacker, dump_paths
     from custody.search.similar import looks_like_line
 
-    archive = open_archive()
-    c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
-    key = acting_key()
     skipped: list[dict[str, str]] = []
     selection = Selection(tuple(include or ()), tuple(exclude or ()), keep_junk)
     files = select_files(paths, skipped, selection)
@@ -497,11 +536,7 @@ def ingest(
     progress = IngestProgress(files, quiet=as_json, dry_run=dry_run)
     run = None
     try:
-        with progress, contextlib.ExitStack() as stack:
-            # one metadata worker per core: each is started only when first needed
-            readers = [MetadataReader(c2pa_trust=c2pa_trust)
-                       for _ in range(min(2, os.cpu_count() or 1))]
-            stack.callback(close_all, readers)  # stopped together, each reaped (no zombie)
+        with progress:
             expand = Unpacker(selection, on_refused=lambda r: err(
                 f"refused {r['path']}: {r['reason']}")) if unpack else None
             run = Ingest(archive, key, readers, case=case, note=note,
