@@ -1674,24 +1674,28 @@ def export(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export items as a BagIt evidence package with their signed history, proofs and keys."""
-    from custody.cli.progress import ExportProgress
-    from custody.package.export import case_items
-    from custody.package.export import export as export_package
-
     if fmt not in ("bag", "case"):
         raise UsageError(f"unknown --format '{fmt}': choose bag or case")
     archive = open_archive()
     if fmt == "case":
+        from custody.package.export import case_items
+
         key = acting_key()
         refs = [archive.resolve_item(i) for i in items or []]
         chosen = refs or (case_items(archive, case) if case else [])
         _export_case(archive, key, refs, case, purpose, output, chosen, as_json)
         return
-    # a bag is signed with the archive key too: opened beside the custodian's key (still asked
-    # for after the export's checks, and before any access is logged)
+    # a bag is signed with the archive key too: both keys' scrypts run in child processes while
+    # this one imports the exporter (each key still asked for after the export's checks, and
+    # before any access is logged)
     try:
-        with archive_key_aside(archive) as load_archive_key:
-            key = acting_key()
+        with acting_key_aside() as load_custodian_key, \
+                archive_key_aside(archive) as load_archive_key:
+            from custody.cli.progress import ExportProgress
+            from custody.package.export import case_items
+            from custody.package.export import export as export_package
+
+            key = load_custodian_key()
             refs = [archive.resolve_item(i) for i in items or []]
             chosen = refs or (case_items(archive, case) if case else [])
             with ExportProgress(_content_bytes(archive, chosen)) as progress:
