@@ -174,7 +174,6 @@ class LocalObjectStore:
         # by SHA-256: their temp file and final name. None: every put is durable on return.
         self._unflushed: dict[str, tuple[Path, Path]] | None = None
         self._batch_thread: int | None = None  # only the batch's own thread defers its puts
-        self._new_shards = False  # a shard folder made in the batch: flush syncs its parent
 
     def begin_batch(self) -> None:
         """From now on `put` leaves each new object in its temp file, neither fsynced nor linked
@@ -208,11 +207,8 @@ class LocalObjectStore:
                     self._link(tmp, final, sha256)
                     del self._unflushed[sha256]
                     shards.add(final.parent)
-                # At once, like the files: one journal commit then covers most of them. The
-                # objects folder too when a shard was made in the batch (a fresh store).
-                folders = sorted(shards) + ([self._objects] if self._new_shards else [])
-                list(pool.map(fsync_folder, folders))
-                self._new_shards = False
+                # At once, like the files: one journal commit then covers most of them.
+                list(pool.map(fsync_folder, sorted(shards)))
             except OSError as exc:
                 raise _write_error(exc, "cannot place an object") from None
 
@@ -340,10 +336,9 @@ class LocalObjectStore:
             if not shard.is_dir():
                 shard.mkdir(exist_ok=True, mode=FOLDER_MODE)
                 os.chmod(shard, FOLDER_MODE)
-                if self._deferring():  # flush() syncs it with the batch's folders
-                    self._new_shards = True
-                else:
-                    fsync_folder(self._objects)
+                # at once, even in a batch: another writer may link an object into this shard
+                # and commit its entry before this batch's flush (once per shard, ever)
+                fsync_folder(self._objects)
             if self._unflushed is not None and self._deferring() and not os.path.lexists(final):
                 self._unflushed[digests.sha256] = (tmp, final)  # linked by flush(), once synced
                 return PutResult(digests=digests, created=True)

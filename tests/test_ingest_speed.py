@@ -107,6 +107,18 @@ def test_closing_the_workers_leaves_no_zombie_and_no_process_behind():
     assert [c for c in _children("RSDZTt") if c not in before] == []
 
 
+def test_a_closed_reader_starts_no_worker_so_an_early_start_cannot_outlive_a_failed_ingest():
+    """`custody ingest` starts its first worker in a thread while the key opens; when the key
+    fails, the readers are closed, perhaps before that thread's start runs: it must start
+    nothing then (a worker and its ExifTool nobody would reap)."""
+    reader = MetadataReader()
+    before = set(_children("RSDZTt"))
+    reader.close()
+    reader.start()
+    assert reader._worker.pid is None
+    assert [c for c in _children("RSDZTt") if c not in before] == []
+
+
 def test_a_worker_that_meets_no_image_never_loads_the_perceptual_libraries(tmp_path):
     text = tmp_path / "note.txt"
     text.write_text("witness statement\n")

@@ -19,7 +19,7 @@ from custody.metadata import MetadataReader
 from custody.ops.archive import Archive
 from custody.ops.ingest import Ingest, find_files
 from custody.ops.keyfiles import load_key
-from custody.search.fingerprints import DEFAULT_MAX_DISTANCE, Fingerprints
+from custody.search.fingerprints import DEFAULT_MAX_DISTANCE, Fingerprints, Match
 
 from .conftest import DATA, PASSPHRASE, one_line_error
 
@@ -380,33 +380,60 @@ def test_fingerprints_added_one_by_one_match_those_loaded_at_once_and_the_naive_
         assert {m.item: m.distance for m in grown.nearest(query, 28, exclude=item)} == naive
 
 
-def test_fingerprints_limited_to_the_first_few_are_the_first_few_of_all():
+def _reference_nearest(rows, query, max_distance, exclude):
+    """The look-alikes by brute force: each item's best (distance, its first row at that
+    distance in held order, the query hash it matched first), then by (distance, item)."""
+    best: dict[str, Match] = {}
+    for item, t, h in rows:
+        if item == exclude:
+            continue
+        distances = [bin(int(h, 16) ^ int(q, 16)).count("1") for _, q in query]
+        d = min(distances)
+        if d <= max_distance and (item not in best or d < best[item].distance):
+            best[item] = Match(item, d, t, query[distances.index(d)][0])
+    return sorted(best.values(), key=lambda m: (m.distance, m.item))
+
+
+def test_fingerprints_limited_to_the_first_few_are_the_first_few_of_a_brute_force_answer():
     """Ingest asks for the LOOKS_LIKE_MAX best only (a burst of near-copies must not cost a Match
-    each): the first `limit` of the whole answer, ties at the cut ordered by item as in it."""
+    each): the first `limit` of the whole answer, every Match whole (its best row's time, the
+    query hash it matched), ties at the cut ordered by item name."""
     rng = random.Random(29)
     base = rng.getrandbits(64)
-    # Many near-copies of one hash (distances 0..4, so ties straddle every cut), videos among them.
-    rows = [(f"{rng.getrandbits(256):064x}", None if i % 4 else float(i),
-             f"{base ^ (1 << rng.randrange(64)) * (i % 5 != 0):016x}") for i in range(500)]
-    rows += [(rows[i][0], 9.5, f"{base ^ 0b111:016x}") for i in range(0, 500, 7)]  # 2nd frames
+
+    def near(bits: int) -> str:  # a hash `bits` bits away from base
+        flipped = base
+        for b in rng.sample(range(64), bits):
+            flipped ^= 1 << b
+        return f"{flipped:016x}"
+
+    rows = []
+    for i in range(400):  # distances 0 to 6 from base: ties straddle every cut below
+        item = f"{rng.getrandbits(256):064x}"
+        if i % 3:
+            rows.append((item, None, near(i % 7)))  # an image: one hash
+        else:  # a video: a worse frame first, its best frame later in held order
+            rows += [(item, 1.0, near(6)), (item, 2.5 + i, near(i % 5)), (item, 9.0, near(i % 5))]
     # Names alike in their first 16 hex digits (the bulk pick's key), told apart only after.
     rows += [("0" * 16 + f"{i:048x}"[::-1], None, f"{base:016x}") for i in range(30)]
-    query = [(None, f"{base:016x}")]
-    whole = Fingerprints(rows).nearest(query, 20, exclude=rows[3][0])
-    assert len(whole) > 100
-    for limit in (1, 2, 10, 99, len(whole), len(whole) + 5):
-        assert Fingerprints(rows).nearest(query, 20, exclude=rows[3][0], limit=limit) == \
+    excluded = "0" * 16 + f"{7:048x}"[::-1]  # one of those tied at distance 0
+    query = [(0.5, near(3)), (1.5, f"{base:016x}")]  # two hashes: which one matched matters
+    whole = Fingerprints(rows).nearest(query, 20, exclude=excluded)
+    assert whole == _reference_nearest(rows, query, 20, excluded) and len(whole) > 100
+    assert {m.query_t for m in whole} == {0.5, 1.5}
+    for limit in (1, 2, 10, 29, 30, 31, 99, len(whole), len(whole) + 5):
+        assert Fingerprints(rows).nearest(query, 20, exclude=excluded, limit=limit) == \
             whole[:limit]
 
 
 def test_fingerprints_limited_stay_exact_when_names_are_not_sha256_hex():
     """The bulk pick orders by the first 64 bits of a SHA-256 name; any other name (never an
     index item, but nothing must go wrong) turns it off rather than misorder."""
-    rows = [("zz-not-hex", None, "0" * 16), ("1" * 64, None, "0" * 16), ("0" * 63 + "2", None,
-                                                                          "0" * 16)]
+    one = "0" * 15 + "1" + "0" * 48
+    rows = [("zz-not-hex", None, "0" * 16), (one, None, "0" * 16)]
     query = [(None, "0" * 16)]
-    assert [m.item for m in Fingerprints(rows).nearest(query, 5, exclude="", limit=1)] == \
-        ["0" * 63 + "2"]
+    assert [m.item for m in Fingerprints(rows).nearest(query, 5, exclude="", limit=1)] == [one]
     grown = Fingerprints(rows[1:])
-    grown.add("!", [(None, "0" * 16)])
-    assert [m.item for m in grown.nearest(query, 5, exclude="", limit=2)] == ["!", "0" * 63 + "2"]
+    grown.add("!", [(None, "0" * 16)])  # a name added later turns it off too
+    grown.add("zz-not-hex", [(None, "0" * 16)])
+    assert [m.item for m in grown.nearest(query, 5, exclude="", limit=2)] == ["!", one]

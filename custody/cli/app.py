@@ -488,23 +488,34 @@ def ingest(
     full_metadata: bool = typer.Option(False, "--full-metadata", help="No fast path: every file is read by ExifTool before its ingest entry is signed."),
 ) -> None:
     """Ingest files and folders: store each file once, sign an entry for every file seen."""
+    from custody.ops.c2pa_trust import configured_files, load_trust
+
     archive = open_archive()
+    c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
     with contextlib.ExitStack() as workers:
         # The key's scrypt runs in a child process while this one imports what an ingest needs
         # and the first metadata worker starts (Python, its readers, ExifTool): a fixed start
         # paid once, not three times in a row.
         opened_key = workers.enter_context(acting_key_aside())
         from custody.metadata import MetadataReader, close_all
-        from custody.ops.c2pa_trust import configured_files, load_trust
 
-        c2pa_trust = load_trust(configured_files(archive.root) + list(c2pa_trust_anchors or []))
         # one metadata worker per core: the second is started only when first needed
         readers = [MetadataReader(c2pa_trust=c2pa_trust) for _ in range(min(2, os.cpu_count() or 1))]
-        workers.callback(close_all, readers)  # stopped together, each reaped (no zombie)
+        # Stopped together, each reaped (no zombie); a closed reader starts nothing, so the
+        # start below cannot leave a worker behind when the key fails.
+        workers.callback(close_all, readers)
         if not dry_run:  # a dry run reads no metadata
-            threading.Thread(target=readers[0].start, name="worker-start", daemon=True).start()
+            threading.Thread(target=_start_quietly, args=(readers[0],), name="worker-start",
+                             daemon=True).start()
         _ingest(archive, opened_key(), readers, paths, case, note, include, exclude, keep_junk,
                 unpack, dry_run, as_json, enrich_now, full_metadata)
+
+
+def _start_quietly(reader: Any) -> None:
+    """Start a metadata worker early. Whatever goes wrong here is met again, and said, when the
+    ingest asks the worker for its first file."""
+    with contextlib.suppress(Exception):
+        reader.start()
 
 
 def _ingest(archive: Archive, key: SigningKey, readers: list[Any], paths: list[Path],

@@ -44,6 +44,7 @@ class MetadataReader:
 
         self._worker = Worker(timeout, memory_limit, exiftool, _extract or extract, c2pa_trust)
         self._lock = threading.Lock()
+        self._closed = False  # start() after close() starts nothing (read() still would)
 
     @property
     def timeout(self) -> float:
@@ -79,12 +80,16 @@ class MetadataReader:
 
     def start(self) -> None:
         """Start the worker now (ingest does so before the first object is stored), so that its
-        start-up overlaps the hashing of the first file instead of following it."""
+        start-up overlaps the hashing of the first file instead of following it. Once the
+        reader is closed it starts nothing: a start racing a close (an ingest stopped by a bad
+        key while its first worker was being started) leaves no worker behind."""
         with self._lock:
-            self._worker.start()
+            if not self._closed:
+                self._worker.start()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._worker.close()
 
     def ask_to_stop(self) -> None:
