@@ -133,18 +133,26 @@ def acting_key() -> SigningKey:
     return key
 
 
-@contextlib.contextmanager
-def acting_key_aside() -> Iterator[Callable[[], SigningKey]]:
+def acting_key_aside() -> contextlib.AbstractContextManager[Callable[[], SigningKey]]:
     """`acting_key()` as a function to call later: its scrypt (a few hundred ms, holding the GIL)
     runs meanwhile in a child process on the other core, beside the command's own start (imports,
-    a worker's start-up). Errors are acting_key()'s, raised when it is called; the child is
-    reaped when the block ends, whether the key was asked for or not."""
+    a worker's start-up). Errors are acting_key()'s, raised when it is called."""
     path = state.key_path or default_key_path()
-    pending = load_key_aside(path, passphrase())
+    return _opened_aside(path, passphrase(), "custody key passwd")
+
+
+@contextlib.contextmanager
+def _opened_aside(path: Path, secret: str, upgrade: str,
+                  check: Callable[[SigningKey], SigningKey] = lambda key: key,
+                  ) -> Iterator[Callable[[], SigningKey]]:
+    """The key file at `path`, opened in a child process (keyfiles.load_key_aside) and given,
+    checked and warned about as the direct way does, when the function yielded is called; the
+    child is reaped when the block ends, whether the key was asked for or not."""
+    pending = load_key_aside(path, secret)
 
     def opened() -> SigningKey:
-        key = pending()
-        warn_if_weakly_protected(path, "custody key passwd")
+        key = check(pending())
+        warn_if_weakly_protected(path, upgrade)
         return key
 
     try:
@@ -1336,18 +1344,9 @@ def archive_key_aside(archive: Archive) -> Iterator[Callable[[], SigningKey]]:
     if os.environ.get(ARCHIVE_PASSPHRASE) is None:
         yield lambda: archive_key(archive)
         return
-    path = archive.root / "keys" / "archive.key"
-    pending = load_key_aside(path, os.environ[ARCHIVE_PASSPHRASE])
-
-    def opened() -> SigningKey:
-        key = archive.checked_archive_key(pending())
-        warn_if_weakly_protected(path, "custody key passwd --archive-key")
-        return key
-
-    try:
+    with _opened_aside(archive.root / "keys" / "archive.key", os.environ[ARCHIVE_PASSPHRASE],
+                       "custody key passwd --archive-key", archive.checked_archive_key) as opened:
         yield opened
-    finally:
-        pending.close()
 
 
 def read_text_arg(path: Path, what: str) -> str:
