@@ -228,6 +228,16 @@ def test_a_statement_file_with_non_ascii_base64_is_refused_not_an_internal_error
     assert r.status_code == 422 and r.json()["error"]["code"] == "statement-refused"
 
 
+def test_a_huge_log_offset_is_a_bad_request_not_an_internal_error(served):
+    # found by schemathesis: ?offset=13246697378392878088192 overflowed islice (a 500)
+    with served.client("admin") as c:
+        huge = c.get("/api/v1/log", params={"offset": 13246697378392878088192})
+        largest = c.get("/api/v1/log", params={"offset": 2**53 - 1, "limit": 1000})
+    assert huge.status_code == 400 and huge.json()["error"]["code"] == "usage-error"
+    assert "offset must be at most 9007199254740991" in huge.json()["error"]["message"]
+    assert largest.status_code == 200 and largest.json()["entries"] == []
+
+
 # Roles, reads of content ---------------------------------------------------------------------------
 
 def test_a_role_that_may_not_read_content_gets_403_and_nothing_appended(served):

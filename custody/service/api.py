@@ -55,6 +55,7 @@ CROSSREF_OPTIONS: dict[str, dict[str, Any]] = {
 LATEST = {"type": "object", "required": ["latest"],
           "properties": {"latest": {"type": ["object", "null"]}}}
 LOG_PAGE_MAX = 1000
+MAX_QUERY_INT = 2**53 - 1  # an integer query parameter's largest value (a JSON-safe integer)
 
 
 def api_routes(open_archive: Callable[[], Archive],
@@ -128,7 +129,7 @@ def api_routes(open_archive: Callable[[], Archive],
             "type": "object", "required": ["total", "offset", "limit", "entries"],
             "properties": {"total": INT, "offset": INT, "limit": INT, "entries": ARR}})}},
         [query("item", ITEM_REF, "Only this item's entries"),
-         query("offset", {"type": "integer", "minimum": 0}),
+         query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}),
          query("limit", {"type": "integer", "minimum": 0, "maximum": LOG_PAGE_MAX})]), log)
 
     async def search(request: Request) -> Response:
@@ -364,7 +365,10 @@ def _int(request: Request, name: str, default: int) -> int:
         return default
     if not raw.isdigit():
         raise UsageError(f"{name} must be a whole number, not {raw!r}")
-    return int(raw)
+    value = int(raw)
+    if value > MAX_QUERY_INT:  # no count here comes near; beyond, slicing and SQLite would fail
+        raise UsageError(f"{name} must be at most {MAX_QUERY_INT}, not {raw[:40]}")
+    return value
 
 
 def _bool(request: Request, name: str) -> bool:
