@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,7 @@ class IndexStore:
         self.rtree = False
         self.fts = False
         self._bulk: _Bulk | None = None  # rows held back while filling an empty index
+        self._render_new: Callable[[ItemRow], bytes | None] | None = None  # render_new_items
 
     # Opening ------------------------------------------------------------------------------------
 
@@ -405,11 +406,11 @@ class IndexStore:
                 if self._bulk is not None:
                     self._flush()
             except BaseException:
-                self._bulk = None
+                self._bulk = self._render_new = None
                 if conn.in_transaction:  # a full disk has SQLite roll back by itself
                     conn.execute("ROLLBACK")
                 raise
-            self._bulk = None
+            self._bulk = self._render_new = None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if not self._spill:
@@ -480,8 +481,7 @@ class IndexStore:
         return int(r[0])
 
     def add_name(self, sha256: str, name: str, seq: int) -> None:
-        self._write("INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, ?)",
-                    (sha256, name, seq), sha256, _NAMES, name, seq)
+        self._write(_NAME_SQL, (sha256, name, seq), sha256, _NAMES, name, seq)
 
     def _write(self, sql: str, row: tuple[Any, ...], sha256: str | None = None, kind: int = 0,
                key: Any = None, value: Any = None) -> None:
@@ -505,12 +505,9 @@ class IndexStore:
 
     def link(self, kind: LinkKind, key: str, sha256: str, seq: int, present: bool = True) -> None:
         """Put an item in (or take it out of) a case, an incident or a tag."""
-        table, column = {"case": ("item_cases", "case_id"),
-                         "incident": ("item_incidents", "incident"),
-                         "tag": ("item_tags", "tag")}[kind]
+        table, column = _LINK_TABLES[kind]
         if present:
-            self._write(f"INSERT OR IGNORE INTO {table} ({column}, sha256, seq) VALUES (?, ?, ?)",
-                        (key, sha256, seq), sha256, _LINK_LIST[kind], key, seq)
+            self._write(_LINK_SQL[kind], (key, sha256, seq), sha256, _LINK_LIST[kind], key, seq)
         else:
             self.conn.execute(f"DELETE FROM {table} WHERE {column} = ? AND sha256 = ?",
                               (key, sha256))
@@ -631,11 +628,13 @@ class IndexStore:
         # an item with list rows written while it was not held: its lists are read from SQL
         lists = {sha: h.lists() for sha, h in items
                  if sha not in bulk.touched} if bulk.lists_held else {}
+        rows = [(h.id, sha, h.first_seq, *(h.facts or _NO_FACTS),
+                 *(map(pack, lists[sha]) if sha in lists else _NO_LISTS)) for sha, h in items]
+        render = self._render_new
         conn.executemany(f"INSERT INTO items (id, sha256, first_seq, {_FACTS}, names, notes, "
-                         f"cases, incidents, tags) VALUES ({', '.join('?' * 21)})",
-                         [(h.id, sha, h.first_seq, *(h.facts or _NO_FACTS),
-                           *(map(pack, lists[sha]) if sha in lists else _NO_LISTS))
-                          for sha, h in items])
+                         f"cases, incidents, tags, row_json) VALUES ({', '.join('?' * 22)})",
+                         [(*row, None if render is None or row[1] not in lists
+                           else render(_as_read(row))) for row in rows])
         # their text rows as refresh_items would write them (it leaves these items alone)
         conn.executemany("INSERT INTO item_text (rowid, body) VALUES (?, ?)",
                          [(bulk.items[sha].id, "\n".join([*names, *notes]).lower())
@@ -646,10 +645,13 @@ class IndexStore:
                          "max_lon) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          [(h.id, *h.place) for _, h in items if h.place is not None])
         conn.executemany("INSERT INTO item_phash (sha256, frame, t, hash) VALUES (?, ?, ?, ?)",
-                         [(sha, i, t, x) for sha, h in items for i, (t, x) in enumerate(h.hashes)])
+                         sorted((sha, i, t, x) for sha, h in items
+                                for i, (t, x) in enumerate(h.hashes)))  # distinct keys
         conn.executemany("INSERT INTO item_unhashed (sha256, reason) VALUES (?, ?)",
-                         [(sha, h.unhashed) for sha, h in items if h.unhashed is not None])
+                         sorted((sha, h.unhashed) for sha, h in items if h.unhashed is not None))
         for sql, rows in bulk.rows.items():
+            if sql in _KEYED_INSERTS:
+                rows.sort(key=_first_two)  # stable: rows of one key keep their order
             conn.executemany(sql, rows)
         bulk.items.clear()
         bulk.rows.clear()
@@ -790,6 +792,11 @@ class IndexStore:
         self.conn.executemany("UPDATE items SET row_json = ? WHERE id = ?",
                               [(text, rowid) for rowid, text in rows])
 
+    def render_new_items(self, render: Callable[[ItemRow], bytes | None]) -> None:
+        """A bulk fill renders the items whose lists it writes (`_flush`): the row is inserted
+        rendered, instead of inserted stale, read back and updated (a rewrite of every row)."""
+        self._render_new = render
+
     def _where(self, q: ItemQuery, time: Mode, place: Mode) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
@@ -859,9 +866,33 @@ class IndexStore:
 _FACTS = ("captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model, device, "
           "mime, warnings, c2pa")
 _NO_FACTS = (None,) * 13
+
+
+def _as_read(row: tuple[Any, ...]) -> ItemRow:
+    """The ItemRow a read of this items row (as `_flush` inserts it) gives, through the reader's
+    own conversion (item_row): a row rendered as it is written is the one rendered after."""
+    (rowid, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, alt, make,
+     model, _device, mime, warnings, c2pa, names, notes, cases, incidents, tags) = row
+    return item_row((rowid, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat,
+                     lon, alt, make, model, mime, warnings, names, notes, cases, incidents, tags,
+                     c2pa))
 _NO_LISTS = (None,) * 5
 _NAMES, _NOTES, _CASES, _INCIDENTS, _TAGS = range(5)  # an item's lists, in _LIST_SQL's order
 _LINK_LIST = {"case": _CASES, "incident": _INCIDENTS, "tag": _TAGS}
+_LINK_TABLES = {"case": ("item_cases", "case_id"), "incident": ("item_incidents", "incident"),
+                "tag": ("item_tags", "tag")}
+_LINK_SQL = {kind: f"INSERT OR IGNORE INTO {table} ({column}, sha256, seq) VALUES (?, ?, ?)"
+             for kind, (table, column) in _LINK_TABLES.items()}
+_NAME_SQL = "INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, ?)"
+# Held INSERTs into WITHOUT ROWID tables keyed by their first two columns: written in key order,
+# a bulk fill touches each page of the tree once a batch instead of at random (the item
+# SHA-256s arrive in random order); the same rows result, as no row id is given and rows of one
+# key keep their order (OR IGNORE keeps the first).
+_KEYED_INSERTS = frozenset({_NAME_SQL, *_LINK_SQL.values()})
+
+
+def _first_two(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    return row[0], row[1]
 
 
 class _Held:
@@ -889,12 +920,19 @@ class _Held:
     def lists(self) -> tuple[list[str], ...]:
         """The five lists in refresh_items' order: by seq, then value (_LIST_SQL)."""
         names, notes, cases, incidents, tags = self.keyed
-        return (_by_seq(names), [t for _, t in sorted(notes.items())], _by_seq(cases),
+        return (_by_seq(names), [t for _, t in sorted(notes.items())] if notes else [],
+                _by_seq(cases),
                 _by_seq(incidents), _by_seq(tags))
 
 
 def _by_seq(keyed: dict[str, int]) -> list[str]:
-    return [key for key, _ in sorted(keyed.items(), key=lambda kv: (kv[1], kv[0]))]
+    if len(keyed) < 2:  # most lists: nothing to order (a sort per list was 7% of a rebuild)
+        return list(keyed)
+    return [key for key, _ in sorted(keyed.items(), key=_seq_then_value)]
+
+
+def _seq_then_value(kv: tuple[str, int]) -> tuple[int, str]:
+    return kv[1], kv[0]
 
 
 class _Bulk:

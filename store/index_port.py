@@ -275,6 +275,12 @@ class SearchIndex(Protocol):
         """Keep items' rendered search rows, (item id, row), until the item or an incident it
         is linked to changes (the adapter makes the row stale then, whoever writes)."""
 
+    def render_new_items(self, render: Callable[[ItemRow], bytes | None]) -> None:
+        """Until this writing transaction ends, an adapter that keeps rendered rows may keep a
+        new item's row as `render` makes it (None: left stale) when it writes the item's row
+        whole, lists included (a bulk fill), instead of writing it stale and rendering it
+        again. Nothing for an adapter that keeps none."""
+
     def count(self, query: ItemQuery, *, time: Mode = "match", place: Mode = "match") -> int: ...
 
     def count_missing(self, query: ItemQuery) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -573,6 +573,9 @@ class PostgresIndex:
 
     def put_rendered(self, rows: Iterable[tuple[int, bytes]]) -> None:
         raise IndexStoreError("the PostgreSQL search index keeps no rendered rows")
+
+    def render_new_items(self, render: Callable[[ItemRow], bytes | None]) -> None:
+        pass
 
     def _streamed(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of `sql` through a server-side cursor, BATCH at a time: a search of every

@@ -28,6 +28,7 @@ from store.index import IndexStore, LocalIndex
 from .conftest import DATA, Cli
 from .test_enrich_attribution import _foreign_reading
 
+LATE = ("Nikon.jpg", "Apple.jpg")  # ingested after the rest
 MEDIA = ("aleppo-gps.jpg", "aleppo-gps.truncated-half.jpg", "carbon-south-west.jpg",
          "clock-no-offset.jpg", "damascus-apple-keys.mov", "douma-xyz.mov", "empty.bin",
          "homs-loci.mp4")
@@ -71,6 +72,19 @@ def field(tmp_path_factory: pytest.TempPathFactory, session_made_key: Any) -> Fi
         "--place", "36.2,37.14,M10 hospital", "--description", "strike on the M10 hospital",
         "--supersedes", str(first))
     seq("incident", "add", "M10-STRIKE", sha["aleppo-gps.jpg"], sha["carbon-south-west.jpg"])
+    # an incident of a case its item is not in: the item's search row holds that case too; a
+    # later card's item linked to it while a bulk fill still holds the item's rows (nothing
+    # after the ingest makes the fill write), and one of its items in no incident
+    seq("incident", "new", "DOUMA-AMBULANCE", "--date", "2016-10-05", "--case", "DOUMA-2016",
+        "--description", "ambulance hit")
+    seq("incident", "add", "DOUMA-AMBULANCE", sha["douma-xyz.mov"])
+    late = tmp / "late"
+    late.mkdir()
+    for name in LATE:
+        shutil.copy(DATA / "exiftool" / name, late / name)
+    cli("ingest", late, "--case", "LATE-2016", check=True)
+    sha = {r["name"]: r["sha256"] for r in cli("list", "--json", check=True).json()}
+    seq("incident", "add", "DOUMA-AMBULANCE", sha["Nikon.jpg"])
     note = seq("note", sha["douma-xyz.mov"], "--text", "Ambulance hit near the market")
     seq("note", sha["douma-xyz.mov"], "--text", "Ambulance hit near the bakery",
         "--supersedes", str(note))
@@ -129,7 +143,7 @@ def test_a_bulk_rebuild_writes_every_row_the_per_item_path_writes(field: Field,
     after = IndexStore(None)
     done = indexer.refresh(field.archive, after, rebuild=True)
     assert done == done_before
-    assert done["items"] == len(MEDIA) + 2 and done["skipped_entries"] == 0
+    assert done["items"] == len(MEDIA) + 2 + len(LATE) and done["skipped_entries"] == 0
     expected = rows(before)
     assert rows(after) == expected
     # what the archive holds shows in the rows compared (not an empty comparison)
@@ -212,7 +226,7 @@ def test_documents_read_by_the_forked_reader_give_the_same_rows_and_leave_no_pro
     fresh = IndexStore(None)
     indexer.refresh(field.archive, fresh, rebuild=True)
     assert rows(fresh) == rows(reference)
-    assert len(used) == len(MEDIA) + 2 and all(used)  # every first record's, from the reader
+    assert len(used) == len(MEDIA) + 2 + len(LATE) and all(used)  # every first record's, from the reader
     assert _children() == []
 
 

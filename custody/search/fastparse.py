@@ -35,6 +35,11 @@ def _refuse(_text: str) -> Any:
     raise _NotPlain
 
 
+# json.loads(text, parse_float=_refuse, parse_constant=_refuse), its decoder made once, not per
+# entry: json.loads makes a decoder for any keyword argument
+_ENTRY_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse)
+
+
 def entry(body: bytes) -> entries.Entry:
     """`entries.parse(body)`: the same Entry, or MalformedEntry for the same bytes.
 
@@ -47,7 +52,7 @@ def entry(body: bytes) -> entries.Entry:
             or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
         return entries.parse(body)
     try:
-        value = json.loads(body.decode("utf-8"), parse_float=_refuse, parse_constant=_refuse)
+        value = _ENTRY_DECODER.decode(body.decode("utf-8"))
         plain = orjson.dumps(value, option=_PLAIN) == body
     except (ValueError, RecursionError, TypeError, _NotPlain):  # orjson's errors subclass these
         plain = False

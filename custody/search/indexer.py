@@ -24,7 +24,7 @@ from custody.search.reading import HASHED_KINDS, NO_READING, Reading, read_docum
 from custody.search.reading import as_dict as _dict
 from custody.search.reading import clean_text as _text
 from custody.search.reading import finite_number as _number
-from custody.search.render import render_stale_rows
+from custody.search.render import render_stale_rows, render_while_writing
 from custody.search.times import (
     incident_interval,
 )
@@ -69,6 +69,8 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
             store.reset()
             last = -1
         store.put("origin", archive.config.origin)
+        if render:
+            render_while_writing(store)
         indexer = Indexer(archive, store, int(store.get("skipped") or 0))
         indexer.prefetch = Prefetch.start(archive, last + 1, until)  # documents, on a 2nd core
         count = 0

@@ -13,10 +13,12 @@ way (tests/test_index_rebuild.py).
 from __future__ import annotations
 
 import enum
+import fcntl
 import os
 import pickle
 import signal
 import threading
+from contextlib import suppress
 from typing import IO
 
 from custody.core.chain import FIRST_RECORD
@@ -26,6 +28,7 @@ from custody.search.reading import Reading, read_document
 
 MIN_ENTRIES = 4_000  # below this a fork and the reader's own start cost more than they save
 BATCH = 256  # readings a message
+PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process (pipe-max-size)
 
 
 class _Missing(enum.Enum):
@@ -55,6 +58,7 @@ class Prefetch:
                 or last - first + 1 < MIN_ENTRIES:
             return None
         read_end, write_end = os.pipe()
+        _widen(write_end)
         pid = os.fork()
         if pid == 0:  # the reader: never returns, runs no exit handler of its parent's
             code = 1
@@ -103,6 +107,15 @@ class Prefetch:
             os.waitpid(self._pid, 0)
             self._pid = None
         self._batch = []
+
+
+def _widen(fd: int) -> None:
+    """Let the reader run ahead by more than one batch (a pipe holds 64 KiB by default, less than
+    a batch's readings): the indexer's pace is uneven (a flush of held rows stops it for a
+    moment), and a reader that must wait then leaves it waiting in turn. Linux only; elsewhere
+    the default."""
+    with suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _send(parent: Archive, first: int, until: int | None, fd: int) -> None:

@@ -77,9 +77,7 @@ def render_stale_rows(store: SearchIndex) -> int:
     they are instead of building them (docs/SEARCH.md "Rendered rows"). A row that depends on
     the query or on other items (a time filter's flag, an impossible journey) is built at search
     time. Returns how many were rendered."""
-    if store.get("rendering") != RENDERING:  # kept by another version of this code
-        store.forget_rendered()
-        store.put("rendering", RENDERING)
+    _forget_other_rendering(store)
     cases = incident_cases(store)
     batch: list[tuple[int, bytes]] = []
     count = 0
@@ -93,6 +91,25 @@ def render_stale_rows(store: SearchIndex) -> int:
         store.put_rendered(batch)
         count += len(batch)
     return count
+
+
+def render_while_writing(store: SearchIndex) -> None:
+    """Let the index keep a new item's row as it writes the item whole (a bulk fill): rendered
+    once, not written stale and updated (docs/PERFORMANCE.md "Reindex, round 30"). An item
+    linked to an incident is left stale: its row holds the incident's case, which
+    render_stale_rows reads once every incident is known."""
+    _forget_other_rendering(store)
+    store.render_new_items(_rendered_alone)
+
+
+def _rendered_alone(r: ItemRow) -> bytes | None:
+    return None if r.incidents else display.row_text(listed_json(r, {}))
+
+
+def _forget_other_rendering(store: SearchIndex) -> None:
+    if store.get("rendering") != RENDERING:  # kept by another version of this code
+        store.forget_rendered()
+        store.put("rendering", RENDERING)
 
 
 def incident_json(i: IncidentRow) -> dict[str, Any]:
