@@ -9,6 +9,8 @@ ExifTool readings, one that disagrees with the ingest), every table compared row
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -22,7 +24,7 @@ import pytest
 
 from custody.core import entry as entries
 from custody.ops.archive import Archive
-from custody.search import fastparse, indexer, prefetch
+from custody.search import fastparse, indexer, prefetch, render
 from store.index import IndexStore, LocalIndex
 
 from .conftest import DATA, Cli
@@ -226,7 +228,22 @@ def test_documents_read_by_the_forked_reader_give_the_same_rows_and_leave_no_pro
     fresh = IndexStore(None)
     indexer.refresh(field.archive, fresh, rebuild=True)
     assert rows(fresh) == rows(reference)
-    assert len(used) == len(MEDIA) + 2 + len(LATE) and all(used)  # every first record's, from the reader
+    assert len(used) == len(MEDIA) + 2 + len(LATE) and all(used)  # every first record's, read there
+    assert _children() == []
+
+
+def test_the_forked_reader_may_run_a_mebibyte_of_readings_ahead(field: Field,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """A batch of 256 readings of real documents pickles to about 60 KB, about all a default
+    pipe holds (64 KiB): the reader could never be more than one batch ahead of the indexer, so
+    each waited for the other (docs/PERFORMANCE.md "Reindex, round 30")."""
+    monkeypatch.setattr(prefetch, "MIN_ENTRIES", 1)
+    reader = prefetch.Prefetch.start(field.archive, 0, None)
+    assert reader is not None and reader._stream is not None
+    try:
+        assert fcntl.fcntl(reader._stream.fileno(), fcntl.F_GETPIPE_SZ) >= 1 << 20
+    finally:
+        reader.close()
     assert _children() == []
 
 
@@ -387,3 +404,32 @@ def test_links_and_notes_written_before_an_items_first_record_are_in_its_lists()
             (["photo.jpg"], ["secret words"], ["C1"], ["foo"])
         assert [r[0] for r in bulk.conn.execute("SELECT body FROM item_text")] == \
             ["photo.jpg\nsecret words"]
+
+
+def test_rows_held_in_key_order_keep_the_first_of_each_key_and_every_row():
+    """A fill writes each held statement's rows in key order (round 30): items logged in random
+    SHA-256 order, each named and tagged twice (INSERT OR IGNORE keeps the first), and rendered
+    as they are written: the per-item path's rows, and each list's earliest seq kept."""
+    shas = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(40)]
+
+    def fill(store: IndexStore) -> dict[str, list[Any]]:
+        with store.writing():
+            render.render_while_writing(store)
+            for n, sha in enumerate(shas):
+                seq = 10 * n
+                store.ensure_item(sha, seq)
+                store.add_name(sha, f"IMG_{n:04d}.JPG", seq)
+                store.link("tag", "hospital", sha, seq + 1)
+                store.link("case", "C1", sha, seq + 2)
+            for n, sha in enumerate(reversed(shas)):  # the same keys again, later
+                store.add_name(sha, f"IMG_{39 - n:04d}.JPG", 1000 + n)
+                store.link("tag", "hospital", sha, 2000 + n)
+            store.refresh_items(shas)
+            render.render_stale_rows(store)
+        return rows(store)
+
+    bulk = fill(IndexStore(None))
+    assert bulk == fill(PerItemIndex(None))
+    assert sorted(r[2] for r in bulk["item_tags"]) == [10 * n + 1 for n in range(40)]
+    assert sorted(r[2] for r in bulk["item_names"]) == [10 * n for n in range(40)]
+    assert all(r[-1] is not None for r in bulk["items"])  # every search row kept
