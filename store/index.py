@@ -649,10 +649,10 @@ class IndexStore:
                                 for i, (t, x) in enumerate(h.hashes)))  # distinct keys
         conn.executemany("INSERT INTO item_unhashed (sha256, reason) VALUES (?, ?)",
                          sorted((sha, h.unhashed) for sha, h in items if h.unhashed is not None))
-        for sql, rows in bulk.rows.items():
+        for sql, held in bulk.rows.items():
             if sql in _KEYED_INSERTS:
-                rows.sort(key=_first_two)  # stable: rows of one key keep their order
-            conn.executemany(sql, rows)
+                held.sort(key=_first_two)  # stable: rows of one key keep their order
+            conn.executemany(sql, held)
         bulk.items.clear()
         bulk.rows.clear()
         bulk.held = 0
@@ -866,16 +866,6 @@ class IndexStore:
 _FACTS = ("captured_at, captured_text, captured_t, basis, lat, lon, alt, make, model, device, "
           "mime, warnings, c2pa")
 _NO_FACTS = (None,) * 13
-
-
-def _as_read(row: tuple[Any, ...]) -> ItemRow:
-    """The ItemRow a read of this items row (as `_flush` inserts it) gives, through the reader's
-    own conversion (item_row): a row rendered as it is written is the one rendered after."""
-    (rowid, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, alt, make,
-     model, _device, mime, warnings, c2pa, names, notes, cases, incidents, tags) = row
-    return item_row((rowid, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat,
-                     lon, alt, make, model, mime, warnings, names, notes, cases, incidents, tags,
-                     c2pa))
 _NO_LISTS = (None,) * 5
 _NAMES, _NOTES, _CASES, _INCIDENTS, _TAGS = range(5)  # an item's lists, in _LIST_SQL's order
 _LINK_LIST = {"case": _CASES, "incident": _INCIDENTS, "tag": _TAGS}
@@ -893,6 +883,20 @@ _KEYED_INSERTS = frozenset({_NAME_SQL, *_LINK_SQL.values()})
 
 def _first_two(row: tuple[Any, ...]) -> tuple[Any, Any]:
     return row[0], row[1]
+
+
+def _as_read(row: tuple[Any, ...]) -> ItemRow:
+    """The ItemRow a read of this items row (as `_flush` inserts it) gives, through the reader's
+    own conversion (item_row): a row rendered as it is written is the one rendered after. SQLite
+    keeps a whole REAL as an integer, so -0.0 reads back as 0.0 (a received document may hold
+    it: review, round 30): `+ 0.0` does the same here."""
+    (rowid, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat, lon, alt, make,
+     model, _device, mime, warnings, c2pa, names, notes, cases, incidents, tags) = row
+    captured_t, lat, lon, alt = (None if x is None else x + 0.0
+                                 for x in (captured_t, lat, lon, alt))
+    return item_row((rowid, sha256, first_seq, captured_at, captured_text, captured_t, basis, lat,
+                     lon, alt, make, model, mime, warnings, names, notes, cases, incidents, tags,
+                     c2pa))
 
 
 class _Held:
