@@ -7,10 +7,10 @@ the archive's) chain of keys.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -329,13 +329,26 @@ def test_rotation_rules_of_the_replay() -> None:
     assert any("(rule key-own)" in p for p in other)
 
 
-def test_ctrl_c_while_a_key_opens_aside_is_an_interrupt_not_an_error(tmp_path: Path) -> None:
+def test_ctrl_c_while_a_key_opens_aside_is_an_interrupt_not_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C while export waited for the archive key opened in a child process: the pipe was
     closed twice on the way out, and the OSError replaced the interrupt (exit 3, not 130)."""
     path = tmp_path / "archive.key"
     write_new_key(path, "Archive", PASSPHRASE)
-    pending = load_key_aside(path, PASSPHRASE)  # the child's scrypt takes a few hundred ms
-    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+    opened = SigningKey.opened_seed
+
+    def slow(pem: bytes, passphrase: str) -> bytes | None:
+        # The interrupt must come while the parent waits, however loaded the machine: a real
+        # scrypt (a few hundred ms) could end before a 20 ms timer ran (CI, round 30).
+        time.sleep(60)
+        return opened(pem, passphrase)
+
+    monkeypatch.setattr(SigningKey, "opened_seed", staticmethod(slow))  # the child's copy too
+    pending = load_key_aside(path, PASSPHRASE)
+    # to the main thread itself: a process-wide signal may go to the timer's thread, leaving the
+    # main thread's read of the pipe uninterrupted until the child ends
+    timer = threading.Timer(0.02, signal.pthread_kill,
+                            (threading.main_thread().ident, signal.SIGINT))
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         pending()
