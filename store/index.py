@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -651,7 +652,7 @@ class IndexStore:
                          sorted((sha, h.unhashed) for sha, h in items if h.unhashed is not None))
         for sql, held in bulk.rows.items():
             if sql in _KEYED_INSERTS:
-                held.sort(key=_first_two)  # stable: rows of one key keep their order
+                held.sort(key=_FIRST_TWO)  # stable: rows of one key keep their order
             conn.executemany(sql, held)
         bulk.items.clear()
         bulk.rows.clear()
@@ -879,10 +880,7 @@ _NAME_SQL = "INSERT OR IGNORE INTO item_names (sha256, name, seq) VALUES (?, ?, 
 # SHA-256s arrive in random order); the same rows result, as no row id is given and rows of one
 # key keep their order (OR IGNORE keeps the first).
 _KEYED_INSERTS = frozenset({_NAME_SQL, *_LINK_SQL.values()})
-
-
-def _first_two(row: tuple[Any, ...]) -> tuple[Any, Any]:
-    return row[0], row[1]
+_FIRST_TWO = itemgetter(0, 1)  # the key of a held row of _KEYED_INSERTS
 
 
 def _as_read(row: tuple[Any, ...]) -> ItemRow:
@@ -925,8 +923,7 @@ class _Held:
         """The five lists in refresh_items' order: by seq, then value (_LIST_SQL)."""
         names, notes, cases, incidents, tags = self.keyed
         return (_by_seq(names), [t for _, t in sorted(notes.items())] if notes else [],
-                _by_seq(cases),
-                _by_seq(incidents), _by_seq(tags))
+                _by_seq(cases), _by_seq(incidents), _by_seq(tags))
 
 
 def _by_seq(keyed: dict[str, int]) -> list[str]:
