@@ -85,7 +85,10 @@ def _update_pair(a: hashlib._Hash, b: hashlib._Hash, chunk: bytes | memoryview) 
 
 # The two hash lanes, balanced by measured speed (SHA-512 + SHA-1 against SHA-256 + MD5).
 HASH_LANES = (("sha512", "sha1"), ("sha256", "md5"))
-PIPELINE_DEPTH = 4  # chunks in flight at once: memory stays flat (4 MiB) whatever the size
+# Chunks in flight at once: memory stays flat (16 MiB) whatever the size. 16, not 4: the write
+# lane stops in each 64 MiB fdatasync, and with 4 chunks the hash lanes then ran dry and the
+# cores idled (docs/PERFORMANCE.md "Ingest of one large file, round 31").
+PIPELINE_DEPTH = 16
 EARLY_FLUSH = 64 << 20  # a large object's writeback is started every 64 MiB, not all at the end
 
 
