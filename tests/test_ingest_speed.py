@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from custody.metadata import MetadataReader, close_all
-from store.local_objects import CHUNK, EARLY_FLUSH, LocalObjectStore
+from store.local_objects import CHUNK, EARLY_FLUSH, PIPELINE_DEPTH, LocalObjectStore
 from store.ports import StoreFull
 
 MEDIA = Path(__file__).parent / "data" / "media"
@@ -24,7 +24,8 @@ def _data(size: int) -> bytes:
 
 
 @pytest.mark.parametrize("size", [CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 12345,
-                                  EARLY_FLUSH + CHUNK + 7])
+                                  PIPELINE_DEPTH * CHUNK - 1, PIPELINE_DEPTH * CHUNK,
+                                  PIPELINE_DEPTH * CHUNK + 1, EARLY_FLUSH + CHUNK + 7])
 def test_a_pipelined_object_has_exactly_its_bytes_and_digests(tmp_path, size):
     store = LocalObjectStore(tmp_path / "objects")
     store.create()
