@@ -297,7 +297,9 @@ class LocalObjectStore:
         """Read chunk n+1 while chunk n is hashed on two lanes and written on a third."""
         lanes = self._lanes = self._lanes or _Lanes()
         pairs = [hasher.pair(names) for names in HASH_LANES]
-        free = [memoryview(bytearray(CHUNK)) for _ in range(PIPELINE_DEPTH - 1)]  # first: in use
+        # Buffers are made as the flight grows, so a 2 MiB object does not zero 16 MiB first;
+        # from PIPELINE_DEPTH in flight on, each is read into again once its lanes are done.
+        free: list[memoryview] = []
         flight: deque[tuple[memoryview, list[Future[None]]]] = deque()
         error: BaseException | None = None
         buf, n = first, CHUNK
@@ -310,12 +312,12 @@ class LocalObjectStore:
                         for lane, (a, b) in zip(lanes.hash, pairs, strict=True)]
                 jobs.append(lanes.write.submit(_write_lane, fd, chunk, flush))
                 flight.append((buf, jobs))
-                if not free:  # wait for the oldest chunk; its buffer is read into next
+                if len(flight) >= PIPELINE_DEPTH:  # wait for the oldest chunk; its buffer next
                     done, jobs = flight[0]
                     _settle(jobs)
                     flight.popleft()
                     free.append(done)
-                buf = free.pop()
+                buf = free.pop() if free else memoryview(bytearray(CHUNK))
                 n = source.readinto(buf) or 0
         except BaseException as exc:
             error = exc

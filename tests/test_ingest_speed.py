@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,30 @@ def test_a_pipelined_object_has_exactly_its_bytes_and_digests(tmp_path, size):
     assert store.unfinished_writes() == []
 
 
+def _peak_of_put(store: LocalObjectStore, source: Path) -> int:
+    tracemalloc.start()
+    try:
+        with open(source, "rb") as stream:
+            store.put(stream)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_pipelined_object_holds_at_most_its_chunks_in_flight(tmp_path):
+    """Memory stays flat whatever the size: PIPELINE_DEPTH buffers of one chunk, not the file;
+    and a two-chunk object does not make (and zero) the buffers a large one needs."""
+    store = LocalObjectStore(tmp_path / "objects")
+    store.create()
+    large, small = tmp_path / "large.bin", tmp_path / "small.bin"
+    large.write_bytes(_data(3 * PIPELINE_DEPTH * CHUNK))
+    small.write_bytes(_data(2 * CHUNK))
+    peak = _peak_of_put(store, large)
+    assert PIPELINE_DEPTH * CHUNK <= peak < (PIPELINE_DEPTH + 2) * CHUNK, peak / CHUNK
+    peak = _peak_of_put(store, small)
+    assert peak < 4 * CHUNK, peak / CHUNK
+
+
 class _FailsAfter(io.RawIOBase):
     """A source that breaks after `good` bytes (a dropped upload, a failing disk)."""
 
@@ -61,18 +86,21 @@ def test_a_source_failing_mid_pipeline_leaves_no_object_and_no_temp_file(tmp_pat
     store = LocalObjectStore(tmp_path / "objects")
     store.create()
     with pytest.raises(OSError, match="Input/output error"):
-        store.put(_FailsAfter(_data(9 * CHUNK), 6 * CHUNK))
+        store.put(_FailsAfter(_data((PIPELINE_DEPTH + 3) * CHUNK), (PIPELINE_DEPTH + 2) * CHUNK))
     assert list(store) == [] and store.unfinished_writes() == []
 
 
 def test_a_disk_filling_mid_pipeline_leaves_no_partial_object(tmp_path, mount_tmpfs):
-    root = mount_tmpfs(tmp_path / "small", "6m")
+    # objects of more chunks than are in flight at once: the oldest-chunk wait runs before the
+    # disk fills, and a lane's error is met inside the loop as well as at its end
+    size = (PIPELINE_DEPTH * 3 // 2) * CHUNK
+    root = mount_tmpfs(tmp_path / "small", f"{size * 5 // 2 // CHUNK}m")
     store = LocalObjectStore(root / "objects")
     store.create()
     stored = []
     with pytest.raises(StoreFull):
-        for i in range(4):  # 2.5 MiB each: the third cannot fit, halfway through its chunks
-            stored.append(store.put(io.BytesIO(bytes([i]) + _data(5 * CHUNK // 2))))
+        for i in range(4):  # the third cannot fit, halfway through its chunks
+            stored.append(store.put(io.BytesIO(bytes([i]) + _data(size))))
     assert 1 <= len(stored) < 4 and store.unfinished_writes() == []
     for put in stored:
         assert store.check(put.digests.sha256) == put.digests.size
