@@ -321,12 +321,18 @@ class LocalObjectStore:
                 n = source.readinto(buf) or 0
         except BaseException as exc:
             error = exc
-        # Every lane finishes before the caller closes the descriptor or reuses a buffer.
+        # Every lane finishes before the caller closes the descriptor or reuses a buffer, even
+        # when a Ctrl-C interrupts this wait: a lane still writing after the close would fail, or
+        # write into whatever file next opens under the same descriptor number.
         for _, jobs in flight:
-            try:
-                _settle(jobs)
-            except BaseException as exc:
-                error = error or exc
+            while True:
+                try:
+                    _settle(jobs)
+                    break
+                except BaseException as exc:
+                    error = error or exc
+                    if all(job.done() for job in jobs):
+                        break
         if error is not None:
             raise error
 

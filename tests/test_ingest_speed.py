@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from custody.metadata import MetadataReader, close_all
+from store import local_objects
 from store.local_objects import CHUNK, EARLY_FLUSH, PIPELINE_DEPTH, LocalObjectStore
 from store.ports import StoreFull
 
@@ -87,6 +89,37 @@ def test_a_source_failing_mid_pipeline_leaves_no_object_and_no_temp_file(tmp_pat
     store.create()
     with pytest.raises(OSError, match="Input/output error"):
         store.put(_FailsAfter(_data((PIPELINE_DEPTH + 3) * CHUNK), (PIPELINE_DEPTH + 2) * CHUNK))
+    assert list(store) == [] and store.unfinished_writes() == []
+
+
+def test_an_interrupt_while_the_last_chunk_is_written_still_waits_for_every_lane(
+        tmp_path, monkeypatch):
+    """A Ctrl-C (a second one, after the first stopped the reads) that lands while the pipeline
+    waits for its last chunk must not let put() close the descriptor under a lane still writing:
+    that write would fail, or land in whatever file next opens under the same number."""
+    finished: list[float] = []
+    real_write, real_wait = local_objects._write_lane, local_objects.wait
+
+    def slow_write(fd: int, chunk: memoryview, flush: bool) -> None:
+        time.sleep(0.1)
+        real_write(fd, chunk, flush)
+        finished.append(time.monotonic())
+
+    waits = iter([False, False, True])  # the third chunk's wait is interrupted
+
+    def interrupted_wait(jobs):
+        if next(waits, False):
+            raise KeyboardInterrupt
+        return real_wait(jobs)
+
+    monkeypatch.setattr(local_objects, "_write_lane", slow_write)
+    monkeypatch.setattr(local_objects, "wait", interrupted_wait)
+    store = LocalObjectStore(tmp_path / "objects")
+    store.create()
+    with pytest.raises(KeyboardInterrupt):
+        store.put(io.BytesIO(_data(3 * CHUNK)))
+    returned = time.monotonic()
+    assert len(finished) == 3 and max(finished) <= returned
     assert list(store) == [] and store.unfinished_writes() == []
 
 
