@@ -163,6 +163,24 @@ _EMPTY_SQL = "SELECT " + " AND ".join(
               "notes", "item_cases", "item_incidents", "item_tags"))
 _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "notes", "item_tags",
          "item_incidents", "item_cases", "item_names", "items", "state"]
+_SECURE_DELETE = {0: "OFF", 1: "ON", 2: "FAST"}
+
+
+def _drop_tables(conn: sqlite3.Connection) -> None:
+    """Drop every table, without zeroing the pages they free. Debian's SQLite is built with
+    SECURE_DELETE, so a DROP writes every page of the old index again, as zeros, into the WAL:
+    136 MiB and about 0.8 s for a 100,000-item index, before the rebuild that follows writes
+    the same pages once more (docs/PERFORMANCE.md "Reindex, round 32"). Zeroing hides nothing
+    here: a file index belongs to a clear archive, whose ledger and metadata documents beside it
+    hold in the clear all it was made from (a sealed archive's index is never written to a
+    file: store/sealed_index.py). The connection's own setting is put back after."""
+    was = conn.execute("PRAGMA secure_delete").fetchone()[0]
+    conn.execute("PRAGMA secure_delete = OFF")
+    try:
+        for table in _DROP:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {_SECURE_DELETE.get(was, 'ON')}")
 
 
 # table: the SQL giving its rows in the port's logical form (store/index_port.py COMPARED): keyed
@@ -367,8 +385,7 @@ class IndexStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if drop:
-                for table in _DROP:
-                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+                _drop_tables(conn)
             rtree = _supported(conn, "rtree(id, a, b)") if self._want_rtree is None \
                 else self._want_rtree
             fts = _supported(conn, "fts5(x, tokenize='trigram')") if self._want_fts is None \
@@ -387,8 +404,7 @@ class IndexStore:
     def reset(self) -> None:
         """Drop every row and table and start empty (inside `writing`)."""
         conn = self.conn
-        for table in _DROP:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        _drop_tables(conn)
         _make_tables(conn, self.rtree, self.fts)
         self._bulk = _Bulk()
 

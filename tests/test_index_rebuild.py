@@ -451,3 +451,30 @@ def test_rows_held_in_key_order_keep_the_first_of_each_key_and_every_row():
     assert all(b'"alt": 0.0' in r[-1] and b"-0.0" not in r[-1] for r in bulk["items"])
     # the fill rendered its items as it wrote them; the per-item path renders them at the end
     assert rendered_at_end == {"IndexStore": 0, "PerItemIndex": len(shas)}
+
+
+def test_a_rebuild_drops_the_old_index_without_writing_its_pages_again(tmp_path: Path):
+    """A reset (a rebuild's start) drops every table without zeroing the pages they free: with
+    SQLite's secure_delete on (Debian builds it so) the DROP wrote the whole old index again,
+    as zeros, into the WAL (round 32). The connection's own setting is put back after, and the
+    rebuilt index is empty and usable."""
+    store = IndexStore(tmp_path / "index.db")
+    conn = store.conn
+    conn.execute("PRAGMA secure_delete = ON")  # as Debian's build has it, whatever this one's
+    with store.writing():
+        for n in range(3000):
+            sha = hashlib.sha256(str(n).encode()).hexdigest()
+            store.ensure_item(sha, n)
+            store.put_note(n, sha, f"note {n} " + "x" * 2000)  # about 6 MiB of rows
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = tmp_path / "index.db-wal"
+    index_bytes = (tmp_path / "index.db").stat().st_size
+    assert index_bytes > 6 << 20 and wal.stat().st_size == 0
+    with store.writing():
+        store.reset()
+    assert wal.stat().st_size < index_bytes / 10  # zeroed, it would be the index's size again
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert store.count_items() == 0
+    with store.writing():
+        store.ensure_item("a" * 64, 0)
+    assert store.count_items() == 1
