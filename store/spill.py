@@ -16,6 +16,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 from collections.abc import Iterator, MutableMapping
+from contextlib import suppress
 from typing import Any
 
 HOT = 8192  # values kept in memory per table (about 1 KB an item over the item tables)
@@ -275,13 +276,21 @@ class SpillMapping(MutableMapping[Any, Any]):
         for key in keys:
             written.add(key)
         first, self._next = self._next, self._next + len(keys)  # kept by keys written before
+        conn = self._conn
         try:
-            self._conn.executemany(
+            # One transaction for the batch: in autocommit, each row was one (SQLite ends a
+            # transaction, and writes out its dirty pages, at every step of an executemany).
+            conn.execute("BEGIN")
+            conn.executemany(
                 "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # order stays
                 [(self._space, _stored(key), first + n, pickle.dumps(hot[key], PROTOCOL))
                  for n, key in enumerate(keys)])
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:  # the values stay in memory; the caller is told
+            if conn.in_transaction:  # no journal: the scratch is not read again after this
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise ScratchError(f"cannot write the verifier's scratch file in the temporary "
                                f"folder: {exc}") from None
         for key in keys:
