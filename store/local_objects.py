@@ -445,6 +445,8 @@ class LocalObjectStore:
                                    exc.errno) from None
         fsync_folder(path.parent)
 
+    keeps_retention = False  # its objects are protected by file modes only
+
     def retention(self, sha256: str) -> Retention | None:
         """A folder keeps no retention: its objects are protected by file modes only."""
         if not self.has(sha256):

@@ -260,6 +260,12 @@ class ObjectStore(Protocol):
         such thing (the local folder). ObjectMissing if there is no object."""
         ...
 
+    @property
+    def keeps_retention(self) -> bool:
+        """Whether `retention` can say anything but None (S3 Object Lock): verify asks it of
+        every object only then (a local folder's answer would only repeat what fixity found)."""
+        ...
+
     def local_file(self, sha256: str) -> AbstractContextManager[Path]:
         """A readable local file holding the object, for readers that need a path (ExifTool).
         The local adapter yields the object file itself (never to be written); a remote one

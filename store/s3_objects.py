@@ -433,6 +433,8 @@ class S3ObjectStore:
     def check(self, sha256: str) -> int:
         return self._sound_version(sha256)[1]
 
+    keeps_retention = True  # Object Lock, per object version
+
     def retention(self, sha256: str) -> Retention:
         """Of the version reads use (as `check` just found it, when it did)."""
         version = self._sound.get(sha256) or self._sound_version(sha256)[0]

@@ -253,3 +253,7 @@ class SealedObjects:
 
     def retention(self, sha256: str) -> Retention | None:
         return self.inner.retention(self._cipher(sha256))
+
+    @property
+    def keeps_retention(self) -> bool:
+        return self.inner.keeps_retention
