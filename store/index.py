@@ -166,21 +166,21 @@ _DROP = ["item_unhashed", "item_phash", "item_text", "item_geo", "incidents", "n
 _SECURE_DELETE = {0: "OFF", 1: "ON", 2: "FAST"}
 
 
-def _drop_tables(conn: sqlite3.Connection) -> None:
-    """Drop every table, without zeroing the pages they free. Debian's SQLite is built with
-    SECURE_DELETE, so a DROP writes every page of the old index again, as zeros, into the WAL:
-    136 MiB and about 0.8 s for a 100,000-item index, before the rebuild that follows writes
-    the same pages once more (docs/PERFORMANCE.md "Reindex, round 32"). Zeroing hides nothing
-    here: a file index belongs to a clear archive, whose ledger and metadata documents beside it
-    hold in the clear all it was made from (a sealed archive's index is never written to a
-    file: store/sealed_index.py). The connection's own setting is put back after."""
-    was = conn.execute("PRAGMA secure_delete").fetchone()[0]
-    conn.execute("PRAGMA secure_delete = OFF")
+def _drop_tables(conn: sqlite3.Connection, *, zero: bool) -> None:
+    """Drop every table; `zero` False: without overwriting the pages they free. Debian's SQLite
+    is built with SECURE_DELETE, so a DROP writes every page of the old index again, as zeros,
+    into the WAL: 136 MiB and about 0.8 s for a 100,000-item index, before the rebuild that
+    follows writes the same pages once more (docs/PERFORMANCE.md "Round 32"). The caller says
+    when zeroing hides nothing (`SearchIndex.reset`). The connection's own setting (of the main
+    database) is put back after."""
+    was = conn.execute("PRAGMA main.secure_delete").fetchone()[0]
+    if not zero:
+        conn.execute("PRAGMA main.secure_delete = OFF")
     try:
         for table in _DROP:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
     finally:
-        conn.execute(f"PRAGMA secure_delete = {_SECURE_DELETE.get(was, 'ON')}")
+        conn.execute(f"PRAGMA main.secure_delete = {_SECURE_DELETE.get(was, 'ON')}")
 
 
 # table: the SQL giving its rows in the port's logical form (store/index_port.py COMPARED): keyed
@@ -384,8 +384,8 @@ class IndexStore:
     def _create(self, conn: sqlite3.Connection, drop: bool) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if drop:
-                _drop_tables(conn)
+            if drop:  # another version's rows, perhaps another archive's: zeroed as SQLite does
+                _drop_tables(conn, zero=True)
             rtree = _supported(conn, "rtree(id, a, b)") if self._want_rtree is None \
                 else self._want_rtree
             fts = _supported(conn, "fts5(x, tokenize='trigram')") if self._want_fts is None \
@@ -401,10 +401,12 @@ class IndexStore:
             self._conn.close()
             self._conn = None
 
-    def reset(self) -> None:
-        """Drop every row and table and start empty (inside `writing`)."""
+    def reset(self, *, zero: bool = True) -> None:
+        """Drop every row and table and start empty (inside `writing`). `zero` False is heeded
+        only by a file index: an index in memory (a sealed archive's, saved with
+        `serialize`, free pages and all) always overwrites what it frees."""
         conn = self.conn
-        _drop_tables(conn)
+        _drop_tables(conn, zero=zero or self.path is None)
         _make_tables(conn, self.rtree, self.fts)
         self._bulk = _Bulk()
 

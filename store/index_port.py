@@ -178,8 +178,10 @@ class SearchIndex(Protocol):
 
     def put(self, key: str, value: str) -> None: ...
 
-    def reset(self) -> None:
-        """Drop every row and start empty (inside `writing`)."""
+    def reset(self, *, zero: bool = True) -> None:
+        """Drop every row and start empty (inside `writing`). `zero` False: the space the rows
+        held need not be overwritten, because every row came from the ledger beside it, whose
+        entries and documents hold them in the clear anyway (a store may zero it all the same)."""
 
     def has_item(self, sha256: str) -> bool: ...
 

@@ -368,8 +368,9 @@ class PostgresIndex:
         self._run("INSERT INTO {s}.state (key, value) VALUES (%s, %s) "
                   "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
-    def reset(self) -> None:
-        """Every row gone, the tables kept (inside `writing`)."""
+    def reset(self, *, zero: bool = True) -> None:
+        """Every row gone, the tables kept (inside `writing`). PostgreSQL never overwrites freed
+        space (`zero` changes nothing): its server's own storage is the centre's to secure."""
         keep = [("schema", SCHEMA_VERSION), ("trgm", "1" if self.trgm else "0")]
         self._run("TRUNCATE " + ", ".join("{s}." + t for t in _DROP) + " RESTART IDENTITY")
         self._many("INSERT INTO {s}.state (key, value) VALUES (%s, %s)", keep)

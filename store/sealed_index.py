@@ -114,8 +114,8 @@ class SealedIndexStore(IndexStore):
         # was rebuilt: a rebuild to the same tip replaces what was there, perhaps altered
         self._changed = self._changed or self._was_reset or self._mark() != before
 
-    def reset(self) -> None:
-        super().reset()
+    def reset(self, *, zero: bool = True) -> None:
+        super().reset(zero=True)  # saved with serialize(): a freed page left unzeroed is kept
         self._was_reset = True
 
     def _mark(self) -> tuple[str | None, ...]:

@@ -276,21 +276,27 @@ class SpillMapping(MutableMapping[Any, Any]):
         for key in keys:
             written.add(key)
         first, self._next = self._next, self._next + len(keys)  # kept by keys written before
+        # made before the transaction: a value that does not pickle leaves none open
+        rows = [(self._space, _stored(key), first + n, pickle.dumps(hot[key], PROTOCOL))
+                for n, key in enumerate(keys)]
         conn = self._conn
         try:
             # One transaction for the batch: in autocommit, each row was one (SQLite ends a
             # transaction, and writes out its dirty pages, at every step of an executemany).
             conn.execute("BEGIN")
-            conn.executemany(
-                "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # order stays
-                [(self._space, _stored(key), first + n, pickle.dumps(hot[key], PROTOCOL))
-                 for n, key in enumerate(keys)])
-            conn.execute("COMMIT")
+            try:
+                conn.executemany(
+                    "INSERT INTO spilled (space, key, ord, value) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",  # order stays
+                    rows)
+                conn.execute("COMMIT")
+            finally:
+                # it failed or was interrupted: the transaction is ended, not undone (there is
+                # no journal), and verify reads the scratch no more after a ScratchError
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
         except sqlite3.Error as exc:  # the values stay in memory; the caller is told
-            if conn.in_transaction:  # no journal: the scratch is not read again after this
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
             raise ScratchError(f"cannot write the verifier's scratch file in the temporary "
                                f"folder: {exc}") from None
         for key in keys:

@@ -111,8 +111,8 @@ class PerItemIndex(IndexStore):
             self._bulk = None
             yield
 
-    def reset(self) -> None:
-        super().reset()
+    def reset(self, *, zero: bool = True) -> None:
+        super().reset(zero=zero)
         self._bulk = None
 
 
@@ -453,28 +453,107 @@ def test_rows_held_in_key_order_keep_the_first_of_each_key_and_every_row():
     assert rendered_at_end == {"IndexStore": 0, "PerItemIndex": len(shas)}
 
 
-def test_a_rebuild_drops_the_old_index_without_writing_its_pages_again(tmp_path: Path):
-    """A reset (a rebuild's start) drops every table without zeroing the pages they free: with
-    SQLite's secure_delete on (Debian builds it so) the DROP wrote the whole old index again,
-    as zeros, into the WAL (round 32). The connection's own setting is put back after, and the
-    rebuilt index is empty and usable."""
-    store = IndexStore(tmp_path / "index.db")
-    conn = store.conn
-    conn.execute("PRAGMA secure_delete = ON")  # as Debian's build has it, whatever this one's
+
+def _padded(store: IndexStore, marker: str, count: int = 3000) -> None:
+    """About 6 MiB of note rows, each holding `marker`."""
     with store.writing():
-        for n in range(3000):
-            sha = hashlib.sha256(str(n).encode()).hexdigest()
+        for n in range(count):
+            sha = hashlib.sha256(f"{marker}{n}".encode()).hexdigest()
             store.ensure_item(sha, n)
-            store.put_note(n, sha, f"note {n} " + "x" * 2000)  # about 6 MiB of rows
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    wal = tmp_path / "index.db-wal"
-    index_bytes = (tmp_path / "index.db").stat().st_size
-    assert index_bytes > 6 << 20 and wal.stat().st_size == 0
-    with store.writing():
-        store.reset()
-    assert wal.stat().st_size < index_bytes / 10  # zeroed, it would be the index's size again
-    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
-    assert store.count_items() == 0
+            store.put_note(n, sha, f"{marker} {n} " + "x" * 2000)
+
+
+def _wal_after_checkpoint(store: IndexStore, folder: Path) -> Path:
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = folder / "index.db-wal"
+    assert wal.stat().st_size == 0
+    return wal
+
+
+def test_a_reset_may_leave_the_pages_it_frees_unzeroed_and_by_default_does_not(tmp_path: Path):
+    """reset(zero=False) drops every table without overwriting the pages they free: with
+    SQLite's secure_delete on (Debian builds it so) a DROP wrote the whole old index again, as
+    zeros, into the WAL (round 32). reset() still zeroes them. The connection's own setting is
+    put back either way, and the index is empty and usable after."""
+    store = IndexStore(tmp_path / "index.db")
+    store.conn.execute("PRAGMA secure_delete = ON")  # as Debian's build has it, whatever this one's
+    for zero in (False, True):
+        _padded(store, f"round-{zero}")
+        wal = _wal_after_checkpoint(store, tmp_path)
+        index_bytes = (tmp_path / "index.db").stat().st_size
+        assert index_bytes > 6 << 20
+        with store.writing():
+            store.reset(zero=zero)
+        if zero:
+            assert wal.stat().st_size > index_bytes / 2  # every freed page written again, as zeros
+        else:
+            assert wal.stat().st_size < index_bytes / 10
+        assert store.conn.execute("PRAGMA main.secure_delete").fetchone()[0] == 1
+        assert store.count_items() == 0
     with store.writing():
         store.ensure_item("a" * 64, 0)
     assert store.count_items() == 1
+
+
+def test_a_rebuild_zeroes_only_what_the_ledger_beside_it_does_not_hold(field: Field,
+                                                                       tmp_path: Path):
+    """--reindex of this archive's own index leaves the pages it frees as they were (every row
+    came from the ledger beside it, which holds them in the clear); an index of another archive,
+    or one whose last entry this ledger no longer holds, is zeroed as it is dropped."""
+    root = tmp_path / "archive"
+    shutil.copytree(field.root, root)
+    archive = Archive.open(root)
+    try:
+        store = LocalIndex(root).open()
+        store.conn.execute("PRAGMA secure_delete = ON")
+        items = set()
+        for case in ("own, asked", "another archive's", "past this ledger's end"):
+            _padded(store, "old rows")
+            with store.writing():
+                if case == "another archive's":
+                    store.put("origin", "another archive")
+                elif case == "past this ledger's end":
+                    store.put("last_seq", str(archive.ledger.size() + 5))
+            wal = _wal_after_checkpoint(store, root)
+            index_bytes = (root / "index.db").stat().st_size
+            done = indexer.refresh(archive, store, rebuild=case == "own, asked")
+            assert done["rebuilt"] is not None
+            items.add(done["items"])
+            zeroed = wal.stat().st_size > index_bytes / 2
+            assert zeroed == (case != "own, asked"), case
+        assert len(items) == 1 and items.pop() > 10  # the archive's items, the padding gone
+        store.close()
+    finally:
+        archive.ledger.close()
+
+
+def test_a_sealed_archives_index_saved_after_a_rebuild_holds_no_row_from_before(tmp_path: Path):
+    """A sealed archive's index is a database in memory, saved whole (`serialize`, free pages
+    included) in an age file: its reset always zeroes what it frees, whatever it is asked, or the
+    saved file would carry rows from before the rebuild (review, round 32)."""
+    import pyrage
+
+    from store.sealed_index import SealedIndexStore
+
+    key = pyrage.x25519.Identity.generate()
+    sealed = tmp_path / "index.age"
+
+    def opened() -> SealedIndexStore:
+        store = SealedIndexStore(sealed, [key], key.to_public())
+        store.conn.execute("PRAGMA secure_delete = ON")
+        return store
+
+    store = opened()
+    _padded(store, "before the rebuild", 300)
+    with store.writing():
+        store.put("last_seq", "299")  # the index moved on: saved when closed
+    store.close()
+    assert b"before the rebuild" in pyrage.decrypt(sealed.read_bytes(), [key])
+    store = opened()
+    with store.writing():
+        store.reset(zero=False)
+        store.ensure_item("a" * 64, 0)
+    store.close()
+    saved = pyrage.decrypt(sealed.read_bytes(), [key])
+    assert b"before the rebuild" not in saved
+    assert saved.startswith(b"SQLite format 3")

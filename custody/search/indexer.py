@@ -57,16 +57,18 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
     (verify's replay, which only compares, does without)."""
     with store.writing():
         last = int(store.get("last_seq") or -1)
-        reason = "asked" if rebuild else None
         origin = store.get("origin")
-        if reason is None and origin is not None and origin != archive.config.origin:
-            reason = "index of another archive"
-        if reason is None and last >= 0:
+        foreign = origin is not None and origin != archive.config.origin
+        gone = False  # the entry it stopped at is no longer in this ledger
+        if not foreign and last >= 0:
             row = archive.ledger.row(last)
-            if row is None or row.leaf_hash.hex() != store.get("last_leaf"):
-                reason = "the ledger no longer holds the entry the index stopped at"
+            gone = row is None or row.leaf_hash.hex() != store.get("last_leaf")
+        reason = "asked" if rebuild else "index of another archive" if foreign else \
+            "the ledger no longer holds the entry the index stopped at" if gone else None
         if reason is not None:
-            store.reset()
+            # rows this ledger vouches for need not be overwritten as they are dropped; rows it
+            # does not hold (another archive's, or entries no longer here) are
+            store.reset(zero=foreign or gone)
             last = -1
         store.put("origin", archive.config.origin)
         if render:
