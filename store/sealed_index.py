@@ -115,7 +115,7 @@ class SealedIndexStore(IndexStore):
         self._changed = self._changed or self._was_reset or self._mark() != before
 
     def reset(self, *, zero: bool = True) -> None:
-        super().reset(zero=True)  # saved with serialize(): a freed page left unzeroed is kept
+        super().reset(zero=zero)  # in memory: IndexStore.reset zeroes whatever it is asked
         self._was_reset = True
 
     def _mark(self) -> tuple[str | None, ...]:

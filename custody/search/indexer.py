@@ -63,8 +63,13 @@ def refresh(archive: Archive, store: SearchIndex, *, rebuild: bool = False,
         if not foreign and last >= 0:
             row = archive.ledger.row(last)
             gone = row is None or row.leaf_hash.hex() != store.get("last_leaf")
-        reason = "asked" if rebuild else "index of another archive" if foreign else \
-            "the ledger no longer holds the entry the index stopped at" if gone else None
+        reason = None
+        if rebuild:
+            reason = "asked"
+        elif foreign:
+            reason = "index of another archive"
+        elif gone:
+            reason = "the ledger no longer holds the entry the index stopped at"
         if reason is not None:
             # rows this ledger vouches for need not be overwritten as they are dropped; rows it
             # does not hold (another archive's, or entries no longer here) are
